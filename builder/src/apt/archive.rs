@@ -1,0 +1,227 @@
+//! [`Archive`]: every package version of every configured source, for one
+//! architecture, indexed for the resolver.
+//!
+//! Loading walks the chain of trust source by source: signed InRelease →
+//! verified Packages index → package records (each carrying the SHA256 of
+//! its .deb). Suites are independent, so their InRelease files and indexes
+//! are fetched and parsed in parallel; the merged result keeps source order
+//! so that ties (the same name and version offered twice) resolve to the
+//! first configured source, as with APT.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::depends::parse_provides;
+use super::packages::{load_index, Package};
+use super::release::fetch_release;
+use super::sources::{read_sources, Source};
+use super::version::Version;
+use super::AptError;
+
+/// All packages of all configured sources for one architecture.
+pub struct Archive {
+    arch: String,
+    packages: Vec<Package>,
+    /// Parsed `packages[i].version`.
+    versions: Vec<Version>,
+    /// name → indexes into `packages`, newest version first, one per version.
+    by_name: BTreeMap<String, Vec<usize>>,
+    /// virtual name → (package index, provided version).
+    providers: HashMap<String, Vec<(usize, Option<Version>)>>,
+}
+
+impl Archive {
+    /// Read the machine's `/etc/apt` sources and load their indexes.
+    pub fn from_system(cache_dir: &Path, arch: &str, quiet: bool) -> Result<Archive, AptError> {
+        let sources = read_sources(Path::new("/"))?;
+        Archive::from_sources(&sources, cache_dir, arch, quiet)
+    }
+
+    /// Load the given sources: verify each InRelease, then fetch (or reuse
+    /// from `cache_dir`), verify and parse each component's Packages index.
+    /// Nothing is drawn on the terminal here; `quiet` is accepted so callers
+    /// treat all archive operations alike.
+    pub fn from_sources(sources: &[Source], cache_dir: &Path, arch: &str, quiet: bool) -> Result<Archive, AptError> {
+        let _ = quiet;
+        let sources: Vec<&Source> = sources.iter().filter(|s| s.serves(arch)).collect();
+        if sources.is_empty() {
+            return Err(AptError::NoSources { arch: arch.to_string() });
+        }
+        let releases = sources.par_iter().map(|s| fetch_release(s)).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = Vec::new();
+        for (source, release) in sources.iter().zip(&releases) {
+            if !release.architectures.is_empty() && !release.architectures.iter().any(|a| a == arch) {
+                tracing::warn!(uri = %source.uri, suite = %source.suite, arch, "suite does not offer this architecture; skipped");
+                continue;
+            }
+            for component in &source.components {
+                // Judge by the hash list, not `Components:` — the security
+                // archive lists `updates/main` yet serves `main/binary-amd64/`.
+                let prefix = format!("{component}/binary-{arch}/Packages");
+                if !release.sha256.keys().any(|k| k.starts_with(&prefix)) {
+                    tracing::warn!(uri = %source.uri, suite = %source.suite, component, "suite has no Packages index for this component; skipped");
+                    continue;
+                }
+                jobs.push((*source, release, component.as_str()));
+            }
+        }
+        let lists = jobs
+            .par_iter()
+            .map(|(s, r, c)| load_index(s, r, c, arch, cache_dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Archive::from_packages(arch, lists.into_iter().flatten().collect()))
+    }
+
+    /// Index an already loaded package list (also handy for tests).
+    pub fn from_packages(arch: &str, packages: Vec<Package>) -> Archive {
+        let mut versions = Vec::with_capacity(packages.len());
+        let mut keep = Vec::with_capacity(packages.len());
+        for p in packages {
+            match Version::parse(&p.version) {
+                Ok(v) => {
+                    versions.push(v);
+                    keep.push(p);
+                }
+                Err(e) => tracing::warn!(package = %p.name, "ignoring package with bad version: {e}"),
+            }
+        }
+        let packages = keep;
+        let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, p) in packages.iter().enumerate() {
+            by_name.entry(p.name.clone()).or_default().push(i);
+        }
+        for idxs in by_name.values_mut() {
+            // Stable sort keeps source order among equal versions; dedup keeps the first.
+            idxs.sort_by(|a, b| versions[*b].cmp(&versions[*a]));
+            idxs.dedup_by(|a, b| versions[*a] == versions[*b]);
+        }
+        let mut providers: HashMap<String, Vec<(usize, Option<Version>)>> = HashMap::new();
+        for idxs in by_name.values() {
+            for &i in idxs {
+                if packages[i].provides.is_empty() {
+                    continue;
+                }
+                match parse_provides(&packages[i].provides) {
+                    Ok(list) => {
+                        for pr in list {
+                            providers.entry(pr.name).or_default().push((i, pr.version));
+                        }
+                    }
+                    Err(e) => tracing::warn!(package = %packages[i].name, "ignoring unparsable Provides: {e}"),
+                }
+            }
+        }
+        Archive { arch: arch.to_string(), packages, versions, by_name, providers }
+    }
+
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    /// Number of distinct (name, version) entries.
+    pub fn len(&self) -> usize {
+        self.by_name.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// The highest version of `name` across all sources.
+    pub fn newest(&self, name: &str) -> Option<&Package> {
+        self.candidates(name).first().map(|&i| &self.packages[i])
+    }
+
+    /// All versions of `name`, newest first.
+    pub fn versions_of(&self, name: &str) -> Vec<&Package> {
+        self.candidates(name).iter().map(|&i| &self.packages[i]).collect()
+    }
+
+    /// Real package names starting with `prefix`, sorted.
+    pub fn names_with_prefix(&self, prefix: &str) -> Vec<&str> {
+        self.by_name
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(|(n, _)| n.starts_with(prefix))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    /// Real package names with both `prefix` and `suffix`, sorted
+    /// (e.g. `linux-headers-`, `-amd64`).
+    pub fn names_matching(&self, prefix: &str, suffix: &str) -> Vec<&str> {
+        self.names_with_prefix(prefix)
+            .into_iter()
+            .filter(|n| n.len() >= prefix.len() + suffix.len() && n.ends_with(suffix))
+            .collect()
+    }
+
+    pub(crate) fn candidates(&self, name: &str) -> &[usize] {
+        self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub(crate) fn providers(&self, name: &str) -> &[(usize, Option<Version>)] {
+        self.providers.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub(crate) fn package(&self, i: usize) -> &Package {
+        &self.packages[i]
+    }
+
+    pub(crate) fn version(&self, i: usize) -> &Version {
+        &self.versions[i]
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A fixture package with just the fields the resolver looks at.
+    pub(crate) fn pkg(name: &str, version: &str, depends: &str, provides: &str) -> Package {
+        Package {
+            name: name.into(),
+            version: version.into(),
+            architecture: "amd64".into(),
+            multi_arch: None,
+            depends: depends.into(),
+            pre_depends: String::new(),
+            provides: provides.into(),
+            source: name.into(),
+            filename: format!("pool/{name}_{version}_amd64.deb"),
+            size: 1000,
+            sha256: "0".repeat(64),
+            installed_size: 1,
+            base_uri: "http://deb.example".into(),
+        }
+    }
+
+    #[test]
+    fn indexes_versions_and_names() {
+        let a = Archive::from_packages(
+            "amd64",
+            vec![
+                pkg("linux-headers-6.1.0-55-amd64", "6.1.190-1", "", ""),
+                pkg("linux-headers-6.1.0-56-amd64", "6.1.192-1", "", ""),
+                pkg("linux-headers-6.1.0-56-amd64", "6.1.192-2", "", ""),
+                pkg("linux-headers-6.1.0-56-amd64", "6.1.192-2", "", ""),
+                pkg("linux-headers-6.1.0-56-common", "6.1.192-2", "", ""),
+                pkg("linux-headers-amd64", "6.1.192-2", "", "linux-headers"),
+                pkg("bad", "not a version!", "", ""),
+            ],
+        );
+        assert_eq!(a.newest("linux-headers-6.1.0-56-amd64").unwrap().version, "6.1.192-2");
+        assert_eq!(a.versions_of("linux-headers-6.1.0-56-amd64").len(), 2, "duplicates merged");
+        assert_eq!(
+            a.names_matching("linux-headers-", "-amd64"),
+            ["linux-headers-6.1.0-55-amd64", "linux-headers-6.1.0-56-amd64"],
+            "like the glob linux-headers-*-amd64: the metapackage linux-headers-amd64 does not match"
+        );
+        assert_eq!(a.names_with_prefix("linux-headers-6.1.0-56").len(), 2);
+        assert!(a.names_with_prefix("zzz").is_empty());
+        assert!(a.newest("bad").is_none());
+        assert_eq!(a.providers("linux-headers").len(), 1);
+        assert_eq!(a.len(), 5);
+    }
+}

@@ -1,0 +1,236 @@
+//! Downloading .deb files into a package cache, verified against the SHA256
+//! and size from the (verified) Packages index — the last link of the chain
+//! InRelease → Packages → .deb.
+//!
+//! Files are named like APT names them in `/var/cache/apt/archives`:
+//! `<name>_<version>_<arch>.deb` with `:` (epoch) escaped as `%3a`. A file
+//! already present is reused only if its hash matches; otherwise the .deb is
+//! streamed into a temporary file *in the same directory* (hashing on the
+//! fly), checked, fsynced and atomically renamed into place, so a crash or a
+//! concurrent run never leaves a truncated or unverified file under the
+//! final name.
+
+use std::fs::File;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use super::packages::Package;
+use super::transport::{self, TransportError};
+
+/// How many downloads run at once: enough to hide latency, few enough to be
+/// polite to mirrors.
+const PARALLEL: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("{url}: got {found} bytes, the Packages index says {name} {version} is {expected} bytes")]
+    SizeMismatch { url: String, name: String, version: String, expected: u64, found: u64 },
+    #[error("{url}: SHA256 {found} does not match {expected} from the Packages index for {name} {version} (corrupt or tampered mirror)")]
+    HashMismatch { url: String, name: String, version: String, expected: String, found: String },
+    #[error("package cache {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// `<name>_<version>_<arch>.deb`, epoch colon escaped as APT does.
+pub fn deb_file_name(p: &Package) -> String {
+    format!("{}_{}_{}.deb", p.name, p.version.replace(':', "%3a"), p.architecture)
+}
+
+/// Download (or reuse) every package into `dir`; returns their paths in the
+/// order of `pkgs`. A progress bar is drawn on stderr when it is a terminal
+/// and `quiet` is false.
+pub fn download(pkgs: &[Package], dir: &Path, quiet: bool) -> Result<Vec<PathBuf>, FetchError> {
+    std::fs::create_dir_all(dir).map_err(|source| FetchError::Io { path: dir.to_path_buf(), source })?;
+    let total: u64 = pkgs.iter().map(|p| p.size).sum();
+    let bar = progress_bar(total, quiet);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<PathBuf, FetchError>>>> = Mutex::new((0..pkgs.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL.min(pkgs.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(p) = pkgs.get(i) else { break };
+                let r = fetch_one(p, dir, &bar);
+                let failed = r.is_err();
+                if let Ok(mut res) = results.lock() {
+                    res[i] = Some(r);
+                }
+                if failed {
+                    // Stop handing out work; running downloads finish.
+                    next.store(pkgs.len(), Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    // Report the first failure in list order; entries never started stay None.
+    let mut out = Vec::with_capacity(pkgs.len());
+    for r in results {
+        match r {
+            Some(Ok(p)) => out.push(p),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    if out.len() != pkgs.len() {
+        // Only reachable when a failure stopped the queue and was reported above.
+        return Err(FetchError::Io { path: dir.to_path_buf(), source: std::io::Error::other("download aborted") });
+    }
+    Ok(out)
+}
+
+fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "fetching packages {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn fetch_one(p: &Package, dir: &Path, bar: &ProgressBar) -> Result<PathBuf, FetchError> {
+    let path = dir.join(deb_file_name(p));
+    let io = |source| FetchError::Io { path: path.clone(), source };
+    if let Ok(mut f) = File::open(&path) {
+        if f.metadata().map(|m| m.len() == p.size).unwrap_or(false) && hash_reader(&mut f).map(|h| h == p.sha256).unwrap_or(false) {
+            bar.inc(p.size);
+            return Ok(path);
+        }
+        tracing::warn!(path = %path.display(), "cached .deb does not match the index; downloading again");
+    }
+    let url = p.url();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match download_verified(p, &url, dir, &path, bar) {
+            Ok(()) => return Ok(path),
+            // One retry for transient network trouble; hash mismatches are not transient.
+            Err(FetchError::Transport(e)) if attempt < 2 && !e.is_not_found() => {
+                tracing::warn!(%url, "retrying after: {e}");
+            }
+            Err(FetchError::Io { source, .. }) => return Err(io(source)),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn download_verified(p: &Package, url: &str, dir: &Path, path: &Path, bar: &ProgressBar) -> Result<(), FetchError> {
+    let io = |source| FetchError::Io { path: dir.to_path_buf(), source };
+    let (reader, _) = transport::open(url)?;
+    let mut tmp = tempfile::Builder::new().prefix(".partial-").suffix(".deb").tempfile_in(dir).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut found = 0u64;
+    // Read at most one byte more than expected: enough to detect "too big"
+    // without letting a hostile server fill the disk.
+    let mut limited = reader.take(p.size + 1);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut counted = 0u64;
+    let result = (|| {
+        loop {
+            let n = limited.read(&mut buf).map_err(|source| TransportError::Body { url: url.to_string(), source })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).map_err(io)?;
+            found += n as u64;
+            let inc = (n as u64).min(p.size.saturating_sub(counted));
+            counted += inc;
+            bar.inc(inc);
+        }
+        Ok::<(), FetchError>(())
+    })();
+    if let Err(e) = result {
+        bar.dec(counted); // the retry (if any) counts again
+        return Err(e);
+    }
+    if found != p.size {
+        bar.dec(counted);
+        return Err(FetchError::SizeMismatch { url: url.into(), name: p.name.clone(), version: p.version.clone(), expected: p.size, found });
+    }
+    let hash = hex::encode(hasher.finalize());
+    if hash != p.sha256 {
+        bar.dec(counted);
+        return Err(FetchError::HashMismatch { url: url.into(), name: p.name.clone(), version: p.version.clone(), expected: p.sha256.clone(), found: hash });
+    }
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+fn hash_reader(r: &mut impl Read) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    std::io::copy(r, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apt::archive::tests::pkg;
+
+    fn repo_with(content: &[u8]) -> (tempfile::TempDir, Package) {
+        let repo = tempfile::tempdir().unwrap();
+        let mut p = pkg("hello", "1:2.10-3", "", "");
+        p.base_uri = format!("file:{}", repo.path().display());
+        std::fs::create_dir_all(repo.path().join("pool")).unwrap();
+        std::fs::write(repo.path().join(&p.filename), content).unwrap();
+        p.size = content.len() as u64;
+        p.sha256 = hex::encode(Sha256::digest(content));
+        (repo, p)
+    }
+
+    #[test]
+    fn names_like_apt() {
+        let p = pkg("hello", "1:2.10-3", "", "");
+        assert_eq!(deb_file_name(&p), "hello_1%3a2.10-3_amd64.deb");
+    }
+
+    #[test]
+    fn downloads_verifies_and_reuses() {
+        let (repo, p) = repo_with(b"deb contents");
+        let cache = tempfile::tempdir().unwrap();
+        let got = download(std::slice::from_ref(&p), cache.path(), true).unwrap();
+        assert_eq!(got, [cache.path().join("hello_1%3a2.10-3_amd64.deb")]);
+        assert_eq!(std::fs::read(&got[0]).unwrap(), b"deb contents");
+        // Reused from the cache even when the mirror is gone.
+        drop(repo);
+        assert_eq!(download(std::slice::from_ref(&p), cache.path(), true).unwrap(), got);
+        // No stray temporary files.
+        assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn rejects_tampered_and_truncated_files() {
+        let (repo, mut p) = repo_with(b"deb contents");
+        let cache = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join(&p.filename), b"evil contents").unwrap();
+        let e = download(std::slice::from_ref(&p), cache.path(), true).unwrap_err();
+        assert!(matches!(e, FetchError::SizeMismatch { found: 13, expected: 12, .. }), "{e}");
+        std::fs::write(repo.path().join(&p.filename), b"evil content").unwrap();
+        let e = download(std::slice::from_ref(&p), cache.path(), true).unwrap_err();
+        assert!(e.to_string().contains("hello 1:2.10-3") && e.to_string().contains("SHA256"), "{e}");
+        // A corrupt file in the cache is replaced, not trusted.
+        std::fs::write(repo.path().join(&p.filename), b"deb contents").unwrap();
+        std::fs::write(cache.path().join(deb_file_name(&p)), b"deb c0ntents").unwrap();
+        let got = download(std::slice::from_ref(&p), cache.path(), true).unwrap();
+        assert_eq!(std::fs::read(&got[0]).unwrap(), b"deb contents");
+        p.filename = "pool/missing.deb".into();
+        p.version = "9".into(); // else the verified cached file would be reused
+        let e = download(&[p], cache.path(), true).unwrap_err();
+        assert!(e.to_string().contains("missing.deb"), "{e}");
+        assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1, "no partial files left");
+    }
+}

@@ -1,0 +1,209 @@
+//! Command-line interface: the argument grammar and what each command does.
+//! The names follow the contract in DESIGN.md §1; extend, never rename.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::build::BuildError;
+use crate::pipeline::{Context, Options, PipelineError};
+use crate::rootfs::{self, Lock, Recipe, RootfsError};
+use crate::store::Store;
+
+pub const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  internal error
+  2  usage error
+  3  bad input: the source, its dkms.conf or a recipe is unusable
+  4  no headers in the archive for the requested kernel
+  5  the build failed (make error or timeout); the log's tail is shown
+  6  a module declared in dkms.conf was not built
+  7  archive error: network, signature or checksum verification
+  8  the sandbox could not be set up
+  9  store or output I/O error";
+
+#[derive(Debug, Parser)]
+#[command(name = "hermod", version, about = "Build out-of-tree Linux kernel modules once, hermetically, into reproducible .debs", after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Store directory [default: /var/cache/hermod as root, else $XDG_CACHE_HOME/hermod]
+    #[arg(long, env = "HERMOD_STORE", global = true)]
+    pub store: Option<PathBuf>,
+    /// Directory for downloaded .debs (verified by SHA256, so several stores may share one)
+    #[arg(long, env = "HERMOD_PACKAGE_CACHE", global = true)]
+    pub package_cache: Option<PathBuf>,
+    /// Rootfs recipe file [default: the builtin bookworm-amd64 recipe]
+    #[arg(long, global = true)]
+    pub recipe: Option<PathBuf>,
+    /// More log output (-v, -vv)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build module packages from DKMS sources
+    Build(BuildArgs),
+    /// Manage build roots (headers + toolchain)
+    Rootfs {
+        #[command(subcommand)]
+        command: RootfsCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Module source: a directory holding dkms.conf
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+    /// Kernel release (repeatable) [default: the newest linux-headers-amd64 in the archive]
+    #[arg(long = "kernel")]
+    pub kernels: Vec<String>,
+    /// Output directory for the .debs
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Parallel make jobs [default: number of CPUs]
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Wall-clock limit for one build, in seconds
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+    /// Print one JSON object per line per (source, kernel)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RootfsCommand {
+    /// Resolve, download and unpack the build root for a kernel
+    Build {
+        #[arg(long)]
+        kernel: Option<String>,
+    },
+    /// List the build roots in the store
+    List,
+}
+
+fn open_store(global: &Global) -> Result<Store, PipelineError> {
+    let root = match &global.store {
+        Some(root) => root.clone(),
+        None => Store::default_root().map_err(store_err)?,
+    };
+    Store::open(&root, global.package_cache.as_deref()).map_err(store_err)
+}
+
+fn store_err(e: crate::store::StoreError) -> PipelineError {
+    PipelineError::Io { path: PathBuf::from("store"), source: std::io::Error::other(e.to_string()) }
+}
+
+fn load_recipe(global: &Global) -> Result<Recipe, PipelineError> {
+    Ok(match &global.recipe {
+        Some(path) => Recipe::load(path)?,
+        None => Recipe::builtin(),
+    })
+}
+
+fn context(global: &Global, out: PathBuf, jobs: Option<usize>, timeout: Duration) -> Result<Context, PipelineError> {
+    let jobs = jobs
+        .filter(|&j| j > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Context::load(Options {
+        store: open_store(global)?,
+        recipe: load_recipe(global)?,
+        out,
+        jobs,
+        timeout,
+        quiet: global.quiet,
+    })
+}
+
+/// Run a parsed command line.
+pub fn run(cli: &Cli) -> Result<(), PipelineError> {
+    match &cli.command {
+        Command::Build(args) => build(&cli.global, args),
+        Command::Rootfs { command: RootfsCommand::Build { kernel } } => {
+            let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(1))?;
+            let kernel = match kernel {
+                Some(k) => k.clone(),
+                None => ctx.default_kernel()?,
+            };
+            let lock = Lock::resolve(&ctx.archive, &ctx.options.recipe, &kernel)?;
+            let root = rootfs::materialize(&ctx.options.store, &lock, cli.global.quiet)?;
+            println!("{} {} {}", root.hash, kernel, root.tree.display());
+            Ok(())
+        }
+        Command::Rootfs { command: RootfsCommand::List } => {
+            let store = open_store(&cli.global)?;
+            let dir = store.rootfs_dir();
+            let mut rows = Vec::new();
+            for entry in std::fs::read_dir(&dir).map_err(|source| PipelineError::Io { path: dir.clone(), source })? {
+                let Ok(entry) = entry else { continue };
+                let Ok(text) = std::fs::read_to_string(entry.path().join("lock")) else { continue };
+                let kernel = text.lines().find_map(|l| l.strip_prefix("kernel ")).unwrap_or("?").to_owned();
+                let packages = text.lines().filter(|l| l.starts_with("package ")).count();
+                rows.push(format!("{kernel}\t{}\t{packages} packages", entry.file_name().to_string_lossy()));
+            }
+            rows.sort();
+            for row in rows {
+                println!("{row}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
+    let ctx = context(global, args.out.clone(), args.jobs, Duration::from_secs(args.timeout.max(1)))?;
+    let kernels = if args.kernels.is_empty() { vec![ctx.default_kernel()?] } else { args.kernels.clone() };
+    let stdout = std::io::stdout();
+    for source in &args.sources {
+        for kernel in &kernels {
+            let report = ctx.build_one(source, kernel)?;
+            let mut out = stdout.lock();
+            let line = if args.json {
+                serde_json::to_string(&report).expect("report serializes")
+            } else {
+                report.deb.display().to_string()
+            };
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    Ok(())
+}
+
+/// The documented exit status for an error (see [`EXIT_CODES`]).
+pub fn exit_code(err: &PipelineError) -> i32 {
+    match err {
+        PipelineError::Source(_) => 3,
+        PipelineError::Rootfs(RootfsError::NoHeaders { .. } | RootfsError::BadKernelName(_)) => 4,
+        PipelineError::Rootfs(
+            RootfsError::Apt(_) | RootfsError::Resolve(_) | RootfsError::Fetch(_) | RootfsError::Unpack(_),
+        )
+        | PipelineError::Apt(_) => 7,
+        PipelineError::Rootfs(RootfsError::RecipeParse { .. } | RootfsError::RecipeRead { .. }) => 3,
+        PipelineError::Rootfs(RootfsError::NoDefaultKernel(_)) => 7,
+        PipelineError::Rootfs(RootfsError::Io { .. }) => 9,
+        PipelineError::Build { error, .. } => match error {
+            BuildError::Source(_) | BuildError::Dkms(_) | BuildError::DkmsSyntax { .. } | BuildError::DkmsEval { .. } => 3,
+            BuildError::MakeFailed { .. } | BuildError::TimedOut { .. } => 5,
+            BuildError::ModuleMissing { .. } => 6,
+            BuildError::Sandbox(_) => 8,
+            BuildError::Io { .. } => 9,
+        },
+        PipelineError::Deb(_) => 1,
+        PipelineError::Cache(_) | PipelineError::Io { .. } => 9,
+    }
+}

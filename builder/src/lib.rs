@@ -1,0 +1,17 @@
+//! hermod: build out-of-tree Linux kernel modules once, hermetically, into reproducible .debs.
+//!
+//! The pipeline, one module per stage: source → key → cache → rootfs → sandbox → .deb → store.
+//! See ARCHITECTURE.md for the codemap and the invariants.
+
+pub mod apt;
+pub mod build;
+pub mod cache;
+pub mod cli;
+pub mod compress;
+pub mod debpkg;
+pub mod dkms;
+pub mod key;
+pub mod pipeline;
+pub mod rootfs;
+pub mod source;
+pub mod store;

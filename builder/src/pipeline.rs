@@ -1,0 +1,247 @@
+//! The whole pipeline for one (source, kernel) pair:
+//! source → key → cache → rootfs → sandbox → .deb → store → out.
+//!
+//! Everything that can be checked before compiling is checked first (source,
+//! dkms.conf presence, kernel headers in the archive), and nothing is written to
+//! `--out` or the store until the .deb is complete.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::apt::{self, Archive};
+use crate::build::{self, BuildError, Settings};
+use crate::cache::{self, CacheError, Manifest};
+use crate::compress::Compression;
+use crate::debpkg::{self, DebError, DebSpec, ModuleFile};
+use crate::key::{Key, KeyInputs};
+use crate::rootfs::{self, Lock, Recipe, RootfsError};
+use crate::source::{SourceError, SourceTree};
+use crate::store::Store;
+
+/// SOURCE_DATE_EPOCH for builds and the mtime of every packaged file
+/// (2024-01-01T00:00:00Z): a constant, so it is derived from no host state.
+pub const SOURCE_DATE_EPOCH: u64 = 1_704_067_200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error("{source_dir}: {error}")]
+    Build { source_dir: PathBuf, error: BuildError },
+    #[error("packaging: {0}")]
+    Deb(#[from] DebError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("reading the archive: {0}")]
+    Apt(#[from] apt::AptError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Where a result came from, as `--json` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+}
+
+/// One line of `hermod build --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub package: String,
+    pub version: String,
+    pub kernel: String,
+    pub deb: PathBuf,
+    pub sha256: String,
+    pub key: String,
+    pub cache: CacheStatus,
+    pub seconds: f64,
+}
+
+pub struct Options {
+    pub store: Store,
+    pub recipe: Recipe,
+    pub out: PathBuf,
+    pub jobs: usize,
+    pub timeout: Duration,
+    pub quiet: bool,
+}
+
+/// The archive and recipe, loaded once for many builds.
+pub struct Context {
+    pub options: Options,
+    pub archive: Archive,
+}
+
+impl Context {
+    pub fn load(options: Options) -> Result<Context, PipelineError> {
+        let archive = Archive::from_system(&options.store.indices(), &options.recipe.architecture, options.quiet)?;
+        Ok(Context { options, archive })
+    }
+
+    pub fn default_kernel(&self) -> Result<String, PipelineError> {
+        Ok(self.options.recipe.default_kernel(&self.archive)?)
+    }
+
+    fn say(&self, message: &str) {
+        if !self.options.quiet {
+            eprintln!("hermod: {message}");
+        }
+    }
+
+    /// Build (or reuse) the package of `source_dir` for `kernel`.
+    pub fn build_one(&self, source_dir: &Path, kernel: &str) -> Result<Report, PipelineError> {
+        let started = Instant::now();
+        let store = &self.options.store;
+        let source = SourceTree::scan(source_dir)?;
+        let lock = Lock::resolve(&self.archive, &self.options.recipe, kernel)?;
+        let key = Key::compute(&KeyInputs {
+            source: &source,
+            kernel,
+            architecture: &self.options.recipe.architecture,
+            rootfs_lock: &lock.hash(),
+            params: "strip=dkms\n",
+        });
+
+        if let Some((manifest, bytes)) = cache::lookup(store, &key.hex) {
+            let deb = cache::export(&self.options.out, &manifest.deb, &bytes)?;
+            self.say(&format!("{} for {kernel}: cache hit ({})", manifest.package, deb.display()));
+            return Ok(report(manifest, deb, &key, CacheStatus::Hit, started));
+        }
+
+        let rootfs = rootfs::materialize(store, &lock, self.options.quiet)?;
+        if rootfs.created {
+            self.say(&format!("build root {} ready ({} packages)", &rootfs.hash[..16], lock.packages.len()));
+        }
+        let workdir = store.staging_dir("build-").map_err(|e| PipelineError::Io {
+            path: store.tmp(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        let log = store.logs().join(format!("{}-{kernel}.log", &key.hex[..16]));
+        fs::write(&log, b"").map_err(|source| PipelineError::Io { path: log.clone(), source })?;
+        let settings = Settings {
+            jobs: self.options.jobs,
+            timeout: self.options.timeout,
+            source_date_epoch: SOURCE_DATE_EPOCH,
+        };
+        self.say(&format!("building {} for {kernel} (log: {})", source_dir.display(), log.display()));
+        let output = build::build(&rootfs, &source, &settings, workdir.path(), &log)
+            .map_err(|error| PipelineError::Build { source_dir: source_dir.to_owned(), error })?;
+
+        let config = rootfs.kernel_config().map_err(|source| PipelineError::Io {
+            path: rootfs.tree.join(rootfs.headers_dir_inside().trim_start_matches('/')).join(".config"),
+            source,
+        })?;
+        let compression = Compression::from_kernel_config(&config);
+        let install_dir = format!("lib/modules/{kernel}/updates/dkms");
+        let mut files = Vec::new();
+        for module in &output.modules {
+            let contents = compression.apply(&module.contents).map_err(|source| PipelineError::Io {
+                path: PathBuf::from(&module.dest_name),
+                source,
+            })?;
+            files.push(ModuleFile {
+                install_dir: install_dir.clone(),
+                file_name: format!("{}.ko{}", module.dest_name, compression.suffix()),
+                contents,
+            });
+        }
+
+        let conf = &output.conf;
+        let spec = deb_spec(conf, &lock, &key, files);
+        let bytes = debpkg::build_deb(&spec)?;
+        let name = debpkg::file_name(&spec);
+        let manifest = Manifest::new(&spec.package, &spec.version, kernel, &name, &bytes);
+        cache::insert(store, &key.hex, &manifest, &bytes)?;
+        let deb = cache::export(&self.options.out, &name, &bytes)?;
+        self.say(&format!("wrote {}", deb.display()));
+        Ok(report(manifest, deb, &key, CacheStatus::Miss, started))
+    }
+}
+
+fn report(m: Manifest, deb: PathBuf, key: &Key, cache: CacheStatus, started: Instant) -> Report {
+    Report {
+        package: m.package,
+        version: m.version,
+        kernel: m.kernel,
+        deb,
+        sha256: m.sha256,
+        key: key.hex.clone(),
+        cache,
+        seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+    }
+}
+
+/// Debian package name for a module package: lower case, `_` → `-`.
+pub fn package_name(module: &str, kernel: &str) -> String {
+    format!("{module}-modules-{kernel}").to_ascii_lowercase().replace('_', "-")
+}
+
+/// `<PACKAGE_VERSION>+<headers version>`: derived from inputs only, and higher
+/// when either the module or the kernel build moves forward.
+pub fn package_version(module_version: &str, headers_version: &str) -> String {
+    let mut v = module_version.replace('_', ".");
+    if !v.starts_with(|c: char| c.is_ascii_digit()) {
+        v = format!("0~{v}");
+    }
+    // A `-` in the upstream part would be misread as the start of the revision;
+    // the headers' own revision supplies the one `-` of the result.
+    format!("{}+{}", v.replace('-', "."), headers_version.replace(':', "."))
+}
+
+fn deb_spec(conf: &crate::dkms::DkmsConf, lock: &Lock, key: &Key, files: Vec<ModuleFile>) -> DebSpec {
+    let kernel = &lock.kernel;
+    let module_names: Vec<&str> = files.iter().map(|f| f.file_name.as_str()).collect();
+    DebSpec {
+        package: package_name(&conf.package_name, kernel),
+        version: package_version(&conf.package_version, &lock.headers_version),
+        architecture: lock.architecture.clone(),
+        kernel_release: kernel.clone(),
+        maintainer: "hermod <root@localhost>".into(),
+        description_short: format!("{} kernel modules for Linux {kernel}", conf.package_name),
+        description_long: format!(
+            "Built by hermod from the {} {} DKMS source against\nlinux-headers-{kernel} {} in a hermetic build root.\nModules: {}.",
+            conf.package_name,
+            conf.package_version,
+            lock.headers_version,
+            module_names.join(", ")
+        ),
+        source_name: conf.package_name.to_ascii_lowercase().replace('_', "-"),
+        depends: format!("linux-image-{kernel} | linux-image-{kernel}-unsigned"),
+        extra_fields: vec![
+            ("X-Hermod-Key".into(), key.hex.clone()),
+            ("X-Hermod-Rootfs".into(), lock.hash()),
+        ],
+        files,
+        copyright: format!(
+            "This package contains Linux kernel modules built by hermod from the\n{} {} module source (a DKMS source tree). The copyright and license of\nthe modules are those of that source; each module states its license in\nits modinfo (`modinfo -F license`).\n",
+            conf.package_name, conf.package_version
+        ),
+        changelog_entry: format!(
+            "Built from {} {} for Linux {kernel} (headers {}).",
+            conf.package_name, conf.package_version, lock.headers_version
+        ),
+        mtime: SOURCE_DATE_EPOCH,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_versions_are_debian_valid() {
+        assert_eq!(package_name("hello", "6.1.0-56-amd64"), "hello-modules-6.1.0-56-amd64");
+        assert_eq!(package_name("My_Mod", "6.1.0-56-amd64"), "my-mod-modules-6.1.0-56-amd64");
+        assert_eq!(package_version("0.1", "6.1.192-2"), "0.1+6.1.192-2");
+        assert_eq!(package_version("v2-rc1", "6.12.117-1~deb12u1"), "0~v2.rc1+6.12.117-1~deb12u1");
+        assert_eq!(package_version("1_2", "1:6.1-1"), "1.2+1.6.1-1");
+    }
+}

@@ -1,0 +1,146 @@
+//! The store: hermod's one directory of state.
+//!
+//! ```text
+//! <store>/packages/        verified .debs downloaded from the archive (by name_version_arch)
+//! <store>/indices/         verified archive indices, by SHA256
+//! <store>/rootfs/<lock>/   materialized build roots, one per exact package set
+//! <store>/cas/<blake3>     content-addressed outputs (.deb files)
+//! <store>/ac/<key>         action entries: cache key -> outputs
+//! <store>/logs/            build logs
+//! <store>/tmp/             staging; everything in the store proper appears by rename
+//! ```
+//!
+//! Invariant: nothing is ever visible under a final name before it is complete.
+//! Writers stage under `tmp/` (same filesystem) and rename.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use the store at {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("no store directory: set --store or HERMOD_STORE (HOME is not set either)")]
+    NoDefault,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_owned(), source }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    packages: PathBuf,
+}
+
+impl Store {
+    /// Open (creating if needed) the store at `root`. `package_cache` overrides
+    /// where downloaded .debs are kept (they are verified by SHA256 on every use,
+    /// so one download directory can safely serve several stores).
+    pub fn open(root: &Path, package_cache: Option<&Path>) -> Result<Store, StoreError> {
+        let root = if root.is_absolute() {
+            root.to_owned()
+        } else {
+            std::env::current_dir().map_err(io_err(root))?.join(root)
+        };
+        let packages = package_cache.map_or_else(|| root.join("packages"), Path::to_owned);
+        let store = Store { root, packages };
+        for dir in [
+            store.root.clone(),
+            store.packages.clone(),
+            store.indices(),
+            store.rootfs_dir(),
+            store.cas_dir(),
+            store.ac_dir(),
+            store.logs(),
+            store.tmp(),
+        ] {
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        Ok(store)
+    }
+
+    /// The default location: /var/cache/hermod for root, else $XDG_CACHE_HOME/hermod.
+    pub fn default_root() -> Result<PathBuf, StoreError> {
+        if nix::unistd::geteuid().is_root() {
+            return Ok(PathBuf::from("/var/cache/hermod"));
+        }
+        if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(xdg).join("hermod"));
+        }
+        let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or(StoreError::NoDefault)?;
+        Ok(PathBuf::from(home).join(".cache/hermod"))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn packages(&self) -> &Path {
+        &self.packages
+    }
+    pub fn indices(&self) -> PathBuf {
+        self.root.join("indices")
+    }
+    pub fn rootfs_dir(&self) -> PathBuf {
+        self.root.join("rootfs")
+    }
+    pub fn cas_dir(&self) -> PathBuf {
+        self.root.join("cas")
+    }
+    pub fn ac_dir(&self) -> PathBuf {
+        self.root.join("ac")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// A fresh staging directory under `tmp/`, removed when dropped.
+    pub fn staging_dir(&self, prefix: &str) -> Result<tempfile::TempDir, StoreError> {
+        let tmp = self.tmp();
+        tempfile::Builder::new().prefix(prefix).tempdir_in(&tmp).map_err(io_err(&tmp))
+    }
+}
+
+/// Write `bytes` to `dest` atomically: a temp file beside it, fsync, rename,
+/// fsync of the directory. Readers see the old file or the new one, never a part.
+pub fn write_atomically(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_creates_layout_and_atomic_write_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s"), None).unwrap();
+        for sub in ["packages", "indices", "rootfs", "cas", "ac", "logs", "tmp"] {
+            assert!(store.root().join(sub).is_dir(), "{sub}");
+        }
+        let file = store.ac_dir().join("k");
+        write_atomically(&file, b"one").unwrap();
+        write_atomically(&file, b"two").unwrap();
+        assert_eq!(fs::read(&file).unwrap(), b"two");
+        let leftovers: Vec<_> = fs::read_dir(store.ac_dir()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn separate_package_cache_is_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s"), Some(&dir.path().join("debs"))).unwrap();
+        assert_eq!(store.packages(), dir.path().join("debs"));
+        assert!(store.packages().is_dir());
+    }
+}

@@ -1,0 +1,77 @@
+//! End to end: the bundled hello module, built in the real sandbox against real
+//! Debian headers, packaged as a .deb that dpkg and modinfo accept.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn hello_builds_into_a_deb_with_the_kernels_vermagic() {
+    let kernel = kernel();
+    let out = tempfile::tempdir().unwrap();
+    let source = testdata("modules/hello");
+    let result = run(
+        &shared_store(),
+        &["build", source.to_str().unwrap(), "--kernel", &kernel, "--out", out.path().to_str().unwrap(), "--json"],
+    );
+    assert!(result.status.success(), "build failed: {}", stderr(&result));
+
+    // --json: one object per (source, kernel) with the documented fields.
+    let line = stdout(&result);
+    let report: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON object");
+    for field in ["package", "version", "kernel", "deb", "sha256", "key", "cache", "seconds"] {
+        assert!(report.get(field).is_some(), "missing {field} in {report}");
+    }
+    assert_eq!(report["package"], format!("hello-modules-{kernel}"));
+    assert_eq!(report["kernel"], kernel);
+    assert!(matches!(report["cache"].as_str(), Some("hit" | "miss")));
+    assert_eq!(report["key"].as_str().unwrap().len(), 64);
+
+    let deb = std::path::PathBuf::from(report["deb"].as_str().unwrap());
+    let name = deb.file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with(&format!("hello-modules-{kernel}_")) && name.ends_with("_amd64.deb"), "{name}");
+    assert_eq!(deb.parent().unwrap(), out.path());
+    assert_eq!(report["sha256"].as_str().unwrap(), sha256(&deb));
+
+    let listing = tool("dpkg-deb", &["-c", deb.to_str().unwrap()]);
+    assert!(listing.contains(&format!("./lib/modules/{kernel}/updates/dkms/hello.ko")), "{listing}");
+    assert!(listing.contains("./usr/share/doc/"), "{listing}");
+
+    let control = tool("dpkg-deb", &["-f", deb.to_str().unwrap(), "Depends", "Package", "Architecture"]);
+    assert!(control.contains(&format!("linux-image-{kernel} | linux-image-{kernel}-unsigned")), "{control}");
+
+    // modinfo on the packaged module shows the kernel's vermagic.
+    let x = tempfile::tempdir().unwrap();
+    tool("dpkg-deb", &["-x", deb.to_str().unwrap(), x.path().to_str().unwrap()]);
+    let ko = x.path().join(format!("lib/modules/{kernel}/updates/dkms/hello.ko"));
+    let vermagic = tool("/sbin/modinfo", &["-F", "vermagic", ko.to_str().unwrap()]);
+    assert!(vermagic.starts_with(&format!("{kernel} SMP preempt mod_unload modversions")), "vermagic: {vermagic}");
+    let sections = tool("readelf", &["-S", ko.to_str().unwrap()]);
+    assert!(!sections.contains(".debug_info"), "strip -g removed the debug info:\n{sections}");
+
+    // The same build again is a cache hit with the same bytes.
+    let again = run(
+        &shared_store(),
+        &["build", source.to_str().unwrap(), "--kernel", &kernel, "--out", out.path().to_str().unwrap(), "--json"],
+    );
+    assert!(again.status.success());
+    let again: serde_json::Value = serde_json::from_str(stdout(&again).trim()).unwrap();
+    assert_eq!(again["cache"], "hit");
+    assert_eq!(again["sha256"], report["sha256"]);
+}
+
+#[test]
+fn without_kernel_the_newest_headers_of_the_archive_are_used() {
+    let store = shared_store();
+    let out = tempfile::tempdir().unwrap();
+    // What the archive's linux-headers-amd64 points at, read independently with apt-cache.
+    let show = tool("apt-cache", &["show", "--no-all-versions", "linux-headers-amd64"]);
+    let depends = show.lines().find_map(|l| l.strip_prefix("Depends: ")).expect("Depends");
+    let expected = depends.split_whitespace().next().unwrap().strip_prefix("linux-headers-").unwrap();
+
+    let source = testdata("modules/hello");
+    let result = run(&store, &["build", source.to_str().unwrap(), "--out", out.path().to_str().unwrap(), "--json"]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let report: serde_json::Value = serde_json::from_str(stdout(&result).trim()).unwrap();
+    assert_eq!(report["kernel"], expected);
+}

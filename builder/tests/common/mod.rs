@@ -1,0 +1,110 @@
+//! Shared helpers for the integration tests: they run the real `hermod` binary,
+//! with the real sandbox, on real packages from the machine's Debian archive.
+//!
+//! Downloads are kept in one package cache outside the clone
+//! (`HERMOD_TEST_PACKAGE_CACHE`, default /var/cache/hermod-test/packages) so CI
+//! runs do not fetch the same .debs again; they are verified by SHA256 on use.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn hermod() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hermod"))
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+pub fn testdata(rel: &str) -> PathBuf {
+    repo_root().join("testdata").join(rel)
+}
+
+/// The kernel the tests build for.
+pub fn kernel() -> String {
+    std::env::var("HERMOD_TEST_KERNEL").unwrap_or_else(|_| "6.1.0-56-amd64".into())
+}
+
+fn var_dir(var: &str, default: &str) -> PathBuf {
+    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn package_cache() -> PathBuf {
+    var_dir("HERMOD_TEST_PACKAGE_CACHE", "/var/cache/hermod-test/packages")
+}
+
+/// A store shared by the tests of one run (its build roots are reused).
+pub fn shared_store() -> PathBuf {
+    var_dir("HERMOD_TEST_STORE", "/var/cache/hermod-test/store")
+}
+
+/// Run hermod with `args` against `store`.
+pub fn run(store: &Path, args: &[&str]) -> Output {
+    run_in(store, args, None)
+}
+
+pub fn run_in(store: &Path, args: &[&str], cwd: Option<&Path>) -> Output {
+    let mut cmd = Command::new(hermod());
+    cmd.args(args).env("HERMOD_STORE", store).env("HERMOD_PACKAGE_CACHE", package_cache()).arg("-q");
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    let out = cmd.output().expect("hermod runs");
+    eprintln!(
+        "$ hermod {}\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Copy a directory tree (used to build the same source from other paths).
+pub fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(from).unwrap();
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+pub fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// Run a host tool and return its stdout (panics with its stderr on failure).
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The files in a directory (to check nothing half-written was left).
+pub fn list(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v: Vec<String> = rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            v.sort();
+            v
+        }
+        Err(_) => Vec::new(),
+    }
+}

@@ -1,0 +1,221 @@
+//! What to run and in which world: the [`Spec`].
+//!
+//! A `Spec` is plain data. `run()` validates it on the host (so a typo in a
+//! path is reported as "rootfs /x does not exist" rather than as a mount
+//! failure deep inside the namespaces), resolves host paths to their canonical
+//! form, and hands it to the sandbox init as JSON.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One extra bind mount: a host path made visible inside the sandbox.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Bind {
+    /// Host path (file or directory).
+    pub source: PathBuf,
+    /// Absolute path inside the sandbox. Missing directories are created in
+    /// the sandbox's own tmpfs root; it may not pass through a symlink.
+    pub target: PathBuf,
+    /// Read-write if true; otherwise remounted read-only.
+    pub writable: bool,
+}
+
+/// Everything the sandbox needs to run one command.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    /// Host directory that becomes `/` inside, read-only.
+    pub rootfs: PathBuf,
+    /// Extra bind mounts, e.g. host `work/src` -> `/build/src` writable.
+    pub binds: Vec<Bind>,
+    /// tmpfs mounts inside (e.g. `/tmp`): writable, nosuid, nodev.
+    pub tmpfs: Vec<PathBuf>,
+    /// `argv[0]` is an absolute path inside the rootfs (no `$PATH` search).
+    pub argv: Vec<String>,
+    /// The complete environment: nothing is inherited from the host.
+    pub env: Vec<(String, String)>,
+    /// Working directory inside.
+    pub cwd: PathBuf,
+    pub hostname: String,
+    /// User id inside the sandbox the command runs as.
+    pub uid: u32,
+    /// Group id inside the sandbox the command runs as.
+    pub gid: u32,
+    /// Wall-clock limit; on expiry the whole pid namespace is killed.
+    pub timeout: Option<Duration>,
+    /// Host file the command's stdout and stderr are appended to (created if
+    /// missing). `None` inherits the caller's stdout/stderr.
+    pub log: Option<PathBuf>,
+}
+
+impl Spec {
+    /// A spec with sane defaults: cwd `/`, hostname `hermod`, uid/gid 1000,
+    /// a tmpfs on `/tmp`, `PATH` as the only variable, no timeout, no log.
+    pub fn new(rootfs: impl Into<PathBuf>, argv: Vec<String>) -> Spec {
+        Spec {
+            rootfs: rootfs.into(),
+            binds: Vec::new(),
+            tmpfs: vec![PathBuf::from("/tmp")],
+            argv,
+            env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
+            cwd: PathBuf::from("/"),
+            hostname: "hermod".into(),
+            uid: 1000,
+            gid: 1000,
+            timeout: None,
+            log: None,
+        }
+    }
+
+    /// Checks that need no system call. Returns a sentence for the user.
+    pub(crate) fn check_shape(&self) -> Result<(), String> {
+        let Some(argv0) = self.argv.first() else {
+            return Err("argv is empty".into());
+        };
+        if !argv0.starts_with('/') {
+            return Err(format!(
+                "argv[0] {argv0:?} must be an absolute path inside the rootfs"
+            ));
+        }
+        if let Some(arg) = self.argv.iter().find(|a| a.contains('\0')) {
+            return Err(format!("argument {arg:?} contains a NUL byte"));
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(format!("environment variable {k:?} is malformed"));
+            }
+        }
+        inside_path("cwd", &self.cwd)?;
+        for bind in &self.binds {
+            inside_path("bind target", &bind.target)?;
+            if bind.target == Path::new("/") {
+                return Err("a bind mount cannot replace / (that is what rootfs is for)".into());
+            }
+        }
+        for t in &self.tmpfs {
+            inside_path("tmpfs", t)?;
+            if t == Path::new("/") {
+                return Err("a tmpfs cannot replace /".into());
+            }
+        }
+        if self.hostname.is_empty() || self.hostname.len() > 64 {
+            return Err(format!(
+                "hostname {:?} must be 1 to 64 bytes",
+                self.hostname
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Paths inside the sandbox are absolute and plain: no `..`, so that joining
+/// them under the new root can never climb out of it.
+fn inside_path(what: &str, path: &Path) -> Result<(), String> {
+    if !path.is_absolute() {
+        return Err(format!(
+            "{what} {} must be an absolute path",
+            path.display()
+        ));
+    }
+    if path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!("{what} {} must not contain '..'", path.display()));
+    }
+    Ok(())
+}
+
+/// `inside` (absolute) re-rooted under `root`: `("/newroot", "/build/src")`
+/// gives `/newroot/build/src`.
+pub(crate) fn under(root: &Path, inside: &Path) -> PathBuf {
+    let mut out = root.to_path_buf();
+    out.extend(
+        inside
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_))),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec::new(
+            "/srv/rootfs",
+            vec!["/bin/sh".into(), "-c".into(), "true".into()],
+        )
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = spec();
+        assert_eq!(s.cwd, Path::new("/"));
+        assert_eq!(s.hostname, "hermod");
+        assert_eq!((s.uid, s.gid), (1000, 1000));
+        assert_eq!(s.tmpfs, vec![PathBuf::from("/tmp")]);
+        assert_eq!(
+            s.env,
+            vec![(
+                "PATH".to_string(),
+                "/usr/sbin:/usr/bin:/sbin:/bin".to_string()
+            )]
+        );
+        assert!(s.timeout.is_none() && s.log.is_none() && s.binds.is_empty());
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let mut s = spec();
+        s.binds.push(Bind {
+            source: "/h/src".into(),
+            target: "/build/src".into(),
+            writable: true,
+        });
+        s.timeout = Some(Duration::from_millis(1500));
+        s.log = Some("/h/log".into());
+        let json = serde_json::to_string(&s).unwrap();
+        let back: Spec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn shape_errors_name_the_field() {
+        let mut s = spec();
+        s.argv.clear();
+        assert_eq!(s.check_shape().unwrap_err(), "argv is empty");
+        let mut s = spec();
+        s.argv[0] = "sh".into();
+        assert!(s.check_shape().unwrap_err().contains("absolute"));
+        let mut s = spec();
+        s.cwd = "build".into();
+        assert!(s.check_shape().unwrap_err().starts_with("cwd build"));
+        let mut s = spec();
+        s.binds.push(Bind {
+            source: "/a".into(),
+            target: "/build/../etc".into(),
+            writable: false,
+        });
+        assert!(s.check_shape().unwrap_err().contains(".."));
+        let mut s = spec();
+        s.env.push(("A=B".into(), "x".into()));
+        assert!(s.check_shape().is_err());
+        assert!(spec().check_shape().is_ok());
+    }
+
+    #[test]
+    fn under_reroots_absolute_paths() {
+        assert_eq!(
+            under(Path::new("/newroot"), Path::new("/build/src")),
+            Path::new("/newroot/build/src")
+        );
+        assert_eq!(
+            under(Path::new("/oldroot"), Path::new("/")),
+            Path::new("/oldroot")
+        );
+        assert_eq!(
+            under(Path::new("/n"), Path::new("/a/./b/")),
+            Path::new("/n/a/b")
+        );
+    }
+}

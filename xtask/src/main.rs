@@ -1,0 +1,170 @@
+//! Developer tasks: `cargo xtask <task>`.
+//!
+//! - `ci`: what `.ci/run` runs after installing packages: the whole test suite.
+//! - `bench`: speed figures measured side by side in one run (ratios, not
+//!   absolute times: machines are noisy). Targets are printed next to them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|bench> [--kernel KREL] [--runs N]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn ci() -> Result<()> {
+    let status = Command::new("cargo").args(["test", "--workspace"]).current_dir(repo_root()).status()?;
+    if !status.success() {
+        bail!("tests failed");
+    }
+    Ok(())
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn hermod_binary() -> Result<PathBuf> {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "-p", "hermod", "--quiet"])
+        .current_dir(repo_root())
+        .status()?;
+    if !status.success() {
+        bail!("building hermod failed");
+    }
+    Ok(repo_root().join("target/release/hermod"))
+}
+
+fn run_quiet(cmd: &mut Command) -> Result<Duration> {
+    let started = Instant::now();
+    let out = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output()?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        bail!("{cmd:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(took)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A copy of the hello module whose source differs by one comment, so its key
+/// is new and hermod must compile it.
+fn fresh_hello(dir: &Path, salt: usize) -> Result<PathBuf> {
+    let src = repo_root().join("testdata/modules/hello");
+    let dest = dir.join(format!("hello-{salt}"));
+    std::fs::create_dir_all(&dest)?;
+    for name in ["dkms.conf", "Makefile", "hello.c"] {
+        std::fs::copy(src.join(name), dest.join(name))?;
+    }
+    let c = dest.join("hello.c");
+    let body = std::fs::read_to_string(&c)? + &format!("/* bench salt {salt} */\n");
+    std::fs::write(c, body)?;
+    Ok(dest)
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let kernel = flag(args, "--kernel").unwrap_or_else(|| "6.1.0-56-amd64".into());
+    let runs: usize = flag(args, "--runs").map(|r| r.parse()).transpose()?.unwrap_or(5);
+    let hermod = hermod_binary()?;
+    let work = tempfile::tempdir()?;
+    let store = std::env::var_os("HERMOD_BENCH_STORE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/hermod-bench/store"));
+    let packages = std::env::var_os("HERMOD_PACKAGE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/hermod-test/packages"));
+    let hermod_cmd = || {
+        let mut c = Command::new(&hermod);
+        c.env("HERMOD_STORE", &store).env("HERMOD_PACKAGE_CACHE", &packages).arg("-q");
+        c
+    };
+
+    println!("hermod bench: kernel {kernel}, {runs} runs each, medians");
+    // Make sure the build root exists, and find it.
+    let out = hermod_cmd().args(["rootfs", "build", "--kernel", &kernel]).output()?;
+    if !out.status.success() {
+        bail!("rootfs build failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let line = String::from_utf8(out.stdout)?;
+    let tree = PathBuf::from(line.split_whitespace().nth(2).context("rootfs build prints hash kernel tree")?);
+
+    // 1. Cold build (cache miss, build root present) vs bare make in the same root.
+    let mut hermod_times = Vec::new();
+    let mut make_times = Vec::new();
+    for i in 0..runs {
+        let src = fresh_hello(work.path(), i)?;
+        let out_dir = work.path().join("out");
+        hermod_times.push(run_quiet(hermod_cmd().args([
+            "build",
+            src.to_str().unwrap(),
+            "--kernel",
+            &kernel,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]))?);
+        let bare = fresh_hello(work.path(), 1000 + i)?;
+        make_times.push(bare_make(&tree, &bare, &kernel)?);
+    }
+    let (h, m) = (median(hermod_times), median(make_times));
+    println!(
+        "cold build of hello:   hermod {}  bare make (unshare+chroot, same root) {}  ratio {:.2}  (goal <= 1.05)",
+        ms(h),
+        ms(m),
+        h.as_secs_f64() / m.as_secs_f64()
+    );
+
+    // 2. Reusing an existing build root: resolve + find it, no download.
+    let mut reuse = Vec::new();
+    for _ in 0..runs {
+        reuse.push(run_quiet(hermod_cmd().args(["rootfs", "build", "--kernel", &kernel]))?);
+    }
+    println!("reuse of existing root: {}  (index check + resolve + lookup)", ms(median(reuse)));
+
+    // 3. Cache hit of an unchanged module, for scale against DKMS's 1.7 s rebuild.
+    let src = fresh_hello(work.path(), 0)?;
+    let mut hits = Vec::new();
+    for _ in 0..runs {
+        hits.push(run_quiet(hermod_cmd().args([
+            "build",
+            src.to_str().unwrap(),
+            "--kernel",
+            &kernel,
+            "--out",
+            work.path().join("out").to_str().unwrap(),
+        ]))?);
+    }
+    println!("cache hit of hello:     {}", ms(median(hits)));
+    Ok(())
+}
+
+/// `make` for the module in `src` inside `tree`, with only unshare + chroot
+/// (the anchor DESIGN.md measured): the floor hermod's sandbox is compared to.
+fn bare_make(tree: &Path, src: &Path, kernel: &str) -> Result<Duration> {
+    let script = format!(
+        "mount --bind {src} {tree}/build/src && exec chroot {tree} /usr/bin/make -C /usr/src/linux-headers-{kernel} M=/build/src KERNELRELEASE={kernel} modules",
+        src = src.display(),
+        tree = tree.display()
+    );
+    run_quiet(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]))
+}
