@@ -218,14 +218,15 @@ fn nearest_headers(archive: &Archive, recipe: &Recipe, kernel: &str) -> Vec<Stri
         .filter(|k| k.starts_with(|c: char| c.is_ascii_digit()) && !k.ends_with("-common"))
         .map(str::to_owned)
         .collect();
-    let shared = |k: &String| k.chars().zip(kernel.chars()).take_while(|(a, b)| a == b).count();
-    let same_flavour = |k: &String| {
-        let flavour = |s: &str| s.rsplit_once(|c: char| c.is_ascii_digit()).map(|(_, f)| f.to_owned());
-        flavour(k) == flavour(kernel)
+    // Same flavour (the part after the ABI: "amd64", "cloud-amd64", "rt-amd64")
+    // first, then the same series (6.1, 6.12), then the newest.
+    let flavour = |k: &str| -> String {
+        k.split('-').skip_while(|part| part.starts_with(|c: char| c.is_ascii_digit())).collect::<Vec<_>>().join("-")
     };
-    releases.sort_by(|a, b| {
-        (same_flavour(b), shared(b)).cmp(&(same_flavour(a), shared(a))).then_with(|| b.cmp(a))
-    });
+    let series = |k: &str| -> String { k.split(['.', '-', '+']).take(2).collect::<Vec<_>>().join(".") };
+    let rank = |k: &str| (flavour(k) == flavour(kernel), series(k) == series(kernel));
+    let version = |k: &str| apt::Version::parse(&k.replace('-', ".")).ok();
+    releases.sort_by(|a, b| rank(b).cmp(&rank(a)).then_with(|| version(b).cmp(&version(a))));
     releases.truncate(6);
     releases
 }
@@ -342,6 +343,60 @@ mod tests {
         assert_eq!(recipe.headers_package("6.1.0-56-amd64"), "linux-headers-6.1.0-56-amd64");
         assert!(recipe.exclude.iter().any(|e| e == "linux-image-*"));
         assert_eq!(recipe.links.get("/usr/bin/awk").map(String::as_str), Some("mawk"));
+    }
+
+    fn package(name: &str, version: &str, depends: &str) -> Package {
+        Package {
+            name: name.into(),
+            version: version.into(),
+            architecture: "amd64".into(),
+            multi_arch: None,
+            depends: depends.into(),
+            pre_depends: String::new(),
+            provides: String::new(),
+            source: "linux".into(),
+            filename: format!("pool/{name}.deb"),
+            size: 1,
+            sha256: "0".repeat(64),
+            installed_size: 1,
+            base_uri: "http://example.invalid/debian".into(),
+        }
+    }
+
+    fn fixture_archive() -> Archive {
+        let mut packages = vec![package("linux-headers-amd64", "6.1.192-2", "linux-headers-6.1.0-56-amd64 (= 6.1.192-2)")];
+        for k in [
+            "6.1.0-9-amd64",
+            "6.1.0-55-amd64",
+            "6.1.0-56-amd64",
+            "6.1.0-56-cloud-amd64",
+            "6.1.0-56-common",
+            "6.12.99+deb12-amd64",
+            "6.12.117+deb12-amd64",
+        ] {
+            packages.push(package(&format!("linux-headers-{k}"), "1", ""));
+        }
+        Archive::from_packages("amd64", packages)
+    }
+
+    #[test]
+    fn default_kernel_follows_the_meta_package() {
+        assert_eq!(Recipe::builtin().default_kernel(&fixture_archive()).unwrap(), "6.1.0-56-amd64");
+    }
+
+    #[test]
+    fn nearest_kernels_prefer_same_flavour_then_series_then_newest() {
+        let archive = fixture_archive();
+        let recipe = Recipe::builtin();
+        let near = nearest_headers(&archive, &recipe, "6.1.0-99-amd64");
+        assert_eq!(near[..3], ["6.1.0-56-amd64", "6.1.0-55-amd64", "6.1.0-9-amd64"]);
+        assert!(!near.iter().any(|k| k.ends_with("-common")));
+        assert_eq!(near.last().unwrap(), "6.1.0-56-cloud-amd64");
+        let near = nearest_headers(&archive, &recipe, "6.12.1+deb12-amd64");
+        assert_eq!(near[..2], ["6.12.117+deb12-amd64", "6.12.99+deb12-amd64"]);
+        let err = Lock::resolve(&archive, &recipe, "6.1.0-99-amd64").unwrap_err().to_string();
+        assert!(err.contains("linux-headers-6.1.0-99-amd64") && err.contains("nearest available: 6.1.0-56-amd64"), "{err}");
+        assert!(matches!(Lock::resolve(&archive, &recipe, "../x"), Err(RootfsError::BadKernelName(_))));
     }
 
     #[test]

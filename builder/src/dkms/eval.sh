@@ -18,7 +18,8 @@ install_tree=/lib/modules
 kernel_config=/boot/config-$kernelver
 
 # CRLF line endings are accepted, as DKMS accepts them.
-normalized=$(mktemp)
+# The copy is named dkms.conf so that bash's messages name the right file.
+normalized=/tmp/dkms.conf
 sed 's/\r$//' "$conf" >"$normalized"
 
 # `bash -n` first: DKMS 3.0.10 silently drops everything after a syntax error and
