@@ -165,6 +165,9 @@ fn download_verified(p: &Package, url: &str, dir: &Path, path: &Path, bar: &Prog
         bar.dec(counted);
         return Err(FetchError::HashMismatch { url: url.into(), name: p.name.clone(), version: p.version.clone(), expected: p.sha256.clone(), found: hash });
     }
+    // tempfile creates 0600; a package cache is world-readable like APT's.
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())

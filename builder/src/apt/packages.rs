@@ -193,6 +193,8 @@ fn cached_or_download(url: &str, expected: &FileHash, ext: &str, cache_dir: &Pat
     std::fs::create_dir_all(&dir).map_err(cache_err)?;
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(cache_err)?;
     tmp.write_all(&bytes).map_err(cache_err)?;
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(cache_err)?;
     tmp.persist(&path).map_err(|e| cache_err(e.error))?;
     Ok(bytes)
 }

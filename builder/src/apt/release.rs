@@ -247,8 +247,8 @@ mod tests {
     fn one_good_signature_among_several_suffices_and_expiry_is_checked() {
         let bytes = fixture("InRelease.expired");
         // Signed by both keys; each keyring alone is enough.
-        verify_clearsigned(&bytes, &keyring("other.asc"), "x").unwrap();
-        let text = verify_clearsigned(&bytes, &keyring("test.asc"), "x").unwrap();
+        verify_clearsigned(bytes, &keyring("other.asc"), "x").unwrap();
+        let text = verify_clearsigned(bytes, &keyring("test.asc"), "x").unwrap();
         let r = Release::parse(&text, "x").unwrap();
         assert!(matches!(r.check_valid_until(SystemTime::now(), "x"), Err(ReleaseError::Expired { .. })));
         let before = UNIX_EPOCH + std::time::Duration::from_secs(946_684_800); // 2000-01-01
