@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::build::BuildError;
 use crate::pipeline::{Context, Options, PipelineError};
-use crate::rootfs::{self, Lock, Recipe, RootfsError};
+use crate::rootfs::{self, Recipe, RootfsError};
 use crate::store::Store;
 
 pub const EXIT_CODES: &str = "\
@@ -140,7 +140,7 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
                 Some(k) => k.clone(),
                 None => ctx.default_kernel()?,
             };
-            let lock = Lock::resolve(&ctx.archive, &ctx.options.recipe, &kernel)?;
+            let lock = ctx.lock(&kernel)?;
             let root = rootfs::materialize(&ctx.options.store, &lock, cli.global.quiet)?;
             println!("{} {} {}", root.hash, kernel, root.tree.display());
             Ok(())

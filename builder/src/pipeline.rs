@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::apt::{self, Archive};
+use std::sync::OnceLock;
+
+use crate::apt::{self, Archive, Snapshot};
 use crate::build::{self, BuildError, Settings};
 use crate::cache::{self, CacheError, Manifest};
 use crate::compress::Compression;
@@ -75,19 +77,47 @@ pub struct Options {
 }
 
 /// The archive and recipe, loaded once for many builds.
+///
+/// Only the signed Release files are fetched up front; the Packages indices are
+/// parsed on the first question that is not already answered in the store's
+/// resolution memo for this exact archive content (see [`rootfs::Memo`]).
 pub struct Context {
     pub options: Options,
-    pub archive: Archive,
+    snapshot: Snapshot,
+    identity: String,
+    archive: OnceLock<Archive>,
 }
 
 impl Context {
     pub fn load(options: Options) -> Result<Context, PipelineError> {
-        let archive = Archive::from_system(&options.store.indices(), &options.recipe.architecture, options.quiet)?;
-        Ok(Context { options, archive })
+        let snapshot = Snapshot::from_system(&options.recipe.architecture)?;
+        let identity = snapshot.identity();
+        Ok(Context { options, snapshot, identity, archive: OnceLock::new() })
     }
 
+    /// The parsed archive (loaded on first use).
+    pub fn archive(&self) -> Result<&Archive, PipelineError> {
+        if let Some(archive) = self.archive.get() {
+            return Ok(archive);
+        }
+        let archive = self.snapshot.load(&self.options.store.indices())?;
+        Ok(self.archive.get_or_init(|| archive))
+    }
+
+    fn memo(&self) -> rootfs::Memo<'_> {
+        rootfs::Memo::new(&self.options.store, &self.identity, &self.options.recipe)
+    }
+
+    /// The kernel the recipe's meta package points at.
     pub fn default_kernel(&self) -> Result<String, PipelineError> {
-        Ok(self.options.recipe.default_kernel(&self.archive)?)
+        self.memo().get_or("default-kernel", || Ok(self.options.recipe.default_kernel(self.archive()?)?))
+    }
+
+    /// The exact build-root package set for `kernel`.
+    pub fn lock(&self, kernel: &str) -> Result<Lock, PipelineError> {
+        self.memo().get_or(&format!("lock {kernel}"), || {
+            Ok(Lock::resolve(self.archive()?, &self.options.recipe, kernel)?)
+        })
     }
 
     fn say(&self, message: &str) {
@@ -101,7 +131,7 @@ impl Context {
         let started = Instant::now();
         let store = &self.options.store;
         let source = SourceTree::scan(source_dir)?;
-        let lock = Lock::resolve(&self.archive, &self.options.recipe, kernel)?;
+        let lock = self.lock(kernel)?;
         let key = Key::compute(&KeyInputs {
             source: &source,
             kernel,

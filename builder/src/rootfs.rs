@@ -18,7 +18,7 @@ use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::apt::{self, Archive, Package};
 use crate::store::Store;
@@ -67,7 +67,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
 }
 
 /// What goes into a build root, besides the headers' own closure.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
     pub name: String,
@@ -141,7 +141,7 @@ impl Recipe {
 }
 
 /// The exact package set of one build root.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Lock {
     pub recipe: String,
     pub kernel: String,
@@ -205,6 +205,52 @@ impl Lock {
 
     pub fn download_size(&self) -> u64 {
         self.packages.iter().map(|p| p.size).sum()
+    }
+}
+
+/// Resolutions remembered per archive snapshot.
+///
+/// Resolving needs the parsed Packages indices (about a second for bookworm),
+/// but its result depends only on the indices' content, which the signed
+/// Release files name by hash ([`apt::Snapshot::identity`]). So a resolution is
+/// kept under `<store>/locks/<hash of identity, recipe, question>` and reused
+/// while the archive is unchanged. A memo that cannot be read is recomputed.
+pub struct Memo<'a> {
+    dir: PathBuf,
+    identity: &'a str,
+    recipe: &'a Recipe,
+}
+
+impl<'a> Memo<'a> {
+    pub fn new(store: &Store, identity: &'a str, recipe: &'a Recipe) -> Memo<'a> {
+        Memo { dir: store.root().join("locks"), identity, recipe }
+    }
+
+    fn path(&self, question: &str) -> PathBuf {
+        let recipe = serde_json::to_string(self.recipe).expect("recipe serializes");
+        let mut h = blake3::Hasher::new();
+        for part in ["hermod-memo-v1", self.identity, &recipe, question] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        self.dir.join(format!("{}.json", h.finalize().to_hex()))
+    }
+
+    /// The remembered answer to `question`, or `compute` it and remember it.
+    pub fn get_or<T, E>(&self, question: &str, compute: impl FnOnce() -> Result<T, E>) -> Result<T, E>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+    {
+        let path = self.path(question);
+        if let Some(value) = fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+            return Ok(value);
+        }
+        let value = compute()?;
+        let bytes = serde_json::to_vec(&value).expect("memo value serializes");
+        if let Err(e) = fs::create_dir_all(&self.dir).and_then(|()| crate::store::write_atomically(&path, &bytes)) {
+            tracing::warn!(path = %path.display(), "could not remember a resolution: {e}");
+        }
+        Ok(value)
     }
 }
 
@@ -397,6 +443,31 @@ mod tests {
         let err = Lock::resolve(&archive, &recipe, "6.1.0-99-amd64").unwrap_err().to_string();
         assert!(err.contains("linux-headers-6.1.0-99-amd64") && err.contains("nearest available: 6.1.0-56-amd64"), "{err}");
         assert!(matches!(Lock::resolve(&archive, &recipe, "../x"), Err(RootfsError::BadKernelName(_))));
+    }
+
+    #[test]
+    fn memo_answers_from_the_store_until_the_archive_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).unwrap();
+        let recipe = Recipe::builtin();
+        let calls = std::cell::Cell::new(0);
+        let compute = || -> Result<String, RootfsError> {
+            calls.set(calls.get() + 1);
+            Ok(format!("answer {}", calls.get()))
+        };
+        let memo = Memo::new(&store, "archive-1", &recipe);
+        assert_eq!(memo.get_or("q", compute).unwrap(), "answer 1");
+        assert_eq!(memo.get_or("q", compute).unwrap(), "answer 1", "second call is remembered");
+        assert_eq!(Memo::new(&store, "archive-2", &recipe).get_or("q", compute).unwrap(), "answer 2");
+        // A damaged memo is recomputed, never trusted.
+        for entry in fs::read_dir(store.root().join("locks")).unwrap() {
+            fs::write(entry.unwrap().path(), b"{not json").unwrap();
+        }
+        assert_eq!(memo.get_or("q", compute).unwrap(), "answer 3");
+        // Errors are not remembered.
+        let failing = || -> Result<String, RootfsError> { Err(RootfsError::BadKernelName("x".into())) };
+        assert!(Memo::new(&store, "archive-3", &recipe).get_or("q", failing).is_err());
+        assert_eq!(Memo::new(&store, "archive-3", &recipe).get_or("q", compute).unwrap(), "answer 4");
     }
 
     #[test]

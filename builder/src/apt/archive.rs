@@ -15,10 +15,85 @@ use rayon::prelude::*;
 
 use super::depends::parse_provides;
 use super::packages::{load_index, Package};
-use super::release::fetch_release;
+use super::release::{fetch_release, Release};
 use super::sources::{read_sources, Source};
 use super::version::Version;
 use super::AptError;
+
+/// The verified Release data of every configured suite: the cheap first half
+/// of loading an archive. The Packages index hashes it lists name the archive's
+/// content exactly, so [`Snapshot::identity`] can key anything derived from the
+/// indices (a resolved package set) without downloading or parsing them.
+pub struct Snapshot {
+    arch: String,
+    /// (source, its verified Release, component) for every index to load.
+    jobs: Vec<(Source, Release, String)>,
+}
+
+impl Snapshot {
+    /// Fetch and verify the InRelease of every source in `/etc/apt`.
+    pub fn from_system(arch: &str) -> Result<Snapshot, AptError> {
+        Snapshot::fetch(&read_sources(Path::new("/"))?, arch)
+    }
+
+    /// Fetch and verify the InRelease of every source serving `arch`.
+    pub fn fetch(sources: &[Source], arch: &str) -> Result<Snapshot, AptError> {
+        let sources: Vec<&Source> = sources.iter().filter(|s| s.serves(arch)).collect();
+        if sources.is_empty() {
+            return Err(AptError::NoSources { arch: arch.to_string() });
+        }
+        let releases = sources.par_iter().map(|s| fetch_release(s)).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = Vec::new();
+        for (source, release) in sources.into_iter().zip(releases) {
+            if !release.architectures.is_empty() && !release.architectures.iter().any(|a| a == arch) {
+                tracing::warn!(uri = %source.uri, suite = %source.suite, arch, "suite does not offer this architecture; skipped");
+                continue;
+            }
+            for component in &source.components {
+                // Judge by the hash list, not `Components:` — the security
+                // archive lists `updates/main` yet serves `main/binary-amd64/`.
+                let prefix = format!("{component}/binary-{arch}/Packages");
+                if !release.sha256.keys().any(|k| k.starts_with(&prefix)) {
+                    tracing::warn!(uri = %source.uri, suite = %source.suite, component, "suite has no Packages index for this component; skipped");
+                    continue;
+                }
+                jobs.push((source.clone(), release.clone(), component.clone()));
+            }
+        }
+        Ok(Snapshot { arch: arch.to_string(), jobs })
+    }
+
+    /// A hash naming exactly the package indices this snapshot would load:
+    /// source URI, suite, component and the signed SHA256 of each index form.
+    pub fn identity(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(b"hermod-archive-identity-v1\0");
+        h.update(self.arch.as_bytes());
+        for (source, release, component) in &self.jobs {
+            for field in [source.uri.as_str(), source.suite.as_str(), component.as_str()] {
+                h.update(&(field.len() as u64).to_le_bytes());
+                h.update(field.as_bytes());
+            }
+            let prefix = format!("{component}/binary-{}/Packages", self.arch);
+            for (path, hash) in release.sha256.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
+                h.update(path.as_bytes());
+                h.update(b"\0");
+                h.update(hash.sha256.as_bytes());
+            }
+        }
+        h.finalize().to_hex().to_string()
+    }
+
+    /// Fetch (or reuse from `cache_dir`), verify and parse every index.
+    pub fn load(&self, cache_dir: &Path) -> Result<Archive, AptError> {
+        let lists = self
+            .jobs
+            .par_iter()
+            .map(|(s, r, c)| load_index(s, r, c, &self.arch, cache_dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Archive::from_packages(&self.arch, lists.into_iter().flatten().collect()))
+    }
+}
 
 /// All packages of all configured sources for one architecture.
 pub struct Archive {
@@ -45,33 +120,7 @@ impl Archive {
     /// treat all archive operations alike.
     pub fn from_sources(sources: &[Source], cache_dir: &Path, arch: &str, quiet: bool) -> Result<Archive, AptError> {
         let _ = quiet;
-        let sources: Vec<&Source> = sources.iter().filter(|s| s.serves(arch)).collect();
-        if sources.is_empty() {
-            return Err(AptError::NoSources { arch: arch.to_string() });
-        }
-        let releases = sources.par_iter().map(|s| fetch_release(s)).collect::<Result<Vec<_>, _>>()?;
-        let mut jobs = Vec::new();
-        for (source, release) in sources.iter().zip(&releases) {
-            if !release.architectures.is_empty() && !release.architectures.iter().any(|a| a == arch) {
-                tracing::warn!(uri = %source.uri, suite = %source.suite, arch, "suite does not offer this architecture; skipped");
-                continue;
-            }
-            for component in &source.components {
-                // Judge by the hash list, not `Components:` — the security
-                // archive lists `updates/main` yet serves `main/binary-amd64/`.
-                let prefix = format!("{component}/binary-{arch}/Packages");
-                if !release.sha256.keys().any(|k| k.starts_with(&prefix)) {
-                    tracing::warn!(uri = %source.uri, suite = %source.suite, component, "suite has no Packages index for this component; skipped");
-                    continue;
-                }
-                jobs.push((*source, release, component.as_str()));
-            }
-        }
-        let lists = jobs
-            .par_iter()
-            .map(|(s, r, c)| load_index(s, r, c, arch, cache_dir))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Archive::from_packages(arch, lists.into_iter().flatten().collect()))
+        Snapshot::fetch(sources, arch)?.load(cache_dir)
     }
 
     /// Index an already loaded package list (also handy for tests).

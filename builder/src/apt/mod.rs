@@ -36,7 +36,7 @@ mod live;
 
 use std::path::{Path, PathBuf};
 
-pub use archive::Archive;
+pub use archive::{Archive, Snapshot};
 pub use debfile::{control, DebFileError};
 pub use fetch::{deb_file_name, FetchError};
 pub use packages::{Package, PackagesError};

@@ -15,7 +15,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::release::{dists_url, FileHash, Release};
@@ -46,7 +46,7 @@ pub enum PackagesError {
 }
 
 /// One binary package version as listed in a Packages index.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Package {
     pub name: String,
     pub version: String,
