@@ -46,7 +46,8 @@ fn hermod_binary() -> Result<PathBuf> {
     if !status.success() {
         bail!("building hermod failed");
     }
-    Ok(repo_root().join("target/release/hermod"))
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+    Ok(target.join("release/hermod"))
 }
 
 fn run_quiet(cmd: &mut Command) -> Result<Duration> {
@@ -78,7 +79,9 @@ fn fresh_hello(dir: &Path, salt: usize) -> Result<PathBuf> {
         std::fs::copy(src.join(name), dest.join(name))?;
     }
     let c = dest.join("hello.c");
-    let body = std::fs::read_to_string(&c)? + &format!("/* bench salt {salt} */\n");
+    // Unique per bench run too, so an earlier run's cache entries never hit.
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+    let body = std::fs::read_to_string(&c)? + &format!("/* bench salt {salt} {nonce} */\n");
     std::fs::write(c, body)?;
     Ok(dest)
 }
@@ -142,7 +145,7 @@ fn bench(args: &[String]) -> Result<()> {
     println!("reuse of existing root: {}  (index check + resolve + lookup)", ms(median(reuse)));
 
     // 3. Cache hit of an unchanged module, for scale against DKMS's 1.7 s rebuild.
-    let src = fresh_hello(work.path(), 0)?;
+    let src = work.path().join("hello-0");
     let mut hits = Vec::new();
     for _ in 0..runs {
         hits.push(run_quiet(hermod_cmd().args([
@@ -160,11 +163,14 @@ fn bench(args: &[String]) -> Result<()> {
 
 /// `make` for the module in `src` inside `tree`, with only unshare + chroot
 /// (the anchor DESIGN.md measured): the floor hermod's sandbox is compared to.
+/// The source is bound over the root's empty /tmp, the one mount point it has;
+/// `-j` is the same as hermod's default.
 fn bare_make(tree: &Path, src: &Path, kernel: &str) -> Result<Duration> {
     let script = format!(
-        "mount --bind {src} {tree}/build/src && exec chroot {tree} /usr/bin/make -C /usr/src/linux-headers-{kernel} M=/build/src KERNELRELEASE={kernel} modules",
+        "mount --bind {src} {tree}/tmp && exec chroot {tree} /usr/bin/make -j{jobs} -C /usr/src/linux-headers-{kernel} M=/tmp KERNELRELEASE={kernel} modules",
         src = src.display(),
-        tree = tree.display()
+        tree = tree.display(),
+        jobs = std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     run_quiet(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]))
 }
