@@ -3,6 +3,7 @@
 //! ```text
 //! <store>/packages/        verified .debs downloaded from the archive (by name_version_arch)
 //! <store>/indices/         verified archive indices, by SHA256
+//! <store>/locks/           resolutions remembered per archive snapshot (rootfs::Memo)
 //! <store>/rootfs/<lock>/   materialized build roots, one per exact package set
 //! <store>/cas/<blake3>     content-addressed outputs (.deb files)
 //! <store>/ac/<key>         action entries: cache key -> outputs
