@@ -25,6 +25,9 @@ Exit status:
   8  the sandbox could not be set up
   9  store or output I/O error";
 
+/// A fixed default, so packages do not depend on the host that built them.
+pub const DEFAULT_MAINTAINER: &str = "hermod module builder <hermod@packages.invalid>";
+
 #[derive(Debug, Parser)]
 #[command(name = "hermod", version, about = "Build out-of-tree Linux kernel modules once, hermetically, into reproducible .debs", after_help = EXIT_CODES)]
 pub struct Cli {
@@ -48,6 +51,9 @@ pub struct Global {
     /// More log output (-v, -vv)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Maintainer field of the packages written (it is part of the cache key)
+    #[arg(long, env = "HERMOD_MAINTAINER", global = true, default_value = DEFAULT_MAINTAINER)]
+    pub maintainer: String,
     /// Only errors on stderr
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -121,6 +127,7 @@ fn context(global: &Global, out: PathBuf, jobs: Option<usize>, timeout: Duration
         .filter(|&j| j > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     Context::load(Options {
+        maintainer: global.maintainer.clone(),
         store: open_store(global)?,
         recipe: load_recipe(global)?,
         out,

@@ -68,6 +68,8 @@ pub struct Report {
 }
 
 pub struct Options {
+    /// The Maintainer of the packages hermod writes (part of the cache key: it is in the bytes).
+    pub maintainer: String,
     pub store: Store,
     pub recipe: Recipe,
     pub out: PathBuf,
@@ -137,7 +139,7 @@ impl Context {
             kernel,
             architecture: &self.options.recipe.architecture,
             rootfs_lock: &lock.hash(),
-            params: "strip=dkms\n",
+            params: &format!("strip=dkms\nmaintainer={}\n", self.options.maintainer),
         });
 
         if let Some((manifest, bytes)) = cache::lookup(store, &key.hex) {
@@ -185,7 +187,7 @@ impl Context {
         }
 
         let conf = &output.conf;
-        let spec = deb_spec(conf, &lock, &key, files);
+        let spec = deb_spec(conf, &lock, &key, &self.options.maintainer, files);
         let bytes = debpkg::build_deb(&spec)?;
         let name = debpkg::file_name(&spec);
         let manifest = Manifest::new(&spec.package, &spec.version, kernel, &name, &bytes);
@@ -226,7 +228,7 @@ pub fn package_version(module_version: &str, headers_version: &str) -> String {
     format!("{}+{}", v.replace('-', "."), headers_version.replace(':', "."))
 }
 
-fn deb_spec(conf: &crate::dkms::DkmsConf, lock: &Lock, key: &Key, files: Vec<ModuleFile>) -> DebSpec {
+fn deb_spec(conf: &crate::dkms::DkmsConf, lock: &Lock, key: &Key, maintainer: &str, files: Vec<ModuleFile>) -> DebSpec {
     let kernel = &lock.kernel;
     let module_names: Vec<&str> = files.iter().map(|f| f.file_name.as_str()).collect();
     DebSpec {
@@ -234,7 +236,7 @@ fn deb_spec(conf: &crate::dkms::DkmsConf, lock: &Lock, key: &Key, files: Vec<Mod
         version: package_version(&conf.package_version, &lock.headers_version),
         architecture: lock.architecture.clone(),
         kernel_release: kernel.clone(),
-        maintainer: "hermod <root@localhost>".into(),
+        maintainer: maintainer.to_owned(),
         description_short: format!("{} kernel modules for Linux {kernel}", conf.package_name),
         description_long: format!(
             "Built by hermod from the {} {} DKMS source against\nlinux-headers-{kernel} {} in a hermetic build root.\nModules: {}.",
@@ -251,8 +253,9 @@ fn deb_spec(conf: &crate::dkms::DkmsConf, lock: &Lock, key: &Key, files: Vec<Mod
         ],
         files,
         copyright: format!(
-            "This package contains Linux kernel modules built by hermod from the\n{} {} module source (a DKMS source tree). The copyright and license of\nthe modules are those of that source; each module states its license in\nits modinfo (`modinfo -F license`).\n",
-            conf.package_name, conf.package_version
+            "This package contains Linux kernel modules built by hermod from the\n{name} {version} module source (a DKMS source tree).\n\nCopyright: the authors of {name}, as stated in its source files.\nLicense: that of the {name} source; each module states its license in\nits modinfo (`modinfo -F license`).\n",
+            name = conf.package_name,
+            version = conf.package_version
         ),
         changelog_entry: format!(
             "Built from {} {} for Linux {kernel} (headers {}).",
