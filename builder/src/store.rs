@@ -16,6 +16,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,8 @@ impl Store {
 pub fn write_atomically(dest: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    // tempfile creates 0600; outputs and cache entries are ordinary readable files.
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(dest).map_err(|e| e.error)?;
@@ -133,6 +136,7 @@ mod tests {
         write_atomically(&file, b"one").unwrap();
         write_atomically(&file, b"two").unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"two");
+        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o644);
         let leftovers: Vec<_> = fs::read_dir(store.ac_dir()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
     }

@@ -47,11 +47,81 @@ pub struct Spec {
     /// Host file the command's stdout and stderr are appended to (created if
     /// missing). `None` inherits the caller's stdout/stderr.
     pub log: Option<PathBuf>,
+    /// Resource limits set on the command just before `execve`. Absent from
+    /// JSON: [`Limits::default`].
+    #[serde(default)]
+    pub limits: Limits,
+    /// Install the seccomp deny-list (see `init/seccomp.rs`) as the last step
+    /// before `execve`. Absent from JSON: `true`. Only x86_64 has a filter;
+    /// elsewhere `true` is a setup error.
+    #[serde(default = "yes")]
+    pub seccomp: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `setrlimit(2)` values for the command, soft and hard limit alike (so the
+/// command cannot raise them again). `None` leaves the inherited limit. A
+/// value above the caller's own hard limit is lowered to it: an unprivileged
+/// caller cannot raise a hard limit, not even from inside its user namespace.
+///
+/// The defaults suit a kernel module build: generous, but a runaway `make`
+/// or a fork bomb stops.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(default)]
+pub struct Limits {
+    /// `RLIMIT_NPROC`, default 4096. Careful: the kernel counts processes
+    /// per *real uid* and checks the count at every level of the user
+    /// namespace tree, so the sandbox's processes are added to everything
+    /// else the caller's host uid runs (other builds, its login session).
+    /// A caller running as host root (uid 0 mapped in) is exempt from the
+    /// check altogether.
+    pub nproc: Option<u64>,
+    /// `RLIMIT_FSIZE` in bytes: the largest file the command may write,
+    /// default 4 GiB. Writing past it raises `SIGXFSZ` (which kills), or
+    /// fails with `EFBIG` if the signal is ignored.
+    pub fsize: Option<u64>,
+    /// `RLIMIT_CORE` in bytes, default 0: no core dumps.
+    pub core: Option<u64>,
+    /// `RLIMIT_CPU` in seconds of CPU time *per process*, default 3600
+    /// (`SIGXCPU`, then `SIGKILL` at the hard limit). Use `Spec::timeout`
+    /// for the build as a whole.
+    pub cpu: Option<u64>,
+    /// `RLIMIT_NOFILE`, default 4096 open descriptors per process.
+    pub nofile: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            nproc: Some(4096),
+            fsize: Some(4 << 30),
+            core: Some(0),
+            cpu: Some(3600),
+            nofile: Some(4096),
+        }
+    }
+}
+
+impl Limits {
+    /// Leaves every limit as inherited.
+    pub fn inherit() -> Limits {
+        Limits {
+            nproc: None,
+            fsize: None,
+            core: None,
+            cpu: None,
+            nofile: None,
+        }
+    }
 }
 
 impl Spec {
     /// A spec with sane defaults: cwd `/`, hostname `hermod`, uid/gid 1000,
-    /// a tmpfs on `/tmp`, `PATH` as the only variable, no timeout, no log.
+    /// a tmpfs on `/tmp`, `PATH` as the only variable, no timeout, no log,
+    /// [`Limits::default`] and the seccomp filter on.
     pub fn new(rootfs: impl Into<PathBuf>, argv: Vec<String>) -> Spec {
         Spec {
             rootfs: rootfs.into(),
@@ -65,6 +135,8 @@ impl Spec {
             gid: 1000,
             timeout: None,
             log: None,
+            limits: Limits::default(),
+            seccomp: true,
         }
     }
 
@@ -162,6 +234,37 @@ mod tests {
             )]
         );
         assert!(s.timeout.is_none() && s.log.is_none() && s.binds.is_empty());
+        assert!(s.seccomp);
+        assert_eq!(
+            s.limits,
+            Limits {
+                nproc: Some(4096),
+                fsize: Some(4 * 1024 * 1024 * 1024),
+                core: Some(0),
+                cpu: Some(3600),
+                nofile: Some(4096),
+            }
+        );
+    }
+
+    #[test]
+    fn json_without_new_fields_gets_the_defaults() {
+        let mut v = serde_json::to_value(spec()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("limits");
+        o.remove("seccomp");
+        let back: Spec = serde_json::from_value(v).unwrap();
+        assert_eq!(back, spec());
+        // A partial limits object keeps the other defaults.
+        let l: Limits = serde_json::from_str(r#"{"nofile": 64, "cpu": null}"#).unwrap();
+        assert_eq!(
+            l,
+            Limits {
+                nofile: Some(64),
+                cpu: None,
+                ..Limits::default()
+            }
+        );
     }
 
     #[test]
@@ -174,6 +277,8 @@ mod tests {
         });
         s.timeout = Some(Duration::from_millis(1500));
         s.log = Some("/h/log".into());
+        s.limits.nproc = None;
+        s.seccomp = false;
         let json = serde_json::to_string(&s).unwrap();
         let back: Spec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);

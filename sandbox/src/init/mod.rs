@@ -12,16 +12,19 @@
 //! 5. bring up `lo`, set the hostname;                         (`net.rs`)
 //! 6. pivot_root into the new root, chdir to the cwd;          (`rootfs.rs`)
 //! 7. fork the command, reap every child until it exits;       (`payload.rs`)
-//! 8. in the command: drop everything, execve.                 (`payload.rs`)
+//! 8. in the command: drop everything, set the resource limits,
+//!    install the seccomp filter, execve.    (`payload.rs`, `limits.rs`, `seccomp.rs`)
 //!
 //! A failure in any step is sent to `run()` over the status pipe as the
 //! step's description plus errno, then the process exits with 125.
 
 mod dev;
+mod limits;
 mod mountflags;
 mod net;
 mod payload;
 mod rootfs;
+mod seccomp;
 mod userns;
 
 use std::io::{self, Read};

@@ -10,8 +10,10 @@
 //! a new session (no controlling terminal), umask 022, default signal
 //! dispositions (Rust ignores SIGPIPE, and "ignored" survives exec), stdin from
 //! `/dev/null`, no descriptor but 0–2, no capabilities in any set (the user
-//! namespace gave it all of them, over the sandbox), and `no_new_privs` so
-//! that no setuid or file-capability binary can win any back.
+//! namespace gave it all of them, over the sandbox), `no_new_privs` so
+//! that no setuid or file-capability binary can win any back, the resource
+//! limits of `spec.limits` (`limits.rs`), and, as the very last step, the
+//! seccomp filter (`seccomp.rs`) unless `spec.seccomp` is false.
 
 use std::ffi::CString;
 use std::os::fd::BorrowedFd;
@@ -25,7 +27,7 @@ use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{dup2_stdin, execve, fork, setsid, ForkResult, Pid};
 
-use super::{SetupError, Step, SETUP_FAILED};
+use super::{limits, seccomp, SetupError, Step, SETUP_FAILED};
 use crate::report::Ended;
 use crate::spec::Spec;
 
@@ -46,7 +48,7 @@ pub(crate) fn spawn(spec: &Spec, status: BorrowedFd<'_>) -> Result<Pid, SetupErr
     // SAFETY: pid 1 is single-threaded, so the child may run any code.
     match unsafe { fork() }.step(|| "forking the command".into())? {
         ForkResult::Parent { child } => Ok(child),
-        ForkResult::Child => exec(&command, status),
+        ForkResult::Child => exec(spec, &command, status),
     }
 }
 
@@ -83,8 +85,8 @@ fn prepare(spec: &Spec) -> Result<Command, SetupError> {
 }
 
 /// Step 8, in the command's process. Never returns.
-fn exec(command: &Command, status: BorrowedFd<'_>) -> ! {
-    if let Err(e) = shed_inheritance() {
+fn exec(spec: &Spec, command: &Command, status: BorrowedFd<'_>) -> ! {
+    if let Err(e) = shed_inheritance(spec) {
         e.report().send(status);
         std::process::exit(SETUP_FAILED);
     }
@@ -97,15 +99,21 @@ fn exec(command: &Command, status: BorrowedFd<'_>) -> ! {
     std::process::exit(EXEC_FAILED)
 }
 
-fn shed_inheritance() -> Result<(), SetupError> {
+fn shed_inheritance(spec: &Spec) -> Result<(), SetupError> {
     setsid().step(|| "starting a new session for the command".into())?;
     // File modes in the build output must not depend on the caller's umask.
     umask(Mode::from_bits_truncate(0o022));
     default_signals()?;
     stdin_from_dev_null()?;
     close_other_fds()?;
+    limits::apply(&spec.limits)?;
     drop_capabilities()?;
-    prctl::set_no_new_privs().step(|| "setting no_new_privs".into())
+    prctl::set_no_new_privs().step(|| "setting no_new_privs".into())?;
+    // Last: from here on, every system call goes through the filter.
+    if spec.seccomp {
+        seccomp::install()?;
+    }
+    Ok(())
 }
 
 fn default_signals() -> Result<(), SetupError> {

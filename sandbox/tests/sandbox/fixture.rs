@@ -12,6 +12,9 @@ pub struct Fixture {
     _dir: tempfile::TempDir,
     pub base: PathBuf,
     pub rootfs: PathBuf,
+    /// `/usr/bin/hermod-probe` (from `probe.c`) is in the rootfs: the host
+    /// has a working gcc. Tests that need it are skipped otherwise.
+    pub probe: bool,
 }
 
 impl Fixture {
@@ -51,15 +54,18 @@ impl Fixture {
             "/bin/hostname",
             "/usr/bin/env",
             "/bin/sleep",
+            "/bin/chmod",
         ] {
             copy_with_libs(Path::new(tool), &rootfs);
         }
+        let probe = build_probe(&base, &rootfs);
         fs::create_dir(base.join("work")).unwrap();
         fs::write(base.join("host-secret"), "secret\n").unwrap();
         Fixture {
             _dir: dir,
             base,
             rootfs,
+            probe,
         }
     }
 
@@ -90,6 +96,36 @@ impl Fixture {
             return Err(format!("{:?}, log:\n{log}", outcome.exit));
         }
         Ok(log)
+    }
+}
+
+/// Compiles `probe.c` with the host's gcc into the rootfs (dynamically: the
+/// rootfs already has the libc that dash needs). Prints why not if it can't.
+fn build_probe(base: &Path, rootfs: &Path) -> bool {
+    let src = base.join("probe.c");
+    fs::write(&src, include_str!("probe.c")).unwrap();
+    let out = rootfs.join("usr/bin/hermod-probe");
+    match Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+    {
+        Ok(o) if o.status.success() => {
+            copy_with_libs(&out, rootfs);
+            true
+        }
+        Ok(o) => {
+            println!(
+                "note: gcc could not build probe.c, its tests are skipped:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            false
+        }
+        Err(e) => {
+            println!("note: no gcc ({e}), the probe.c tests are skipped");
+            false
+        }
     }
 }
 
