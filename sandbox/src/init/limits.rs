@@ -61,7 +61,13 @@ mod tests {
         let names: Vec<_> = wanted(&Limits::default()).iter().map(|w| w.0).collect();
         assert_eq!(
             names,
-            ["RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_NOFILE"]
+            [
+                "RLIMIT_NPROC",
+                "RLIMIT_FSIZE",
+                "RLIMIT_CORE",
+                "RLIMIT_CPU",
+                "RLIMIT_NOFILE"
+            ]
         );
         let l = Limits {
             core: Some(0),

@@ -57,6 +57,9 @@ use super::SetupError;
 /// `__X32_SYSCALL_BIT` from the kernel's `asm/unistd.h`.
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
+/// The `TIOCSTI` ioctl request (`libc::Ioctl` differs in type per target).
+const TIOCSTI: u64 = 0x5412;
+
 /// `fchmodat2` (Linux 6.6); same number on every architecture.
 const SYS_FCHMODAT2: i64 = 452;
 
@@ -99,19 +102,22 @@ fn deny_filter() -> Result<BpfProgram, String> {
     let c = |arg, len, op, value| Cond::new(arg, len, op, value).map_err(|e| e.to_string());
     let rule = |conds: Vec<Cond>| SeccompRule::new(conds).map_err(|e| e.to_string());
 
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = nr::ALWAYS_DENIED
-        .iter()
-        .map(|&n| (n, Vec::new()))
-        .collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        nr::ALWAYS_DENIED.iter().map(|&n| (n, Vec::new())).collect();
 
     let newuser = libc::CLONE_NEWUSER as u64;
     rules.insert(
         nr::CLONE,
-        vec![rule(vec![c(0, Len::Qword, Op::MaskedEq(newuser), newuser)?])?],
+        vec![rule(vec![c(
+            0,
+            Len::Qword,
+            Op::MaskedEq(newuser),
+            newuser,
+        )?])?],
     );
     rules.insert(
         nr::IOCTL,
-        vec![rule(vec![c(1, Len::Dword, Op::Eq, libc::TIOCSTI as u64)?])?],
+        vec![rule(vec![c(1, Len::Dword, Op::Eq, TIOCSTI)?])?],
     );
     for (n, mode_arg) in [
         (nr::CHMOD, 1),
@@ -120,7 +126,12 @@ fn deny_filter() -> Result<BpfProgram, String> {
         (SYS_FCHMODAT2, 2),
     ] {
         let bit = |b: libc::mode_t| -> Result<SeccompRule, String> {
-            rule(vec![c(mode_arg, Len::Dword, Op::MaskedEq(b as u64), b as u64)?])
+            rule(vec![c(
+                mode_arg,
+                Len::Dword,
+                Op::MaskedEq(b as u64),
+                b as u64,
+            )?])
         };
         rules.insert(n, vec![bit(libc::S_ISUID)?, bit(libc::S_ISGID)?]);
     }
@@ -146,9 +157,12 @@ fn compile(
 }
 
 // Classic BPF opcodes (linux/bpf_common.h) for the prologue.
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
-const BPF_JMP_JGE_K: u16 = 0x05 | 0x30 | 0x00;
-const BPF_RET_K: u16 = 0x06 | 0x00;
+/// `BPF_LD | BPF_W | BPF_ABS`
+const BPF_LD_W_ABS: u16 = 0x20;
+/// `BPF_JMP | BPF_JGE | BPF_K`
+const BPF_JMP_JGE_K: u16 = 0x35;
+/// `BPF_RET | BPF_K`
+const BPF_RET_K: u16 = 0x06;
 /// `offsetof(struct seccomp_data, nr)`.
 const SECCOMP_DATA_NR: u32 = 0;
 
@@ -159,9 +173,24 @@ const SECCOMP_DATA_NR: u32 = 0;
 /// do anyway.)
 fn x32_prologue() -> Vec<sock_filter> {
     vec![
-        sock_filter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: SECCOMP_DATA_NR },
-        sock_filter { code: BPF_JMP_JGE_K, jt: 0, jf: 1, k: X32_SYSCALL_BIT },
-        sock_filter { code: BPF_RET_K, jt: 0, jf: 0, k: libc::SECCOMP_RET_KILL_PROCESS },
+        sock_filter {
+            code: BPF_LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: SECCOMP_DATA_NR,
+        },
+        sock_filter {
+            code: BPF_JMP_JGE_K,
+            jt: 0,
+            jf: 1,
+            k: X32_SYSCALL_BIT,
+        },
+        sock_filter {
+            code: BPF_RET_K,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_KILL_PROCESS,
+        },
     ]
 }
 
@@ -304,11 +333,17 @@ mod tests {
             assert_eq!(x64(nr, NONE), ALLOW, "syscall {nr}");
         }
         // fork()/pthread-style clone without CLONE_NEWUSER.
-        let fork_flags = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as u64
-            | libc::SIGCHLD as u64;
+        let fork_flags =
+            (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as u64 | libc::SIGCHLD as u64;
         assert_eq!(x64(libc::SYS_clone, [fork_flags, 0, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(x64(libc::SYS_ioctl, [1, libc::TCGETS as u64, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(x64(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(
+            x64(libc::SYS_ioctl, [1, 0x5401 /* TCGETS */, 0, 0, 0, 0]),
+            ALLOW
+        );
+        assert_eq!(
+            x64(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0, 0]),
+            ALLOW
+        );
         assert_eq!(x64(libc::SYS_personality, NONE), ALLOW);
     }
 
@@ -328,7 +363,8 @@ mod tests {
 
     #[test]
     fn tiocsti_even_with_high_bits() {
-        let sti = libc::TIOCSTI as u64;
+        assert_eq!(libc::TIOCSTI, TIOCSTI);
+        let sti = TIOCSTI;
         assert_eq!(x64(libc::SYS_ioctl, [0, sti, 0, 0, 0, 0]), EPERM);
         assert_eq!(x64(libc::SYS_ioctl, [0, sti | 1 << 32, 0, 0, 0, 0]), EPERM);
     }
@@ -359,7 +395,11 @@ mod tests {
         for v in PERSONALITY_ALLOWED {
             assert_eq!(x64(libc::SYS_personality, [v, 0, 0, 0, 0, 0]), ALLOW);
         }
-        for v in [0x0040000u64 /* ADDR_NO_RANDOMIZE */, 0x0400000 /* READ_IMPLIES_EXEC */, 1] {
+        for v in [
+            0x0040000u64, /* ADDR_NO_RANDOMIZE */
+            0x0400000,    /* READ_IMPLIES_EXEC */
+            1,
+        ] {
             assert_eq!(x64(libc::SYS_personality, [v, 0, 0, 0, 0, 0]), EPERM);
         }
     }

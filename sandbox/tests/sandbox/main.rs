@@ -16,9 +16,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hermod_sandbox::{
-    enter_if_requested, run, run_with_init, Bind, Exit, Limits, SandboxError,
-};
+use hermod_sandbox::{enter_if_requested, run, run_with_init, Bind, Exit, Limits, SandboxError};
 
 use fixture::{expect, Fixture};
 
