@@ -99,6 +99,7 @@ pub fn build(
     let script = build_script(&conf);
     let script_path = meta.join("build.sh");
     fs::write(&script_path, script).map_err(io_err(&script_path))?;
+    hand_over_to_sandbox_user(workdir)?;
     let outcome = run(rootfs, settings, workdir, log, &["/bin/bash", "/build/meta/build.sh"])?;
     match outcome.exit {
         Exit::Code(0) => {}
@@ -127,6 +128,33 @@ pub fn build(
     Ok(Output { conf, modules })
 }
 
+/// When hermod runs as root, the sandbox runs the build as an unprivileged host
+/// user (`hermod_sandbox::NOBODY`), never as host root; the writable parts of
+/// the work directory are given to that user. An unprivileged caller's
+/// sandbox runs as the caller, who owns them already.
+fn hand_over_to_sandbox_user(workdir: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let (uid, gid) = hermod_sandbox::NOBODY;
+    fs::set_permissions(workdir, fs::Permissions::from_mode(0o755)).map_err(io_err(workdir))?;
+    for top in ["src", "meta"] {
+        for entry in walkdir::WalkDir::new(workdir.join(top)) {
+            let entry = entry.map_err(|e| BuildError::Io { path: workdir.join(top), source: e.into() })?;
+            nix::unistd::fchownat(
+                nix::fcntl::AT_FDCWD,
+                entry.path(),
+                Some(uid.into()),
+                Some(gid.into()),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|errno| BuildError::Io { path: entry.path().to_owned(), source: errno.into() })?;
+        }
+    }
+    Ok(())
+}
+
 /// Source dkms.conf with bash inside the sandbox and read back its directives.
 fn evaluate_dkms_conf(
     rootfs: &Rootfs,
@@ -137,6 +165,7 @@ fn evaluate_dkms_conf(
     let meta = workdir.join("meta");
     let eval = meta.join("eval.sh");
     fs::write(&eval, dkms::EVAL_SCRIPT).map_err(io_err(&eval))?;
+    hand_over_to_sandbox_user(workdir)?;
     let headers = rootfs.headers_dir_inside();
     let jobs = settings.jobs.to_string();
     let outcome = run(

@@ -28,7 +28,7 @@ pub const BUILTIN_RECIPE: &str = include_str!("../../rootfs-recipes/bookworm-amd
 
 /// Version of the rootfs layout produced by [`materialize`]; part of the lock hash,
 /// so a change in how roots are assembled never reuses an old root.
-const LAYOUT_VERSION: u32 = 1;
+const LAYOUT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -334,6 +334,11 @@ pub fn materialize(store: &Store, lock: &Lock, quiet: bool) -> Result<Rootfs, Ro
     let lock_text_path = staging.path().join("lock");
     fs::write(&lock_text_path, lock.text()).map_err(io_err(&lock_text_path))?;
 
+    // The sandbox of a root caller reads the root as an unprivileged user.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).map_err(io_err(staging.path()))?;
+    }
     let staged = staging.keep();
     if final_dir.exists() {
         // A leftover without its `lock` file: an interrupted rename can't produce

@@ -34,7 +34,7 @@ mod run;
 mod spec;
 
 pub use run::{run, run_with_init, Exit, Outcome, SandboxError, INIT_EXE_ENV};
-pub use spec::{Bind, Limits, Spec};
+pub use spec::{Bind, Limits, Spec, NOBODY};
 
 /// `argv[1]` that turns an executable into the sandbox init.
 pub const INIT_ARG: &str = "__hermod-sandbox-init";

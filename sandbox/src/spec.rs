@@ -56,10 +56,27 @@ pub struct Spec {
     /// elsewhere `true` is a setup error.
     #[serde(default = "yes")]
     pub seccomp: bool,
+    /// When the caller is root: the unprivileged host uid/gid the sandbox
+    /// switches to *before* creating its namespaces, so the command is never
+    /// host root. (Mapped to host root, a capability-less command could still
+    /// write root-owned host interfaces such as `/proc/sys` or
+    /// `/proc/sysrq-trigger`, whose checks compare against the global root uid.)
+    /// Writable binds must then be writable by these ids. Ignored for
+    /// unprivileged callers, who can only map themselves. Absent from JSON:
+    /// nobody (65534:65534).
+    #[serde(default = "nobody")]
+    pub host_ids: Option<(u32, u32)>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// The host ids a root caller's sandbox runs as by default.
+pub const NOBODY: (u32, u32) = (65534, 65534);
+
+fn nobody() -> Option<(u32, u32)> {
+    Some(NOBODY)
 }
 
 /// `setrlimit(2)` values for the command, soft and hard limit alike (so the
@@ -137,6 +154,7 @@ impl Spec {
             log: None,
             limits: Limits::default(),
             seccomp: true,
+            host_ids: Some(NOBODY),
         }
     }
 

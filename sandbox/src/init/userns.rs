@@ -22,14 +22,20 @@
 use std::fs;
 
 use nix::sched::{unshare, CloneFlags};
-use nix::unistd::{getegid, geteuid, setgroups};
+use nix::sys::prctl;
+use nix::unistd::{getegid, geteuid, setgroups, setresgid, setresuid, Gid, Uid};
 
 use super::{SetupError, Step};
 use crate::spec::Spec;
 
 pub(crate) fn enter(spec: &Spec) -> Result<(), SetupError> {
-    let (outer_uid, outer_gid) = (geteuid().as_raw(), getegid().as_raw());
     drop_supplementary_groups();
+    if geteuid().is_root() {
+        if let Some((uid, gid)) = spec.host_ids {
+            become_unprivileged(uid, gid)?;
+        }
+    }
+    let (outer_uid, outer_gid) = (geteuid().as_raw(), getegid().as_raw());
     unshare(
         CloneFlags::CLONE_NEWUSER
             | CloneFlags::CLONE_NEWNS
@@ -42,6 +48,20 @@ pub(crate) fn enter(spec: &Spec) -> Result<(), SetupError> {
     write_proc("/proc/self/setgroups", "deny")?;
     write_proc("/proc/self/uid_map", &id_map(spec.uid, outer_uid))?;
     write_proc("/proc/self/gid_map", &id_map(spec.gid, outer_gid))?;
+    Ok(())
+}
+
+/// A root caller first becomes an ordinary host user, so that whatever the
+/// command does, the kernel's checks against the *global* root uid (sysctl
+/// writes, root-owned files in /proc) never pass. Changing ids clears the
+/// "dumpable" flag, which would make /proc/self/uid_map root-owned and
+/// unwritable to us; it is set again (the parent-death signal, also cleared,
+/// is re-armed by the caller after `enter`).
+fn become_unprivileged(uid: u32, gid: u32) -> Result<(), SetupError> {
+    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    setresgid(gid, gid, gid).step(|| format!("switching to host gid {gid} before unsharing"))?;
+    setresuid(uid, uid, uid).step(|| format!("switching to host uid {uid} before unsharing"))?;
+    prctl::set_dumpable(true).step(|| "making the sandbox helper dumpable again".into())?;
     Ok(())
 }
 
