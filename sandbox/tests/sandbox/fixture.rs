@@ -69,6 +69,17 @@ impl Fixture {
         }
     }
 
+    /// A directory the command may write through a writable bind. A root
+    /// caller's sandbox runs as host `NOBODY` (see `Spec::host_ids`), so it is
+    /// handed to that user, as hermod does with its build directories.
+    pub fn writable(&self, path: &Path) {
+        fs::create_dir_all(path).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            let (uid, gid) = hermod_sandbox::NOBODY;
+            nix::unistd::chown(path, Some(uid.into()), Some(gid.into())).unwrap();
+        }
+    }
+
     pub fn spec(&self, argv: &[&str]) -> Spec {
         let mut spec = Spec::new(&self.rootfs, argv.iter().map(|s| s.to_string()).collect());
         spec.timeout = Some(Duration::from_secs(30));

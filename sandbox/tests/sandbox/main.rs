@@ -67,6 +67,7 @@ fn main() {
         ("seccomp: no setuid/setgid chmod", seccomp_chmod),
         ("seccomp: denied calls fail with EPERM", seccomp_denied),
         ("seccomp: i386 and x32 syscalls kill", seccomp_foreign_abi),
+        ("a root caller's command is never host root", never_host_root),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
@@ -117,10 +118,27 @@ fn ids(fx: &Fixture) -> Result<(), String> {
     expect("custom ids", fx.output(spec)?, "4242\n777\n".into())
 }
 
+fn never_host_root(fx: &Fixture) -> Result<(), String> {
+    let (uid, gid) = if nix::unistd::geteuid().is_root() {
+        hermod_sandbox::NOBODY
+    } else {
+        (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw())
+    };
+    let maps = fx.output(fx.sh("cat /proc/self/uid_map /proc/self/gid_map"))?;
+    let fields: Vec<Vec<&str>> = maps.lines().map(|l| l.split_whitespace().collect()).collect();
+    expect("uid map", fields[0].clone(), vec!["1000", &uid.to_string(), "1"])?;
+    expect("gid map", fields[1].clone(), vec!["1000", &gid.to_string(), "1"])?;
+    // A sysctl write checks the global root uid: it must fail.
+    let out = fx.output(fx.sh(
+        "v=$(cat /proc/sys/kernel/printk_ratelimit); (echo $v > /proc/sys/kernel/printk_ratelimit) 2>/dev/null && echo WROTE || echo refused",
+    ))?;
+    expect("sysctl write", out, "refused\n".into())
+}
+
 fn writability(fx: &Fixture) -> Result<(), String> {
     let src = fx.base.join("work/src");
     let ro = fx.base.join("work/ro");
-    fs::create_dir_all(&src).unwrap();
+    fx.writable(&src);
     fs::create_dir_all(&ro).unwrap();
     let mut spec = fx.sh(
         "for f in /usr/bin/new /new /etc/new /ro/new /dev/new; do \
@@ -238,7 +256,7 @@ fn timeout(fx: &Fixture) -> Result<(), String> {
     }
     // Same with a busy background writer: it must be gone too.
     let work = fx.base.join("work/timeout");
-    fs::create_dir_all(&work).unwrap();
+    fx.writable(&work);
     let mut spec =
         fx.sh("(i=0; while :; do i=$((i+1)); echo $i > /w/tick; done) & while :; do :; done");
     spec.binds.push(Bind {
@@ -257,7 +275,7 @@ fn timeout(fx: &Fixture) -> Result<(), String> {
 
 fn no_survivors(fx: &Fixture) -> Result<(), String> {
     let work = fx.base.join("work/bg");
-    fs::create_dir_all(&work).unwrap();
+    fx.writable(&work);
     let mut spec = fx.sh("(i=0; while :; do i=$((i+1)); echo $i > /w/tick; done) & \
          while [ ! -s /w/tick ]; do :; done; exit 0");
     spec.binds.push(Bind {
@@ -399,7 +417,7 @@ fn concurrent(fx: &Fixture) -> Result<(), String> {
 
 fn mount_table(fx: &Fixture) -> Result<(), String> {
     let src = fx.base.join("work/mt");
-    fs::create_dir_all(&src).unwrap();
+    fx.writable(&src);
     let mut spec = fx.spec(&["/bin/cat", "/proc/self/mountinfo"]);
     spec.binds.push(Bind {
         source: src,
