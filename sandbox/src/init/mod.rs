@@ -8,7 +8,7 @@
 //! 2. unshare all namespaces, write the uid/gid maps;          (`userns.rs`)
 //! 3. fork pid 1 of the new pid namespace; this process stays
 //!    outside it, waits for pid 1 and reports how it ended;    (this file)
-//! 4. in pid 1: build the new root;                            (`rootfs.rs`, `dev.rs`)
+//! 4. in pid 1: build the new root;            (`rootfs.rs`, `dev.rs`, `procfs.rs`)
 //! 5. bring up `lo`, set the hostname;                         (`net.rs`)
 //! 6. pivot_root into the new root, chdir to the cwd;          (`rootfs.rs`)
 //! 7. fork the command, reap every child until it exits;       (`payload.rs`)
@@ -23,6 +23,7 @@ mod limits;
 mod mountflags;
 mod net;
 mod payload;
+mod procfs;
 mod rootfs;
 mod seccomp;
 mod userns;

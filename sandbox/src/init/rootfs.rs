@@ -26,7 +26,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, pivot_root};
 
 use super::mountflags::{remount, Want};
-use super::{dev, SetupError, Step};
+use super::{dev, procfs, SetupError, Step};
 use crate::spec::{under, Bind, Spec};
 
 /// Host directory the scratch tmpfs is mounted on, in our private mount
@@ -44,6 +44,7 @@ pub(crate) fn build(spec: &Spec) -> Result<(), SetupError> {
     bind_rootfs_entries(&spec.rootfs)?;
     mount_proc()?;
     dev::populate()?;
+    procfs::seal()?;
     for m in user_mounts(spec) {
         match m {
             UserMount::Bind(bind) => bind_mount(bind)?,
