@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 fn main() -> Result<()> {
+    // The sandbox bench runs hermod's sandbox in-process; the sandbox re-executes
+    // this binary as its init.
+    hermod_sandbox::enter_if_requested();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
@@ -158,6 +161,55 @@ fn bench(args: &[String]) -> Result<()> {
         ]))?);
     }
     println!("cache hit of hello:     {}", ms(median(hits)));
+
+    sandbox_start(&tree, runs.max(200))?;
+    Ok(())
+}
+
+/// Start + exit of `/bin/true` inside the build root: hermod's sandbox next to
+/// `unshare` and `bwrap` doing the same (namespaces, the root, /proc), same run.
+fn sandbox_start(tree: &Path, runs: usize) -> Result<()> {
+    let spec = hermod_sandbox::Spec::new(tree.to_owned(), vec!["/bin/true".into()]);
+    let tree_s = tree.to_str().context("root path is UTF-8")?;
+    let mut ours = Vec::new();
+    let mut unshare = Vec::new();
+    let mut bwrap = Vec::new();
+    let have_bwrap = Command::new("bwrap").arg("--version").output().is_ok();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let outcome = hermod_sandbox::run(&spec)?;
+        ours.push(started.elapsed());
+        if !outcome.success() {
+            bail!("hermod sandbox: /bin/true ended with {:?}", outcome.exit);
+        }
+        unshare.push(run_quiet(Command::new("unshare").args(["-Urmnpi", "--fork", "chroot", tree_s, "/bin/true"]))?);
+        if have_bwrap {
+            bwrap.push(run_quiet(Command::new("bwrap").args([
+                "--unshare-all",
+                "--ro-bind",
+                tree_s,
+                "/",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "--tmpfs",
+                "/tmp",
+                "/bin/true",
+            ]))?);
+        }
+    }
+    let ours = median(ours);
+    let bw = if have_bwrap { ms(median(bwrap.clone())) } else { "not installed".into() };
+    println!(
+        "sandbox start+exit of /bin/true ({runs} runs): hermod {}  unshare -Urmnpi {}  bwrap {}  (goal <= 3 ms and <= bwrap)",
+        ms(ours),
+        ms(median(unshare)),
+        bw
+    );
+    if have_bwrap {
+        println!("  ratio hermod/bwrap {:.2}", ours.as_secs_f64() / median(bwrap).as_secs_f64());
+    }
     Ok(())
 }
 
