@@ -10,6 +10,7 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpListener;
+use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -53,18 +54,23 @@ impl Host {
         }
         let listener = TcpListener::bind(("127.0.0.1", LISTENER_PORT)).expect("test listener port is free");
         listener.set_nonblocking(true).unwrap();
+        // An abstract unix socket lives in the network namespace of its creator.
+        let name = std::os::unix::net::SocketAddr::from_abstract_name(b"hermod-hostile-abstract").unwrap();
+        let abstract_listener = std::os::unix::net::UnixListener::bind_addr(&name).expect("abstract socket is free");
+        abstract_listener.set_nonblocking(true).unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let seen = connections.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let listener = std::thread::spawn(move || while !stopped.load(Ordering::SeqCst) {
-            match listener.accept() {
-                Ok((mut stream, _)) => {
-                    seen.fetch_add(1, Ordering::SeqCst);
-                    let _ = stream.read(&mut [0u8; 64]);
-                }
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            if let Ok((mut stream, _)) = listener.accept() {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.read(&mut [0u8; 64]);
             }
+            if abstract_listener.accept().is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         });
         let sleeper = Command::new("sleep").arg("600").spawn().unwrap();
         Host { hostname: tool("hostname", &[]), sentinel, sleeper, connections, stop, listener: Some(listener) }
@@ -74,7 +80,7 @@ impl Host {
         assert_eq!(tool("hostname", &[]), self.hostname, "{case}: host name changed");
         assert_eq!(std::fs::read_to_string(&self.sentinel).unwrap(), SECRET, "{case}: sentinel changed");
         assert!(self.sleeper.try_wait().unwrap().is_none(), "{case}: a host process was killed");
-        assert_eq!(self.connections.load(Ordering::SeqCst), 0, "{case}: the host listener saw a connection");
+        assert_eq!(self.connections.load(Ordering::SeqCst), 0, "{case}: a host listener (TCP or abstract unix) saw a connection");
         assert!(!daemon_left_behind(), "{case}: a process from the build outlived it");
     }
 }
@@ -150,7 +156,7 @@ fn run_hostile_suite(run_one: impl Fn(&Path, &Path) -> Output, store: &Path) {
     let scratch = tempfile::tempdir().unwrap();
     let mut host = Host::prepare(scratch.path());
     let cases = hostile_sources();
-    assert!(cases.len() >= 15, "the hostile suite has {} cases", cases.len());
+    assert!(cases.len() >= 25, "the hostile suite has {} cases", cases.len());
     for source in cases {
         let case = source.file_name().unwrap().to_string_lossy().into_owned();
         let out_dir = scratch.path().join(format!("out-{case}"));
