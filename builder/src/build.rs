@@ -99,23 +99,22 @@ pub fn build(
     let script = build_script(&conf);
     let script_path = meta.join("build.sh");
     fs::write(&script_path, script).map_err(io_err(&script_path))?;
-    hand_over_to_sandbox_user(workdir)?;
+    hand_over(&script_path)?;
     let outcome = run(rootfs, settings, workdir, log, &["/bin/bash", "/build/meta/build.sh"])?;
     match outcome.exit {
         Exit::Code(0) => {}
         Exit::TimedOut => {
             return Err(BuildError::TimedOut { limit: settings.timeout, tail: tail(log), log: log.to_owned() })
         }
-        other => {
-            return Err(BuildError::MakeFailed { exit: describe(&other), tail: tail(log), log: log.to_owned() })
-        }
+        other => return Err(BuildError::MakeFailed { exit: describe(&other), tail: tail(log), log: log.to_owned() }),
     }
 
     let mut modules = Vec::new();
     for (index, module) in conf.modules.iter().enumerate() {
         let built = meta.join(format!("module-{index}.ko"));
         if !built.is_file() {
-            let location = if module.built_location.is_empty() { String::new() } else { format!("{}/", module.built_location) };
+            let location =
+                if module.built_location.is_empty() { String::new() } else { format!("{}/", module.built_location) };
             return Err(BuildError::ModuleMissing {
                 name: module.built_name.clone(),
                 expected: format!("{SRC_INSIDE}/{location}{}.ko", module.built_name),
@@ -137,20 +136,29 @@ fn hand_over_to_sandbox_user(workdir: &Path) -> Result<(), BuildError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    let (uid, gid) = hermod_sandbox::NOBODY;
     fs::set_permissions(workdir, fs::Permissions::from_mode(0o755)).map_err(io_err(workdir))?;
     for top in ["src", "meta"] {
-        for entry in walkdir::WalkDir::new(workdir.join(top)) {
-            let entry = entry.map_err(|e| BuildError::Io { path: workdir.join(top), source: e.into() })?;
-            nix::unistd::fchownat(
-                nix::fcntl::AT_FDCWD,
-                entry.path(),
-                Some(uid.into()),
-                Some(gid.into()),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(|errno| BuildError::Io { path: entry.path().to_owned(), source: errno.into() })?;
-        }
+        hand_over(&workdir.join(top))?;
+    }
+    Ok(())
+}
+
+/// Give `path` (and everything below it) to the sandbox user, when root.
+fn hand_over(path: &Path) -> Result<(), BuildError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let (uid, gid) = hermod_sandbox::NOBODY;
+    for entry in walkdir::WalkDir::new(path) {
+        let entry = entry.map_err(|e| BuildError::Io { path: path.to_owned(), source: e.into() })?;
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            entry.path(),
+            Some(uid.into()),
+            Some(gid.into()),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|errno| BuildError::Io { path: entry.path().to_owned(), source: errno.into() })?;
     }
     Ok(())
 }
@@ -189,9 +197,7 @@ fn evaluate_dkms_conf(
         Exit::Code(dkms::EXIT_SYNTAX_ERROR) => {
             return Err(BuildError::DkmsSyntax { tail: tail(log), log: log.to_owned() })
         }
-        other => {
-            return Err(BuildError::DkmsEval { exit: describe(&other), tail: tail(log), log: log.to_owned() })
-        }
+        other => return Err(BuildError::DkmsEval { exit: describe(&other), tail: tail(log), log: log.to_owned() }),
     }
     let records_path = meta.join("dkms.records");
     let raw = fs::read(&records_path).map_err(io_err(&records_path))?;
@@ -212,7 +218,8 @@ fn build_script(conf: &DkmsConf) -> String {
     let _ = writeln!(s, "cd {SRC_INSIDE} || exit 1");
     let _ = writeln!(s, "printf 'hermod: running: %s\\n' {}", shell_quote(&conf.make_command));
     let _ = writeln!(s, "{}\nstatus=$?", conf.make_command);
-    let _ = writeln!(s, "if [ $status -ne 0 ]; then echo \"hermod: make exited with status $status\"; exit $status; fi");
+    let _ =
+        writeln!(s, "if [ $status -ne 0 ]; then echo \"hermod: make exited with status $status\"; exit $status; fi");
     for (index, module) in conf.modules.iter().enumerate() {
         let location = if module.built_location.is_empty() { ".".to_owned() } else { module.built_location.clone() };
         let built = format!("{}/{}.ko", shell_quote(&location), shell_quote(&module.built_name));
@@ -283,7 +290,12 @@ mod tests {
             package_version: "1".into(),
             modules: vec![
                 Module { built_name: "a".into(), built_location: String::new(), dest_name: "a".into(), strip: true },
-                Module { built_name: "b".into(), built_location: "sub dir".into(), dest_name: "b".into(), strip: false },
+                Module {
+                    built_name: "b".into(),
+                    built_location: "sub dir".into(),
+                    dest_name: "b".into(),
+                    strip: false,
+                },
             ],
             make_command: "make -j2 KERNELRELEASE=k -C /usr/src/h M=/build/src".into(),
         };

@@ -106,13 +106,9 @@ pub enum RootfsCommand {
 fn open_store(global: &Global) -> Result<Store, PipelineError> {
     let root = match &global.store {
         Some(root) => root.clone(),
-        None => Store::default_root().map_err(store_err)?,
+        None => Store::default_root()?,
     };
-    Store::open(&root, global.package_cache.as_deref()).map_err(store_err)
-}
-
-fn store_err(e: crate::store::StoreError) -> PipelineError {
-    PipelineError::Io { path: PathBuf::from("store"), source: std::io::Error::other(e.to_string()) }
+    Ok(Store::open(&root, global.package_cache.as_deref())?)
 }
 
 fn load_recipe(global: &Global) -> Result<Recipe, PipelineError> {
@@ -123,9 +119,7 @@ fn load_recipe(global: &Global) -> Result<Recipe, PipelineError> {
 }
 
 fn context(global: &Global, out: PathBuf, jobs: Option<usize>, timeout: Duration) -> Result<Context, PipelineError> {
-    let jobs = jobs
-        .filter(|&j| j > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let jobs = jobs.filter(|&j| j > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     Context::load(Options {
         maintainer: global.maintainer.clone(),
         store: open_store(global)?,
@@ -202,15 +196,18 @@ pub fn exit_code(err: &PipelineError) -> i32 {
         | PipelineError::Apt(_) => 7,
         PipelineError::Rootfs(RootfsError::RecipeParse { .. } | RootfsError::RecipeRead { .. }) => 3,
         PipelineError::Rootfs(RootfsError::NoDefaultKernel(_)) => 7,
-        PipelineError::Rootfs(RootfsError::Io { .. }) => 9,
+        PipelineError::Rootfs(RootfsError::Io { .. } | RootfsError::Store(_)) => 9,
         PipelineError::Build { error, .. } => match error {
-            BuildError::Source(_) | BuildError::Dkms(_) | BuildError::DkmsSyntax { .. } | BuildError::DkmsEval { .. } => 3,
+            BuildError::Source(_)
+            | BuildError::Dkms(_)
+            | BuildError::DkmsSyntax { .. }
+            | BuildError::DkmsEval { .. } => 3,
             BuildError::MakeFailed { .. } | BuildError::TimedOut { .. } => 5,
             BuildError::ModuleMissing { .. } => 6,
             BuildError::Sandbox(_) => 8,
             BuildError::Io { .. } => 9,
         },
         PipelineError::Deb(_) => 1,
-        PipelineError::Cache(_) | PipelineError::Io { .. } => 9,
+        PipelineError::Cache(_) | PipelineError::Store(_) | PipelineError::Io { .. } => 9,
     }
 }

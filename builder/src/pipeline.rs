@@ -42,6 +42,8 @@ pub enum PipelineError {
     Cache(#[from] CacheError),
     #[error("reading the archive: {0}")]
     Apt(#[from] apt::AptError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -117,9 +119,8 @@ impl Context {
 
     /// The exact build-root package set for `kernel`.
     pub fn lock(&self, kernel: &str) -> Result<Lock, PipelineError> {
-        self.memo().get_or(&format!("lock {kernel}"), || {
-            Ok(Lock::resolve(self.archive()?, &self.options.recipe, kernel)?)
-        })
+        self.memo()
+            .get_or(&format!("lock {kernel}"), || Ok(Lock::resolve(self.archive()?, &self.options.recipe, kernel)?))
     }
 
     fn say(&self, message: &str) {
@@ -152,17 +153,11 @@ impl Context {
         if rootfs.created {
             self.say(&format!("build root {} ready ({} packages)", &rootfs.hash[..16], lock.packages.len()));
         }
-        let workdir = store.staging_dir("build-").map_err(|e| PipelineError::Io {
-            path: store.tmp(),
-            source: io::Error::other(e.to_string()),
-        })?;
+        let workdir = store.staging_dir("build-")?;
         let log = store.logs().join(format!("{}-{kernel}.log", &key.hex[..16]));
         fs::write(&log, b"").map_err(|source| PipelineError::Io { path: log.clone(), source })?;
-        let settings = Settings {
-            jobs: self.options.jobs,
-            timeout: self.options.timeout,
-            source_date_epoch: SOURCE_DATE_EPOCH,
-        };
+        let settings =
+            Settings { jobs: self.options.jobs, timeout: self.options.timeout, source_date_epoch: SOURCE_DATE_EPOCH };
         self.say(&format!("building {} for {kernel} (log: {})", source_dir.display(), log.display()));
         let output = build::build(&rootfs, &source, &settings, workdir.path(), &log)
             .map_err(|error| PipelineError::Build { source_dir: source_dir.to_owned(), error })?;
@@ -175,10 +170,9 @@ impl Context {
         let install_dir = format!("lib/modules/{kernel}/updates/dkms");
         let mut files = Vec::new();
         for module in &output.modules {
-            let contents = compression.apply(&module.contents).map_err(|source| PipelineError::Io {
-                path: PathBuf::from(&module.dest_name),
-                source,
-            })?;
+            let contents = compression
+                .apply(&module.contents)
+                .map_err(|source| PipelineError::Io { path: PathBuf::from(&module.dest_name), source })?;
             files.push(ModuleFile {
                 install_dir: install_dir.clone(),
                 file_name: format!("{}.ko{}", module.dest_name, compression.suffix()),

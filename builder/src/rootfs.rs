@@ -50,6 +50,8 @@ pub enum RootfsError {
     Fetch(#[from] apt::FetchError),
     #[error(transparent)]
     Unpack(#[from] apt::DebFileError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("materializing the build root in {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -90,8 +92,8 @@ impl Recipe {
     }
 
     pub fn load(path: &Path) -> Result<Recipe, RootfsError> {
-        let text = fs::read_to_string(path)
-            .map_err(|source| RootfsError::RecipeRead { path: path.to_owned(), source })?;
+        let text =
+            fs::read_to_string(path).map_err(|source| RootfsError::RecipeRead { path: path.to_owned(), source })?;
         Recipe::parse(&text, &path.display().to_string())
     }
 
@@ -306,12 +308,8 @@ pub fn materialize(store: &Store, lock: &Lock, quiet: bool) -> Result<Rootfs, Ro
     let dir = store.rootfs_dir();
     let final_dir = dir.join(&hash);
     let lock_path = dir.join(format!("{hash}.lock"));
-    let lock_file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path))?;
+    let lock_file =
+        fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
     let _guard = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, errno)| RootfsError::Io { path: lock_path.clone(), source: errno.into() })?;
 
@@ -321,10 +319,7 @@ pub fn materialize(store: &Store, lock: &Lock, quiet: bool) -> Result<Rootfs, Ro
     }
 
     let debs = apt::download(&lock.packages, store.packages(), quiet)?;
-    let staging = store.staging_dir(&format!("rootfs-{}-", &hash[..16])).map_err(|e| RootfsError::Io {
-        path: store.tmp(),
-        source: io::Error::other(e.to_string()),
-    })?;
+    let staging = store.staging_dir(&format!("rootfs-{}-", &hash[..16]))?;
     let tree = staging.path().join("tree");
     fs::create_dir_all(&tree).map_err(io_err(&tree))?;
     for deb in &debs {
@@ -354,11 +349,8 @@ fn finish_tree(tree: &Path, lock: &Lock) -> Result<(), RootfsError> {
     for (link, target) in &lock.links {
         let path = tree.join(link.trim_start_matches('/'));
         let parent = path.parent().expect("absolute link path has a parent");
-        let resolved = if target.starts_with('/') {
-            tree.join(target.trim_start_matches('/'))
-        } else {
-            parent.join(target)
-        };
+        let resolved =
+            if target.starts_with('/') { tree.join(target.trim_start_matches('/')) } else { parent.join(target) };
         if resolved.exists() && fs::symlink_metadata(&path).is_err() {
             symlink(target, &path).map_err(io_err(&path))?;
         }
@@ -415,7 +407,8 @@ mod tests {
     }
 
     fn fixture_archive() -> Archive {
-        let mut packages = vec![package("linux-headers-amd64", "6.1.192-2", "linux-headers-6.1.0-56-amd64 (= 6.1.192-2)")];
+        let mut packages =
+            vec![package("linux-headers-amd64", "6.1.192-2", "linux-headers-6.1.0-56-amd64 (= 6.1.192-2)")];
         for k in [
             "6.1.0-9-amd64",
             "6.1.0-55-amd64",
@@ -446,7 +439,10 @@ mod tests {
         let near = nearest_headers(&archive, &recipe, "6.12.1+deb12-amd64");
         assert_eq!(near[..2], ["6.12.117+deb12-amd64", "6.12.99+deb12-amd64"]);
         let err = Lock::resolve(&archive, &recipe, "6.1.0-99-amd64").unwrap_err().to_string();
-        assert!(err.contains("linux-headers-6.1.0-99-amd64") && err.contains("nearest available: 6.1.0-56-amd64"), "{err}");
+        assert!(
+            err.contains("linux-headers-6.1.0-99-amd64") && err.contains("nearest available: 6.1.0-56-amd64"),
+            "{err}"
+        );
         assert!(matches!(Lock::resolve(&archive, &recipe, "../x"), Err(RootfsError::BadKernelName(_))));
     }
 
@@ -480,7 +476,8 @@ mod tests {
         let bad = "name='x'\narchitecture='amd64'\nheaders='linux-headers'\ndefault_kernel_from='m'\npackages=[]\n";
         let err = Recipe::parse(bad, "t.toml").unwrap_err().to_string();
         assert!(err.contains("{kernel}"), "{err}");
-        let unknown = "name='x'\narchitecture='amd64'\nheaders='h-{kernel}'\ndefault_kernel_from='m'\npackages=[]\nbogus=1\n";
+        let unknown =
+            "name='x'\narchitecture='amd64'\nheaders='h-{kernel}'\ndefault_kernel_from='m'\npackages=[]\nbogus=1\n";
         assert!(Recipe::parse(unknown, "t.toml").unwrap_err().to_string().contains("bogus"));
         let escape = "name='x'\narchitecture='amd64'\nheaders='h-{kernel}'\ndefault_kernel_from='m'\npackages=[]\n[links]\n'/../x'='y'\n";
         assert!(Recipe::parse(escape, "t.toml").is_err());

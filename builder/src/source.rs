@@ -16,7 +16,9 @@ use std::path::{Component, Path, PathBuf};
 pub enum SourceError {
     #[error("source {0} does not exist or is not a directory")]
     NotADirectory(PathBuf),
-    #[error("{0} has no dkms.conf: a module source is a directory with a dkms.conf (as under /usr/src/<module>-<version>)")]
+    #[error(
+        "{0} has no dkms.conf: a module source is a directory with a dkms.conf (as under /usr/src/<module>-<version>)"
+    )]
     NoDkmsConf(PathBuf),
     #[error("{path}: symlink to {target:?} points outside the source tree")]
     SymlinkEscape { path: PathBuf, target: PathBuf },
@@ -36,8 +38,14 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SourceError + '_ {
 pub enum Kind {
     Dir,
     /// Regular file with its blake3 hash and whether any execute bit is set.
-    File { hash: blake3::Hash, size: u64, executable: bool },
-    Symlink { target: String },
+    File {
+        hash: blake3::Hash,
+        size: u64,
+        executable: bool,
+    },
+    Symlink {
+        target: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -73,15 +73,17 @@ impl Host {
         let seen = connections.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
-        let listener = std::thread::spawn(move || while !stopped.load(Ordering::SeqCst) {
-            if let Ok((mut stream, _)) = listener.accept() {
-                seen.fetch_add(1, Ordering::SeqCst);
-                let _ = stream.read(&mut [0u8; 64]);
+        let listener = std::thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                if let Ok((mut stream, _)) = listener.accept() {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream.read(&mut [0u8; 64]);
+                }
+                if abstract_listener.accept().is_ok() {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            if abstract_listener.accept().is_ok() {
-                seen.fetch_add(1, Ordering::SeqCst);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
         });
         let sleeper = Command::new("sleep").arg("600").spawn().unwrap();
         Host { hostname: tool("hostname", &[]), sentinel, sleeper, connections, stop, listener: Some(listener) }
@@ -91,7 +93,11 @@ impl Host {
         assert_eq!(tool("hostname", &[]), self.hostname, "{case}: host name changed");
         assert_eq!(std::fs::read_to_string(&self.sentinel).unwrap(), SECRET, "{case}: sentinel changed");
         assert!(self.sleeper.try_wait().unwrap().is_none(), "{case}: a host process was killed");
-        assert_eq!(self.connections.load(Ordering::SeqCst), 0, "{case}: a host listener (TCP or abstract unix) saw a connection");
+        assert_eq!(
+            self.connections.load(Ordering::SeqCst),
+            0,
+            "{case}: a host listener (TCP or abstract unix) saw a connection"
+        );
         assert!(!daemon_left_behind(), "{case}: a process from the build outlived it");
     }
 }
@@ -193,7 +199,16 @@ fn hostile_builds_are_contained_as_root() {
         |source, out_dir| {
             run(
                 &store,
-                &["build", source.to_str().unwrap(), "--kernel", &kernel, "--timeout", "10", "--out", out_dir.to_str().unwrap()],
+                &[
+                    "build",
+                    source.to_str().unwrap(),
+                    "--kernel",
+                    &kernel,
+                    "--timeout",
+                    "10",
+                    "--out",
+                    out_dir.to_str().unwrap(),
+                ],
             )
         },
         &store,
@@ -244,7 +259,16 @@ fn hostile_builds_are_contained_as_an_unprivileged_user() {
         let case = source.file_name().unwrap().to_string_lossy().into_owned();
         let out_dir = home.join(format!("out-{case}"));
         let src = assemble(&source, &sources);
-        let out = as_nobody(&["build", src.to_str().unwrap(), "--kernel", &kernel, "--timeout", "10", "--out", out_dir.to_str().unwrap()]);
+        let out = as_nobody(&[
+            "build",
+            src.to_str().unwrap(),
+            "--kernel",
+            &kernel,
+            "--timeout",
+            "10",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
         check_case(&case, &out, &mut host, &witness);
         assert!(list(&out_dir).is_empty(), "{case}: wrote to --out");
     }

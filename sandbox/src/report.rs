@@ -28,11 +28,7 @@ pub(crate) enum Ended {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Report {
-    SetupFailed {
-        step: String,
-        errno: Option<i32>,
-        detail: String,
-    },
+    SetupFailed { step: String, errno: Option<i32>, detail: String },
     Payload(Ended),
     Init(Ended),
 }
@@ -46,11 +42,7 @@ impl Report {
             // Only a pathological step description gets here; drop the detail.
             if let Report::SetupFailed { step, errno, .. } = self {
                 let short: String = step.chars().take(1000).collect();
-                let cut = Report::SetupFailed {
-                    step: short,
-                    errno: *errno,
-                    detail: String::new(),
-                };
+                let cut = Report::SetupFailed { step: short, errno: *errno, detail: String::new() };
                 line = serde_json::to_vec(&cut).unwrap_or_default();
             }
         }
@@ -60,11 +52,7 @@ impl Report {
 
     /// Every well-formed line; garbage (there should be none) is skipped.
     pub(crate) fn decode_all(bytes: &[u8]) -> Vec<Report> {
-        bytes
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .filter_map(|l| serde_json::from_slice(l).ok())
-            .collect()
+        bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).filter_map(|l| serde_json::from_slice(l).ok()).collect()
     }
 
     /// Best effort: if the reader is gone there is nobody left to tell.
@@ -126,11 +114,7 @@ mod tests {
 
     #[test]
     fn lines_round_trip_and_garbage_is_skipped() {
-        let a = Report::SetupFailed {
-            step: "mounting /proc".into(),
-            errno: Some(1),
-            detail: "x".into(),
-        };
+        let a = Report::SetupFailed { step: "mounting /proc".into(), errno: Some(1), detail: "x".into() };
         let b = Report::Payload(Ended::Signal(9));
         let c = Report::Init(Ended::Code(0));
         let mut bytes = a.encode();
@@ -143,11 +127,7 @@ mod tests {
 
     #[test]
     fn huge_steps_still_fit_in_one_atomic_write() {
-        let r = Report::SetupFailed {
-            step: "x".repeat(10_000),
-            errno: Some(2),
-            detail: "y".repeat(10_000),
-        };
+        let r = Report::SetupFailed { step: "x".repeat(10_000), errno: Some(2), detail: "y".repeat(10_000) };
         let line = r.encode();
         assert!(line.len() < 4096);
         assert_eq!(Report::decode_all(&line)[0].errno(), Some(Errno::ENOENT));

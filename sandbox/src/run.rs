@@ -83,11 +83,7 @@ pub enum SandboxError {
     /// A step inside the sandbox failed before the command could start,
     /// e.g. `mounting /proc in the sandbox: EPERM: Operation not permitted`.
     #[error("{step}: {}", cause(errno, detail))]
-    Setup {
-        step: String,
-        errno: Option<Errno>,
-        detail: String,
-    },
+    Setup { step: String, errno: Option<Errno>, detail: String },
     /// The helper did not follow the protocol (or died unexpectedly).
     #[error("sandbox init: {0}")]
     Protocol(String),
@@ -123,8 +119,8 @@ pub fn run(spec: &Spec) -> Result<Outcome, SandboxError> {
 /// [`enter_if_requested`](crate::enter_if_requested) first).
 pub fn run_with_init(spec: &Spec, init_exe: &Path) -> Result<Outcome, SandboxError> {
     let resolved = resolve(spec)?;
-    let json = serde_json::to_vec(&resolved)
-        .map_err(|e| SandboxError::InvalidSpec(format!("cannot encode spec: {e}")))?;
+    let json =
+        serde_json::to_vec(&resolved).map_err(|e| SandboxError::InvalidSpec(format!("cannot encode spec: {e}")))?;
     let (stdout, stderr) = output_for(spec)?;
     let (status_read, status_write) = status_pipe()?;
 
@@ -148,10 +144,7 @@ pub fn run_with_init(spec: &Spec, init_exe: &Path) -> Result<Outcome, SandboxErr
     }
 
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(host(format!(
-        "starting the sandbox helper {}",
-        init_exe.display()
-    )))?;
+    let mut child = cmd.spawn().map_err(host(format!("starting the sandbox helper {}", init_exe.display())))?;
     // Only the helper may hold the write end, or end-of-file never comes.
     drop(status_write);
     if let Some(mut stdin) = child.stdin.take() {
@@ -165,22 +158,16 @@ pub fn run_with_init(spec: &Spec, init_exe: &Path) -> Result<Outcome, SandboxErr
     let mut status = File::from(status_read);
     let mut buf = Vec::new();
     let deadline = spec.timeout.map(|t| start + t);
-    let finished = read_to_eof(&mut status, &mut buf, deadline)
-        .map_err(host("reading the sandbox status pipe"))?;
+    let finished = read_to_eof(&mut status, &mut buf, deadline).map_err(host("reading the sandbox status pipe"))?;
     if !finished {
         // SIGKILL the helper; pid 1 follows through PDEATHSIG and takes the
         // namespace with it. Wait for pid 1's end (EOF) so nothing outlives us.
         let _ = child.kill();
         let _ = read_to_eof(&mut status, &mut buf, Some(Instant::now() + TEARDOWN_GRACE));
         let _ = child.wait();
-        return Ok(Outcome {
-            exit: Exit::TimedOut,
-            wall: start.elapsed(),
-        });
+        return Ok(Outcome { exit: Exit::TimedOut, wall: start.elapsed() });
     }
-    let helper = child
-        .wait()
-        .map_err(host("waiting for the sandbox helper"))?;
+    let helper = child.wait().map_err(host("waiting for the sandbox helper"))?;
     let wall = start.elapsed();
     let exit = interpret(&Report::decode_all(&buf), helper, init_exe)?;
     Ok(Outcome { exit, wall })
@@ -193,20 +180,9 @@ fn resolve(spec: &Spec) -> Result<Spec, SandboxError> {
     let mut out = spec.clone();
     out.rootfs = match spec.rootfs.canonicalize() {
         Ok(p) if p.is_dir() => p,
-        Ok(_) => {
-            return Err(SandboxError::InvalidSpec(format!(
-                "rootfs {} is not a directory",
-                spec.rootfs.display()
-            )))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(SandboxError::RootfsMissing(spec.rootfs.clone()))
-        }
-        Err(e) => {
-            return Err(host(format!("resolving rootfs {}", spec.rootfs.display()))(
-                e,
-            ))
-        }
+        Ok(_) => return Err(SandboxError::InvalidSpec(format!("rootfs {} is not a directory", spec.rootfs.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SandboxError::RootfsMissing(spec.rootfs.clone())),
+        Err(e) => return Err(host(format!("resolving rootfs {}", spec.rootfs.display()))(e)),
     };
     for bind in &mut out.binds {
         bind.source = match bind.source.canonicalize() {
@@ -214,12 +190,7 @@ fn resolve(spec: &Spec) -> Result<Spec, SandboxError> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(SandboxError::BindSourceMissing(bind.source.clone()))
             }
-            Err(e) => {
-                return Err(host(format!(
-                    "resolving bind mount source {}",
-                    bind.source.display()
-                ))(e))
-            }
+            Err(e) => return Err(host(format!("resolving bind mount source {}", bind.source.display()))(e)),
         };
     }
     Ok(out)
@@ -230,16 +201,8 @@ fn output_for(spec: &Spec) -> Result<(Stdio, Stdio), SandboxError> {
     let Some(path) = &spec.log else {
         return Ok((Stdio::inherit(), Stdio::inherit()));
     };
-    let log_err = |source| SandboxError::Log {
-        path: path.clone(),
-        source,
-    };
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o644)
-        .open(path)
-        .map_err(log_err)?;
+    let log_err = |source| SandboxError::Log { path: path.clone(), source };
+    let file = OpenOptions::new().append(true).create(true).mode(0o644).open(path).map_err(log_err)?;
     let again = file.try_clone().map_err(log_err)?;
     Ok((Stdio::from(file), Stdio::from(again)))
 }
@@ -247,10 +210,7 @@ fn output_for(spec: &Spec) -> Result<(Stdio, Stdio), SandboxError> {
 /// A close-on-exec pipe whose write end is numbered 3 or higher, so that the
 /// child's stdio setup (dup2 onto 0, 1, 2) cannot clobber it.
 fn status_pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
-    let io = |e: Errno| SandboxError::Host {
-        step: "creating the sandbox status pipe".into(),
-        source: e.into(),
-    };
+    let io = |e: Errno| SandboxError::Host { step: "creating the sandbox status pipe".into(), source: e.into() };
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io)?;
     let raw = fcntl(write.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(io)?;
     // SAFETY: F_DUPFD_CLOEXEC just returned this new descriptor; we own it.
@@ -292,11 +252,7 @@ fn read_to_eof(pipe: &mut File, buf: &mut Vec<u8>, deadline: Option<Instant>) ->
 /// Turns what the sandbox said into the command's exit, or an error.
 fn interpret(reports: &[Report], helper: ExitStatus, exe: &Path) -> Result<Exit, SandboxError> {
     if let Some(r @ Report::SetupFailed { step, detail, .. }) = reports.first() {
-        return Err(SandboxError::Setup {
-            step: step.clone(),
-            errno: r.errno(),
-            detail: detail.clone(),
-        });
+        return Err(SandboxError::Setup { step: step.clone(), errno: r.errno(), detail: detail.clone() });
     }
     for r in reports {
         if let Report::Payload(ended) = r {
@@ -307,9 +263,7 @@ fn interpret(reports: &[Report], helper: ExitStatus, exe: &Path) -> Result<Exit,
         }
     }
     if let Some(Report::Init(ended)) = reports.last() {
-        return Err(SandboxError::Protocol(format!(
-            "pid 1 of the sandbox ended ({ended}) before the command did"
-        )));
+        return Err(SandboxError::Protocol(format!("pid 1 of the sandbox ended ({ended}) before the command did")));
     }
     Err(SandboxError::Protocol(format!(
         "the init executable {} ended ({helper}) without reporting; does its main() call \
@@ -330,49 +284,18 @@ mod tests {
             errno: Some(Errno::EPERM),
             detail: String::new(),
         };
-        assert_eq!(
-            e.to_string(),
-            "mounting /proc in the sandbox: EPERM: Operation not permitted"
-        );
-        assert_eq!(
-            SandboxError::RootfsMissing("/x".into()).to_string(),
-            "rootfs /x does not exist"
-        );
+        assert_eq!(e.to_string(), "mounting /proc in the sandbox: EPERM: Operation not permitted");
+        assert_eq!(SandboxError::RootfsMissing("/x".into()).to_string(), "rootfs /x does not exist");
     }
 
     #[test]
     fn interpret_prefers_setup_errors_then_payload() {
         let ok = ExitStatus::from_raw(0);
         let exe = Path::new("/bin/hermod");
-        let fail = Report::SetupFailed {
-            step: "s".into(),
-            errno: Some(13),
-            detail: String::new(),
-        };
-        let r = interpret(
-            &[
-                fail,
-                Report::Payload(Ended::Code(125)),
-                Report::Init(Ended::Code(125)),
-            ],
-            ok,
-            exe,
-        );
-        assert!(matches!(
-            r,
-            Err(SandboxError::Setup {
-                errno: Some(Errno::EACCES),
-                ..
-            })
-        ));
-        let r = interpret(
-            &[
-                Report::Payload(Ended::Signal(9)),
-                Report::Init(Ended::Code(137)),
-            ],
-            ok,
-            exe,
-        );
+        let fail = Report::SetupFailed { step: "s".into(), errno: Some(13), detail: String::new() };
+        let r = interpret(&[fail, Report::Payload(Ended::Code(125)), Report::Init(Ended::Code(125))], ok, exe);
+        assert!(matches!(r, Err(SandboxError::Setup { errno: Some(Errno::EACCES), .. })));
+        let r = interpret(&[Report::Payload(Ended::Signal(9)), Report::Init(Ended::Code(137))], ok, exe);
         assert_eq!(r.unwrap(), Exit::Signal(9));
         let r = interpret(&[Report::Init(Ended::Signal(9))], ok, exe);
         assert!(r.unwrap_err().to_string().contains("pid 1"));

@@ -112,26 +112,14 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            nproc: Some(4096),
-            fsize: Some(4 << 30),
-            core: Some(0),
-            cpu: Some(3600),
-            nofile: Some(4096),
-        }
+        Limits { nproc: Some(4096), fsize: Some(4 << 30), core: Some(0), cpu: Some(3600), nofile: Some(4096) }
     }
 }
 
 impl Limits {
     /// Leaves every limit as inherited.
     pub fn inherit() -> Limits {
-        Limits {
-            nproc: None,
-            fsize: None,
-            core: None,
-            cpu: None,
-            nofile: None,
-        }
+        Limits { nproc: None, fsize: None, core: None, cpu: None, nofile: None }
     }
 }
 
@@ -164,9 +152,7 @@ impl Spec {
             return Err("argv is empty".into());
         };
         if !argv0.starts_with('/') {
-            return Err(format!(
-                "argv[0] {argv0:?} must be an absolute path inside the rootfs"
-            ));
+            return Err(format!("argv[0] {argv0:?} must be an absolute path inside the rootfs"));
         }
         if let Some(arg) = self.argv.iter().find(|a| a.contains('\0')) {
             return Err(format!("argument {arg:?} contains a NUL byte"));
@@ -190,10 +176,7 @@ impl Spec {
             }
         }
         if self.hostname.is_empty() || self.hostname.len() > 64 {
-            return Err(format!(
-                "hostname {:?} must be 1 to 64 bytes",
-                self.hostname
-            ));
+            return Err(format!("hostname {:?} must be 1 to 64 bytes", self.hostname));
         }
         Ok(())
     }
@@ -203,10 +186,7 @@ impl Spec {
 /// them under the new root can never climb out of it.
 fn inside_path(what: &str, path: &Path) -> Result<(), String> {
     if !path.is_absolute() {
-        return Err(format!(
-            "{what} {} must be an absolute path",
-            path.display()
-        ));
+        return Err(format!("{what} {} must be an absolute path", path.display()));
     }
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(format!("{what} {} must not contain '..'", path.display()));
@@ -218,11 +198,7 @@ fn inside_path(what: &str, path: &Path) -> Result<(), String> {
 /// gives `/newroot/build/src`.
 pub(crate) fn under(root: &Path, inside: &Path) -> PathBuf {
     let mut out = root.to_path_buf();
-    out.extend(
-        inside
-            .components()
-            .filter(|c| matches!(c, Component::Normal(_))),
-    );
+    out.extend(inside.components().filter(|c| matches!(c, Component::Normal(_))));
     out
 }
 
@@ -231,10 +207,7 @@ mod tests {
     use super::*;
 
     fn spec() -> Spec {
-        Spec::new(
-            "/srv/rootfs",
-            vec!["/bin/sh".into(), "-c".into(), "true".into()],
-        )
+        Spec::new("/srv/rootfs", vec!["/bin/sh".into(), "-c".into(), "true".into()])
     }
 
     #[test]
@@ -244,13 +217,7 @@ mod tests {
         assert_eq!(s.hostname, "hermod");
         assert_eq!((s.uid, s.gid), (1000, 1000));
         assert_eq!(s.tmpfs, vec![PathBuf::from("/tmp")]);
-        assert_eq!(
-            s.env,
-            vec![(
-                "PATH".to_string(),
-                "/usr/sbin:/usr/bin:/sbin:/bin".to_string()
-            )]
-        );
+        assert_eq!(s.env, vec![("PATH".to_string(), "/usr/sbin:/usr/bin:/sbin:/bin".to_string())]);
         assert!(s.timeout.is_none() && s.log.is_none() && s.binds.is_empty());
         assert!(s.seccomp);
         assert_eq!(
@@ -275,24 +242,13 @@ mod tests {
         assert_eq!(back, spec());
         // A partial limits object keeps the other defaults.
         let l: Limits = serde_json::from_str(r#"{"nofile": 64, "cpu": null}"#).unwrap();
-        assert_eq!(
-            l,
-            Limits {
-                nofile: Some(64),
-                cpu: None,
-                ..Limits::default()
-            }
-        );
+        assert_eq!(l, Limits { nofile: Some(64), cpu: None, ..Limits::default() });
     }
 
     #[test]
     fn json_round_trip() {
         let mut s = spec();
-        s.binds.push(Bind {
-            source: "/h/src".into(),
-            target: "/build/src".into(),
-            writable: true,
-        });
+        s.binds.push(Bind { source: "/h/src".into(), target: "/build/src".into(), writable: true });
         s.timeout = Some(Duration::from_millis(1500));
         s.log = Some("/h/log".into());
         s.limits.nproc = None;
@@ -314,11 +270,7 @@ mod tests {
         s.cwd = "build".into();
         assert!(s.check_shape().unwrap_err().starts_with("cwd build"));
         let mut s = spec();
-        s.binds.push(Bind {
-            source: "/a".into(),
-            target: "/build/../etc".into(),
-            writable: false,
-        });
+        s.binds.push(Bind { source: "/a".into(), target: "/build/../etc".into(), writable: false });
         assert!(s.check_shape().unwrap_err().contains(".."));
         let mut s = spec();
         s.env.push(("A=B".into(), "x".into()));
@@ -328,17 +280,8 @@ mod tests {
 
     #[test]
     fn under_reroots_absolute_paths() {
-        assert_eq!(
-            under(Path::new("/newroot"), Path::new("/build/src")),
-            Path::new("/newroot/build/src")
-        );
-        assert_eq!(
-            under(Path::new("/oldroot"), Path::new("/")),
-            Path::new("/oldroot")
-        );
-        assert_eq!(
-            under(Path::new("/n"), Path::new("/a/./b/")),
-            Path::new("/n/a/b")
-        );
+        assert_eq!(under(Path::new("/newroot"), Path::new("/build/src")), Path::new("/newroot/build/src"));
+        assert_eq!(under(Path::new("/oldroot"), Path::new("/")), Path::new("/oldroot"));
+        assert_eq!(under(Path::new("/n"), Path::new("/a/./b/")), Path::new("/n/a/b"));
     }
 }

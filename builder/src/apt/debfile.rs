@@ -88,7 +88,8 @@ fn member_reader(deb: &Path, prefix: &str) -> Result<(String, Box<dyn Read>), De
 pub fn control(deb: &Path) -> Result<Stanza, DebFileError> {
     let (member, r) = member_reader(deb, "control.tar")?;
     let mut tar = tar::Archive::new(r);
-    let err = |source| DebFileError::Unpack { deb: deb.to_path_buf(), path: member.clone(), dest: PathBuf::new(), source };
+    let err =
+        |source| DebFileError::Unpack { deb: deb.to_path_buf(), path: member.clone(), dest: PathBuf::new(), source };
     for entry in tar.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;
         let path = entry.path().map_err(err)?.into_owned();
@@ -165,7 +166,12 @@ fn clear(p: &Path) -> io::Result<()> {
 pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError> {
     use std::os::unix::fs::PermissionsExt;
     let (member, r) = member_reader(deb, "data.tar")?;
-    let fail = |path: &Path, source| DebFileError::Unpack { deb: deb.to_path_buf(), path: path.display().to_string(), dest: dest.to_path_buf(), source };
+    let fail = |path: &Path, source| DebFileError::Unpack {
+        deb: deb.to_path_buf(),
+        path: path.display().to_string(),
+        dest: dest.to_path_buf(),
+        source,
+    };
     fs::create_dir_all(dest).map_err(|e| fail(Path::new("."), e))?;
     let mut tar = tar::Archive::new(r);
     let mut unpacked = Vec::new();
@@ -175,7 +181,12 @@ pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError
     for entry in tar.entries().map_err(|e| fail(Path::new(&member), e))? {
         let mut entry = entry.map_err(|e| fail(Path::new(&member), e))?;
         let raw = entry.path().map_err(|e| fail(Path::new(&member), e))?.into_owned();
-        let unsafe_path = |reason| DebFileError::UnsafePath { deb: deb.to_path_buf(), member: member.clone(), path: raw.display().to_string(), reason };
+        let unsafe_path = |reason| DebFileError::UnsafePath {
+            deb: deb.to_path_buf(),
+            member: member.clone(),
+            path: raw.display().to_string(),
+            reason,
+        };
         let Some(rel) = normalize(&raw).map_err(unsafe_path)? else { continue };
         let header = entry.header();
         let mode = header.mode().map_err(|e| fail(&rel, e))? & 0o1777; // no setuid/setgid
@@ -203,15 +214,22 @@ pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError
                 f.set_modified(mtime_of(mtime)).map_err(|e| fail(&rel, e))?;
             }
             tar::EntryType::Symlink => {
-                let link = entry.link_name().map_err(|e| fail(&rel, e))?.ok_or_else(|| unsafe_path("symlink without target"))?;
+                let link = entry
+                    .link_name()
+                    .map_err(|e| fail(&rel, e))?
+                    .ok_or_else(|| unsafe_path("symlink without target"))?;
                 clear(&target).map_err(|e| fail(&rel, e))?;
                 std::os::unix::fs::symlink(&link, &target).map_err(|e| fail(&rel, e))?;
                 let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
                 filetime::set_symlink_file_times(&target, t, t).map_err(|e| fail(&rel, e))?;
             }
             tar::EntryType::Link => {
-                let link = entry.link_name().map_err(|e| fail(&rel, e))?.ok_or_else(|| unsafe_path("hard link without target"))?;
-                let Some(link_rel) = normalize(&link).map_err(|_| unsafe_path("hard link target contains `..`"))? else {
+                let link = entry
+                    .link_name()
+                    .map_err(|e| fail(&rel, e))?
+                    .ok_or_else(|| unsafe_path("hard link without target"))?;
+                let Some(link_rel) = normalize(&link).map_err(|_| unsafe_path("hard link target contains `..`"))?
+                else {
                     return Err(unsafe_path("hard link to the root directory"));
                 };
                 let source = resolve_in(dest, &link_rel, false).map_err(|e| fail(&rel, e))?;

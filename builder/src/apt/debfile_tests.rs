@@ -50,7 +50,8 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn deb_of(dir: &Path, version: &[u8], data_name: &str, data: Vec<u8>) -> PathBuf {
-    let control = tar_of(&[E::Dir("./", 0o755), E::File("./control", 0o644, b"Package: hello\nVersion: 1.0\nDepends: libc6\n")]);
+    let control =
+        tar_of(&[E::Dir("./", 0o755), E::File("./control", 0o644, b"Package: hello\nVersion: 1.0\nDepends: libc6\n")]);
     let mut ar = ar::Builder::new(Vec::new());
     for (name, body) in [("debian-binary", version.to_vec()), ("control.tar.gz", gz(&control)), (data_name, data)] {
         ar.append(&ar::Header::new(name.as_bytes().to_vec(), body.len() as u64), body.as_slice()).unwrap();
@@ -77,7 +78,8 @@ fn sample() -> Vec<u8> {
 fn unpacks_files_links_and_modes() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("root");
-    for (name, data) in [("data.tar.gz", gz(&sample())), ("data.tar.zst", zstd::encode_all(&sample()[..], 1).unwrap())] {
+    for (name, data) in [("data.tar.gz", gz(&sample())), ("data.tar.zst", zstd::encode_all(&sample()[..], 1).unwrap())]
+    {
         let deb = deb_of(tmp.path(), b"2.0\n", name, data);
         let got = unpack_data(&deb, &dest).unwrap();
         assert_eq!(got.len(), 7, "{got:?}");
@@ -108,13 +110,21 @@ fn rejects_escapes() {
     let deb = deb_of(tmp.path(), b"2.0\n", "data.tar", tar_of(&[E::Hard("./x", "../../etc/passwd")]));
     assert!(matches!(unpack_data(&deb, &dest), Err(DebFileError::UnsafePath { .. })));
     let deb = deb_of(tmp.path(), b"2.0\n", "data.tar", tar_of(&[E::Hard("./x", "/etc/passwd")]));
-    assert!(matches!(unpack_data(&deb, &dest), Err(DebFileError::UnsafePath { .. })), "absolute hard link target must resolve inside dest");
+    assert!(
+        matches!(unpack_data(&deb, &dest), Err(DebFileError::UnsafePath { .. })),
+        "absolute hard link target must resolve inside dest"
+    );
     // A symlink pointing outside, then a file written "through" it: stays inside.
     let deb = deb_of(
         tmp.path(),
         b"2.0\n",
         "data.tar",
-        tar_of(&[E::Sym("./up", "../../.."), E::File("./up/escaped", 0o644, b"x"), E::Sym("./f", "/tmp/hermod-outside"), E::File("./f", 0o644, b"y")]),
+        tar_of(&[
+            E::Sym("./up", "../../.."),
+            E::File("./up/escaped", 0o644, b"x"),
+            E::Sym("./f", "/tmp/hermod-outside"),
+            E::File("./f", 0o644, b"y"),
+        ]),
     );
     unpack_data(&deb, &dest).unwrap();
     assert!(dest.join("escaped").exists() && !tmp.path().join("escaped").exists());

@@ -130,7 +130,8 @@ fn parse_alternative(text: &str) -> Result<Alternative, DependsError> {
         Some((n, q)) => (n, Some(q.to_string())),
         None => (full_name, None),
     };
-    let mut alt = Alternative { name: name.to_string(), arch_qualifier, constraint: None, arch_restrictions: Vec::new() };
+    let mut alt =
+        Alternative { name: name.to_string(), arch_qualifier, constraint: None, arch_restrictions: Vec::new() };
     if let Some(r) = rest.strip_prefix('(') {
         let (inner, after) = r.split_once(')').ok_or_else(|| err("`(` without `)`".into()))?;
         let inner = inner.trim();
@@ -168,13 +169,19 @@ pub fn parse_provides(field: &str) -> Result<Vec<Provide>, DependsError> {
     let mut out = Vec::new();
     for d in parse_depends(field)? {
         let [alt] = &d.alternatives[..] else {
-            return Err(DependsError::Syntax { text: d.to_string(), reason: "alternatives (`|`) are not allowed in Provides".into() });
+            return Err(DependsError::Syntax {
+                text: d.to_string(),
+                reason: "alternatives (`|`) are not allowed in Provides".into(),
+            });
         };
         let version = match &alt.constraint {
             None => None,
             Some(c) if c.relation == Relation::Eq => Some(c.version.clone()),
             Some(c) => {
-                return Err(DependsError::Syntax { text: alt.to_string(), reason: format!("Provides only allows `=`, found `{}`", c.relation) })
+                return Err(DependsError::Syntax {
+                    text: alt.to_string(),
+                    reason: format!("Provides only allows `=`, found `{}`", c.relation),
+                })
             }
         };
         out.push(Provide { name: alt.name.clone(), version });
@@ -203,7 +210,9 @@ mod tests {
 
     #[test]
     fn qualifiers_arch_lists_profiles_and_folding() {
-        let d = parse_depends("python3:any (>= 3.9),\n perl:native, foo [amd64 i386] | bar [!amd64], baz <!nocheck>, , ").unwrap();
+        let d =
+            parse_depends("python3:any (>= 3.9),\n perl:native, foo [amd64 i386] | bar [!amd64], baz <!nocheck>, , ")
+                .unwrap();
         assert_eq!(d.len(), 4);
         assert_eq!(d[0].alternatives[0].arch_qualifier.as_deref(), Some("any"));
         assert_eq!(d[1].alternatives[0].name, "perl");

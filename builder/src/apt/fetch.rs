@@ -104,7 +104,9 @@ fn fetch_one(p: &Package, dir: &Path, bar: &ProgressBar) -> Result<PathBuf, Fetc
     let path = dir.join(deb_file_name(p));
     let io = |source| FetchError::Io { path: path.clone(), source };
     if let Ok(mut f) = File::open(&path) {
-        if f.metadata().map(|m| m.len() == p.size).unwrap_or(false) && hash_reader(&mut f).map(|h| h == p.sha256).unwrap_or(false) {
+        if f.metadata().map(|m| m.len() == p.size).unwrap_or(false)
+            && hash_reader(&mut f).map(|h| h == p.sha256).unwrap_or(false)
+        {
             bar.inc(p.size);
             return Ok(path);
         }
@@ -158,12 +160,24 @@ fn download_verified(p: &Package, url: &str, dir: &Path, path: &Path, bar: &Prog
     }
     if found != p.size {
         bar.dec(counted);
-        return Err(FetchError::SizeMismatch { url: url.into(), name: p.name.clone(), version: p.version.clone(), expected: p.size, found });
+        return Err(FetchError::SizeMismatch {
+            url: url.into(),
+            name: p.name.clone(),
+            version: p.version.clone(),
+            expected: p.size,
+            found,
+        });
     }
     let hash = hex::encode(hasher.finalize());
     if hash != p.sha256 {
         bar.dec(counted);
-        return Err(FetchError::HashMismatch { url: url.into(), name: p.name.clone(), version: p.version.clone(), expected: p.sha256.clone(), found: hash });
+        return Err(FetchError::HashMismatch {
+            url: url.into(),
+            name: p.name.clone(),
+            version: p.version.clone(),
+            expected: p.sha256.clone(),
+            found: hash,
+        });
     }
     // tempfile creates 0600; a package cache is world-readable like APT's.
     use std::os::unix::fs::PermissionsExt;

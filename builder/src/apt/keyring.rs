@@ -52,7 +52,8 @@ impl Keyring {
                     }
                 }
                 if keys.is_empty() {
-                    let detail = if paths.is_empty() { "no keyring files configured".into() } else { problems.join("; ") };
+                    let detail =
+                        if paths.is_empty() { "no keyring files configured".into() } else { problems.join("; ") };
                     return Err(KeyringError::Empty { origin, detail });
                 }
                 Ok(Keyring { origin, keys })

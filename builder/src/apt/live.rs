@@ -71,9 +71,11 @@ fn real_run() {
     }
     let t_unpack = t.elapsed();
     eprintln!("unpack: {files} paths in {t_unpack:.2?}");
-    assert!(dest.path().join("usr/src/linux-headers-6.1.0-56-amd64/Makefile").exists() || dest.path().join("usr/src/linux-headers-6.1.0-56-amd64").exists());
+    assert!(
+        dest.path().join("usr/src/linux-headers-6.1.0-56-amd64/Makefile").exists()
+            || dest.path().join("usr/src/linux-headers-6.1.0-56-amd64").exists()
+    );
     let c = control(&debs[0]).unwrap();
     assert_eq!(c.get("Package"), Some(pkgs[0].name.as_str()));
     eprintln!("SUMMARY packages={} bytes={bytes} index={t_index:.2?} resolve={t_resolve:.2?} download={t_download:.2?} unpack={t_unpack:.2?}", pkgs.len());
 }
-

@@ -90,10 +90,20 @@ pub fn parse_packages(text: &str, base_uri: &str, arch: &str, origin: &str) -> R
     Ok(out)
 }
 
-fn package_from(st: &RawStanza<'_>, base_uri: &str, arch: &str, origin: &str) -> Result<Option<Package>, PackagesError> {
+fn package_from(
+    st: &RawStanza<'_>,
+    base_uri: &str,
+    arch: &str,
+    origin: &str,
+) -> Result<Option<Package>, PackagesError> {
     let name = st.get("Package").unwrap_or("?");
     let need = |field: &'static str| {
-        st.get(field).ok_or_else(|| PackagesError::MissingField { origin: origin.into(), line: st.line, name: name.into(), field })
+        st.get(field).ok_or_else(|| PackagesError::MissingField {
+            origin: origin.into(),
+            line: st.line,
+            name: name.into(),
+            field,
+        })
     };
     let architecture = need("Architecture")?;
     if architecture != arch && architecture != "all" {
@@ -101,11 +111,21 @@ fn package_from(st: &RawStanza<'_>, base_uri: &str, arch: &str, origin: &str) ->
     }
     let name = need("Package")?;
     let number = |field: &'static str, v: &str| {
-        v.parse::<u64>().map_err(|_| PackagesError::BadField { origin: origin.into(), name: name.into(), field, value: v.into() })
+        v.parse::<u64>().map_err(|_| PackagesError::BadField {
+            origin: origin.into(),
+            name: name.into(),
+            field,
+            value: v.into(),
+        })
     };
     let sha256 = need("SHA256")?;
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(PackagesError::BadField { origin: origin.into(), name: name.into(), field: "SHA256", value: sha256.into() });
+        return Err(PackagesError::BadField {
+            origin: origin.into(),
+            name: name.into(),
+            field: "SHA256",
+            value: sha256.into(),
+        });
     }
     let opt = |f: &str| st.get(f).unwrap_or_default().to_string();
     Ok(Some(Package {
@@ -152,7 +172,8 @@ pub fn load_index(
             }
             Err(e) => return Err(e),
         };
-        let text = decompress(&compressed, ext).map_err(|source| PackagesError::Decompress { url: url.clone(), source })?;
+        let text =
+            decompress(&compressed, ext).map_err(|source| PackagesError::Decompress { url: url.clone(), source })?;
         return parse_packages(&text, &source.uri, arch, &url);
     }
     Err(last_err.unwrap_or(PackagesError::NoIndex { suite_url, component: component.into(), arch: arch.into() }))
@@ -165,7 +186,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// Check `bytes` against the Release entry for `url`.
 pub fn check_hash(url: &str, bytes: &[u8], expected: &FileHash) -> Result<(), PackagesError> {
     if bytes.len() as u64 != expected.size {
-        return Err(PackagesError::SizeMismatch { url: url.into(), expected: expected.size, found: bytes.len() as u64 });
+        return Err(PackagesError::SizeMismatch {
+            url: url.into(),
+            expected: expected.size,
+            found: bytes.len() as u64,
+        });
     }
     let found = sha256_hex(bytes);
     if found != expected.sha256 {
@@ -233,7 +258,8 @@ mod tests {
 
     #[test]
     fn missing_or_bad_fields_are_named() {
-        let e = parse_packages("Package: a\nVersion: 1\nArchitecture: all\nSize: 1\n", "u", "amd64", "Packages").unwrap_err();
+        let e = parse_packages("Package: a\nVersion: 1\nArchitecture: all\nSize: 1\n", "u", "amd64", "Packages")
+            .unwrap_err();
         assert!(e.to_string().contains("lacks required field"), "{e}");
         let e = parse_packages(&PACKAGES.replace("Size: 396208", "Size: many"), "u", "amd64", "P").unwrap_err();
         assert!(e.to_string().contains("make") && e.to_string().contains("Size"), "{e}");

@@ -101,7 +101,11 @@ impl Release {
     /// Reject if `Valid-Until` lies before `now`.
     pub fn check_valid_until(&self, now: SystemTime, url: &str) -> Result<(), ReleaseError> {
         let Some(vu) = &self.valid_until else { return Ok(()) };
-        let t = parse_rfc2822(vu).ok_or_else(|| ReleaseError::BadField { url: url.into(), field: "Valid-Until", value: vu.clone() })?;
+        let t = parse_rfc2822(vu).ok_or_else(|| ReleaseError::BadField {
+            url: url.into(),
+            field: "Valid-Until",
+            value: vu.clone(),
+        })?;
         let now = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         if t < now {
             return Err(ReleaseError::Expired { url: url.into(), valid_until: vu.clone() });
@@ -174,7 +178,11 @@ pub fn parse_rfc2822(s: &str) -> Option<i64> {
         z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
             let n: i64 = z[1..].parse().ok()?;
             let secs = (n / 100) * 3600 + (n % 100) * 60;
-            if z.starts_with('-') { -secs } else { secs }
+            if z.starts_with('-') {
+                -secs
+            } else {
+                secs
+            }
         }
         _ => return None,
     };
@@ -240,7 +248,10 @@ mod tests {
             verify_clearsigned(tampered.as_bytes(), &keyring("test.asc"), "x"),
             Err(ReleaseError::BadSignature { .. })
         ));
-        assert!(matches!(verify_clearsigned(b"Suite: x\n", &keyring("test.asc"), "x"), Err(ReleaseError::NotSigned { .. })));
+        assert!(matches!(
+            verify_clearsigned(b"Suite: x\n", &keyring("test.asc"), "x"),
+            Err(ReleaseError::NotSigned { .. })
+        ));
     }
 
     #[test]

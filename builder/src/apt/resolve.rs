@@ -94,7 +94,8 @@ pub fn resolve(archive: &Archive, roots: &[String], exclude: &[String]) -> Resul
                 source,
             })?;
             for dep in deps {
-                let alts: Vec<&Alternative> = dep.alternatives.iter().filter(|a| a.applies_to(archive.arch())).collect();
+                let alts: Vec<&Alternative> =
+                    dep.alternatives.iter().filter(|a| a.applies_to(archive.arch())).collect();
                 if alts.is_empty() || alts.iter().any(|a| r.satisfied(a)) {
                     continue;
                 }
@@ -126,9 +127,10 @@ impl Resolver<'_> {
                 return true;
             }
         }
-        self.archive.providers(&alt.name).iter().any(|(i, pv)| {
-            self.chosen.get(&self.archive.package(*i).name) == Some(i) && provide_ok(alt, pv.as_ref())
-        })
+        self.archive
+            .providers(&alt.name)
+            .iter()
+            .any(|(i, pv)| self.chosen.get(&self.archive.package(*i).name) == Some(i) && provide_ok(alt, pv.as_ref()))
     }
 
     /// Pick a package for the first workable alternative, or explain why none.
@@ -158,7 +160,8 @@ impl Resolver<'_> {
         let detail = alts
             .iter()
             .map(|a| {
-                let versions: Vec<&str> = self.archive.versions_of(&a.name).iter().map(|p| p.version.as_str()).collect();
+                let versions: Vec<&str> =
+                    self.archive.versions_of(&a.name).iter().map(|p| p.version.as_str()).collect();
                 if !versions.is_empty() {
                     format!("{} has only {}", a.name, versions.join(", "))
                 } else if !self.archive.providers(&a.name).is_empty() {
@@ -179,7 +182,9 @@ impl Resolver<'_> {
         if self.chosen.contains_key(&alt.name) {
             return None; // chosen at a version that does not fit: a conflict
         }
-        if let Some(&i) = real.iter().find(|&&i| alt.constraint.as_ref().is_none_or(|c| c.allows(self.archive.version(i)))) {
+        if let Some(&i) =
+            real.iter().find(|&&i| alt.constraint.as_ref().is_none_or(|c| c.allows(self.archive.version(i))))
+        {
             return Some(i);
         }
         let mut providers: Vec<usize> = self
@@ -234,7 +239,11 @@ fn hint_for(archive: &Archive, name: &str) -> String {
         let near = archive.names_with_prefix(prefix);
         if !near.is_empty() && cut >= name.len().min(4) {
             let shown: Vec<&str> = near.iter().take(8).copied().collect();
-            let more = if near.len() > shown.len() { format!(" and {} more", near.len() - shown.len()) } else { String::new() };
+            let more = if near.len() > shown.len() {
+                format!(" and {} more", near.len() - shown.len())
+            } else {
+                String::new()
+            };
             return format!(" (similar names: {}{more})", shown.join(", "));
         }
         cut = name[..cut].char_indices().next_back().map(|(i, _)| i).unwrap_or(0);
@@ -306,7 +315,10 @@ mod tests {
         );
         // Without the exclusion the image (and its missing dependency) is pulled.
         let e = resolve(&a, &s(&["linux-headers-6.12.117+deb12-amd64"]), &[]).unwrap_err().to_string();
-        assert!(e.contains("linux-headers-6.12.117+deb12-amd64 → linux-image-6.12.117+deb12-amd64 → initramfs-tools"), "{e}");
+        assert!(
+            e.contains("linux-headers-6.12.117+deb12-amd64 → linux-image-6.12.117+deb12-amd64 → initramfs-tools"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -315,7 +327,10 @@ mod tests {
         // Two providers of awk: deterministic pick by name (gawk) ...
         assert_eq!(names(&resolve(&a, &s(&["needs-awk"]), &[]).unwrap()), ["gawk=1:5.2.1-2", "needs-awk=1"]);
         // ... but a root that provides it wins.
-        assert_eq!(names(&resolve(&a, &s(&["needs-awk", "mawk"]), &[]).unwrap()), ["mawk=1.3.4.20200120-3.1", "needs-awk=1"]);
+        assert_eq!(
+            names(&resolve(&a, &s(&["needs-awk", "mawk"]), &[]).unwrap()),
+            ["mawk=1.3.4.20200120-3.1", "needs-awk=1"]
+        );
         // Versioned dependency: only the versioned provider qualifies.
         assert_eq!(names(&resolve(&a, &s(&["needs-abi"]), &[]).unwrap()), ["libfoo2=2.0", "needs-abi=1"]);
     }

@@ -131,7 +131,8 @@ pub fn parse_one_line_file(text: &str, path: &Path, defaults: &[PathBuf]) -> Res
         if line.is_empty() {
             continue;
         }
-        let err = |reason| SourcesError::OneLine { path: path.to_path_buf(), line: i + 1, text: raw.to_string(), reason };
+        let err =
+            |reason| SourcesError::OneLine { path: path.to_path_buf(), line: i + 1, text: raw.to_string(), reason };
         let (kind, mut rest) = line.split_once(char::is_whitespace).ok_or_else(|| err("too few words"))?;
         let mut architectures = Vec::new();
         let mut signed_by = None;
@@ -203,7 +204,8 @@ pub fn parse_deb822_file(text: &str, path: &Path, defaults: &[PathBuf]) -> Resul
                 SignedBy::Inline(stanza::value_lines(v).join("\n").trim().to_string())
             }
             Some(v) => {
-                let paths: Vec<PathBuf> = v.split(|c: char| c == ',' || c.is_whitespace())
+                let paths: Vec<PathBuf> = v
+                    .split(|c: char| c == ',' || c.is_whitespace())
                     .filter(|s| !s.is_empty())
                     .map(PathBuf::from)
                     .collect();
@@ -252,14 +254,13 @@ mod tests {
             ]
         );
         assert_eq!(s[2].components, ["main", "contrib"]);
-        assert_eq!(
-            s[0].signed_by,
-            SignedBy::Keyrings(vec!["/usr/share/keyrings/debian-archive-keyring.gpg".into()])
-        );
+        assert_eq!(s[0].signed_by, SignedBy::Keyrings(vec!["/usr/share/keyrings/debian-archive-keyring.gpg".into()]));
         assert!(!s[3].serves("amd64") && s[3].serves("arm64") && s[0].serves("amd64"));
         assert_eq!(
             s[3].signed_by,
-            SignedBy::Inline("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBF\n-----END PGP PUBLIC KEY BLOCK-----".into())
+            SignedBy::Inline(
+                "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBF\n-----END PGP PUBLIC KEY BLOCK-----".into()
+            )
         );
     }
 

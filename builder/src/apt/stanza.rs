@@ -41,9 +41,7 @@ impl<'a> RawStanza<'a> {
     }
 
     pub fn to_owned(&self) -> Stanza {
-        Stanza {
-            fields: self.fields.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
-        }
+        Stanza { fields: self.fields.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect() }
     }
 }
 
@@ -125,9 +123,7 @@ where
         if line.starts_with(' ') || line.starts_with('\t') {
             match value.as_mut() {
                 Some((_, r)) => r.end = line_start + line.len(),
-                None => {
-                    return Err(StanzaError::OrphanContinuation { origin: origin.to_string(), line: lineno }.into())
-                }
+                None => return Err(StanzaError::OrphanContinuation { origin: origin.to_string(), line: lineno }.into()),
             }
             continue;
         }

@@ -52,7 +52,11 @@ fn agent() -> &'static ureq::Agent {
 /// Open `url` for streaming. Also returns the Content-Length when known.
 pub fn open(url: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), TransportError> {
     if let Some(path) = file_path(url) {
-        let f = std::fs::File::open(&path).map_err(|source| TransportError::File { url: url.to_string(), path: path.clone(), source })?;
+        let f = std::fs::File::open(&path).map_err(|source| TransportError::File {
+            url: url.to_string(),
+            path: path.clone(),
+            source,
+        })?;
         let len = f.metadata().ok().map(|m| m.len());
         return Ok((Box::new(f), len));
     }
@@ -65,11 +69,7 @@ pub fn open(url: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), TransportE
         ureq::Error::StatusCode(404) => TransportError::NotFound { url: url.to_string() },
         e => TransportError::Http { url: url.to_string(), message: e.to_string() },
     })?;
-    let len = resp
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let len = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     Ok((Box::new(resp.into_body().into_reader()), len))
 }
 
@@ -78,11 +78,12 @@ pub fn open(url: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), TransportE
 pub fn get(url: &str, limit: u64) -> Result<Vec<u8>, TransportError> {
     let (r, _) = open(url)?;
     let mut buf = Vec::new();
-    r.take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(|source| TransportError::Body { url: url.to_string(), source })?;
+    r.take(limit + 1).read_to_end(&mut buf).map_err(|source| TransportError::Body { url: url.to_string(), source })?;
     if buf.len() as u64 > limit {
-        return Err(TransportError::Http { url: url.to_string(), message: format!("response is larger than the expected {limit} bytes") });
+        return Err(TransportError::Http {
+            url: url.to_string(),
+            message: format!("response is larger than the expected {limit} bytes"),
+        });
     }
     Ok(buf)
 }

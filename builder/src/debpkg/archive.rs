@@ -2,7 +2,13 @@
 
 use super::*;
 
-pub(super) fn tar_header(name: &[u8], kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> Result<tar::Header, DebError> {
+pub(super) fn tar_header(
+    name: &[u8],
+    kind: tar::EntryType,
+    mode: u32,
+    size: u64,
+    mtime: u64,
+) -> Result<tar::Header, DebError> {
     let mut h = tar::Header::new_gnu();
     {
         let gnu = h.as_gnu_mut().expect("new_gnu header");
@@ -37,10 +43,9 @@ pub(super) fn tar(entries: Vec<Entry>, mtime: u64) -> Result<Vec<u8>, DebError> 
         }
         let (h, data): (tar::Header, &[u8]) = match &e.kind {
             Kind::Dir => (tar_header(name, tar::EntryType::Directory, 0o755, 0, mtime)?, &[]),
-            Kind::File { contents, mode } => (
-                tar_header(name, tar::EntryType::Regular, *mode, contents.len() as u64, mtime)?,
-                contents,
-            ),
+            Kind::File { contents, mode } => {
+                (tar_header(name, tar::EntryType::Regular, *mode, contents.len() as u64, mtime)?, contents)
+            }
         };
         b.append(&h, data).map_err(io_err("writing tar"))?;
     }
@@ -49,10 +54,7 @@ pub(super) fn tar(entries: Vec<Entry>, mtime: u64) -> Result<Vec<u8>, DebError> 
 
 pub(super) fn xz(data: &[u8]) -> Result<Vec<u8>, DebError> {
     let stream = liblzma::stream::Stream::new_easy_encoder(XZ_PRESET, liblzma::stream::Check::Crc64)
-        .map_err(|e| DebError::Io {
-            context: "initialising xz encoder".into(),
-            source: io::Error::other(e),
-        })?;
+        .map_err(|e| DebError::Io { context: "initialising xz encoder".into(), source: io::Error::other(e) })?;
     let mut enc = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
     enc.write_all(data).map_err(io_err("xz compression"))?;
     enc.finish().map_err(io_err("xz compression"))

@@ -7,8 +7,7 @@ pub(super) fn is_package_name(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() >= 2
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+-.".contains(&c))
+        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+-.".contains(&c))
 }
 
 /// Debian version syntax, as dpkg's parseversion() checks it (plus "upstream must
@@ -55,10 +54,7 @@ pub(super) fn check_version(v: &str) -> Result<(), String> {
         if r.is_empty() {
             return Err("empty Debian revision after '-'".into());
         }
-        if let Some(bad) = r
-            .bytes()
-            .find(|&c| !(c.is_ascii_alphanumeric() || b".+~".contains(&c)))
-        {
+        if let Some(bad) = r.bytes().find(|&c| !(c.is_ascii_alphanumeric() || b".+~".contains(&c))) {
             return Err(format!("invalid character {:?} in Debian revision", bad as char));
         }
     }
@@ -117,11 +113,7 @@ pub(super) fn validate(spec: &DebSpec) -> Result<(), DebError> {
         return Err(invalid("architecture", &spec.architecture, "must match [a-z0-9][a-z0-9-]*"));
     }
     let k = &spec.kernel_release;
-    if k.is_empty()
-        || k == "."
-        || k == ".."
-        || !k.bytes().all(|c| c.is_ascii_alphanumeric() || b"._+~-".contains(&c))
-    {
+    if k.is_empty() || k == "." || k == ".." || !k.bytes().all(|c| c.is_ascii_alphanumeric() || b"._+~-".contains(&c)) {
         return Err(invalid(
             "kernel release",
             k,
@@ -140,29 +132,33 @@ pub(super) fn validate(spec: &DebSpec) -> Result<(), DebError> {
         }
     }
     check_single_line("short description", &spec.description_short, false)?;
-    if spec
-        .description_long
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
+    if spec.description_long.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(invalid("long description", &spec.description_long, "control characters other than newline/tab"));
     }
     check_single_line("Depends", &spec.depends, true)?;
 
     const BUILTIN: [&str; 10] = [
-        "Package", "Source", "Version", "Architecture", "Maintainer", "Installed-Size",
-        "Depends", "Section", "Priority", "Description",
+        "Package",
+        "Source",
+        "Version",
+        "Architecture",
+        "Maintainer",
+        "Installed-Size",
+        "Depends",
+        "Section",
+        "Priority",
+        "Description",
     ];
     let mut seen: Vec<String> = Vec::new();
     for (name, value) in &spec.extra_fields {
         let field = format!("extra field name {name:?}");
         let b = name.as_bytes();
-        if b.is_empty()
-            || b[0] == b'#'
-            || b[0] == b'-'
-            || !b.iter().all(|&c| (b'!'..=b'~').contains(&c) && c != b':')
-        {
-            return Err(invalid(field, name, "field names are printable ASCII without ':' or spaces, not starting with '#' or '-'"));
+        if b.is_empty() || b[0] == b'#' || b[0] == b'-' || !b.iter().all(|&c| (b'!'..=b'~').contains(&c) && c != b':') {
+            return Err(invalid(
+                field,
+                name,
+                "field names are printable ASCII without ':' or spaces, not starting with '#' or '-'",
+            ));
         }
         let lower = name.to_ascii_lowercase();
         if BUILTIN.iter().any(|f| f.eq_ignore_ascii_case(name)) || seen.contains(&lower) {

@@ -144,21 +144,15 @@ pub(super) fn changelog_text(spec: &DebSpec) -> String {
 }
 
 pub(super) fn changelog_gz(spec: &DebSpec) -> Result<Vec<u8>, DebError> {
-    let mut gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(3)
-        .write(Vec::new(), flate2::Compression::best());
-    gz.write_all(changelog_text(spec).as_bytes())
-        .map_err(io_err("gzip changelog"))?;
+    let mut gz = flate2::GzBuilder::new().mtime(0).operating_system(3).write(Vec::new(), flate2::Compression::best());
+    gz.write_all(changelog_text(spec).as_bytes()).map_err(io_err("gzip changelog"))?;
     gz.finish().map_err(io_err("gzip changelog"))
 }
 
 /// `Thu, 01 Jan 1970 00:00:00 +0000` (UTC).
 pub(super) fn rfc2822(t: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let days = (t / 86_400) as i64;
     let secs = t % 86_400;
     // Howard Hinnant's civil_from_days.

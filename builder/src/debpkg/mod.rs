@@ -92,11 +92,7 @@ pub struct DebSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum DebError {
     #[error("invalid {field} {value:?}: {reason}")]
-    Invalid {
-        field: String,
-        value: String,
-        reason: String,
-    },
+    Invalid { field: String, value: String, reason: String },
     #[error("package {package:?} has no files to install (refusing to build an empty module package)")]
     NoFiles { package: String },
     #[error("path {path:?} occurs twice in the package (or is both a file and a directory)")]
@@ -110,11 +106,7 @@ pub enum DebError {
 }
 
 fn invalid(field: impl Into<String>, value: &str, reason: impl Into<String>) -> DebError {
-    DebError::Invalid {
-        field: field.into(),
-        value: value.to_string(),
-        reason: reason.into(),
-    }
+    DebError::Invalid { field: field.into(), value: value.to_string(), reason: reason.into() }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> DebError {
@@ -164,18 +156,15 @@ pub fn build_deb(spec: &DebSpec) -> Result<Vec<u8>, DebError> {
     let data_tar_xz = xz(&tar(data_entries, spec.mtime)?)?;
 
     let mut ar = ar::Builder::new(Vec::new());
-    for (name, bytes) in [
-        ("debian-binary", &b"2.0\n"[..]),
-        ("control.tar.xz", &control_tar_xz[..]),
-        ("data.tar.xz", &data_tar_xz[..]),
-    ] {
+    for (name, bytes) in
+        [("debian-binary", &b"2.0\n"[..]), ("control.tar.xz", &control_tar_xz[..]), ("data.tar.xz", &data_tar_xz[..])]
+    {
         let mut h = ar::Header::new(name.as_bytes().to_vec(), bytes.len() as u64);
         h.set_mtime(spec.mtime);
         h.set_uid(0);
         h.set_gid(0);
         h.set_mode(0o100644);
-        ar.append(&h, bytes)
-            .map_err(io_err(format!("writing ar member {name}")))?;
+        ar.append(&h, bytes).map_err(io_err(format!("writing ar member {name}")))?;
     }
     ar.into_inner().map_err(io_err("finishing ar archive"))
 }
@@ -192,17 +181,14 @@ pub fn write_deb_atomically(spec: &DebSpec, out_dir: &Path) -> Result<PathBuf, D
         .suffix(".tmp")
         .tempfile_in(out_dir)
         .map_err(io_err(format!("creating temporary file in {}", out_dir.display())))?;
-    tmp.write_all(&bytes)
-        .map_err(io_err(format!("writing {}", tmp.path().display())))?;
+    tmp.write_all(&bytes).map_err(io_err(format!("writing {}", tmp.path().display())))?;
     {
         use std::os::unix::fs::PermissionsExt;
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(io_err(format!("chmod {}", tmp.path().display())))?;
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(io_err(format!("fsync {}", tmp.path().display())))?;
+    tmp.as_file().sync_all().map_err(io_err(format!("fsync {}", tmp.path().display())))?;
     tmp.persist(&final_path).map_err(|e| DebError::Io {
         context: format!("renaming temporary file to {}", final_path.display()),
         source: e.error,
@@ -216,11 +202,11 @@ pub fn write_deb_atomically(spec: &DebSpec, out_dir: &Path) -> Result<PathBuf, D
 // validation
 
 mod archive;
-mod content;
 mod checks;
+mod content;
 #[cfg(test)]
 mod tests;
 
 use archive::*;
-use content::*;
 use checks::*;
+use content::*;

@@ -153,10 +153,7 @@ fn deterministic_and_sorted() {
     assert_eq!(a, b, "same spec must give the same bytes");
 
     let members = ar_members(&a);
-    let names: Vec<_> = members
-        .iter()
-        .map(|(h, _)| String::from_utf8(h.identifier().to_vec()).unwrap())
-        .collect();
+    let names: Vec<_> = members.iter().map(|(h, _)| String::from_utf8(h.identifier().to_vec()).unwrap()).collect();
     assert_eq!(names, ["debian-binary", "control.tar.xz", "data.tar.xz"]);
     for (h, _) in &members {
         assert_eq!((h.mtime(), h.uid(), h.gid(), h.mode()), (MTIME, 0, 0, 0o100644));
@@ -353,10 +350,8 @@ fn write_atomically() {
     assert_eq!(std::fs::read(&p).unwrap(), build_deb(&spec()).unwrap());
     // Overwrite in place, still no leftovers.
     write_deb_atomically(&spec(), dir.path()).unwrap();
-    let names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let names: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names, [file_name(&spec())]);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
@@ -383,10 +378,14 @@ fn dpkg_deb_parses_it() {
     assert!(info.contains(&format!("Package: {}", s.package)));
     assert!(info.contains("control.tar.xz") || info.contains("control"));
 
-    let f = run(Command::new("dpkg-deb").arg("-f").arg(&p).args(["Package", "Version", "Architecture", "X-Hermod-Key"]));
+    let f =
+        run(Command::new("dpkg-deb").arg("-f").arg(&p).args(["Package", "Version", "Architecture", "X-Hermod-Key"]));
     assert_eq!(
         f,
-        format!("Package: {}\nVersion: {}\nArchitecture: amd64\nX-Hermod-Key: 0123456789abcdef\n", s.package, s.version)
+        format!(
+            "Package: {}\nVersion: {}\nArchitecture: amd64\nX-Hermod-Key: 0123456789abcdef\n",
+            s.package, s.version
+        )
     );
     let inst = run(Command::new("dpkg-deb").arg("-f").arg(&p).arg("Installed-Size"));
     // 7 directories + usr/share/doc/<pkg> tree (4) + root … every dir 1 KiB, files rounded up.
@@ -471,11 +470,7 @@ fn dpkg_installs_into_throwaway_root() {
     let fail = dir.path().join("depmod-fails");
     std::fs::write(
         bin.join("depmod"),
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\n[ ! -e '{}' ]\n",
-            calls.display(),
-            fail.display()
-        ),
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n[ ! -e '{}' ]\n", calls.display(), fail.display()),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;

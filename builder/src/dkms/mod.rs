@@ -92,18 +92,14 @@ pub fn parse_records(raw: &[u8]) -> Result<Records, DkmsError> {
                 let name = next("name")?;
                 let index = next("index")?;
                 let value = next("value")?;
-                let index = index
-                    .parse()
-                    .map_err(|_| DkmsError::Malformed(format!("array index {index:?}")))?;
+                let index = index.parse().map_err(|_| DkmsError::Malformed(format!("array index {index:?}")))?;
                 records.arrays.entry(name).or_default().insert(index, value);
             }
             "M" => {
                 let index = next("index")?;
-                records.make_matches.push(
-                    index
-                        .parse()
-                        .map_err(|_| DkmsError::Malformed(format!("MAKE_MATCH index {index:?}")))?,
-                );
+                records
+                    .make_matches
+                    .push(index.parse().map_err(|_| DkmsError::Malformed(format!("MAKE_MATCH index {index:?}")))?);
             }
             other => return Err(DkmsError::Malformed(format!("unknown tag {other:?}"))),
         }
@@ -135,8 +131,7 @@ impl Records {
     /// Apply DKMS's directive semantics.
     pub fn interpret(&self, ctx: &Context<'_>) -> Result<DkmsConf, DkmsError> {
         let package_name = self.scalar("PACKAGE_NAME").ok_or(DkmsError::Missing("PACKAGE_NAME"))?;
-        let package_version =
-            self.scalar("PACKAGE_VERSION").ok_or(DkmsError::Missing("PACKAGE_VERSION"))?;
+        let package_version = self.scalar("PACKAGE_VERSION").ok_or(DkmsError::Missing("PACKAGE_VERSION"))?;
         check_word("PACKAGE_NAME", package_name)?;
         check_word("PACKAGE_VERSION", package_version)?;
 
@@ -203,14 +198,11 @@ impl Records {
                 chosen = Some(cmd.to_owned());
             }
         }
-        let command = chosen.filter(|c| !c.trim().is_empty()).unwrap_or_else(|| {
-            format!("make -C {} M={}", ctx.kernel_source_dir, ctx.build_dir)
-        });
+        let command = chosen
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| format!("make -C {} M={}", ctx.kernel_source_dir, ctx.build_dir));
         match command.strip_prefix("make") {
-            Some(rest) => format!(
-                "make -j{} KERNELRELEASE={}{}",
-                ctx.parallel_jobs, ctx.kernel_release, rest
-            ),
+            Some(rest) => format!("make -j{} KERNELRELEASE={}{}", ctx.parallel_jobs, ctx.kernel_release, rest),
             None => command,
         }
     }
@@ -284,8 +276,7 @@ mod tests {
 
     #[test]
     fn minimal_conf_gets_dkms_defaults() {
-        let conf = interpret(&records(&[("PACKAGE_NAME", "hello"), ("PACKAGE_VERSION", "0.1")]))
-            .unwrap();
+        let conf = interpret(&records(&[("PACKAGE_NAME", "hello"), ("PACKAGE_VERSION", "0.1")])).unwrap();
         assert_eq!(conf.modules.len(), 1);
         assert_eq!(conf.modules[0].built_name, "hello");
         assert_eq!(conf.modules[0].dest_name, "hello");
@@ -363,12 +354,9 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(escape.to_string().contains("BUILT_MODULE_LOCATION"), "{escape}");
-        let slash = interpret(&records(&[
-            ("PACKAGE_NAME", "x"),
-            ("PACKAGE_VERSION", "1"),
-            ("BUILT_MODULE_NAME[0]", "a/b"),
-        ]))
-        .unwrap_err();
+        let slash =
+            interpret(&records(&[("PACKAGE_NAME", "x"), ("PACKAGE_VERSION", "1"), ("BUILT_MODULE_NAME[0]", "a/b")]))
+                .unwrap_err();
         assert!(slash.to_string().contains("plain file name"), "{slash}");
         assert!(interpret(&records(&[("PACKAGE_NAME", "x y"), ("PACKAGE_VERSION", "1")])).is_err());
     }

@@ -27,11 +27,7 @@ const LINKS: [(&str, &str); 4] = [
 ];
 
 /// Device binds: no setuid, but device nodes must keep working (no nodev).
-const DEVICE: Want = Want {
-    readonly: false,
-    nosuid: true,
-    nodev: false,
-};
+const DEVICE: Want = Want { readonly: false, nosuid: true, nodev: false };
 
 pub(crate) fn populate() -> Result<(), SetupError> {
     let dev = Path::new(NEWROOT).join("dev");
@@ -42,24 +38,12 @@ pub(crate) fn populate() -> Result<(), SetupError> {
         let target = dev.join(name);
         touch(&target).step(|| format!("creating {} in the sandbox", shown.display()))?;
         let source = Path::new(OLDROOT).join("dev").join(name);
-        mount(
-            Some(&source),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .step(|| {
-            format!(
-                "bind-mounting the host's {} in the sandbox",
-                shown.display()
-            )
-        })?;
+        mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .step(|| format!("bind-mounting the host's {} in the sandbox", shown.display()))?;
         remount(&target, &shown, DEVICE)?;
     }
     for (name, to) in LINKS {
-        symlink(to, dev.join(name))
-            .step(|| format!("creating the symlink /dev/{name} in the sandbox"))?;
+        symlink(to, dev.join(name)).step(|| format!("creating the symlink /dev/{name} in the sandbox"))?;
     }
     let shm = dev.join("shm");
     std::fs::create_dir(&shm).step(|| "creating /dev/shm in the sandbox".into())?;

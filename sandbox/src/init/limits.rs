@@ -31,19 +31,12 @@ fn wanted(limits: &Limits) -> Vec<(&'static str, libc::__rlimit_resource_t, u64)
 /// Sets the limits on the calling process (the command, before `execve`).
 pub(crate) fn apply(limits: &Limits) -> Result<(), SetupError> {
     for (name, resource, value) in wanted(limits) {
-        let mut old = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
+        let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes one rlimit into the struct we own.
-        nix::errno::Errno::result(unsafe { libc::getrlimit(resource, &mut old) })
-            .step(|| format!("reading {name}"))?;
+        nix::errno::Errno::result(unsafe { libc::getrlimit(resource, &mut old) }).step(|| format!("reading {name}"))?;
         // RLIM_INFINITY is u64::MAX, so min() also handles "unlimited".
         let value = value.min(old.rlim_max);
-        let new = libc::rlimit {
-            rlim_cur: value,
-            rlim_max: value,
-        };
+        let new = libc::rlimit { rlim_cur: value, rlim_max: value };
         // SAFETY: setrlimit only reads the struct.
         nix::errno::Errno::result(unsafe { libc::setrlimit(resource, &new) })
             .step(|| format!("setting {name} to {value}"))?;
@@ -59,20 +52,8 @@ mod tests {
     fn only_set_limits_are_applied() {
         assert_eq!(wanted(&Limits::inherit()), vec![]);
         let names: Vec<_> = wanted(&Limits::default()).iter().map(|w| w.0).collect();
-        assert_eq!(
-            names,
-            [
-                "RLIMIT_NPROC",
-                "RLIMIT_FSIZE",
-                "RLIMIT_CORE",
-                "RLIMIT_CPU",
-                "RLIMIT_NOFILE"
-            ]
-        );
-        let l = Limits {
-            core: Some(0),
-            ..Limits::inherit()
-        };
+        assert_eq!(names, ["RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_NOFILE"]);
+        let l = Limits { core: Some(0), ..Limits::inherit() };
         assert_eq!(wanted(&l), vec![("RLIMIT_CORE", libc::RLIMIT_CORE, 0)]);
     }
 }

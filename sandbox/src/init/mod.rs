@@ -55,24 +55,17 @@ pub(crate) enum SetupError {
 
 impl SetupError {
     pub(crate) fn other(step: impl Into<String>, detail: impl Into<String>) -> SetupError {
-        SetupError::Other {
-            step: step.into(),
-            detail: detail.into(),
-        }
+        SetupError::Other { step: step.into(), detail: detail.into() }
     }
 
     fn report(&self) -> Report {
         match self {
-            SetupError::Sys { step, errno } => Report::SetupFailed {
-                step: step.clone(),
-                errno: Some(*errno as i32),
-                detail: String::new(),
-            },
-            SetupError::Other { step, detail } => Report::SetupFailed {
-                step: step.clone(),
-                errno: None,
-                detail: detail.clone(),
-            },
+            SetupError::Sys { step, errno } => {
+                Report::SetupFailed { step: step.clone(), errno: Some(*errno as i32), detail: String::new() }
+            }
+            SetupError::Other { step, detail } => {
+                Report::SetupFailed { step: step.clone(), errno: None, detail: detail.clone() }
+            }
         }
     }
 }
@@ -84,24 +77,15 @@ pub(crate) trait Step<T> {
 
 impl<T> Step<T> for nix::Result<T> {
     fn step(self, what: impl FnOnce() -> String) -> Result<T, SetupError> {
-        self.map_err(|errno| SetupError::Sys {
-            step: what(),
-            errno,
-        })
+        self.map_err(|errno| SetupError::Sys { step: what(), errno })
     }
 }
 
 impl<T> Step<T> for io::Result<T> {
     fn step(self, what: impl FnOnce() -> String) -> Result<T, SetupError> {
         self.map_err(|e| match e.raw_os_error() {
-            Some(raw) => SetupError::Sys {
-                step: what(),
-                errno: Errno::from_raw(raw),
-            },
-            None => SetupError::Other {
-                step: what(),
-                detail: e.to_string(),
-            },
+            Some(raw) => SetupError::Sys { step: what(), errno: Errno::from_raw(raw) },
+            None => SetupError::Other { step: what(), detail: e.to_string() },
         })
     }
 }
@@ -139,8 +123,8 @@ fn helper(status: BorrowedFd<'_>, parent: Option<&String>) -> Result<i32, SetupE
     // parent-death signal survived it.
     die_with_parent()?;
 
-    let (lifeline_read, lifeline_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .step(|| "creating the lifeline pipe".into())?;
+    let (lifeline_read, lifeline_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).step(|| "creating the lifeline pipe".into())?;
     // SAFETY: this process is single-threaded (a fresh exec whose main()
     // called enter_if_requested() first), so the child may keep running
     // arbitrary Rust code after fork.
@@ -192,12 +176,8 @@ fn die_with_parent() -> Result<(), SetupError> {
 /// Step 1: the spec arrives as JSON on stdin, closed by `run()` when done.
 fn read_spec() -> Result<Spec, SetupError> {
     let mut json = Vec::new();
-    io::stdin()
-        .lock()
-        .read_to_end(&mut json)
-        .step(|| "reading the sandbox spec from stdin".into())?;
-    serde_json::from_slice(&json)
-        .map_err(|e| SetupError::other("decoding the sandbox spec", e.to_string()))
+    io::stdin().lock().read_to_end(&mut json).step(|| "reading the sandbox spec from stdin".into())?;
+    serde_json::from_slice(&json).map_err(|e| SetupError::other("decoding the sandbox spec", e.to_string()))
 }
 
 /// Pid 1 cannot use `getppid()` to detect that its parent died before
@@ -205,13 +185,9 @@ fn read_spec() -> Result<Spec, SetupError> {
 /// reads 0). Instead it checks whether the parent's end of a pipe is gone.
 fn parent_still_alive(lifeline: OwnedFd) -> Result<(), SetupError> {
     let mut fds = [PollFd::new(lifeline.as_fd(), PollFlags::POLLIN)];
-    let ready =
-        poll(&mut fds, PollTimeout::ZERO).step(|| "checking on the sandbox helper".into())?;
+    let ready = poll(&mut fds, PollTimeout::ZERO).step(|| "checking on the sandbox helper".into())?;
     if ready > 0 {
-        return Err(SetupError::other(
-            "starting pid 1",
-            "the sandbox helper died",
-        ));
+        return Err(SetupError::other("starting pid 1", "the sandbox helper died"));
     }
     Ok(())
 }

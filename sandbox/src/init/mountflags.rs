@@ -26,17 +26,9 @@ pub(crate) struct Want {
 
 impl Want {
     /// Read-only, nosuid, nodev: the rootfs and read-only binds.
-    pub const SEALED: Want = Want {
-        readonly: true,
-        nosuid: true,
-        nodev: true,
-    };
+    pub const SEALED: Want = Want { readonly: true, nosuid: true, nodev: true };
     /// Writable binds: still no setuid binaries and no device nodes.
-    pub const WRITABLE: Want = Want {
-        readonly: false,
-        nosuid: true,
-        nodev: true,
-    };
+    pub const WRITABLE: Want = Want { readonly: false, nosuid: true, nodev: true };
 }
 
 /// The full flag set for `MS_REMOUNT | MS_BIND`, given the current flags.
@@ -76,14 +68,9 @@ pub(crate) fn remount_flags(current: FsFlags, want: Want) -> MsFlags {
 /// Applies `want` to the mount at `path` (already a mount point). `shown` is
 /// the path as the user knows it, for the error message.
 pub(crate) fn remount(path: &Path, shown: &Path, want: Want) -> Result<(), SetupError> {
-    let current =
-        statvfs(path).step(|| format!("reading the mount flags of {}", shown.display()))?;
+    let current = statvfs(path).step(|| format!("reading the mount flags of {}", shown.display()))?;
     let flags = remount_flags(current.flags(), want);
-    let what = if want.readonly {
-        "read-only"
-    } else {
-        "nosuid,nodev"
-    };
+    let what = if want.readonly { "read-only" } else { "nosuid,nodev" };
     mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
         .step(|| format!("remounting {} {what} in the sandbox", shown.display()))
 }

@@ -18,13 +18,7 @@ use super::{SetupError, Step};
 
 pub(crate) fn loopback_up() -> Result<(), SetupError> {
     let step = || "bringing up the loopback interface in the sandbox".to_string();
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .step(step)?;
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).step(step)?;
     // SAFETY: ifreq is plain old data (names and integers in a union); all
     // zeroes is a valid value, and the name "lo" fits with room for the NUL.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };

@@ -56,9 +56,7 @@ pub(crate) fn spawn(spec: &Spec, status: BorrowedFd<'_>) -> Result<Pid, SetupErr
 pub(crate) fn reap_until(command: Pid) -> Ended {
     loop {
         match waitpid(Pid::from_raw(-1), None) {
-            Ok(status @ (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)))
-                if pid == command =>
-            {
+            Ok(status @ (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _))) if pid == command => {
                 return Ended::from_wait(status).unwrap_or(Ended::Code(SETUP_FAILED));
             }
             Ok(_) | Err(Errno::EINTR) => continue,
@@ -70,17 +68,11 @@ pub(crate) fn reap_until(command: Pid) -> Ended {
 }
 
 fn prepare(spec: &Spec) -> Result<Command, SetupError> {
-    let c = |s: String| {
-        CString::new(s).map_err(|e| SetupError::other("preparing the command line", e.to_string()))
-    };
+    let c = |s: String| CString::new(s).map_err(|e| SetupError::other("preparing the command line", e.to_string()));
     Ok(Command {
         path: c(spec.argv[0].clone())?,
         argv: spec.argv.iter().cloned().map(c).collect::<Result<_, _>>()?,
-        env: spec
-            .env
-            .iter()
-            .map(|(k, v)| c(format!("{k}={v}")))
-            .collect::<Result<_, _>>()?,
+        env: spec.env.iter().map(|(k, v)| c(format!("{k}={v}"))).collect::<Result<_, _>>()?,
     })
 }
 
@@ -92,10 +84,7 @@ fn exec(spec: &Spec, command: &Command, status: BorrowedFd<'_>) -> ! {
     }
     let Err(errno) = execve(&command.path, &command.argv, &command.env);
     // stderr is the log: tell the user there, as a shell would.
-    eprintln!(
-        "hermod-sandbox: cannot execute {}: {errno}",
-        command.path.to_string_lossy()
-    );
+    eprintln!("hermod-sandbox: cannot execute {}: {errno}", command.path.to_string_lossy());
     std::process::exit(EXEC_FAILED)
 }
 
@@ -119,20 +108,14 @@ fn shed_inheritance(spec: &Spec) -> Result<(), SetupError> {
 fn default_signals() -> Result<(), SetupError> {
     for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
         // SAFETY: installing SIG_DFL runs no code of ours in signal context.
-        unsafe { signal(sig, SigHandler::SigDfl) }
-            .step(|| format!("resetting the {sig} handler"))?;
+        unsafe { signal(sig, SigHandler::SigDfl) }.step(|| format!("resetting the {sig} handler"))?;
     }
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .step(|| "unblocking signals".into())
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).step(|| "unblocking signals".into())
 }
 
 fn stdin_from_dev_null() -> Result<(), SetupError> {
-    let null = open(
-        "/dev/null",
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .step(|| "opening /dev/null in the sandbox".into())?;
+    let null = open("/dev/null", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .step(|| "opening /dev/null in the sandbox".into())?;
     dup2_stdin(&null).step(|| "redirecting stdin from /dev/null".into())
 }
 
@@ -142,14 +125,7 @@ fn stdin_from_dev_null() -> Result<(), SetupError> {
 fn close_other_fds() -> Result<(), SetupError> {
     // SAFETY: close_range only changes flags in our descriptor table; it
     // touches no memory.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     if rc == 0 {
         return Ok(());
     }
@@ -170,19 +146,9 @@ fn close_other_fds() -> Result<(), SetupError> {
 /// Bounding first (dropping it needs CAP_SETPCAP, still effective), then
 /// ambient and inheritable, and finally effective and permitted.
 fn drop_capabilities() -> Result<(), SetupError> {
-    for set in [
-        CapSet::Bounding,
-        CapSet::Ambient,
-        CapSet::Inheritable,
-        CapSet::Effective,
-        CapSet::Permitted,
-    ] {
-        caps::clear(None, set).map_err(|e| {
-            SetupError::other(
-                format!("clearing the {set:?} capability set"),
-                e.to_string(),
-            )
-        })?;
+    for set in [CapSet::Bounding, CapSet::Ambient, CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+        caps::clear(None, set)
+            .map_err(|e| SetupError::other(format!("clearing the {set:?} capability set"), e.to_string()))?;
     }
     Ok(())
 }

@@ -68,32 +68,19 @@ pub(crate) fn pivot_into_new_root(cwd: &Path) -> Result<(), SetupError> {
 
 /// `mount --make-rprivate /`: our mounts must not leak to the host.
 fn make_mounts_private() -> Result<(), SetupError> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .step(|| "making all mounts private in the sandbox's mount namespace".into())
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .step(|| "making all mounts private in the sandbox's mount namespace".into())
 }
 
 /// First pivot: a scratch tmpfs becomes `/`, the host tree `/oldroot`.
 fn enter_scratch_root() -> Result<(), SetupError> {
-    mount(
-        Some("tmpfs"),
-        SCRATCH,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0755"),
-    )
-    .step(|| format!("mounting the scratch tmpfs on {SCRATCH}"))?;
+    mount(Some("tmpfs"), SCRATCH, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
+        .step(|| format!("mounting the scratch tmpfs on {SCRATCH}"))?;
     for dir in [NEWROOT, OLDROOT] {
         let path = format!("{SCRATCH}{dir}");
         mkdir(Path::new(&path)).step(|| format!("creating {path} in the scratch tmpfs"))?;
     }
-    pivot_root(SCRATCH, format!("{SCRATCH}{OLDROOT}").as_str())
-        .step(|| "pivot_root into the scratch tmpfs".into())?;
+    pivot_root(SCRATCH, format!("{SCRATCH}{OLDROOT}").as_str()).step(|| "pivot_root into the scratch tmpfs".into())?;
     chdir("/").step(|| "changing to / in the scratch tmpfs".into())
 }
 
@@ -110,22 +97,15 @@ fn bind_rootfs_entries(rootfs: &Path) -> Result<(), SetupError> {
         }
         let inside = Path::new("/").join(&name);
         let target = Path::new(NEWROOT).join(&name);
-        let kind = entry
-            .file_type()
-            .step(|| format!("inspecting {} in the rootfs", inside.display()))?;
+        let kind = entry.file_type().step(|| format!("inspecting {} in the rootfs", inside.display()))?;
         if kind.is_symlink() {
-            let link = fs::read_link(entry.path())
-                .step(|| format!("reading symlink {} in the rootfs", inside.display()))?;
-            symlink(&link, &target)
-                .step(|| format!("recreating symlink {} in the sandbox", inside.display()))?;
+            let link =
+                fs::read_link(entry.path()).step(|| format!("reading symlink {} in the rootfs", inside.display()))?;
+            symlink(&link, &target).step(|| format!("recreating symlink {} in the sandbox", inside.display()))?;
             continue;
         }
-        if kind.is_dir() {
-            mkdir(&target)
-        } else {
-            touch(&target)
-        }
-        .step(|| format!("creating mount point {} in the sandbox", inside.display()))?;
+        if kind.is_dir() { mkdir(&target) } else { touch(&target) }
+            .step(|| format!("creating mount point {} in the sandbox", inside.display()))?;
         bind(&entry.path(), &target, &inside)?;
         remount(&target, &inside, Want::SEALED)?;
     }
@@ -139,8 +119,7 @@ fn mount_proc() -> Result<(), SetupError> {
     let target = Path::new(NEWROOT).join("proc");
     mkdir(&target).step(|| "creating /proc in the sandbox".into())?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), &target, Some("proc"), flags, None::<&str>)
-        .step(|| "mounting /proc in the sandbox".into())
+    mount(Some("proc"), &target, Some("proc"), flags, None::<&str>).step(|| "mounting /proc in the sandbox".into())
 }
 
 enum UserMount<'a> {
@@ -162,45 +141,23 @@ fn user_mounts(spec: &Spec) -> Vec<UserMount<'_>> {
 
 fn bind_mount(b: &Bind) -> Result<(), SetupError> {
     let source = under(Path::new(OLDROOT), &b.source);
-    let is_dir = fs::metadata(&source)
-        .step(|| format!("inspecting bind source {}", b.source.display()))?
-        .is_dir();
+    let is_dir = fs::metadata(&source).step(|| format!("inspecting bind source {}", b.source.display()))?.is_dir();
     mount_point(&b.target, is_dir)?;
     let target = under(Path::new(NEWROOT), &b.target);
     bind(&source, &target, &b.target)?;
-    remount(
-        &target,
-        &b.target,
-        if b.writable {
-            Want::WRITABLE
-        } else {
-            Want::SEALED
-        },
-    )
+    remount(&target, &b.target, if b.writable { Want::WRITABLE } else { Want::SEALED })
 }
 
 /// Non-recursive on purpose: a recursive bind would carry submounts along,
 /// and those would stay writable after we remount the top one read-only.
 fn bind(source: &Path, target: &Path, shown: &Path) -> Result<(), SetupError> {
-    mount(
-        Some(source),
-        target,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .step(|| format!("bind-mounting {} in the sandbox", shown.display()))
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .step(|| format!("bind-mounting {} in the sandbox", shown.display()))
 }
 
 pub(super) fn mount_tmpfs(target: &Path, shown: &Path, options: &str) -> Result<(), SetupError> {
-    mount(
-        Some("tmpfs"),
-        target,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(options),
-    )
-    .step(|| format!("mounting a tmpfs on {} in the sandbox", shown.display()))
+    mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(options))
+        .step(|| format!("mounting a tmpfs on {} in the sandbox", shown.display()))
 }
 
 /// Makes sure `inside` exists under `/newroot` as a directory (or a file to
@@ -221,17 +178,14 @@ fn mount_point(inside: &Path, dir: bool) -> Result<(), SetupError> {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(SetupError::other(
                     format!("creating mount point {} in the sandbox", inside.display()),
-                    format!(
-                        "{} is a symlink; use the path it points to",
-                        shown.display()
-                    ),
+                    format!("{} is a symlink; use the path it points to", shown.display()),
                 ));
             }
             Ok(_) => {}
-            Err(_) if last && !dir => touch(&path)
-                .step(|| format!("creating mount point {} in the sandbox", shown.display()))?,
-            Err(_) => mkdir(&path)
-                .step(|| format!("creating mount point {} in the sandbox", shown.display()))?,
+            Err(_) if last && !dir => {
+                touch(&path).step(|| format!("creating mount point {} in the sandbox", shown.display()))?
+            }
+            Err(_) => mkdir(&path).step(|| format!("creating mount point {} in the sandbox", shown.display()))?,
         }
     }
     Ok(())
@@ -242,10 +196,5 @@ fn mkdir(path: &Path) -> std::io::Result<()> {
 }
 
 pub(super) fn touch(path: &Path) -> std::io::Result<()> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(path)
-        .map(drop)
+    fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(path).map(drop)
 }

@@ -47,8 +47,8 @@
 //! the filter is a second line there.
 
 use seccompiler::{
-    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op,
-    SeccompCondition as Cond, SeccompFilter, SeccompRule, TargetArch,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond,
+    SeccompFilter, SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
 
@@ -76,8 +76,7 @@ pub(crate) fn filters() -> Result<Vec<BpfProgram>, String> {
 pub(crate) fn install() -> Result<(), SetupError> {
     let filters = filters().map_err(|e| SetupError::other("building the seccomp filter", e))?;
     for f in &filters {
-        seccompiler::apply_filter(f)
-            .map_err(|e| SetupError::other("installing the seccomp filter", e.to_string()))?;
+        seccompiler::apply_filter(f).map_err(|e| SetupError::other("installing the seccomp filter", e.to_string()))?;
     }
     Ok(())
 }
@@ -102,44 +101,20 @@ fn deny_filter() -> Result<BpfProgram, String> {
     let c = |arg, len, op, value| Cond::new(arg, len, op, value).map_err(|e| e.to_string());
     let rule = |conds: Vec<Cond>| SeccompRule::new(conds).map_err(|e| e.to_string());
 
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        nr::ALWAYS_DENIED.iter().map(|&n| (n, Vec::new())).collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = nr::ALWAYS_DENIED.iter().map(|&n| (n, Vec::new())).collect();
 
     let newuser = libc::CLONE_NEWUSER as u64;
-    rules.insert(
-        nr::CLONE,
-        vec![rule(vec![c(
-            0,
-            Len::Qword,
-            Op::MaskedEq(newuser),
-            newuser,
-        )?])?],
-    );
-    rules.insert(
-        nr::IOCTL,
-        vec![rule(vec![c(1, Len::Dword, Op::Eq, TIOCSTI)?])?],
-    );
-    for (n, mode_arg) in [
-        (nr::CHMOD, 1),
-        (nr::FCHMOD, 1),
-        (nr::FCHMODAT, 2),
-        (SYS_FCHMODAT2, 2),
-    ] {
+    rules.insert(nr::CLONE, vec![rule(vec![c(0, Len::Qword, Op::MaskedEq(newuser), newuser)?])?]);
+    rules.insert(nr::IOCTL, vec![rule(vec![c(1, Len::Dword, Op::Eq, TIOCSTI)?])?]);
+    for (n, mode_arg) in [(nr::CHMOD, 1), (nr::FCHMOD, 1), (nr::FCHMODAT, 2), (SYS_FCHMODAT2, 2)] {
         let bit = |b: libc::mode_t| -> Result<SeccompRule, String> {
-            rule(vec![c(
-                mode_arg,
-                Len::Dword,
-                Op::MaskedEq(b as u64),
-                b as u64,
-            )?])
+            rule(vec![c(mode_arg, Len::Dword, Op::MaskedEq(b as u64), b as u64)?])
         };
         rules.insert(n, vec![bit(libc::S_ISUID)?, bit(libc::S_ISGID)?]);
     }
     // One rule whose conditions are ANDed: "none of the allowed values".
-    let not_allowed = PERSONALITY_ALLOWED
-        .iter()
-        .map(|&v| c(0, Len::Dword, Op::Ne, v))
-        .collect::<Result<Vec<_>, _>>()?;
+    let not_allowed =
+        PERSONALITY_ALLOWED.iter().map(|&v| c(0, Len::Dword, Op::Ne, v)).collect::<Result<Vec<_>, _>>()?;
     rules.insert(nr::PERSONALITY, vec![rule(not_allowed)?]);
 
     let mut program = x32_prologue();
@@ -147,12 +122,8 @@ fn deny_filter() -> Result<BpfProgram, String> {
     Ok(program)
 }
 
-fn compile(
-    rules: BTreeMap<i64, Vec<SeccompRule>>,
-    on_match: SeccompAction,
-) -> Result<BpfProgram, String> {
-    let filter = SeccompFilter::new(rules, SeccompAction::Allow, on_match, arch()?)
-        .map_err(|e| e.to_string())?;
+fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>, on_match: SeccompAction) -> Result<BpfProgram, String> {
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, on_match, arch()?).map_err(|e| e.to_string())?;
     BpfProgram::try_from(filter).map_err(|e| e.to_string())
 }
 
@@ -173,24 +144,9 @@ const SECCOMP_DATA_NR: u32 = 0;
 /// do anyway.)
 fn x32_prologue() -> Vec<sock_filter> {
     vec![
-        sock_filter {
-            code: BPF_LD_W_ABS,
-            jt: 0,
-            jf: 0,
-            k: SECCOMP_DATA_NR,
-        },
-        sock_filter {
-            code: BPF_JMP_JGE_K,
-            jt: 0,
-            jf: 1,
-            k: X32_SYSCALL_BIT,
-        },
-        sock_filter {
-            code: BPF_RET_K,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_KILL_PROCESS,
-        },
+        sock_filter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: SECCOMP_DATA_NR },
+        sock_filter { code: BPF_JMP_JGE_K, jt: 0, jf: 1, k: X32_SYSCALL_BIT },
+        sock_filter { code: BPF_RET_K, jt: 0, jf: 0, k: libc::SECCOMP_RET_KILL_PROCESS },
     ]
 }
 
@@ -322,28 +278,16 @@ mod tests {
 
     #[test]
     fn ordinary_syscalls_are_allowed() {
-        for nr in [
-            libc::SYS_read,
-            libc::SYS_write,
-            libc::SYS_openat,
-            libc::SYS_execve,
-            libc::SYS_wait4,
-            libc::SYS_getpid,
-        ] {
+        for nr in
+            [libc::SYS_read, libc::SYS_write, libc::SYS_openat, libc::SYS_execve, libc::SYS_wait4, libc::SYS_getpid]
+        {
             assert_eq!(x64(nr, NONE), ALLOW, "syscall {nr}");
         }
         // fork()/pthread-style clone without CLONE_NEWUSER.
-        let fork_flags =
-            (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as u64 | libc::SIGCHLD as u64;
+        let fork_flags = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as u64 | libc::SIGCHLD as u64;
         assert_eq!(x64(libc::SYS_clone, [fork_flags, 0, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(
-            x64(libc::SYS_ioctl, [1, 0x5401 /* TCGETS */, 0, 0, 0, 0]),
-            ALLOW
-        );
-        assert_eq!(
-            x64(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0, 0]),
-            ALLOW
-        );
+        assert_eq!(x64(libc::SYS_ioctl, [1, 0x5401 /* TCGETS */, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(x64(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0, 0]), ALLOW);
         assert_eq!(x64(libc::SYS_personality, NONE), ALLOW);
     }
 
@@ -371,12 +315,7 @@ mod tests {
 
     #[test]
     fn setuid_setgid_modes() {
-        for (nr, arg) in [
-            (libc::SYS_chmod, 1),
-            (libc::SYS_fchmod, 1),
-            (libc::SYS_fchmodat, 2),
-            (SYS_FCHMODAT2, 2),
-        ] {
+        for (nr, arg) in [(libc::SYS_chmod, 1), (libc::SYS_fchmod, 1), (libc::SYS_fchmodat, 2), (SYS_FCHMODAT2, 2)] {
             let with = |mode: u64| {
                 let mut a = NONE;
                 a[arg] = mode;
@@ -395,11 +334,7 @@ mod tests {
         for v in PERSONALITY_ALLOWED {
             assert_eq!(x64(libc::SYS_personality, [v, 0, 0, 0, 0, 0]), ALLOW);
         }
-        for v in [
-            0x0040000u64, /* ADDR_NO_RANDOMIZE */
-            0x0400000,    /* READ_IMPLIES_EXEC */
-            1,
-        ] {
+        for v in [0x0040000u64 /* ADDR_NO_RANDOMIZE */, 0x0400000 /* READ_IMPLIES_EXEC */, 1] {
             assert_eq!(x64(libc::SYS_personality, [v, 0, 0, 0, 0, 0]), EPERM);
         }
     }

@@ -19,31 +19,14 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
-        let dir = tempfile::Builder::new()
-            .prefix("hermod-sandbox-test")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("hermod-sandbox-test").tempdir().expect("tempdir");
         let base = dir.path().to_path_buf();
         fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
         let rootfs = base.join("rootfs");
-        for d in [
-            "usr/bin",
-            "usr/sbin",
-            "usr/lib",
-            "usr/lib64",
-            "etc",
-            "tmp",
-            "proc",
-            "dev",
-        ] {
+        for d in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "etc", "tmp", "proc", "dev"] {
             fs::create_dir_all(rootfs.join(d)).unwrap();
         }
-        for (link, to) in [
-            ("bin", "usr/bin"),
-            ("sbin", "usr/sbin"),
-            ("lib", "usr/lib"),
-            ("lib64", "usr/lib64"),
-        ] {
+        for (link, to) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
             symlink(to, rootfs.join(link)).unwrap();
         }
         for tool in [
@@ -61,12 +44,7 @@ impl Fixture {
         let probe = build_probe(&base, &rootfs);
         fs::create_dir(base.join("work")).unwrap();
         fs::write(base.join("host-secret"), "secret\n").unwrap();
-        Fixture {
-            _dir: dir,
-            base,
-            rootfs,
-            probe,
-        }
+        Fixture { _dir: dir, base, rootfs, probe }
     }
 
     /// A directory the command may write through a writable bind. A root
@@ -92,9 +70,7 @@ impl Fixture {
 
     /// Runs with a fresh log; returns the outcome and what was logged.
     pub fn run_logged(&self, mut spec: Spec) -> Result<(Outcome, String), String> {
-        let log = tempfile::NamedTempFile::new_in(&self.base)
-            .unwrap()
-            .into_temp_path();
+        let log = tempfile::NamedTempFile::new_in(&self.base).unwrap().into_temp_path();
         spec.log = Some(log.to_path_buf());
         let outcome = run(&spec).map_err(|e| format!("run failed: {e}"))?;
         Ok((outcome, fs::read_to_string(&log).unwrap_or_default()))
@@ -116,12 +92,7 @@ fn build_probe(base: &Path, rootfs: &Path) -> bool {
     let src = base.join("probe.c");
     fs::write(&src, include_str!("probe.c")).unwrap();
     let out = rootfs.join("usr/bin/hermod-probe");
-    match Command::new("gcc")
-        .args(["-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .output()
-    {
+    match Command::new("gcc").args(["-O2", "-o"]).arg(&out).arg(&src).output() {
         Ok(o) if o.status.success() => {
             copy_with_libs(&out, rootfs);
             true

@@ -24,11 +24,7 @@ type Case = fn(&Fixture) -> Result<(), String>;
 
 fn main() {
     enter_if_requested();
-    println!(
-        "running as uid {} gid {}",
-        nix::unistd::geteuid(),
-        nix::unistd::getegid()
-    );
+    println!("running as uid {} gid {}", nix::unistd::geteuid(), nix::unistd::getegid());
     let fx = Fixture::new();
     let filter: Option<String> = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let cases: &[(&str, Case)] = &[
@@ -42,23 +38,14 @@ fn main() {
         ("environment is exactly the spec's", environment),
         ("no capabilities, no_new_privs", capabilities),
         ("command is pid 2", pid_two),
-        (
-            "only fds 0-2 reach the command, stdin is /dev/null",
-            descriptors,
-        ),
+        ("only fds 0-2 reach the command, stdin is /dev/null", descriptors),
         ("timeout kills the whole namespace", timeout),
         ("background children do not survive", no_survivors),
         ("log is appended to", log_appends),
         ("missing rootfs is a SandboxError", missing_rootfs),
-        (
-            "setup failures inside name the step and errno",
-            setup_errors,
-        ),
+        ("setup failures inside name the step and errno", setup_errors),
         ("exec failure is exit 127 with a message", exec_failure),
-        (
-            "an init exe without enter_if_requested is detected",
-            wrong_init,
-        ),
+        ("an init exe without enter_if_requested is detected", wrong_init),
         ("runs from several threads at once", concurrent),
         ("mount table is as documented", mount_table),
         ("resource limits are set", rlimits),
@@ -96,11 +83,7 @@ fn exit_code(fx: &Fixture) -> Result<(), String> {
     let out = run(&fx.sh("exit 7")).map_err(|e| e.to_string())?;
     expect("exit", out.exit, Exit::Code(7))?;
     expect("success", out.success(), false)?;
-    expect(
-        "true succeeds",
-        run(&fx.sh("true")).map_err(|e| e.to_string())?.success(),
-        true,
-    )
+    expect("true succeeds", run(&fx.sh("true")).map_err(|e| e.to_string())?.success(), true)
 }
 
 fn exit_signal(fx: &Fixture) -> Result<(), String> {
@@ -109,11 +92,7 @@ fn exit_signal(fx: &Fixture) -> Result<(), String> {
 }
 
 fn ids(fx: &Fixture) -> Result<(), String> {
-    expect(
-        "default ids",
-        fx.output(fx.sh("id -u; id -g"))?,
-        "1000\n1000\n".into(),
-    )?;
+    expect("default ids", fx.output(fx.sh("id -u; id -g"))?, "1000\n1000\n".into())?;
     let mut spec = fx.sh("id -u; id -g");
     (spec.uid, spec.gid) = (4242, 777);
     expect("custom ids", fx.output(spec)?, "4242\n777\n".into())
@@ -151,35 +130,18 @@ fn writability(fx: &Fixture) -> Result<(), String> {
     let ro = fx.base.join("work/ro");
     fx.writable(&src);
     fs::create_dir_all(&ro).unwrap();
-    let mut spec = fx.sh(
-        "for f in /usr/bin/new /new /etc/new /ro/new /dev/new; do \
+    let mut spec = fx.sh("for f in /usr/bin/new /new /etc/new /ro/new /dev/new; do \
            if (echo x > $f) 2>/dev/null; then echo WROTE $f; fi; done; \
-         echo built > /build/src/out && echo t > /tmp/t && echo s > /dev/shm/s && echo > /dev/null && echo OK",
-    );
-    spec.binds.push(Bind {
-        source: src.clone(),
-        target: "/build/src".into(),
-        writable: true,
-    });
-    spec.binds.push(Bind {
-        source: ro,
-        target: "/ro".into(),
-        writable: false,
-    });
+         echo built > /build/src/out && echo t > /tmp/t && echo s > /dev/shm/s && echo > /dev/null && echo OK");
+    spec.binds.push(Bind { source: src.clone(), target: "/build/src".into(), writable: true });
+    spec.binds.push(Bind { source: ro, target: "/ro".into(), writable: false });
     expect("log", fx.output(spec)?, "OK\n".into())?;
-    expect(
-        "file written through the bind",
-        fs::read_to_string(src.join("out")).ok(),
-        Some("built\n".into()),
-    )
+    expect("file written through the bind", fs::read_to_string(src.join("out")).ok(), Some("built\n".into()))
 }
 
 fn host_invisible(fx: &Fixture) -> Result<(), String> {
     let secret = fx.base.join("host-secret");
-    let script = format!(
-        "ls /; if cat {} 2>/dev/null; then echo LEAK; fi",
-        secret.display()
-    );
+    let script = format!("ls /; if cat {} 2>/dev/null; then echo LEAK; fi", secret.display());
     let listing = fx.output(fx.sh(&script))?;
     let want = "bin\ndev\netc\nlib\nlib64\nproc\nsbin\ntmp\nusr\n";
     expect("ls /", listing.as_str(), want)
@@ -193,12 +155,7 @@ fn hostname(fx: &Fixture) -> Result<(), String> {
 
 fn network(fx: &Fixture) -> Result<(), String> {
     let dev = fx.output(fx.spec(&["/bin/cat", "/proc/net/dev"]))?;
-    let ifaces: Vec<&str> = dev
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(str::trim)
-        .collect();
+    let ifaces: Vec<&str> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
     expect("interfaces", ifaces, vec!["lo"])?;
     // The kernel adds 127.0.0.1's local route only while lo is up.
     let fib = fx.output(fx.spec(&["/bin/cat", "/proc/net/fib_trie"]))?;
@@ -210,29 +167,15 @@ fn network(fx: &Fixture) -> Result<(), String> {
 
 fn environment(fx: &Fixture) -> Result<(), String> {
     let mut spec = fx.spec(&["/usr/bin/env"]);
-    spec.env = vec![
-        ("PATH".into(), "/usr/bin".into()),
-        ("LANG".into(), "C.UTF-8".into()),
-        ("EMPTY".into(), "".into()),
-    ];
-    expect(
-        "env",
-        fx.output(spec)?,
-        "PATH=/usr/bin\nLANG=C.UTF-8\nEMPTY=\n".into(),
-    )?;
+    spec.env = vec![("PATH".into(), "/usr/bin".into()), ("LANG".into(), "C.UTF-8".into()), ("EMPTY".into(), "".into())];
+    expect("env", fx.output(spec)?, "PATH=/usr/bin\nLANG=C.UTF-8\nEMPTY=\n".into())?;
     expect("umask", fx.output(fx.sh("umask"))?, "0022\n".into())
 }
 
 fn capabilities(fx: &Fixture) -> Result<(), String> {
     let status = fx.output(fx.spec(&["/bin/cat", "/proc/self/status"]))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-            .unwrap_or("missing")
-            .to_string()
-    };
+    let field =
+        |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or("missing").to_string();
     for cap in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
         expect(cap, field(cap), "0000000000000000".into())?;
     }
@@ -245,11 +188,7 @@ fn pid_two(fx: &Fixture) -> Result<(), String> {
 
 fn descriptors(fx: &Fixture) -> Result<(), String> {
     // ls itself opens the directory as fd 3.
-    expect(
-        "fds",
-        fx.output(fx.spec(&["/bin/ls", "/proc/self/fd"]))?,
-        "0\n1\n2\n3\n".into(),
-    )?;
+    expect("fds", fx.output(fx.spec(&["/bin/ls", "/proc/self/fd"]))?, "0\n1\n2\n3\n".into())?;
     let target = fx.output(fx.sh("cat; ls -l /proc/self/fd/0"))?;
     if !target.trim_end().ends_with("-> /dev/null") {
         return Err(format!("stdin is not /dev/null: {target}"));
@@ -268,19 +207,10 @@ fn timeout(fx: &Fixture) -> Result<(), String> {
     // Same with a busy background writer: it must be gone too.
     let work = fx.base.join("work/timeout");
     fx.writable(&work);
-    let mut spec =
-        fx.sh("(i=0; while :; do i=$((i+1)); echo $i > /w/tick; done) & while :; do :; done");
-    spec.binds.push(Bind {
-        source: work.clone(),
-        target: "/w".into(),
-        writable: true,
-    });
+    let mut spec = fx.sh("(i=0; while :; do i=$((i+1)); echo $i > /w/tick; done) & while :; do :; done");
+    spec.binds.push(Bind { source: work.clone(), target: "/w".into(), writable: true });
     spec.timeout = Some(Duration::from_millis(500));
-    expect(
-        "exit",
-        run(&spec).map_err(|e| e.to_string())?.exit,
-        Exit::TimedOut,
-    )?;
+    expect("exit", run(&spec).map_err(|e| e.to_string())?.exit, Exit::TimedOut)?;
     still(&work.join("tick"))
 }
 
@@ -289,16 +219,8 @@ fn no_survivors(fx: &Fixture) -> Result<(), String> {
     fx.writable(&work);
     let mut spec = fx.sh("(i=0; while :; do i=$((i+1)); echo $i > /w/tick; done) & \
          while [ ! -s /w/tick ]; do :; done; exit 0");
-    spec.binds.push(Bind {
-        source: work.clone(),
-        target: "/w".into(),
-        writable: true,
-    });
-    expect(
-        "exit",
-        run(&spec).map_err(|e| e.to_string())?.exit,
-        Exit::Code(0),
-    )?;
+    spec.binds.push(Bind { source: work.clone(), target: "/w".into(), writable: true });
+    expect("exit", run(&spec).map_err(|e| e.to_string())?.exit, Exit::Code(0))?;
     still(&work.join("tick"))
 }
 
@@ -308,11 +230,7 @@ fn still(tick: &Path) -> Result<(), String> {
     std::thread::sleep(Duration::from_millis(300));
     let after = fs::read_to_string(tick).unwrap_or_default();
     if before != after {
-        return Err(format!(
-            "a sandboxed process survived: counter went {} -> {}",
-            before.trim(),
-            after.trim()
-        ));
+        return Err(format!("a sandboxed process survived: counter went {} -> {}", before.trim(), after.trim()));
     }
     Ok(())
 }
@@ -325,22 +243,16 @@ fn log_appends(fx: &Fixture) -> Result<(), String> {
         spec.log = Some(log.clone());
         run(&spec).map_err(|e| e.to_string())?;
     }
-    expect(
-        "log",
-        fs::read_to_string(&log).unwrap(),
-        "before\none\none-err\ntwo\ntwo-err\n".into(),
-    )
+    expect("log", fs::read_to_string(&log).unwrap(), "before\none\none-err\ntwo\ntwo-err\n".into())
 }
 
 fn missing_rootfs(fx: &Fixture) -> Result<(), String> {
     let mut spec = fx.sh("true");
     spec.rootfs = fx.base.join("no-such-rootfs");
     match run(&spec) {
-        Err(e @ SandboxError::RootfsMissing(_)) => expect(
-            "message",
-            e.to_string(),
-            format!("rootfs {} does not exist", spec.rootfs.display()),
-        ),
+        Err(e @ SandboxError::RootfsMissing(_)) => {
+            expect("message", e.to_string(), format!("rootfs {} does not exist", spec.rootfs.display()))
+        }
         other => Err(format!("got {other:?}")),
     }
 }
@@ -356,55 +268,29 @@ fn setup_errors(fx: &Fixture) -> Result<(), String> {
     )?;
 
     let mut spec = fx.sh("true");
-    spec.binds.push(Bind {
-        source: fx.base.join("work"),
-        target: "/usr/new/dir".into(),
-        writable: false,
-    });
-    let err = run(&spec)
-        .err()
-        .ok_or("mount point in the read-only rootfs was created")?;
+    spec.binds.push(Bind { source: fx.base.join("work"), target: "/usr/new/dir".into(), writable: false });
+    let err = run(&spec).err().ok_or("mount point in the read-only rootfs was created")?;
     match &err {
-        SandboxError::Setup {
-            errno: Some(nix::errno::Errno::EROFS),
-            ..
-        } => {}
+        SandboxError::Setup { errno: Some(nix::errno::Errno::EROFS), .. } => {}
         _ => return Err(format!("unexpected error: {err}")),
     }
-    expect(
-        "rootfs untouched",
-        fx.rootfs.join("usr/new").exists(),
-        false,
-    )?;
+    expect("rootfs untouched", fx.rootfs.join("usr/new").exists(), false)?;
 
     let mut spec = fx.sh("true");
-    spec.binds.push(Bind {
-        source: fx.base.join("work"),
-        target: "/lib/x".into(),
-        writable: false,
-    });
-    let err = run(&spec)
-        .err()
-        .ok_or("mount point through a symlink was accepted")?
-        .to_string();
+    spec.binds.push(Bind { source: fx.base.join("work"), target: "/lib/x".into(), writable: false });
+    let err = run(&spec).err().ok_or("mount point through a symlink was accepted")?.to_string();
     expect("symlink", err.contains("/lib is a symlink"), true)
 }
 
 fn exec_failure(fx: &Fixture) -> Result<(), String> {
     let (out, log) = fx.run_logged(fx.spec(&["/usr/bin/nope", "arg"]))?;
     expect("exit", out.exit, Exit::Code(127))?;
-    expect(
-        "log",
-        log.trim_end(),
-        "hermod-sandbox: cannot execute /usr/bin/nope: ENOENT: No such file or directory",
-    )
+    expect("log", log.trim_end(), "hermod-sandbox: cannot execute /usr/bin/nope: ENOENT: No such file or directory")
 }
 
 fn wrong_init(fx: &Fixture) -> Result<(), String> {
     match run_with_init(&fx.sh("true"), Path::new("/bin/true")) {
-        Err(e @ SandboxError::Protocol(_)) if e.to_string().contains("enter_if_requested") => {
-            Ok(())
-        }
+        Err(e @ SandboxError::Protocol(_)) if e.to_string().contains("enter_if_requested") => Ok(()),
         other => Err(format!("got {other:?}")),
     }
 }
@@ -430,11 +316,7 @@ fn mount_table(fx: &Fixture) -> Result<(), String> {
     let src = fx.base.join("work/mt");
     fx.writable(&src);
     let mut spec = fx.spec(&["/bin/cat", "/proc/self/mountinfo"]);
-    spec.binds.push(Bind {
-        source: src,
-        target: "/build/src".into(),
-        writable: true,
-    });
+    spec.binds.push(Bind { source: src, target: "/build/src".into(), writable: true });
     let info = fx.output(spec)?;
     // mount point -> per-mount options; a later mount on the same point
     // (the /tmp tmpfs over the rootfs's /tmp) hides the earlier one.
@@ -463,19 +345,13 @@ fn mount_table(fx: &Fixture) -> Result<(), String> {
         ("/tmp", "rw,nosuid,nodev"),
         ("/usr", "ro,nosuid,nodev"),
     ];
-    let want = want
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let want = want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     expect("mounts", table, want)
 }
 
 /// The caller's own hard limit caps what the sandbox can set.
 fn host_hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit into the struct we own.
     assert_eq!(unsafe { libc::getrlimit(resource, &mut l) }, 0);
     l.rlim_max
@@ -490,20 +366,14 @@ fn rlimits(fx: &Fixture) -> Result<(), String> {
         format!("0\n{nofile}\n{nproc}\n3600\n{nofile}\n"),
     )?;
     let mut spec = fx.sh("ulimit -n; ulimit -t; ulimit -Ht");
-    spec.limits = Limits {
-        nofile: Some(64),
-        cpu: Some(5),
-        ..Limits::inherit()
-    };
+    spec.limits = Limits { nofile: Some(64), cpu: Some(5), ..Limits::inherit() };
     expect("custom", fx.output(spec)?, "64\n5\n5\n".into())
 }
 
 fn fsize(fx: &Fixture) -> Result<(), String> {
     // Signal ignored: the write fails with EFBIG, the file stops at 1000.
-    let mut spec = fx.sh(
-        "trap '' XFSZ; if printf '%2000s' x > /tmp/big; then echo WROTE; else echo REFUSED; fi; \
-         ls -l /tmp/big",
-    );
+    let mut spec = fx.sh("trap '' XFSZ; if printf '%2000s' x > /tmp/big; then echo WROTE; else echo REFUSED; fi; \
+         ls -l /tmp/big");
     spec.limits.fsize = Some(1000);
     let log = fx.output(spec)?;
     if !(log.contains("REFUSED") && log.contains(" 1000 ")) {
@@ -512,11 +382,7 @@ fn fsize(fx: &Fixture) -> Result<(), String> {
     // Default disposition: SIGXFSZ kills the writer.
     let mut spec = fx.sh("printf '%2000s' x > /tmp/big; echo SURVIVED");
     spec.limits.fsize = Some(1000);
-    expect(
-        "exit",
-        run(&spec).map_err(|e| e.to_string())?.exit,
-        Exit::Signal(libc::SIGXFSZ),
-    )
+    expect("exit", run(&spec).map_err(|e| e.to_string())?.exit, Exit::Signal(libc::SIGXFSZ))
 }
 
 fn seccomp_plain(fx: &Fixture) -> Result<(), String> {
@@ -530,13 +396,7 @@ fn seccomp_chmod(fx: &Fixture) -> Result<(), String> {
                   chmod u+s /tmp/f || echo SUID-REFUSED; chmod g+s /tmp/f || echo SGID-REFUSED; \
                   ls -l /tmp/f";
     let log = fx.output(fx.sh(script))?;
-    for want in [
-        "MODE-OK",
-        "SUID-REFUSED",
-        "SGID-REFUSED",
-        "Operation not permitted",
-        "-rw-r--r--",
-    ] {
+    for want in ["MODE-OK", "SUID-REFUSED", "SGID-REFUSED", "Operation not permitted", "-rw-r--r--"] {
         if !log.contains(want) {
             return Err(format!("no {want:?} in:\n{log}"));
         }
@@ -576,16 +436,8 @@ fn seccomp_denied(fx: &Fixture) -> Result<(), String> {
     // Without the filter TIOCSTI reaches the driver (stdout is the log file,
     // not a tty) and clone3 is implemented: the EPERM/ENOSYS above were the
     // filter's.
-    expect(
-        "tiocsti unfiltered",
-        probe(fx, "tiocsti", false)?,
-        "tiocsti: ENOTTY\n".into(),
-    )?;
-    expect(
-        "clone3 unfiltered",
-        probe(fx, "clone3", false)?,
-        "clone3: EINVAL\n".into(),
-    )
+    expect("tiocsti unfiltered", probe(fx, "tiocsti", false)?, "tiocsti: ENOTTY\n".into())?;
+    expect("clone3 unfiltered", probe(fx, "clone3", false)?, "clone3: EINVAL\n".into())
 }
 
 fn seccomp_foreign_abi(fx: &Fixture) -> Result<(), String> {
