@@ -389,21 +389,7 @@ mod tests {
     }
 
     fn package(name: &str, version: &str, depends: &str) -> Package {
-        Package {
-            name: name.into(),
-            version: version.into(),
-            architecture: "amd64".into(),
-            multi_arch: None,
-            depends: depends.into(),
-            pre_depends: String::new(),
-            provides: String::new(),
-            source: "linux".into(),
-            filename: format!("pool/{name}.deb"),
-            size: 1,
-            sha256: "0".repeat(64),
-            installed_size: 1,
-            base_uri: "http://example.invalid/debian".into(),
-        }
+        crate::apt::archive::tests::pkg(name, version, depends, "")
     }
 
     fn fixture_archive() -> Archive {

@@ -157,37 +157,43 @@ struct RootfsWitness {
 }
 
 impl RootfsWitness {
-    fn of(store: &Path, kernel: &str) -> RootfsWitness {
-        let out = run(store, &["rootfs", "build", "--kernel", kernel]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let tree = PathBuf::from(stdout(&out).split_whitespace().nth(2).unwrap());
-        let headers_makefile = std::fs::read(tree.join(format!("usr/src/linux-headers-{kernel}/Makefile"))).unwrap();
+    /// From the output of `hermod rootfs build` (`<hash> <kernel> <tree>`).
+    fn from_rootfs_build(out: &Output) -> RootfsWitness {
+        assert!(out.status.success(), "{}", stderr(out));
+        let tree = PathBuf::from(stdout(out).split_whitespace().nth(2).unwrap());
+        let headers_makefile = std::fs::read(headers_makefile(&tree)).unwrap();
         RootfsWitness { tree, headers_makefile }
     }
 
     fn assert_unchanged(&self, case: &str) {
         assert!(!self.tree.join("usr/bin/hermod-hostile").exists(), "{case}: wrote into the build root");
-        let kernel = kernel();
-        let now = std::fs::read(self.tree.join(format!("usr/src/linux-headers-{kernel}/Makefile"))).unwrap();
+        let now = std::fs::read(headers_makefile(&self.tree)).unwrap();
         assert_eq!(now, self.headers_makefile, "{case}: modified the headers");
     }
 }
 
-fn run_hostile_suite(run_one: impl Fn(&Path, &Path) -> Output, store: &Path) {
-    let kernel = kernel();
-    let witness = RootfsWitness::of(store, &kernel);
+fn headers_makefile(tree: &Path) -> PathBuf {
+    tree.join(format!("usr/src/linux-headers-{}/Makefile", kernel()))
+}
+
+/// Run every case with `build(source, out_dir)`, checking the host after each.
+fn run_hostile_suite(build: impl Fn(&Path, &Path) -> Output, witness: &RootfsWitness, work: &Path) {
     let scratch = tempfile::tempdir().unwrap();
     let mut host = Host::prepare(scratch.path());
     let cases = hostile_sources();
     assert!(cases.len() >= 25, "the hostile suite has {} cases", cases.len());
     for case_dir in cases {
         let case = case_dir.file_name().unwrap().to_string_lossy().into_owned();
-        let source = assemble(&case_dir, &scratch.path().join("sources"));
-        let out_dir = scratch.path().join(format!("out-{case}"));
-        let out = run_one(&source, &out_dir);
-        check_case(&case, &out, &mut host, &witness);
+        let source = assemble(&case_dir, &work.join("sources"));
+        let out_dir = work.join(format!("out-{case}"));
+        let out = build(&source, &out_dir);
+        check_case(&case, &out, &mut host, witness);
         assert!(list(&out_dir).is_empty(), "{case}: wrote to --out");
     }
+}
+
+fn build_args<'a>(source: &'a Path, kernel: &'a str, out_dir: &'a Path) -> [&'a str; 8] {
+    ["build", source.to_str().unwrap(), "--kernel", kernel, "--timeout", "10", "--out", out_dir.to_str().unwrap()]
 }
 
 #[test]
@@ -195,24 +201,9 @@ fn hostile_builds_are_contained_as_root() {
     let _one = ONE_SUITE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let kernel = kernel();
     let store = shared_store();
-    run_hostile_suite(
-        |source, out_dir| {
-            run(
-                &store,
-                &[
-                    "build",
-                    source.to_str().unwrap(),
-                    "--kernel",
-                    &kernel,
-                    "--timeout",
-                    "10",
-                    "--out",
-                    out_dir.to_str().unwrap(),
-                ],
-            )
-        },
-        &store,
-    );
+    let witness = RootfsWitness::from_rootfs_build(&run(&store, &["rootfs", "build", "--kernel", &kernel]));
+    let work = tempfile::tempdir().unwrap();
+    run_hostile_suite(|source, out_dir| run(&store, &build_args(source, &kernel, out_dir)), &witness, work.path());
 }
 
 #[test]
@@ -230,7 +221,6 @@ fn hostile_builds_are_contained_as_an_unprivileged_user() {
     let home = place.path().join("home");
     std::fs::create_dir(&home).unwrap();
     nix::unistd::chown(&home, Some(65534.into()), Some(65534.into())).unwrap();
-    let sources = place.path().join("hostile");
     let store = home.join("store");
     let as_nobody = |args: &[&str]| {
         Command::new("setpriv")
@@ -246,30 +236,6 @@ fn hostile_builds_are_contained_as_an_unprivileged_user() {
             .output()
             .unwrap()
     };
-    let prepared = as_nobody(&["rootfs", "build", "--kernel", &kernel]);
-    assert!(prepared.status.success(), "{}", String::from_utf8_lossy(&prepared.stderr));
-    let tree = PathBuf::from(String::from_utf8_lossy(&prepared.stdout).split_whitespace().nth(2).unwrap());
-    let witness = RootfsWitness {
-        headers_makefile: std::fs::read(tree.join(format!("usr/src/linux-headers-{kernel}/Makefile"))).unwrap(),
-        tree,
-    };
-    let scratch = tempfile::tempdir().unwrap();
-    let mut host = Host::prepare(scratch.path());
-    for source in hostile_sources() {
-        let case = source.file_name().unwrap().to_string_lossy().into_owned();
-        let out_dir = home.join(format!("out-{case}"));
-        let src = assemble(&source, &sources);
-        let out = as_nobody(&[
-            "build",
-            src.to_str().unwrap(),
-            "--kernel",
-            &kernel,
-            "--timeout",
-            "10",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ]);
-        check_case(&case, &out, &mut host, &witness);
-        assert!(list(&out_dir).is_empty(), "{case}: wrote to --out");
-    }
+    let witness = RootfsWitness::from_rootfs_build(&as_nobody(&["rootfs", "build", "--kernel", &kernel]));
+    run_hostile_suite(|source, out_dir| as_nobody(&build_args(source, &kernel, out_dir)), &witness, &home);
 }
