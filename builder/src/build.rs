@@ -48,6 +48,8 @@ pub enum BuildError {
     TimedOut { limit: Duration, tail: String, log: PathBuf },
     #[error("module {name} was declared in dkms.conf but not built (expected {expected}); full log: {log}")]
     ModuleMissing { name: String, expected: String, log: PathBuf },
+    #[error("{path} is not reachable by the sandbox user (uid {uid}): {blocker} is not searchable by others; `chmod o+x {blocker}` or choose another --store")]
+    NotReachable { path: PathBuf, blocker: PathBuf, uid: u32 },
     #[error("build stage I/O on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -87,6 +89,9 @@ pub fn build(
     workdir: &Path,
     log: &Path,
 ) -> Result<Output, BuildError> {
+    if nix::unistd::geteuid().is_root() {
+        reachable_by_sandbox_user(&rootfs.tree)?;
+    }
     let src = workdir.join("src");
     let meta = workdir.join("meta");
     for dir in [&src, &meta] {
@@ -139,6 +144,23 @@ fn hand_over_to_sandbox_user(workdir: &Path) -> Result<(), BuildError> {
     fs::set_permissions(workdir, fs::Permissions::from_mode(0o755)).map_err(io_err(workdir))?;
     for top in ["src", "meta"] {
         hand_over(&workdir.join(top))?;
+    }
+    reachable_by_sandbox_user(workdir)
+}
+
+/// Every directory above `path` must be searchable by others, or the sandbox
+/// user cannot reach it; say which one is not, rather than fail inside.
+fn reachable_by_sandbox_user(path: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    for ancestor in path.ancestors().skip(1) {
+        let mode = fs::metadata(ancestor).map_err(io_err(ancestor))?.permissions().mode();
+        if mode & 0o001 == 0 {
+            return Err(BuildError::NotReachable {
+                path: path.to_owned(),
+                blocker: ancestor.to_owned(),
+                uid: hermod_sandbox::NOBODY.0,
+            });
+        }
     }
     Ok(())
 }

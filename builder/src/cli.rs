@@ -205,7 +205,7 @@ pub fn exit_code(err: &PipelineError) -> i32 {
             BuildError::MakeFailed { .. } | BuildError::TimedOut { .. } => 5,
             BuildError::ModuleMissing { .. } => 6,
             BuildError::Sandbox(_) => 8,
-            BuildError::Io { .. } => 9,
+            BuildError::Io { .. } | BuildError::NotReachable { .. } => 9,
         },
         PipelineError::Deb(_) => 1,
         PipelineError::Cache(_) | PipelineError::Store(_) | PipelineError::Io { .. } => 9,

@@ -48,6 +48,10 @@ impl Store {
             std::env::current_dir().map_err(io_err(root))?.join(root)
         };
         let packages = package_cache.map_or_else(|| root.join("packages"), Path::to_owned);
+        fs::create_dir_all(&root).map_err(io_err(&root))?;
+        if nix::unistd::geteuid().is_root() {
+            open_to_sandbox_user(&root)?;
+        }
         let store = Store { root, packages };
         for dir in [
             store.root.clone(),
@@ -65,6 +69,8 @@ impl Store {
     }
 
     /// The default location: /var/cache/hermod for root, else $XDG_CACHE_HOME/hermod.
+    ///
+    /// (For a root caller, see [`open_to_sandbox_user`].)
     pub fn default_root() -> Result<PathBuf, StoreError> {
         if nix::unistd::geteuid().is_root() {
             return Ok(PathBuf::from("/var/cache/hermod"));
@@ -108,6 +114,19 @@ impl Store {
     }
 }
 
+/// A root caller's builds run as host `nobody` (see hermod-sandbox's
+/// `Spec::host_ids`), which must reach the build roots and work directories in
+/// the store: the store root is made searchable (0755; it may have been made by
+/// `mktemp -d`). Directories above it are not hermod's to change; the build
+/// stage checks them and says which one blocks.
+fn open_to_sandbox_user(root: &Path) -> Result<(), StoreError> {
+    let meta = fs::metadata(root).map_err(io_err(root))?;
+    if meta.permissions().mode() & 0o005 != 0o005 {
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755)).map_err(io_err(root))?;
+    }
+    Ok(())
+}
+
 /// Write `bytes` to `dest` atomically: a temp file beside it, fsync, rename,
 /// fsync of the directory. Readers see the old file or the new one, never a part.
 pub fn write_atomically(dest: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -139,6 +158,19 @@ mod tests {
         assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o644);
         let leftovers: Vec<_> = fs::read_dir(store.ac_dir()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn a_root_callers_store_is_opened_to_the_sandbox_user() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let made_by_mktemp = dir.path().join("store");
+        fs::create_dir(&made_by_mktemp).unwrap();
+        fs::set_permissions(&made_by_mktemp, fs::Permissions::from_mode(0o700)).unwrap();
+        Store::open(&made_by_mktemp, None).unwrap();
+        assert_eq!(fs::metadata(&made_by_mktemp).unwrap().permissions().mode() & 0o777, 0o755);
     }
 
     #[test]
