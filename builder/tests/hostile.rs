@@ -123,7 +123,7 @@ fn daemon_left_behind() -> bool {
             .ok()
             .and_then(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).map(str::to_owned))
             .unwrap_or_default();
-        cmdline == b"sleep\0600\0" && ppid != own.to_string()
+        cmdline == b"sleep\x00600\x00" && ppid != own.to_string()
     })
 }
 
