@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::build::BuildError;
+use crate::limits::BuildLimits;
 use crate::pipeline::{Context, Options, PipelineError};
 use crate::rootfs::{self, Recipe, RootfsError};
 use crate::store::Store;
@@ -87,6 +88,10 @@ pub struct BuildArgs {
     /// Wall-clock limit for one build, in seconds
     #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
+    /// Resource limit of the build sandbox, NAME=VALUE (repeatable): memory, pids,
+    /// build-space, tmp-space, nproc, fsize, cpu, nofile, core; sizes as 512M or 4G; none lifts one
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    pub limits: Vec<String>,
     /// Print one JSON object per line per (source, kernel)
     #[arg(long)]
     pub json: bool,
@@ -118,7 +123,13 @@ fn load_recipe(global: &Global) -> Result<Recipe, PipelineError> {
     })
 }
 
-fn context(global: &Global, out: PathBuf, jobs: Option<usize>, timeout: Duration) -> Result<Context, PipelineError> {
+fn context(
+    global: &Global,
+    out: PathBuf,
+    jobs: Option<usize>,
+    timeout: Duration,
+    limits: BuildLimits,
+) -> Result<Context, PipelineError> {
     let jobs = jobs.filter(|&j| j > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     Context::load(Options {
         maintainer: global.maintainer.clone(),
@@ -127,6 +138,7 @@ fn context(global: &Global, out: PathBuf, jobs: Option<usize>, timeout: Duration
         out,
         jobs,
         timeout,
+        limits,
         quiet: global.quiet,
     })
 }
@@ -136,7 +148,7 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
     match &cli.command {
         Command::Build(args) => build(&cli.global, args),
         Command::Rootfs { command: RootfsCommand::Build { kernel } } => {
-            let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(1))?;
+            let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default())?;
             let kernel = match kernel {
                 Some(k) => k.clone(),
                 None => ctx.default_kernel()?,
@@ -167,7 +179,8 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
 }
 
 fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
-    let ctx = context(global, args.out.clone(), args.jobs, Duration::from_secs(args.timeout.max(1)))?;
+    let limits = BuildLimits::from_args(&args.limits)?;
+    let ctx = context(global, args.out.clone(), args.jobs, Duration::from_secs(args.timeout.max(1)), limits)?;
     let kernels = if args.kernels.is_empty() { vec![ctx.default_kernel()?] } else { args.kernels.clone() };
     let stdout = std::io::stdout();
     for source in &args.sources {
@@ -208,6 +221,7 @@ pub fn exit_code(err: &PipelineError) -> i32 {
             BuildError::Io { .. } | BuildError::NotReachable { .. } => 9,
         },
         PipelineError::Deb(_) => 1,
+        PipelineError::Limit(_) => 2,
         PipelineError::Cache(_) | PipelineError::Store(_) | PipelineError::Io { .. } => 9,
     }
 }

@@ -11,6 +11,7 @@ pub mod compress;
 pub mod debpkg;
 pub mod dkms;
 pub mod key;
+pub mod limits;
 pub mod pipeline;
 pub mod rootfs;
 pub mod source;

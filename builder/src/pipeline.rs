@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 
 use crate::apt::{self, Archive, Snapshot};
 use crate::build::{self, BuildError, Settings};
+use crate::limits::BuildLimits;
 use crate::cache::{self, CacheError, Manifest};
 use crate::compress::Compression;
 use crate::debpkg::{self, DebError, DebSpec, ModuleFile};
@@ -46,6 +47,8 @@ pub enum PipelineError {
     Store(#[from] crate::store::StoreError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
 }
 
 /// Where a result came from, as `--json` reports it.
@@ -77,6 +80,7 @@ pub struct Options {
     pub out: PathBuf,
     pub jobs: usize,
     pub timeout: Duration,
+    pub limits: BuildLimits,
     pub quiet: bool,
 }
 
@@ -90,13 +94,15 @@ pub struct Context {
     snapshot: Snapshot,
     identity: String,
     archive: OnceLock<Archive>,
+    /// The "cgroup limits not enforced" note is said once per run.
+    cgroup_noted: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
     pub fn load(options: Options) -> Result<Context, PipelineError> {
         let snapshot = Snapshot::from_system(&options.recipe.architecture)?;
         let identity = snapshot.identity();
-        Ok(Context { options, snapshot, identity, archive: OnceLock::new() })
+        Ok(Context { options, snapshot, identity, archive: OnceLock::new(), cgroup_noted: Default::default() })
     }
 
     /// The parsed archive (loaded on first use).
@@ -121,6 +127,19 @@ impl Context {
     pub fn lock(&self, kernel: &str) -> Result<Lock, PipelineError> {
         self.memo()
             .get_or(&format!("lock {kernel}"), || Ok(Lock::resolve(self.archive()?, &self.options.recipe, kernel)?))
+    }
+
+    /// The knobs of every build step, from the options.
+    pub fn settings(&self) -> Settings {
+        let limits = &self.options.limits;
+        Settings {
+            jobs: self.options.jobs,
+            timeout: self.options.timeout,
+            source_date_epoch: SOURCE_DATE_EPOCH,
+            limits: limits.sandbox.clone(),
+            build_space: limits.build_space,
+            tmp_space: limits.tmp_space,
+        }
     }
 
     fn say(&self, message: &str) {
@@ -156,11 +175,15 @@ impl Context {
         let workdir = store.staging_dir("build-")?;
         let log = store.logs().join(format!("{}-{kernel}.log", &key.hex[..16]));
         fs::write(&log, b"").map_err(|source| PipelineError::Io { path: log.clone(), source })?;
-        let settings =
-            Settings { jobs: self.options.jobs, timeout: self.options.timeout, source_date_epoch: SOURCE_DATE_EPOCH };
+        let settings = self.settings();
         self.say(&format!("building {} for {kernel} (log: {})", source_dir.display(), log.display()));
         let output = build::build(&rootfs, &source, &settings, workdir.path(), &log)
             .map_err(|error| PipelineError::Build { source_dir: source_dir.to_owned(), error })?;
+        if let Some(why) = &output.cgroup.not_enforced {
+            if !self.cgroup_noted.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                self.say(&format!("note: {why}"));
+            }
+        }
 
         let config = rootfs.kernel_config().map_err(|source| PipelineError::Io {
             path: rootfs.tree.join(rootfs.headers_dir_inside().trim_start_matches('/')).join(".config"),

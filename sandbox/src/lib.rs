@@ -28,13 +28,15 @@
 //!
 //! The steps themselves live in `init/`, one function per step, in order.
 
+mod cgroup;
 mod init;
 mod report;
 mod run;
 mod spec;
 
+pub use cgroup::Cgroup;
 pub use run::{run, run_with_init, Exit, Outcome, SandboxError, INIT_EXE_ENV};
-pub use spec::{Bind, Limits, Spec, NOBODY};
+pub use spec::{Bind, Limits, Outputs, Spec, Tmpfs, NOBODY};
 
 /// `argv[1]` that turns an executable into the sandbox init.
 pub const INIT_ARG: &str = "__hermod-sandbox-init";

@@ -7,6 +7,8 @@
 //! process, pid 1, the payload until it execs) may write one JSON line to it:
 //!
 //! * `SetupFailed` — a step before the command started went wrong;
+//! * `OutputsFailed` — the command ended, but its outputs could not be
+//!   copied to the host (over the limit, not a regular file…);
 //! * `Payload` — pid 1 reaped the command, here is how it ended;
 //! * `Init` — the intermediate process reaped pid 1 (always sent last).
 //!
@@ -29,6 +31,7 @@ pub(crate) enum Ended {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Report {
     SetupFailed { step: String, errno: Option<i32>, detail: String },
+    OutputsFailed { detail: String },
     Payload(Ended),
     Init(Ended),
 }

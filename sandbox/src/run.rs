@@ -28,6 +28,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::cgroup::{self, Cgroup};
 use crate::report::{Ended, Report};
 use crate::spec::Spec;
 
@@ -57,6 +58,8 @@ pub struct Outcome {
     pub exit: Exit,
     /// Wall-clock time from starting the helper to the sandbox being gone.
     pub wall: Duration,
+    /// Which cgroup limits held, and whether the memory limit killed.
+    pub cgroup: Cgroup,
 }
 
 impl Outcome {
@@ -84,6 +87,9 @@ pub enum SandboxError {
     /// e.g. `mounting /proc in the sandbox: EPERM: Operation not permitted`.
     #[error("{step}: {}", cause(errno, detail))]
     Setup { step: String, errno: Option<Errno>, detail: String },
+    /// The command ran, but its outputs could not be copied to the host.
+    #[error("copying the sandbox's outputs to the host: {0}")]
+    Outputs(String),
     /// The helper did not follow the protocol (or died unexpectedly).
     #[error("sandbox init: {0}")]
     Protocol(String),
@@ -144,9 +150,17 @@ pub fn run_with_init(spec: &Spec, init_exe: &Path) -> Result<Outcome, SandboxErr
     }
 
     let start = Instant::now();
+    let mut group = cgroup::create(&spec.limits);
     let mut child = cmd.spawn().map_err(host(format!("starting the sandbox helper {}", init_exe.display())))?;
     // Only the helper may hold the write end, or end-of-file never comes.
     drop(status_write);
+    // Before the spec is sent: the helper waits for it, so every process of
+    // the sandbox is born inside the group.
+    if let Err(why) = group.attach(child.id()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(SandboxError::Host { step: "entering the sandbox's cgroup".into(), source: io::Error::other(why) });
+    }
     if let Some(mut stdin) = child.stdin.take() {
         // A thread, so that a helper that never reads (wrong executable)
         // cannot block us past the timeout. It ends on EOF/EPIPE.
@@ -165,12 +179,14 @@ pub fn run_with_init(spec: &Spec, init_exe: &Path) -> Result<Outcome, SandboxErr
         let _ = child.kill();
         let _ = read_to_eof(&mut status, &mut buf, Some(Instant::now() + TEARDOWN_GRACE));
         let _ = child.wait();
-        return Ok(Outcome { exit: Exit::TimedOut, wall: start.elapsed() });
+        group.finish();
+        return Ok(Outcome { exit: Exit::TimedOut, wall: start.elapsed(), cgroup: group.report.clone() });
     }
     let helper = child.wait().map_err(host("waiting for the sandbox helper"))?;
     let wall = start.elapsed();
+    group.finish();
     let exit = interpret(&Report::decode_all(&buf), helper, init_exe)?;
-    Ok(Outcome { exit, wall })
+    Ok(Outcome { exit, wall, cgroup: group.report.clone() })
 }
 
 /// Host-side validation, and host paths made canonical so that the init can
@@ -191,6 +207,18 @@ fn resolve(spec: &Spec) -> Result<Spec, SandboxError> {
                 return Err(SandboxError::BindSourceMissing(bind.source.clone()))
             }
             Err(e) => return Err(host(format!("resolving bind mount source {}", bind.source.display()))(e)),
+        };
+    }
+    if let Some(outputs) = &mut out.outputs {
+        outputs.host = match outputs.host.canonicalize() {
+            Ok(p) if p.is_dir() => p,
+            Ok(_) => {
+                return Err(SandboxError::InvalidSpec(format!(
+                    "host outputs directory {} is not a directory",
+                    outputs.host.display()
+                )))
+            }
+            Err(e) => return Err(host(format!("resolving the host outputs directory {}", outputs.host.display()))(e)),
         };
     }
     Ok(out)
@@ -253,6 +281,9 @@ fn read_to_eof(pipe: &mut File, buf: &mut Vec<u8>, deadline: Option<Instant>) ->
 fn interpret(reports: &[Report], helper: ExitStatus, exe: &Path) -> Result<Exit, SandboxError> {
     if let Some(r @ Report::SetupFailed { step, detail, .. }) = reports.first() {
         return Err(SandboxError::Setup { step: step.clone(), errno: r.errno(), detail: detail.clone() });
+    }
+    if let Some(Report::OutputsFailed { detail }) = reports.iter().find(|r| matches!(r, Report::OutputsFailed { .. })) {
+        return Err(SandboxError::Outputs(detail.clone()));
     }
     for r in reports {
         if let Report::Payload(ended) = r {

@@ -29,8 +29,9 @@ pub struct Spec {
     pub rootfs: PathBuf,
     /// Extra bind mounts, e.g. host `work/src` -> `/build/src` writable.
     pub binds: Vec<Bind>,
-    /// tmpfs mounts inside (e.g. `/tmp`): writable, nosuid, nodev.
-    pub tmpfs: Vec<PathBuf>,
+    /// tmpfs mounts inside (e.g. `/tmp`): writable, nosuid, nodev, each
+    /// with its own size limit.
+    pub tmpfs: Vec<Tmpfs>,
     /// `argv[0]` is an absolute path inside the rootfs (no `$PATH` search).
     pub argv: Vec<String>,
     /// The complete environment: nothing is inherited from the host.
@@ -66,6 +67,45 @@ pub struct Spec {
     /// nobody (65534:65534).
     #[serde(default = "nobody")]
     pub host_ids: Option<(u32, u32)>,
+    /// Where the command's results go, if anywhere. Absent from JSON: none.
+    #[serde(default)]
+    pub outputs: Option<Outputs>,
+}
+
+/// A tmpfs mounted inside the sandbox.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Tmpfs {
+    /// Absolute path inside the sandbox.
+    pub path: PathBuf,
+    /// Size limit in bytes (the kernel's `size=` option, rounded up to
+    /// whole pages); writes beyond it fail with `ENOSPC`. A tmpfs lives in
+    /// memory (and swap), so this also bounds the memory a build can pin by
+    /// writing files. `None` is the kernel default, half of RAM.
+    pub size: Option<u64>,
+}
+
+impl Tmpfs {
+    /// A tmpfs at `path` of at most `size` bytes.
+    pub fn new(path: impl Into<PathBuf>, size: Option<u64>) -> Tmpfs {
+        Tmpfs { path: path.into(), size }
+    }
+}
+
+/// Results copied out of the sandbox after the command has exited.
+///
+/// The command never gets a writable view of any host directory: it writes
+/// its results into `inside` (typically on a size-limited tmpfs), and when
+/// it has exited, pid 1 copies the regular files found directly in `inside`
+/// into the host directory `host` (which must exist and be writable by the
+/// sandbox's host ids). Symlinks, devices and subdirectories are skipped;
+/// a file that would push the total past `max_bytes` fails the copy. So the
+/// most a hostile build can leave on the host disk is `max_bytes` (plus
+/// the log, bounded by `Limits::fsize`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Outputs {
+    pub inside: PathBuf,
+    pub host: PathBuf,
+    pub max_bytes: u64,
 }
 
 fn yes() -> bool {
@@ -108,30 +148,48 @@ pub struct Limits {
     pub cpu: Option<u64>,
     /// `RLIMIT_NOFILE`, default 4096 open descriptors per process.
     pub nofile: Option<u64>,
+    /// Memory of the whole sandbox (every process, page cache and tmpfs
+    /// pages it causes included) in bytes, default 8 GiB: a cgroup limit
+    /// (`memory.max` in cgroup v2, `memory.limit_in_bytes` in v1). Enforced
+    /// only where the host lets the caller create such a cgroup; see
+    /// [`crate::Outcome::cgroup`].
+    pub memory: Option<u64>,
+    /// Processes and threads of the whole sandbox at once, default 2048: a
+    /// cgroup limit (`pids.max`) that, unlike `nproc`, counts only the
+    /// sandbox's own. Enforced like `memory`.
+    pub pids: Option<u64>,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { nproc: Some(4096), fsize: Some(4 << 30), core: Some(0), cpu: Some(3600), nofile: Some(4096) }
+        Limits {
+            nproc: Some(4096),
+            fsize: Some(4 << 30),
+            core: Some(0),
+            cpu: Some(3600),
+            nofile: Some(4096),
+            memory: Some(8 << 30),
+            pids: Some(2048),
+        }
     }
 }
 
 impl Limits {
     /// Leaves every limit as inherited.
     pub fn inherit() -> Limits {
-        Limits { nproc: None, fsize: None, core: None, cpu: None, nofile: None }
+        Limits { nproc: None, fsize: None, core: None, cpu: None, nofile: None, memory: None, pids: None }
     }
 }
 
 impl Spec {
     /// A spec with sane defaults: cwd `/`, hostname `hermod`, uid/gid 1000,
-    /// a tmpfs on `/tmp`, `PATH` as the only variable, no timeout, no log,
-    /// [`Limits::default`] and the seccomp filter on.
+    /// a 1 GiB tmpfs on `/tmp`, `PATH` as the only variable, no timeout, no
+    /// log, no outputs, [`Limits::default`] and the seccomp filter on.
     pub fn new(rootfs: impl Into<PathBuf>, argv: Vec<String>) -> Spec {
         Spec {
             rootfs: rootfs.into(),
             binds: Vec::new(),
-            tmpfs: vec![PathBuf::from("/tmp")],
+            tmpfs: vec![Tmpfs::new("/tmp", Some(1 << 30))],
             argv,
             env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
             cwd: PathBuf::from("/"),
@@ -143,6 +201,7 @@ impl Spec {
             limits: Limits::default(),
             seccomp: true,
             host_ids: Some(NOBODY),
+            outputs: None,
         }
     }
 
@@ -170,9 +229,18 @@ impl Spec {
             }
         }
         for t in &self.tmpfs {
-            inside_path("tmpfs", t)?;
-            if t == Path::new("/") {
+            inside_path("tmpfs", &t.path)?;
+            if t.path == Path::new("/") {
                 return Err("a tmpfs cannot replace /".into());
+            }
+            if t.size == Some(0) {
+                return Err(format!("tmpfs {} has size 0", t.path.display()));
+            }
+        }
+        if let Some(out) = &self.outputs {
+            inside_path("outputs directory", &out.inside)?;
+            if !out.host.is_absolute() {
+                return Err(format!("host outputs directory {} must be an absolute path", out.host.display()));
             }
         }
         if self.hostname.is_empty() || self.hostname.len() > 64 {
@@ -216,7 +284,8 @@ mod tests {
         assert_eq!(s.cwd, Path::new("/"));
         assert_eq!(s.hostname, "hermod");
         assert_eq!((s.uid, s.gid), (1000, 1000));
-        assert_eq!(s.tmpfs, vec![PathBuf::from("/tmp")]);
+        assert_eq!(s.tmpfs, vec![Tmpfs::new("/tmp", Some(1 << 30))]);
+        assert!(s.outputs.is_none());
         assert_eq!(s.env, vec![("PATH".to_string(), "/usr/sbin:/usr/bin:/sbin:/bin".to_string())]);
         assert!(s.timeout.is_none() && s.log.is_none() && s.binds.is_empty());
         assert!(s.seccomp);
@@ -228,6 +297,8 @@ mod tests {
                 core: Some(0),
                 cpu: Some(3600),
                 nofile: Some(4096),
+                memory: Some(8 << 30),
+                pids: Some(2048),
             }
         );
     }
@@ -238,6 +309,7 @@ mod tests {
         let o = v.as_object_mut().unwrap();
         o.remove("limits");
         o.remove("seccomp");
+        o.remove("outputs");
         let back: Spec = serde_json::from_value(v).unwrap();
         assert_eq!(back, spec());
         // A partial limits object keeps the other defaults.

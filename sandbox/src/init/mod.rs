@@ -14,6 +14,8 @@
 //! 7. fork the command, reap every child until it exits;       (`payload.rs`)
 //! 8. in the command: drop everything, set the resource limits,
 //!    install the seccomp filter, execve.    (`payload.rs`, `limits.rs`, `seccomp.rs`)
+//! 9. in pid 1, once the command is gone: kill what is left and copy
+//!    the outputs to the host directory opened before step 6. (`outputs.rs`)
 //!
 //! A failure in any step is sent to `run()` over the status pipe as the
 //! step's description plus errno, then the process exits with 125.
@@ -22,10 +24,11 @@ mod dev;
 mod limits;
 mod mountflags;
 mod net;
+mod outputs;
 mod payload;
-mod procfs;
+pub(crate) mod procfs;
 mod rootfs;
-mod seccomp;
+pub(crate) mod seccomp;
 mod userns;
 
 use std::io::{self, Read};
@@ -145,22 +148,28 @@ fn helper(status: BorrowedFd<'_>, parent: Option<&String>) -> Result<i32, SetupE
 
 /// Steps 4–7, in pid 1 of the new pid namespace. Returns its exit status.
 fn pid1(spec: &Spec, status: BorrowedFd<'_>, lifeline: OwnedFd) -> i32 {
-    let started = (|| {
+    let started = (|| -> Result<_, SetupError> {
         die_with_parent()?;
         parent_still_alive(lifeline)?;
         rootfs::build(spec)?;
         net::loopback_up()?;
         net::set_hostname(&spec.hostname)?;
+        let host_outputs = spec.outputs.as_ref().map(outputs::open_host_dir).transpose()?;
         rootfs::pivot_into_new_root(&spec.cwd)?;
-        payload::spawn(spec, status)
+        Ok((payload::spawn(spec, status)?, host_outputs))
     })();
     match started {
         Err(e) => {
             e.report().send(status);
             SETUP_FAILED
         }
-        Ok(command) => {
+        Ok((command, host_outputs)) => {
             let ended = payload::reap_until(command);
+            if let (Some(wanted), Some(host)) = (&spec.outputs, &host_outputs) {
+                if let Err(detail) = outputs::copy_out(wanted, host) {
+                    Report::OutputsFailed { detail }.send(status);
+                }
+            }
             Report::Payload(ended).send(status);
             // Exiting kills whatever the command left behind in the namespace.
             ended.as_exit_code()

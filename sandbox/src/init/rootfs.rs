@@ -27,7 +27,7 @@ use nix::unistd::{chdir, pivot_root};
 
 use super::mountflags::{remount, Want};
 use super::{dev, procfs, SetupError, Step};
-use crate::spec::{under, Bind, Spec};
+use crate::spec::{under, Bind, Spec, Tmpfs};
 
 /// Host directory the scratch tmpfs is mounted on, in our private mount
 /// namespace only. It must exist; the host's own `/tmp` stays reachable as
@@ -48,9 +48,9 @@ pub(crate) fn build(spec: &Spec) -> Result<(), SetupError> {
     for m in user_mounts(spec) {
         match m {
             UserMount::Bind(bind) => bind_mount(bind)?,
-            UserMount::Tmpfs(dir) => {
-                mount_point(dir, true)?;
-                mount_tmpfs(&under(Path::new(NEWROOT), dir), dir, "mode=1777")?;
+            UserMount::Tmpfs(t) => {
+                mount_point(&t.path, true)?;
+                mount_tmpfs(&under(Path::new(NEWROOT), &t.path), &t.path, &tmpfs_options(t))?;
             }
         }
     }
@@ -124,7 +124,15 @@ fn mount_proc() -> Result<(), SetupError> {
 
 enum UserMount<'a> {
     Bind(&'a Bind),
-    Tmpfs(&'a PathBuf),
+    Tmpfs(&'a Tmpfs),
+}
+
+/// World-writable with the sticky bit, like `/tmp`, and the size limit.
+fn tmpfs_options(t: &Tmpfs) -> String {
+    match t.size {
+        Some(bytes) => format!("mode=1777,size={bytes}"),
+        None => "mode=1777".to_owned(),
+    }
 }
 
 /// The spec's binds and tmpfs mounts, parents before children (a tmpfs on
@@ -134,7 +142,7 @@ fn user_mounts(spec: &Spec) -> Vec<UserMount<'_>> {
     all.extend(spec.tmpfs.iter().map(UserMount::Tmpfs));
     all.sort_by_key(|m| match m {
         UserMount::Bind(b) => b.target.components().count(),
-        UserMount::Tmpfs(t) => t.components().count(),
+        UserMount::Tmpfs(t) => t.path.components().count(),
     });
     all
 }

@@ -1,0 +1,273 @@
+//! Memory and process-count limits for the whole sandbox, through cgroups.
+//!
+//! A *control group* is a directory in the cgroup filesystem: the processes
+//! listed in its `cgroup.procs` (and all their descendants, which inherit
+//! the group) share the limits written into its control files. rlimits are
+//! per process (or, for `RLIMIT_NPROC`, per host uid); only a cgroup can say
+//! "this build, all of it, may use 8 GiB and 2048 tasks".
+//!
+//! Two layouts exist. **cgroup v2** is one tree at `/sys/fs/cgroup` with
+//! `memory.max`, `memory.swap.max` and `pids.max`; a group may use a
+//! controller only if its parent lists it in `cgroup.subtree_control`. The
+//! older **cgroup v1** mounts one tree per controller (`…/memory/`,
+//! `…/pids/`) with `memory.limit_in_bytes` and `pids.max`. Debian bookworm
+//! boots v2 only; containers and older hosts often still give v1, and a
+//! "hybrid" host mounts both with every controller on the v1 side.
+//!
+//! `run()` creates a fresh group `hermod-<pid>-<n>` under the caller's own
+//! group, for each controller where it can: v2 first, else v1. It moves the
+//! helper into it *before* sending the spec, so every process of the sandbox
+//! is born inside. An unprivileged caller can do this only in a group
+//! delegated to it (e.g. a systemd user slice with `Delegate=yes`); where
+//! nothing is possible, the build still runs, the rlimits still apply, and
+//! [`Cgroup`] says plainly which limits were not enforced and why.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::Limits;
+
+const ROOT: &str = "/sys/fs/cgroup";
+
+/// What the cgroup limits of one run amounted to.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cgroup {
+    /// `Limits::memory` was enforced (by a cgroup of this `version`).
+    pub memory: bool,
+    /// `Limits::pids` was enforced.
+    pub pids: bool,
+    /// 1 or 2 when a group was created.
+    pub version: Option<u8>,
+    /// Why a requested limit is not enforced, as a sentence for the user.
+    pub not_enforced: Option<String>,
+    /// The kernel's OOM killer killed a process of the sandbox because of
+    /// the memory limit.
+    pub oom_killed: bool,
+}
+
+/// A group this run created; removed on drop.
+pub(crate) struct Group {
+    dirs: Vec<PathBuf>,
+    memory_events: Option<(PathBuf, &'static str)>,
+    pub(crate) report: Cgroup,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn name() -> String {
+    format!("hermod-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Creates the group(s) for `limits`. Never fails: what cannot be done is
+/// recorded in the report.
+pub(crate) fn create(limits: &Limits) -> Group {
+    let mut group = Group { dirs: Vec::new(), memory_events: None, report: Cgroup::default() };
+    if limits.memory.is_none() && limits.pids.is_none() {
+        return group;
+    }
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let v2 = match unified_root() {
+        Some(root) => group.try_v2(&root, &own, limits),
+        None => Err("the cgroup v2 hierarchy is not mounted".to_owned()),
+    };
+    if let Err(v2_reason) = v2 {
+        // Undo a half-made v2 group before trying v1.
+        group.remove();
+        group.memory_events = None;
+        if let Err(v1_reason) = group.try_v1(&own, limits) {
+            group.remove();
+            group.report = Cgroup {
+                not_enforced: Some(format!(
+                    "memory and pids limits are not enforced (cgroup v2: {v2_reason}; cgroup v1: {v1_reason}); \
+                     the rlimits still apply"
+                )),
+                ..Cgroup::default()
+            };
+        }
+    }
+    group
+}
+
+/// Where cgroup v2 is mounted: `/sys/fs/cgroup` itself, or `…/unified` on
+/// a hybrid host.
+fn unified_root() -> Option<PathBuf> {
+    [ROOT.to_owned(), format!("{ROOT}/unified")].into_iter().map(PathBuf::from).find(|p| {
+        nix::sys::statfs::statfs(p)
+            .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+            .unwrap_or(false)
+    })
+}
+
+/// The caller's group path in `/proc/self/cgroup` for a v1 controller, or
+/// for v2 (`controller` empty, the `0::` line).
+fn own_path(own: &str, controller: &str) -> Option<String> {
+    own.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = if controller.is_empty() { list.is_empty() } else { list.split(',').any(|c| c == controller) };
+        matches.then(|| path.to_owned())
+    })
+}
+
+fn write(path: &Path, value: &str) -> Result<(), String> {
+    fs::write(path, value).map_err(|e| format!("writing {value:?} to {}: {}", path.display(), short(&e)))
+}
+
+fn short(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
+    }
+}
+
+fn limit_text(v: u64) -> String {
+    v.to_string()
+}
+
+impl Group {
+    fn try_v2(&mut self, root: &Path, own: &str, limits: &Limits) -> Result<(), String> {
+        let parent = root.join(own_path(own, "").ok_or("no v2 entry in /proc/self/cgroup")?.trim_start_matches('/'));
+        let wanted: Vec<&str> =
+            [("memory", limits.memory), ("pids", limits.pids)].into_iter().filter_map(|(c, v)| v.map(|_| c)).collect();
+        let enabled = fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
+        for c in &wanted {
+            if !enabled.split_whitespace().any(|e| e == *c) {
+                // Fails (EBUSY) when the parent itself holds processes, as
+                // ours does unless a manager delegated an empty subtree.
+                write(&parent.join("cgroup.subtree_control"), &format!("+{c}"))
+                    .map_err(|e| format!("the {c} controller is not available to {}: {e}", parent.display()))?;
+            }
+        }
+        let dir = parent.join(name());
+        fs::create_dir(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
+        self.dirs.push(dir.clone());
+        if let Some(m) = limits.memory {
+            write(&dir.join("memory.max"), &limit_text(m))?;
+            // Without this the limit only moves the excess to swap.
+            let _ = fs::write(dir.join("memory.swap.max"), "0");
+            self.memory_events = Some((dir.join("memory.events"), "oom_kill"));
+            self.report.memory = true;
+        }
+        if let Some(p) = limits.pids {
+            write(&dir.join("pids.max"), &limit_text(p))?;
+            self.report.pids = true;
+        }
+        self.report.version = Some(2);
+        Ok(())
+    }
+
+    fn try_v1(&mut self, own: &str, limits: &Limits) -> Result<(), String> {
+        self.report = Cgroup::default();
+        let mut reasons = Vec::new();
+        if let Some(m) = limits.memory {
+            match self.v1_group(own, "memory") {
+                Ok(dir) => {
+                    write(&dir.join("memory.limit_in_bytes"), &limit_text(m))?;
+                    // Present only with swap accounting; best effort.
+                    let _ = fs::write(dir.join("memory.memsw.limit_in_bytes"), limit_text(m));
+                    self.memory_events = Some((dir.join("memory.oom_control"), "oom_kill"));
+                    self.report.memory = true;
+                }
+                Err(e) => reasons.push(e),
+            }
+        }
+        if let Some(p) = limits.pids {
+            match self.v1_group(own, "pids") {
+                Ok(dir) => {
+                    write(&dir.join("pids.max"), &limit_text(p))?;
+                    self.report.pids = true;
+                }
+                Err(e) => reasons.push(e),
+            }
+        }
+        if self.report.memory || self.report.pids {
+            self.report.version = Some(1);
+            if !reasons.is_empty() {
+                self.report.not_enforced = Some(format!("partly enforced: {}", reasons.join("; ")));
+            }
+            return Ok(());
+        }
+        Err(reasons.join("; "))
+    }
+
+    fn v1_group(&mut self, own: &str, controller: &str) -> Result<PathBuf, String> {
+        let mount = Path::new(ROOT).join(controller);
+        let is_cgroup = nix::sys::statfs::statfs(&mount)
+            .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP_SUPER_MAGIC)
+            .unwrap_or(false);
+        if !is_cgroup {
+            return Err(format!("no {controller} hierarchy at {}", mount.display()));
+        }
+        let path = own_path(own, controller).ok_or(format!("no {controller} entry in /proc/self/cgroup"))?;
+        let dir = mount.join(path.trim_start_matches('/')).join(name());
+        fs::create_dir(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
+        self.dirs.push(dir.clone());
+        Ok(dir)
+    }
+
+    /// Puts `pid` (the helper, before it starts anything) into every group.
+    pub(crate) fn attach(&mut self, pid: u32) -> Result<(), String> {
+        for dir in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// After the run: did the memory limit kill anything?
+    pub(crate) fn finish(&mut self) {
+        if let Some((file, key)) = &self.memory_events {
+            let text = fs::read_to_string(file).unwrap_or_default();
+            self.report.oom_killed = text
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .any(|(k, v)| k == *key && v.trim().parse::<u64>().unwrap_or(0) > 0);
+        }
+    }
+
+    /// Removes the groups. A group can be removed only once empty; the last
+    /// processes of a killed pid namespace may take a moment to be reaped.
+    fn remove(&mut self) {
+        for dir in self.dirs.drain(..).rev() {
+            for _ in 0..100 {
+                match fs::remove_dir(&dir) {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(Duration::from_millis(5)),
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "9:name=systemd:/\n8:pids:/a\n4:memory:/process_api/x\n2:cpu,cpuacct:/c\n0::/user.slice\n";
+
+    #[test]
+    fn own_group_paths_come_from_proc_self_cgroup() {
+        assert_eq!(own_path(HYBRID, "memory").as_deref(), Some("/process_api/x"));
+        assert_eq!(own_path(HYBRID, "pids").as_deref(), Some("/a"));
+        assert_eq!(own_path(HYBRID, "cpuacct").as_deref(), Some("/c"));
+        assert_eq!(own_path(HYBRID, "").as_deref(), Some("/user.slice"));
+        assert_eq!(own_path("0::/\n", "memory"), None);
+    }
+
+    #[test]
+    fn no_limits_means_no_group_and_nothing_to_report() {
+        let g = create(&Limits::inherit());
+        assert!(g.dirs.is_empty());
+        assert_eq!(g.report, Cgroup::default());
+    }
+}
