@@ -355,13 +355,31 @@ fn describe(exit: &Exit) -> String {
     }
 }
 
-/// The last lines of a log, for error messages.
+/// The last lines of a log, for error messages. Only the log's end is read,
+/// and each line is cut short: a hostile build may write gigabytes, or one
+/// endless line.
 pub fn tail(log: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
     const LINES: usize = 25;
-    let text = fs::read(log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    const WINDOW: u64 = 64 << 10;
+    const WIDTH: usize = 300;
+    let mut bytes = Vec::new();
+    if let Ok(mut file) = fs::File::open(log) {
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = file.seek(SeekFrom::Start(len.saturating_sub(WINDOW)));
+        let _ = file.take(WINDOW).read_to_end(&mut bytes);
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(LINES);
-    lines[start..].iter().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
+    lines[start..]
+        .iter()
+        .map(|l| match l.char_indices().nth(WIDTH) {
+            Some((cut, _)) => format!("  | {}…", &l[..cut]),
+            None => format!("  | {l}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -401,5 +419,11 @@ mod tests {
         fs::write(&log, body).unwrap();
         let t = tail(&log);
         assert!(t.contains("line 99") && t.contains("line 75") && !t.contains("line 74\n"));
+        // A huge log with one endless line: only its end is read, cut short.
+        let mut huge = "y".repeat(1 << 20);
+        huge.push_str("\nlast words\n");
+        fs::write(&log, huge).unwrap();
+        let t = tail(&log);
+        assert!(t.len() < 1000 && t.ends_with("  | last words"), "{t}");
     }
 }

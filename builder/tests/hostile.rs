@@ -127,6 +127,14 @@ fn daemon_left_behind() -> bool {
     })
 }
 
+fn tail(text: &str) -> &str {
+    let mut start = text.len().saturating_sub(4000);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
 fn log_path(stderr: &str) -> Option<PathBuf> {
     stderr.split("full log: ").nth(1).map(|rest| PathBuf::from(rest.split_whitespace().next().unwrap()))
 }
@@ -143,7 +151,12 @@ fn check_case(case: &str, out: &Output, host: &mut Host, root_files: &RootfsWitn
     // The attack really ran to its end (a case whose compile failed would
     // "fail safely" without testing anything), except where ending is the point.
     const NEVER_FINISH: &[&str] = &["run-forever", "signal-outside"];
-    if !NEVER_FINISH.contains(&case) {
+    if case == "fill-disk" {
+        // It ends by filling its log up to the file size limit (16M), so the
+        // final words cannot be written; the earlier refusals must be there.
+        assert!(log.len() <= 16 << 20, "{case}: the log grew past the file size limit: {} bytes", log.len());
+        assert!(log.contains("/dev/shm/fill: refused"), "{case}: the attack did not run to its end:\n{}", tail(&log));
+    } else if !NEVER_FINISH.contains(&case) {
         assert!(log.contains("attack finished"), "{case}: the attack did not run to its end:\n{log}");
     }
     host.assert_unchanged(case);
@@ -192,8 +205,15 @@ fn run_hostile_suite(build: impl Fn(&Path, &Path) -> Output, witness: &RootfsWit
     }
 }
 
-fn build_args<'a>(source: &'a Path, kernel: &'a str, out_dir: &'a Path) -> [&'a str; 8] {
-    ["build", source.to_str().unwrap(), "--kernel", kernel, "--timeout", "10", "--out", out_dir.to_str().unwrap()]
+/// Small tmpfs and file size limits (set through `--limit`) so that the
+/// fill-disk case hits them in a moment; the other limits keep their defaults.
+fn build_args<'a>(source: &'a Path, kernel: &'a str, out_dir: &'a Path) -> Vec<&'a str> {
+    let mut args =
+        vec!["build", source.to_str().unwrap(), "--kernel", kernel, "--timeout", "10", "--out", out_dir.to_str().unwrap()];
+    for limit in ["build-space=64M", "tmp-space=32M", "fsize=16M"] {
+        args.extend(["--limit", limit]);
+    }
+    args
 }
 
 #[test]

@@ -14,6 +14,9 @@ use std::path::Path;
 use nix::mount::{mount, MsFlags};
 
 use super::mountflags::{remount, Want};
+/// Size of `/dev/shm`: builds barely use POSIX shared memory.
+const SHM_SIZE: u64 = 64 << 20;
+
 use super::rootfs::{mount_tmpfs, touch, NEWROOT, OLDROOT};
 use super::{SetupError, Step};
 
@@ -47,6 +50,7 @@ pub(crate) fn populate() -> Result<(), SetupError> {
     }
     let shm = dev.join("shm");
     std::fs::create_dir(&shm).step(|| "creating /dev/shm in the sandbox".into())?;
-    mount_tmpfs(&shm, Path::new("/dev/shm"), "mode=1777")?;
+    // Bounded like every writable place: a tmpfs lives in memory.
+    mount_tmpfs(&shm, Path::new("/dev/shm"), &format!("mode=1777,size={SHM_SIZE}"))?;
     remount(&dev, Path::new("/dev"), Want::SEALED)
 }
