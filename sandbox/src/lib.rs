@@ -30,6 +30,7 @@
 
 mod cgroup;
 mod init;
+pub mod oci;
 mod report;
 mod run;
 mod spec;

@@ -45,6 +45,9 @@
 //! `mount`, `ptrace` of a non-child, `kexec_*`, `*_module`, `reboot` and
 //! `swap*`, the capability-less command is refused by the kernel anyway:
 //! the filter is a second line there.
+//!
+//! The rules are data ([`rules`]): the BPF programs here and the OCI
+//! runtime config that `crate::oci` exports are both made from them.
 
 use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond,
@@ -65,6 +68,74 @@ const SYS_FCHMODAT2: i64 = 452;
 
 /// Personality values that stay allowed (see the module comment).
 const PERSONALITY_ALLOWED: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+
+/// A system call: its name (as `syscalls(2)` and OCI runtimes spell it)
+/// and its x86_64 number (`-1` on other targets, which have no filter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Syscall {
+    pub name: &'static str,
+    pub nr: i64,
+}
+
+/// One rule of the filters, as data. The BPF programs below and the OCI
+/// export (`crate::oci`) are both made from [`rules`], so they cannot drift
+/// apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Rule {
+    pub call: Syscall,
+    /// What the refused call returns: `EPERM`, or `ENOSYS` for `clone3`.
+    pub errno: i32,
+    /// Refused always if empty, otherwise when any one of these holds.
+    pub when: Vec<Check>,
+}
+
+/// A condition on one argument of a system call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// `(arg & mask) == value`. `wide` compares all 64 bits; otherwise only
+    /// the low 32, because the kernel reads the argument as an `unsigned
+    /// int` and high bits must not smuggle a call past the rule.
+    Masked { arg: u8, wide: bool, mask: u64, value: u64 },
+    /// The argument's low 32 bits are none of `allowed`.
+    NoneOf { arg: u8, allowed: &'static [u64] },
+}
+
+impl Check {
+    /// Whether the condition holds for these arguments (what the filter,
+    /// and any faithful translation of it, must decide).
+    #[cfg(test)]
+    pub(crate) fn holds(&self, args: &[u64; 6]) -> bool {
+        match *self {
+            Check::Masked { arg, wide, mask, value } => {
+                let a = if wide { args[arg as usize] } else { args[arg as usize] & 0xffff_ffff };
+                a & mask == value
+            }
+            Check::NoneOf { arg, allowed } => !allowed.contains(&(args[arg as usize] & 0xffff_ffff)),
+        }
+    }
+}
+
+impl Rule {
+    fn eperm(call: Syscall, when: Vec<Check>) -> Rule {
+        Rule { call, errno: libc::EPERM, when }
+    }
+}
+
+/// Everything the filters refuse (see the module comment); anything else
+/// is allowed.
+pub(crate) fn rules() -> Vec<Rule> {
+    let mut rules: Vec<Rule> = nr::ALWAYS_DENIED.iter().map(|&call| Rule::eperm(call, Vec::new())).collect();
+    let newuser = libc::CLONE_NEWUSER as u64;
+    rules.push(Rule::eperm(nr::CLONE, vec![Check::Masked { arg: 0, wide: true, mask: newuser, value: newuser }]));
+    rules.push(Rule::eperm(nr::IOCTL, vec![Check::Masked { arg: 1, wide: false, mask: 0xffff_ffff, value: TIOCSTI }]));
+    for (call, arg) in [(nr::CHMOD, 1), (nr::FCHMOD, 1), (nr::FCHMODAT, 2), (nr::FCHMODAT2, 2)] {
+        let bit = |b: libc::mode_t| Check::Masked { arg, wide: false, mask: b as u64, value: b as u64 };
+        rules.push(Rule::eperm(call, vec![bit(libc::S_ISUID), bit(libc::S_ISGID)]));
+    }
+    rules.push(Rule::eperm(nr::PERSONALITY, vec![Check::NoneOf { arg: 0, allowed: &PERSONALITY_ALLOWED }]));
+    rules.push(Rule { call: nr::CLONE3, errno: libc::ENOSYS, when: Vec::new() });
+    rules
+}
 
 /// The two filters, in the order they are installed: the ENOSYS filter for
 /// `clone3`, then the deny-list.
@@ -93,33 +164,41 @@ fn arch() -> Result<TargetArch, String> {
 }
 
 fn enosys_filter() -> Result<BpfProgram, String> {
-    let rules = BTreeMap::from([(nr::CLONE3, vec![])]);
-    compile(rules, SeccompAction::Errno(libc::ENOSYS as u32))
+    compile(rule_map(libc::ENOSYS)?, SeccompAction::Errno(libc::ENOSYS as u32))
 }
 
 fn deny_filter() -> Result<BpfProgram, String> {
+    let mut program = x32_prologue();
+    program.extend(compile(rule_map(libc::EPERM)?, SeccompAction::Errno(libc::EPERM as u32))?);
+    Ok(program)
+}
+
+/// The [`rules`] that return `errno`, in seccompiler's terms: a syscall
+/// with no rules matches unconditionally, otherwise when any rule matches
+/// (a rule's conditions are ANDed).
+fn rule_map(errno: i32) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     let c = |arg, len, op, value| Cond::new(arg, len, op, value).map_err(|e| e.to_string());
     let rule = |conds: Vec<Cond>| SeccompRule::new(conds).map_err(|e| e.to_string());
-
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = nr::ALWAYS_DENIED.iter().map(|&n| (n, Vec::new())).collect();
-
-    let newuser = libc::CLONE_NEWUSER as u64;
-    rules.insert(nr::CLONE, vec![rule(vec![c(0, Len::Qword, Op::MaskedEq(newuser), newuser)?])?]);
-    rules.insert(nr::IOCTL, vec![rule(vec![c(1, Len::Dword, Op::Eq, TIOCSTI)?])?]);
-    for (n, mode_arg) in [(nr::CHMOD, 1), (nr::FCHMOD, 1), (nr::FCHMODAT, 2), (SYS_FCHMODAT2, 2)] {
-        let bit = |b: libc::mode_t| -> Result<SeccompRule, String> {
-            rule(vec![c(mode_arg, Len::Dword, Op::MaskedEq(b as u64), b as u64)?])
-        };
-        rules.insert(n, vec![bit(libc::S_ISUID)?, bit(libc::S_ISGID)?]);
+    let mut map = BTreeMap::new();
+    for r in rules().into_iter().filter(|r| r.errno == errno) {
+        let mut compiled = Vec::new();
+        for check in &r.when {
+            compiled.push(match *check {
+                Check::Masked { arg, wide, mask, value } => {
+                    let len = if wide { Len::Qword } else { Len::Dword };
+                    rule(vec![c(arg, len, Op::MaskedEq(mask), value)?])?
+                }
+                // One rule whose conditions are ANDed: "none of the allowed values".
+                Check::NoneOf { arg, allowed } => {
+                    rule(allowed.iter().map(|&v| c(arg, Len::Dword, Op::Ne, v)).collect::<Result<Vec<_>, _>>()?)?
+                }
+            });
+        }
+        if map.insert(r.call.nr, compiled).is_some() {
+            return Err(format!("two seccomp rules for {}", r.call.name));
+        }
     }
-    // One rule whose conditions are ANDed: "none of the allowed values".
-    let not_allowed =
-        PERSONALITY_ALLOWED.iter().map(|&v| c(0, Len::Dword, Op::Ne, v)).collect::<Result<Vec<_>, _>>()?;
-    rules.insert(nr::PERSONALITY, vec![rule(not_allowed)?]);
-
-    let mut program = x32_prologue();
-    program.extend(compile(rules, SeccompAction::Errno(libc::EPERM as u32))?);
-    Ok(program)
+    Ok(map)
 }
 
 fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>, on_match: SeccompAction) -> Result<BpfProgram, String> {
@@ -150,59 +229,70 @@ fn x32_prologue() -> Vec<sock_filter> {
     ]
 }
 
-/// Syscall numbers; x86_64 only (the filter is refused elsewhere, see
-/// [`arch`]), so other targets get placeholders that are never compiled in.
-#[cfg(target_arch = "x86_64")]
+/// Syscall names and numbers, one table for the BPF filter and the OCI
+/// export. The numbers are x86_64's; other targets get `-1` placeholders,
+/// never compiled into a filter (it is refused there, see [`arch`]).
 mod nr {
-    pub const CLONE: i64 = libc::SYS_clone;
-    pub const CLONE3: i64 = libc::SYS_clone3;
-    pub const IOCTL: i64 = libc::SYS_ioctl;
-    pub const CHMOD: i64 = libc::SYS_chmod;
-    pub const FCHMOD: i64 = libc::SYS_fchmod;
-    pub const FCHMODAT: i64 = libc::SYS_fchmodat;
-    pub const PERSONALITY: i64 = libc::SYS_personality;
-    pub const ALWAYS_DENIED: &[i64] = &[
-        libc::SYS_mount,
-        libc::SYS_umount2,
-        libc::SYS_pivot_root,
-        libc::SYS_ptrace,
-        libc::SYS_process_vm_readv,
-        libc::SYS_process_vm_writev,
-        libc::SYS_bpf,
-        libc::SYS_perf_event_open,
-        libc::SYS_keyctl,
-        libc::SYS_add_key,
-        libc::SYS_request_key,
-        libc::SYS_kexec_load,
-        libc::SYS_kexec_file_load,
-        libc::SYS_init_module,
-        libc::SYS_finit_module,
-        libc::SYS_delete_module,
-        libc::SYS_reboot,
-        libc::SYS_swapon,
-        libc::SYS_swapoff,
-        libc::SYS_open_by_handle_at,
-        libc::SYS_setns,
-        libc::SYS_unshare,
-        libc::SYS_setxattr,
-        libc::SYS_lsetxattr,
-        libc::SYS_fsetxattr,
-        libc::SYS_removexattr,
-        libc::SYS_lremovexattr,
-        libc::SYS_fremovexattr,
-    ];
-}
+    use super::Syscall;
 
-#[cfg(not(target_arch = "x86_64"))]
-mod nr {
-    pub const CLONE: i64 = -1;
-    pub const CLONE3: i64 = -1;
-    pub const IOCTL: i64 = -1;
-    pub const CHMOD: i64 = -1;
-    pub const FCHMOD: i64 = -1;
-    pub const FCHMODAT: i64 = -1;
-    pub const PERSONALITY: i64 = -1;
-    pub const ALWAYS_DENIED: &[i64] = &[];
+    macro_rules! sys {
+        ($name:literal, $sys:ident) => {
+            Syscall { name: $name, nr: number!($sys) }
+        };
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    macro_rules! number {
+        ($sys:ident) => {
+            libc::$sys
+        };
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    macro_rules! number {
+        ($sys:ident) => {
+            -1
+        };
+    }
+
+    pub const CLONE: Syscall = sys!("clone", SYS_clone);
+    pub const CLONE3: Syscall = sys!("clone3", SYS_clone3);
+    pub const IOCTL: Syscall = sys!("ioctl", SYS_ioctl);
+    pub const CHMOD: Syscall = sys!("chmod", SYS_chmod);
+    pub const FCHMOD: Syscall = sys!("fchmod", SYS_fchmod);
+    pub const FCHMODAT: Syscall = sys!("fchmodat", SYS_fchmodat);
+    pub const FCHMODAT2: Syscall = Syscall { name: "fchmodat2", nr: super::SYS_FCHMODAT2 };
+    pub const PERSONALITY: Syscall = sys!("personality", SYS_personality);
+    pub const ALWAYS_DENIED: &[Syscall] = &[
+        sys!("mount", SYS_mount),
+        sys!("umount2", SYS_umount2),
+        sys!("pivot_root", SYS_pivot_root),
+        sys!("ptrace", SYS_ptrace),
+        sys!("process_vm_readv", SYS_process_vm_readv),
+        sys!("process_vm_writev", SYS_process_vm_writev),
+        sys!("bpf", SYS_bpf),
+        sys!("perf_event_open", SYS_perf_event_open),
+        sys!("keyctl", SYS_keyctl),
+        sys!("add_key", SYS_add_key),
+        sys!("request_key", SYS_request_key),
+        sys!("kexec_load", SYS_kexec_load),
+        sys!("kexec_file_load", SYS_kexec_file_load),
+        sys!("init_module", SYS_init_module),
+        sys!("finit_module", SYS_finit_module),
+        sys!("delete_module", SYS_delete_module),
+        sys!("reboot", SYS_reboot),
+        sys!("swapon", SYS_swapon),
+        sys!("swapoff", SYS_swapoff),
+        sys!("open_by_handle_at", SYS_open_by_handle_at),
+        sys!("setns", SYS_setns),
+        sys!("unshare", SYS_unshare),
+        sys!("setxattr", SYS_setxattr),
+        sys!("lsetxattr", SYS_lsetxattr),
+        sys!("fsetxattr", SYS_fsetxattr),
+        sys!("removexattr", SYS_removexattr),
+        sys!("lremovexattr", SYS_lremovexattr),
+        sys!("fremovexattr", SYS_fremovexattr),
+    ];
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -293,8 +383,8 @@ mod tests {
 
     #[test]
     fn listed_syscalls_get_eperm() {
-        for &nr in nr::ALWAYS_DENIED {
-            assert_eq!(x64(nr, NONE), EPERM, "syscall {nr}");
+        for call in nr::ALWAYS_DENIED {
+            assert_eq!(x64(call.nr, NONE), EPERM, "syscall {}", call.name);
         }
     }
 
@@ -326,6 +416,42 @@ mod tests {
             assert_eq!(with(0o4755), EPERM, "{nr} setuid");
             assert_eq!(with(0o2755), EPERM, "{nr} setgid");
             assert_eq!(with(0o6755 | 1 << 40), EPERM, "{nr} high bits");
+        }
+    }
+
+    #[test]
+    fn the_programs_decide_what_the_rules_say() {
+        let probes = [
+            0,
+            1,
+            0o644,
+            0o1777,
+            0o4755,
+            0o2755,
+            0o6755 | 1 << 40,
+            TIOCSTI,
+            TIOCSTI | 1 << 32,
+            0x5401,
+            libc::SIGCHLD as u64,
+            libc::CLONE_NEWUSER as u64 | libc::SIGCHLD as u64,
+            8,
+            0x20000,
+            0x20008,
+            0x0040000,
+            0xffff_ffff,
+            0x1_0000_0000,
+            u64::MAX,
+        ];
+        for rule in rules() {
+            for arg in 0..3 {
+                for p in probes {
+                    let mut args = NONE;
+                    args[arg] = p;
+                    let refused = rule.when.is_empty() || rule.when.iter().any(|c| c.holds(&args));
+                    let expected = if refused { libc::SECCOMP_RET_ERRNO | rule.errno as u32 } else { ALLOW };
+                    assert_eq!(x64(rule.call.nr, args), expected, "{} {args:x?}", rule.call.name);
+                }
+            }
         }
     }
 
