@@ -19,6 +19,10 @@
 //!
 //! A failure in any step is sent to `run()` over the status pipe as the
 //! step's description plus errno, then the process exits with 125.
+//!
+//! Steps 2, 4, 5 and 6 make their system calls through the [`sys::Sys`]
+//! seam: here it is [`sys::Real`], in their unit tests a recording double
+//! (`recording.rs`) that lets the sequence be checked without privileges.
 
 mod dev;
 mod limits;
@@ -27,8 +31,11 @@ mod net;
 mod outputs;
 mod payload;
 pub(crate) mod procfs;
+#[cfg(test)]
+mod recording;
 mod rootfs;
 pub(crate) mod seccomp;
+mod sys;
 mod userns;
 
 use std::io::{self, Read};
@@ -43,6 +50,7 @@ use nix::unistd::{fork, getppid, ForkResult, Pid};
 
 use crate::report::{Ended, Report};
 use crate::spec::Spec;
+use sys::Real;
 
 /// Exit status of a sandbox process whose setup failed (as in `env(1)`).
 const SETUP_FAILED: i32 = 125;
@@ -121,7 +129,7 @@ fn helper(status: BorrowedFd<'_>, parent: Option<&String>) -> Result<i32, SetupE
         }
     }
     let spec = read_spec()?;
-    userns::enter(&spec)?;
+    userns::enter(&Real, &spec)?;
     // Creating the user namespace changed our credentials; make sure the
     // parent-death signal survived it.
     die_with_parent()?;
@@ -151,11 +159,11 @@ fn pid1(spec: &Spec, status: BorrowedFd<'_>, lifeline: OwnedFd) -> i32 {
     let started = (|| -> Result<_, SetupError> {
         die_with_parent()?;
         parent_still_alive(lifeline)?;
-        rootfs::build(spec)?;
-        net::loopback_up()?;
-        net::set_hostname(&spec.hostname)?;
+        rootfs::build(&Real, spec)?;
+        net::loopback_up(&Real)?;
+        net::set_hostname(&Real, &spec.hostname)?;
         let host_outputs = spec.outputs.as_ref().map(outputs::open_host_dir).transpose()?;
-        rootfs::pivot_into_new_root(&spec.cwd)?;
+        rootfs::pivot_into_new_root(&Real, &spec.cwd)?;
         Ok((payload::spawn(spec, status)?, host_outputs))
     })();
     match started {

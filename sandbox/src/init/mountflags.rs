@@ -11,9 +11,10 @@
 
 use std::path::Path;
 
-use nix::mount::{mount, MsFlags};
-use nix::sys::statvfs::{statvfs, FsFlags};
+use nix::mount::MsFlags;
+use nix::sys::statvfs::FsFlags;
 
+use super::sys::Sys;
 use super::{SetupError, Step};
 
 /// What a remount should guarantee, on top of what the mount already has.
@@ -67,12 +68,11 @@ pub(crate) fn remount_flags(current: FsFlags, want: Want) -> MsFlags {
 
 /// Applies `want` to the mount at `path` (already a mount point). `shown` is
 /// the path as the user knows it, for the error message.
-pub(crate) fn remount(path: &Path, shown: &Path, want: Want) -> Result<(), SetupError> {
-    let current = statvfs(path).step(|| format!("reading the mount flags of {}", shown.display()))?;
-    let flags = remount_flags(current.flags(), want);
+pub(crate) fn remount(sys: &dyn Sys, path: &Path, shown: &Path, want: Want) -> Result<(), SetupError> {
+    let current = sys.statvfs(path).step(|| format!("reading the mount flags of {}", shown.display()))?;
+    let flags = remount_flags(current, want);
     let what = if want.readonly { "read-only" } else { "nosuid,nodev" };
-    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
-        .step(|| format!("remounting {} {what} in the sandbox", shown.display()))
+    sys.mount(None, path, None, flags, None).step(|| format!("remounting {} {what} in the sandbox", shown.display()))
 }
 
 #[cfg(test)]
@@ -109,5 +109,33 @@ mod tests {
         assert!(f.contains(MsFlags::MS_STRICTATIME));
         assert!(!f.contains(MsFlags::MS_RDONLY));
         assert!(f.contains(MsFlags::MS_NOSUID | MsFlags::MS_NODEV));
+    }
+
+    use crate::init::recording::Recording;
+    use nix::errno::Errno;
+
+    #[test]
+    fn remount_reads_the_flags_then_remounts_that_path() {
+        let sys = Recording::new().with_mount_flags("/newroot/usr", FsFlags::ST_NOEXEC | FsFlags::ST_NOATIME);
+        remount(&sys, Path::new("/newroot/usr"), Path::new("/usr"), Want::SEALED).unwrap();
+        assert_eq!(
+            sys.lines(),
+            [
+                "statvfs(/newroot/usr)",
+                "mount(-, /newroot/usr, -, MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_REMOUNT|MS_NOATIME|MS_BIND, -)",
+            ]
+        );
+    }
+
+    #[test]
+    fn remount_errors_name_the_path_the_user_knows() {
+        let sys = Recording::new().fail("statvfs", Errno::EACCES);
+        let err = remount(&sys, Path::new("/newroot/usr"), Path::new("/usr"), Want::SEALED).unwrap_err();
+        assert_eq!(err.to_string(), "reading the mount flags of /usr: EACCES: Permission denied");
+        assert_eq!(sys.lines(), ["statvfs(/newroot/usr)"], "no remount without the current flags");
+
+        let sys = Recording::new().fail("mount", Errno::EPERM);
+        let err = remount(&sys, Path::new("/newroot/b"), Path::new("/b"), Want::WRITABLE).unwrap_err();
+        assert_eq!(err.to_string(), "remounting /b nosuid,nodev in the sandbox: EPERM: Operation not permitted");
     }
 }

@@ -18,14 +18,12 @@
 //! top of the new one, and a lazy unmount of `.` drops it — scratch tmpfs,
 //! `/oldroot` and the host tree with it.
 
-use std::fs;
-use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::unistd::{chdir, pivot_root};
+use nix::mount::{MntFlags, MsFlags};
 
 use super::mountflags::{remount, Want};
+use super::sys::{FileKind, Sys};
 use super::{dev, procfs, SetupError, Step};
 use crate::spec::{under, Bind, Spec, Tmpfs};
 
@@ -36,78 +34,85 @@ const SCRATCH: &str = "/tmp";
 pub(super) const NEWROOT: &str = "/newroot";
 pub(super) const OLDROOT: &str = "/oldroot";
 
+/// Mode of the directories we create (mount points, in tmpfs).
+const DIR_MODE: u32 = 0o755;
+/// Mode of the empty files we create to bind a file onto.
+pub(super) const FILE_MODE: u32 = 0o644;
+
 /// Step 4, in order.
-pub(crate) fn build(spec: &Spec) -> Result<(), SetupError> {
-    make_mounts_private()?;
-    enter_scratch_root()?;
-    mount_tmpfs(Path::new(NEWROOT), Path::new("/"), "mode=0755")?;
-    bind_rootfs_entries(&spec.rootfs)?;
-    mount_proc()?;
-    dev::populate()?;
-    procfs::seal()?;
+pub(crate) fn build(sys: &dyn Sys, spec: &Spec) -> Result<(), SetupError> {
+    make_mounts_private(sys)?;
+    enter_scratch_root(sys)?;
+    mount_tmpfs(sys, Path::new(NEWROOT), Path::new("/"), "mode=0755")?;
+    bind_rootfs_entries(sys, &spec.rootfs)?;
+    mount_proc(sys)?;
+    dev::populate(sys)?;
+    procfs::seal(sys)?;
     for m in user_mounts(spec) {
         match m {
-            UserMount::Bind(bind) => bind_mount(bind)?,
+            UserMount::Bind(bind) => bind_mount(sys, bind)?,
             UserMount::Tmpfs(t) => {
-                mount_point(&t.path, true)?;
-                mount_tmpfs(&under(Path::new(NEWROOT), &t.path), &t.path, &tmpfs_options(t))?;
+                mount_point(sys, &t.path, true)?;
+                mount_tmpfs(sys, &under(Path::new(NEWROOT), &t.path), &t.path, &tmpfs_options(t))?;
             }
         }
     }
-    remount(Path::new(NEWROOT), Path::new("/"), Want::SEALED)
+    remount(sys, Path::new(NEWROOT), Path::new("/"), Want::SEALED)
 }
 
 /// Step 6: the new root becomes `/`, the host tree disappears.
-pub(crate) fn pivot_into_new_root(cwd: &Path) -> Result<(), SetupError> {
-    chdir(NEWROOT).step(|| "entering the new root".into())?;
-    pivot_root(".", ".").step(|| "pivot_root into the new root".into())?;
-    umount2(".", MntFlags::MNT_DETACH).step(|| "detaching the host's root".into())?;
-    chdir("/").step(|| "changing to / in the sandbox".into())?;
-    chdir(cwd).step(|| format!("changing to the working directory {}", cwd.display()))
+pub(crate) fn pivot_into_new_root(sys: &dyn Sys, cwd: &Path) -> Result<(), SetupError> {
+    let here = Path::new(".");
+    sys.chdir(Path::new(NEWROOT)).step(|| "entering the new root".into())?;
+    sys.pivot_root(here, here).step(|| "pivot_root into the new root".into())?;
+    sys.umount2(here, MntFlags::MNT_DETACH).step(|| "detaching the host's root".into())?;
+    sys.chdir(Path::new("/")).step(|| "changing to / in the sandbox".into())?;
+    sys.chdir(cwd).step(|| format!("changing to the working directory {}", cwd.display()))
 }
 
 /// `mount --make-rprivate /`: our mounts must not leak to the host.
-fn make_mounts_private() -> Result<(), SetupError> {
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+fn make_mounts_private(sys: &dyn Sys) -> Result<(), SetupError> {
+    sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
         .step(|| "making all mounts private in the sandbox's mount namespace".into())
 }
 
 /// First pivot: a scratch tmpfs becomes `/`, the host tree `/oldroot`.
-fn enter_scratch_root() -> Result<(), SetupError> {
-    mount(Some("tmpfs"), SCRATCH, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
+fn enter_scratch_root(sys: &dyn Sys) -> Result<(), SetupError> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    sys.mount(Some(Path::new("tmpfs")), Path::new(SCRATCH), Some("tmpfs"), flags, Some("mode=0755"))
         .step(|| format!("mounting the scratch tmpfs on {SCRATCH}"))?;
     for dir in [NEWROOT, OLDROOT] {
         let path = format!("{SCRATCH}{dir}");
-        mkdir(Path::new(&path)).step(|| format!("creating {path} in the scratch tmpfs"))?;
+        sys.mkdir(Path::new(&path), DIR_MODE).step(|| format!("creating {path} in the scratch tmpfs"))?;
     }
-    pivot_root(SCRATCH, format!("{SCRATCH}{OLDROOT}").as_str()).step(|| "pivot_root into the scratch tmpfs".into())?;
-    chdir("/").step(|| "changing to / in the scratch tmpfs".into())
+    sys.pivot_root(Path::new(SCRATCH), Path::new(&format!("{SCRATCH}{OLDROOT}")))
+        .step(|| "pivot_root into the scratch tmpfs".into())?;
+    sys.chdir(Path::new("/")).step(|| "changing to / in the scratch tmpfs".into())
 }
 
 /// Each top-level entry of the rootfs, read-only, into `/newroot`. `/proc`
 /// and `/dev` are skipped: we mount fresh ones there.
-fn bind_rootfs_entries(rootfs: &Path) -> Result<(), SetupError> {
+fn bind_rootfs_entries(sys: &dyn Sys, rootfs: &Path) -> Result<(), SetupError> {
     let host = under(Path::new(OLDROOT), rootfs);
-    let entries = fs::read_dir(&host).step(|| format!("listing rootfs {}", rootfs.display()))?;
+    let entries = sys.read_dir(&host).step(|| format!("listing rootfs {}", rootfs.display()))?;
     for entry in entries {
-        let entry = entry.step(|| format!("listing rootfs {}", rootfs.display()))?;
-        let name = entry.file_name();
+        let name = entry.name;
         if name == "proc" || name == "dev" {
             continue;
         }
         let inside = Path::new("/").join(&name);
+        let source = host.join(&name);
         let target = Path::new(NEWROOT).join(&name);
-        let kind = entry.file_type().step(|| format!("inspecting {} in the rootfs", inside.display()))?;
-        if kind.is_symlink() {
-            let link =
-                fs::read_link(entry.path()).step(|| format!("reading symlink {} in the rootfs", inside.display()))?;
-            symlink(&link, &target).step(|| format!("recreating symlink {} in the sandbox", inside.display()))?;
+        let kind = entry.kind.step(|| format!("inspecting {} in the rootfs", inside.display()))?;
+        if kind == FileKind::Symlink {
+            let link = sys.read_link(&source).step(|| format!("reading symlink {} in the rootfs", inside.display()))?;
+            sys.symlink(&link, &target).step(|| format!("recreating symlink {} in the sandbox", inside.display()))?;
             continue;
         }
-        if kind.is_dir() { mkdir(&target) } else { touch(&target) }
+        if kind == FileKind::Dir { sys.mkdir(&target, DIR_MODE) } else { sys.create_file(&target, FILE_MODE) }
             .step(|| format!("creating mount point {} in the sandbox", inside.display()))?;
-        bind(&entry.path(), &target, &inside)?;
-        remount(&target, &inside, Want::SEALED)?;
+        bind(sys, &source, &target, &inside)?;
+        remount(sys, &target, &inside, Want::SEALED)?;
     }
     Ok(())
 }
@@ -115,11 +120,12 @@ fn bind_rootfs_entries(rootfs: &Path) -> Result<(), SetupError> {
 /// A fresh procfs. Only pid 1 of the new pid namespace may mount one that
 /// shows that namespace, and the kernel allows it in a user namespace only
 /// while a full procfs is visible — which `/oldroot/proc` still is.
-fn mount_proc() -> Result<(), SetupError> {
+fn mount_proc(sys: &dyn Sys) -> Result<(), SetupError> {
     let target = Path::new(NEWROOT).join("proc");
-    mkdir(&target).step(|| "creating /proc in the sandbox".into())?;
+    sys.mkdir(&target, DIR_MODE).step(|| "creating /proc in the sandbox".into())?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), &target, Some("proc"), flags, None::<&str>).step(|| "mounting /proc in the sandbox".into())
+    sys.mount(Some(Path::new("proc")), &target, Some("proc"), flags, None)
+        .step(|| "mounting /proc in the sandbox".into())
 }
 
 enum UserMount<'a> {
@@ -147,24 +153,25 @@ fn user_mounts(spec: &Spec) -> Vec<UserMount<'_>> {
     all
 }
 
-fn bind_mount(b: &Bind) -> Result<(), SetupError> {
+fn bind_mount(sys: &dyn Sys, b: &Bind) -> Result<(), SetupError> {
     let source = under(Path::new(OLDROOT), &b.source);
-    let is_dir = fs::metadata(&source).step(|| format!("inspecting bind source {}", b.source.display()))?.is_dir();
-    mount_point(&b.target, is_dir)?;
+    let kind = sys.stat_kind(&source).step(|| format!("inspecting bind source {}", b.source.display()))?;
+    mount_point(sys, &b.target, kind == FileKind::Dir)?;
     let target = under(Path::new(NEWROOT), &b.target);
-    bind(&source, &target, &b.target)?;
-    remount(&target, &b.target, if b.writable { Want::WRITABLE } else { Want::SEALED })
+    bind(sys, &source, &target, &b.target)?;
+    remount(sys, &target, &b.target, if b.writable { Want::WRITABLE } else { Want::SEALED })
 }
 
 /// Non-recursive on purpose: a recursive bind would carry submounts along,
 /// and those would stay writable after we remount the top one read-only.
-fn bind(source: &Path, target: &Path, shown: &Path) -> Result<(), SetupError> {
-    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+fn bind(sys: &dyn Sys, source: &Path, target: &Path, shown: &Path) -> Result<(), SetupError> {
+    sys.mount(Some(source), target, None, MsFlags::MS_BIND, None)
         .step(|| format!("bind-mounting {} in the sandbox", shown.display()))
 }
 
-pub(super) fn mount_tmpfs(target: &Path, shown: &Path, options: &str) -> Result<(), SetupError> {
-    mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(options))
+pub(super) fn mount_tmpfs(sys: &dyn Sys, target: &Path, shown: &Path, options: &str) -> Result<(), SetupError> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    sys.mount(Some(Path::new("tmpfs")), target, Some("tmpfs"), flags, Some(options))
         .step(|| format!("mounting a tmpfs on {} in the sandbox", shown.display()))
 }
 
@@ -174,7 +181,7 @@ pub(super) fn mount_tmpfs(target: &Path, shown: &Path, options: &str) -> Result<
 /// the rootfs on disk is never modified. Symlinks are refused rather than
 /// followed, because an absolute link would resolve against the scratch root
 /// instead of the sandbox's.
-fn mount_point(inside: &Path, dir: bool) -> Result<(), SetupError> {
+fn mount_point(sys: &dyn Sys, inside: &Path, dir: bool) -> Result<(), SetupError> {
     let mut path = PathBuf::from(NEWROOT);
     let mut shown = PathBuf::from("/");
     let parts: Vec<_> = inside.components().skip(1).collect();
@@ -182,27 +189,250 @@ fn mount_point(inside: &Path, dir: bool) -> Result<(), SetupError> {
         path.push(part);
         shown.push(part);
         let last = i + 1 == parts.len();
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_symlink() => {
+        match sys.lstat_kind(&path) {
+            Ok(FileKind::Symlink) => {
                 return Err(SetupError::other(
                     format!("creating mount point {} in the sandbox", inside.display()),
                     format!("{} is a symlink; use the path it points to", shown.display()),
                 ));
             }
             Ok(_) => {}
-            Err(_) if last && !dir => {
-                touch(&path).step(|| format!("creating mount point {} in the sandbox", shown.display()))?
-            }
-            Err(_) => mkdir(&path).step(|| format!("creating mount point {} in the sandbox", shown.display()))?,
+            Err(_) if last && !dir => sys
+                .create_file(&path, FILE_MODE)
+                .step(|| format!("creating mount point {} in the sandbox", shown.display()))?,
+            Err(_) => sys
+                .mkdir(&path, DIR_MODE)
+                .step(|| format!("creating mount point {} in the sandbox", shown.display()))?,
         }
     }
     Ok(())
 }
 
-fn mkdir(path: &Path) -> std::io::Result<()> {
-    fs::DirBuilder::new().mode(0o755).create(path)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::recording::{Call, Recording};
+    use nix::errno::Errno;
 
-pub(super) fn touch(path: &Path) -> std::io::Result<()> {
-    fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(path).map(drop)
+    const HOST_ROOTFS: &str = "/oldroot/srv/rootfs";
+    const SEALED: &str = "MS_RDONLY|MS_NOSUID|MS_NODEV|MS_REMOUNT|MS_BIND|MS_RELATIME";
+
+    /// No binds, no tmpfs: just the rootfs.
+    fn spec() -> Spec {
+        Spec { tmpfs: vec![], ..Spec::new("/srv/rootfs", vec!["/bin/true".into()]) }
+    }
+
+    /// Debian's top level plus one regular file, and part of a /proc.
+    fn debian() -> Recording {
+        Recording::new().with_debian_rootfs(HOST_ROOTFS).with_file(&format!("{HOST_ROOTFS}/README")).with_procfs()
+    }
+
+    fn position(lines: &[String], line: &str) -> usize {
+        lines.iter().position(|l| l == line).unwrap_or_else(|| panic!("{line} not in {lines:#?}"))
+    }
+
+    #[test]
+    fn build_makes_mounts_private_then_pivots_into_a_scratch_tmpfs() {
+        let sys = debian();
+        build(&sys, &spec()).unwrap();
+        assert_eq!(
+            sys.calls()[0],
+            Call::Mount {
+                source: None,
+                target: "/".into(),
+                fstype: None,
+                flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                data: None
+            }
+        );
+        assert_eq!(
+            sys.lines()[1..8],
+            [
+                "mount(tmpfs, /tmp, tmpfs, MS_NOSUID|MS_NODEV, mode=0755)",
+                "mkdir(/tmp/newroot, 0o755)",
+                "mkdir(/tmp/oldroot, 0o755)",
+                "pivot_root(/tmp, /tmp/oldroot)",
+                "chdir(/)",
+                "mount(tmpfs, /newroot, tmpfs, MS_NOSUID|MS_NODEV, mode=0755)",
+                "read_dir(/oldroot/srv/rootfs)",
+            ]
+        );
+    }
+
+    #[test]
+    fn rootfs_entries_are_bound_read_only_and_symlinks_recreated() {
+        let sys = debian();
+        build(&sys, &spec()).unwrap();
+        let lines = sys.lines();
+        let from = position(&lines, "read_dir(/oldroot/srv/rootfs)") + 1;
+        let to = position(&lines, "mkdir(/newroot/proc, 0o755)");
+        let bound = |name: &str, create: String| {
+            [
+                create,
+                format!("mount({HOST_ROOTFS}/{name}, /newroot/{name}, -, MS_BIND, -)"),
+                format!("statvfs(/newroot/{name})"),
+                format!("mount(-, /newroot/{name}, -, {SEALED}, -)"),
+            ]
+        };
+        let dir = |name: &str| bound(name, format!("mkdir(/newroot/{name}, 0o755)"));
+        let link = |name: &str, to: &str| {
+            [format!("read_link({HOST_ROOTFS}/{name})"), format!("symlink({to}, /newroot/{name})")]
+        };
+        // The fake lists entries sorted; /proc and /dev are not taken from the rootfs.
+        let want: Vec<String> = [
+            bound("README", "create_file(/newroot/README, 0o644)".into()).to_vec(),
+            link("bin", "usr/bin").to_vec(),
+            dir("boot").to_vec(),
+            dir("etc").to_vec(),
+            dir("home").to_vec(),
+            link("lib", "usr/lib").to_vec(),
+            link("lib64", "usr/lib64").to_vec(),
+            dir("root").to_vec(),
+            link("sbin", "usr/sbin").to_vec(),
+            dir("tmp").to_vec(),
+            dir("usr").to_vec(),
+            dir("var").to_vec(),
+        ]
+        .concat();
+        assert_eq!(lines[from..to], want);
+        for call in sys.calls() {
+            if let Call::Mount { source: Some(source), flags, .. } = &call {
+                assert!(!flags.contains(MsFlags::MS_REC), "recursive bind: {call}");
+                assert!(!source.starts_with(format!("{HOST_ROOTFS}/proc")), "{call}");
+                assert!(!source.starts_with(format!("{HOST_ROOTFS}/dev")), "{call}");
+            }
+        }
+    }
+
+    #[test]
+    fn proc_then_dev_then_proc_masking_then_user_mounts() {
+        let sys = debian();
+        build(&sys, &Spec { tmpfs: vec![Tmpfs::new("/tmp", Some(1 << 20))], ..spec() }).unwrap();
+        let lines = sys.lines();
+        let proc = position(&lines, "mount(proc, /newroot/proc, proc, MS_NOSUID|MS_NODEV|MS_NOEXEC, -)");
+        assert_eq!(lines[proc - 1], "mkdir(/newroot/proc, 0o755)");
+        assert_eq!(lines[proc + 1], "mkdir(/newroot/dev, 0o777)", "dev.rs follows");
+        let dev_sealed = position(&lines, &format!("mount(-, /newroot/dev, -, {SEALED}, -)"));
+        let masked = position(&lines, "mount(/newroot/dev/null, /newroot/proc/kcore, -, MS_BIND, -)");
+        let user = position(&lines, "mount(tmpfs, /newroot/tmp, tmpfs, MS_NOSUID|MS_NODEV, mode=1777,size=1048576)");
+        assert!(proc < dev_sealed && dev_sealed < masked && masked < user, "{lines:#?}");
+    }
+
+    #[test]
+    fn user_mounts_parents_first_with_sizes_then_the_root_sealed() {
+        let sys = debian().with_dir("/oldroot/home/u/src").with_file("/oldroot/home/u/config");
+        let spec = Spec {
+            binds: vec![
+                Bind { source: "/home/u/src".into(), target: "/build/src".into(), writable: true },
+                Bind { source: "/home/u/config".into(), target: "/build/config".into(), writable: false },
+            ],
+            tmpfs: vec![Tmpfs::new("/build", Some(1 << 30)), Tmpfs::new("/tmp", None)],
+            ..spec()
+        };
+        build(&sys, &spec).unwrap();
+        let effects = sys.effects();
+        let from = position(&effects, "mkdir(/newroot/build, 0o755)");
+        assert_eq!(
+            effects[from..],
+            [
+                "mkdir(/newroot/build, 0o755)".to_string(),
+                "mount(tmpfs, /newroot/build, tmpfs, MS_NOSUID|MS_NODEV, mode=1777,size=1073741824)".into(),
+                // /tmp is in the rootfs: the tmpfs goes over its read-only bind.
+                "mount(tmpfs, /newroot/tmp, tmpfs, MS_NOSUID|MS_NODEV, mode=1777)".into(),
+                "mkdir(/newroot/build/src, 0o755)".into(),
+                "mount(/oldroot/home/u/src, /newroot/build/src, -, MS_BIND, -)".into(),
+                "mount(-, /newroot/build/src, -, MS_NOSUID|MS_NODEV|MS_REMOUNT|MS_BIND|MS_RELATIME, -)".into(),
+                "create_file(/newroot/build/config, 0o644)".into(),
+                "mount(/oldroot/home/u/config, /newroot/build/config, -, MS_BIND, -)".into(),
+                format!("mount(-, /newroot/build/config, -, {SEALED}, -)"),
+                format!("mount(-, /newroot, -, {SEALED}, -)"),
+            ]
+        );
+        assert_eq!(sys.lines()[sys.lines().len() - 2], "statvfs(/newroot)");
+    }
+
+    #[test]
+    fn pivot_into_new_root_drops_the_host_tree() {
+        let sys = Recording::new();
+        pivot_into_new_root(&sys, Path::new("/build/src")).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                Call::Chdir("/newroot".into()),
+                Call::PivotRoot { new_root: ".".into(), put_old: ".".into() },
+                Call::Umount2 { target: ".".into(), flags: MntFlags::MNT_DETACH },
+                Call::Chdir("/".into()),
+                Call::Chdir("/build/src".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_pivot_stops_there_and_says_so() {
+        let sys = Recording::new().fail("pivot_root(., .)", Errno::EINVAL);
+        let err = pivot_into_new_root(&sys, Path::new("/")).unwrap_err();
+        assert_eq!(err.to_string(), "pivot_root into the new root: EINVAL: Invalid argument");
+        assert_eq!(sys.lines(), ["chdir(/newroot)", "pivot_root(., .)"]);
+    }
+
+    #[test]
+    fn a_failed_mount_stops_the_sequence_and_names_the_step() {
+        let sys = debian().fail("mount(/oldroot/srv/rootfs/etc,", Errno::EACCES);
+        let err = build(&sys, &spec()).unwrap_err();
+        assert!(
+            matches!(&err, SetupError::Sys { step, errno: Errno::EACCES } if step == "bind-mounting /etc in the sandbox"),
+            "{err}"
+        );
+        assert_eq!(sys.lines().last().unwrap(), "mount(/oldroot/srv/rootfs/etc, /newroot/etc, -, MS_BIND, -)");
+
+        let sys = debian().fail("mount(-, /, ", Errno::EPERM);
+        let err = build(&sys, &spec()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "making all mounts private in the sandbox's mount namespace: EPERM: Operation not permitted"
+        );
+        assert_eq!(sys.calls().len(), 1);
+    }
+
+    #[test]
+    fn a_symlink_in_a_mount_point_path_is_refused_without_mounting() {
+        // Debian's /lib is a symlink, recreated as one in the new root.
+        let sys = debian().with_dir("/oldroot/home/u/modules");
+        let bind = Bind { source: "/home/u/modules".into(), target: "/lib/modules".into(), writable: false };
+        let err = build(&sys, &Spec { binds: vec![bind], ..spec() }).unwrap_err();
+        assert!(
+            matches!(&err, SetupError::Other { step, detail }
+                if step == "creating mount point /lib/modules in the sandbox"
+                && detail == "/lib is a symlink; use the path it points to"),
+            "{err}"
+        );
+        assert_eq!(sys.lines().last().unwrap(), "lstat(/newroot/lib)");
+        assert!(!sys.lines().iter().any(|l| l.contains("/newroot/lib/")));
+
+        let sys = Recording::new().with_symlink("/newroot/build", "/elsewhere");
+        assert!(mount_point(&sys, Path::new("/build/src"), true).is_err());
+        assert_eq!(sys.lines(), ["lstat(/newroot/build)"]);
+    }
+
+    #[test]
+    fn mount_points_create_only_what_is_missing() {
+        let sys = Recording::new().with_dir("/newroot/build");
+        mount_point(&sys, Path::new("/build/out/log"), false).unwrap();
+        assert_eq!(
+            sys.lines(),
+            [
+                "lstat(/newroot/build)",
+                "lstat(/newroot/build/out)",
+                "mkdir(/newroot/build/out, 0o755)",
+                "lstat(/newroot/build/out/log)",
+                "create_file(/newroot/build/out/log, 0o644)",
+            ]
+        );
+    }
+
+    #[test]
+    fn tmpfs_options_carry_the_size() {
+        assert_eq!(tmpfs_options(&Tmpfs::new("/tmp", Some(4096))), "mode=1777,size=4096");
+        assert_eq!(tmpfs_options(&Tmpfs::new("/tmp", None)), "mode=1777");
+    }
 }
