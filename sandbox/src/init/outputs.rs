@@ -94,10 +94,6 @@ fn copy_at_most(from: &mut File, to: &mut File, size: u64) -> io::Result<()> {
 /// then it reaps them all.
 fn kill_the_rest() {
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-    loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Err(Errno::EINTR) | Ok(_) => continue,
-            Err(_) => break,
-        }
-    }
+    // Until ECHILD: nobody is left.
+    while matches!(waitpid(Pid::from_raw(-1), None), Ok(_) | Err(Errno::EINTR)) {}
 }
