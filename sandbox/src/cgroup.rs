@@ -83,8 +83,12 @@ pub(crate) fn create(limits: &Limits) -> Group {
             group.remove();
             group.report = Cgroup {
                 not_enforced: Some(format!(
-                    "memory and pids limits are not enforced (cgroup v2: {v2_reason}; cgroup v1: {v1_reason}); \
-                     the rlimits still apply"
+                    "{} not enforced (cgroup v2: {v2_reason}; cgroup v1: {v1_reason}); the rlimits still apply",
+                    match (limits.memory, limits.pids) {
+                        (Some(_), Some(_)) => "the memory and pids limits are",
+                        (Some(_), None) => "the memory limit is",
+                        _ => "the pids limit is",
+                    }
                 )),
                 ..Cgroup::default()
             };

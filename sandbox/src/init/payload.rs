@@ -95,6 +95,7 @@ fn shed_inheritance(spec: &Spec) -> Result<(), SetupError> {
     default_signals()?;
     stdin_from_dev_null()?;
     close_other_fds()?;
+    first_for_the_oom_killer()?;
     limits::apply(&spec.limits)?;
     drop_capabilities()?;
     prctl::set_no_new_privs().step(|| "setting no_new_privs".into())?;
@@ -141,6 +142,14 @@ fn close_other_fds() -> Result<(), SetupError> {
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     Ok(())
+}
+
+/// When the memory limit is hit, the kernel kills the "worst" process of the
+/// cgroup, by size. The sandbox's own helper and pid 1 must survive to
+/// report what happened, so the command and everything it starts volunteer
+/// (raising `oom_score_adj` needs no privilege; lowering would).
+fn first_for_the_oom_killer() -> Result<(), SetupError> {
+    std::fs::write("/proc/self/oom_score_adj", "1000").step(|| "raising the command's oom_score_adj".into())
 }
 
 /// Bounding first (dropping it needs CAP_SETPCAP, still effective), then

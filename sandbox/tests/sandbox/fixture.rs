@@ -38,6 +38,12 @@ impl Fixture {
             "/usr/bin/env",
             "/bin/sleep",
             "/bin/chmod",
+            "/bin/ln",
+            "/bin/mkdir",
+            "/usr/bin/head",
+            "/usr/bin/seq",
+            "/usr/bin/tr",
+            "/usr/bin/mkfifo",
         ] {
             copy_with_libs(Path::new(tool), &rootfs);
         }

@@ -10,6 +10,7 @@
 //! `setpriv --reuid=65534 --regid=65534 --clear-groups <this binary>`.
 //! Prints `N passed, N failed` and exits non-zero on failure.
 
+mod bounds;
 mod fixture;
 
 use std::fs;
@@ -56,6 +57,11 @@ fn main() {
         ("seccomp: i386 and x32 syscalls kill", seccomp_foreign_abi),
         ("a root caller's command is never host root", never_host_root),
         ("kernel-wide /proc files are read-only or masked", proc_sealed),
+        ("tmpfs sizes stop writes with ENOSPC", bounds::tmpfs_size),
+        ("outputs: regular files copied out after exit", bounds::outputs_copied),
+        ("outputs: bounded, and the host dir is never mounted", bounds::outputs_bounded),
+        ("cgroup pids limit enforced or explained", bounds::cgroup_pids),
+        ("cgroup memory limit kills and is reported, or explained", bounds::cgroup_memory),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
