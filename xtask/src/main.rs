@@ -19,7 +19,7 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|bench> [--kernel KREL] [--runs N]");
+            eprintln!("usage: cargo xtask <ci|bench> [--kernel KREL] [--runs N] [--only sandbox --tree DIR]");
             std::process::exit(2);
         }
     }
@@ -92,6 +92,11 @@ fn fresh_hello(dir: &Path, salt: usize) -> Result<PathBuf> {
 fn bench(args: &[String]) -> Result<()> {
     let kernel = flag(args, "--kernel").unwrap_or_else(|| "6.1.0-56-amd64".into());
     let runs: usize = flag(args, "--runs").map(|r| r.parse()).transpose()?.unwrap_or(5);
+    // `--only sandbox --tree DIR`: just the sandbox start, in an existing build root.
+    if flag(args, "--only").as_deref() == Some("sandbox") {
+        let tree = flag(args, "--tree").context("--only sandbox needs --tree <build root directory>")?;
+        return sandbox_start(Path::new(&tree), runs.max(200));
+    }
     let hermod = hermod_binary()?;
     let work = tempfile::tempdir()?;
     let store = std::env::var_os("HERMOD_BENCH_STORE")
@@ -170,8 +175,12 @@ fn bench(args: &[String]) -> Result<()> {
 /// `unshare` and `bwrap` doing the same (namespaces, the root, /proc), same run.
 fn sandbox_start(tree: &Path, runs: usize) -> Result<()> {
     let spec = hermod_sandbox::Spec::new(tree.to_owned(), vec!["/bin/true".into()]);
+    // The same without the cgroup limits, to show what the group costs.
+    let mut no_cgroup = spec.clone();
+    (no_cgroup.limits.memory, no_cgroup.limits.pids) = (None, None);
     let tree_s = tree.to_str().context("root path is UTF-8")?;
     let mut ours = Vec::new();
+    let mut ours_no_cgroup = Vec::new();
     let mut unshare = Vec::new();
     let mut bwrap = Vec::new();
     let have_bwrap = Command::new("bwrap").arg("--version").output().is_ok();
@@ -182,6 +191,9 @@ fn sandbox_start(tree: &Path, runs: usize) -> Result<()> {
         if !outcome.success() {
             bail!("hermod sandbox: /bin/true ended with {:?}", outcome.exit);
         }
+        let started = Instant::now();
+        hermod_sandbox::run(&no_cgroup)?;
+        ours_no_cgroup.push(started.elapsed());
         unshare.push(run_quiet(Command::new("unshare").args(["-Urmnpi", "--fork", "chroot", tree_s, "/bin/true"]))?);
         if have_bwrap {
             bwrap.push(run_quiet(Command::new("bwrap").args([
@@ -207,6 +219,7 @@ fn sandbox_start(tree: &Path, runs: usize) -> Result<()> {
         ms(median(unshare)),
         bw
     );
+    println!("  hermod without cgroup limits {}", ms(median(ours_no_cgroup)));
     if have_bwrap {
         println!("  ratio hermod/bwrap {:.2}", ours.as_secs_f64() / median(bwrap).as_secs_f64());
     }
