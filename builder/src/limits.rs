@@ -64,6 +64,9 @@ impl BuildLimits {
     pub fn apply(&mut self, arg: &str) -> Result<(), LimitError> {
         let (name, value) = arg.split_once('=').ok_or_else(|| LimitError::Syntax(arg.to_owned()))?;
         let (name, value) = (name.trim(), value.trim());
+        if !NAMES.contains(&name) {
+            return Err(LimitError::UnknownName { name: name.into() });
+        }
         let bad = |why: &str| LimitError::BadValue { name: name.into(), value: value.into(), why: why.into() };
         let is_size = matches!(name, "memory" | "build-space" | "tmp-space" | "fsize" | "core");
         let parsed = if value == "none" || value == "unlimited" {
@@ -169,6 +172,7 @@ mod tests {
     fn mistakes_are_named() {
         assert_eq!(BuildLimits::from_args(&["memory"]).unwrap_err(), LimitError::Syntax("memory".into()));
         assert!(matches!(BuildLimits::from_args(&["ram=1G"]), Err(LimitError::UnknownName { .. })));
+        assert!(matches!(BuildLimits::from_args(&["ram=lots"]), Err(LimitError::UnknownName { .. })));
         let e = BuildLimits::from_args(&["pids=many"]).unwrap_err().to_string();
         assert!(e.contains("pids=many") && e.contains("whole number"), "{e}");
         let e = BuildLimits::from_args(&["tmp-space=none"]).unwrap_err().to_string();
