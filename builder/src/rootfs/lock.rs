@@ -1,0 +1,148 @@
+//! The exact package set of a build root, and resolutions remembered per archive snapshot.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Recipe, RootfsError, LAYOUT_VERSION};
+use crate::apt::{self, Archive, Package};
+use crate::store::Store;
+
+/// The exact package set of one build root.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lock {
+    pub recipe: String,
+    pub kernel: String,
+    pub architecture: String,
+    pub packages: Vec<Package>,
+    pub links: BTreeMap<String, String>,
+    /// Version of the kernel's headers package (it names the kernel build).
+    pub headers_version: String,
+}
+
+impl Lock {
+    /// Resolve the recipe for `kernel` against the archive.
+    pub fn resolve(archive: &Archive, recipe: &Recipe, kernel: &str) -> Result<Lock, RootfsError> {
+        if kernel.is_empty() || !kernel.chars().all(|c| c.is_ascii_alphanumeric() || "+-._~".contains(c)) {
+            return Err(RootfsError::BadKernelName(kernel.to_owned()));
+        }
+        let headers = recipe.headers_package(kernel);
+        let headers_version = match archive.newest(&headers) {
+            Some(pkg) => pkg.version.clone(),
+            None => {
+                return Err(RootfsError::NoHeaders {
+                    kernel: kernel.to_owned(),
+                    package: headers.clone(),
+                    nearest: nearest_headers(archive, recipe, kernel),
+                })
+            }
+        };
+        let mut roots = vec![headers];
+        roots.extend(recipe.packages.iter().cloned());
+        let packages = apt::resolve(archive, &roots, &recipe.exclude)?;
+        Ok(Lock {
+            recipe: recipe.name.clone(),
+            kernel: kernel.to_owned(),
+            architecture: recipe.architecture.clone(),
+            packages,
+            links: recipe.links.clone(),
+            headers_version,
+        })
+    }
+
+    /// Canonical text: what the lock hash is computed over.
+    pub fn text(&self) -> String {
+        let mut text = format!(
+            "hermod-rootfs-lock {LAYOUT_VERSION}\nrecipe {}\nkernel {}\narchitecture {}\n",
+            self.recipe, self.kernel, self.architecture
+        );
+        let mut packages: Vec<&Package> = self.packages.iter().collect();
+        packages.sort_by(|a, b| a.name.cmp(&b.name));
+        for p in packages {
+            text.push_str(&format!("package {} {} {} {}\n", p.name, p.version, p.architecture, p.sha256));
+        }
+        for (link, target) in &self.links {
+            text.push_str(&format!("link {link} {target}\n"));
+        }
+        text
+    }
+
+    pub fn hash(&self) -> String {
+        blake3::hash(self.text().as_bytes()).to_hex().to_string()
+    }
+
+    pub fn download_size(&self) -> u64 {
+        self.packages.iter().map(|p| p.size).sum()
+    }
+}
+
+/// Resolutions remembered per archive snapshot.
+///
+/// Resolving needs the parsed Packages indices (about a second for bookworm),
+/// but its result depends only on the indices' content, which the signed
+/// Release files name by hash ([`apt::Snapshot::identity`]). So a resolution is
+/// kept under `<store>/locks/<hash of identity, recipe, question>` and reused
+/// while the archive is unchanged. A memo that cannot be read is recomputed.
+pub struct Memo<'a> {
+    dir: PathBuf,
+    identity: &'a str,
+    recipe: &'a Recipe,
+}
+
+impl<'a> Memo<'a> {
+    pub fn new(store: &Store, identity: &'a str, recipe: &'a Recipe) -> Memo<'a> {
+        Memo { dir: store.root().join("locks"), identity, recipe }
+    }
+
+    fn path(&self, question: &str) -> PathBuf {
+        let recipe = serde_json::to_string(self.recipe).expect("recipe serializes");
+        let mut h = blake3::Hasher::new();
+        for part in ["hermod-memo-v1", self.identity, &recipe, question] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        self.dir.join(format!("{}.json", h.finalize().to_hex()))
+    }
+
+    /// The remembered answer to `question`, or `compute` it and remember it.
+    pub fn get_or<T, E>(&self, question: &str, compute: impl FnOnce() -> Result<T, E>) -> Result<T, E>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+    {
+        let path = self.path(question);
+        if let Some(value) = fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+            return Ok(value);
+        }
+        let value = compute()?;
+        let bytes = serde_json::to_vec(&value).expect("memo value serializes");
+        if let Err(e) = fs::create_dir_all(&self.dir).and_then(|()| crate::store::write_atomically(&path, &bytes)) {
+            tracing::warn!(path = %path.display(), "could not remember a resolution: {e}");
+        }
+        Ok(value)
+    }
+}
+
+/// Release names of the recipe's headers packages, nearest to `kernel` first.
+pub(super) fn nearest_headers(archive: &Archive, recipe: &Recipe, kernel: &str) -> Vec<String> {
+    let (prefix, suffix) = recipe.headers.split_once("{kernel}").expect("checked in parse");
+    let mut releases: Vec<String> = archive
+        .names_with_prefix(prefix)
+        .into_iter()
+        .filter_map(|n| n.strip_prefix(prefix).and_then(|k| k.strip_suffix(suffix)))
+        .filter(|k| k.starts_with(|c: char| c.is_ascii_digit()) && !k.ends_with("-common"))
+        .map(str::to_owned)
+        .collect();
+    // Same flavour (the part after the ABI: "amd64", "cloud-amd64", "rt-amd64")
+    // first, then the same series (6.1, 6.12), then the newest.
+    let flavour = |k: &str| -> String {
+        k.split('-').skip_while(|part| part.starts_with(|c: char| c.is_ascii_digit())).collect::<Vec<_>>().join("-")
+    };
+    let series = |k: &str| -> String { k.split(['.', '-', '+']).take(2).collect::<Vec<_>>().join(".") };
+    let rank = |k: &str| (flavour(k) == flavour(kernel), series(k) == series(kernel));
+    let version = |k: &str| apt::Version::parse(&k.replace('-', ".")).ok();
+    releases.sort_by(|a, b| rank(b).cmp(&rank(a)).then_with(|| version(b).cmp(&version(a))));
+    releases.truncate(6);
+    releases
+}

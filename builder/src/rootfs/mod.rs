@@ -1,0 +1,244 @@
+//! Build roots: the kernel's headers and toolchain, unpacked from real Debian packages.
+//!
+//! A build root is what `mmdebstrap --variant=custom` would make for the recipe's
+//! package list, minus everything a build does not need: the Depends/Pre-Depends
+//! closure of `linux-headers-<KREL>` plus a shell and make, resolved from the
+//! archive's signed indices, downloaded and verified by SHA256, and unpacked with
+//! no maintainer scripts run. The few things maintainer scripts would have done
+//! (alternatives links) are done from the recipe.
+//!
+//! A root is keyed by the hash of its [`Lock`], the exact package set, so two
+//! builds that need the same packages share one root, and a root is never
+//! changed after it appears: it is staged under `tmp/` and renamed into place.
+//! The sandbox mounts it read-only.
+
+mod lock;
+mod materialize;
+
+pub use lock::{Lock, Memo};
+pub use materialize::{materialize, Rootfs};
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::apt::{self, Archive};
+
+/// The recipe hermod ships; others can be given with `--recipe`.
+pub const BUILTIN_RECIPE: &str = include_str!("../../../rootfs-recipes/bookworm-amd64.toml");
+
+/// Version of the rootfs layout produced by [`materialize`]; part of the lock hash,
+/// so a change in how roots are assembled never reuses an old root.
+pub(crate) const LAYOUT_VERSION: u32 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("cannot read recipe {path}: {source}")]
+    RecipeRead { path: PathBuf, source: io::Error },
+    #[error("recipe {path} is not valid: {message}")]
+    RecipeParse { path: String, message: String },
+    #[error("no headers package {package} in the archive for kernel {kernel}{}", nearest_list(.nearest))]
+    NoHeaders { kernel: String, package: String, nearest: Vec<String> },
+    #[error("cannot find the newest kernel: {0}")]
+    NoDefaultKernel(String),
+    #[error("{0:?} is not a kernel release (expected something like 6.1.0-56-amd64)")]
+    BadKernelName(String),
+    #[error(transparent)]
+    Apt(#[from] apt::AptError),
+    #[error(transparent)]
+    Resolve(#[from] apt::ResolveError),
+    #[error(transparent)]
+    Fetch(#[from] apt::FetchError),
+    #[error(transparent)]
+    Unpack(#[from] apt::DebFileError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("materializing the build root in {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn nearest_list(nearest: &[String]) -> String {
+    if nearest.is_empty() {
+        String::new()
+    } else {
+        format!("; nearest available: {}", nearest.join(", "))
+    }
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
+    move |source| RootfsError::Io { path: path.to_owned(), source }
+}
+
+/// What goes into a build root, besides the headers' own closure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub name: String,
+    pub architecture: String,
+    /// Headers package name with `{kernel}` for the release.
+    pub headers: String,
+    /// Meta package whose first dependency is the newest kernel's headers.
+    pub default_kernel_from: String,
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Link path (absolute, inside the root) → target, as update-alternatives would make.
+    #[serde(default)]
+    pub links: BTreeMap<String, String>,
+}
+
+impl Recipe {
+    pub fn builtin() -> Recipe {
+        Recipe::parse(BUILTIN_RECIPE, "<builtin bookworm-amd64>").expect("the builtin recipe parses")
+    }
+
+    pub fn load(path: &Path) -> Result<Recipe, RootfsError> {
+        let text =
+            fs::read_to_string(path).map_err(|source| RootfsError::RecipeRead { path: path.to_owned(), source })?;
+        Recipe::parse(&text, &path.display().to_string())
+    }
+
+    fn parse(text: &str, origin: &str) -> Result<Recipe, RootfsError> {
+        let recipe: Recipe = toml::from_str(text)
+            .map_err(|e| RootfsError::RecipeParse { path: origin.to_owned(), message: e.to_string() })?;
+        if !recipe.headers.contains("{kernel}") {
+            return Err(RootfsError::RecipeParse {
+                path: origin.to_owned(),
+                message: "`headers` must contain {kernel}".into(),
+            });
+        }
+        for link in recipe.links.keys() {
+            if !link.starts_with('/') || link.split('/').any(|p| p == "..") {
+                return Err(RootfsError::RecipeParse {
+                    path: origin.to_owned(),
+                    message: format!("link {link:?} must be an absolute path without `..`"),
+                });
+            }
+        }
+        Ok(recipe)
+    }
+
+    pub fn headers_package(&self, kernel: &str) -> String {
+        self.headers.replace("{kernel}", kernel)
+    }
+
+    /// The kernel release whose headers `default_kernel_from` currently depends on.
+    pub fn default_kernel(&self, archive: &Archive) -> Result<String, RootfsError> {
+        let meta = archive.newest(&self.default_kernel_from).ok_or_else(|| {
+            RootfsError::NoDefaultKernel(format!("{} is not in the archive", self.default_kernel_from))
+        })?;
+        let (prefix, suffix) = self.headers.split_once("{kernel}").expect("checked in parse");
+        meta.depends
+            .split([',', '|'])
+            .map(|dep| dep.split_whitespace().next().unwrap_or(""))
+            .find_map(|name| name.strip_prefix(prefix).and_then(|k| k.strip_suffix(suffix)))
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                RootfsError::NoDefaultKernel(format!(
+                    "{} {} depends on no {} package",
+                    meta.name, meta.version, self.headers
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock::nearest_headers;
+    use super::*;
+    use crate::apt::Package;
+    use crate::store::Store;
+
+    #[test]
+    fn builtin_recipe_parses() {
+        let recipe = Recipe::builtin();
+        assert_eq!(recipe.headers_package("6.1.0-56-amd64"), "linux-headers-6.1.0-56-amd64");
+        assert!(recipe.exclude.iter().any(|e| e == "linux-image-*"));
+        assert_eq!(recipe.links.get("/usr/bin/awk").map(String::as_str), Some("mawk"));
+    }
+
+    fn package(name: &str, version: &str, depends: &str) -> Package {
+        crate::apt::archive::tests::pkg(name, version, depends, "")
+    }
+
+    fn fixture_archive() -> Archive {
+        let mut packages =
+            vec![package("linux-headers-amd64", "6.1.192-2", "linux-headers-6.1.0-56-amd64 (= 6.1.192-2)")];
+        for k in [
+            "6.1.0-9-amd64",
+            "6.1.0-55-amd64",
+            "6.1.0-56-amd64",
+            "6.1.0-56-cloud-amd64",
+            "6.1.0-56-common",
+            "6.12.99+deb12-amd64",
+            "6.12.117+deb12-amd64",
+        ] {
+            packages.push(package(&format!("linux-headers-{k}"), "1", ""));
+        }
+        Archive::from_packages("amd64", packages)
+    }
+
+    #[test]
+    fn default_kernel_follows_the_meta_package() {
+        assert_eq!(Recipe::builtin().default_kernel(&fixture_archive()).unwrap(), "6.1.0-56-amd64");
+    }
+
+    #[test]
+    fn nearest_kernels_prefer_same_flavour_then_series_then_newest() {
+        let archive = fixture_archive();
+        let recipe = Recipe::builtin();
+        let near = nearest_headers(&archive, &recipe, "6.1.0-99-amd64");
+        assert_eq!(near[..3], ["6.1.0-56-amd64", "6.1.0-55-amd64", "6.1.0-9-amd64"]);
+        assert!(!near.iter().any(|k| k.ends_with("-common")));
+        assert_eq!(near.last().unwrap(), "6.1.0-56-cloud-amd64");
+        let near = nearest_headers(&archive, &recipe, "6.12.1+deb12-amd64");
+        assert_eq!(near[..2], ["6.12.117+deb12-amd64", "6.12.99+deb12-amd64"]);
+        let err = Lock::resolve(&archive, &recipe, "6.1.0-99-amd64").unwrap_err().to_string();
+        assert!(
+            err.contains("linux-headers-6.1.0-99-amd64") && err.contains("nearest available: 6.1.0-56-amd64"),
+            "{err}"
+        );
+        assert!(matches!(Lock::resolve(&archive, &recipe, "../x"), Err(RootfsError::BadKernelName(_))));
+    }
+
+    #[test]
+    fn memo_answers_from_the_store_until_the_archive_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).unwrap();
+        let recipe = Recipe::builtin();
+        let calls = std::cell::Cell::new(0);
+        let compute = || -> Result<String, RootfsError> {
+            calls.set(calls.get() + 1);
+            Ok(format!("answer {}", calls.get()))
+        };
+        let memo = Memo::new(&store, "archive-1", &recipe);
+        assert_eq!(memo.get_or("q", compute).unwrap(), "answer 1");
+        assert_eq!(memo.get_or("q", compute).unwrap(), "answer 1", "second call is remembered");
+        assert_eq!(Memo::new(&store, "archive-2", &recipe).get_or("q", compute).unwrap(), "answer 2");
+        // A damaged memo is recomputed, never trusted.
+        for entry in fs::read_dir(store.root().join("locks")).unwrap() {
+            fs::write(entry.unwrap().path(), b"{not json").unwrap();
+        }
+        assert_eq!(memo.get_or("q", compute).unwrap(), "answer 3");
+        // Errors are not remembered.
+        let failing = || -> Result<String, RootfsError> { Err(RootfsError::BadKernelName("x".into())) };
+        assert!(Memo::new(&store, "archive-3", &recipe).get_or("q", failing).is_err());
+        assert_eq!(Memo::new(&store, "archive-3", &recipe).get_or("q", compute).unwrap(), "answer 4");
+    }
+
+    #[test]
+    fn bad_recipes_are_rejected() {
+        let bad = "name='x'\narchitecture='amd64'\nheaders='linux-headers'\ndefault_kernel_from='m'\npackages=[]\n";
+        let err = Recipe::parse(bad, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("{kernel}"), "{err}");
+        let unknown =
+            "name='x'\narchitecture='amd64'\nheaders='h-{kernel}'\ndefault_kernel_from='m'\npackages=[]\nbogus=1\n";
+        assert!(Recipe::parse(unknown, "t.toml").unwrap_err().to_string().contains("bogus"));
+        let escape = "name='x'\narchitecture='amd64'\nheaders='h-{kernel}'\ndefault_kernel_from='m'\npackages=[]\n[links]\n'/../x'='y'\n";
+        assert!(Recipe::parse(escape, "t.toml").is_err());
+    }
+}
