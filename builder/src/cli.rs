@@ -64,6 +64,9 @@ pub struct Global {
 pub enum Command {
     /// Build module packages from DKMS sources
     Build(BuildArgs),
+    /// Write an OCI runtime bundle (config.json) that runs the build step in
+    /// another runtime, e.g. `runc run --bundle DIR ID`; modules land in DIR/work/out
+    Oci(OciArgs),
     /// Manage build roots (headers + toolchain)
     Rootfs {
         #[command(subcommand)]
@@ -95,6 +98,21 @@ pub struct BuildArgs {
     /// Print one JSON object per line per (source, kernel)
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OciArgs {
+    /// Module source: a directory holding dkms.conf
+    pub source: PathBuf,
+    /// Kernel release [default: the newest linux-headers-amd64 in the archive]
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Bundle directory to write (must be empty or not exist)
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Resource limit, NAME=VALUE (repeatable), as for `hermod build`
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    pub limits: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +165,17 @@ fn context(
 pub fn run(cli: &Cli) -> Result<(), PipelineError> {
     match &cli.command {
         Command::Build(args) => build(&cli.global, args),
+        Command::Oci(args) => {
+            let limits = BuildLimits::from_args(&args.limits)?;
+            let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(3600), limits)?;
+            let config = crate::oci_bundle::write(&ctx, &args.source, args.kernel.as_deref(), &args.bundle)?;
+            println!("{config}");
+            if !cli.global.quiet {
+                let dir = args.bundle.display();
+                eprintln!("hermod: wrote {dir}/config.json; `runc run --bundle {dir} ID` builds into {dir}/work/out/module-N.ko");
+            }
+            Ok(())
+        }
         Command::Rootfs { command: RootfsCommand::Build { kernel } } => {
             let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default())?;
             let kernel = match kernel {

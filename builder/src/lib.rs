@@ -12,6 +12,7 @@ pub mod debpkg;
 pub mod dkms;
 pub mod key;
 pub mod limits;
+pub mod oci_bundle;
 pub mod pipeline;
 pub mod rootfs;
 pub mod source;

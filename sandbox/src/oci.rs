@@ -19,12 +19,12 @@
 //! | `spec.uid`/`gid` mapped to `host_ids` (`userns.rs`) | `linux.uidMappings`/`gidMappings`: the same, plus container root mapped to host root, which the runtime's own init needs to set up the mounts; the command never runs as it |
 //! | tmpfs root + read-only binds of the rootfs's top-level entries (`rootfs.rs`) | `root.path` is the bundle's own `rootfs/` (holding only the rootfs's top-level symlinks), `readonly`; each top-level entry bound read-only, `nosuid`, `nodev` |
 //! | `/proc` `nosuid,noexec,nodev`; `procfs.rs`'s lists | a `proc` mount; `linux.maskedPaths`, `linux.readonlyPaths` |
-//! | `/dev`: tmpfs, six host devices bound in, symlinks, `/dev/shm`, sealed (`dev.rs`) | a `/dev` tmpfs, `linux.devices` (runc binds them from the host in a user namespace and makes the symlinks), `/dev/shm`, `/dev` in `readonlyPaths` |
+//! | `/dev`: tmpfs, six host devices bound in, symlinks, `/dev/shm`, sealed (`dev.rs`) | a `/dev` tmpfs, in which every runtime must supply the same six devices (the runtime spec's *default devices*; runc binds them from the host in a user namespace) and the symlinks; a device cgroup that allows only those; `/dev/shm`; `/dev` in `readonlyPaths` |
 //! | `Spec::binds`, `Spec::tmpfs` (with `size=`) | `bind` mounts (never `rbind`), `tmpfs` mounts with `size=`, parents first |
 //! | `Spec::outputs`: files copied out after the command exits | a writable bind of the host directory (see below) |
 //! | rlimits, soft = hard (`limits.rs`) | `process.rlimits` |
 //! | memory and pids cgroup limits | `linux.resources.memory.limit`, `linux.resources.pids.limit` |
-//! | no capabilities, `no_new_privs`, umask 022 (`payload.rs`) | all five capability sets empty, `noNewPrivileges`, `user.umask` |
+//! | no capabilities, `no_new_privs`, umask 022, `oom_score_adj` 1000 (`payload.rs`) | all five capability sets empty, `noNewPrivileges`, `user.umask`, `oomScoreAdj` |
 //! | seccomp (`seccomp.rs`) | `linux.seccomp`, made from the same rule table (see [`seccomp`]) |
 //!
 //! What does not carry over:
@@ -55,12 +55,11 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Arch, Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceBuilder, LinuxDeviceCgroupBuilder,
-    LinuxDeviceType, LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction,
-    LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder, Mount,
-    MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, SpecBuilder,
-    UserBuilder,
+    Arch, Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxIdMapping,
+    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder, Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, SpecBuilder, UserBuilder,
 };
 use oci_spec::OciSpecError;
 
@@ -76,10 +75,6 @@ const OCI_VERSION: &str = "1.0.2";
 
 /// The size of `/dev/shm`, as `init/dev.rs` mounts it.
 const SHM_SIZE: u64 = 64 << 20;
-
-/// The devices `init/dev.rs` binds into `/dev`: `(name, major, minor)`.
-const DEVICES: [(&str, i64, i64); 6] =
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
@@ -130,6 +125,9 @@ pub fn runtime_config(spec: &Spec) -> Result<oci_spec::runtime::Spec, OciError> 
         )
         .rlimits(rlimits(&spec.limits)?)
         .no_new_privileges(true)
+        // payload.rs: the command volunteers for the OOM killer, so that
+        // what supervises it survives a memory limit to report it.
+        .oom_score_adj(1000)
         .build()?;
 
     let mut linux = LinuxBuilder::default()
@@ -149,22 +147,6 @@ pub fn runtime_config(spec: &Spec) -> Result<oci_spec::runtime::Spec, OciError> 
         .uid_mappings(id_mappings(spec.uid, host_uid)?)
         .gid_mappings(id_mappings(spec.gid, host_gid)?)
         .resources(resources(&spec.limits)?)
-        .devices(
-            DEVICES
-                .iter()
-                .map(|&(name, major, minor)| {
-                    LinuxDeviceBuilder::default()
-                        .path(Path::new("/dev").join(name))
-                        .typ(LinuxDeviceType::C)
-                        .major(major)
-                        .minor(minor)
-                        .file_mode(0o666u32)
-                        .uid(0u32)
-                        .gid(0u32)
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        )
         .masked_paths(procfs::MASKED.iter().map(|p| p.to_string()).collect::<Vec<_>>())
         // `/dev` last: it is sealed once its devices are in, as dev.rs does.
         .readonly_paths(procfs::READ_ONLY.iter().chain(&["/dev"]).map(|p| p.to_string()).collect::<Vec<_>>())
@@ -240,7 +222,9 @@ fn resources(limits: &Limits) -> Result<oci_spec::runtime::LinuxResources, OciEr
     let signed = |what: &str, v: u64| {
         i64::try_from(v).map_err(|_| OciError::Unsupported(format!("{what} limit {v} does not fit an i64")))
     };
-    // No device may be opened but those listed in `linux.devices`.
+    // No device may be opened but the default ones the runtime supplies.
+    // (Listing those in `linux.devices` as well is redundant, and runc
+    // 1.1.5 then refuses to open /dev/null in a user namespace.)
     let deny_all = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build()?;
     let mut resources = LinuxResourcesBuilder::default().devices(vec![deny_all]);
     if let Some(memory) = limits.memory {
