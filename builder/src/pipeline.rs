@@ -16,11 +16,11 @@ use std::sync::OnceLock;
 
 use crate::apt::{self, Archive, Snapshot};
 use crate::build::{self, BuildError, Settings};
-use crate::limits::BuildLimits;
 use crate::cache::{self, CacheError, Manifest};
 use crate::compress::Compression;
 use crate::debpkg::{self, DebError, DebSpec, ModuleFile};
 use crate::key::{Key, KeyInputs};
+use crate::limits::BuildLimits;
 use crate::rootfs::{self, Lock, Recipe, RootfsError};
 use crate::source::{SourceError, SourceTree};
 use crate::store::Store;

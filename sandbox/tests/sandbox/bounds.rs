@@ -7,10 +7,8 @@ use hermod_sandbox::{run, Exit, Outputs, SandboxError, Tmpfs};
 use crate::fixture::{expect, Fixture};
 
 pub fn tmpfs_size(fx: &Fixture) -> Result<(), String> {
-    let mut spec = fx.sh(
-        "if head -c 3000000 /dev/zero > /tmp/big 2>/dev/null; then echo WROTE; else echo FULL; fi; \
-         if head -c 3000000 /dev/zero > /scratch/big 2>/dev/null; then echo WROTE; else echo FULL; fi",
-    );
+    let mut spec = fx.sh("if head -c 3000000 /dev/zero > /tmp/big 2>/dev/null; then echo WROTE; else echo FULL; fi; \
+         if head -c 3000000 /dev/zero > /scratch/big 2>/dev/null; then echo WROTE; else echo FULL; fi");
     spec.tmpfs = vec![Tmpfs::new("/tmp", Some(1 << 20)), Tmpfs::new("/scratch", Some(2 << 20))];
     expect("log", fx.output(spec)?, "FULL\nFULL\n".into())
 }
@@ -18,10 +16,8 @@ pub fn tmpfs_size(fx: &Fixture) -> Result<(), String> {
 pub fn outputs_copied(fx: &Fixture) -> Result<(), String> {
     let host = fx.base.join("work/outputs");
     fx.writable(&host);
-    let mut spec = fx.sh(
-        "echo a > /out/a && printf 12345 > /out/b && ln -s /etc/passwd /out/link && mkdir /out/d && \
-         echo c > /out/d/c && mkfifo /out/fifo && echo done",
-    );
+    let mut spec = fx.sh("echo a > /out/a && printf 12345 > /out/b && ln -s /etc/passwd /out/link && mkdir /out/d && \
+         echo c > /out/d/c && mkfifo /out/fifo && echo done");
     spec.tmpfs.push(Tmpfs::new("/out", Some(1 << 20)));
     spec.outputs = Some(Outputs { inside: "/out".into(), host: host.clone(), max_bytes: 100 });
     expect("log", fx.output(spec)?, "done\n".into())?;
@@ -44,7 +40,8 @@ pub fn outputs_bounded(fx: &Fixture) -> Result<(), String> {
     }
     expect("nothing copied", fs::read_dir(&host).unwrap().count(), 0)?;
     // The command itself cannot write the host directory: it is not mounted.
-    let mut spec = fx.sh(&format!("if {{ echo x > {}/x; }} 2>/dev/null; then echo WROTE; fi; echo done", host.display()));
+    let mut spec =
+        fx.sh(&format!("if {{ echo x > {}/x; }} 2>/dev/null; then echo WROTE; fi; echo done", host.display()));
     spec.outputs = Some(Outputs { inside: "/out".into(), host: host.clone(), max_bytes: 4096 });
     expect("log", fx.output(spec)?, "done\n".into())?;
     expect("host dir untouched", fs::read_dir(&host).unwrap().count(), 0)
