@@ -79,13 +79,15 @@ pub struct BuildArgs {
     /// Module source: a directory holding dkms.conf
     #[arg(required = true)]
     pub sources: Vec<PathBuf>,
-    /// Kernel release (repeatable) [default: the newest linux-headers-amd64 in the archive]
+    /// Kernel release (repeatable), or `all`: every kernel of the default kernel's flavour the
+    /// archive offers [default: the newest linux-headers-amd64 in the archive]
     #[arg(long = "kernel")]
     pub kernels: Vec<String>,
     /// Output directory for the .debs
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
-    /// Parallel make jobs [default: number of CPUs]
+    /// Parallel jobs [default: number of CPUs]; several builds share them: up to JOBS builds
+    /// run at once, each make getting JOBS / (builds at once)
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Wall-clock limit for one build, in seconds
@@ -210,21 +212,49 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
 fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
     let limits = BuildLimits::from_args(&args.limits)?;
     let ctx = context(global, args.out.clone(), args.jobs, Duration::from_secs(args.timeout.max(1)), limits)?;
-    let kernels = if args.kernels.is_empty() { vec![ctx.default_kernel()?] } else { args.kernels.clone() };
-    let stdout = std::io::stdout();
-    for source in &args.sources {
-        for kernel in &kernels {
-            let report = ctx.build_one(source, kernel)?;
-            let mut out = stdout.lock();
-            let line = if args.json {
-                serde_json::to_string(&report).expect("report serializes")
-            } else {
-                report.deb.display().to_string()
-            };
-            let _ = writeln!(out, "{line}");
+    let mut kernels = Vec::new();
+    if args.kernels.is_empty() {
+        kernels.push(ctx.default_kernel()?);
+    }
+    for kernel in &args.kernels {
+        if kernel == "all" {
+            kernels.extend(ctx.all_kernels()?);
+        } else {
+            kernels.push(kernel.clone());
         }
     }
-    Ok(())
+    kernels.dedup();
+    let pairs: Vec<(PathBuf, String)> =
+        args.sources.iter().flat_map(|s| kernels.iter().map(move |k| (s.clone(), k.clone()))).collect();
+    let results = if pairs.len() == 1 { vec![ctx.build_one(&pairs[0].0, &pairs[0].1)] } else { ctx.build_many(&pairs) };
+    let stdout = std::io::stdout();
+    let mut first_error = None;
+    let failures = results.iter().filter(|r| r.is_err()).count();
+    for result in results {
+        match result {
+            Ok(report) => {
+                let line = if args.json {
+                    serde_json::to_string(&report).expect("report serializes")
+                } else {
+                    report.deb.display().to_string()
+                };
+                let _ = writeln!(stdout.lock(), "{line}");
+            }
+            // With several builds, each failure is told as it is found; the
+            // first decides the exit status (main prints it last).
+            Err(e) if first_error.is_none() => first_error = Some(e),
+            Err(e) => eprintln!("hermod: error: {e}"),
+        }
+    }
+    match first_error {
+        None => Ok(()),
+        Some(e) => {
+            if pairs.len() > 1 {
+                eprintln!("hermod: {failures} of {} builds failed", pairs.len());
+            }
+            Err(e)
+        }
+    }
 }
 
 /// The documented exit status for an error (see [`EXIT_CODES`]).

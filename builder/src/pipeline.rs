@@ -129,11 +129,24 @@ impl Context {
             .get_or(&format!("lock {kernel}"), || Ok(Lock::resolve(self.archive()?, &self.options.recipe, kernel)?))
     }
 
+    /// `--kernel all`: every kernel the archive offers for the recipe, of the
+    /// default kernel's flavour (`-amd64`, not `-cloud-amd64` or `-rt-amd64`).
+    pub fn all_kernels(&self) -> Result<Vec<String>, PipelineError> {
+        let default = self.default_kernel()?;
+        self.memo().get_or("all-kernels", || {
+            Ok(self.options.recipe.all_kernels(self.archive()?, &rootfs::kernel_flavour(&default)))
+        })
+    }
+
     /// The knobs of every build step, from the options.
     pub fn settings(&self) -> Settings {
+        self.settings_with_jobs(self.options.jobs)
+    }
+
+    fn settings_with_jobs(&self, jobs: usize) -> Settings {
         let limits = &self.options.limits;
         Settings {
-            jobs: self.options.jobs,
+            jobs,
             timeout: self.options.timeout,
             source_date_epoch: SOURCE_DATE_EPOCH,
             limits: limits.sandbox.clone(),
@@ -150,6 +163,34 @@ impl Context {
 
     /// Build (or reuse) the package of `source_dir` for `kernel`.
     pub fn build_one(&self, source_dir: &Path, kernel: &str) -> Result<Report, PipelineError> {
+        self.build_one_with(source_dir, kernel, self.options.jobs)
+    }
+
+    /// Every (source, kernel) pair, up to `--jobs` at once, each build's make
+    /// getting its share of the jobs. Results come back in the pairs' order.
+    pub fn build_many(&self, pairs: &[(PathBuf, String)]) -> Vec<Result<Report, PipelineError>> {
+        let at_once = self.options.jobs.clamp(1, pairs.len().max(1));
+        let jobs_each = (self.options.jobs / at_once).max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<std::sync::Mutex<Option<Result<Report, PipelineError>>>> =
+            pairs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..at_once {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((source, kernel)) = pairs.get(i) else { break };
+                    let result = self.build_one_with(source, kernel, jobs_each);
+                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                });
+            }
+        });
+        results
+            .into_iter()
+            .map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every pair was built"))
+            .collect()
+    }
+
+    fn build_one_with(&self, source_dir: &Path, kernel: &str, jobs: usize) -> Result<Report, PipelineError> {
         let started = Instant::now();
         let store = &self.options.store;
         let source = SourceTree::scan(source_dir)?;
@@ -175,7 +216,7 @@ impl Context {
         let workdir = store.staging_dir("build-")?;
         let log = store.logs().join(format!("{}-{kernel}.log", &key.hex[..16]));
         fs::write(&log, b"").map_err(|source| PipelineError::Io { path: log.clone(), source })?;
-        let settings = self.settings();
+        let settings = self.settings_with_jobs(jobs);
         self.say(&format!("building {} for {kernel} (log: {})", source_dir.display(), log.display()));
         let output = build::build(&rootfs, &source, &settings, workdir.path(), &log)
             .map_err(|error| PipelineError::Build { source_dir: source_dir.to_owned(), error })?;

@@ -131,14 +131,12 @@ pub(super) fn nearest_headers(archive: &Archive, recipe: &Recipe, kernel: &str) 
         .names_with_prefix(prefix)
         .into_iter()
         .filter_map(|n| n.strip_prefix(prefix).and_then(|k| k.strip_suffix(suffix)))
-        .filter(|k| k.starts_with(|c: char| c.is_ascii_digit()) && !k.ends_with("-common"))
+        .filter(|k| super::is_release(k))
         .map(str::to_owned)
         .collect();
     // Same flavour (the part after the ABI: "amd64", "cloud-amd64", "rt-amd64")
     // first, then the same series (6.1, 6.12), then the newest.
-    let flavour = |k: &str| -> String {
-        k.split('-').skip_while(|part| part.starts_with(|c: char| c.is_ascii_digit())).collect::<Vec<_>>().join("-")
-    };
+    let flavour = super::kernel_flavour;
     let series = |k: &str| -> String { k.split(['.', '-', '+']).take(2).collect::<Vec<_>>().join(".") };
     let rank = |k: &str| (flavour(k) == flavour(kernel), series(k) == series(kernel));
     let version = |k: &str| apt::Version::parse(&k.replace('-', ".")).ok();

@@ -125,6 +125,22 @@ impl Recipe {
         self.headers.replace("{kernel}", kernel)
     }
 
+    /// Every kernel release of `flavour` (see [`kernel_flavour`]) whose
+    /// headers the archive offers, oldest first.
+    pub fn all_kernels(&self, archive: &Archive, flavour: &str) -> Vec<String> {
+        let (prefix, suffix) = self.headers.split_once("{kernel}").expect("checked in parse");
+        let mut releases: Vec<String> = archive
+            .names_with_prefix(prefix)
+            .into_iter()
+            .filter_map(|n| n.strip_prefix(prefix).and_then(|k| k.strip_suffix(suffix)))
+            .filter(|k| is_release(k) && kernel_flavour(k) == flavour)
+            .map(str::to_owned)
+            .collect();
+        let version = |k: &str| apt::Version::parse(&k.replace('-', ".")).ok();
+        releases.sort_by(|a, b| version(a).cmp(&version(b)).then_with(|| a.cmp(b)));
+        releases
+    }
+
     /// The kernel release whose headers `default_kernel_from` currently depends on.
     pub fn default_kernel(&self, archive: &Archive) -> Result<String, RootfsError> {
         let meta = archive.newest(&self.default_kernel_from).ok_or_else(|| {
@@ -144,6 +160,24 @@ impl Recipe {
                 ))
             })
     }
+}
+
+/// A kernel release names a version with a patch level and an ABI
+/// (`6.1.0-56-amd64`, `6.12.117+deb12-amd64`), unlike the headers meta
+/// packages (`linux-headers-6.12-amd64`) and the shared `-common` ones.
+pub fn is_release(kernel: &str) -> bool {
+    let version = kernel.split('-').next().unwrap_or("");
+    let numbers: Vec<&str> = version.split(['.', '+']).take(3).collect();
+    numbers.len() == 3
+        && numbers.iter().all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        && !kernel.ends_with("-common")
+}
+
+/// A kernel release's flavour: what follows the version and ABI, e.g.
+/// `amd64` for `6.1.0-56-amd64` and `6.12.117+deb12-amd64`, `cloud-amd64`
+/// for `6.1.0-56-cloud-amd64`.
+pub fn kernel_flavour(kernel: &str) -> String {
+    kernel.split('-').skip_while(|part| part.starts_with(|c: char| c.is_ascii_digit())).collect::<Vec<_>>().join("-")
 }
 
 #[cfg(test)]
@@ -176,10 +210,25 @@ mod tests {
             "6.1.0-56-common",
             "6.12.99+deb12-amd64",
             "6.12.117+deb12-amd64",
+            "6.12-amd64",
         ] {
             packages.push(package(&format!("linux-headers-{k}"), "1", ""));
         }
         Archive::from_packages("amd64", packages)
+    }
+
+    #[test]
+    fn all_kernels_are_those_of_one_flavour_oldest_first() {
+        let archive = fixture_archive();
+        let all = Recipe::builtin().all_kernels(&archive, "amd64");
+        assert_eq!(
+            all,
+            ["6.1.0-9-amd64", "6.1.0-55-amd64", "6.1.0-56-amd64", "6.12.99+deb12-amd64", "6.12.117+deb12-amd64"]
+        );
+        assert_eq!(Recipe::builtin().all_kernels(&archive, "cloud-amd64"), ["6.1.0-56-cloud-amd64"]);
+        assert_eq!(kernel_flavour("6.12.117+deb12-rt-amd64"), "rt-amd64");
+        assert!(is_release("6.1.0-56-amd64") && is_release("6.12.117+deb12-amd64"));
+        assert!(!is_release("6.12-amd64") && !is_release("6.1.0-56-common") && !is_release("amd64"));
     }
 
     #[test]
