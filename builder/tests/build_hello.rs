@@ -84,3 +84,55 @@ fn without_kernel_the_newest_headers_of_the_archive_are_used() {
     let report: serde_json::Value = serde_json::from_str(stdout(&result).trim()).unwrap();
     assert_eq!(report["kernel"], expected);
 }
+
+/// The newest 6.12 kernel of the archive (the 6.12 series is configured with
+/// xz-compressed modules), read with apt-cache; HERMOD_TEST_KERNEL_612 overrides.
+fn kernel_612() -> String {
+    if let Some(k) = std::env::var("HERMOD_TEST_KERNEL_612").ok().filter(|k| !k.is_empty()) {
+        return k;
+    }
+    let names = tool("apt-cache", &["pkgnames", "linux-headers-6.12."]);
+    let mut releases: Vec<(Vec<u32>, String)> = names
+        .lines()
+        .filter_map(|n| n.strip_prefix("linux-headers-")?.strip_suffix("-amd64"))
+        .filter(|k| !k.contains('-'))
+        .map(|k| (k.split(['.', '+']).take(3).map(|n| n.parse().unwrap_or(0)).collect(), format!("{k}-amd64")))
+        .collect();
+    releases.sort();
+    releases.pop().expect("the archive offers a 6.12 kernel").1
+}
+
+#[test]
+fn one_command_builds_for_a_6_1_and_a_6_12_kernel() {
+    let (k61, k612) = (kernel(), kernel_612());
+    let out = tempfile::tempdir().unwrap();
+    let source = testdata("modules/hello");
+    let result = run(
+        &shared_store(),
+        &[
+            "build",
+            source.to_str().unwrap(),
+            "--kernel",
+            &k61,
+            "--kernel",
+            &k612,
+            "--out",
+            out.path().to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(result.status.success(), "build failed: {}", stderr(&result));
+    let reports: Vec<serde_json::Value> =
+        stdout(&result).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let kernels: Vec<&str> = reports.iter().map(|r| r["kernel"].as_str().unwrap()).collect();
+    assert_eq!(kernels, [k61.as_str(), k612.as_str()], "one report per kernel, in the order asked");
+
+    // 6.12 compresses its modules with xz, and so does its package.
+    let deb = reports[1]["deb"].as_str().unwrap();
+    let x = tempfile::tempdir().unwrap();
+    tool("dpkg-deb", &["-x", deb, x.path().to_str().unwrap()]);
+    let ko_xz = x.path().join(format!("lib/modules/{k612}/updates/dkms/hello.ko.xz"));
+    assert!(ko_xz.is_file(), "{}", tool("dpkg-deb", &["-c", deb]));
+    let vermagic = tool("/sbin/modinfo", &["-F", "vermagic", ko_xz.to_str().unwrap()]);
+    assert!(vermagic.starts_with(&format!("{k612} SMP preempt mod_unload modversions")), "vermagic: {vermagic}");
+}
