@@ -3,6 +3,9 @@
 //! - `ci`: what `.ci/run` runs after installing packages: the whole test suite.
 //! - `bench`: speed figures measured side by side in one run (ratios, not
 //!   absolute times: machines are noisy). Targets are printed next to them.
+//! - `all-kernels [SOURCE]`: build SOURCE (default: the hello module) for every
+//!   kernel the archive offers (`hermod build --kernel all`) in the bench store,
+//!   and print one line per kernel plus the build roots' disk use.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,8 +21,12 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
+        Some("all-kernels") => all_kernels(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|bench> [--kernel KREL] [--runs N] [--only sandbox --tree DIR]");
+            eprintln!(
+                "usage: cargo xtask ci\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR]\n       \
+                 cargo xtask all-kernels [SOURCE]"
+            );
             std::process::exit(2);
         }
     }
@@ -238,4 +245,54 @@ fn bare_make(tree: &Path, src: &Path, kernel: &str) -> Result<Duration> {
         jobs = std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     run_quiet(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]))
+}
+
+/// `hermod build SOURCE --kernel all` in the bench store: a table per kernel
+/// and the disk the build roots take (`du` counts hard-linked files once).
+fn all_kernels(args: &[String]) -> Result<()> {
+    let source = args.first().map(PathBuf::from).unwrap_or_else(|| repo_root().join("testdata/modules/hello"));
+    let hermod = hermod_binary()?;
+    let store = std::env::var_os("HERMOD_BENCH_STORE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/hermod-bench/store"));
+    let out = tempfile::tempdir()?;
+    let started = Instant::now();
+    let result = Command::new(&hermod)
+        .env("HERMOD_STORE", &store)
+        .args(["build", source.to_str().context("source path is UTF-8")?, "--kernel", "all", "--json", "--out"])
+        .arg(out.path())
+        .stderr(Stdio::inherit())
+        .output()?;
+    let took = started.elapsed();
+    let mut built = 0;
+    println!("{:<28} {:<6} {:>9}  package", "kernel", "cache", "seconds");
+    for line in String::from_utf8(result.stdout)?.lines() {
+        let r: serde_json::Value = serde_json::from_str(line)?;
+        built += 1;
+        println!(
+            "{:<28} {:<6} {:>9.1}  {}",
+            r["kernel"].as_str().unwrap_or("?"),
+            r["cache"].as_str().unwrap_or("?"),
+            r["seconds"].as_f64().unwrap_or(0.0),
+            Path::new(r["deb"].as_str().unwrap_or("?")).file_name().unwrap_or_default().to_string_lossy()
+        );
+    }
+    let du = |args: &[&str]| -> String {
+        Command::new("du")
+            .args(args)
+            .arg(store.join("rootfs"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("?").to_owned())
+            .unwrap_or_else(|_| "?".into())
+    };
+    println!(
+        "{built} packages in {:.0} s; build roots on disk: {} (apparent size, hard links counted each time: {})",
+        took.as_secs_f64(),
+        du(&["-sh"]),
+        du(&["-sh", "--count-links"])
+    );
+    if !result.status.success() {
+        bail!("hermod build --kernel all failed ({})", result.status);
+    }
+    Ok(())
 }
