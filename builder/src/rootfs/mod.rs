@@ -46,18 +46,37 @@ pub enum RootfsError {
     NoDefaultKernel(String),
     #[error("{0:?} is not a kernel release (expected something like 6.1.0-56-amd64)")]
     BadKernelName(String),
+    // Boxed: these are large, and every Result of the pipeline carries them.
     #[error(transparent)]
-    Apt(#[from] apt::AptError),
+    Apt(Box<apt::AptError>),
     #[error(transparent)]
-    Resolve(#[from] apt::ResolveError),
+    Resolve(Box<apt::ResolveError>),
     #[error(transparent)]
-    Fetch(#[from] apt::FetchError),
+    Fetch(Box<apt::FetchError>),
     #[error(transparent)]
     Unpack(#[from] apt::DebFileError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("materializing the build root in {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+}
+
+impl From<apt::AptError> for RootfsError {
+    fn from(e: apt::AptError) -> RootfsError {
+        RootfsError::Apt(Box::new(e))
+    }
+}
+
+impl From<apt::ResolveError> for RootfsError {
+    fn from(e: apt::ResolveError) -> RootfsError {
+        RootfsError::Resolve(Box::new(e))
+    }
+}
+
+impl From<apt::FetchError> for RootfsError {
+    fn from(e: apt::FetchError) -> RootfsError {
+        RootfsError::Fetch(Box::new(e))
+    }
 }
 
 fn nearest_list(nearest: &[String]) -> String {
