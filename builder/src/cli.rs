@@ -2,7 +2,7 @@
 //! The names follow the contract in DESIGN.md §1; extend, never rename.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::build::BuildError;
 use crate::limits::BuildLimits;
 use crate::pipeline::{Context, Options, PipelineError};
-use crate::rootfs::{self, Recipe, RootfsError};
+use crate::config::Config;
+use crate::rootfs::{self, Lock, LockFileError, Recipe, RootfsError};
 use crate::store::Store;
 
 pub const EXIT_CODES: &str = "\
@@ -18,7 +19,7 @@ Exit status:
   0  success
   1  internal error
   2  usage error
-  3  bad input: the source, its dkms.conf or a recipe is unusable
+  3  bad input: the source, its dkms.conf, a recipe, a lock file or the config file is unusable
   4  no headers in the archive for the requested kernel
   5  the build failed (make error or timeout); the log's tail is shown
   6  a module declared in dkms.conf was not built
@@ -49,6 +50,9 @@ pub struct Global {
     /// Rootfs recipe file [default: the builtin bookworm-amd64 recipe]
     #[arg(long, global = true)]
     pub recipe: Option<PathBuf>,
+    /// Config file: package sources and more [default: /etc/hermod/config.toml if it exists]
+    #[arg(long, env = "HERMOD_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     /// More log output (-v, -vv)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -83,6 +87,10 @@ pub struct BuildArgs {
     /// archive offers [default: the newest linux-headers-amd64 in the archive]
     #[arg(long = "kernel")]
     pub kernels: Vec<String>,
+    /// Build against the exact packages of this lock file (from `hermod rootfs lock`);
+    /// reads no archive index, and needs no network when the packages are cached
+    #[arg(long, value_name = "FILE", conflicts_with = "kernels")]
+    pub lock: Option<PathBuf>,
     /// Output directory for the .debs
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
@@ -123,6 +131,17 @@ pub enum RootfsCommand {
     Build {
         #[arg(long)]
         kernel: Option<String>,
+        /// Use this lock file's packages instead of resolving (no index is read)
+        #[arg(long, value_name = "FILE", conflicts_with = "kernel")]
+        lock: Option<PathBuf>,
+    },
+    /// Resolve the build root's exact package set into a lock file
+    Lock {
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Write the lock here [default: standard output]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// List the build roots in the store
     List,
@@ -149,8 +168,11 @@ fn context(
     jobs: Option<usize>,
     timeout: Duration,
     limits: BuildLimits,
+    lock: Option<&Path>,
 ) -> Result<Context, PipelineError> {
     let jobs = jobs.filter(|&j| j > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let config = Config::load(global.config.as_deref())?;
+    let lock = lock.map(Lock::read_file).transpose().map_err(RootfsError::from)?;
     Context::load(Options {
         maintainer: global.maintainer.clone(),
         store: open_store(global)?,
@@ -160,7 +182,37 @@ fn context(
         timeout,
         limits,
         quiet: global.quiet,
+        sources: config.package_sources()?,
+        lock,
     })
+}
+
+/// `hermod rootfs lock`: resolve, then print or write the lock file.
+fn write_lock(global: &Global, kernel: Option<&str>, out: Option<&Path>) -> Result<(), PipelineError> {
+    let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
+    let kernel = match kernel {
+        Some(k) => k.to_owned(),
+        None => ctx.default_kernel()?,
+    };
+    let lock = ctx.lock(&kernel)?;
+    let text = lock.file_text();
+    match out {
+        Some(path) => {
+            crate::store::write_atomically(path, text.as_bytes())
+                .map_err(|source| RootfsError::from(LockFileError::Write { path: path.to_owned(), source }))?;
+            println!("{} {} {}", lock.hash(), kernel, path.display());
+        }
+        None => print!("{text}"),
+    }
+    if !global.quiet {
+        eprintln!(
+            "hermod: lock for {kernel}: {} packages, {:.1} MiB, lock hash {}",
+            lock.packages.len(),
+            lock.download_size() as f64 / 1048576.0,
+            lock.hash()
+        );
+    }
+    Ok(())
 }
 
 /// Run a parsed command line.
@@ -169,7 +221,7 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
         Command::Build(args) => build(&cli.global, args),
         Command::Oci(args) => {
             let limits = BuildLimits::from_args(&args.limits)?;
-            let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(3600), limits)?;
+            let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(3600), limits, None)?;
             let config = crate::oci_bundle::write(&ctx, &args.source, args.kernel.as_deref(), &args.bundle)?;
             println!("{config}");
             if !cli.global.quiet {
@@ -178,8 +230,12 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
             }
             Ok(())
         }
-        Command::Rootfs { command: RootfsCommand::Build { kernel } } => {
-            let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default())?;
+        Command::Rootfs { command: RootfsCommand::Lock { kernel, out } } => {
+            write_lock(&cli.global, kernel.as_deref(), out.as_deref())
+        }
+        Command::Rootfs { command: RootfsCommand::Build { kernel, lock } } => {
+            let limits = BuildLimits::default();
+            let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(1), limits, lock.as_deref())?;
             let kernel = match kernel {
                 Some(k) => k.clone(),
                 None => ctx.default_kernel()?,
@@ -211,7 +267,8 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
 
 fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
     let limits = BuildLimits::from_args(&args.limits)?;
-    let ctx = context(global, args.out.clone(), args.jobs, Duration::from_secs(args.timeout.max(1)), limits)?;
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    let ctx = context(global, args.out.clone(), args.jobs, timeout, limits, args.lock.as_deref())?;
     let mut kernels = Vec::new();
     if args.kernels.is_empty() {
         kernels.push(ctx.default_kernel()?);
@@ -267,6 +324,9 @@ pub fn exit_code(err: &PipelineError) -> i32 {
         )
         | PipelineError::Apt(_) => 7,
         PipelineError::Rootfs(RootfsError::RecipeParse { .. } | RootfsError::RecipeRead { .. }) => 3,
+        PipelineError::Rootfs(RootfsError::LockFile(LockFileError::Write { .. })) => 9,
+        PipelineError::Rootfs(RootfsError::LockFile(_)) | PipelineError::Config(_) => 3,
+        PipelineError::LockedKernel { .. } => 2,
         PipelineError::Rootfs(RootfsError::NoDefaultKernel(_)) => 7,
         PipelineError::Rootfs(RootfsError::Io { .. } | RootfsError::Store(_)) => 9,
         PipelineError::Build { error, .. } => match error {

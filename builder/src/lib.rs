@@ -8,6 +8,7 @@ pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod compress;
+pub mod config;
 pub mod debpkg;
 pub mod dkms;
 pub mod key;

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use std::sync::OnceLock;
 
-use crate::apt::{self, Archive, Snapshot};
+use crate::apt::{self, Archive, PackageSources, Snapshot};
 use crate::build::{self, BuildError, Settings};
 use crate::cache::{self, CacheError, Manifest};
 use crate::compress::Compression;
@@ -49,6 +49,10 @@ pub enum PipelineError {
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Limit(#[from] crate::limits::LimitError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("the lock is for kernel {locked}, not {wanted}")]
+    LockedKernel { locked: String, wanted: String },
 }
 
 /// Where a result came from, as `--json` reports it.
@@ -82,17 +86,24 @@ pub struct Options {
     pub timeout: Duration,
     pub limits: BuildLimits,
     pub quiet: bool,
+    /// Where packages come from (see [`crate::config`]).
+    pub sources: PackageSources,
+    /// A lock file's package set: then no index is ever read.
+    pub lock: Option<Lock>,
 }
 
 /// The archive and recipe, loaded once for many builds.
 ///
-/// Only the signed Release files are fetched up front; the Packages indices are
-/// parsed on the first question that is not already answered in the store's
-/// resolution memo for this exact archive content (see [`rootfs::Memo`]).
+/// Nothing is fetched up front. The signed Release files are fetched on the
+/// first question about the archive, and the Packages indices parsed on the
+/// first question not already answered in the store's resolution memo for this
+/// exact archive content (see [`rootfs::Memo`]). With a lock given
+/// ([`Options::lock`]) there are no such questions: the build reads no index
+/// and needs no network when its packages are in the package cache.
 pub struct Context {
     pub options: Options,
-    snapshot: Snapshot,
-    identity: String,
+    /// The verified Release files and their identity, fetched on first use.
+    snapshot: OnceLock<(Snapshot, String)>,
     archive: OnceLock<Archive>,
     /// The "cgroup limits not enforced" note is said once per run.
     cgroup_noted: std::sync::atomic::AtomicBool,
@@ -100,9 +111,17 @@ pub struct Context {
 
 impl Context {
     pub fn load(options: Options) -> Result<Context, PipelineError> {
-        let snapshot = Snapshot::from_system(&options.recipe.architecture)?;
+        Ok(Context { options, snapshot: OnceLock::new(), archive: OnceLock::new(), cgroup_noted: Default::default() })
+    }
+
+    /// The verified Release files of every source (fetched on first use).
+    fn snapshot(&self) -> Result<&(Snapshot, String), PipelineError> {
+        if let Some(snapshot) = self.snapshot.get() {
+            return Ok(snapshot);
+        }
+        let snapshot = self.options.sources.snapshot(&self.options.recipe.architecture)?;
         let identity = snapshot.identity();
-        Ok(Context { options, snapshot, identity, archive: OnceLock::new(), cgroup_noted: Default::default() })
+        Ok(self.snapshot.get_or_init(|| (snapshot, identity)))
     }
 
     /// The parsed archive (loaded on first use).
@@ -110,30 +129,49 @@ impl Context {
         if let Some(archive) = self.archive.get() {
             return Ok(archive);
         }
-        let archive = self.snapshot.load(&self.options.store.indices())?;
+        let archive = self.snapshot()?.0.load(&self.options.store.indices())?;
         Ok(self.archive.get_or_init(|| archive))
     }
 
-    fn memo(&self) -> rootfs::Memo<'_> {
-        rootfs::Memo::new(&self.options.store, &self.identity, &self.options.recipe)
+    fn memo(&self) -> Result<rootfs::Memo<'_>, PipelineError> {
+        Ok(rootfs::Memo::new(&self.options.store, &self.snapshot()?.1, &self.options.recipe))
     }
 
-    /// The kernel the recipe's meta package points at.
+    /// The kernel the recipe's meta package points at, or the lock's.
     pub fn default_kernel(&self) -> Result<String, PipelineError> {
-        self.memo().get_or("default-kernel", || Ok(self.options.recipe.default_kernel(self.archive()?)?))
+        if let Some(lock) = &self.options.lock {
+            return Ok(lock.kernel.clone());
+        }
+        self.memo()?.get_or("default-kernel", || Ok(self.options.recipe.default_kernel(self.archive()?)?))
     }
 
-    /// The exact build-root package set for `kernel`.
+    /// The exact build-root package set for `kernel`: the given lock, or
+    /// resolved from the archive.
     pub fn lock(&self, kernel: &str) -> Result<Lock, PipelineError> {
-        self.memo()
-            .get_or(&format!("lock {kernel}"), || Ok(Lock::resolve(self.archive()?, &self.options.recipe, kernel)?))
+        let mut lock = match &self.options.lock {
+            Some(lock) if lock.kernel == kernel => lock.clone(),
+            Some(lock) => {
+                return Err(PipelineError::LockedKernel { locked: lock.kernel.clone(), wanted: kernel.to_owned() })
+            }
+            None => self.memo()?.get_or(&format!("lock {kernel}"), || {
+                Ok::<_, PipelineError>(Lock::resolve(self.archive()?, &self.options.recipe, kernel)?)
+            })?,
+        };
+        // A resolved package comes from its own archive first; a locked one
+        // only from these.
+        lock.mirrors = self.options.sources.mirrors();
+        Ok(lock)
     }
 
     /// `--kernel all`: every kernel the archive offers for the recipe, of the
     /// default kernel's flavour (`-amd64`, not `-cloud-amd64` or `-rt-amd64`).
+    /// With a lock given, that is the lock's kernel alone.
     pub fn all_kernels(&self) -> Result<Vec<String>, PipelineError> {
         let default = self.default_kernel()?;
-        self.memo().get_or("all-kernels", || {
+        if self.options.lock.is_some() {
+            return Ok(vec![default]);
+        }
+        self.memo()?.get_or("all-kernels", || {
             Ok(self.options.recipe.all_kernels(self.archive()?, &rootfs::kernel_flavour(&default)))
         })
     }
@@ -198,7 +236,7 @@ impl Context {
         let key = Key::compute(&KeyInputs {
             source: &source,
             kernel,
-            architecture: &self.options.recipe.architecture,
+            architecture: &lock.architecture,
             rootfs_lock: &lock.hash(),
             params: &format!("strip=dkms\nmaintainer={}\n", self.options.maintainer),
         });

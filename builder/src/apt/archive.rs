@@ -28,6 +28,9 @@ pub struct Snapshot {
     arch: String,
     /// (source, its verified Release, component) for every index to load.
     jobs: Vec<(Source, Release, String)>,
+    /// Packages of local .deb directories (see [`super::local`]), already
+    /// hashed; they follow the archives' packages.
+    local: Vec<Package>,
 }
 
 impl Snapshot {
@@ -38,8 +41,13 @@ impl Snapshot {
 
     /// Fetch and verify the InRelease of every source serving `arch`.
     pub fn fetch(sources: &[Source], arch: &str) -> Result<Snapshot, AptError> {
+        Snapshot::fetch_with_local(sources, Vec::new(), arch)
+    }
+
+    /// [`Snapshot::fetch`], plus the packages of local .deb directories.
+    pub fn fetch_with_local(sources: &[Source], local: Vec<Package>, arch: &str) -> Result<Snapshot, AptError> {
         let sources: Vec<&Source> = sources.iter().filter(|s| s.serves(arch)).collect();
-        if sources.is_empty() {
+        if sources.is_empty() && local.is_empty() {
             return Err(AptError::NoSources { arch: arch.to_string() });
         }
         let releases = sources.par_iter().map(|s| fetch_release(s)).collect::<Result<Vec<_>, _>>()?;
@@ -60,7 +68,7 @@ impl Snapshot {
                 jobs.push((source.clone(), release.clone(), component.clone()));
             }
         }
-        Ok(Snapshot { arch: arch.to_string(), jobs })
+        Ok(Snapshot { arch: arch.to_string(), jobs, local })
     }
 
     /// A hash naming exactly the package indices this snapshot would load:
@@ -81,6 +89,13 @@ impl Snapshot {
                 h.update(hash.sha256.as_bytes());
             }
         }
+        // Local packages are named by their hashes, as the indices are.
+        for p in &self.local {
+            for field in ["local", p.base_uri.as_str(), p.filename.as_str(), p.sha256.as_str()] {
+                h.update(&(field.len() as u64).to_le_bytes());
+                h.update(field.as_bytes());
+            }
+        }
         h.finalize().to_hex().to_string()
     }
 
@@ -91,7 +106,8 @@ impl Snapshot {
             .par_iter()
             .map(|(s, r, c)| load_index(s, r, c, &self.arch, cache_dir))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Archive::from_packages(&self.arch, lists.into_iter().flatten().collect()))
+        let packages = lists.into_iter().flatten().chain(self.local.iter().cloned()).collect();
+        Ok(Archive::from_packages(&self.arch, packages))
     }
 }
 

@@ -9,6 +9,13 @@
 //! fly), checked, fsynced and atomically renamed into place, so a crash or a
 //! concurrent run never leaves a truncated or unverified file under the
 //! final name.
+//!
+//! A package names its own archive root (`base_uri`, from the index that
+//! listed it) when it was resolved here; a package read from a lock file does
+//! not, since the lock may come from another machine. Either way the
+//! configured *mirrors* are tried next, in order, with the same `Filename`:
+//! what matters is the SHA256, not which server sent the bytes. A server that
+//! sends other bytes is reported even when another one then succeeds.
 
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
@@ -30,10 +37,14 @@ const PARALLEL: usize = 3;
 pub enum FetchError {
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("{url}: got {found} bytes, the Packages index says {name} {version} is {expected} bytes")]
+    #[error("{url}: got {found} bytes, but {name} {version} is {expected} bytes (Packages index or lock)")]
     SizeMismatch { url: String, name: String, version: String, expected: u64, found: u64 },
-    #[error("{url}: SHA256 {found} does not match {expected} from the Packages index for {name} {version} (corrupt or tampered mirror)")]
+    #[error("{url}: SHA256 {found} does not match {expected}, the SHA256 of {name} {version} in the Packages index or lock (corrupt or tampered mirror, or a wrong lock)")]
     HashMismatch { url: String, name: String, version: String, expected: String, found: String },
+    #[error("{name} {version}: no verified copy{}: {}", cached.as_ref().map(|c| format!(" ({c})")).unwrap_or_default(), tried.join("; "))]
+    Unavailable { name: String, version: String, cached: Option<String>, tried: Vec<String> },
+    #[error("{name} {version}: no archive or mirror is configured to download {filename} from")]
+    NoMirror { name: String, version: String, filename: String },
     #[error("package cache {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -47,6 +58,12 @@ pub fn deb_file_name(p: &Package) -> String {
 /// order of `pkgs`. A progress bar is drawn on stderr when it is a terminal
 /// and `quiet` is false.
 pub fn download(pkgs: &[Package], dir: &Path, quiet: bool) -> Result<Vec<PathBuf>, FetchError> {
+    download_from(pkgs, &[], dir, quiet)
+}
+
+/// [`download`], trying each package's own archive first, then `mirrors`
+/// (archive roots such as `http://deb.debian.org/debian` or `file:/srv/debs`).
+pub fn download_from(pkgs: &[Package], mirrors: &[String], dir: &Path, quiet: bool) -> Result<Vec<PathBuf>, FetchError> {
     std::fs::create_dir_all(dir).map_err(|source| FetchError::Io { path: dir.to_path_buf(), source })?;
     let total: u64 = pkgs.iter().map(|p| p.size).sum();
     let bar = progress_bar(total, quiet);
@@ -57,7 +74,7 @@ pub fn download(pkgs: &[Package], dir: &Path, quiet: bool) -> Result<Vec<PathBuf
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(p) = pkgs.get(i) else { break };
-                let r = fetch_one(p, dir, &bar);
+                let r = fetch_one(p, mirrors, dir, &bar);
                 let failed = r.is_err();
                 if let Ok(mut res) = results.lock() {
                     res[i] = Some(r);
@@ -100,32 +117,65 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
     bar
 }
 
-fn fetch_one(p: &Package, dir: &Path, bar: &ProgressBar) -> Result<PathBuf, FetchError> {
+fn fetch_one(p: &Package, mirrors: &[String], dir: &Path, bar: &ProgressBar) -> Result<PathBuf, FetchError> {
     let path = dir.join(deb_file_name(p));
-    let io = |source| FetchError::Io { path: path.clone(), source };
+    let mut cached = None;
     if let Ok(mut f) = File::open(&path) {
-        if f.metadata().map(|m| m.len() == p.size).unwrap_or(false)
-            && hash_reader(&mut f).map(|h| h == p.sha256).unwrap_or(false)
-        {
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let hash = hash_reader(&mut f).unwrap_or_default();
+        if size == p.size && hash == p.sha256 {
             bar.inc(p.size);
             return Ok(path);
         }
-        tracing::warn!(path = %path.display(), "cached .deb does not match the index; downloading again");
+        tracing::warn!(path = %path.display(), "cached .deb does not match the expected SHA256; downloading again");
+        cached = Some(format!(
+            "the package cache's {} has SHA256 {hash} and {size} bytes, not {} and {} bytes: corrupt or tampered, not used",
+            path.display(),
+            p.sha256,
+            p.size
+        ));
     }
-    let url = p.url();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match download_verified(p, &url, dir, &path, bar) {
-            Ok(()) => return Ok(path),
-            // One retry for transient network trouble; hash mismatches are not transient.
-            Err(FetchError::Transport(e)) if attempt < 2 && !e.is_not_found() => {
-                tracing::warn!(%url, "retrying after: {e}");
-            }
-            Err(FetchError::Io { source, .. }) => return Err(io(source)),
-            Err(e) => return Err(e),
+    let mut urls = Vec::new();
+    for base in std::iter::once(&p.base_uri).chain(mirrors).filter(|b| !b.is_empty()) {
+        let url = format!("{}/{}", base.trim_end_matches('/'), p.filename);
+        if !urls.contains(&url) {
+            urls.push(url);
         }
     }
+    if urls.is_empty() {
+        return Err(FetchError::NoMirror { name: p.name.clone(), version: p.version.clone(), filename: p.filename.clone() });
+    }
+    let mut failures = Vec::new();
+    for url in &urls {
+        let mut attempt = 0;
+        let failure = loop {
+            attempt += 1;
+            match download_verified(p, url, dir, &path, bar) {
+                Ok(()) => {
+                    for f in &failures {
+                        tracing::warn!("{f}");
+                    }
+                    return Ok(path);
+                }
+                // One retry for transient network trouble; hash mismatches are not transient.
+                Err(FetchError::Transport(e)) if attempt < 2 && !e.is_not_found() => {
+                    tracing::warn!(%url, "retrying after: {e}");
+                }
+                Err(e @ FetchError::Io { .. }) => return Err(e),
+                Err(e) => break e,
+            }
+        };
+        failures.push(failure);
+    }
+    if failures.len() == 1 && cached.is_none() {
+        return Err(failures.remove(0));
+    }
+    Err(FetchError::Unavailable {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        cached,
+        tried: failures.iter().map(ToString::to_string).collect(),
+    })
 }
 
 fn download_verified(p: &Package, url: &str, dir: &Path, path: &Path, bar: &ProgressBar) -> Result<(), FetchError> {
@@ -249,5 +299,37 @@ mod tests {
         let e = download(&[p], cache.path(), true).unwrap_err();
         assert!(e.to_string().contains("missing.deb"), "{e}");
         assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1, "no partial files left");
+    }
+
+    /// A package from a lock has no archive of its own: the mirrors are tried
+    /// in order; a tampered cache copy is named when no mirror can replace it.
+    #[test]
+    fn mirrors_are_tried_in_order() {
+        let (good, mut p) = repo_with(b"deb contents");
+        let (evil, _) = repo_with(b"deb c0ntents");
+        let empty = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let uri = |d: &tempfile::TempDir| format!("file:{}", d.path().display());
+        p.base_uri = String::new();
+        let e = download(std::slice::from_ref(&p), cache.path(), true).unwrap_err();
+        assert!(matches!(e, FetchError::NoMirror { .. }) && e.to_string().contains("hello 1:2.10-3"), "{e}");
+
+        let got = download_from(std::slice::from_ref(&p), &[uri(&empty), uri(&evil), uri(&good)], cache.path(), true)
+            .unwrap();
+        assert_eq!(std::fs::read(&got[0]).unwrap(), b"deb contents");
+
+        // Tampered in the cache, and no mirror has a good copy: both are said.
+        std::fs::write(&got[0], b"deb c0ntents").unwrap();
+        let e = download_from(std::slice::from_ref(&p), &[uri(&empty), uri(&evil)], cache.path(), true).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, FetchError::Unavailable { .. }), "{msg}");
+        assert!(msg.starts_with("hello 1:2.10-3: no verified copy (the package cache's"), "{msg}");
+        assert!(msg.contains("corrupt or tampered, not used") && msg.contains(&p.sha256), "{msg}");
+        assert!(msg.contains("cannot read") && msg.contains("does not match"), "every mirror's failure is listed: {msg}");
+        assert_eq!(std::fs::read(&got[0]).unwrap(), b"deb c0ntents", "a failed download replaces nothing");
+        // Its own archive (base_uri) comes first, mirrors after.
+        p.base_uri = uri(&evil);
+        download_from(std::slice::from_ref(&p), &[uri(&good)], cache.path(), true).unwrap();
+        assert_eq!(std::fs::read(&got[0]).unwrap(), b"deb contents");
     }
 }

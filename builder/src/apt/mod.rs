@@ -17,12 +17,19 @@
 //!    version order).
 //! 5. [`download`]: fetch the .debs, checking size + SHA256 ([`fetch`]).
 //! 6. [`unpack_data`]: unpack their `data.tar` safely ([`debfile`]).
+//!
+//! [`PackageSources`] is where packages may come from: the signed archives
+//! (the machine's APT sources and any configured in hermod's config file) and
+//! local directories of .debs ([`local`]), which are trusted as configuration.
+//! Its [`PackageSources::mirrors`] are where a lock file's packages are
+//! fetched from, without reading any index.
 
 pub mod archive;
 pub mod debfile;
 pub mod depends;
 pub mod fetch;
 pub mod keyring;
+pub mod local;
 pub mod packages;
 pub mod release;
 pub mod resolve;
@@ -38,7 +45,8 @@ use std::path::{Path, PathBuf};
 
 pub use archive::{Archive, Snapshot};
 pub use debfile::{control, DebFileError};
-pub use fetch::{deb_file_name, FetchError};
+pub use fetch::{deb_file_name, download_from, FetchError};
+pub use local::LocalError;
 pub use packages::{Package, PackagesError};
 pub use release::ReleaseError;
 pub use resolve::ResolveError;
@@ -55,8 +63,48 @@ pub enum AptError {
     Release(#[from] ReleaseError),
     #[error(transparent)]
     Packages(#[from] PackagesError),
-    #[error("no configured APT source serves architecture {arch} (check /etc/apt/sources.list.d)")]
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    #[error("no configured package source serves architecture {arch} (check /etc/apt/sources.list.d and hermod's config file)")]
     NoSources { arch: String },
+}
+
+/// Everything packages may come from, in order of preference.
+#[derive(Debug, Clone, Default)]
+pub struct PackageSources {
+    /// Archives whose InRelease must verify with their `Signed-By` keys.
+    pub archives: Vec<Source>,
+    /// Directories of .debs, trusted because the administrator put them there.
+    pub local_dirs: Vec<PathBuf>,
+}
+
+impl PackageSources {
+    /// The machine's APT sources alone.
+    pub fn system() -> Result<PackageSources, AptError> {
+        Ok(PackageSources { archives: read_sources(Path::new("/"))?, local_dirs: Vec::new() })
+    }
+
+    /// Verify every archive's InRelease and index the local directories.
+    pub fn snapshot(&self, arch: &str) -> Result<Snapshot, AptError> {
+        let mut local = Vec::new();
+        for dir in &self.local_dirs {
+            local.extend(local::scan(dir, arch)?);
+        }
+        Snapshot::fetch_with_local(&self.archives, local, arch)
+    }
+
+    /// Archive roots and `file:` directories to fetch a known `Filename`
+    /// from, in order, without duplicates. Reads nothing.
+    pub fn mirrors(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let local = self.local_dirs.iter().map(|d| format!("file:{}", d.display()));
+        for uri in self.archives.iter().map(|s| s.uri.clone()).chain(local) {
+            if !out.contains(&uri) {
+                out.push(uri);
+            }
+        }
+        out
+    }
 }
 
 /// Dependency closure of `roots` (exact package names), skipping anything

@@ -283,6 +283,7 @@ mod tests {
             components: vec!["main".into()],
             architectures: vec![],
             signed_by: SignedBy::Keyrings(vec![]),
+            check_valid_until: true,
             declared_in: "test".into(),
         };
         let mut release = Release::default();

@@ -50,6 +50,10 @@ pub struct Source {
     /// Restriction from `arch=`/`Architectures:`; empty means "any".
     pub architectures: Vec<String>,
     pub signed_by: SignedBy,
+    /// Whether an expired `Valid-Until` is refused (APT's `check-valid-until`,
+    /// default yes). Snapshot mirrors serve old, long-expired Release files
+    /// on purpose: their signature still holds, their date does not.
+    pub check_valid_until: bool,
     /// The file that declared it, for error messages.
     pub declared_in: PathBuf,
 }
@@ -109,7 +113,7 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, SourcesError> {
 }
 
 /// `etc/apt/trusted.gpg.d/*.{gpg,asc}` (sorted) then `etc/apt/trusted.gpg`.
-fn default_keyrings(apt: &Path) -> Result<Vec<PathBuf>, SourcesError> {
+pub(crate) fn default_keyrings(apt: &Path) -> Result<Vec<PathBuf>, SourcesError> {
     let mut keys: Vec<PathBuf> = list_dir(&apt.join("trusted.gpg.d"))?
         .into_iter()
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("gpg" | "asc")))
@@ -137,6 +141,7 @@ pub fn parse_one_line_file(text: &str, path: &Path, defaults: &[PathBuf]) -> Res
         let mut architectures = Vec::new();
         let mut signed_by = None;
         let mut enabled = true;
+        let mut check_valid_until = true;
         rest = rest.trim_start();
         if let Some(opts) = rest.strip_prefix('[') {
             let (opts, after) = opts.split_once(']').ok_or_else(|| err("`[` options without closing `]`"))?;
@@ -146,6 +151,7 @@ pub fn parse_one_line_file(text: &str, path: &Path, defaults: &[PathBuf]) -> Res
                     "arch" => architectures = v.split(',').map(str::to_string).collect(),
                     "signed-by" => signed_by = Some(v.split(',').map(PathBuf::from).collect()),
                     "enabled" => enabled = v != "no",
+                    "check-valid-until" => check_valid_until = v != "no",
                     _ => {} // trusted=, lang=, target= ... do not affect what we fetch
                 }
             }
@@ -168,6 +174,7 @@ pub fn parse_one_line_file(text: &str, path: &Path, defaults: &[PathBuf]) -> Res
             components: words[2..].iter().map(|s| s.to_string()).collect(),
             architectures,
             signed_by: SignedBy::Keyrings(signed_by.unwrap_or_else(|| defaults.to_vec())),
+            check_valid_until,
             declared_in: path.to_path_buf(),
         });
     }
@@ -226,6 +233,7 @@ pub fn parse_deb822_file(text: &str, path: &Path, defaults: &[PathBuf]) -> Resul
                     components: components.clone(),
                     architectures: words("Architectures"),
                     signed_by: signed_by.clone(),
+                    check_valid_until: !st.get("Check-Valid-Until").is_some_and(|v| v.eq_ignore_ascii_case("no")),
                     declared_in: path.to_path_buf(),
                 });
             }
@@ -274,6 +282,9 @@ mod tests {
         assert_eq!(s[0].signed_by, SignedBy::Keyrings(vec!["/k.gpg".into()]));
         assert_eq!(s[0].components, ["main", "contrib"]);
         assert_eq!(s[1].signed_by, SignedBy::Keyrings(vec!["/etc/apt/trusted.gpg".into()]));
+        assert!(s[0].check_valid_until);
+        let snapshot = "deb [check-valid-until=no] http://snapshot.debian.org/archive/debian/20250520T000000Z bookworm main\n";
+        assert!(!parse_one_line_file(snapshot, Path::new("l"), &[]).unwrap()[0].check_valid_until);
         let e = parse_one_line_file("deb http://x sid\n", Path::new("l"), &[]).unwrap_err();
         assert!(e.to_string().contains("l: line 1"), "{e}");
     }

@@ -20,12 +20,18 @@ pub struct Lock {
     pub links: BTreeMap<String, String>,
     /// Version of the kernel's headers package (it names the kernel build).
     pub headers_version: String,
+    /// Archive roots (and `file:` directories) to fetch a .deb from when its
+    /// own origin fails or is unknown, as for a lock read from a file. Where
+    /// the bytes come from does not change what they are (SHA256), so this is
+    /// not part of the lock's text or hash.
+    #[serde(skip)]
+    pub mirrors: Vec<String>,
 }
 
 impl Lock {
     /// Resolve the recipe for `kernel` against the archive.
     pub fn resolve(archive: &Archive, recipe: &Recipe, kernel: &str) -> Result<Lock, RootfsError> {
-        if kernel.is_empty() || !kernel.chars().all(|c| c.is_ascii_alphanumeric() || "+-._~".contains(c)) {
+        if !kernel_name_ok(kernel) {
             return Err(RootfsError::BadKernelName(kernel.to_owned()));
         }
         let headers = recipe.headers_package(kernel);
@@ -49,6 +55,7 @@ impl Lock {
             packages,
             links: recipe.links.clone(),
             headers_version,
+            mirrors: Vec::new(),
         })
     }
 
@@ -76,6 +83,11 @@ impl Lock {
     pub fn download_size(&self) -> u64 {
         self.packages.iter().map(|p| p.size).sum()
     }
+}
+
+/// A kernel release as it may appear in package names and paths.
+pub(super) fn kernel_name_ok(kernel: &str) -> bool {
+    !kernel.is_empty() && kernel.chars().all(|c| c.is_ascii_alphanumeric() || "+-._~".contains(c))
 }
 
 /// Resolutions remembered per archive snapshot.

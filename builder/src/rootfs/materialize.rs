@@ -48,7 +48,7 @@ pub fn materialize(store: &Store, lock: &Lock, quiet: bool) -> Result<Rootfs, Ro
         return Ok(rootfs(false));
     }
 
-    let debs = apt::download(&lock.packages, store.packages(), quiet)?;
+    let debs = apt::download_from(&lock.packages, &lock.mirrors, store.packages(), quiet)?;
     let staging = store.staging_dir(&format!("rootfs-{}-", &hash[..16]))?;
     let tree = staging.path().join("tree");
     fs::create_dir_all(&tree).map_err(io_err(&tree))?;

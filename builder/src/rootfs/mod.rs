@@ -13,9 +13,11 @@
 //! The sandbox mounts it read-only.
 
 mod lock;
+mod lockfile;
 mod materialize;
 
 pub use lock::{Lock, Memo};
+pub use lockfile::LockFileError;
 pub use materialize::{materialize, Rootfs};
 
 use std::collections::BTreeMap;
@@ -46,6 +48,8 @@ pub enum RootfsError {
     NoDefaultKernel(String),
     #[error("{0:?} is not a kernel release (expected something like 6.1.0-56-amd64)")]
     BadKernelName(String),
+    #[error(transparent)]
+    LockFile(#[from] LockFileError),
     // Boxed: these are large, and every Result of the pipeline carries them.
     #[error(transparent)]
     Apt(Box<apt::AptError>),
@@ -129,7 +133,14 @@ impl Recipe {
                 message: "`headers` must contain {kernel}".into(),
             });
         }
-        for link in recipe.links.keys() {
+        for (link, target) in &recipe.links {
+            // Lock files are space-separated records: no whitespace in either.
+            if link.contains(char::is_whitespace) || target.contains(char::is_whitespace) || target.is_empty() {
+                return Err(RootfsError::RecipeParse {
+                    path: origin.to_owned(),
+                    message: format!("link {link:?} → {target:?}: paths must be non-empty, without whitespace"),
+                });
+            }
             if !link.starts_with('/') || link.split('/').any(|p| p == "..") {
                 return Err(RootfsError::RecipeParse {
                     path: origin.to_owned(),

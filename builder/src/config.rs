@@ -1,0 +1,246 @@
+//! hermod's configuration file, `/etc/hermod/config.toml` (or `--config FILE`).
+//!
+//! The file is optional: without it, hermod uses the machine's APT sources and
+//! nothing else. Each feature owns one part of [`Config`]; unknown keys are
+//! refused (a misspelt key that silently does nothing is worse than an error),
+//! so a new feature adds its field or `[section]` here.
+//!
+//! Package sources, the first part:
+//!
+//! ```toml
+//! # Read /etc/apt/sources.list{,.d} (default true).
+//! use_system_sources = true
+//! # Directories of .debs, indexed from their control files. No signature
+//! # covers them: they are trusted because the administrator put them here.
+//! local_debs = ["/srv/hermod/debs"]
+//!
+//! # More archives, like deb822 stanzas; tried before the system's.
+//! [[sources]]
+//! uri = "http://snapshot.debian.org/archive/debian/20250520T000000Z"
+//! suites = ["bookworm"]
+//! components = ["main"]
+//! signed_by = "/usr/share/keyrings/debian-archive-keyring.gpg"
+//! check_valid_until = false   # snapshots serve long-expired Release files
+//! ```
+//!
+//! Every archive's InRelease is verified with its `signed_by` keyrings (APT's
+//! trusted.gpg.d when absent), and every index against that InRelease, exactly
+//! as for the machine's own sources (see [`crate::apt`]).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::apt::{self, PackageSources, SignedBy, Source};
+
+/// Where the configuration is read from when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/hermod/config.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Use `/etc/apt/sources.list` and `sources.list.d/` (default true).
+    #[serde(default = "yes")]
+    pub use_system_sources: bool,
+    /// Directories of .debs (absolute paths).
+    #[serde(default)]
+    pub local_debs: Vec<PathBuf>,
+    /// More archives, tried before the system's.
+    #[serde(default)]
+    pub sources: Vec<SourceEntry>,
+    /// The file this was read from (`None`: no file, the defaults).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One `[[sources]]` entry: the fields of a deb822 `.sources` stanza.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEntry {
+    /// Archive root: `http://`, `https://` or `file:`.
+    pub uri: String,
+    pub suites: Vec<String>,
+    pub components: Vec<String>,
+    /// Keyring file(s) whose keys may sign the InRelease [default: APT's trusted.gpg.d].
+    #[serde(default)]
+    pub signed_by: Option<OneOrMany>,
+    /// Only for these architectures [default: any].
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    /// Refuse an InRelease whose Valid-Until has passed (default true).
+    #[serde(default = "yes")]
+    pub check_valid_until: bool,
+}
+
+/// `"x"` or `["x", "y"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { use_system_sources: true, local_debs: Vec::new(), sources: Vec::new(), path: None }
+    }
+}
+
+impl Config {
+    /// Read `path`, or [`DEFAULT_PATH`] if it exists, or use the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match path {
+            Some(p) => p.to_owned(),
+            None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
+            None => return Ok(Config::default()),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        Config::parse(&text, &path)
+    }
+
+    /// Parse and check the text of a config file read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        config.path = Some(path.to_owned());
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
+        for dir in &config.local_debs {
+            if !dir.is_absolute() {
+                return Err(invalid(format!("local_debs: {} is not an absolute path", dir.display())));
+            }
+        }
+        for (i, s) in config.sources.iter().enumerate() {
+            let at = |what: &str| format!("sources[{i}] ({}): {what}", s.uri);
+            if !["http://", "https://", "file:"].iter().any(|scheme| s.uri.starts_with(scheme)) {
+                return Err(invalid(at("uri must start with http://, https:// or file:")));
+            }
+            if s.suites.is_empty() || s.components.is_empty() {
+                return Err(invalid(at("needs at least one suite and one component (flat repositories are not supported)")));
+            }
+            let words = s.suites.iter().chain(&s.components).chain(&s.architectures);
+            if let Some(bad) = words.clone().find(|w| w.is_empty() || w.contains(char::is_whitespace)) {
+                return Err(invalid(at(&format!("{bad:?} is not a suite, component or architecture name"))));
+            }
+            if let Some(key) = s.keyrings().iter().find(|k| !k.is_absolute()) {
+                return Err(invalid(at(&format!("signed_by {} is not an absolute keyring path", key.display()))));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The package sources this configuration names: its own archives first,
+    /// then the system's (if used), then the local directories.
+    pub fn package_sources(&self) -> Result<PackageSources, apt::AptError> {
+        let declared_in = self.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+        let defaults = apt::sources::default_keyrings(Path::new("/etc/apt"))?;
+        let mut archives = Vec::new();
+        for entry in &self.sources {
+            let keyrings = entry.keyrings();
+            let signed_by = SignedBy::Keyrings(if keyrings.is_empty() { defaults.clone() } else { keyrings });
+            for suite in &entry.suites {
+                archives.push(Source {
+                    uri: entry.uri.trim_end_matches('/').to_owned(),
+                    suite: suite.clone(),
+                    components: entry.components.clone(),
+                    architectures: entry.architectures.clone(),
+                    signed_by: signed_by.clone(),
+                    check_valid_until: entry.check_valid_until,
+                    declared_in: declared_in.clone(),
+                });
+            }
+        }
+        if self.use_system_sources {
+            archives.extend(PackageSources::system()?.archives);
+        }
+        Ok(PackageSources { archives, local_dirs: self.local_debs.clone() })
+    }
+}
+
+impl SourceEntry {
+    fn keyrings(&self) -> Vec<PathBuf> {
+        match &self.signed_by {
+            None => Vec::new(),
+            Some(OneOrMany::One(p)) => vec![p.clone()],
+            Some(OneOrMany::Many(v)) => v.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+use_system_sources = false
+local_debs = ["/srv/debs"]
+
+[[sources]]
+uri = "http://snapshot.debian.org/archive/debian/20250520T000000Z/"
+suites = ["bookworm", "bookworm-updates"]
+components = ["main"]
+signed_by = "/usr/share/keyrings/debian-archive-keyring.gpg"
+check_valid_until = false
+
+[[sources]]
+uri = "file:/srv/mirror"
+suites = ["bookworm"]
+components = ["main", "contrib"]
+signed_by = ["/a.gpg", "/b.asc"]
+architectures = ["amd64"]
+"#;
+
+    #[test]
+    fn sources_local_dirs_and_mirrors() {
+        let config = Config::parse(FULL, Path::new("/etc/hermod/config.toml")).unwrap();
+        let sources = config.package_sources().unwrap();
+        let got: Vec<(&str, &str)> = sources.archives.iter().map(|s| (s.uri.as_str(), s.suite.as_str())).collect();
+        let snapshot = "http://snapshot.debian.org/archive/debian/20250520T000000Z";
+        assert_eq!(got, [(snapshot, "bookworm"), (snapshot, "bookworm-updates"), ("file:/srv/mirror", "bookworm")]);
+        assert!(!sources.archives[0].check_valid_until && sources.archives[2].check_valid_until);
+        assert_eq!(sources.archives[2].signed_by, SignedBy::Keyrings(vec!["/a.gpg".into(), "/b.asc".into()]));
+        assert!(!sources.archives[2].serves("arm64"));
+        assert_eq!(sources.local_dirs, [PathBuf::from("/srv/debs")]);
+        assert_eq!(sources.mirrors(), [snapshot, "file:/srv/mirror", "file:/srv/debs"]);
+    }
+
+    #[test]
+    fn defaults_use_the_system_sources() {
+        let config = Config::parse("", Path::new("c.toml")).unwrap();
+        assert!(config.use_system_sources && config.sources.is_empty() && config.local_debs.is_empty());
+        let missing = Config::load(Some(Path::new("/nonexistent/hermod.toml"))).unwrap_err().to_string();
+        assert!(missing.starts_with("cannot read config file /nonexistent/hermod.toml"), "{missing}");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            ("use_sytem_sources = false", "unknown field `use_sytem_sources`"),
+            ("[[sources]]\nuri = \"http://x\"\nsuites = [\"s\"]\ncomponents = [\"main\"]\nsigned-by = \"/k\"", "unknown field `signed-by`"),
+            ("use_system_sources = \"no\"", "invalid type"),
+            ("local_debs = [\"debs\"]", "local_debs: debs is not an absolute path"),
+            ("[[sources]]\nuri = \"ftp://x\"\nsuites = [\"s\"]\ncomponents = [\"main\"]", "sources[0] (ftp://x): uri must start with"),
+            ("[[sources]]\nuri = \"http://x\"\nsuites = []\ncomponents = [\"main\"]", "at least one suite"),
+            ("[[sources]]\nuri = \"http://x\"\nsuites = [\"s\"]\ncomponents = [\"main\"]\nsigned_by = \"k.gpg\"", "not an absolute keyring path"),
+            ("[[sources]]\nuri = \"http://x\"\ncomponents = [\"main\"]", "missing field `suites`"),
+        ];
+        for (text, message) in cases {
+            let e = Config::parse(text, Path::new("/etc/hermod/config.toml")).unwrap_err().to_string();
+            assert!(e.starts_with("config file /etc/hermod/config.toml: ") && e.contains(message), "{text}: {e}");
+        }
+    }
+}
