@@ -8,9 +8,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::build::BuildError;
+use crate::config::Config;
 use crate::limits::BuildLimits;
 use crate::pipeline::{Context, Options, PipelineError};
-use crate::config::Config;
 use crate::rootfs::{self, Lock, LockFileError, Recipe, RootfsError};
 use crate::store::Store;
 
@@ -235,7 +235,8 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
         }
         Command::Rootfs { command: RootfsCommand::Build { kernel, lock } } => {
             let limits = BuildLimits::default();
-            let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(1), limits, lock.as_deref())?;
+            let ctx =
+                context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(1), limits, lock.as_deref())?;
             let kernel = match kernel {
                 Some(k) => k.clone(),
                 None => ctx.default_kernel()?,

@@ -130,7 +130,9 @@ impl Config {
                 return Err(invalid(at("uri must start with http://, https:// or file:")));
             }
             if s.suites.is_empty() || s.components.is_empty() {
-                return Err(invalid(at("needs at least one suite and one component (flat repositories are not supported)")));
+                return Err(invalid(at(
+                    "needs at least one suite and one component (flat repositories are not supported)",
+                )));
             }
             let words = s.suites.iter().chain(&s.components).chain(&s.architectures);
             if let Some(bad) = words.clone().find(|w| w.is_empty() || w.contains(char::is_whitespace)) {
@@ -230,12 +232,21 @@ architectures = ["amd64"]
     fn mistakes_are_named() {
         let cases = [
             ("use_sytem_sources = false", "unknown field `use_sytem_sources`"),
-            ("[[sources]]\nuri = \"http://x\"\nsuites = [\"s\"]\ncomponents = [\"main\"]\nsigned-by = \"/k\"", "unknown field `signed-by`"),
+            (
+                "[[sources]]\nuri = \"http://x\"\nsuites = [\"s\"]\ncomponents = [\"main\"]\nsigned-by = \"/k\"",
+                "unknown field `signed-by`",
+            ),
             ("use_system_sources = \"no\"", "invalid type"),
             ("local_debs = [\"debs\"]", "local_debs: debs is not an absolute path"),
-            ("[[sources]]\nuri = \"ftp://x\"\nsuites = [\"s\"]\ncomponents = [\"main\"]", "sources[0] (ftp://x): uri must start with"),
+            (
+                "[[sources]]\nuri = \"ftp://x\"\nsuites = [\"s\"]\ncomponents = [\"main\"]",
+                "sources[0] (ftp://x): uri must start with",
+            ),
             ("[[sources]]\nuri = \"http://x\"\nsuites = []\ncomponents = [\"main\"]", "at least one suite"),
-            ("[[sources]]\nuri = \"http://x\"\nsuites = [\"s\"]\ncomponents = [\"main\"]\nsigned_by = \"k.gpg\"", "not an absolute keyring path"),
+            (
+                "[[sources]]\nuri = \"http://x\"\nsuites = [\"s\"]\ncomponents = [\"main\"]\nsigned_by = \"k.gpg\"",
+                "not an absolute keyring path",
+            ),
             ("[[sources]]\nuri = \"http://x\"\ncomponents = [\"main\"]", "missing field `suites`"),
         ];
         for (text, message) in cases {

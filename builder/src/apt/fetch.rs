@@ -41,8 +41,9 @@ pub enum FetchError {
     SizeMismatch { url: String, name: String, version: String, expected: u64, found: u64 },
     #[error("{url}: SHA256 {found} does not match {expected}, the SHA256 of {name} {version} in the Packages index or lock (corrupt or tampered mirror, or a wrong lock)")]
     HashMismatch { url: String, name: String, version: String, expected: String, found: String },
-    #[error("{name} {version}: no verified copy{}: {}", cached.as_ref().map(|c| format!(" ({c})")).unwrap_or_default(), tried.join("; "))]
-    Unavailable { name: String, version: String, cached: Option<String>, tried: Vec<String> },
+    /// `package` is `NAME VERSION`.
+    #[error("{package}: no copy has the expected SHA256 {expected} (from the lock or the Packages index){hint}: {}", tried.join("; "))]
+    Unavailable { package: String, expected: String, hint: String, tried: Vec<String> },
     #[error("{name} {version}: no archive or mirror is configured to download {filename} from")]
     NoMirror { name: String, version: String, filename: String },
     #[error("package cache {path}: {source}")]
@@ -63,7 +64,12 @@ pub fn download(pkgs: &[Package], dir: &Path, quiet: bool) -> Result<Vec<PathBuf
 
 /// [`download`], trying each package's own archive first, then `mirrors`
 /// (archive roots such as `http://deb.debian.org/debian` or `file:/srv/debs`).
-pub fn download_from(pkgs: &[Package], mirrors: &[String], dir: &Path, quiet: bool) -> Result<Vec<PathBuf>, FetchError> {
+pub fn download_from(
+    pkgs: &[Package],
+    mirrors: &[String],
+    dir: &Path,
+    quiet: bool,
+) -> Result<Vec<PathBuf>, FetchError> {
     std::fs::create_dir_all(dir).map_err(|source| FetchError::Io { path: dir.to_path_buf(), source })?;
     let total: u64 = pkgs.iter().map(|p| p.size).sum();
     let bar = progress_bar(total, quiet);
@@ -128,12 +134,7 @@ fn fetch_one(p: &Package, mirrors: &[String], dir: &Path, bar: &ProgressBar) -> 
             return Ok(path);
         }
         tracing::warn!(path = %path.display(), "cached .deb does not match the expected SHA256; downloading again");
-        cached = Some(format!(
-            "the package cache's {} has SHA256 {hash} and {size} bytes, not {} and {} bytes: corrupt or tampered, not used",
-            path.display(),
-            p.sha256,
-            p.size
-        ));
+        cached = Some((path.clone(), hash, size));
     }
     let mut urls = Vec::new();
     for base in std::iter::once(&p.base_uri).chain(mirrors).filter(|b| !b.is_empty()) {
@@ -143,7 +144,11 @@ fn fetch_one(p: &Package, mirrors: &[String], dir: &Path, bar: &ProgressBar) -> 
         }
     }
     if urls.is_empty() {
-        return Err(FetchError::NoMirror { name: p.name.clone(), version: p.version.clone(), filename: p.filename.clone() });
+        return Err(FetchError::NoMirror {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            filename: p.filename.clone(),
+        });
     }
     let mut failures = Vec::new();
     for url in &urls {
@@ -170,12 +175,22 @@ fn fetch_one(p: &Package, mirrors: &[String], dir: &Path, bar: &ProgressBar) -> 
     if failures.len() == 1 && cached.is_none() {
         return Err(failures.remove(0));
     }
-    Err(FetchError::Unavailable {
-        name: p.name.clone(),
-        version: p.version.clone(),
-        cached,
-        tried: failures.iter().map(ToString::to_string).collect(),
-    })
+    let mut tried: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    let mut hint = String::new();
+    if let Some((path, hash, size)) = cached {
+        tried.insert(0, format!("the package cache's {} has SHA256 {hash} ({size} bytes): not used", path.display()));
+        // Independent copies that agree with each other but not with the
+        // expectation point at the expectation: most likely a wrong lock.
+        let agreeing = failures.iter().find_map(|f| match f {
+            FetchError::HashMismatch { url, found, .. } if *found == hash => Some(url),
+            _ => None,
+        });
+        if let Some(url) = agreeing {
+            hint = format!("; the package cache and {url} agree on {hash}: is the lock wrong?");
+        }
+    }
+    let package = format!("{} {}", p.name, p.version);
+    Err(FetchError::Unavailable { package, expected: p.sha256.clone(), hint, tried })
 }
 
 fn download_verified(p: &Package, url: &str, dir: &Path, path: &Path, bar: &ProgressBar) -> Result<(), FetchError> {
@@ -323,9 +338,13 @@ mod tests {
         let e = download_from(std::slice::from_ref(&p), &[uri(&empty), uri(&evil)], cache.path(), true).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, FetchError::Unavailable { .. }), "{msg}");
-        assert!(msg.starts_with("hello 1:2.10-3: no verified copy (the package cache's"), "{msg}");
-        assert!(msg.contains("corrupt or tampered, not used") && msg.contains(&p.sha256), "{msg}");
-        assert!(msg.contains("cannot read") && msg.contains("does not match"), "every mirror's failure is listed: {msg}");
+        assert!(msg.starts_with(&format!("hello 1:2.10-3: no copy has the expected SHA256 {}", p.sha256)), "{msg}");
+        assert!(msg.contains(&format!("the package cache's {} has SHA256", got[0].display())), "{msg}");
+        assert!(msg.contains("the package cache and file:") && msg.contains("is the lock wrong?"), "{msg}");
+        assert!(
+            msg.contains("cannot read") && msg.contains("does not match"),
+            "every mirror's failure is listed: {msg}"
+        );
         assert_eq!(std::fs::read(&got[0]).unwrap(), b"deb c0ntents", "a failed download replaces nothing");
         // Its own archive (base_uri) comes first, mirrors after.
         p.base_uri = uri(&evil);

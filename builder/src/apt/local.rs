@@ -52,7 +52,9 @@ pub fn scan(dir: &Path, arch: &str) -> Result<Vec<Package>, LocalError> {
         let invalid = |problem: String| LocalError::Invalid { path: path.clone(), problem };
         let filename = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         if filename.is_empty() || filename.contains(char::is_whitespace) {
-            return Err(invalid("the file name must be UTF-8 without whitespace (it is recorded in lock files)".into()));
+            return Err(invalid(
+                "the file name must be UTF-8 without whitespace (it is recorded in lock files)".into(),
+            ));
         }
         let control = debfile::control(&path)?;
         let field = |name: &'static str| control.get(name).map(str::to_owned);
@@ -66,7 +68,9 @@ pub fn scan(dir: &Path, arch: &str) -> Result<Vec<Package>, LocalError> {
         let mut hasher = Sha256::new();
         let size = io::copy(&mut file, &mut hasher).map_err(io_err(&path))?;
         packages.push(Package {
-            source: field("Source").and_then(|s| s.split_whitespace().next().map(str::to_owned)).unwrap_or(name.clone()),
+            source: field("Source")
+                .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+                .unwrap_or(name.clone()),
             name,
             version: need("Version")?,
             architecture,

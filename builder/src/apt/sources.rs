@@ -283,7 +283,8 @@ mod tests {
         assert_eq!(s[0].components, ["main", "contrib"]);
         assert_eq!(s[1].signed_by, SignedBy::Keyrings(vec!["/etc/apt/trusted.gpg".into()]));
         assert!(s[0].check_valid_until);
-        let snapshot = "deb [check-valid-until=no] http://snapshot.debian.org/archive/debian/20250520T000000Z bookworm main\n";
+        let snapshot =
+            "deb [check-valid-until=no] http://snapshot.debian.org/archive/debian/20250520T000000Z bookworm main\n";
         assert!(!parse_one_line_file(snapshot, Path::new("l"), &[]).unwrap()[0].check_valid_until);
         let e = parse_one_line_file("deb http://x sid\n", Path::new("l"), &[]).unwrap_err();
         assert!(e.to_string().contains("l: line 1"), "{e}");

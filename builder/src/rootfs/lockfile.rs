@@ -98,7 +98,9 @@ impl Lock {
             if !seen_magic {
                 match words[..] {
                     [MAGIC, v] if v == FORMAT.to_string() => seen_magic = true,
-                    [MAGIC, v] => return Err(err(format!("lock format {v} is not supported (this hermod reads {FORMAT})"))),
+                    [MAGIC, v] => {
+                        return Err(err(format!("lock format {v} is not supported (this hermod reads {FORMAT})")))
+                    }
                     _ => return Err(err(format!("not a hermod lock file (expected `{MAGIC} {FORMAT}` first)"))),
                 }
                 continue;
@@ -141,9 +143,8 @@ impl Lock {
         if !seen_magic {
             return Err(incomplete(format!("empty; a lock file starts with `{MAGIC} {FORMAT}`")));
         }
-        let mut field = |key: &str| {
-            header.remove(key).map(|(_, v)| v).ok_or_else(|| incomplete(format!("no `{key}` line")))
-        };
+        let mut field =
+            |key: &str| header.remove(key).map(|(_, v)| v).ok_or_else(|| incomplete(format!("no `{key}` line")));
         let (recipe, kernel, architecture, headers_version) =
             (field("recipe")?, field("kernel")?, field("architecture")?, field("headers-version")?);
         if packages.is_empty() {
@@ -187,7 +188,9 @@ fn parse_package(fields: &[&str]) -> Result<Package, String> {
         return Err(format!("{name:?} is not a Debian package name"));
     }
     Version::parse(version).map_err(|e| format!("package {name}: {e}"))?;
-    if architecture.is_empty() || !architecture.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+    if architecture.is_empty()
+        || !architecture.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
         return Err(format!("package {name}: {architecture:?} is not an architecture"));
     }
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
@@ -198,7 +201,8 @@ fn parse_package(fields: &[&str]) -> Result<Package, String> {
     // never climbing out (the bytes are verified anyway, but a lock must not
     // make hermod read arbitrary files).
     let components: BTreeSet<&str> = filename.split('/').collect();
-    if filename.starts_with('/') || components.contains("..") || components.contains("") || !filename.ends_with(".deb") {
+    if filename.starts_with('/') || components.contains("..") || components.contains("") || !filename.ends_with(".deb")
+    {
         return Err(format!("package {name}: file name {filename:?} must be a relative path to a .deb, without `..`"));
     }
     if !package_name_ok(source) {
@@ -307,7 +311,8 @@ mod tests {
         // Missing pieces are named too.
         let e = Lock::parse_file(&good.replace("recipe bookworm-amd64\n", ""), "x.lock").unwrap_err().to_string();
         assert_eq!(e, "lock file x.lock: no `recipe` line");
-        let no_packages: String = good.lines().filter(|l| !l.starts_with("package ")).map(|l| format!("{l}\n")).collect();
+        let no_packages: String =
+            good.lines().filter(|l| !l.starts_with("package ")).map(|l| format!("{l}\n")).collect();
         assert!(Lock::parse_file(&no_packages, "x.lock").unwrap_err().to_string().contains("no packages"));
         assert!(Lock::parse_file("", "x.lock").unwrap_err().to_string().contains("empty"));
     }
