@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+mod bench_rootfs;
+
 fn main() -> Result<()> {
     // The sandbox bench runs hermod's sandbox in-process; the sandbox re-executes
     // this binary as its init.
@@ -24,7 +26,7 @@ fn main() -> Result<()> {
         Some("all-kernels") => all_kernels(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR]\n       \
+                "usage: cargo xtask ci\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs]\n       \
                  cargo xtask all-kernels [SOURCE]"
             );
             std::process::exit(2);
@@ -48,7 +50,11 @@ fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
+/// The release hermod, built now; `HERMOD_BENCH_BIN` names another binary.
 fn hermod_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("HERMOD_BENCH_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let status = Command::new("cargo")
         .args(["build", "--release", "-p", "hermod", "--quiet"])
         .current_dir(repo_root())
@@ -105,6 +111,9 @@ fn bench(args: &[String]) -> Result<()> {
         return sandbox_start(Path::new(&tree), runs.max(200));
     }
     let hermod = hermod_binary()?;
+    if flag(args, "--only").as_deref() == Some("rootfs") {
+        return bench_rootfs::bench(&hermod, &kernel);
+    }
     let work = tempfile::tempdir()?;
     let store = std::env::var_os("HERMOD_BENCH_STORE")
         .map(PathBuf::from)
@@ -175,6 +184,13 @@ fn bench(args: &[String]) -> Result<()> {
     println!("cache hit of hello:     {}", ms(median(hits)));
 
     sandbox_start(&tree, runs.max(200))?;
+
+    // 4. Build roots: materialization cold and warm against mmdebstrap; disk use.
+    bench_rootfs::bench(&hermod, &kernel)?;
+    println!(
+        "disk: {}  (goal for all 11 kernels <= 900 MiB; fill the store with `cargo xtask all-kernels`)",
+        bench_rootfs::disk_use(&store)
+    );
     Ok(())
 }
 
