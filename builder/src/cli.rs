@@ -143,8 +143,42 @@ pub enum RootfsCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// List the build roots in the store
-    List,
+    /// List the build roots: kernel, lock hash, compiler, size, bytes shared
+    /// with other roots, last use; and what they take together on disk
+    List {
+        /// One JSON object per root, then one with the totals
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a kernel's lock: the headers hash and the toolchain hash (both
+    /// feed the cache key) and their packages
+    Show {
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Show this lock file's packages instead of resolving
+        #[arg(long, value_name = "FILE", conflicts_with = "kernel")]
+        lock: Option<PathBuf>,
+    },
+    /// Remove build roots not used for a while, then the stored files only
+    /// they held; never a root in use
+    Gc {
+        /// Remove roots unused for this many days [default: 30; 0 with --kernel]
+        #[arg(long, value_name = "DAYS", value_parser = parse_days)]
+        older_than: Option<f64>,
+        /// Only roots of this kernel
+        #[arg(long)]
+        kernel: Option<String>,
+    },
+    /// Re-hash every file of the store, restore corrupt ones from their
+    /// packages and re-link the roots that used them
+    Verify,
+}
+
+fn parse_days(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(days) if days.is_finite() && days >= 0.0 => Ok(days),
+        _ => Err("expected a number of days, 0 or more (e.g. 30 or 0.5)".into()),
+    }
 }
 
 fn open_store(global: &Global) -> Result<Store, PipelineError> {
@@ -230,38 +264,57 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
             }
             Ok(())
         }
-        Command::Rootfs { command: RootfsCommand::Lock { kernel, out } } => {
-            write_lock(&cli.global, kernel.as_deref(), out.as_deref())
-        }
-        Command::Rootfs { command: RootfsCommand::Build { kernel, lock } } => {
-            let limits = BuildLimits::default();
-            let ctx =
-                context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(1), limits, lock.as_deref())?;
-            let kernel = match kernel {
-                Some(k) => k.clone(),
-                None => ctx.default_kernel()?,
-            };
-            let lock = ctx.lock(&kernel)?;
-            let root = rootfs::materialize(&ctx.options.store, &lock, cli.global.quiet)?;
-            println!("{} {} {}", root.hash, kernel, root.tree.display());
+        Command::Rootfs { command } => rootfs_command(&cli.global, command),
+    }
+}
+
+/// `hermod rootfs ...`: the work is in `rootfs`; this is glue.
+fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), PipelineError> {
+    let locked = |kernel: &Option<String>, lock: Option<&Path>| -> Result<(Context, Lock), PipelineError> {
+        let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), lock)?;
+        let kernel = match kernel {
+            Some(k) => k.clone(),
+            None => ctx.default_kernel()?,
+        };
+        let lock = ctx.lock(&kernel)?;
+        Ok((ctx, lock))
+    };
+    match command {
+        RootfsCommand::Lock { kernel, out } => write_lock(global, kernel.as_deref(), out.as_deref()),
+        RootfsCommand::Build { kernel, lock } => {
+            let (ctx, lock) = locked(kernel, lock.as_deref())?;
+            let root = rootfs::materialize(&ctx.options.store, &lock, global.quiet)?;
+            if root.created && !global.quiet {
+                eprintln!("hermod: build root {} made in {:.2} s", &root.hash[..16], root.seconds);
+            }
+            println!("{} {} {}", root.hash, lock.kernel, root.tree.display());
             Ok(())
         }
-        Command::Rootfs { command: RootfsCommand::List } => {
-            let store = open_store(&cli.global)?;
-            let dir = store.rootfs_dir();
-            let mut rows = Vec::new();
-            for entry in std::fs::read_dir(&dir).map_err(|source| PipelineError::Io { path: dir.clone(), source })? {
-                let Ok(entry) = entry else { continue };
-                let Ok(text) = std::fs::read_to_string(entry.path().join("lock")) else { continue };
-                let kernel = text.lines().find_map(|l| l.strip_prefix("kernel ")).unwrap_or("?").to_owned();
-                let packages = text.lines().filter(|l| l.starts_with("package ")).count();
-                rows.push(format!("{kernel}\t{}\t{packages} packages", entry.file_name().to_string_lossy()));
-            }
-            rows.sort();
-            for row in rows {
-                println!("{row}");
-            }
+        RootfsCommand::Show { kernel, lock } => {
+            let (ctx, lock) = locked(kernel, lock.as_deref())?;
+            print!("{}", rootfs::report::show(&ctx.options.store, &lock));
             Ok(())
+        }
+        RootfsCommand::List { json } => {
+            let inventory = rootfs::inventory(&open_store(global)?)?;
+            print!("{}", rootfs::report::list(&inventory, *json));
+            Ok(())
+        }
+        RootfsCommand::Gc { older_than, kernel } => {
+            let days = older_than.unwrap_or(if kernel.is_some() { 0.0 } else { 30.0 });
+            let report = rootfs::gc(&open_store(global)?, Duration::from_secs_f64(days * 86400.0), kernel.as_deref())?;
+            print!("{}", rootfs::report::gc(&report));
+            Ok(())
+        }
+        RootfsCommand::Verify => {
+            let mirrors = Config::load(global.config.as_deref())?.package_sources()?.mirrors();
+            let report = rootfs::verify(&open_store(global)?, &mirrors, global.quiet)?;
+            print!("{}", rootfs::report::verify(&report));
+            if report.foreign.is_empty() {
+                Ok(())
+            } else {
+                Err(PipelineError::Rootfs(RootfsError::Foreign { count: report.foreign.len() }))
+            }
         }
     }
 }
@@ -329,7 +382,14 @@ pub fn exit_code(err: &PipelineError) -> i32 {
         PipelineError::Rootfs(RootfsError::LockFile(_)) | PipelineError::Config(_) => 3,
         PipelineError::LockedKernel { .. } => 2,
         PipelineError::Rootfs(RootfsError::NoDefaultKernel(_)) => 7,
-        PipelineError::Rootfs(RootfsError::Io { .. } | RootfsError::Store(_)) => 9,
+        PipelineError::Rootfs(
+            RootfsError::Io { .. }
+            | RootfsError::Store(_)
+            | RootfsError::Cas(_)
+            | RootfsError::Assemble { .. }
+            | RootfsError::Unrepairable { .. }
+            | RootfsError::Foreign { .. },
+        ) => 9,
         PipelineError::Build { error, .. } => match error {
             BuildError::Source(_)
             | BuildError::Dkms(_)

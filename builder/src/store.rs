@@ -4,7 +4,15 @@
 //! <store>/packages/        verified .debs downloaded from the archive (by name_version_arch)
 //! <store>/indices/         verified archive indices, by SHA256
 //! <store>/locks/           resolutions remembered per archive snapshot (rootfs::Memo)
-//! <store>/rootfs/<lock>/   materialized build roots, one per exact package set
+//! <store>/files/           the build roots' file store: one read-only blob per file content
+//!                          and mode, <2 hex>/<blake3>-<mode> (rootfs::cas)
+//! <store>/unpacked/        one manifest per unpacked .deb: its entries, files by blob name
+//! <store>/quarantine/      blobs found corrupt (moved out of files/, removed by gc)
+//! <store>/rootfs/<lock>/   build roots, one per exact package set: `lock` (written last)
+//!                          and `tree/`, whose regular files are all hard links into files/
+//! <store>/rootfs/<lock>.use   held shared while a root is used; its mtime is the last use
+//! <store>/rootfs/<lock>.lock  held while a root is created
+//! <store>/files.lock       held shared while blobs are added, exclusive while gc deletes
 //! <store>/cas/<blake3>     content-addressed outputs (.deb files)
 //! <store>/ac/<key>         action entries: cache key -> outputs
 //! <store>/logs/            build logs
@@ -93,6 +101,15 @@ impl Store {
     }
     pub fn rootfs_dir(&self) -> PathBuf {
         self.root.join("rootfs")
+    }
+    pub fn files_dir(&self) -> PathBuf {
+        self.root.join("files")
+    }
+    pub fn unpacked_dir(&self) -> PathBuf {
+        self.root.join("unpacked")
+    }
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
     }
     pub fn cas_dir(&self) -> PathBuf {
         self.root.join("cas")

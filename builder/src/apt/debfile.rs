@@ -20,6 +20,10 @@
 //!   the kernel inside the chroot;
 //! * hard links must point at a file this unpack already created inside
 //!   `dest`.
+//!
+//! [`read_data`] applies the rules that do not depend on a destination (paths,
+//! modes, hard-link targets); [`unpack_data`] and the build roots' file store
+//! (`rootfs::cas`) both build on it.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
@@ -118,7 +122,7 @@ fn normalize(p: &Path) -> Result<Option<PathBuf>, &'static str> {
 
 /// Resolve `rel` inside `root` following on-disk symlinks chroot-style; the
 /// final component is followed only if `follow_last`. Never leaves `root`.
-fn resolve_in(root: &Path, rel: &Path, follow_last: bool) -> io::Result<PathBuf> {
+pub(crate) fn resolve_in(root: &Path, rel: &Path, follow_last: bool) -> io::Result<PathBuf> {
     let mut stack: Vec<std::ffi::OsString> = rel.components().rev().map(|c| c.as_os_str().to_owned()).collect();
     let mut cur = PathBuf::new(); // relative to root
     let mut hops = 0;
@@ -152,7 +156,7 @@ fn resolve_in(root: &Path, rel: &Path, follow_last: bool) -> io::Result<PathBuf>
 }
 
 /// Remove whatever non-directory sits at `p` (never follows it).
-fn clear(p: &Path) -> io::Result<()> {
+pub(crate) fn clear(p: &Path) -> io::Result<()> {
     match fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => Err(io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way")),
         Ok(_) => fs::remove_file(p),
@@ -161,23 +165,43 @@ fn clear(p: &Path) -> io::Result<()> {
     }
 }
 
-/// Unpack the data member of `deb` into `dest` (created if missing).
-/// Returns the relative paths unpacked, in archive order.
-pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError> {
-    use std::os::unix::fs::PermissionsExt;
+/// One entry of a package's `data.tar`, already checked against the safety
+/// rules that do not depend on where it is unpacked.
+pub(crate) struct DataEntry<'a> {
+    /// Relative, normalized path (no `..`, never the root itself).
+    pub rel: PathBuf,
+    /// Permission bits with setuid/setgid dropped.
+    pub mode: u32,
+    pub mtime: u64,
+    pub kind: EntryKind<'a>,
+}
+
+pub(crate) enum EntryKind<'a> {
+    Dir,
+    /// A regular file; its content is read from the reader.
+    File(&'a mut dyn Read),
+    /// A symlink; the target is kept verbatim (resolved only inside the chroot).
+    Symlink(PathBuf),
+    /// A hard link to a regular file *earlier in this archive* (normalized path).
+    HardLink(PathBuf),
+}
+
+/// Walk the data member of `deb`, calling `visit` for each directory, file,
+/// symlink and hard link in archive order. Device nodes and FIFOs are skipped:
+/// they are never needed to compile modules, and making devices needs privileges.
+pub(crate) fn read_data<E: From<DebFileError>>(
+    deb: &Path,
+    mut visit: impl FnMut(DataEntry<'_>) -> Result<(), E>,
+) -> Result<(), E> {
     let (member, r) = member_reader(deb, "data.tar")?;
     let fail = |path: &Path, source| DebFileError::Unpack {
         deb: deb.to_path_buf(),
         path: path.display().to_string(),
-        dest: dest.to_path_buf(),
+        dest: PathBuf::new(),
         source,
     };
-    fs::create_dir_all(dest).map_err(|e| fail(Path::new("."), e))?;
     let mut tar = tar::Archive::new(r);
-    let mut unpacked = Vec::new();
-    // Directory modes/mtimes are applied last: a read-only directory must
-    // still receive its contents, and writing into it would bump its mtime.
-    let mut dirs: Vec<(PathBuf, u32, u64)> = Vec::new();
+    let mut files = std::collections::HashSet::new();
     for entry in tar.entries().map_err(|e| fail(Path::new(&member), e))? {
         let mut entry = entry.map_err(|e| fail(Path::new(&member), e))?;
         let raw = entry.path().map_err(|e| fail(Path::new(&member), e))?.into_owned();
@@ -188,41 +212,21 @@ pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError
             reason,
         };
         let Some(rel) = normalize(&raw).map_err(unsafe_path)? else { continue };
+        if rel.file_name().is_none() {
+            return Err(unsafe_path("no file name").into());
+        }
         let header = entry.header();
         let mode = header.mode().map_err(|e| fail(&rel, e))? & 0o1777; // no setuid/setgid
         let mtime = header.mtime().map_err(|e| fail(&rel, e))?;
-        let kind = header.entry_type();
-        let parent = rel.parent().unwrap_or(Path::new(""));
-        let host_parent = resolve_in(dest, parent, true).map_err(|e| fail(&rel, e))?;
-        fs::create_dir_all(&host_parent).map_err(|e| fail(&rel, e))?;
-        let name = rel.file_name().ok_or_else(|| unsafe_path("no file name"))?;
-        let target = host_parent.join(name);
-        match kind {
-            tar::EntryType::Directory => {
-                let real = resolve_in(dest, &rel, true).map_err(|e| fail(&rel, e))?;
-                if !real.is_dir() {
-                    clear(&real).map_err(|e| fail(&rel, e))?;
-                    fs::create_dir(&real).map_err(|e| fail(&rel, e))?;
-                }
-                dirs.push((real, mode, mtime));
-            }
+        let kind = match header.entry_type() {
+            tar::EntryType::Directory => EntryKind::Dir,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                clear(&target).map_err(|e| fail(&rel, e))?;
-                let mut f = File::create(&target).map_err(|e| fail(&rel, e))?;
-                io::copy(&mut entry, &mut f).map_err(|e| fail(&rel, e))?;
-                f.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| fail(&rel, e))?;
-                f.set_modified(mtime_of(mtime)).map_err(|e| fail(&rel, e))?;
+                files.insert(rel.clone());
+                EntryKind::File(&mut entry)
             }
-            tar::EntryType::Symlink => {
-                let link = entry
-                    .link_name()
-                    .map_err(|e| fail(&rel, e))?
-                    .ok_or_else(|| unsafe_path("symlink without target"))?;
-                clear(&target).map_err(|e| fail(&rel, e))?;
-                std::os::unix::fs::symlink(&link, &target).map_err(|e| fail(&rel, e))?;
-                let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
-                filetime::set_symlink_file_times(&target, t, t).map_err(|e| fail(&rel, e))?;
-            }
+            tar::EntryType::Symlink => EntryKind::Symlink(
+                entry.link_name().map_err(|e| fail(&rel, e))?.ok_or_else(|| unsafe_path("symlink without target"))?.into_owned(),
+            ),
             tar::EntryType::Link => {
                 let link = entry
                     .link_name()
@@ -230,24 +234,84 @@ pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError
                     .ok_or_else(|| unsafe_path("hard link without target"))?;
                 let Some(link_rel) = normalize(&link).map_err(|_| unsafe_path("hard link target contains `..`"))?
                 else {
-                    return Err(unsafe_path("hard link to the root directory"));
+                    return Err(unsafe_path("hard link to the root directory").into());
                 };
-                let source = resolve_in(dest, &link_rel, false).map_err(|e| fail(&rel, e))?;
-                if !fs::symlink_metadata(&source).map(|m| m.is_file()).unwrap_or(false) {
-                    return Err(unsafe_path("hard link target is not a file unpacked earlier"));
+                if !files.contains(&link_rel) {
+                    return Err(unsafe_path("hard link target is not a file unpacked earlier").into());
                 }
-                clear(&target).map_err(|e| fail(&rel, e))?;
-                fs::hard_link(&source, &target).map_err(|e| fail(&rel, e))?;
+                files.insert(rel.clone());
+                EntryKind::HardLink(link_rel)
             }
-            // Device nodes, FIFOs: never needed to compile modules, and
-            // creating devices needs privileges; skip rather than fail.
             other => {
                 tracing::debug!(deb = %deb.display(), path = %rel.display(), "skipping {other:?} entry");
                 continue;
             }
+        };
+        visit(DataEntry { rel, mode, mtime, kind })?;
+    }
+    Ok(())
+}
+
+/// Unpack the data member of `deb` into `dest` (created if missing).
+/// Returns the relative paths unpacked, in archive order.
+pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |path: &Path, source| DebFileError::Unpack {
+        deb: deb.to_path_buf(),
+        path: path.display().to_string(),
+        dest: dest.to_path_buf(),
+        source,
+    };
+    fs::create_dir_all(dest).map_err(|e| fail(Path::new("."), e))?;
+    let mut unpacked = Vec::new();
+    // Directory modes/mtimes are applied last: a read-only directory must
+    // still receive its contents, and writing into it would bump its mtime.
+    let mut dirs: Vec<(PathBuf, u32, u64)> = Vec::new();
+    read_data(deb, |entry: DataEntry<'_>| {
+        let DataEntry { rel, mode, mtime, kind } = entry;
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let host_parent = resolve_in(dest, parent, true).map_err(|e| fail(&rel, e))?;
+        fs::create_dir_all(&host_parent).map_err(|e| fail(&rel, e))?;
+        let target = host_parent.join(rel.file_name().expect("checked by read_data"));
+        match kind {
+            EntryKind::Dir => {
+                let real = resolve_in(dest, &rel, true).map_err(|e| fail(&rel, e))?;
+                if !real.is_dir() {
+                    clear(&real).map_err(|e| fail(&rel, e))?;
+                    fs::create_dir(&real).map_err(|e| fail(&rel, e))?;
+                }
+                dirs.push((real, mode, mtime));
+            }
+            EntryKind::File(content) => {
+                clear(&target).map_err(|e| fail(&rel, e))?;
+                let mut f = File::create(&target).map_err(|e| fail(&rel, e))?;
+                io::copy(content, &mut f).map_err(|e| fail(&rel, e))?;
+                f.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| fail(&rel, e))?;
+                f.set_modified(mtime_of(mtime)).map_err(|e| fail(&rel, e))?;
+            }
+            EntryKind::Symlink(link) => {
+                clear(&target).map_err(|e| fail(&rel, e))?;
+                std::os::unix::fs::symlink(&link, &target).map_err(|e| fail(&rel, e))?;
+                let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
+                filetime::set_symlink_file_times(&target, t, t).map_err(|e| fail(&rel, e))?;
+            }
+            EntryKind::HardLink(link_rel) => {
+                let source = resolve_in(dest, &link_rel, false).map_err(|e| fail(&rel, e))?;
+                if !fs::symlink_metadata(&source).map(|m| m.is_file()).unwrap_or(false) {
+                    return Err(DebFileError::UnsafePath {
+                        deb: deb.to_path_buf(),
+                        member: "data.tar".into(),
+                        path: rel.display().to_string(),
+                        reason: "hard link target is not a file unpacked earlier",
+                    });
+                }
+                clear(&target).map_err(|e| fail(&rel, e))?;
+                fs::hard_link(&source, &target).map_err(|e| fail(&rel, e))?;
+            }
         }
         unpacked.push(rel);
-    }
+        Ok(())
+    })?;
     for (dir, mode, mtime) in dirs.iter().rev() {
         fs::set_permissions(dir, fs::Permissions::from_mode(*mode)).map_err(|e| fail(dir, e))?;
         let t = filetime::FileTime::from_unix_time(*mtime as i64, 0);
@@ -262,4 +326,4 @@ fn mtime_of(secs: u64) -> std::time::SystemTime {
 
 #[cfg(test)]
 #[path = "debfile_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -3,7 +3,7 @@
 use super::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-enum E<'a> {
+pub(crate) enum E<'a> {
     Dir(&'a str, u32),
     File(&'a str, u32, &'a [u8]),
     Sym(&'a str, &'a str),
@@ -11,7 +11,7 @@ enum E<'a> {
 }
 
 /// A tar stream; names are written raw so hostile paths (`..`) can be made.
-fn tar_of(entries: &[E]) -> Vec<u8> {
+pub(crate) fn tar_of(entries: &[E]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         let mut h = tar::Header::new_gnu();
@@ -49,7 +49,7 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn deb_of(dir: &Path, version: &[u8], data_name: &str, data: Vec<u8>) -> PathBuf {
+pub(crate) fn deb_of(dir: &Path, version: &[u8], data_name: &str, data: Vec<u8>) -> PathBuf {
     let control =
         tar_of(&[E::Dir("./", 0o755), E::File("./control", 0o644, b"Package: hello\nVersion: 1.0\nDepends: libc6\n")]);
     let mut ar = ar::Builder::new(Vec::new());
@@ -61,7 +61,7 @@ fn deb_of(dir: &Path, version: &[u8], data_name: &str, data: Vec<u8>) -> PathBuf
     path
 }
 
-fn sample() -> Vec<u8> {
+pub(crate) fn sample() -> Vec<u8> {
     tar_of(&[
         E::Dir("./", 0o755),
         E::Dir("./usr/", 0o755),
@@ -143,4 +143,9 @@ fn rejects_non_debs() {
     std::fs::write(&junk, b"hello").unwrap();
     assert!(matches!(unpack_data(&junk, tmp.path()), Err(DebFileError::NotADeb { .. })));
     assert!(matches!(unpack_data(&tmp.path().join("none.deb"), tmp.path()), Err(DebFileError::Io { .. })));
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }

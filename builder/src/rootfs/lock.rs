@@ -80,6 +80,34 @@ impl Lock {
         blake3::hash(self.text().as_bytes()).to_hex().to_string()
     }
 
+    /// Hash of the kernel's own packages (`linux-headers-*`, `linux-kbuild-*`,
+    /// `linux-compiler-*`: names, versions, architectures, SHA256s).
+    pub fn headers_hash(&self) -> String {
+        self.part_hash("hermod-headers-v1", true)
+    }
+
+    /// Hash of everything else in the root: the toolchain and tools (gcc,
+    /// binutils, libc, make, shell...) and the recipe's links.
+    pub fn toolchain_hash(&self) -> String {
+        self.part_hash("hermod-toolchain-v1", false)
+    }
+
+    fn part_hash(&self, domain: &str, headers: bool) -> String {
+        let mut packages: Vec<&Package> =
+            self.packages.iter().filter(|p| is_headers_package(&p.name) == headers).collect();
+        packages.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut text = format!("{domain}\n");
+        for p in packages {
+            text.push_str(&format!("package {} {} {} {}\n", p.name, p.version, p.architecture, p.sha256));
+        }
+        if !headers {
+            for (link, target) in &self.links {
+                text.push_str(&format!("link {link} {target}\n"));
+            }
+        }
+        blake3::hash(text.as_bytes()).to_hex().to_string()
+    }
+
     pub fn download_size(&self) -> u64 {
         self.packages.iter().map(|p| p.size).sum()
     }
@@ -88,6 +116,11 @@ impl Lock {
 /// A kernel release as it may appear in package names and paths.
 pub(super) fn kernel_name_ok(kernel: &str) -> bool {
     !kernel.is_empty() && kernel.chars().all(|c| c.is_ascii_alphanumeric() || "+-._~".contains(c))
+}
+
+/// Whether a package belongs to the kernel's headers (as opposed to the toolchain).
+pub fn is_headers_package(name: &str) -> bool {
+    ["linux-headers-", "linux-kbuild-", "linux-compiler-"].iter().any(|p| name.starts_with(p))
 }
 
 /// Resolutions remembered per archive snapshot.

@@ -1,15 +1,32 @@
-//! Making a build root real: download, verify, unpack, finish, rename into place.
+//! Making a build root real: unpack what the file store lacks, check every
+//! file it will link, assemble the tree, finish it, rename it into place.
+//!
+//! ```text
+//! rootfs/<hash>.use   shared ─────────────────────────────────────────────▶ (held by the caller)
+//! rootfs/<hash>.lock  exclusive ─▶ exists? ─no─▶ files.lock shared ─▶ download + unpack missing
+//!                                                 ─▶ hash-check blobs (repair) ─▶ tmp/rootfs-<hash>-*/tree
+//!                                                 ─▶ rename to rootfs/<hash>
+//! ```
+//!
+//! A root whose packages are all unpacked needs no .deb and no decompression:
+//! only a hash of each blob (in parallel) and a link per file.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
+use rayon::prelude::*;
+
+use super::cas::{BlobState, Cas, Manifest};
+use super::locks::{self, FileLock, Mode};
+use super::tree::Assembly;
 use super::{io_err, Lock, RootfsError};
 use crate::apt;
 use crate::store::Store;
 
-/// A materialized, complete build root.
+/// A materialized, complete build root, held in use (gc leaves it alone)
+/// until this value and its clones are dropped.
 #[derive(Debug, Clone)]
 pub struct Rootfs {
     pub tree: PathBuf,
@@ -17,6 +34,11 @@ pub struct Rootfs {
     pub hash: String,
     /// Whether this call had to create it (false: reused).
     pub created: bool,
+    /// How long making it took (zero when reused).
+    pub seconds: f64,
+    /// Corrupt or missing store files found and repaired while making it.
+    pub repaired: usize,
+    _in_use: std::sync::Arc<FileLock>,
 }
 
 impl Rootfs {
@@ -30,32 +52,76 @@ impl Rootfs {
     }
 }
 
+/// `rootfs/<hash>.use`: shared while in use, its mtime the root's last use.
+pub(super) fn use_lock_path(store: &Store, hash: &str) -> PathBuf {
+    store.rootfs_dir().join(format!("{hash}.use"))
+}
+
+/// `rootfs/<hash>.lock`: held by the one process creating that root.
+pub(super) fn create_lock_path(store: &Store, hash: &str) -> PathBuf {
+    store.rootfs_dir().join(format!("{hash}.lock"))
+}
+
+/// Staging directories of a root are named after its full hash, so the
+/// creator (holding the create lock) knows any others are a crashed run's.
+pub(super) fn staging_prefix(hash: &str) -> String {
+    format!("rootfs-{hash}-")
+}
+
 /// Return the build root for `lock`, creating it if the store does not have it.
 /// Concurrent callers for the same lock wait on a per-lock file lock; a crashed
 /// creator leaves only a staging directory under `tmp/`, never a partial root.
 pub fn materialize(store: &Store, lock: &Lock, quiet: bool) -> Result<Rootfs, RootfsError> {
     let hash = lock.hash();
-    let dir = store.rootfs_dir();
-    let final_dir = dir.join(&hash);
-    let lock_path = dir.join(format!("{hash}.lock"));
-    let lock_file =
-        fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
-    let _guard = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, errno)| RootfsError::Io { path: lock_path.clone(), source: errno.into() })?;
-
-    let rootfs = |created| Rootfs { tree: final_dir.join("tree"), lock: lock.clone(), hash: hash.clone(), created };
+    let final_dir = store.rootfs_dir().join(&hash);
+    let use_path = use_lock_path(store, &hash);
+    let in_use = locks::lock(&use_path, Mode::Shared, true).map_err(io_err(&use_path))?.expect("waiting lock");
+    // The last use; `gc --older-than` reads it.
+    filetime::set_file_mtime(&use_path, filetime::FileTime::now()).map_err(io_err(&use_path))?;
+    let rootfs = |created, seconds, repaired, in_use| Rootfs {
+        tree: final_dir.join("tree"),
+        lock: lock.clone(),
+        hash: hash.clone(),
+        created,
+        seconds,
+        repaired,
+        _in_use: std::sync::Arc::new(in_use),
+    };
     if final_dir.join("lock").is_file() {
-        return Ok(rootfs(false));
+        return Ok(rootfs(false, 0.0, 0, in_use));
     }
+    let create_path = create_lock_path(store, &hash);
+    let _creating = locks::lock(&create_path, Mode::Exclusive, true).map_err(io_err(&create_path))?;
+    if final_dir.join("lock").is_file() {
+        return Ok(rootfs(false, 0.0, 0, in_use));
+    }
+    let started = Instant::now();
+    remove_stale_staging(store, &hash)?;
+    let cas = Cas::open(store)?;
+    let _adding = cas.lock(Mode::Shared)?;
+    let manifests = unpacked(store, &cas, &lock.packages, &lock.mirrors, quiet)?;
+    tracing::debug!("manifests ready after {:.3} s", started.elapsed().as_secs_f64());
 
-    let debs = apt::download_from(&lock.packages, &lock.mirrors, store.packages(), quiet)?;
-    let staging = store.staging_dir(&format!("rootfs-{}-", &hash[..16]))?;
+    let staging = store.staging_dir(&staging_prefix(&hash))?;
     let tree = staging.path().join("tree");
-    fs::create_dir_all(&tree).map_err(io_err(&tree))?;
-    for deb in &debs {
-        apt::unpack_data(deb, &tree)?;
+    // The hash check (CPU, page cache) runs beside the assembly (directory
+    // operations); the tree is only renamed into place once every blob it
+    // links has passed. After a repair, the tree is assembled again.
+    let (bad, assembled) = std::thread::scope(|scope| {
+        let checker = scope.spawn(|| failed_blobs(&cas, &manifests));
+        let assembled = assemble(&cas, &manifests, &tree, lock);
+        (checker.join().expect("the hash check does not panic"), assembled)
+    });
+    tracing::debug!("tree assembled and blobs checked after {:.3} s", started.elapsed().as_secs_f64());
+    let repaired = bad.len();
+    if !bad.is_empty() {
+        let names: Vec<&str> = bad.iter().map(String::as_str).collect();
+        repair(store, &cas, manifests.iter(), &names, &lock.mirrors, quiet)?;
+        super::gc::remove_tree(&tree)?;
+        assemble(&cas, &manifests, &tree, lock)?;
+    } else {
+        assembled?;
     }
-    finish_tree(&tree, lock)?;
     let lock_text_path = staging.path().join("lock");
     fs::write(&lock_text_path, lock.text()).map_err(io_err(&lock_text_path))?;
 
@@ -67,22 +133,120 @@ pub fn materialize(store: &Store, lock: &Lock, quiet: bool) -> Result<Rootfs, Ro
     let staged = staging.keep();
     if final_dir.exists() {
         // A leftover without its `lock` file: an interrupted rename can't produce
-        // one, but a hand-edited store can. Replace it.
-        fs::remove_dir_all(&final_dir).map_err(io_err(&final_dir))?;
+        // one, but a hand-edited store can. Move it aside (gc removes it).
+        let aside = store.tmp().join(format!("stale-{hash}-{}", std::process::id()));
+        fs::rename(&final_dir, &aside).map_err(io_err(&final_dir))?;
     }
     fs::rename(&staged, &final_dir).map_err(io_err(&final_dir))?;
-    Ok(rootfs(true))
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(rootfs(true, seconds, repaired, in_use))
+}
+
+/// Staging trees of this root left by a killed creator (we hold the create
+/// lock, so no live process is writing one).
+fn remove_stale_staging(store: &Store, hash: &str) -> Result<(), RootfsError> {
+    let tmp = store.tmp();
+    let prefix = staging_prefix(hash);
+    for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
+        let entry = entry.map_err(io_err(&tmp))?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            super::gc::remove_tree(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// The manifests of `packages`, in their order: read from the store, or made
+/// by downloading (or reusing) the .debs and unpacking them, in parallel.
+pub(super) fn unpacked(
+    store: &Store,
+    cas: &Cas,
+    packages: &[apt::Package],
+    mirrors: &[String],
+    quiet: bool,
+) -> Result<Vec<Manifest>, RootfsError> {
+    let mut manifests: Vec<Option<Manifest>> = packages.iter().map(|p| cas.manifest(p)).collect();
+    let missing: Vec<apt::Package> =
+        packages.iter().zip(&manifests).filter(|(_, m)| m.is_none()).map(|(p, _)| p.clone()).collect();
+    if !missing.is_empty() {
+        let debs = apt::download_from(&missing, mirrors, store.packages(), quiet)?;
+        let made: Vec<Manifest> = missing
+            .par_iter()
+            .zip(&debs)
+            .map(|(pkg, deb)| cas.ensure_unpacked(deb, pkg))
+            .collect::<Result<_, _>>()?;
+        let mut made = made.into_iter();
+        for slot in manifests.iter_mut().filter(|m| m.is_none()) {
+            *slot = made.next();
+        }
+    }
+    Ok(manifests.into_iter().map(|m| m.expect("every package unpacked")).collect())
+}
+
+/// The tree of a root: the packages' entries, then what the system would add.
+fn assemble(cas: &Cas, manifests: &[Manifest], tree: &Path, lock: &Lock) -> Result<(), RootfsError> {
+    let mut assembly = Assembly::new(cas, tree)?;
+    for manifest in manifests {
+        assembly.add(manifest)?;
+    }
+    finish_tree(&mut assembly, tree, lock)?;
+    assembly.finish()
+}
+
+/// Hash-check (in parallel) every blob the manifests name; the names of
+/// those that are missing or corrupt.
+fn failed_blobs(cas: &Cas, manifests: &[Manifest]) -> Vec<String> {
+    let mut blobs: Vec<&str> = manifests.iter().flat_map(Manifest::blobs).collect();
+    blobs.sort_unstable();
+    blobs.dedup();
+    blobs.par_iter().filter(|b| cas.check(b) != BlobState::Good).map(|b| b.to_string()).collect()
+}
+
+/// Quarantine `bad` blobs and restore them from the packages that have them.
+pub(super) fn repair<'m>(
+    store: &Store,
+    cas: &Cas,
+    manifests: impl Iterator<Item = &'m Manifest>,
+    bad: &[&str],
+    mirrors: &[String],
+    quiet: bool,
+) -> Result<(), RootfsError> {
+    let wanted: std::collections::HashSet<&str> = bad.iter().copied().collect();
+    let packages: Vec<apt::Package> =
+        manifests.filter(|m| m.blobs().any(|b| wanted.contains(b))).map(|m| m.package.clone()).collect();
+    if !quiet {
+        let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
+        eprintln!(
+            "hermod: {} file(s) in the store failed their hash check; restoring from {}",
+            bad.len(),
+            names.join(", ")
+        );
+    }
+    for blob in bad {
+        cas.quarantine(blob)?;
+    }
+    let debs = apt::download_from(&packages, mirrors, store.packages(), quiet)?;
+    for (pkg, deb) in packages.iter().zip(&debs) {
+        cas.unpack(deb, pkg)?;
+    }
+    let still: Vec<String> =
+        bad.iter().filter(|b| cas.check(b) != BlobState::Good).map(|b| b.to_string()).collect();
+    if still.is_empty() {
+        Ok(())
+    } else {
+        Err(RootfsError::Unrepairable { blobs: still })
+    }
 }
 
 /// What maintainer scripts and the system would have provided.
-fn finish_tree(tree: &Path, lock: &Lock) -> Result<(), RootfsError> {
+fn finish_tree(assembly: &mut Assembly<'_>, tree: &Path, lock: &Lock) -> Result<(), RootfsError> {
     for (link, target) in &lock.links {
         let path = tree.join(link.trim_start_matches('/'));
         let parent = path.parent().expect("absolute link path has a parent");
         let resolved =
             if target.starts_with('/') { tree.join(target.trim_start_matches('/')) } else { parent.join(target) };
         if resolved.exists() && fs::symlink_metadata(&path).is_err() {
-            symlink(target, &path).map_err(io_err(&path))?;
+            std::os::unix::fs::symlink(target, &path).map_err(io_err(&path))?;
         }
     }
     // Mount points the sandbox uses (/build is made by the sandbox in its own
@@ -91,17 +255,18 @@ fn finish_tree(tree: &Path, lock: &Lock) -> Result<(), RootfsError> {
         let path = tree.join(dir);
         fs::create_dir_all(&path).map_err(io_err(&path))?;
     }
-    let headers = tree.join(format!("usr/src/linux-headers-{}", lock.kernel));
-    let config = headers.join(".config");
+    // Every regular file of a root is a link into the file store, these too.
+    let config = tree.join(format!("usr/src/linux-headers-{}/.config", lock.kernel));
     if config.is_file() {
-        let boot = tree.join(format!("boot/config-{}", lock.kernel));
-        fs::copy(&config, &boot).map_err(io_err(&boot))?;
+        let bytes = fs::read(&config).map_err(io_err(&config))?;
+        assembly.add_file(&format!("boot/config-{}", lock.kernel), &bytes, 0o444)?;
     }
     // Tools that ask "who am I" (whoami, id -un, some configure scripts) need names.
-    let passwd = tree.join("etc/passwd");
-    fs::write(&passwd, "root:x:0:0:root:/root:/bin/sh\nbuild:x:1000:1000:hermod build:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
-        .map_err(io_err(&passwd))?;
-    let group = tree.join("etc/group");
-    fs::write(&group, "root:x:0:\nbuild:x:1000:\nnogroup:x:65534:\n").map_err(io_err(&group))?;
+    assembly.add_file(
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\nbuild:x:1000:1000:hermod build:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        0o444,
+    )?;
+    assembly.add_file("etc/group", b"root:x:0:\nbuild:x:1000:\nnogroup:x:65534:\n", 0o444)?;
     Ok(())
 }

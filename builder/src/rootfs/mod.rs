@@ -11,14 +11,30 @@
 //! builds that need the same packages share one root, and a root is never
 //! changed after it appears: it is staged under `tmp/` and renamed into place.
 //! The sandbox mounts it read-only.
+//!
+//! Packages are unpacked once into a content-addressed file store ([`cas`]);
+//! a root is a tree of hard links into it ([`tree`], [`materialize()`]), so
+//! roots for many kernels store their common toolchain once. [`inventory`],
+//! [`gc()`] and [`verify()`] are the operations on the roots and the store;
+//! [`locks`] says which file lock guards what.
 
+pub mod cas;
+mod gc;
+pub mod inventory;
 mod lock;
 mod lockfile;
+mod locks;
 mod materialize;
+pub mod report;
+mod tree;
+mod verify;
 
-pub use lock::{Lock, Memo};
+pub use gc::{gc, GcReport};
+pub use inventory::{inventory, read_roots, Inventory, RootStats};
+pub use lock::{is_headers_package, Lock, Memo};
 pub use lockfile::LockFileError;
 pub use materialize::{materialize, Rootfs};
+pub use verify::{verify, VerifyReport};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -34,7 +50,8 @@ pub const BUILTIN_RECIPE: &str = include_str!("../../../rootfs-recipes/bookworm-
 
 /// Version of the rootfs layout produced by [`materialize`]; part of the lock hash,
 /// so a change in how roots are assembled never reuses an old root.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+/// 3: trees of hard links into the file store (read-only files, fixed mtimes).
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -61,6 +78,14 @@ pub enum RootfsError {
     Unpack(#[from] apt::DebFileError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Cas(#[from] cas::CasError),
+    #[error("assembling the build root: {path} of {package}: {source}")]
+    Assemble { package: String, path: String, source: io::Error },
+    #[error("files in the store still fail their hash check after unpacking their packages again (disk trouble?): {}", .blobs.join(", "))]
+    Unrepairable { blobs: Vec<String> },
+    #[error("{count} file(s) in build roots are not from the store (listed above); remove those roots with `hermod rootfs gc --kernel KREL` and build them again")]
+    Foreign { count: usize },
     #[error("materializing the build root in {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -307,6 +332,36 @@ mod tests {
         let failing = || -> Result<String, RootfsError> { Err(RootfsError::BadKernelName("x".into())) };
         assert!(Memo::new(&store, "archive-3", &recipe).get_or("q", failing).is_err());
         assert_eq!(Memo::new(&store, "archive-3", &recipe).get_or("q", compute).unwrap(), "answer 4");
+    }
+
+    #[test]
+    fn headers_and_toolchain_hashes_move_independently() {
+        let mut lock = Lock {
+            recipe: "r".into(),
+            kernel: "6.1.0-56-amd64".into(),
+            architecture: "amd64".into(),
+            packages: vec![
+                package("linux-headers-6.1.0-56-amd64", "1", ""),
+                package("linux-kbuild-6.1", "1", ""),
+                package("gcc-12", "12.2", ""),
+            ],
+            links: BTreeMap::new(),
+            headers_version: "1".into(),
+            mirrors: Vec::new(),
+        };
+        let (headers, toolchain, whole) = (lock.headers_hash(), lock.toolchain_hash(), lock.hash());
+        assert_ne!(headers, toolchain);
+        lock.packages[2].sha256 = "another compiler".into();
+        assert_eq!(lock.headers_hash(), headers, "a new compiler leaves the headers hash");
+        assert_ne!(lock.toolchain_hash(), toolchain);
+        let toolchain = lock.toolchain_hash();
+        lock.packages[1].version = "2".into();
+        assert_ne!(lock.headers_hash(), headers, "kbuild belongs to the headers");
+        assert_eq!(lock.toolchain_hash(), toolchain);
+        lock.links.insert("/usr/bin/awk".into(), "mawk".into());
+        assert_ne!(lock.toolchain_hash(), toolchain, "links are part of the toolchain");
+        assert_ne!(lock.hash(), whole);
+        assert!(is_headers_package("linux-compiler-gcc-12-x86") && !is_headers_package("linux-base"));
     }
 
     #[test]

@@ -1,0 +1,206 @@
+//! Removing build roots nobody uses, then the stored files only they held.
+//!
+//! 1. Each root not used for `older_than` (the mtime of `<hash>.use`) and not in
+//!    use now (its `.use` lock can be taken exclusively) is renamed into `tmp/`,
+//!    which makes it disappear at once, and deleted from there.
+//! 2. Litter of killed processes in `tmp/`: staging trees whose creator is gone
+//!    (their create lock is free), trees a killed gc had moved there.
+//! 3. Under the exclusive store lock (no one adds or links blobs meanwhile):
+//!    blobs whose only link is the store's own; first the manifests that name
+//!    them (so a manifest never names a missing blob), then the blobs; then
+//!    quarantined blobs no root links any more.
+//!
+//! Each step leaves the store consistent if the process is killed after it.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::cas::{parse_blob_name, Cas};
+use super::inventory::{read_roots, RootEntry};
+use super::locks::{self, Mode};
+use super::materialize::{create_lock_path, use_lock_path};
+use super::{io_err, RootfsError};
+use crate::store::Store;
+
+/// What gc did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    /// (kernel, lock hash) of each root removed.
+    pub removed: Vec<(String, String)>,
+    /// (kernel, lock hash) of roots that would have gone but are in use.
+    pub in_use: Vec<(String, String)>,
+    pub kept: usize,
+    pub blobs_removed: u64,
+    pub bytes_freed: u64,
+    pub manifests_removed: u64,
+    pub litter_removed: u64,
+}
+
+/// Remove roots unused for `older_than` (only those of `kernel`, if given),
+/// then what the store holds for them alone.
+pub fn gc(store: &Store, older_than: Duration, kernel: Option<&str>) -> Result<GcReport, RootfsError> {
+    let mut report = GcReport::default();
+    let now = SystemTime::now();
+    for root in read_roots(store)? {
+        let name = (root.kernel.clone().unwrap_or_else(|| "?".into()), root.hash.clone());
+        let unused_for = now.duration_since(root.last_use).unwrap_or_default();
+        let complete = root.kernel.is_some();
+        if complete && (kernel.is_some_and(|k| Some(k) != root.kernel.as_deref()) || unused_for < older_than) {
+            report.kept += 1;
+            continue;
+        }
+        if remove_root(store, &root)? {
+            report.removed.push(name);
+        } else {
+            report.in_use.push(name);
+        }
+    }
+    report.litter_removed = remove_litter(store)?;
+    let cas = Cas::open(store)?;
+    let _sweeping = cas.lock(Mode::Exclusive)?;
+    sweep(store, &cas, &mut report)?;
+    Ok(report)
+}
+
+/// Remove one root unless it is in use or being made; false if it is.
+fn remove_root(store: &Store, root: &RootEntry) -> Result<bool, RootfsError> {
+    let use_path = use_lock_path(store, &root.hash);
+    let Some(using) = locks::lock(&use_path, Mode::Exclusive, false).map_err(io_err(&use_path))? else {
+        return Ok(false);
+    };
+    let create_path = create_lock_path(store, &root.hash);
+    let Some(creating) = locks::lock(&create_path, Mode::Exclusive, false).map_err(io_err(&create_path))? else {
+        return Ok(false);
+    };
+    let aside = store.tmp().join(format!("gc-{}-{}", root.hash, std::process::id()));
+    fs::rename(&root.dir, &aside).map_err(io_err(&root.dir))?;
+    creating.remove().map_err(io_err(&create_path))?;
+    using.remove().map_err(io_err(&use_path))?;
+    remove_tree(&aside)?;
+    Ok(true)
+}
+
+/// Staging trees of killed creators, trees moved aside by a killed gc or
+/// replaced as incomplete. Returns how many were removed.
+fn remove_litter(store: &Store) -> Result<u64, RootfsError> {
+    let tmp = store.tmp();
+    let mut removed = 0;
+    for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
+        let entry = entry.map_err(io_err(&tmp))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix("rootfs-") {
+            let Some(hash) = rest.split('-').next().filter(|h| h.len() == 64) else { continue };
+            let create_path = create_lock_path(store, hash);
+            let Some(creating) = locks::lock(&create_path, Mode::Exclusive, false).map_err(io_err(&create_path))?
+            else {
+                continue; // being made right now
+            };
+            remove_tree(&entry.path())?;
+            if !store.rootfs_dir().join(hash).exists() {
+                creating.remove().map_err(io_err(&create_path))?;
+            }
+            removed += 1;
+        } else if name.starts_with("gc-") || name.starts_with("stale-") {
+            remove_tree(&entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The blob sweep; the caller holds the store lock exclusively.
+fn sweep(store: &Store, cas: &Cas, report: &mut GcReport) -> Result<(), RootfsError> {
+    // Half-written blobs of killed unpackers (no unpacker runs now).
+    let tmp = store.tmp();
+    for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
+        let entry = entry.map_err(io_err(&tmp))?;
+        if entry.file_name().to_string_lossy().starts_with("blob-") {
+            remove_file(&entry.path())?;
+            report.litter_removed += 1;
+        }
+    }
+    let mut unlinked: HashSet<String> = HashSet::new();
+    let mut sizes = Vec::new();
+    for_each_blob(cas.files_dir(), |name, meta| {
+        if meta.nlink() <= 1 {
+            unlinked.insert(name.to_owned());
+            sizes.push(meta.blocks() * 512);
+        }
+    })?;
+    for (path, manifest) in cas.manifests()? {
+        if manifest.blobs().any(|b| unlinked.contains(b)) {
+            remove_file(&path)?;
+            remove_file(&path.with_extension("lock"))?;
+            report.manifests_removed += 1;
+        }
+    }
+    // Lock files of packages that have no manifest (an unpack was killed).
+    let unpacked = cas.unpacked_dir();
+    for entry in fs::read_dir(unpacked).map_err(io_err(unpacked))? {
+        let path = entry.map_err(io_err(unpacked))?.path();
+        if path.extension().is_some_and(|e| e == "lock") && !path.with_extension("json").exists() {
+            remove_file(&path)?;
+        }
+    }
+    for name in &unlinked {
+        remove_file(&cas.blob_path(name))?;
+    }
+    report.blobs_removed += unlinked.len() as u64;
+    report.bytes_freed += sizes.iter().sum::<u64>();
+    let quarantine = cas.quarantine_dir();
+    for entry in fs::read_dir(quarantine).map_err(io_err(quarantine))? {
+        let entry = entry.map_err(io_err(quarantine))?;
+        let meta = entry.metadata().map_err(io_err(&entry.path()))?;
+        if meta.nlink() <= 1 {
+            remove_file(&entry.path())?;
+            report.bytes_freed += meta.blocks() * 512;
+        }
+    }
+    Ok(())
+}
+
+/// Call `f` with the name and metadata of every blob in `files/`.
+pub(super) fn for_each_blob(files: &Path, mut f: impl FnMut(&str, &fs::Metadata)) -> Result<(), RootfsError> {
+    for shard in fs::read_dir(files).map_err(io_err(files))? {
+        let shard = shard.map_err(io_err(files))?.path();
+        if !shard.is_dir() {
+            continue;
+        }
+        for entry in fs::read_dir(&shard).map_err(io_err(&shard))? {
+            let entry = entry.map_err(io_err(&shard))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str().filter(|n| parse_blob_name(n).is_some()) else { continue };
+            let meta = entry.metadata().map_err(io_err(&entry.path()))?;
+            f(name, &meta);
+        }
+    }
+    Ok(())
+}
+
+fn remove_file(path: &Path) -> Result<(), RootfsError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Delete a directory tree, making its directories writable first if a
+/// read-only one stops an unprivileged owner.
+pub(super) fn remove_tree(path: &Path) -> Result<(), RootfsError> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() != io::ErrorKind::PermissionDenied => return Err(io_err(path)(e)),
+        Err(_) => {}
+    }
+    for entry in walkdir::WalkDir::new(path).into_iter().filter_map(Result::ok) {
+        if entry.file_type().is_dir() {
+            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
+        }
+    }
+    fs::remove_dir_all(path).map_err(io_err(path))
+}
