@@ -103,8 +103,14 @@ pub fn blob_mode(mode: u32) -> u32 {
     mode & 0o555
 }
 
-/// The (hash, mode) a blob name stands for; `None` for a name that is not one.
+/// The (hash, mode) a blob name stands for; `None` for a name that is not
+/// one. A spill copy (`<blob>.<n>`, see [`Linker`]) stands for the same.
 pub fn parse_blob_name(name: &str) -> Option<(&str, u32)> {
+    let name = match name.split_once('.') {
+        Some((blob, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => blob,
+        Some(_) => return None,
+        None => name,
+    };
     let (hash, mode) = name.split_once('-')?;
     let ok = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     let mode = u32::from_str_radix(mode, 8).ok().filter(|m| *m == blob_mode(*m) && mode.len() == 3)?;
@@ -209,6 +215,31 @@ impl Cas {
             BlobState::Good
         } else {
             BlobState::Corrupt
+        }
+    }
+
+    /// Make the spill copy `copy` of blob `name` (see [`Linker`]) unless a good
+    /// one exists; the copy is made from the blob only if the blob checks out.
+    fn ensure_copy(&self, name: &str, copy: &str) -> io::Result<()> {
+        match self.check(copy) {
+            BlobState::Good => return Ok(()),
+            BlobState::Corrupt => {
+                self.quarantine(copy).map_err(io::Error::other)?;
+            }
+            BlobState::Missing => {}
+        }
+        if self.check(name) != BlobState::Good {
+            return Err(io::Error::other(format!("{name} fails its hash check; not copied")));
+        }
+        let content = fs::read(self.blob_path(name))?;
+        let (_, mode) = parse_blob_name(name).expect("checked");
+        let mut tmp = tempfile::Builder::new().prefix("blob-").tempfile_in(&self.tmp)?;
+        io::Write::write_all(&mut tmp, &content)?;
+        tmp.as_file().set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(BLOB_MTIME))?;
+        tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
+        match tmp.persist_noclobber(self.blob_path(copy)) {
+            Err(e) if e.error.kind() != io::ErrorKind::AlreadyExists => Err(e.error),
+            _ => Ok(()),
         }
     }
 
@@ -325,6 +356,50 @@ impl Cas {
         let bytes = serde_json::to_vec(&manifest).expect("manifest serializes");
         crate::store::write_atomically(&path, &bytes).map_err(io_err(&path))?;
         Ok(manifest)
+    }
+}
+
+/// How many spill copies one blob may have.
+const MAX_COPIES: u32 = 1000;
+
+/// Makes hard links to blobs.
+///
+/// A file system caps the links of one inode (ext4: 65000), and a few blobs
+/// are linked thousands of times per root (the empty file: ~6500 times, once
+/// per `include/config/*` of the headers). When a blob is full, further links
+/// go to spill copies `<blob>.1`, `<blob>.2`, ... with the same content,
+/// made from the blob (after a hash check) and checked before their first use.
+pub struct Linker<'a> {
+    cas: &'a Cas,
+    /// The copy that last took a link, per blob (0: the blob itself).
+    current: std::collections::HashMap<String, u32>,
+}
+
+impl<'a> Linker<'a> {
+    pub fn new(cas: &'a Cas) -> Linker<'a> {
+        Linker { cas, current: Default::default() }
+    }
+
+    /// Hard-link blob `name` at `dest` (which must not exist).
+    pub fn link(&mut self, name: &str, dest: &Path) -> io::Result<()> {
+        let start = self.current.get(name).copied().unwrap_or(0);
+        for n in start..=MAX_COPIES {
+            let copy = if n == 0 { name.to_owned() } else { format!("{name}.{n}") };
+            if n > 0 && n != start {
+                self.cas.ensure_copy(name, &copy)?;
+            }
+            match fs::hard_link(self.cas.blob_path(&copy), dest) {
+                Err(e) if e.raw_os_error() == Some(libc::EMLINK) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    if n > start {
+                        self.current.insert(name.to_owned(), n);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::EMLINK))
     }
 }
 

@@ -151,3 +151,38 @@ fn a_tree_is_hard_links_laid_out_as_a_chroot_sees_them() {
     assert_eq!(passwd.nlink(), 2, "the store's link and the tree's");
     fs::set_permissions(tree.join("usr/bin"), fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn a_full_blob_spills_to_checked_copies() {
+    let (dir, cas) = setup();
+    let empty = cas.insert(b"", 0o644).unwrap();
+    let links = dir.path().join("links");
+    fs::create_dir(&links).unwrap();
+    let mut linker = Linker::new(&cas);
+    // More links than ext4 allows one inode (65000).
+    let n = 66_000;
+    for i in 0..n {
+        linker.link(&empty, &links.join(i.to_string())).unwrap();
+    }
+    let primary = fs::metadata(cas.blob_path(&empty)).unwrap().nlink();
+    let spill = cas.blob_path(&format!("{empty}.1"));
+    if primary > n {
+        eprintln!("note: this file system took {n} links to one inode; no spill needed");
+        assert!(!spill.exists());
+        return;
+    }
+    let copy = fs::metadata(&spill).unwrap();
+    assert_eq!(primary + copy.nlink(), n + 2, "every link landed on the blob or its copy");
+    assert_eq!(copy.permissions().mode() & 0o7777, 0o444);
+    assert_eq!(cas.check(&format!("{empty}.1")), BlobState::Good);
+    // A damaged copy is not used again: a fresh linker replaces it.
+    fs::set_permissions(&spill, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&spill, b"x").unwrap();
+    Linker::new(&cas).link(&empty, &links.join("one-more")).unwrap();
+    assert_eq!(fs::read(links.join("one-more")).unwrap(), b"");
+    assert_eq!(count_quarantined(&cas), 1);
+}
+
+fn count_quarantined(cas: &Cas) -> usize {
+    fs::read_dir(cas.quarantine_dir()).unwrap().count()
+}

@@ -138,11 +138,13 @@ fn sweep(store: &Store, cas: &Cas, report: &mut GcReport) -> Result<(), RootfsEr
             report.manifests_removed += 1;
         }
     }
-    // Lock files of packages that have no manifest (an unpack was killed).
+    // Lock files of packages that have no manifest (an unpack was killed),
+    // and temporary files of a manifest write that was.
     let unpacked = cas.unpacked_dir();
     for entry in fs::read_dir(unpacked).map_err(io_err(unpacked))? {
         let path = entry.map_err(io_err(unpacked))?.path();
-        if path.extension().is_some_and(|e| e == "lock") && !path.with_extension("json").exists() {
+        let orphan_lock = path.extension().is_some_and(|e| e == "lock") && !path.with_extension("json").exists();
+        if orphan_lock || entry_name(&path).starts_with(".tmp-") {
             remove_file(&path)?;
         }
     }
@@ -179,6 +181,10 @@ pub(super) fn for_each_blob(files: &Path, mut f: impl FnMut(&str, &fs::Metadata)
         }
     }
     Ok(())
+}
+
+fn entry_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn remove_file(path: &Path) -> Result<(), RootfsError> {

@@ -14,13 +14,14 @@ use std::io;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::cas::{Cas, Entry, Manifest};
+use super::cas::{Cas, Entry, Linker, Manifest};
 use super::{io_err, RootfsError};
 use crate::apt::debfile::{clear, resolve_in};
 
 /// A tree being assembled under `root`.
 pub(super) struct Assembly<'a> {
     cas: &'a Cas,
+    linker: Linker<'a>,
     root: PathBuf,
     /// Paths (relative) known to be real directories: resolving them needs no
     /// look at the disk, since a directory is never replaced.
@@ -34,7 +35,7 @@ impl<'a> Assembly<'a> {
         fs::create_dir_all(root).map_err(io_err(root))?;
         let mut dirs = HashSet::new();
         dirs.insert(PathBuf::new());
-        Ok(Assembly { cas, root: root.to_owned(), dirs, dir_modes: Vec::new() })
+        Ok(Assembly { cas, linker: Linker::new(cas), root: root.to_owned(), dirs, dir_modes: Vec::new() })
     }
 
     pub(super) fn add(&mut self, manifest: &Manifest) -> Result<(), RootfsError> {
@@ -79,7 +80,7 @@ impl<'a> Assembly<'a> {
         let parent = self.dir(path.parent().unwrap_or(Path::new("")))?;
         let target = parent.join(path.file_name().ok_or_else(|| io::Error::other("no file name"))?);
         // The tree is new: try first, clear the way only when something is there.
-        let place = |make: &dyn Fn() -> io::Result<()>| match make() {
+        let place = |make: &mut dyn FnMut() -> io::Result<()>| match make() {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 clear(&target)?;
                 make()
@@ -88,11 +89,11 @@ impl<'a> Assembly<'a> {
         };
         match entry {
             Entry::File { blob, .. } => {
-                let source = self.cas.blob_path(blob);
-                place(&|| fs::hard_link(&source, &target))
+                let linker = &mut self.linker;
+                place(&mut || linker.link(blob, &target))
             }
             Entry::Symlink { target: link, mtime, .. } => {
-                place(&|| symlink(link, &target))?;
+                place(&mut || symlink(link, &target))?;
                 let t = filetime::FileTime::from_unix_time(*mtime as i64, 0);
                 filetime::set_symlink_file_times(&target, t, t)
             }

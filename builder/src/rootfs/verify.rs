@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::cas::{BlobState, Cas};
+use super::cas::{BlobState, Cas, Linker};
 use super::gc::for_each_blob;
 use super::inventory::read_roots;
 use super::locks::Mode;
@@ -100,6 +100,7 @@ fn inode_names(cas: &Cas) -> Result<(HashMap<(u64, u64), String>, HashMap<(u64, 
 /// Point every root path that links a quarantined inode at the good blob.
 fn relink_roots(store: &Store, cas: &Cas, report: &mut VerifyReport) -> Result<(), RootfsError> {
     let (live, quarantined) = inode_names(cas)?;
+    let mut linker = Linker::new(cas);
     for root in read_roots(store)?.into_iter().filter(|r| r.kernel.is_some()) {
         for entry in walkdir::WalkDir::new(root.tree()).into_iter().filter_map(Result::ok) {
             if !entry.file_type().is_file() {
@@ -112,7 +113,7 @@ fn relink_roots(store: &Store, cas: &Cas, report: &mut VerifyReport) -> Result<(
             }
             match quarantined.get(&inode) {
                 Some(blob) if cas.blob_path(blob).is_file() => {
-                    relink(&cas.blob_path(blob), entry.path())?;
+                    relink(&mut linker, blob, entry.path())?;
                     report.relinked.push(entry.path().to_owned());
                 }
                 _ => report.foreign.push(entry.path().to_owned()),
@@ -123,10 +124,10 @@ fn relink_roots(store: &Store, cas: &Cas, report: &mut VerifyReport) -> Result<(
 }
 
 /// Replace `path` with a hard link to `blob`, atomically.
-fn relink(blob: &Path, path: &Path) -> Result<(), RootfsError> {
+fn relink(linker: &mut Linker<'_>, blob: &str, path: &Path) -> Result<(), RootfsError> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.hermod-relink-{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
-    fs::hard_link(blob, &tmp).map_err(io_err(&tmp))?;
+    linker.link(blob, &tmp).map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))
 }

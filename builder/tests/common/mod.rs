@@ -108,3 +108,27 @@ pub fn list(dir: &Path) -> Vec<String> {
         Err(_) => Vec::new(),
     }
 }
+
+/// A second kernel of the archive, for tests of what roots share.
+pub fn second_kernel() -> String {
+    std::env::var("HERMOD_TEST_KERNEL2").unwrap_or_else(|_| "6.1.0-55-amd64".into())
+}
+
+/// A store of the test's own (for tests that remove, corrupt or race on
+/// build roots), on disk beside the shared one's default place.
+pub fn private_store(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("hermod-{tag}-")).tempdir_in("/var/tmp").unwrap()
+}
+
+/// Start hermod with `args` against `store` without waiting for it.
+pub fn spawn(store: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(hermod())
+        .args(args)
+        .arg("-q")
+        .env("HERMOD_STORE", store)
+        .env("HERMOD_PACKAGE_CACHE", package_cache())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hermod starts")
+}
