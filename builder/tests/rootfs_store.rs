@@ -133,7 +133,9 @@ fn two_kernels_share_the_toolchain_and_a_warm_root_builds_the_same_deb() {
         let out = stdout(&run(store, &["rootfs", "show", "--kernel", k]));
         ["lock ", "headers ", "toolchain "]
             .iter()
-            .map(|f| out.lines().find_map(|l| l.strip_prefix(f)).unwrap_or_else(|| panic!("{f} in {out}")).trim().into())
+            .map(|f| {
+                out.lines().find_map(|l| l.strip_prefix(f)).unwrap_or_else(|| panic!("{f} in {out}")).trim().into()
+            })
             .collect()
     };
     let (s1, s2) = (show(&k1), show(&k2));
@@ -142,7 +144,8 @@ fn two_kernels_share_the_toolchain_and_a_warm_root_builds_the_same_deb() {
     assert_eq!(s1[2], s2[2], "toolchain hash");
 
     // Warm: the root is gone, its packages are still unpacked in the store.
-    let (blobs, manifests) = (count(&store.join("files"), |_| true), count(&store.join("unpacked"), |n| n.ends_with(".json")));
+    let (blobs, manifests) =
+        (count(&store.join("files"), |_| true), count(&store.join("unpacked"), |n| n.ends_with(".json")));
     fs::remove_dir_all(store.join("rootfs").join(&h1)).unwrap();
     let started = Instant::now();
     let (again, tree) = rootfs_build(store, &k1);

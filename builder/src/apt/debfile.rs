@@ -225,7 +225,11 @@ pub(crate) fn read_data<E: From<DebFileError>>(
                 EntryKind::File(&mut entry)
             }
             tar::EntryType::Symlink => EntryKind::Symlink(
-                entry.link_name().map_err(|e| fail(&rel, e))?.ok_or_else(|| unsafe_path("symlink without target"))?.into_owned(),
+                entry
+                    .link_name()
+                    .map_err(|e| fail(&rel, e))?
+                    .ok_or_else(|| unsafe_path("symlink without target"))?
+                    .into_owned(),
             ),
             tar::EntryType::Link => {
                 let link = entry

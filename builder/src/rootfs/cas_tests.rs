@@ -59,7 +59,10 @@ fn a_package_is_unpacked_into_read_only_blobs_once() {
     let (path2, pkg2) = deb(
         dir.path(),
         "other",
-        tar_of(&[E::File("./opt/hi", 0o755, b"#!/bin/sh\necho hi\n"), E::File("./opt/ro", 0o644, b"#!/bin/sh\necho hi\n")]),
+        tar_of(&[
+            E::File("./opt/hi", 0o755, b"#!/bin/sh\necho hi\n"),
+            E::File("./opt/ro", 0o644, b"#!/bin/sh\necho hi\n"),
+        ]),
     );
     let m2 = cas.ensure_unpacked(&path2, &pkg2).unwrap();
     assert_eq!(file_blob(&m2, "opt/hi"), hello);

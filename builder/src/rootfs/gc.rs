@@ -85,10 +85,31 @@ fn remove_root(store: &Store, root: &RootEntry) -> Result<bool, RootfsError> {
 }
 
 /// Staging trees of killed creators, trees moved aside by a killed gc or
-/// replaced as incomplete. Returns how many were removed.
+/// replaced as incomplete, lock files of roots that never appeared (a failed
+/// materialization). Returns how many were removed.
 fn remove_litter(store: &Store) -> Result<u64, RootfsError> {
     let tmp = store.tmp();
     let mut removed = 0;
+    let roots = store.rootfs_dir();
+    for entry in fs::read_dir(&roots).map_err(io_err(&roots))? {
+        let path = entry.map_err(io_err(&roots))?.path();
+        let Some(hash) = entry_name(&path).strip_suffix(".use").map(str::to_owned) else { continue };
+        if roots.join(&hash).exists() {
+            continue;
+        }
+        let use_path = use_lock_path(store, &hash);
+        let Some(using) = locks::lock(&use_path, Mode::Exclusive, false).map_err(io_err(&use_path))? else {
+            continue; // being made right now
+        };
+        let create_path = create_lock_path(store, &hash);
+        if let Some(creating) = locks::lock(&create_path, Mode::Exclusive, false).map_err(io_err(&create_path))? {
+            if !roots.join(&hash).exists() {
+                creating.remove().map_err(io_err(&create_path))?;
+                using.remove().map_err(io_err(&use_path))?;
+                removed += 1;
+            }
+        }
+    }
     for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
         let entry = entry.map_err(io_err(&tmp))?;
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -170,11 +170,8 @@ pub(super) fn unpacked(
         packages.iter().zip(&manifests).filter(|(_, m)| m.is_none()).map(|(p, _)| p.clone()).collect();
     if !missing.is_empty() {
         let debs = apt::download_from(&missing, mirrors, store.packages(), quiet)?;
-        let made: Vec<Manifest> = missing
-            .par_iter()
-            .zip(&debs)
-            .map(|(pkg, deb)| cas.ensure_unpacked(deb, pkg))
-            .collect::<Result<_, _>>()?;
+        let made: Vec<Manifest> =
+            missing.par_iter().zip(&debs).map(|(pkg, deb)| cas.ensure_unpacked(deb, pkg)).collect::<Result<_, _>>()?;
         let mut made = made.into_iter();
         for slot in manifests.iter_mut().filter(|m| m.is_none()) {
             *slot = made.next();
@@ -229,8 +226,7 @@ pub(super) fn repair<'m>(
     for (pkg, deb) in packages.iter().zip(&debs) {
         cas.unpack(deb, pkg)?;
     }
-    let still: Vec<String> =
-        bad.iter().filter(|b| cas.check(b) != BlobState::Good).map(|b| b.to_string()).collect();
+    let still: Vec<String> = bad.iter().filter(|b| cas.check(b) != BlobState::Good).map(|b| b.to_string()).collect();
     if still.is_empty() {
         Ok(())
     } else {

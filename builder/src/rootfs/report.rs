@@ -54,11 +54,8 @@ pub fn list(inventory: &Inventory, json: bool) -> String {
         let _ = writeln!(out, "{totals}");
         return out;
     }
-    let _ = writeln!(
-        out,
-        "{:<24} {:<16}  {:<26} {:>10} {:>10}  LAST USE",
-        "KERNEL", "LOCK", "COMPILER", "SIZE", "SHARED"
-    );
+    let _ =
+        writeln!(out, "{:<24} {:<16}  {:<26} {:>10} {:>10}  LAST USE", "KERNEL", "LOCK", "COMPILER", "SIZE", "SHARED");
     for r in &inventory.roots {
         let _ = writeln!(
             out,
@@ -95,7 +92,8 @@ pub fn show(store: &Store, lock: &Lock) -> String {
     let _ = writeln!(out, "toolchain  {}", lock.toolchain_hash());
     let packages = lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str()));
     let _ = writeln!(out, "compiler   {}", compiler(packages).unwrap_or_else(|| "-".into()));
-    let root = read_roots(store).ok().and_then(|roots| roots.into_iter().find(|r| r.hash == hash && r.kernel.is_some()));
+    let root =
+        read_roots(store).ok().and_then(|roots| roots.into_iter().find(|r| r.hash == hash && r.kernel.is_some()));
     match root {
         Some(r) => {
             let used = r.last_use.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

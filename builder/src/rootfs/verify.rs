@@ -78,8 +78,11 @@ pub fn verify(store: &Store, mirrors: &[String], quiet: bool) -> Result<VerifyRe
     Ok(report)
 }
 
-/// Blob name of every inode in `files/` and `quarantine/`.
-fn inode_names(cas: &Cas) -> Result<(HashMap<(u64, u64), String>, HashMap<(u64, u64), String>), RootfsError> {
+/// (device, inode) → blob name.
+type Names = HashMap<(u64, u64), String>;
+
+/// Blob name of every inode in `files/` and of every one in `quarantine/`.
+fn inode_names(cas: &Cas) -> Result<(Names, Names), RootfsError> {
     let mut live = HashMap::new();
     for_each_blob(cas.files_dir(), |name, meta| {
         live.insert((meta.dev(), meta.ino()), name.to_owned());
