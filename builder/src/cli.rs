@@ -11,7 +11,7 @@ use crate::build::BuildError;
 use crate::config::Config;
 use crate::limits::BuildLimits;
 use crate::pipeline::{Context, Options, PipelineError};
-use crate::rootfs::{self, Lock, LockFileError, Recipe, RootfsError};
+use crate::rootfs::{self, Lock, LockFileError, OciImageError, Recipe, RootfsError};
 use crate::store::Store;
 
 pub const EXIT_CODES: &str = "\
@@ -19,11 +19,11 @@ Exit status:
   0  success
   1  internal error
   2  usage error
-  3  bad input: the source, its dkms.conf, a recipe, a lock file or the config file is unusable
+  3  bad input: the source, its dkms.conf, a recipe, a lock file, the config file or an image is unusable
   4  no headers in the archive for the requested kernel
   5  the build failed (make error or timeout); the log's tail is shown
   6  a module declared in dkms.conf was not built
-  7  archive error: network, signature or checksum verification
+  7  archive error: network, signature or checksum verification (an image's digests too)
   8  the sandbox could not be set up
   9  store or output I/O error";
 
@@ -172,6 +172,24 @@ pub enum RootfsCommand {
     /// Re-hash every file of the store, restore corrupt ones from their
     /// packages and re-link the roots that used them
     Verify,
+    /// Write a build root (made first if needed) as an OCI image layout: one
+    /// tar+zstd layer, the same digests on any host; prints the manifest digest
+    Export {
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Export this lock file's root instead of resolving
+        #[arg(long, value_name = "FILE", conflicts_with = "kernel")]
+        lock: Option<PathBuf>,
+        /// Image layout directory to write (must be empty or not exist)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Import an image layout written by `rootfs export` (every digest checked)
+    /// as the build root of its lock; prints its hash, kernel and tree
+    Import {
+        /// OCI image layout directory
+        dir: PathBuf,
+    },
 }
 
 fn parse_days(text: &str) -> Result<f64, String> {
@@ -306,6 +324,32 @@ fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), Pipeli
             print!("{}", rootfs::report::gc(&report));
             Ok(())
         }
+        RootfsCommand::Export { kernel, lock, out } => {
+            let (ctx, lock) = locked(kernel, lock.as_deref())?;
+            let root = rootfs::materialize(&ctx.options.store, &lock, global.quiet)?;
+            let exported = rootfs::oci_image::export(&root.tree, &lock, out).map_err(RootfsError::from)?;
+            println!("{}", exported.manifest_digest);
+            if !global.quiet {
+                eprintln!(
+                    "hermod: wrote {} ({}, layer {:.1} MiB); e.g. `skopeo copy oci:{}:{} docker://REGISTRY/NAME:TAG`",
+                    out.display(),
+                    exported.ref_name,
+                    exported.layer_size as f64 / 1048576.0,
+                    out.display(),
+                    exported.ref_name
+                );
+            }
+            Ok(())
+        }
+        RootfsCommand::Import { dir } => {
+            let imported = rootfs::oci_image::import(&open_store(global)?, dir)?;
+            if !global.quiet {
+                let what = if imported.created { "imported" } else { "already in the store:" };
+                eprintln!("hermod: {what} {} ({})", imported.manifest_digest, imported.kernel);
+            }
+            println!("{} {} {}", imported.hash, imported.kernel, imported.tree.display());
+            Ok(())
+        }
         RootfsCommand::Verify => {
             let mirrors = Config::load(global.config.as_deref())?.package_sources()?.mirrors();
             let report = rootfs::verify(&open_store(global)?, &mirrors, global.quiet)?;
@@ -382,6 +426,11 @@ pub fn exit_code(err: &PipelineError) -> i32 {
         PipelineError::Rootfs(RootfsError::LockFile(_)) | PipelineError::Config(_) => 3,
         PipelineError::LockedKernel { .. } => 2,
         PipelineError::Rootfs(RootfsError::NoDefaultKernel(_)) => 7,
+        PipelineError::Rootfs(RootfsError::OciImage(e)) => match **e {
+            OciImageError::Size { .. } | OciImageError::Digest { .. } | OciImageError::DiffId { .. } => 7,
+            OciImageError::Layout { .. } | OciImageError::LockHash { .. } | OciImageError::Layer(_) => 3,
+            OciImageError::Io { .. } | OciImageError::NotEmpty { .. } | OciImageError::Export { .. } => 9,
+        },
         PipelineError::Rootfs(
             RootfsError::Io { .. }
             | RootfsError::Store(_)

@@ -191,9 +191,21 @@ pub(crate) enum EntryKind<'a> {
 /// they are never needed to compile modules, and making devices needs privileges.
 pub(crate) fn read_data<E: From<DebFileError>>(
     deb: &Path,
-    mut visit: impl FnMut(DataEntry<'_>) -> Result<(), E>,
+    visit: impl FnMut(DataEntry<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     let (member, r) = member_reader(deb, "data.tar")?;
+    read_tar(r, deb, &member, visit)
+}
+
+/// [`read_data`]'s walk over any tar stream (`origin` and `member` name it in
+/// errors); an OCI image layer (`rootfs::oci_image`) is read with the same rules.
+pub(crate) fn read_tar<E: From<DebFileError>>(
+    r: impl Read,
+    deb: &Path,
+    member: &str,
+    mut visit: impl FnMut(DataEntry<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let member = member.to_owned();
     let fail = |path: &Path, source| DebFileError::Unpack {
         deb: deb.to_path_buf(),
         path: path.display().to_string(),

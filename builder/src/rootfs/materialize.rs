@@ -144,7 +144,7 @@ pub fn materialize(store: &Store, lock: &Lock, quiet: bool) -> Result<Rootfs, Ro
 
 /// Staging trees of this root left by a killed creator (we hold the create
 /// lock, so no live process is writing one).
-fn remove_stale_staging(store: &Store, hash: &str) -> Result<(), RootfsError> {
+pub(super) fn remove_stale_staging(store: &Store, hash: &str) -> Result<(), RootfsError> {
     let tmp = store.tmp();
     let prefix = staging_prefix(hash);
     for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {

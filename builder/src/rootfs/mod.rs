@@ -16,7 +16,8 @@
 //! a root is a tree of hard links into it ([`tree`], [`materialize()`]), so
 //! roots for many kernels store their common toolchain once. [`inventory`],
 //! [`gc()`] and [`verify()`] are the operations on the roots and the store;
-//! [`locks`] says which file lock guards what.
+//! [`locks`] says which file lock guards what; [`oci_image`] moves a root
+//! between hosts as an OCI image.
 
 pub mod cas;
 mod gc;
@@ -25,6 +26,7 @@ mod lock;
 mod lockfile;
 mod locks;
 mod materialize;
+pub mod oci_image;
 pub mod report;
 mod tree;
 mod verify;
@@ -34,6 +36,7 @@ pub use inventory::{inventory, read_roots, Inventory, RootStats};
 pub use lock::{is_headers_package, Lock, Memo};
 pub use lockfile::LockFileError;
 pub use materialize::{materialize, Rootfs};
+pub use oci_image::OciImageError;
 pub use verify::{verify, VerifyReport};
 
 use std::collections::BTreeMap;
@@ -86,6 +89,8 @@ pub enum RootfsError {
     Unrepairable { blobs: Vec<String> },
     #[error("{count} file(s) in build roots are not from the store (listed above); remove those roots with `hermod rootfs gc --kernel KREL` and build them again")]
     Foreign { count: usize },
+    #[error(transparent)]
+    OciImage(Box<OciImageError>),
     #[error("materializing the build root in {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }

@@ -68,7 +68,7 @@ impl<'a> Assembly<'a> {
         Ok(host)
     }
 
-    fn entry(&mut self, entry: &Entry) -> io::Result<()> {
+    pub(super) fn entry(&mut self, entry: &Entry) -> io::Result<()> {
         let path = match entry {
             Entry::Dir { path, .. } | Entry::File { path, .. } | Entry::Symlink { path, .. } => Path::new(path),
         };
