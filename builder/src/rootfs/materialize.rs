@@ -64,6 +64,30 @@ pub(super) fn create_lock_path(store: &Store, hash: &str) -> PathBuf {
 
 /// Staging directories of a root are named after its full hash, so the
 /// creator (holding the create lock) knows any others are a crashed run's.
+/// The last step of making a root (materialized or imported): its `lock`
+/// file, which marks it complete, then one rename into `rootfs/<hash>`.
+pub(super) fn publish(
+    store: &Store,
+    staging: tempfile::TempDir,
+    lock: &Lock,
+    hash: &str,
+    final_dir: &Path,
+) -> Result<(), RootfsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let lock_text_path = staging.path().join("lock");
+    fs::write(&lock_text_path, lock.text()).map_err(io_err(&lock_text_path))?;
+    // The sandbox of a root caller reads the root as an unprivileged user.
+    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).map_err(io_err(staging.path()))?;
+    let staged = staging.keep();
+    if final_dir.exists() {
+        // A leftover without its `lock` file: an interrupted rename can't produce
+        // one, but a hand-edited store can. Move it aside (gc removes it).
+        let aside = store.tmp().join(format!("stale-{hash}-{}", std::process::id()));
+        fs::rename(final_dir, &aside).map_err(io_err(final_dir))?;
+    }
+    fs::rename(&staged, final_dir).map_err(io_err(final_dir))
+}
+
 pub(super) fn staging_prefix(hash: &str) -> String {
     format!("rootfs-{hash}-")
 }
@@ -122,22 +146,7 @@ pub fn materialize(store: &Store, lock: &Lock, quiet: bool) -> Result<Rootfs, Ro
     } else {
         assembled?;
     }
-    let lock_text_path = staging.path().join("lock");
-    fs::write(&lock_text_path, lock.text()).map_err(io_err(&lock_text_path))?;
-
-    // The sandbox of a root caller reads the root as an unprivileged user.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).map_err(io_err(staging.path()))?;
-    }
-    let staged = staging.keep();
-    if final_dir.exists() {
-        // A leftover without its `lock` file: an interrupted rename can't produce
-        // one, but a hand-edited store can. Move it aside (gc removes it).
-        let aside = store.tmp().join(format!("stale-{hash}-{}", std::process::id()));
-        fs::rename(&final_dir, &aside).map_err(io_err(&final_dir))?;
-    }
-    fs::rename(&staged, &final_dir).map_err(io_err(&final_dir))?;
+    publish(store, staging, lock, &hash, &final_dir)?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(rootfs(true, seconds, repaired, in_use))
 }

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
@@ -13,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::super::cas::{self, BlobState, Cas, Entry};
 use super::super::locks::{self, Mode};
-use super::super::materialize::{create_lock_path, remove_stale_staging, staging_prefix, use_lock_path};
+use super::super::materialize::{create_lock_path, publish, remove_stale_staging, staging_prefix, use_lock_path};
 use super::super::tree::Assembly;
 use super::super::{Lock, RootfsError};
 use super::{io_err, Hashing, OciImageError, LABEL_KERNEL, LABEL_LOCK_HASH, LOCK_PATH, MAX_JSON};
@@ -70,17 +69,7 @@ pub fn import(store: &Store, dir: &Path) -> Result<Imported, RootfsError> {
     let _adding = cas.lock(Mode::Shared)?;
     let staging = store.staging_dir(&staging_prefix(&hash))?;
     let lock = unpack_layer(&cas, &image, dir, &staging.path().join("tree"))?;
-    let lock_text_path = staging.path().join("lock");
-    fs::write(&lock_text_path, lock.text()).map_err(rootfs_err(&lock_text_path))?;
-    // The sandbox of a root caller reads the root as an unprivileged user.
-    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).map_err(rootfs_err(staging.path()))?;
-    let staged = staging.keep();
-    if final_dir.exists() {
-        // Incomplete (no `lock`): moved aside as materialize does; gc removes it.
-        let aside = store.tmp().join(format!("stale-{hash}-{}", std::process::id()));
-        fs::rename(&final_dir, &aside).map_err(rootfs_err(&final_dir))?;
-    }
-    fs::rename(&staged, &final_dir).map_err(rootfs_err(&final_dir))?;
+    publish(store, staging, &lock, &hash, &final_dir)?;
     Ok(imported(true))
 }
 
