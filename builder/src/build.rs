@@ -24,6 +24,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -175,6 +176,9 @@ pub fn prepare(
 
     let script_path = input.join("build.sh");
     fs::write(&script_path, build_script(&conf)).map_err(io_err(&script_path))?;
+    if nix::unistd::geteuid().is_root() {
+        readable_by_all(&script_path)?;
+    }
     let spec = sandbox_spec(rootfs, settings, workdir, log, &["/hermod/in/build.sh"]);
     Ok(Prepared { conf, spec })
 }
@@ -184,16 +188,27 @@ fn collect(conf: &DkmsConf, workdir: &Path, log: &Path) -> Result<Vec<BuiltModul
     let mut modules = Vec::new();
     for (index, module) in conf.modules.iter().enumerate() {
         let built = workdir.join("out").join(format!("module-{index}.ko"));
-        if !built.is_file() {
-            let location =
-                if module.built_location.is_empty() { String::new() } else { format!("{}/", module.built_location) };
-            return Err(BuildError::ModuleMissing {
-                name: module.built_name.clone(),
-                expected: format!("{SRC_INSIDE}/{location}{}.ko", module.built_name),
-                log: log.to_owned(),
-            });
-        }
-        let contents = fs::read(&built).map_err(io_err(&built))?;
+        // Not following links: `out/` belongs to the sandbox user.
+        let opened = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&built);
+        let file = match opened {
+            Ok(file) if file.metadata().map(|m| m.is_file()).unwrap_or(false) => file,
+            Ok(_) => return Err(BuildError::Io { path: built, source: io::Error::other("not a regular file") }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let location = if module.built_location.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/", module.built_location)
+                };
+                return Err(BuildError::ModuleMissing {
+                    name: module.built_name.clone(),
+                    expected: format!("{SRC_INSIDE}/{location}{}.ko", module.built_name),
+                    log: log.to_owned(),
+                });
+            }
+            Err(e) => return Err(BuildError::Io { path: built, source: e }),
+        };
+        let mut contents = Vec::new();
+        io::Read::read_to_end(&mut &file, &mut contents).map_err(io_err(&built))?;
         modules.push(BuiltModule { dest_name: module.dest_name.clone(), contents });
     }
     Ok(modules)
@@ -209,10 +224,31 @@ fn hand_over_to_sandbox_user(workdir: &Path) -> Result<(), BuildError> {
         return Ok(());
     }
     fs::set_permissions(workdir, fs::Permissions::from_mode(0o755)).map_err(io_err(workdir))?;
-    for top in ["in", "out"] {
-        hand_over(&workdir.join(top))?;
-    }
+    // `in/` stays root's (hermod writes build.sh there later, and must not
+    // follow a link another `nobody` process planted): readable is enough,
+    // it is mounted read-only. Only `out/`, which the outputs copy writes,
+    // is given away.
+    readable_by_all(&workdir.join("in"))?;
+    hand_over(&workdir.join("out"))?;
     reachable_by_sandbox_user(workdir)
+}
+
+/// Directories 0755, files 0644 or 0755 (whatever root's umask made them).
+fn readable_by_all(path: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walkdir::WalkDir::new(path) {
+        let entry = entry.map_err(|e| BuildError::Io { path: path.to_owned(), source: e.into() })?;
+        let meta = entry.metadata().map_err(|e| BuildError::Io { path: entry.path().to_owned(), source: e.into() })?;
+        let mode = if meta.is_dir() || meta.permissions().mode() & 0o100 != 0 {
+            0o755
+        } else if meta.is_file() {
+            0o644
+        } else {
+            continue;
+        };
+        fs::set_permissions(entry.path(), fs::Permissions::from_mode(mode)).map_err(io_err(entry.path()))?;
+    }
+    Ok(())
 }
 
 /// Every directory above `path` must be searchable by others, or the sandbox

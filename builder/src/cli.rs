@@ -378,9 +378,15 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
             kernels.push(kernel.clone());
         }
     }
-    kernels.dedup();
-    let pairs: Vec<(PathBuf, String)> =
-        args.sources.iter().flat_map(|s| kernels.iter().map(move |k| (s.clone(), k.clone()))).collect();
+    // Each (source, kernel) once, in the order asked: two builds of one key at
+    // once would share a log.
+    let mut seen = std::collections::HashSet::new();
+    let pairs: Vec<(PathBuf, String)> = args
+        .sources
+        .iter()
+        .flat_map(|s| kernels.iter().map(move |k| (s.clone(), k.clone())))
+        .filter(|pair| seen.insert(pair.clone()))
+        .collect();
     let results = if pairs.len() == 1 { vec![ctx.build_one(&pairs[0].0, &pairs[0].1)] } else { ctx.build_many(&pairs) };
     let stdout = std::io::stdout();
     let mut first_error = None;

@@ -207,6 +207,15 @@ impl Context {
     /// Every (source, kernel) pair, up to `--jobs` at once, each build's make
     /// getting its share of the jobs. Results come back in the pairs' order.
     pub fn build_many(&self, pairs: &[(PathBuf, String)]) -> Vec<Result<Report, PipelineError>> {
+        // Resolve each kernel's lock first, one after the other: the first
+        // one loads the archive, which the threads would otherwise each load
+        // at once. An error here is found again, and reported, per pair.
+        let mut kernels: Vec<&String> = pairs.iter().map(|(_, k)| k).collect();
+        kernels.sort();
+        kernels.dedup();
+        for kernel in kernels {
+            let _ = self.lock(kernel);
+        }
         let at_once = self.options.jobs.clamp(1, pairs.len().max(1));
         let jobs_each = (self.options.jobs / at_once).max(1);
         let next = std::sync::atomic::AtomicUsize::new(0);

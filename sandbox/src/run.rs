@@ -282,11 +282,16 @@ fn interpret(reports: &[Report], helper: ExitStatus, exe: &Path) -> Result<Exit,
     if let Some(r @ Report::SetupFailed { step, detail, .. }) = reports.first() {
         return Err(SandboxError::Setup { step: step.clone(), errno: r.errno(), detail: detail.clone() });
     }
-    if let Some(Report::OutputsFailed { detail }) = reports.iter().find(|r| matches!(r, Report::OutputsFailed { .. })) {
-        return Err(SandboxError::Outputs(detail.clone()));
-    }
+    let outputs_failed = reports.iter().find_map(|r| match r {
+        Report::OutputsFailed { detail } => Some(detail),
+        _ => None,
+    });
     for r in reports {
         if let Report::Payload(ended) = r {
+            // A command that failed is reported as such, whatever its outputs did.
+            if let (Ended::Code(0), Some(detail)) = (ended, outputs_failed) {
+                return Err(SandboxError::Outputs(detail.clone()));
+            }
             return Ok(match *ended {
                 Ended::Code(c) => Exit::Code(c),
                 Ended::Signal(s) => Exit::Signal(s),
@@ -330,6 +335,11 @@ mod tests {
         assert_eq!(r.unwrap(), Exit::Signal(9));
         let r = interpret(&[Report::Init(Ended::Signal(9))], ok, exe);
         assert!(r.unwrap_err().to_string().contains("pid 1"));
+        let over = Report::OutputsFailed { detail: "over the limit".into() };
+        let r = interpret(&[over.clone(), Report::Payload(Ended::Code(0)), Report::Init(Ended::Code(0))], ok, exe);
+        assert!(matches!(r, Err(SandboxError::Outputs(_))));
+        let r = interpret(&[over, Report::Payload(Ended::Code(2)), Report::Init(Ended::Code(2))], ok, exe);
+        assert_eq!(r.unwrap(), Exit::Code(2), "the command's own failure comes first");
         let r = interpret(&[], ok, exe);
         assert!(r.unwrap_err().to_string().contains("enter_if_requested"));
     }

@@ -75,7 +75,12 @@ pub(super) fn publish(
 ) -> Result<(), RootfsError> {
     use std::os::unix::fs::PermissionsExt;
     let lock_text_path = staging.path().join("lock");
-    fs::write(&lock_text_path, lock.text()).map_err(io_err(&lock_text_path))?;
+    // Synced before the rename: after a power cut, a root either is not
+    // there or has its whole `lock` file (its mark of completeness).
+    let mut lock_file = fs::File::create(&lock_text_path).map_err(io_err(&lock_text_path))?;
+    io::Write::write_all(&mut lock_file, lock.text().as_bytes())
+        .and_then(|()| lock_file.sync_all())
+        .map_err(io_err(&lock_text_path))?;
     // The sandbox of a root caller reads the root as an unprivileged user.
     fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).map_err(io_err(staging.path()))?;
     let staged = staging.keep();
@@ -85,7 +90,9 @@ pub(super) fn publish(
         let aside = store.tmp().join(format!("stale-{hash}-{}", std::process::id()));
         fs::rename(final_dir, &aside).map_err(io_err(final_dir))?;
     }
-    fs::rename(&staged, final_dir).map_err(io_err(final_dir))
+    fs::rename(&staged, final_dir).map_err(io_err(final_dir))?;
+    let parent = final_dir.parent().expect("rootfs/<hash> has a parent");
+    fs::File::open(parent).and_then(|dir| dir.sync_all()).map_err(io_err(parent))
 }
 
 pub(super) fn staging_prefix(hash: &str) -> String {

@@ -27,6 +27,9 @@ use super::rootfs::OLDROOT;
 use super::{SetupError, Step};
 use crate::spec::{under, Outputs};
 
+/// The most entries an outputs directory may hold.
+const MAX_FILES: usize = 10_000;
+
 /// Before the pivot: the host outputs directory, held open.
 pub(crate) fn open_host_dir(outputs: &Outputs) -> Result<OwnedFd, SetupError> {
     let path = under(Path::new(OLDROOT), &outputs.host);
@@ -45,7 +48,17 @@ pub(crate) fn copy_out(outputs: &Outputs, host: &OwnedFd) -> Result<(), String> 
         Err(e) => return Err(format!("listing {}: {e}", outputs.inside.display())),
     };
     let mut total = 0u64;
-    let mut names: Vec<_> = entries.filter_map(Result::ok).collect();
+    let mut names =
+        entries.collect::<io::Result<Vec<_>>>().map_err(|e| format!("listing {}: {e}", outputs.inside.display()))?;
+    // Bytes are bounded by the limit; the number of files (inodes on the
+    // host's disk) is bounded here.
+    if names.len() > MAX_FILES {
+        return Err(format!(
+            "{} holds {} entries; at most {MAX_FILES} may be copied out",
+            outputs.inside.display(),
+            names.len()
+        ));
+    }
     names.sort_by_key(|e| e.file_name());
     for entry in names {
         let shown = outputs.inside.join(entry.file_name());
