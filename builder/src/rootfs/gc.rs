@@ -86,7 +86,8 @@ fn remove_root(store: &Store, root: &RootEntry) -> Result<bool, RootfsError> {
 
 /// Staging trees of killed creators, trees moved aside by a killed gc or
 /// replaced as incomplete, lock files of roots that never appeared (a failed
-/// materialization). Returns how many were removed.
+/// materialization), work directories of killed builds (by age). Returns how
+/// many were removed.
 fn remove_litter(store: &Store) -> Result<u64, RootfsError> {
     let tmp = store.tmp();
     let mut removed = 0;
@@ -128,9 +129,25 @@ fn remove_litter(store: &Store) -> Result<u64, RootfsError> {
         } else if name.starts_with("gc-") || name.starts_with("stale-") {
             remove_tree(&entry.path())?;
             removed += 1;
+        } else if name.starts_with("build-") && older_than(&entry.path(), BUILD_LEFTOVER_AGE) {
+            // The work directory of a build that was killed (a live one
+            // removes its own). Its age tells: builds have a wall-clock limit.
+            remove_tree(&entry.path())?;
+            removed += 1;
         }
     }
     Ok(removed)
+}
+
+/// A `tmp/build-*` directory this old belongs to no running build.
+const BUILD_LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 24 * 3600);
+
+fn older_than(path: &Path, age: std::time::Duration) -> bool {
+    fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|elapsed| elapsed > age)
 }
 
 /// The blob sweep; the caller holds the store lock exclusively.
@@ -230,4 +247,28 @@ pub(super) fn remove_tree(path: &Path) -> Result<(), RootfsError> {
         }
     }
     fs::remove_dir_all(path).map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn litter_removes_old_build_leftovers_and_keeps_recent_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).unwrap();
+        let old = store.tmp().join("build-killed");
+        let live = store.tmp().join("build-running");
+        for d in [&old, &live] {
+            fs::create_dir_all(d.join("in/src")).unwrap();
+            fs::write(d.join("in/src/x.c"), "x").unwrap();
+        }
+        let three_days_ago = filetime::FileTime::from_system_time(
+            std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 24 * 3600),
+        );
+        filetime::set_file_mtime(&old, three_days_ago).unwrap();
+        assert_eq!(remove_litter(&store).unwrap(), 1);
+        assert!(!old.exists(), "a build dir older than any build's timeout is litter");
+        assert!(live.exists(), "a recent build dir may belong to a running build");
+    }
 }
