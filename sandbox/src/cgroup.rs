@@ -15,7 +15,10 @@
 //! "hybrid" host mounts both with every controller on the v1 side.
 //!
 //! `run()` creates a fresh group `hermod-<pid>-<n>` under the caller's own
-//! group, for each controller where it can: v2 first, else v1. It moves the
+//! group, for each controller where it can: v2 first, else v1. (On v2, the
+//! caller's group can hand controllers down only once it holds no process,
+//! so hermod first moves itself into a leaf `hermod-self` beside the
+//! sandbox groups: [`enable_controllers`].) It moves the
 //! helper into it *before* sending the spec, so every process of the sandbox
 //! is born inside. An unprivileged caller can do this only in a group
 //! delegated to it (e.g. a systemd user slice with `Delegate=yes`); where
@@ -133,20 +136,90 @@ fn limit_text(v: u64) -> String {
     v.to_string()
 }
 
+/// The few file operations [`enable_controllers`] needs: the real cgroup
+/// filesystem, or a fake in the tests.
+trait CgroupFs {
+    fn read(&self, path: &Path) -> io::Result<String>;
+    fn write(&self, path: &Path, value: &str) -> io::Result<()>;
+    fn mkdir(&self, path: &Path) -> io::Result<()>;
+}
+
+struct RealFs;
+
+impl CgroupFs for RealFs {
+    fn read(&self, path: &Path) -> io::Result<String> {
+        fs::read_to_string(path)
+    }
+    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+        fs::write(path, value)
+    }
+    fn mkdir(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir(path)
+    }
+}
+
+/// The leaf group hermod moves itself into (see [`enable_controllers`]).
+const SELF_LEAF: &str = "hermod-self";
+
+/// Makes `controllers` usable by new children of `parent` (cgroup v2).
+///
+/// v2's *no internal processes* rule: a group that holds processes cannot
+/// hand controllers to children (writing `cgroup.subtree_control` fails
+/// with EBUSY), and `parent` is where hermod itself runs. So on EBUSY,
+/// hermod moves itself (`pid`, all its threads) into a leaf child
+/// `hermod-self`, as systemd does with a delegated service, and tries
+/// again; the sandbox groups are then siblings of that leaf. If other
+/// processes share `parent` (a shell in the same session scope), it still
+/// fails, and the reason says so; hermod does not move what is not its own.
+fn enable_controllers(fs: &dyn CgroupFs, parent: &Path, controllers: &[&str], pid: u32) -> Result<(), String> {
+    let control = parent.join("cgroup.subtree_control");
+    let mut moved = false;
+    for c in controllers {
+        if fs.read(&control).unwrap_or_default().split_whitespace().any(|e| e == *c) {
+            continue;
+        }
+        loop {
+            match fs.write(&control, &format!("+{c}")) {
+                Ok(()) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && !moved => {
+                    let leaf = parent.join(SELF_LEAF);
+                    match fs.mkdir(&leaf) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(format!("creating {}: {}", leaf.display(), short(&e))),
+                    }
+                    fs.write(&leaf.join("cgroup.procs"), &pid.to_string())
+                        .map_err(|e| format!("moving hermod into {}: {}", leaf.display(), short(&e)))?;
+                    moved = true;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    return Err(format!(
+                        "the {c} controller cannot be enabled below {}: other processes share that group \
+                         (cgroup v2 allows controllers only below groups without processes); \
+                         run hermod in a group of its own, e.g. `systemd-run --scope -p Delegate=yes hermod …`",
+                        parent.display()
+                    ))
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "the {c} controller is not available to {}: writing \"+{c}\" to {}: {}",
+                        parent.display(),
+                        control.display(),
+                        short(&e)
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Group {
     fn try_v2(&mut self, root: &Path, own: &str, limits: &Limits) -> Result<(), String> {
         let parent = root.join(own_path(own, "").ok_or("no v2 entry in /proc/self/cgroup")?.trim_start_matches('/'));
         let wanted: Vec<&str> =
             [("memory", limits.memory), ("pids", limits.pids)].into_iter().filter_map(|(c, v)| v.map(|_| c)).collect();
-        let enabled = fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
-        for c in &wanted {
-            if !enabled.split_whitespace().any(|e| e == *c) {
-                // Fails (EBUSY) when the parent itself holds processes, as
-                // ours does unless a manager delegated an empty subtree.
-                write(&parent.join("cgroup.subtree_control"), &format!("+{c}"))
-                    .map_err(|e| format!("the {c} controller is not available to {}: {e}", parent.display()))?;
-            }
-        }
+        enable_controllers(&RealFs, &parent, &wanted, std::process::id())?;
         let dir = parent.join(name());
         fs::create_dir(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
         self.dirs.push(dir.clone());
@@ -273,5 +346,112 @@ mod tests {
         let g = create(&Limits::inherit());
         assert!(g.dirs.is_empty());
         assert_eq!(g.report, Cgroup::default());
+    }
+    /// A cgroup v2 tree in memory: `cgroup.procs` files hold pids, and
+    /// enabling a controller in a group that holds processes fails with
+    /// EBUSY, as the kernel's no-internal-processes rule says.
+    #[derive(Default)]
+    struct FakeFs {
+        files: std::cell::RefCell<std::collections::BTreeMap<PathBuf, String>>,
+        calls: std::cell::RefCell<Vec<String>>,
+    }
+
+    impl FakeFs {
+        fn with(files: &[(&str, &str)]) -> FakeFs {
+            let fake = FakeFs::default();
+            for (p, v) in files {
+                fake.files.borrow_mut().insert(PathBuf::from(p), v.to_string());
+            }
+            fake
+        }
+        fn get(&self, p: &str) -> String {
+            self.files.borrow().get(Path::new(p)).cloned().unwrap_or_default()
+        }
+    }
+
+    impl CgroupFs for FakeFs {
+        fn read(&self, path: &Path) -> io::Result<String> {
+            self.files.borrow().get(path).cloned().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+        }
+        fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+            self.calls.borrow_mut().push(format!("write {} {value}", path.display()));
+            let dir = path.parent().unwrap().to_owned();
+            let mut files = self.files.borrow_mut();
+            match path.file_name().unwrap().to_str().unwrap() {
+                "cgroup.subtree_control" => {
+                    if !files.get(&dir.join("cgroup.procs")).map_or(true, |p| p.trim().is_empty()) {
+                        return Err(io::Error::from_raw_os_error(libc::EBUSY));
+                    }
+                    let entry = files.entry(path.to_owned()).or_default();
+                    entry.push_str(value.trim_start_matches('+'));
+                    entry.push(' ');
+                }
+                "cgroup.procs" => {
+                    for (p, procs) in files.iter_mut() {
+                        if p.ends_with("cgroup.procs") {
+                            *procs = procs.split_whitespace().filter(|p| *p != value).map(|p| format!("{p}\n")).collect();
+                        }
+                    }
+                    files.entry(path.to_owned()).or_default().push_str(&format!("{value}\n"));
+                }
+                _ => {
+                    files.insert(path.to_owned(), value.to_owned());
+                }
+            }
+            Ok(())
+        }
+        fn mkdir(&self, path: &Path) -> io::Result<()> {
+            self.calls.borrow_mut().push(format!("mkdir {}", path.display()));
+            let procs = path.join("cgroup.procs");
+            let mut files = self.files.borrow_mut();
+            if files.contains_key(&procs) {
+                return Err(io::Error::from_raw_os_error(libc::EEXIST));
+            }
+            files.insert(procs, String::new());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn v2_hermod_moves_itself_into_a_leaf_before_enabling_controllers() {
+        let fake = FakeFs::with(&[("/cg/svc/cgroup.procs", "42\n"), ("/cg/svc/cgroup.subtree_control", "")]);
+        enable_controllers(&fake, Path::new("/cg/svc"), &["memory", "pids"], 42).unwrap();
+        assert_eq!(
+            *fake.calls.borrow(),
+            [
+                "write /cg/svc/cgroup.subtree_control +memory",
+                "mkdir /cg/svc/hermod-self",
+                "write /cg/svc/hermod-self/cgroup.procs 42",
+                "write /cg/svc/cgroup.subtree_control +memory",
+                "write /cg/svc/cgroup.subtree_control +pids",
+            ]
+        );
+        assert_eq!(fake.get("/cg/svc/cgroup.procs").trim(), "");
+        assert_eq!(fake.get("/cg/svc/hermod-self/cgroup.procs").trim(), "42");
+        assert_eq!(fake.get("/cg/svc/cgroup.subtree_control").split_whitespace().count(), 2);
+    }
+
+    #[test]
+    fn v2_controllers_already_enabled_or_a_leaf_already_there() {
+        let fake = FakeFs::with(&[("/cg/a/cgroup.procs", ""), ("/cg/a/cgroup.subtree_control", "memory pids")]);
+        enable_controllers(&fake, Path::new("/cg/a"), &["memory", "pids"], 7).unwrap();
+        assert!(fake.calls.borrow().is_empty(), "{:?}", fake.calls.borrow());
+        // A second hermod in the same group: the leaf exists, it joins it.
+        let fake = FakeFs::with(&[
+            ("/cg/b/cgroup.procs", "8\n"),
+            ("/cg/b/cgroup.subtree_control", ""),
+            ("/cg/b/hermod-self/cgroup.procs", "7\n"),
+        ]);
+        enable_controllers(&fake, Path::new("/cg/b"), &["pids"], 8).unwrap();
+        assert_eq!(fake.get("/cg/b/hermod-self/cgroup.procs").split_whitespace().collect::<Vec<_>>(), ["7", "8"]);
+    }
+
+    #[test]
+    fn v2_other_processes_in_the_group_are_named_not_moved() {
+        let fake = FakeFs::with(&[("/cg/s/cgroup.procs", "42\n99\n"), ("/cg/s/cgroup.subtree_control", "")]);
+        let err = enable_controllers(&fake, Path::new("/cg/s"), &["memory"], 42).unwrap_err();
+        assert!(err.contains("other processes share that group"), "{err}");
+        // 99 is not hermod's to move.
+        assert_eq!(fake.get("/cg/s/cgroup.procs").trim(), "99");
     }
 }
