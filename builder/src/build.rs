@@ -32,6 +32,7 @@ use hermod_sandbox::{Bind, Cgroup, Exit, Limits, Outcome, Outputs, SandboxError,
 
 use crate::dkms::{self, DkmsConf, DkmsError};
 use crate::rootfs::Rootfs;
+use crate::signing::{self, ModuleSigning, SigningError};
 use crate::source::{SourceError, SourceTree};
 
 const SRC_INSIDE: &str = "/build/src";
@@ -67,6 +68,10 @@ pub enum BuildError {
     ModuleMissing { name: String, expected: String, log: PathBuf },
     #[error("{path} is not reachable by the sandbox user (uid {uid}): {blocker} is not searchable by others; `chmod o+x {blocker}` or choose another --store")]
     NotReachable { path: PathBuf, blocker: PathBuf, uid: u32 },
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+    #[error("signing the modules failed ({exit}); last lines of the log:\n{tail}\nfull log: {log}")]
+    SignFailed { exit: String, tail: String, log: PathBuf },
     #[error("build stage I/O on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -88,6 +93,8 @@ pub struct Settings {
     pub build_space: u64,
     /// Size of the `/tmp` tmpfs.
     pub tmp_space: u64,
+    /// Sign the modules after stripping (see [`crate::signing`]).
+    pub signing: Option<ModuleSigning>,
 }
 
 /// One built (and, if asked, stripped) module.
@@ -117,7 +124,10 @@ pub fn build(
     let prepared = prepare(rootfs, source, settings, workdir, log)?;
     let outcome = hermod_sandbox::run(&prepared.spec)?;
     check(&outcome, settings, log)?;
-    let modules = collect(&prepared.conf, workdir, log)?;
+    let mut modules = collect(&prepared.conf, &workdir.join("out"), log)?;
+    if let Some(signer) = &settings.signing {
+        sign(rootfs, settings, signer, &mut modules, workdir, log)?;
+    }
     Ok(Output { conf: prepared.conf, modules, cgroup: outcome.cgroup })
 }
 
@@ -183,11 +193,11 @@ pub fn prepare(
     Ok(Prepared { conf, spec })
 }
 
-/// The modules the build step left in `workdir/out`, in dkms.conf's order.
-fn collect(conf: &DkmsConf, workdir: &Path, log: &Path) -> Result<Vec<BuiltModule>, BuildError> {
+/// The modules a step left in `out` (`module-<index>.ko`), in dkms.conf's order.
+fn collect(conf: &DkmsConf, out: &Path, log: &Path) -> Result<Vec<BuiltModule>, BuildError> {
     let mut modules = Vec::new();
     for (index, module) in conf.modules.iter().enumerate() {
-        let built = workdir.join("out").join(format!("module-{index}.ko"));
+        let built = out.join(format!("module-{index}.ko"));
         // Not following links: `out/` belongs to the sandbox user.
         let opened = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&built);
         let file = match opened {
@@ -212,6 +222,68 @@ fn collect(conf: &DkmsConf, workdir: &Path, log: &Path) -> Result<Vec<BuiltModul
         modules.push(BuiltModule { dest_name: module.dest_name.clone(), contents });
     }
     Ok(modules)
+}
+
+/// The sign step: a sandbox of its own, in which only the build root's
+/// `sign-file` runs, gets the stripped modules, the key and the certificate
+/// read-only under `/hermod/unsigned` and leaves the signed modules in its
+/// outputs. The key's copy is removed as soon as the step ends.
+fn sign(
+    rootfs: &Rootfs,
+    settings: &Settings,
+    signer: &ModuleSigning,
+    modules: &mut [BuiltModule],
+    workdir: &Path,
+    log: &Path,
+) -> Result<(), BuildError> {
+    let config = rootfs.kernel_config().map_err(io_err(&rootfs.tree))?;
+    let hash = signing::signature_hash(&config)?;
+    let dir = workdir.join("sign");
+    let unsigned = dir.join("unsigned");
+    for d in [&dir, &dir.join("in"), &dir.join("out"), &unsigned] {
+        fs::create_dir(d).map_err(io_err(d))?;
+    }
+    let script = dir.join("in").join("sign.sh");
+    fs::write(&script, signing::sign_script(&rootfs.headers_dir_inside(), &hash, modules.len()))
+        .map_err(io_err(&script))?;
+    for (index, module) in modules.iter().enumerate() {
+        let path = unsigned.join(format!("module-{index}.ko"));
+        fs::write(&path, &module.contents).map_err(io_err(&path))?;
+    }
+    signer.write_to(&unsigned).map_err(io_err(&unsigned))?;
+    let key = unsigned.join("signing.key");
+    let outcome = (|| {
+        hand_over_to_sandbox_user(&dir)?;
+        // Only the sandbox user may enter `unsigned/` (it holds the key).
+        hand_over(&unsigned)?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&unsigned, fs::Permissions::from_mode(0o700)).map_err(io_err(&unsigned))?;
+        let mut spec = sandbox_spec(rootfs, settings, &dir, log, &[]);
+        spec.argv = vec!["/bin/bash".into(), format!("{IN_INSIDE}/sign.sh")];
+        spec.binds.push(Bind { source: unsigned.clone(), target: "/hermod/unsigned".into(), writable: false });
+        Ok::<_, BuildError>(hermod_sandbox::run(&spec)?)
+    })();
+    let _ = fs::remove_file(&key);
+    let outcome = outcome?;
+    if !matches!(outcome.exit, Exit::Code(0)) {
+        return Err(BuildError::SignFailed { exit: describe(&outcome.exit), tail: tail(log), log: log.to_owned() });
+    }
+    for (index, module) in modules.iter_mut().enumerate() {
+        let signed = dir.join("out").join(format!("module-{index}.ko"));
+        let file =
+            fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&signed).map_err(io_err(&signed))?;
+        let mut contents = Vec::new();
+        io::Read::read_to_end(&mut &file, &mut contents).map_err(io_err(&signed))?;
+        if signing::split_signed(&contents).map(|(content, _)| content) != Some(&module.contents[..]) {
+            return Err(BuildError::SignFailed {
+                exit: format!("{} is not the module with a signature appended", signed.display()),
+                tail: tail(log),
+                log: log.to_owned(),
+            });
+        }
+        module.contents = contents;
+    }
+    Ok(())
 }
 
 /// When hermod runs as root, the sandbox runs the build as an unprivileged host

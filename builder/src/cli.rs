@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::limits::BuildLimits;
 use crate::pipeline::{Context, Options, PipelineError};
 use crate::rootfs::{self, Lock, LockFileError, OciImageError, Recipe, RootfsError};
+use crate::signing::ModuleSigning;
 use crate::store::Store;
 
 pub const EXIT_CODES: &str = "\
@@ -108,6 +109,14 @@ pub struct BuildArgs {
     /// Print one JSON object per line per (source, kernel)
     #[arg(long)]
     pub json: bool,
+    /// Sign each module with this private key (PEM or DER, unencrypted) for Secure Boot, with
+    /// the build root's sign-file [config: mok_signing_key]
+    #[arg(long, value_name = "FILE", env = "HERMOD_MOK_SIGNING_KEY")]
+    pub mok_signing_key: Option<PathBuf>,
+    /// The X.509 certificate of that key (PEM or DER); its SHA-256 fingerprint is part of the
+    /// cache key [config: mok_certificate]
+    #[arg(long, value_name = "FILE", env = "HERMOD_MOK_CERTIFICATE")]
+    pub mok_certificate: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -236,6 +245,7 @@ fn context(
         quiet: global.quiet,
         sources: config.package_sources()?,
         lock,
+        signing: None,
     })
 }
 
@@ -366,7 +376,12 @@ fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), Pipeli
 fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
     let limits = BuildLimits::from_args(&args.limits)?;
     let timeout = Duration::from_secs(args.timeout.max(1));
-    let ctx = context(global, args.out.clone(), args.jobs, timeout, limits, args.lock.as_deref())?;
+    let mut ctx = context(global, args.out.clone(), args.jobs, timeout, limits, args.lock.as_deref())?;
+    let config = Config::load(global.config.as_deref())?;
+    ctx.options.signing = ModuleSigning::from_paths(
+        args.mok_signing_key.as_deref().or(config.mok_signing_key.as_deref()),
+        args.mok_certificate.as_deref().or(config.mok_certificate.as_deref()),
+    )?;
     let mut kernels = Vec::new();
     if args.kernels.is_empty() {
         kernels.push(ctx.default_kernel()?);
@@ -450,11 +465,13 @@ pub fn exit_code(err: &PipelineError) -> i32 {
             | BuildError::Dkms(_)
             | BuildError::DkmsSyntax { .. }
             | BuildError::DkmsEval { .. } => 3,
-            BuildError::MakeFailed { .. } | BuildError::TimedOut { .. } => 5,
+            BuildError::Signing(_) => 3,
+            BuildError::MakeFailed { .. } | BuildError::TimedOut { .. } | BuildError::SignFailed { .. } => 5,
             BuildError::ModuleMissing { .. } => 6,
             BuildError::Sandbox(_) => 8,
             BuildError::Io { .. } | BuildError::NotReachable { .. } => 9,
         },
+        PipelineError::Signing(_) => 3,
         PipelineError::Deb(_) => 1,
         PipelineError::Limit(_) => 2,
         PipelineError::Cache(_) | PipelineError::Store(_) | PipelineError::Io { .. } => 9,

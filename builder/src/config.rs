@@ -59,6 +59,12 @@ pub struct Config {
     /// More archives, tried before the system's.
     #[serde(default)]
     pub sources: Vec<SourceEntry>,
+    /// Sign modules with this private key (DKMS's `framework.conf` name; see `signing.rs`).
+    #[serde(default)]
+    pub mok_signing_key: Option<PathBuf>,
+    /// The certificate of `mok_signing_key`.
+    #[serde(default)]
+    pub mok_certificate: Option<PathBuf>,
     /// The file this was read from (`None`: no file, the defaults).
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -97,7 +103,14 @@ pub enum OneOrMany {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { use_system_sources: true, local_debs: Vec::new(), sources: Vec::new(), path: None }
+        Config {
+            use_system_sources: true,
+            local_debs: Vec::new(),
+            sources: Vec::new(),
+            mok_signing_key: None,
+            mok_certificate: None,
+            path: None,
+        }
     }
 }
 

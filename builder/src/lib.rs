@@ -16,5 +16,6 @@ pub mod limits;
 pub mod oci_bundle;
 pub mod pipeline;
 pub mod rootfs;
+pub mod signing;
 pub mod source;
 pub mod store;

@@ -51,6 +51,8 @@ pub enum PipelineError {
     Limit(#[from] crate::limits::LimitError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
     #[error("the lock is for kernel {locked}, not {wanted}")]
     LockedKernel { locked: String, wanted: String },
 }
@@ -90,6 +92,8 @@ pub struct Options {
     pub sources: PackageSources,
     /// A lock file's package set: then no index is ever read.
     pub lock: Option<Lock>,
+    /// Sign modules with this key (see [`crate::signing`]).
+    pub signing: Option<crate::signing::ModuleSigning>,
 }
 
 /// The archive and recipe, loaded once for many builds.
@@ -190,7 +194,17 @@ impl Context {
             limits: limits.sandbox.clone(),
             build_space: limits.build_space,
             tmp_space: limits.tmp_space,
+            signing: self.options.signing.clone(),
         }
+    }
+
+    /// The build parameters that change the output, for the cache key.
+    fn key_params(&self) -> String {
+        let mut params = format!("strip=dkms\nmaintainer={}\n", self.options.maintainer);
+        if let Some(signer) = &self.options.signing {
+            params.push_str(&signer.key_param());
+        }
+        params
     }
 
     fn say(&self, message: &str) {
@@ -247,7 +261,7 @@ impl Context {
             kernel,
             architecture: &lock.architecture,
             rootfs_lock: &lock.hash(),
-            params: &format!("strip=dkms\nmaintainer={}\n", self.options.maintainer),
+            params: &self.key_params(),
         });
 
         if let Some((manifest, bytes)) = cache::lookup(store, &key.hex) {

@@ -389,7 +389,8 @@ mod tests {
                 "cgroup.procs" => {
                     for (p, procs) in files.iter_mut() {
                         if p.ends_with("cgroup.procs") {
-                            *procs = procs.split_whitespace().filter(|p| *p != value).map(|p| format!("{p}\n")).collect();
+                            *procs =
+                                procs.split_whitespace().filter(|p| *p != value).map(|p| format!("{p}\n")).collect();
                         }
                     }
                     files.entry(path.to_owned()).or_default().push_str(&format!("{value}\n"));
