@@ -4,7 +4,15 @@
 //! key; `cas/<blake3>` holds the output bytes. Blobs are written before the entry
 //! that names them, each atomically, so a reader that finds an entry finds its
 //! blob; every read re-hashes the blob, and an entry whose blob is missing or
-//! corrupt is treated as a miss (and the build that follows replaces it).
+//! corrupt is treated as a miss: a corrupt blob is moved to `quarantine/`, the
+//! entry removed, and the build that follows replaces both.
+//!
+//! Concurrency: a build takes `keylocks/<key>.lock` (flock, exclusive) after a
+//! miss and looks again before compiling, so concurrent builds of one key
+//! compile once and the others wait and reuse. Writers hold `cache.lock`
+//! shared while they add a blob and its entry; `hermod cache gc` holds it
+//! exclusive while it deletes. A hit sets the entry's mtime: its last use,
+//! which gc goes by (least recently used first).
 
 use std::fs;
 use std::io;
@@ -20,6 +28,10 @@ const MANIFEST_FORMAT: u32 = 1;
 pub enum CacheError {
     #[error("cache I/O on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("--max-size {value}: {why}")]
+    BadSize { value: String, why: String },
+    #[error("{count} cached package(s) were corrupt (now quarantined; they are rebuilt when next needed)")]
+    Corrupt { count: usize },
 }
 
 /// What one cache entry records about its output.
@@ -52,32 +64,94 @@ impl Manifest {
     }
 }
 
-fn entry_path(store: &Store, key: &str) -> PathBuf {
+pub(crate) fn entry_path(store: &Store, key: &str) -> PathBuf {
     store.ac_dir().join(key)
 }
 
-fn blob_path(store: &Store, blake3: &str) -> PathBuf {
+pub(crate) fn blob_path(store: &Store, blake3: &str) -> PathBuf {
     store.cas_dir().join(blake3)
 }
 
-/// The cached output for `key`, verified, or None.
+/// The cached output for `key`, verified, or None. A hit marks the entry used.
 pub fn lookup(store: &Store, key: &str) -> Option<(Manifest, Vec<u8>)> {
-    let text = fs::read(entry_path(store, key)).ok()?;
-    let manifest: Manifest = serde_json::from_slice(&text).ok()?;
-    if manifest.format != MANIFEST_FORMAT || !is_hex_name(&manifest.blake3) || manifest.deb.contains('/') {
-        tracing::warn!(key, "ignoring a malformed cache entry");
-        return None;
-    }
-    let bytes = fs::read(blob_path(store, &manifest.blake3)).ok()?;
+    let (manifest, bytes) = read_entry(store, key)?;
+    let now = filetime::FileTime::now();
+    let _ = filetime::set_file_mtime(entry_path(store, key), now);
+    Some((manifest, bytes))
+}
+
+/// Read and verify one entry without marking it used; a corrupt blob is
+/// quarantined and its entry removed.
+pub(crate) fn read_entry(store: &Store, key: &str) -> Option<(Manifest, Vec<u8>)> {
+    let entry = entry_path(store, key);
+    let text = fs::read(&entry).ok()?;
+    let manifest = match parse_manifest(&text) {
+        Some(m) => m,
+        None => {
+            tracing::warn!(key, "removing a malformed cache entry");
+            let _ = fs::remove_file(&entry);
+            return None;
+        }
+    };
+    let blob = blob_path(store, &manifest.blake3);
+    let bytes = fs::read(&blob).ok()?;
     if blake3::hash(&bytes).to_hex().as_str() != manifest.blake3 || bytes.len() as u64 != manifest.size {
-        tracing::warn!(key, blob = manifest.blake3, "cached blob does not match its hash; rebuilding");
+        eprintln!(
+            "hermod: warning: cached {} (key {}) does not match its hash; quarantined, rebuilding",
+            manifest.deb,
+            &key[..16.min(key.len())]
+        );
+        quarantine(store, &blob, &manifest.blake3);
+        let _ = fs::remove_file(&entry);
         return None;
     }
     Some((manifest, bytes))
 }
 
+pub(crate) fn parse_manifest(text: &[u8]) -> Option<Manifest> {
+    let manifest: Manifest = serde_json::from_slice(text).ok()?;
+    let ok = manifest.format == MANIFEST_FORMAT
+        && is_hex_name(&manifest.blake3)
+        && !manifest.deb.contains('/')
+        && !manifest.deb.starts_with('.');
+    ok.then_some(manifest)
+}
+
+/// Move a bad blob out of `cas/` (kept for inspection; `cache gc` removes it).
+pub(crate) fn quarantine(store: &Store, blob: &Path, name: &str) {
+    let dir = store.quarantine_dir();
+    let _ = fs::create_dir_all(&dir);
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let _ = fs::rename(blob, dir.join(format!("cas-{name}-{stamp}")));
+}
+
+/// Held while one process builds one key (see the module doc).
+pub(crate) struct KeyLock(#[allow(dead_code)] crate::rootfs::locks::FileLock);
+
+/// Wait until no other process builds `key`, then hold it.
+pub(crate) fn lock_key(store: &Store, key: &str) -> Result<KeyLock, CacheError> {
+    let dir = store.root().join("keylocks");
+    fs::create_dir_all(&dir).map_err(|source| CacheError::Io { path: dir.clone(), source })?;
+    let path = dir.join(format!("{key}.lock"));
+    let held = crate::rootfs::locks::lock(&path, crate::rootfs::locks::Mode::Exclusive, true)
+        .map_err(|source| CacheError::Io { path: path.clone(), source })?;
+    Ok(KeyLock(held.expect("a waiting lock is always taken")))
+}
+
+/// `cache.lock`: shared while adding, exclusive while gc deletes.
+pub(crate) fn cache_lock(
+    store: &Store,
+    mode: crate::rootfs::locks::Mode,
+) -> Result<crate::rootfs::locks::FileLock, CacheError> {
+    let path = store.root().join("cache.lock");
+    let held = crate::rootfs::locks::lock(&path, mode, true)
+        .map_err(|source| CacheError::Io { path: path.clone(), source })?;
+    Ok(held.expect("a waiting lock is always taken"))
+}
+
 /// Record `bytes` as the output for `key`: blob first, entry last.
 pub fn insert(store: &Store, key: &str, manifest: &Manifest, bytes: &[u8]) -> Result<(), CacheError> {
+    let _adding = cache_lock(store, crate::rootfs::locks::Mode::Shared)?;
     let blob = blob_path(store, &manifest.blake3);
     write_atomically(&blob, bytes).map_err(|source| CacheError::Io { path: blob.clone(), source })?;
     let entry = entry_path(store, key);
@@ -85,7 +159,7 @@ pub fn insert(store: &Store, key: &str, manifest: &Manifest, bytes: &[u8]) -> Re
     write_atomically(&entry, &text).map_err(|source| CacheError::Io { path: entry.clone(), source })
 }
 
-fn is_hex_name(s: &str) -> bool {
+pub(crate) fn is_hex_name(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -112,5 +186,8 @@ mod tests {
         assert_eq!(lookup(&store, "key1").unwrap(), (m.clone(), bytes));
         fs::write(store.cas_dir().join(&m.blake3), b"deb bytez").unwrap();
         assert!(lookup(&store, "key1").is_none(), "a corrupt blob is never served");
+        assert!(!store.cas_dir().join(&m.blake3).exists(), "it is quarantined");
+        assert!(!entry_path(&store, "key1").exists(), "and its entry removed");
+        assert_eq!(fs::read_dir(store.quarantine_dir()).unwrap().count(), 1);
     }
 }

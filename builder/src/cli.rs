@@ -69,9 +69,16 @@ pub struct Global {
 pub enum Command {
     /// Build module packages from DKMS sources
     Build(BuildArgs),
+    /// Print the cache key of a build; --explain lists its inputs, --against names what changed
+    Key(KeyArgs),
     /// Write an OCI runtime bundle (config.json) that runs the build step in
     /// another runtime, e.g. `runc run --bundle DIR ID`; modules land in DIR/work/out
     Oci(OciArgs),
+    /// The local cache of built packages: stats, gc, verify
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Manage build roots (headers + toolchain)
     Rootfs {
         #[command(subcommand)]
@@ -109,6 +116,13 @@ pub struct BuildArgs {
     /// Print one JSON object per line per (source, kernel)
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+}
+
+/// Module signing for Secure Boot (see `signing.rs`).
+#[derive(Debug, Args)]
+pub struct SigningArgs {
     /// Sign each module with this private key (PEM or DER, unencrypted) for Secure Boot, with
     /// the build root's sign-file [config: mok_signing_key]
     #[arg(long, value_name = "FILE", env = "HERMOD_MOK_SIGNING_KEY")]
@@ -117,6 +131,41 @@ pub struct BuildArgs {
     /// cache key [config: mok_certificate]
     #[arg(long, value_name = "FILE", env = "HERMOD_MOK_CERTIFICATE")]
     pub mok_certificate: Option<PathBuf>,
+}
+
+impl SigningArgs {
+    /// The flags, else the config file's keys.
+    fn load(&self, global: &Global) -> Result<Option<ModuleSigning>, PipelineError> {
+        let config = Config::load(global.config.as_deref())?;
+        Ok(ModuleSigning::from_paths(
+            self.mok_signing_key.as_deref().or(config.mok_signing_key.as_deref()),
+            self.mok_certificate.as_deref().or(config.mok_certificate.as_deref()),
+        )?)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// Module source: a directory holding dkms.conf
+    pub source: PathBuf,
+    /// Kernel release [default: the newest linux-headers-amd64 in the archive]
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Against the exact packages of this lock file
+    #[arg(long, value_name = "FILE", conflicts_with = "kernel")]
+    pub lock: Option<PathBuf>,
+    /// List each input with its hash
+    #[arg(long)]
+    pub explain: bool,
+    /// Name the inputs that differ from an earlier key (a key or unique prefix remembered in
+    /// the store, or a file written by `hermod key --json`)
+    #[arg(long, value_name = "KEY|FILE")]
+    pub against: Option<String>,
+    /// Print the key and its inputs (with --against: the differences) as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub signing: SigningArgs,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +181,25 @@ pub struct OciArgs {
     /// Resource limit, NAME=VALUE (repeatable), as for `hermod build`
     #[arg(long = "limit", value_name = "NAME=VALUE")]
     pub limits: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Entries, blobs, bytes, last use, packages per kernel
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove entries unused for DAYS, then the least recently used until the cache takes at
+    /// most SIZE (e.g. 2G), then blobs no entry names
+    Gc {
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        #[arg(long, value_name = "DAYS")]
+        older_than: Option<u64>,
+    },
+    /// Re-hash every cached package; a corrupt one is quarantined and rebuilt on next use
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,6 +349,7 @@ fn write_lock(global: &Global, kernel: Option<&str>, out: Option<&Path>) -> Resu
 pub fn run(cli: &Cli) -> Result<(), PipelineError> {
     match &cli.command {
         Command::Build(args) => build(&cli.global, args),
+        Command::Key(args) => key_command(&cli.global, args),
         Command::Oci(args) => {
             let limits = BuildLimits::from_args(&args.limits)?;
             let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(3600), limits, None)?;
@@ -293,7 +362,87 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
             Ok(())
         }
         Command::Rootfs { command } => rootfs_command(&cli.global, command),
+        Command::Cache { command } => cache_command(&cli.global, command),
     }
+}
+
+/// `hermod cache ...`: the work is in `cache_admin`; this is glue.
+fn cache_command(global: &Global, command: &CacheCommand) -> Result<(), PipelineError> {
+    use crate::cache_admin;
+    let store = open_store(global)?;
+    match command {
+        CacheCommand::Stats { json } => {
+            let stats = cache_admin::stats(&store)?;
+            if *json {
+                println!("{}", serde_json::to_string(&stats).expect("stats serialize"));
+            } else {
+                print!("{}", cache_admin::stats_text(&stats));
+            }
+        }
+        CacheCommand::Gc { max_size, older_than } => {
+            let max = match max_size {
+                Some(text) => Some(
+                    crate::limits::parse_size(text)
+                        .map_err(|why| crate::cache::CacheError::BadSize { value: text.clone(), why })?,
+                ),
+                None => None,
+            };
+            let older = older_than.map(|days| Duration::from_secs(days * 86400));
+            let r = cache_admin::gc(&store, max, older)?;
+            println!(
+                "removed {} entries and {} blobs ({:.1} MiB); {:.1} MiB left",
+                r.entries_removed,
+                r.blobs_removed,
+                r.bytes_freed as f64 / 1048576.0,
+                r.bytes_left as f64 / 1048576.0
+            );
+        }
+        CacheCommand::Verify => {
+            let r = cache_admin::verify(&store)?;
+            println!("{} entries verified, {} bad (quarantined; rebuilt on next use)", r.entries_ok, r.bad.len());
+            for key in &r.bad {
+                println!("  bad: {key}");
+            }
+            if !r.bad.is_empty() {
+                return Err(PipelineError::Cache(crate::cache::CacheError::Corrupt { count: r.bad.len() }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `hermod key`: compute the key as a build would, without building.
+fn key_command(global: &Global, args: &KeyArgs) -> Result<(), PipelineError> {
+    use crate::keyinfo::{self, KeyRecord};
+    let limits = BuildLimits::default();
+    let mut ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), limits, args.lock.as_deref())?;
+    ctx.options.signing = args.signing.load(global)?;
+    let kernel = match &args.kernel {
+        Some(k) => k.clone(),
+        None => ctx.default_kernel()?,
+    };
+    let source = crate::source::SourceTree::scan(&args.source)?;
+    let lock = ctx.lock(&kernel)?;
+    let key = ctx.key_for(&source, &lock);
+    keyinfo::remember(&ctx.options.store, &key);
+    let now = KeyRecord::from(&key);
+    let mut stdout = std::io::stdout().lock();
+    let text = match &args.against {
+        Some(spec) => {
+            let before = keyinfo::load(&ctx.options.store, spec)?;
+            let differences = keyinfo::diff(&before, &now);
+            if args.json {
+                serde_json::json!({"key": now.key, "against": before.key, "differs": differences}).to_string() + "\n"
+            } else {
+                keyinfo::explain_diff(&before, &now, &differences)
+            }
+        }
+        None if args.json => serde_json::to_string(&now).expect("a key record serializes") + "\n",
+        None if args.explain => keyinfo::explain(&now),
+        None => format!("{}\n", now.key),
+    };
+    let _ = stdout.write_all(text.as_bytes());
+    Ok(())
 }
 
 /// `hermod rootfs ...`: the work is in `rootfs`; this is glue.
@@ -377,11 +526,7 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
     let limits = BuildLimits::from_args(&args.limits)?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let mut ctx = context(global, args.out.clone(), args.jobs, timeout, limits, args.lock.as_deref())?;
-    let config = Config::load(global.config.as_deref())?;
-    ctx.options.signing = ModuleSigning::from_paths(
-        args.mok_signing_key.as_deref().or(config.mok_signing_key.as_deref()),
-        args.mok_certificate.as_deref().or(config.mok_certificate.as_deref()),
-    )?;
+    ctx.options.signing = args.signing.load(global)?;
     let mut kernels = Vec::new();
     if args.kernels.is_empty() {
         kernels.push(ctx.default_kernel()?);
@@ -471,9 +616,10 @@ pub fn exit_code(err: &PipelineError) -> i32 {
             BuildError::Sandbox(_) => 8,
             BuildError::Io { .. } | BuildError::NotReachable { .. } => 9,
         },
-        PipelineError::Signing(_) => 3,
+        PipelineError::Signing(_) | PipelineError::KeyInfo(_) => 3,
         PipelineError::Deb(_) => 1,
         PipelineError::Limit(_) => 2,
+        PipelineError::Cache(crate::cache::CacheError::BadSize { .. }) => 2,
         PipelineError::Cache(_) | PipelineError::Store(_) | PipelineError::Io { .. } => 9,
     }
 }

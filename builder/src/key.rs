@@ -10,13 +10,22 @@
 use crate::source::{Kind, SourceTree};
 
 /// Bump when the build or packaging changes what hermod produces from the same inputs.
-pub const BUILD_FORMAT_VERSION: u32 = 1;
+pub const BUILD_FORMAT_VERSION: u32 = 2;
 
 /// One named input of a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Input {
     pub name: String,
     pub hash: String,
+    /// What the input is, for people (`hermod key --explain`); not hashed.
+    #[serde(default)]
+    pub detail: String,
+}
+
+impl Input {
+    pub fn new(name: &str, hash: String, detail: impl Into<String>) -> Input {
+        Input { name: name.to_owned(), hash, detail: detail.into() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +70,7 @@ pub fn source_hash(tree: &SourceTree) -> String {
     e.finish()
 }
 
-fn text_hash(text: &str) -> String {
+pub fn text_hash(text: &str) -> String {
     Encoder::new("hermod-text-v1").field(text.as_bytes()).finish()
 }
 
@@ -74,20 +83,33 @@ pub struct KeyInputs<'a> {
     pub rootfs_lock: &'a str,
     /// Build parameters that change the output, as `name=value` lines.
     pub params: &'a str,
+    /// More named inputs: the build root's parts (headers, compiler, tools),
+    /// dkms overrides… Each is part of the key like the fixed ones.
+    pub extra: Vec<Input>,
 }
 
 impl Key {
     pub fn compute(inputs: &KeyInputs<'_>) -> Key {
+        let files = inputs.source.entries.iter().filter(|e| matches!(e.kind, Kind::File { .. })).count();
         let mut list = vec![
-            Input { name: "format".into(), hash: text_hash(&BUILD_FORMAT_VERSION.to_string()) },
-            Input { name: "source".into(), hash: source_hash(inputs.source) },
-            Input { name: "kernel".into(), hash: text_hash(inputs.kernel) },
-            Input { name: "architecture".into(), hash: text_hash(inputs.architecture) },
-            Input { name: "rootfs".into(), hash: inputs.rootfs_lock.to_owned() },
-            Input { name: "params".into(), hash: text_hash(inputs.params) },
+            Input::new(
+                "format",
+                text_hash(&BUILD_FORMAT_VERSION.to_string()),
+                format!("build format {BUILD_FORMAT_VERSION}"),
+            ),
+            Input::new(
+                "source",
+                source_hash(inputs.source),
+                format!("{files} files, {} bytes", inputs.source.total_bytes()),
+            ),
+            Input::new("kernel", text_hash(inputs.kernel), inputs.kernel),
+            Input::new("architecture", text_hash(inputs.architecture), inputs.architecture),
+            Input::new("rootfs", inputs.rootfs_lock.to_owned(), "the build root's exact package set (lock hash)"),
+            Input::new("params", text_hash(inputs.params), inputs.params.trim_end().replace('\n', "; ")),
         ];
+        list.extend(inputs.extra.iter().cloned());
         list.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut e = Encoder::new("hermod-key-v1");
+        let mut e = Encoder::new("hermod-key-v2");
         for input in &list {
             e.field(input.name.as_bytes()).field(input.hash.as_bytes());
         }
@@ -110,7 +132,14 @@ mod tests {
     }
 
     fn key(tree: &SourceTree, kernel: &str, lock: &str) -> Key {
-        Key::compute(&KeyInputs { source: tree, kernel, architecture: "amd64", rootfs_lock: lock, params: "" })
+        Key::compute(&KeyInputs {
+            source: tree,
+            kernel,
+            architecture: "amd64",
+            rootfs_lock: lock,
+            params: "",
+            extra: Vec::new(),
+        })
     }
 
     #[test]

@@ -6,12 +6,14 @@
 pub mod apt;
 pub mod build;
 pub mod cache;
+pub mod cache_admin;
 pub mod cli;
 pub mod compress;
 pub mod config;
 pub mod debpkg;
 pub mod dkms;
 pub mod key;
+pub mod keyinfo;
 pub mod limits;
 pub mod oci_bundle;
 pub mod pipeline;

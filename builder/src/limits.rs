@@ -103,7 +103,7 @@ impl BuildLimits {
 
 /// `4096`, `64K`, `512M`, `4G`, `1T` (binary multiples; a trailing `B` or
 /// `iB` is accepted too).
-fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim_end_matches("iB").trim_end_matches(['B', 'b']);
     let (digits, shift) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {

@@ -53,6 +53,8 @@ pub enum PipelineError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Signing(#[from] crate::signing::SigningError),
+    #[error(transparent)]
+    KeyInfo(#[from] crate::keyinfo::KeyInfoError),
     #[error("the lock is for kernel {locked}, not {wanted}")]
     LockedKernel { locked: String, wanted: String },
 }
@@ -198,6 +200,26 @@ impl Context {
         }
     }
 
+    /// The cache key of `source` built in the root `lock` describes.
+    pub fn key_for(&self, source: &SourceTree, lock: &Lock) -> Key {
+        use crate::key::Input;
+        use crate::rootfs::{is_compiler_package, is_headers_package};
+        let compilers = |p: &str| is_compiler_package(p) && (p.starts_with("gcc-") || p == "binutils");
+        let tools = lock.packages.iter().filter(|p| !is_headers_package(&p.name) && !is_compiler_package(&p.name));
+        Key::compute(&KeyInputs {
+            source,
+            kernel: &lock.kernel,
+            architecture: &lock.architecture,
+            rootfs_lock: &lock.hash(),
+            params: &self.key_params(),
+            extra: vec![
+                Input::new("headers", lock.headers_hash(), lock.part_summary(is_headers_package)),
+                Input::new("compiler", lock.compiler_hash(), lock.part_summary(compilers)),
+                Input::new("tools", lock.tools_hash(), format!("{} packages and the recipe's links", tools.count())),
+            ],
+        })
+    }
+
     /// The build parameters that change the output, for the cache key.
     fn key_params(&self) -> String {
         let mut params = format!("strip=dkms\nmaintainer={}\n", self.options.maintainer);
@@ -256,17 +278,24 @@ impl Context {
         let store = &self.options.store;
         let source = SourceTree::scan(source_dir)?;
         let lock = self.lock(kernel)?;
-        let key = Key::compute(&KeyInputs {
-            source: &source,
-            kernel,
-            architecture: &lock.architecture,
-            rootfs_lock: &lock.hash(),
-            params: &self.key_params(),
-        });
+        let key = self.key_for(&source, &lock);
+        crate::keyinfo::remember(store, &key);
 
         if let Some((manifest, bytes)) = cache::lookup(store, &key.hex) {
             let deb = cache::export(&self.options.out, &manifest.deb, &bytes)?;
             self.say(&format!("{} for {kernel}: cache hit ({})", manifest.package, deb.display()));
+            return Ok(report(manifest, deb, &key, CacheStatus::Hit, started));
+        }
+        // A miss: build, unless another process is building this very key,
+        // in which case wait for it and take its result.
+        let _building = cache::lock_key(store, &key.hex)?;
+        if let Some((manifest, bytes)) = cache::lookup(store, &key.hex) {
+            let deb = cache::export(&self.options.out, &manifest.deb, &bytes)?;
+            self.say(&format!(
+                "{} for {kernel}: built meanwhile by another hermod ({})",
+                manifest.package,
+                deb.display()
+            ));
             return Ok(report(manifest, deb, &key, CacheStatus::Hit, started));
         }
 

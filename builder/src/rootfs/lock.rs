@@ -83,29 +83,48 @@ impl Lock {
     /// Hash of the kernel's own packages (`linux-headers-*`, `linux-kbuild-*`,
     /// `linux-compiler-*`: names, versions, architectures, SHA256s).
     pub fn headers_hash(&self) -> String {
-        self.part_hash("hermod-headers-v1", true)
+        self.part_hash("hermod-headers-v1", is_headers_package)
     }
 
     /// Hash of everything else in the root: the toolchain and tools (gcc,
     /// binutils, libc, make, shell...) and the recipe's links.
     pub fn toolchain_hash(&self) -> String {
-        self.part_hash("hermod-toolchain-v1", false)
+        self.part_hash("hermod-toolchain-v1", |p| !is_headers_package(p))
     }
 
-    fn part_hash(&self, domain: &str, headers: bool) -> String {
-        let mut packages: Vec<&Package> =
-            self.packages.iter().filter(|p| is_headers_package(&p.name) == headers).collect();
+    /// Hash of the compiler alone: gcc, cpp, binutils and the libraries
+    /// they run on ([`is_compiler_package`]).
+    pub fn compiler_hash(&self) -> String {
+        self.part_hash("hermod-compiler-v1", is_compiler_package)
+    }
+
+    /// Hash of the other tools: libc, make, the shells, coreutils… and the links.
+    pub fn tools_hash(&self) -> String {
+        self.part_hash("hermod-tools-v1", |p| !is_headers_package(p) && !is_compiler_package(p))
+    }
+
+    fn part_hash(&self, domain: &str, member: impl Fn(&str) -> bool) -> String {
+        let mut packages: Vec<&Package> = self.packages.iter().filter(|p| member(&p.name)).collect();
         packages.sort_by(|a, b| a.name.cmp(&b.name));
         let mut text = format!("{domain}\n");
-        for p in packages {
+        for p in &packages {
             text.push_str(&format!("package {} {} {} {}\n", p.name, p.version, p.architecture, p.sha256));
         }
-        if !headers {
+        // The links are made by the recipe for the tools (awk → mawk).
+        if domain != "hermod-headers-v1" && domain != "hermod-compiler-v1" {
             for (link, target) in &self.links {
                 text.push_str(&format!("link {link} {target}\n"));
             }
         }
         blake3::hash(text.as_bytes()).to_hex().to_string()
+    }
+
+    /// `name version` of the packages of one part, for explanations.
+    pub fn part_summary(&self, member: impl Fn(&str) -> bool) -> String {
+        let mut names: Vec<String> =
+            self.packages.iter().filter(|p| member(&p.name)).map(|p| format!("{} {}", p.name, p.version)).collect();
+        names.sort();
+        names.join(", ")
     }
 
     pub fn download_size(&self) -> u64 {
@@ -121,6 +140,25 @@ pub(super) fn kernel_name_ok(kernel: &str) -> bool {
 /// Whether a package belongs to the kernel's headers (as opposed to the toolchain).
 pub fn is_headers_package(name: &str) -> bool {
     ["linux-headers-", "linux-kbuild-", "linux-compiler-"].iter().any(|p| name.starts_with(p))
+}
+
+/// Whether a package is part of the compiler: gcc and cpp (any version, and
+/// their `-base`), binutils, and the libraries the compiler itself runs on.
+pub fn is_compiler_package(name: &str) -> bool {
+    let base = name.trim_end_matches("-base");
+    let versioned = |prefix: &str| {
+        base == prefix
+            || base.strip_prefix(prefix).and_then(|v| v.strip_prefix('-')).is_some_and(|v| {
+                v.split('-').next().is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            })
+    };
+    versioned("gcc")
+        || versioned("cpp")
+        || name.starts_with("binutils")
+        || ["libbinutils", "libctf", "libcc1-", "libisl", "libmpc", "libmpfr", "libgprofng", "libjansson"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        || (name.starts_with("libgcc-") && name.ends_with("-dev"))
 }
 
 /// Resolutions remembered per archive snapshot.

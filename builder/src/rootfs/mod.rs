@@ -24,7 +24,7 @@ mod gc;
 pub mod inventory;
 mod lock;
 mod lockfile;
-mod locks;
+pub(crate) mod locks;
 mod materialize;
 pub mod oci_image;
 pub mod report;
@@ -33,7 +33,7 @@ mod verify;
 
 pub use gc::{gc, GcReport};
 pub use inventory::{inventory, read_roots, Inventory, RootStats};
-pub use lock::{is_headers_package, Lock, Memo};
+pub use lock::{is_compiler_package, is_headers_package, Lock, Memo};
 pub use lockfile::LockFileError;
 pub use materialize::{materialize, Rootfs};
 pub use oci_image::OciImageError;
