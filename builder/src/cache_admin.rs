@@ -178,6 +178,19 @@ pub fn gc(store: &Store, max_bytes: Option<u64>, older_than: Option<Duration>) -
         }
     }
     report.bytes_left = needed(&keep);
+    // Temporary files of killed writers (`write_atomically` names them
+    // `.tmp-*`; a live writer needs seconds, not an hour).
+    for dir in [store.ac_dir(), store.cas_dir()] {
+        for item in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let old = item
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > Duration::from_secs(3600));
+            if item.file_name().to_string_lossy().starts_with(".tmp-") && old {
+                let _ = fs::remove_file(item.path());
+            }
+        }
+    }
     // Quarantined blobs (kept for inspection until now) and idle key locks.
     for dir in [store.quarantine_dir(), store.root().join("keylocks")] {
         for item in fs::read_dir(&dir).into_iter().flatten().flatten() {

@@ -6,6 +6,9 @@
 //! - `all-kernels [SOURCE]`: build SOURCE (default: the hello module) for every
 //!   kernel the archive offers (`hermod build --kernel all`) in the bench store,
 //!   and print one line per kernel plus the build roots' disk use.
+//! - `kill-trials [--trials N]`: kill -9 hermod at random moments of builds
+//!   and store commits; after each, the store must serve nothing torn and the
+//!   next run must give the reference bytes (`kill_trials.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+mod bench_cache;
 mod bench_rootfs;
+mod kill_trials;
 
 fn main() -> Result<()> {
     // The sandbox bench runs hermod's sandbox in-process; the sandbox re-executes
@@ -24,10 +29,11 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         Some("all-kernels") => all_kernels(&args[1..]),
+        Some("kill-trials") => kill_trials::run(&hermod_binary()?, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs]\n       \
-                 cargo xtask all-kernels [SOURCE]"
+                "usage: cargo xtask ci\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs | --only cache]\n       \
+                 cargo xtask all-kernels [SOURCE]\n       cargo xtask kill-trials [--trials N] [--kernel KREL] [--seed N]"
             );
             std::process::exit(2);
         }
@@ -114,6 +120,7 @@ fn bench(args: &[String]) -> Result<()> {
     if flag(args, "--only").as_deref() == Some("rootfs") {
         return bench_rootfs::bench(&hermod, &kernel);
     }
+    let only_cache = flag(args, "--only").as_deref() == Some("cache");
     let work = tempfile::tempdir()?;
     let store = std::env::var_os("HERMOD_BENCH_STORE")
         .map(PathBuf::from)
@@ -126,6 +133,11 @@ fn bench(args: &[String]) -> Result<()> {
         c.env("HERMOD_STORE", &store).env("HERMOD_PACKAGE_CACHE", &packages).arg("-q");
         c
     };
+
+    if only_cache {
+        bench_cache::local_hits(&hermod_cmd, &kernel, work.path(), runs)?;
+        return bench_cache::key_throughput(&hermod_cmd, &kernel, work.path());
+    }
 
     println!("hermod bench: kernel {kernel}, {runs} runs each, medians");
     // Make sure the build root exists, and find it.
@@ -182,6 +194,8 @@ fn bench(args: &[String]) -> Result<()> {
         ]))?);
     }
     println!("cache hit of hello:     {}", ms(median(hits)));
+    bench_cache::local_hits(&hermod_cmd, &kernel, work.path(), runs)?;
+    bench_cache::key_throughput(&hermod_cmd, &kernel, work.path())?;
 
     sandbox_start(&tree, runs.max(200))?;
 
