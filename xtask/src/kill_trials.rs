@@ -5,10 +5,11 @@
 //!
 //! A handful of distinct keys (the hello module with different Maintainer
 //! fields) is built once in a clean store for reference. Each trial then
-//! maybe drops the cache (so the next build compiles and commits again),
+//! usually drops the cache (so the next build compiles and commits again),
 //! starts `hermod build` for one key, kills it with SIGKILL after a random
-//! delay — half the time anywhere in the run, half the time near its end,
-//! where the .deb is written and committed — and then:
+//! delay — for a compiling build half the time anywhere in the run, half the
+//! time near its end, where the .deb is written and committed; for a likely
+//! cache hit within its first 40 ms — and then:
 //! - `hermod cache verify` must find no bad entry (a torn entry would be one),
 //! - the same build again must succeed with the reference's exact bytes,
 //! - the output directory must hold only that complete .deb under its name.
@@ -103,7 +104,8 @@ pub fn run(hermod: &Path, args: &[String]) -> Result<()> {
     }
     let (mut killed, mut finished, mut near_end) = (0, 0, 0);
     for trial in 0..trials {
-        if rng.below(2) == 0 {
+        let dropped = rng.below(3) != 0;
+        if dropped {
             let st = hermod_in(&store).args(["cache", "gc", "--max-size", "0"]).stdout(Stdio::null()).status()?;
             if !st.success() {
                 bail!("trial {trial}: cache gc failed");
@@ -112,7 +114,10 @@ pub fn run(hermod: &Path, args: &[String]) -> Result<()> {
         let key = rng.below(KEYS as u64) as usize;
         let out = work.path().join(format!("out-{trial}"));
         let full_ms = full.as_millis() as u64;
-        let delay = if rng.below(2) == 0 {
+        let delay = if !dropped {
+            // Probably a cache hit: it takes milliseconds (lookup, export).
+            rng.below(40)
+        } else if rng.below(2) == 0 {
             rng.below(full_ms)
         } else {
             near_end += 1;
