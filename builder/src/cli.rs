@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::build::BuildError;
 use crate::config::Config;
+use crate::input::{Input, InputError, Prepared};
 use crate::limits::BuildLimits;
 use crate::pipeline::{Context, Options, PipelineError};
 use crate::rootfs::{self, Lock, LockFileError, OciImageError, Recipe, RootfsError};
@@ -88,9 +89,12 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Module source: a directory holding dkms.conf
+    /// Module source: a directory holding dkms.conf, a *-dkms_*.deb file, or pkg:NAME[=VERSION]
+    /// (that -dkms package from the configured archive)
     #[arg(required = true)]
-    pub sources: Vec<PathBuf>,
+    pub sources: Vec<String>,
+    #[command(flatten)]
+    pub needs: NeedsArgs,
     /// Kernel release (repeatable), or `all`: every kernel of the default kernel's flavour the
     /// archive offers [default: the newest linux-headers-amd64 in the archive]
     #[arg(long = "kernel")]
@@ -146,8 +150,10 @@ impl SigningArgs {
 
 #[derive(Debug, Args)]
 pub struct KeyArgs {
-    /// Module source: a directory holding dkms.conf
-    pub source: PathBuf,
+    /// Module source: a directory holding dkms.conf, a *-dkms_*.deb file, or pkg:NAME[=VERSION]
+    pub source: String,
+    #[command(flatten)]
+    pub needs: NeedsArgs,
     /// Kernel release [default: the newest linux-headers-amd64 in the archive]
     #[arg(long)]
     pub kernel: Option<String>,
@@ -170,8 +176,10 @@ pub struct KeyArgs {
 
 #[derive(Debug, Args)]
 pub struct OciArgs {
-    /// Module source: a directory holding dkms.conf
-    pub source: PathBuf,
+    /// Module source: a directory holding dkms.conf, a *-dkms_*.deb file, or pkg:NAME[=VERSION]
+    pub source: String,
+    #[command(flatten)]
+    pub needs: NeedsArgs,
     /// Kernel release [default: the newest linux-headers-amd64 in the archive]
     #[arg(long)]
     pub kernel: Option<String>,
@@ -181,6 +189,16 @@ pub struct OciArgs {
     /// Resource limit, NAME=VALUE (repeatable), as for `hermod build`
     #[arg(long = "limit", value_name = "NAME=VALUE")]
     pub limits: Vec<String>,
+}
+
+/// Declared build needs (see `crate::input`).
+#[derive(Debug, Args)]
+pub struct NeedsArgs {
+    /// More packages for the build root (comma-separated or repeated; Depends syntax, e.g.
+    /// libelf-dev or 'gawk | mawk'), besides a -dkms package's own Depends; they are locked and
+    /// part of the cache key like the headers
+    #[arg(long = "build-depends", value_name = "PKG[,PKG...]", value_delimiter = ',')]
+    pub build_depends: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +237,8 @@ pub enum RootfsCommand {
         /// Write the lock here [default: standard output]
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        needs: NeedsArgs,
     },
     /// List the build roots: kernel, lock hash, compiler, size, bytes shared
     /// with other roots, last use; and what they take together on disk
@@ -318,13 +338,14 @@ fn context(
 }
 
 /// `hermod rootfs lock`: resolve, then print or write the lock file.
-fn write_lock(global: &Global, kernel: Option<&str>, out: Option<&Path>) -> Result<(), PipelineError> {
+fn write_lock(global: &Global, kernel: Option<&str>, out: Option<&Path>, needs: &[String]) -> Result<(), PipelineError> {
     let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
     let kernel = match kernel {
         Some(k) => k.to_owned(),
         None => ctx.default_kernel()?,
     };
-    let lock = ctx.lock(&kernel)?;
+    let extras = crate::input::build_depends(&ctx, needs)?;
+    let lock = ctx.lock_with(&kernel, &extras)?;
     let text = lock.file_text();
     match out {
         Some(path) => {
@@ -353,7 +374,8 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
         Command::Oci(args) => {
             let limits = BuildLimits::from_args(&args.limits)?;
             let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(3600), limits, None)?;
-            let config = crate::oci_bundle::write(&ctx, &args.source, args.kernel.as_deref(), &args.bundle)?;
+            let input = Input::parse(&args.source)?.prepare(&ctx, &args.source, &args.needs.build_depends)?;
+            let config = crate::oci_bundle::write(&ctx, &input, args.kernel.as_deref(), &args.bundle)?;
             println!("{config}");
             if !cli.global.quiet {
                 let dir = args.bundle.display();
@@ -421,8 +443,9 @@ fn key_command(global: &Global, args: &KeyArgs) -> Result<(), PipelineError> {
         Some(k) => k.clone(),
         None => ctx.default_kernel()?,
     };
-    let source = crate::source::SourceTree::scan(&args.source)?;
-    let lock = ctx.lock(&kernel)?;
+    let input = Input::parse(&args.source)?.prepare(&ctx, &args.source, &args.needs.build_depends)?;
+    let source = crate::source::SourceTree::scan(&input.dir)?;
+    let lock = ctx.lock_with(&kernel, &input.build_depends)?;
     let key = ctx.key_for(&source, &lock);
     keyinfo::remember(&ctx.options.store, &key);
     let now = KeyRecord::from(&key);
@@ -457,7 +480,9 @@ fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), Pipeli
         Ok((ctx, lock))
     };
     match command {
-        RootfsCommand::Lock { kernel, out } => write_lock(global, kernel.as_deref(), out.as_deref()),
+        RootfsCommand::Lock { kernel, out, needs } => {
+            write_lock(global, kernel.as_deref(), out.as_deref(), &needs.build_depends)
+        }
         RootfsCommand::Build { kernel, lock } => {
             let (ctx, lock) = locked(kernel, lock.as_deref())?;
             let root = rootfs::materialize(&ctx.options.store, &lock, global.quiet)?;
@@ -538,16 +563,22 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
             kernels.push(kernel.clone());
         }
     }
-    // Each (source, kernel) once, in the order asked: two builds of one key at
-    // once would share a log.
+    // Each SOURCE made ready once (parsed, downloaded, unpacked: all bad
+    // inputs are found before anything is built), in the order asked.
+    let mut inputs: Vec<Prepared> = Vec::new();
+    for arg in &args.sources {
+        if !inputs.iter().any(|i| &i.label == arg) {
+            inputs.push(Input::parse(arg)?.prepare(&ctx, arg, &args.needs.build_depends)?);
+        }
+    }
+    // Each (source, kernel) once: two builds of one key at once would share a log.
     let mut seen = std::collections::HashSet::new();
-    let pairs: Vec<(PathBuf, String)> = args
-        .sources
+    let pairs: Vec<(&Prepared, String)> = inputs
         .iter()
-        .flat_map(|s| kernels.iter().map(move |k| (s.clone(), k.clone())))
-        .filter(|pair| seen.insert(pair.clone()))
+        .flat_map(|s| kernels.iter().map(move |k| (s, k.clone())))
+        .filter(|(s, k)| seen.insert((s.label.clone(), k.clone())))
         .collect();
-    let results = if pairs.len() == 1 { vec![ctx.build_one(&pairs[0].0, &pairs[0].1)] } else { ctx.build_many(&pairs) };
+    let results = if pairs.len() == 1 { vec![ctx.build_one(pairs[0].0, &pairs[0].1)] } else { ctx.build_many(&pairs) };
     let stdout = std::io::stdout();
     let mut first_error = None;
     let failures = results.iter().filter(|r| r.is_err()).count();
@@ -581,6 +612,20 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
 /// The documented exit status for an error (see [`EXIT_CODES`]).
 pub fn exit_code(err: &PipelineError) -> i32 {
     match err {
+        PipelineError::Input(e) => match e {
+            InputError::PackageWithLock { .. } => 2,
+            InputError::Fetch(_) => 7,
+            InputError::Io { .. } => 9,
+            InputError::BadSpec { .. }
+            | InputError::UnknownPackage { .. }
+            | InputError::UnknownVersion { .. }
+            | InputError::NotDkms { .. }
+            | InputError::SeveralTrees { .. }
+            | InputError::BadDepends { .. }
+            | InputError::Unmet { .. }
+            | InputError::NotInLock { .. }
+            | InputError::Deb(_) => 3,
+        },
         PipelineError::Source(_) => 3,
         PipelineError::Rootfs(RootfsError::NoHeaders { .. } | RootfsError::BadKernelName(_)) => 4,
         PipelineError::Rootfs(

@@ -12,6 +12,7 @@ pub mod compress;
 pub mod config;
 pub mod debpkg;
 pub mod dkms;
+pub mod input;
 pub mod key;
 pub mod keyinfo;
 pub mod limits;

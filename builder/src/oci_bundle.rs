@@ -19,13 +19,14 @@ use hermod_sandbox::oci::{self, OciError};
 use hermod_sandbox::SandboxError;
 
 use crate::build::{self, BuildError};
+use crate::input::Prepared;
 use crate::pipeline::{Context, PipelineError};
 use crate::rootfs;
 use crate::source::SourceTree;
 
-/// Lays out the bundle `dir` for building `source_dir` against `kernel`
+/// Lays out the bundle `dir` for building `input` against `kernel`
 /// (default: the archive's newest) and returns its config as pretty JSON.
-pub fn write(ctx: &Context, source_dir: &Path, kernel: Option<&str>, dir: &Path) -> Result<String, PipelineError> {
+pub fn write(ctx: &Context, input: &Prepared, kernel: Option<&str>, dir: &Path) -> Result<String, PipelineError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| PipelineError::Io { path, source }
@@ -35,15 +36,15 @@ pub fn write(ctx: &Context, source_dir: &Path, kernel: Option<&str>, dir: &Path)
         Some(k) => k.to_owned(),
         None => ctx.default_kernel()?,
     };
-    let source = SourceTree::scan(source_dir)?;
-    let lock = ctx.lock(&kernel)?;
+    let source = SourceTree::scan(&input.dir)?;
+    let lock = ctx.lock_with(&kernel, &input.build_depends)?;
     let rootfs = rootfs::materialize(&ctx.options.store, &lock, ctx.options.quiet)?;
 
     let workdir = dir.join("work");
     fs::create_dir(&workdir).map_err(io(&workdir))?;
     let log = dir.join("eval.log");
     fs::write(&log, b"").map_err(io(&log))?;
-    let failed = |error| PipelineError::Build { source_dir: source_dir.to_owned(), error };
+    let failed = |error| PipelineError::Build { source_dir: input.label.clone().into(), error };
     let prepared = build::prepare(&rootfs, &source, &ctx.settings(), &workdir, &log).map_err(failed)?;
     let config = oci::write_bundle(&prepared.spec, dir).map_err(|e| match e {
         OciError::Io { path, source } => PipelineError::Io { path, source },

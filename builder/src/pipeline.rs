@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -19,6 +19,7 @@ use crate::build::{self, BuildError, Settings};
 use crate::cache::{self, CacheError, Manifest};
 use crate::compress::Compression;
 use crate::debpkg::{self, DebError, DebSpec, ModuleFile};
+use crate::input::{InputError, Prepared};
 use crate::key::{Key, KeyInputs};
 use crate::limits::BuildLimits;
 use crate::rootfs::{self, Lock, Recipe, RootfsError};
@@ -31,6 +32,8 @@ pub const SOURCE_DATE_EPOCH: u64 = 1_704_067_200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    #[error(transparent)]
+    Input(#[from] InputError),
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -154,14 +157,35 @@ impl Context {
     /// The exact build-root package set for `kernel`: the given lock, or
     /// resolved from the archive.
     pub fn lock(&self, kernel: &str) -> Result<Lock, PipelineError> {
+        self.lock_with(kernel, &[])
+    }
+
+    /// [`Context::lock`] with declared build needs (package names, see
+    /// [`crate::input`]) as further roots. A given lock is used as it is, and
+    /// must already contain them.
+    pub fn lock_with(&self, kernel: &str, extras: &[String]) -> Result<Lock, PipelineError> {
         let mut lock = match &self.options.lock {
-            Some(lock) if lock.kernel == kernel => lock.clone(),
+            Some(lock) if lock.kernel == kernel => {
+                let names: std::collections::HashSet<&str> = lock.packages.iter().map(|p| p.name.as_str()).collect();
+                if let Some(name) = extras.iter().find(|n| !names.contains(n.as_str())) {
+                    return Err(InputError::NotInLock { origin: "the source".into(), name: name.clone() }.into());
+                }
+                lock.clone()
+            }
             Some(lock) => {
                 return Err(PipelineError::LockedKernel { locked: lock.kernel.clone(), wanted: kernel.to_owned() })
             }
-            None => self.memo()?.get_or(&format!("lock {kernel}"), || {
-                Ok::<_, PipelineError>(Lock::resolve(self.archive()?, &self.options.recipe, kernel)?)
-            })?,
+            None => {
+                // Without extras, the question is the one it always was, so
+                // remembered resolutions still answer it.
+                let mut question = format!("lock {kernel}");
+                if !extras.is_empty() {
+                    question.push_str(&format!(" extras {}", extras.join(" ")));
+                }
+                self.memo()?.get_or(&question, || {
+                    Ok::<_, PipelineError>(Lock::resolve(self.archive()?, &self.options.recipe, kernel, extras)?)
+                })?
+            }
         };
         // A resolved package comes from its own archive first; a locked one
         // only from these.
@@ -235,22 +259,22 @@ impl Context {
         }
     }
 
-    /// Build (or reuse) the package of `source_dir` for `kernel`.
-    pub fn build_one(&self, source_dir: &Path, kernel: &str) -> Result<Report, PipelineError> {
-        self.build_one_with(source_dir, kernel, self.options.jobs)
+    /// Build (or reuse) the package of `source` for `kernel`.
+    pub fn build_one(&self, source: &Prepared, kernel: &str) -> Result<Report, PipelineError> {
+        self.build_one_with(source, kernel, self.options.jobs)
     }
 
     /// Every (source, kernel) pair, up to `--jobs` at once, each build's make
     /// getting its share of the jobs. Results come back in the pairs' order.
-    pub fn build_many(&self, pairs: &[(PathBuf, String)]) -> Vec<Result<Report, PipelineError>> {
-        // Resolve each kernel's lock first, one after the other: the first
-        // one loads the archive, which the threads would otherwise each load
-        // at once. An error here is found again, and reported, per pair.
-        let mut kernels: Vec<&String> = pairs.iter().map(|(_, k)| k).collect();
-        kernels.sort();
-        kernels.dedup();
-        for kernel in kernels {
-            let _ = self.lock(kernel);
+    pub fn build_many(&self, pairs: &[(&Prepared, String)]) -> Vec<Result<Report, PipelineError>> {
+        // Resolve each lock first, one after the other: the first one loads
+        // the archive, which the threads would otherwise each load at once.
+        // An error here is found again, and reported, per pair.
+        let mut locks: Vec<(&String, &Vec<String>)> = pairs.iter().map(|(s, k)| (k, &s.build_depends)).collect();
+        locks.sort();
+        locks.dedup();
+        for (kernel, extras) in locks {
+            let _ = self.lock_with(kernel, extras);
         }
         let at_once = self.options.jobs.clamp(1, pairs.len().max(1));
         let jobs_each = (self.options.jobs / at_once).max(1);
@@ -273,11 +297,11 @@ impl Context {
             .collect()
     }
 
-    fn build_one_with(&self, source_dir: &Path, kernel: &str, jobs: usize) -> Result<Report, PipelineError> {
+    fn build_one_with(&self, input: &Prepared, kernel: &str, jobs: usize) -> Result<Report, PipelineError> {
         let started = Instant::now();
         let store = &self.options.store;
-        let source = SourceTree::scan(source_dir)?;
-        let lock = self.lock(kernel)?;
+        let source = SourceTree::scan(&input.dir)?;
+        let lock = self.lock_with(kernel, &input.build_depends)?;
         let key = self.key_for(&source, &lock);
         crate::keyinfo::remember(store, &key);
 
@@ -307,9 +331,9 @@ impl Context {
         let log = store.logs().join(format!("{}-{kernel}.log", &key.hex[..16]));
         fs::write(&log, b"").map_err(|source| PipelineError::Io { path: log.clone(), source })?;
         let settings = self.settings_with_jobs(jobs);
-        self.say(&format!("building {} for {kernel} (log: {})", source_dir.display(), log.display()));
+        self.say(&format!("building {} for {kernel} (log: {})", input.label, log.display()));
         let output = build::build(&rootfs, &source, &settings, workdir.path(), &log)
-            .map_err(|error| PipelineError::Build { source_dir: source_dir.to_owned(), error })?;
+            .map_err(|error| PipelineError::Build { source_dir: PathBuf::from(&input.label), error })?;
         if let Some(why) = &output.cgroup.not_enforced {
             if !self.cgroup_noted.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 self.say(&format!("note: {why}"));

@@ -232,7 +232,7 @@ fn provide_ok(alt: &Alternative, provided: Option<&super::version::Version>) -> 
 }
 
 /// "did you mean" for a missing root: names sharing the longest prefix.
-fn hint_for(archive: &Archive, name: &str) -> String {
+pub(crate) fn hint_for(archive: &Archive, name: &str) -> String {
     let mut cut = name.len();
     while cut > 0 {
         let prefix = &name[..cut];

@@ -20,6 +20,12 @@ pub struct Lock {
     pub links: BTreeMap<String, String>,
     /// Version of the kernel's headers package (it names the kernel build).
     pub headers_version: String,
+    /// Declared build needs (see [`crate::input`]): packages the root has
+    /// as roots of its resolution besides the recipe's, sorted, once each.
+    /// Part of the lock's text and hash only when there are some, so a root
+    /// without them keeps the name it always had.
+    #[serde(default)]
+    pub extras: Vec<String>,
     /// Archive roots (and `file:` directories) to fetch a .deb from when its
     /// own origin fails or is unknown, as for a lock read from a file. Where
     /// the bytes come from does not change what they are (SHA256), so this is
@@ -29,8 +35,11 @@ pub struct Lock {
 }
 
 impl Lock {
-    /// Resolve the recipe for `kernel` against the archive.
-    pub fn resolve(archive: &Archive, recipe: &Recipe, kernel: &str) -> Result<Lock, RootfsError> {
+    /// Resolve the recipe for `kernel` against the archive, with `extras`
+    /// (exact package names: declared build needs) as further roots. With
+    /// extras, `dkms` is excluded too: a needed `-dkms` package brings its
+    /// source tree, not dkms's own dependencies.
+    pub fn resolve(archive: &Archive, recipe: &Recipe, kernel: &str, extras: &[String]) -> Result<Lock, RootfsError> {
         if !kernel_name_ok(kernel) {
             return Err(RootfsError::BadKernelName(kernel.to_owned()));
         }
@@ -45,9 +54,17 @@ impl Lock {
                 })
             }
         };
+        let mut extras = extras.to_vec();
+        extras.sort();
+        extras.dedup();
         let mut roots = vec![headers];
         roots.extend(recipe.packages.iter().cloned());
-        let packages = apt::resolve(archive, &roots, &recipe.exclude)?;
+        roots.extend(extras.iter().cloned());
+        let mut exclude = recipe.exclude.clone();
+        if !extras.is_empty() {
+            exclude.push(crate::input::NEVER_A_BUILD_NEED.to_owned());
+        }
+        let packages = apt::resolve(archive, &roots, &exclude)?;
         Ok(Lock {
             recipe: recipe.name.clone(),
             kernel: kernel.to_owned(),
@@ -55,6 +72,7 @@ impl Lock {
             packages,
             links: recipe.links.clone(),
             headers_version,
+            extras,
             mirrors: Vec::new(),
         })
     }
@@ -72,6 +90,9 @@ impl Lock {
         }
         for (link, target) in &self.links {
             text.push_str(&format!("link {link} {target}\n"));
+        }
+        for name in &self.extras {
+            text.push_str(&format!("extra {name}\n"));
         }
         text
     }

@@ -16,10 +16,16 @@
 //! headers-version 6.1.192-2
 //! package NAME VERSION ARCH SHA256 SIZE FILENAME SOURCE
 //! link PATH TARGET
+//! extra NAME
 //! ```
 //!
+//! `extra` records name the declared build needs the root was resolved with
+//! (see [`crate::input`]); each is also one of the `package` records. A lock
+//! without them is written exactly as before they existed, so older lock files
+//! read the same and name the same root.
+//!
 //! One record per line, fields separated by single spaces, packages sorted by
-//! name, links by path; blank lines and `#` comments are allowed when reading.
+//! name, links by path, extras by name; blank lines and `#` comments are allowed when reading.
 //! Anything else is refused with the line that is wrong: a lock is an input
 //! that decides what compiles modules, so it is never guessed at.
 //!
@@ -68,6 +74,9 @@ impl Lock {
         for (link, target) in &self.links {
             text.push_str(&format!("link {link} {target}\n"));
         }
+        for name in &self.extras {
+            text.push_str(&format!("extra {name}\n"));
+        }
         text
     }
 
@@ -84,6 +93,7 @@ impl Lock {
         let mut packages: Vec<Package> = Vec::new();
         let mut package_lines: BTreeMap<String, usize> = BTreeMap::new();
         let mut links = BTreeMap::new();
+        let mut extras: BTreeMap<String, usize> = BTreeMap::new();
         let mut seen_magic = false;
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
@@ -136,7 +146,18 @@ impl Lock {
                         return Err(err(format!("link {path} is listed twice")));
                     }
                 }
-                other => return Err(err(format!("unknown record {other:?} (expected recipe, kernel, architecture, headers-version, package or link)"))),
+                "extra" => {
+                    let [_, name] = words[..] else {
+                        return Err(err("expected `extra NAME`".into()));
+                    };
+                    if !package_name_ok(name) {
+                        return Err(err(format!("extra {name:?} is not a Debian package name")));
+                    }
+                    if let Some(first) = extras.insert(name.to_owned(), line) {
+                        return Err(err(format!("extra {name} is listed twice (also on line {first})")));
+                    }
+                }
+                other => return Err(err(format!("unknown record {other:?} (expected recipe, kernel, architecture, headers-version, package, link or extra)"))),
             }
         }
         let incomplete = |message: String| LockFileError::Incomplete { origin: origin.to_owned(), message };
@@ -151,12 +172,18 @@ impl Lock {
             return Err(incomplete("lists no packages".into()));
         }
         packages.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Lock { recipe, kernel, architecture, packages, links, headers_version, mirrors: Vec::new() })
+        // An extra was a root of the resolution: it is one of the packages.
+        if let Some((name, &line)) = extras.iter().find(|(name, _)| !package_lines.contains_key(*name)) {
+            let message = format!("extra {name} is not one of the lock's packages (every extra is resolved into the root)");
+            return Err(LockFileError::Line { origin: origin.to_owned(), line, message });
+        }
+        let extras = extras.into_keys().collect();
+        Ok(Lock { recipe, kernel, architecture, packages, links, headers_version, extras, mirrors: Vec::new() })
     }
 }
 
 /// A Debian package name: `[a-z0-9][a-z0-9+.-]+`.
-fn package_name_ok(name: &str) -> bool {
+pub(crate) fn package_name_ok(name: &str) -> bool {
     name.len() >= 2
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c))
@@ -244,6 +271,7 @@ mod tests {
             packages: vec![make, diff],
             links: [("/usr/bin/awk".to_string(), "mawk".to_string())].into(),
             headers_version: "6.1.192-2".into(),
+            extras: Vec::new(),
             mirrors: vec!["http://deb.example".into()],
         }
     }
@@ -272,6 +300,37 @@ mod tests {
         lines.swap(6, 7);
         let shuffled = format!("{}\n\n# reviewed by ops\n", lines.join("\n"));
         assert_eq!(Lock::parse_file(&shuffled, "t.lock").unwrap().hash(), lock.hash());
+    }
+
+    /// Declared build needs are `extra` records after the links; without
+    /// them a lock's text (and so its hash and file) is what it always was.
+    #[test]
+    fn extras_round_trip_and_plain_locks_are_unchanged() {
+        let plain = lock();
+        assert_eq!(
+            plain.text(),
+            format!(
+                "hermod-rootfs-lock 3\nrecipe bookworm-amd64\nkernel 6.1.0-56-amd64\narchitecture amd64\npackage diffutils 1:3.8-4 amd64 {zero}\npackage make 4.3-4.1 amd64 {ab}\nlink /usr/bin/awk mawk\n",
+                zero = "0".repeat(64),
+                ab = "ab".repeat(32)
+            ),
+            "the hashed text of a lock without extras"
+        );
+        let mut with = lock();
+        with.extras = vec!["diffutils".into(), "make".into()];
+        let text = with.file_text();
+        assert!(text.starts_with("hermod-lock 1\n") && text.ends_with("link /usr/bin/awk mawk\nextra diffutils\nextra make\n"));
+        assert_ne!(with.hash(), plain.hash());
+        let back = Lock::parse_file(&text, "t.lock").unwrap();
+        assert_eq!(back.extras, ["diffutils", "make"]);
+        assert_eq!((back.hash(), back.file_text()), (with.hash(), text.clone()));
+        // Malformed extras are named like any other line.
+        let e = Lock::parse_file(&format!("{text}extra make\n"), "x.lock").unwrap_err().to_string();
+        assert!(e.contains("line 12") && e.contains("extra make is listed twice (also on line 11)"), "{e}");
+        let e = Lock::parse_file(&format!("{text}extra gawk\n"), "x.lock").unwrap_err().to_string();
+        assert!(e.contains("line 12") && e.contains("extra gawk is not one of the lock's packages"), "{e}");
+        let e = Lock::parse_file(&format!("{text}extra Gawk x\n"), "x.lock").unwrap_err().to_string();
+        assert!(e.contains("expected `extra NAME`"), "{e}");
     }
 
     /// Each malformed line is refused, naming the line and the problem.

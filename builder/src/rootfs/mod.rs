@@ -35,6 +35,7 @@ pub use gc::{gc, GcReport};
 pub use inventory::{inventory, read_roots, Inventory, RootStats};
 pub use lock::{is_compiler_package, is_headers_package, Lock, Memo};
 pub use lockfile::LockFileError;
+pub(crate) use lockfile::package_name_ok;
 pub use materialize::{materialize, Rootfs};
 pub use oci_image::OciImageError;
 pub use verify::{verify, VerifyReport};
@@ -306,12 +307,12 @@ mod tests {
         assert_eq!(near.last().unwrap(), "6.1.0-56-cloud-amd64");
         let near = nearest_headers(&archive, &recipe, "6.12.1+deb12-amd64");
         assert_eq!(near[..2], ["6.12.117+deb12-amd64", "6.12.99+deb12-amd64"]);
-        let err = Lock::resolve(&archive, &recipe, "6.1.0-99-amd64").unwrap_err().to_string();
+        let err = Lock::resolve(&archive, &recipe, "6.1.0-99-amd64", &[]).unwrap_err().to_string();
         assert!(
             err.contains("linux-headers-6.1.0-99-amd64") && err.contains("nearest available: 6.1.0-56-amd64"),
             "{err}"
         );
-        assert!(matches!(Lock::resolve(&archive, &recipe, "../x"), Err(RootfsError::BadKernelName(_))));
+        assert!(matches!(Lock::resolve(&archive, &recipe, "../x", &[]), Err(RootfsError::BadKernelName(_))));
     }
 
     #[test]
@@ -352,6 +353,7 @@ mod tests {
             ],
             links: BTreeMap::new(),
             headers_version: "1".into(),
+            extras: Vec::new(),
             mirrors: Vec::new(),
         };
         let (headers, toolchain, whole) = (lock.headers_hash(), lock.toolchain_hash(), lock.hash());

@@ -15,6 +15,7 @@ fn sample_lock() -> Lock {
         packages: vec![make],
         links: Default::default(),
         headers_version: "6.1.192-2".into(),
+        extras: Vec::new(),
         mirrors: Vec::new(),
     }
 }

@@ -92,6 +92,9 @@ pub fn show(store: &Store, lock: &Lock) -> String {
     let _ = writeln!(out, "toolchain  {}", lock.toolchain_hash());
     let packages = lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str()));
     let _ = writeln!(out, "compiler   {}", compiler(packages).unwrap_or_else(|| "-".into()));
+    if !lock.extras.is_empty() {
+        let _ = writeln!(out, "needs      {} (declared build needs)", lock.extras.join(", "));
+    }
     let root =
         read_roots(store).ok().and_then(|roots| roots.into_iter().find(|r| r.hash == hash && r.kernel.is_some()));
     match root {
