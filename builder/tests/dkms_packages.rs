@@ -11,11 +11,14 @@ use common::*;
 
 /// What DKMS installs for each package: the module names, from
 /// BUILT_MODULE_NAME (none of these sets DEST_MODULE_NAME), always under
-/// updates/dkms on Debian whatever DEST_MODULE_LOCATION says.
+/// updates/dkms on Debian whatever DEST_MODULE_LOCATION says. (acpi-call and
+/// vpoll name DKMS's build directory, `$dkms_tree/$module/$version/build`, in
+/// their MAKE line; they join this list when hermod provides that directory.)
 const PACKAGES: &[(&str, &str, &[&str])] = &[
     ("v4l2loopback-dkms", "v4l2loopback", &["v4l2loopback"]),
-    ("acpi-call-dkms", "acpi-call", &["acpi_call"]),
-    ("vpoll-dkms", "vpoll", &["vpoll"]),
+    ("dm-writeboost-dkms", "dm-writeboost", &["dm-writeboost"]),
+    // Depends: xserver-xorg-input-wacom: a declared build need.
+    ("digimend-dkms", "digimend", &["hid-kye", "hid-polostar", "hid-uclogic", "hid-viewsonic"]),
 ];
 
 /// Build `source` for the test kernel into `out`; the --json report.
@@ -69,6 +72,15 @@ fn archive_dkms_packages_build_through_pkg() {
         let report = build(&shared_store(), &format!("pkg:{package}"), &out, &[]);
         assert_eq!(report["package"], format!("{module_package}-modules-{kernel}"));
         check_modules(report["deb"].as_str().unwrap(), modules);
+        // The build root is the recipe's plus the package's Depends (dkms dropped).
+        let root = tool("dpkg-deb", &["-f", report["deb"].as_str().unwrap(), "X-Hermod-Rootfs"]);
+        let needs: &[&str] = if *package == "digimend-dkms" { &["--build-depends", "xserver-xorg-input-wacom"] } else { &[] };
+        let lock_file = work.path().join(format!("{package}.lock"));
+        let mut args = vec!["rootfs", "lock", "--kernel", &kernel, "--out", lock_file.to_str().unwrap()];
+        args.extend_from_slice(needs);
+        let locked = run(&shared_store(), &args);
+        assert!(locked.status.success(), "{}", stderr(&locked));
+        assert!(stdout(&locked).starts_with(&format!("{} ", root.trim())), "{package}: root {root}");
     }
 }
 
@@ -86,8 +98,8 @@ fn apt_download(name: &str, dir: &Path) -> PathBuf {
 #[test]
 fn a_deb_path_builds_the_same_bytes_as_pkg() {
     let work = tempfile::tempdir().unwrap();
-    let from_pkg = build(&shared_store(), "pkg:vpoll-dkms", &work.path().join("a"), &[]);
-    let deb = apt_download("vpoll-dkms", work.path());
+    let from_pkg = build(&shared_store(), "pkg:dm-writeboost-dkms", &work.path().join("a"), &[]);
+    let deb = apt_download("dm-writeboost-dkms", work.path());
     let store = private_store("deb-input");
     let from_deb = build(store.path(), deb.to_str().unwrap(), &work.path().join("b"), &[]);
     assert_eq!(from_deb["cache"], "miss", "built in its own store");
@@ -145,7 +157,7 @@ fn bad_package_inputs_are_refused_clearly() {
     );
     let r = build("pkg:vpoll-dkms=0.0-0");
     assert_eq!(r.status.code(), Some(3));
-    assert!(stderr(&r).contains("only in version(s) 0.1-3"), "{}", stderr(&r));
+    assert!(stderr(&r).contains("have vpoll-dkms only in version(s) 0.1-3"), "{}", stderr(&r));
 
     // A real package that is no DKMS source.
     let make = apt_download("make", work.path());
