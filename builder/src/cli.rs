@@ -338,7 +338,12 @@ fn context(
 }
 
 /// `hermod rootfs lock`: resolve, then print or write the lock file.
-fn write_lock(global: &Global, kernel: Option<&str>, out: Option<&Path>, needs: &[String]) -> Result<(), PipelineError> {
+fn write_lock(
+    global: &Global,
+    kernel: Option<&str>,
+    out: Option<&Path>,
+    needs: &[String],
+) -> Result<(), PipelineError> {
     let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
     let kernel = match kernel {
         Some(k) => k.to_owned(),

@@ -158,8 +158,9 @@ impl Input {
                 let package = find_package(ctx.archive()?, name, version.as_deref())?.clone();
                 let mirrors = ctx.options.sources.mirrors();
                 let store = &ctx.options.store;
-                let debs = apt::download_from(std::slice::from_ref(&package), &mirrors, store.packages(), ctx.options.quiet)
-                    .map_err(|e| InputError::Fetch(Box::new(e)))?;
+                let debs =
+                    apt::download_from(std::slice::from_ref(&package), &mirrors, store.packages(), ctx.options.quiet)
+                        .map_err(|e| InputError::Fetch(Box::new(e)))?;
                 let unpacked = unpack(ctx, &debs[0], label)?;
                 // The index's Depends: the same field as the .deb's control, verified.
                 needs.extend(declared_needs(ctx, &package.depends, label)?);
@@ -282,7 +283,13 @@ pub(crate) fn find_package<'a>(
 ) -> Result<&'a Package, InputError> {
     let versions = archive.versions_of(name);
     let Some(newest) = versions.first() else {
-        return Err(InputError::UnknownPackage { name: name.to_owned(), hint: apt::resolve::hint_for(archive, name) });
+        let mut hint = apt::resolve::hint_for(archive, name);
+        if hint.is_empty() && name.ends_with("-dkms") {
+            let dkms: Vec<&str> = archive.names_with_prefix("").into_iter().filter(|n| n.ends_with("-dkms")).collect();
+            let shown: Vec<&str> = dkms.iter().take(6).copied().collect();
+            hint = format!(" (the sources offer {} -dkms packages: {}, …)", dkms.len(), shown.join(", "));
+        }
+        return Err(InputError::UnknownPackage { name: name.to_owned(), hint });
     };
     let Some(wanted) = version else { return Ok(newest) };
     let wanted_v = Version::parse(wanted).ok();

@@ -19,7 +19,8 @@ fn deb(dir: &Path, control: &str, data: &[E]) -> PathBuf {
     path
 }
 
-const CONTROL: &str = "Package: foo-dkms\nVersion: 1.0-1\nArchitecture: all\nDepends: dkms (>= 2.1.0.0), libelf-dev\nDescription: x\n";
+const CONTROL: &str =
+    "Package: foo-dkms\nVersion: 1.0-1\nArchitecture: all\nDepends: dkms (>= 2.1.0.0), libelf-dev\nDescription: x\n";
 
 fn dkms_tree() -> Vec<E<'static>> {
     vec![
@@ -174,7 +175,11 @@ fn depends_become_build_needs_like_apt_picks() {
     assert_eq!(needs("sysvinit-utils (>= 9) | lsb-base").unwrap(), ["lsb-base"]);
     assert_eq!(needs("ghost | perl:any").unwrap(), ["perl"], "arch qualifiers do not matter for names");
     assert_eq!(needs("awk").unwrap(), ["mawk"], "a virtual name: its provider");
-    assert_eq!(needs("linux-image-6.1.0-56-amd64 | make").unwrap(), Vec::<String>::new(), "excluded first: met outside");
+    assert_eq!(
+        needs("linux-image-6.1.0-56-amd64 | make").unwrap(),
+        Vec::<String>::new(),
+        "excluded first: met outside"
+    );
     assert_eq!(needs("foo [arm64], make [amd64]").unwrap(), ["make"]);
     let e = needs("libfoo-dev (>= 1)").unwrap_err();
     assert_eq!(e, "no configured package source offers it (no package or provider named libfoo-dev)");
@@ -228,4 +233,6 @@ fn packages_are_found_by_name_and_version() {
     let e = find_package(&a, "vpol-dkms", None).unwrap_err().to_string();
     assert!(e.starts_with("pkg:vpol-dkms: no package vpol-dkms in any configured package source"), "{e}");
     assert!(e.contains("similar names: vpoll-dkms"), "{e}");
+    let e = find_package(&a, "no-such-package-dkms", None).unwrap_err().to_string();
+    assert!(e.ends_with("(the sources offer 2 -dkms packages: v4l2loopback-dkms, vpoll-dkms, …)"), "{e}");
 }

@@ -74,7 +74,8 @@ fn archive_dkms_packages_build_through_pkg() {
         check_modules(report["deb"].as_str().unwrap(), modules);
         // The build root is the recipe's plus the package's Depends (dkms dropped).
         let root = tool("dpkg-deb", &["-f", report["deb"].as_str().unwrap(), "X-Hermod-Rootfs"]);
-        let needs: &[&str] = if *package == "digimend-dkms" { &["--build-depends", "xserver-xorg-input-wacom"] } else { &[] };
+        let needs: &[&str] =
+            if *package == "digimend-dkms" { &["--build-depends", "xserver-xorg-input-wacom"] } else { &[] };
         let lock_file = work.path().join(format!("{package}.lock"));
         let mut args = vec!["rootfs", "lock", "--kernel", &kernel, "--out", lock_file.to_str().unwrap()];
         args.extend_from_slice(needs);
@@ -109,7 +110,11 @@ fn a_deb_path_builds_the_same_bytes_as_pkg() {
         std::fs::read(from_deb["deb"].as_str().unwrap()).unwrap(),
         std::fs::read(from_pkg["deb"].as_str().unwrap()).unwrap()
     );
-    assert!(list(&store.path().join("tmp")).is_empty(), "the unpacked package is gone: {:?}", list(&store.path().join("tmp")));
+    assert!(
+        list(&store.path().join("tmp")).is_empty(),
+        "the unpacked package is gone: {:?}",
+        list(&store.path().join("tmp"))
+    );
 }
 
 /// `--build-depends` puts exact packages into the lock (`extra` records):
@@ -151,7 +156,8 @@ fn bad_package_inputs_are_refused_clearly() {
     let r = build("pkg:no-such-package-dkms");
     assert_eq!(r.status.code(), Some(3));
     assert!(
-        stderr(&r).contains("pkg:no-such-package-dkms: no package no-such-package-dkms in any configured package source"),
+        stderr(&r)
+            .contains("pkg:no-such-package-dkms: no package no-such-package-dkms in any configured package source"),
         "{}",
         stderr(&r)
     );

@@ -174,7 +174,8 @@ impl Lock {
         packages.sort_by(|a, b| a.name.cmp(&b.name));
         // An extra was a root of the resolution: it is one of the packages.
         if let Some((name, &line)) = extras.iter().find(|(name, _)| !package_lines.contains_key(*name)) {
-            let message = format!("extra {name} is not one of the lock's packages (every extra is resolved into the root)");
+            let message =
+                format!("extra {name} is not one of the lock's packages (every extra is resolved into the root)");
             return Err(LockFileError::Line { origin: origin.to_owned(), line, message });
         }
         let extras = extras.into_keys().collect();
@@ -319,7 +320,10 @@ mod tests {
         let mut with = lock();
         with.extras = vec!["diffutils".into(), "make".into()];
         let text = with.file_text();
-        assert!(text.starts_with("hermod-lock 1\n") && text.ends_with("link /usr/bin/awk mawk\nextra diffutils\nextra make\n"));
+        assert!(
+            text.starts_with("hermod-lock 1\n")
+                && text.ends_with("link /usr/bin/awk mawk\nextra diffutils\nextra make\n")
+        );
         assert_ne!(with.hash(), plain.hash());
         let back = Lock::parse_file(&text, "t.lock").unwrap();
         assert_eq!(back.extras, ["diffutils", "make"]);
