@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::build::BuildError;
 use crate::config::Config;
-use crate::input::{Input, InputError, Prepared};
+use crate::input::{Input, Prepared};
 use crate::limits::BuildLimits;
 use crate::pipeline::{Context, Options, PipelineError};
 use crate::rootfs::{self, Lock, LockFileError, OciImageError, Recipe, RootfsError};
@@ -617,20 +617,7 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
 /// The documented exit status for an error (see [`EXIT_CODES`]).
 pub fn exit_code(err: &PipelineError) -> i32 {
     match err {
-        PipelineError::Input(e) => match e {
-            InputError::PackageWithLock { .. } => 2,
-            InputError::Fetch(_) => 7,
-            InputError::Io { .. } => 9,
-            InputError::BadSpec { .. }
-            | InputError::UnknownPackage { .. }
-            | InputError::UnknownVersion { .. }
-            | InputError::NotDkms { .. }
-            | InputError::SeveralTrees { .. }
-            | InputError::BadDepends { .. }
-            | InputError::Unmet { .. }
-            | InputError::NotInLock { .. }
-            | InputError::Deb(_) => 3,
-        },
+        PipelineError::Input(e) => e.exit_code(),
         PipelineError::Source(_) => 3,
         PipelineError::Rootfs(RootfsError::NoHeaders { .. } | RootfsError::BadKernelName(_)) => 4,
         PipelineError::Rootfs(

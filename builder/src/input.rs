@@ -71,6 +71,27 @@ pub enum InputError {
     Io { path: PathBuf, source: io::Error },
 }
 
+impl InputError {
+    /// The documented exit status (see `cli::EXIT_CODES`): a bad SOURCE is
+    /// bad input (3), a failed download an archive error (7).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            InputError::PackageWithLock { .. } => 2,
+            InputError::Fetch(_) => 7,
+            InputError::Io { .. } => 9,
+            InputError::BadSpec { .. }
+            | InputError::UnknownPackage { .. }
+            | InputError::UnknownVersion { .. }
+            | InputError::NotDkms { .. }
+            | InputError::SeveralTrees { .. }
+            | InputError::BadDepends { .. }
+            | InputError::Unmet { .. }
+            | InputError::NotInLock { .. }
+            | InputError::Deb(_) => 3,
+        }
+    }
+}
+
 /// One SOURCE argument, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
