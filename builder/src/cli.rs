@@ -15,13 +15,15 @@ use crate::pipeline::{Context, Options, PipelineError};
 use crate::rootfs::{self, Lock, LockFileError, OciImageError, Recipe, RootfsError};
 use crate::signing::ModuleSigning;
 use crate::store::Store;
+use crate::trust::TrustError;
 
 pub const EXIT_CODES: &str = "\
 Exit status:
   0  success
   1  internal error
   2  usage error
-  3  bad input: the source, its dkms.conf, a recipe, a lock file, the config file or an image is unusable
+  3  bad input: the source, its dkms.conf, a recipe, a lock file, the config file, a shared-cache setting
+     or key, or an image is unusable (a shared cache that fails is only a warning)
   4  no headers in the archive for the requested kernel
   5  the build failed (make error or timeout); the log's tail is shown
   6  a module declared in dkms.conf was not built
@@ -75,7 +77,7 @@ pub enum Command {
     /// Write an OCI runtime bundle (config.json) that runs the build step in
     /// another runtime, e.g. `runc run --bundle DIR ID`; modules land in DIR/work/out
     Oci(OciArgs),
-    /// The local cache of built packages: stats, gc, verify
+    /// The local cache of built packages (stats, gc, verify) and the shared cache's keys (keygen)
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
@@ -218,6 +220,16 @@ pub enum CacheCommand {
     },
     /// Re-hash every cached package; a corrupt one is quarantined and rebuilt on next use
     Verify,
+    /// Write a new ed25519 secret key for signing shared-cache entries to FILE
+    /// (mode 0600, never over an existing file); print its public key as NAME:BASE64,
+    /// the form HERMOD_TRUSTED_KEYS takes
+    Keygen {
+        /// The secret key file to create
+        file: PathBuf,
+        /// The key's name [default: FILE's name without its extension]
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -334,6 +346,7 @@ fn context(
         sources: config.package_sources()?,
         lock,
         signing: None,
+        shared: None,
     })
 }
 
@@ -396,6 +409,9 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
 /// `hermod cache ...`: the work is in `cache_admin`; this is glue.
 fn cache_command(global: &Global, command: &CacheCommand) -> Result<(), PipelineError> {
     use crate::cache_admin;
+    if let CacheCommand::Keygen { file, name } = command {
+        return keygen(global, file, name.as_deref());
+    }
     let store = open_store(global)?;
     match command {
         CacheCommand::Stats { json } => {
@@ -424,6 +440,7 @@ fn cache_command(global: &Global, command: &CacheCommand) -> Result<(), Pipeline
                 r.bytes_left as f64 / 1048576.0
             );
         }
+        CacheCommand::Keygen { .. } => unreachable!("handled above: it needs no store"),
         CacheCommand::Verify => {
             let r = cache_admin::verify(&store)?;
             println!("{} entries verified, {} bad (quarantined; rebuilt on next use)", r.entries_ok, r.bad.len());
@@ -434,6 +451,26 @@ fn cache_command(global: &Global, command: &CacheCommand) -> Result<(), Pipeline
                 return Err(PipelineError::Cache(crate::cache::CacheError::Corrupt { count: r.bad.len() }));
             }
         }
+    }
+    Ok(())
+}
+
+/// `hermod cache keygen`: a new signing key for the shared cache (see `trust.rs`).
+fn keygen(global: &Global, file: &Path, name: Option<&str>) -> Result<(), PipelineError> {
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => crate::trust::name_from_path(file)?,
+    };
+    let key = crate::trust::SecretKey::generate(&name)?;
+    key.write_new(file)?;
+    println!("{}", key.public());
+    if !global.quiet {
+        eprintln!(
+            "hermod: wrote the secret key {} (keep it private; HERMOD_SIGNING_KEY on the hosts that push); \
+             trust it with HERMOD_TRUSTED_KEYS={}",
+            file.display(),
+            key.public()
+        );
     }
     Ok(())
 }
@@ -557,6 +594,9 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
     let timeout = Duration::from_secs(args.timeout.max(1));
     let mut ctx = context(global, args.out.clone(), args.jobs, timeout, limits, args.lock.as_deref())?;
     ctx.options.signing = args.signing.load(global)?;
+    let config = Config::load(global.config.as_deref())?;
+    let shared = crate::remote::Settings::resolve(&config, &|var| std::env::var(var).ok())?;
+    ctx.options.shared = crate::remote::SharedCache::from_settings(&shared)?;
     let mut kernels = Vec::new();
     if args.kernels.is_empty() {
         kernels.push(ctx.default_kernel()?);
@@ -654,6 +694,10 @@ pub fn exit_code(err: &PipelineError) -> i32 {
             BuildError::Io { .. } | BuildError::NotReachable { .. } => 9,
         },
         PipelineError::Signing(_) | PipelineError::KeyInfo(_) => 3,
+        // Only the settings are errors: the server itself is never a reason to fail.
+        PipelineError::Remote(_) => 3,
+        PipelineError::Trust(TrustError::Write { .. } | TrustError::Read { .. }) => 9,
+        PipelineError::Trust(_) => 3,
         PipelineError::Deb(_) => 1,
         PipelineError::Limit(_) => 2,
         PipelineError::Cache(crate::cache::CacheError::BadSize { .. }) => 2,

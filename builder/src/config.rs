@@ -26,6 +26,17 @@
 //! Every archive's InRelease is verified with its `signed_by` keyrings (APT's
 //! trusted.gpg.d when absent), and every index against that InRelease, exactly
 //! as for the machine's own sources (see [`crate::apt`]).
+//!
+//! The shared cache (see [`crate::remote`]; each key also an environment
+//! variable, which wins):
+//!
+//! ```toml
+//! remote = "http://cache.example:8080/hermod"   # HERMOD_REMOTE
+//! remote_push = true                           # HERMOD_REMOTE_PUSH
+//! signing_key = "/etc/hermod/cache.key"        # HERMOD_SIGNING_KEY
+//! trusted_keys = ["cache:BASE64…"]             # HERMOD_TRUSTED_KEYS (comma-separated there)
+//! remote_token = "…"                           # HERMOD_REMOTE_TOKEN
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +76,22 @@ pub struct Config {
     /// The certificate of `mok_signing_key`.
     #[serde(default)]
     pub mok_certificate: Option<PathBuf>,
+    /// The shared cache's base URL (`HERMOD_REMOTE`; see `remote.rs`).
+    #[serde(default)]
+    pub remote: Option<String>,
+    /// Push local builds to the shared cache (`HERMOD_REMOTE_PUSH`).
+    #[serde(default)]
+    pub remote_push: Option<bool>,
+    /// The secret key that signs pushed cache entries (`HERMOD_SIGNING_KEY`; see `trust.rs`).
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// Public keys `name:base64` whose signatures make a shared entry trusted
+    /// (`HERMOD_TRUSTED_KEYS`): a list, or one comma-separated string.
+    #[serde(default)]
+    pub trusted_keys: Option<KeyList>,
+    /// Bearer token for the shared cache (`HERMOD_REMOTE_TOKEN`).
+    #[serde(default)]
+    pub remote_token: Option<String>,
     /// The file this was read from (`None`: no file, the defaults).
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -101,6 +128,23 @@ pub enum OneOrMany {
     Many(Vec<PathBuf>),
 }
 
+/// `"a:…,b:…"` or `["a:…", "b:…"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KeyList {
+    Joined(String),
+    List(Vec<String>),
+}
+
+impl KeyList {
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            KeyList::Joined(s) => s.split(',').map(str::to_owned).collect(),
+            KeyList::List(v) => v.clone(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -109,6 +153,11 @@ impl Default for Config {
             sources: Vec::new(),
             mok_signing_key: None,
             mok_certificate: None,
+            remote: None,
+            remote_push: None,
+            signing_key: None,
+            trusted_keys: None,
+            remote_token: None,
             path: None,
         }
     }

@@ -58,6 +58,10 @@ pub enum PipelineError {
     Signing(#[from] crate::signing::SigningError),
     #[error(transparent)]
     KeyInfo(#[from] crate::keyinfo::KeyInfoError),
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     #[error("the lock is for kernel {locked}, not {wanted}")]
     LockedKernel { locked: String, wanted: String },
 }
@@ -68,6 +72,8 @@ pub enum PipelineError {
 pub enum CacheStatus {
     Hit,
     Miss,
+    /// Pulled from the shared cache, signature and hashes checked.
+    Remote,
 }
 
 /// One line of `hermod build --json`.
@@ -99,6 +105,9 @@ pub struct Options {
     pub lock: Option<Lock>,
     /// Sign modules with this key (see [`crate::signing`]).
     pub signing: Option<crate::signing::ModuleSigning>,
+    /// The shared cache: pulled from on a local miss, pushed to after a build
+    /// (see [`crate::remote`]).
+    pub shared: Option<crate::remote::SharedCache>,
 }
 
 /// The archive and recipe, loaded once for many builds.
@@ -322,6 +331,20 @@ impl Context {
             ));
             return Ok(report(manifest, deb, &key, CacheStatus::Hit, started));
         }
+        // Then the shared cache (under the key's lock, so concurrent builds pull
+        // once), before the build root: a remote hit needs no root, no package
+        // and no compiler.
+        if let Some(pulled) = self.options.shared.as_ref().and_then(|shared| shared.pull(&key.hex, kernel)) {
+            cache::insert(store, &key.hex, &pulled.manifest, &pulled.bytes)?;
+            let deb = cache::export(&self.options.out, &pulled.manifest.deb, &pulled.bytes)?;
+            self.say(&format!(
+                "{} for {kernel}: from the shared cache, signed by {} ({})",
+                pulled.manifest.package,
+                pulled.signer,
+                deb.display()
+            ));
+            return Ok(report(pulled.manifest, deb, &key, CacheStatus::Remote, started));
+        }
 
         let rootfs = rootfs::materialize(store, &lock, self.options.quiet)?;
         if rootfs.created {
@@ -366,6 +389,11 @@ impl Context {
         cache::insert(store, &key.hex, &manifest, &bytes)?;
         let deb = cache::export(&self.options.out, &name, &bytes)?;
         self.say(&format!("wrote {}", deb.display()));
+        if let Some(shared) = &self.options.shared {
+            if shared.push(&key.hex, &manifest, &bytes) {
+                self.say(&format!("pushed {} to {}", manifest.deb, shared.base()));
+            }
+        }
         Ok(report(manifest, deb, &key, CacheStatus::Miss, started))
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 mod bench_cache;
+mod bench_remote;
 mod bench_rootfs;
 mod kill_trials;
 
@@ -136,6 +137,7 @@ fn bench(args: &[String]) -> Result<()> {
 
     if only_cache {
         bench_cache::local_hits(&hermod_cmd, &kernel, work.path(), runs)?;
+        bench_remote::bench(&hermod, &store, &packages, &kernel, runs)?;
         return bench_cache::key_throughput(&hermod_cmd, &kernel, work.path());
     }
 
@@ -195,6 +197,7 @@ fn bench(args: &[String]) -> Result<()> {
     }
     println!("cache hit of hello:     {}", ms(median(hits)));
     bench_cache::local_hits(&hermod_cmd, &kernel, work.path(), runs)?;
+    bench_remote::bench(&hermod, &store, &packages, &kernel, runs)?;
     bench_cache::key_throughput(&hermod_cmd, &kernel, work.path())?;
 
     sandbox_start(&tree, runs.max(200))?;

@@ -1,0 +1,363 @@
+//! The shared cache against a real nginx (Debian's, WebDAV PUT) on loopback:
+//! store A builds and pushes; an empty store B with no build root and no
+//! packages gets the same .deb from it without compiling; every way of
+//! tampering with the server's files is refused and B builds locally; a
+//! server that is down or hangs costs B at most seconds.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hermod::trust::{Entry, SecretKey};
+
+const USER: &str = "builder";
+const PASSWORD: &str = "s3cret";
+const TOKEN: &str = "t0ken";
+
+/// nginx with its own prefix, config and document root in a temporary
+/// directory, on a free loopback port; killed with its workers when dropped
+/// (also when the test panics).
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start() -> Nginx {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
+        let nginx = nginx.expect("nginx is not installed (apt-get install nginx-light; .ci/run does)");
+        let dir = tempfile::Builder::new().prefix("hermod-nginx-").tempdir_in("/var/tmp").unwrap();
+        let prefix = dir.path();
+        for sub in ["www/hermod", "tmp"] {
+            std::fs::create_dir_all(prefix.join(sub)).unwrap();
+        }
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            // The workers run as nobody: they write the document root and read the password file.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(prefix, std::fs::Permissions::from_mode(0o755)).unwrap();
+            for sub in ["www", "www/hermod", "tmp"] {
+                std::os::unix::fs::chown(prefix.join(sub), Some(65534), Some(65534)).unwrap();
+            }
+        }
+        // nginx's own `{PLAIN}` scheme: no htpasswd tool needed.
+        std::fs::write(prefix.join("htpasswd"), format!("{USER}:{{PLAIN}}{PASSWORD}\n")).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let p = prefix.display();
+        let config = format!(
+            r#"
+{user}
+worker_processes 1;
+daemon off;
+pid {p}/nginx.pid;
+error_log {p}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log {p}/access.log;
+    client_body_temp_path {p}/tmp/body;
+    proxy_temp_path {p}/tmp/proxy;
+    fastcgi_temp_path {p}/tmp/fastcgi;
+    uwsgi_temp_path {p}/tmp/uwsgi;
+    scgi_temp_path {p}/tmp/scgi;
+    client_max_body_size 64m;
+    server {{
+        listen 127.0.0.1:{port};
+        root {p}/www;
+        # The shared cache as the README shows it: reads open, writes with a password.
+        location /hermod/ {{
+            dav_methods PUT;
+            create_full_put_path on;
+            dav_access user:rw group:r all:r;
+            limit_except GET HEAD {{
+                auth_basic "hermod cache";
+                auth_basic_user_file {p}/htpasswd;
+            }}
+        }}
+        # The same files for clients with a bearer token only.
+        location /tok/ {{
+            alias {p}/www/hermod/;
+            if ($http_authorization != "Bearer {TOKEN}") {{ return 401; }}
+        }}
+    }}
+}}
+"#,
+            user = if root { "user nobody nogroup;" } else { "" },
+        );
+        std::fs::write(prefix.join("nginx.conf"), config).unwrap();
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(nginx)
+            .args(["-p", &p.to_string(), "-c", &format!("{p}/nginx.conf"), "-e", &format!("{p}/error.log")])
+            .stdin(Stdio::null())
+            // Its own process group: the guard kills master and workers at once.
+            .process_group(0)
+            .spawn()
+            .expect("nginx starts");
+        let mut server = Nginx { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("nginx exited ({status}): {}", std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default());
+            }
+            assert!(Instant::now() < deadline, "nginx did not listen on {port} within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hermod", self.port)
+    }
+
+    /// A file of the shared cache, in nginx's document root.
+    fn file(&self, rel: &str) -> PathBuf {
+        self.dir.path().join("www/hermod").join(rel)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// hermod with the shared-cache settings in `env` (and without `-q`, so its warnings show).
+fn hermod_with(store: &Path, packages: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(hermod());
+    cmd.args(args).env("HERMOD_STORE", store).env("HERMOD_PACKAGE_CACHE", packages);
+    for var in ["HERMOD_REMOTE", "HERMOD_REMOTE_PUSH", "HERMOD_SIGNING_KEY", "HERMOD_TRUSTED_KEYS", "HERMOD_REMOTE_TOKEN"] {
+        cmd.env_remove(var);
+    }
+    for (var, value) in env {
+        cmd.env(var, value);
+    }
+    let started = Instant::now();
+    let out = cmd.output().expect("hermod runs");
+    eprintln!(
+        "$ {} hermod {} ({:.2} s)\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}",
+        env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+        args.join(" "),
+        started.elapsed().as_secs_f64(),
+        out.status.code(),
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+fn report(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "hermod failed: {}", stderr(out));
+    serde_json::from_str(stdout(out).trim()).expect("one JSON object")
+}
+
+/// Remove every cache entry and blob of a store (another host that never had this key).
+fn forget(store: &Path) {
+    for dir in ["ac", "cas"] {
+        for name in list(&store.join(dir)) {
+            std::fs::remove_file(store.join(dir).join(name)).unwrap();
+        }
+    }
+}
+
+/// The number in "after N s" of the unavailable-server warning.
+fn seconds_lost(stderr: &str) -> f64 {
+    let after = stderr.split("after ").nth(1).unwrap_or_else(|| panic!("no `after N s` in {stderr}"));
+    after.split(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_signed_shared_cache_on_nginx_serves_builds_and_refuses_tampering() {
+    let nginx = Nginx::start();
+    let keys = tempfile::tempdir().unwrap();
+    let kernel = kernel();
+    let shared = shared_store();
+
+    // Keys: the fleet's, and one nobody trusts.
+    let fleet_key = keys.path().join("fleet.key");
+    let keygen = |path: &Path, extra: &[&str]| {
+        let mut args = vec!["cache", "keygen", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run(&shared, &args)
+    };
+    let out = keygen(&fleet_key, &[]);
+    assert!(out.status.success());
+    let fleet_public = stdout(&out).trim().to_owned();
+    assert!(fleet_public.starts_with("fleet:"), "{fleet_public}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&fleet_key).unwrap().permissions().mode() & 0o777, 0o600);
+    let again = keygen(&fleet_key, &[]);
+    assert_eq!(again.status.code(), Some(3));
+    assert!(stderr(&again).contains("refusing to overwrite"), "{}", stderr(&again));
+    let evil_key = keys.path().join("evil.key");
+    assert!(keygen(&evil_key, &[]).status.success());
+    let impostor_key = keys.path().join("impostor.key");
+    assert!(keygen(&impostor_key, &["--name", "fleet"]).status.success(), "another key named like the fleet's");
+
+    // A source of this run's own (a nonce file), so A's build is never a local hit of an
+    // earlier run; the same lock for A and B.
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("hello");
+    copy_tree(&testdata("modules/hello"), &source);
+    let nonce = format!("{:?} {}", std::time::SystemTime::now(), std::process::id());
+    std::fs::write(source.join("remote-test-nonce"), nonce).unwrap();
+    let lock = work.path().join("hello.lock");
+    let locked = run(&shared, &["rootfs", "lock", "--kernel", &kernel, "--out", lock.to_str().unwrap()]);
+    assert!(locked.status.success());
+    let build_args = |out: &Path| -> Vec<String> {
+        ["build", source.to_str().unwrap(), "--lock", lock.to_str().unwrap(), "--json", "--out", out.to_str().unwrap()]
+            .map(String::from)
+            .to_vec()
+    };
+    let as_strs = |v: &[String]| -> Vec<&str> { v.iter().map(String::as_str).collect() };
+
+    // A builds and pushes (writes need the password, given in the URL).
+    let authed = format!("http://{USER}:{PASSWORD}@127.0.0.1:{}/hermod", nginx.port);
+    let pusher = [
+        ("HERMOD_REMOTE", authed.clone()),
+        ("HERMOD_REMOTE_PUSH", "1".into()),
+        ("HERMOD_SIGNING_KEY", fleet_key.display().to_string()),
+        ("HERMOD_TRUSTED_KEYS", fleet_public.clone()),
+    ];
+    let out_a = tempfile::tempdir().unwrap();
+    let a = report(&hermod_with(&shared, &package_cache(), &pusher, &as_strs(&build_args(out_a.path()))));
+    assert_eq!(a["cache"], "miss");
+    let key = a["key"].as_str().unwrap().to_owned();
+    let sha = a["sha256"].as_str().unwrap().to_owned();
+    let entry_path = nginx.file(&format!("ac/{key}"));
+    let entry_text = std::fs::read_to_string(&entry_path).expect("A pushed its entry");
+    let entry = Entry::parse(entry_text.as_bytes()).unwrap();
+    assert!(entry_text.starts_with("hermod-cache-entry: 1\n") && entry_text.contains("\nsignature: fleet:"));
+    assert_eq!((entry.cache_key.as_str(), entry.sha256.as_str()), (key.as_str(), sha.as_str()));
+    let blob_path = nginx.file(&format!("cas/{}", entry.blake3));
+    let blob = std::fs::read(&blob_path).expect("A pushed its blob");
+    assert_eq!(sha256(&blob_path), sha);
+
+    // Writes without the password are refused by the server; reads are open.
+    let anonymous = hermod::remote::Client::new(&nginx.url(), None).unwrap();
+    let refused = anonymous.put("cas/x", b"x").unwrap_err().to_string();
+    assert!(refused.contains("HTTP 401"), "{refused}");
+    assert_eq!(anonymous.head(&format!("cas/{}", entry.blake3)).unwrap(), Some(blob.len() as u64));
+    assert_eq!(anonymous.get(&format!("ac/{}", "0".repeat(64)), 1024).unwrap(), None, "a 404 is a miss");
+
+    // B: an empty store, no build root, no packages: the .deb from the shared cache.
+    let b = private_store("remote-b");
+    let no_packages = tempfile::tempdir().unwrap();
+    let puller = [("HERMOD_REMOTE", nginx.url()), ("HERMOD_TRUSTED_KEYS", fleet_public.clone())];
+    let out_b = tempfile::tempdir().unwrap();
+    let pulled_out = hermod_with(b.path(), no_packages.path(), &puller, &as_strs(&build_args(out_b.path())));
+    let pulled = report(&pulled_out);
+    assert_eq!(pulled["cache"], "remote");
+    assert_eq!((pulled["key"].as_str(), pulled["sha256"].as_str()), (Some(key.as_str()), Some(sha.as_str())));
+    assert_eq!(sha256(Path::new(pulled["deb"].as_str().unwrap())), sha);
+    assert!(stderr(&pulled_out).contains("signed by fleet"), "{}", stderr(&pulled_out));
+    for (what, dir) in [
+        ("build roots", b.path().join("rootfs")),
+        ("archive indices", b.path().join("indices")),
+        ("build logs", b.path().join("logs")),
+        ("downloaded packages", no_packages.path().to_owned()),
+    ] {
+        assert!(list(&dir).is_empty(), "a remote hit needs no {what}: {:?}", list(&dir));
+    }
+    assert_eq!(list(&b.path().join("cas")), [entry.blake3.clone()], "the pulled blob is in B's own store");
+    let remote_hit_seconds = pulled["seconds"].as_f64().unwrap();
+    // Once pulled, it is B's own: a local hit.
+    let local = report(&hermod_with(b.path(), no_packages.path(), &puller, &as_strs(&build_args(out_b.path()))));
+    assert_eq!(local["cache"], "hit");
+    let local_hit_seconds = local["seconds"].as_f64().unwrap();
+
+    // The same through the token-only location.
+    forget(b.path());
+    let with_token = [
+        ("HERMOD_REMOTE", format!("http://127.0.0.1:{}/tok", nginx.port)),
+        ("HERMOD_TRUSTED_KEYS", fleet_public.clone()),
+        ("HERMOD_REMOTE_TOKEN", TOKEN.into()),
+    ];
+    let by_token = report(&hermod_with(b.path(), no_packages.path(), &with_token, &as_strs(&build_args(out_b.path()))));
+    assert_eq!(by_token["cache"], "remote");
+    let wrong = hermod::remote::Client::new(&format!("http://127.0.0.1:{}/tok", nginx.port), Some("wrong")).unwrap();
+    assert!(wrong.get(&format!("ac/{key}"), 1 << 16).unwrap_err().to_string().contains("HTTP 401"));
+
+    // Tampering: each refused with a warning naming the entry and the reason; B then
+    // builds locally (now with packages) and gets the right bytes.
+    let sign_as = |path: &Path, entry: &Entry| -> String {
+        let mut e = entry.clone();
+        e.signatures.clear();
+        e.sign(&SecretKey::read(path).unwrap());
+        e.document()
+    };
+    let mut flipped = blob.clone();
+    flipped[blob.len() / 2] ^= 0x20;
+    let mut moved = entry.clone();
+    moved.cache_key = "f".repeat(64);
+    let unsigned = entry_text.lines().filter(|l| !l.starts_with("signature:")).map(|l| format!("{l}\n")).collect();
+    let cases: Vec<(&str, PathBuf, Vec<u8>, String)> = vec![
+        ("a flipped blob byte", blob_path.clone(), flipped, "does not match the signed entry: its blake3".into()),
+        ("no signature", entry_path.clone(), unsigned.into_bytes(), "the entry is not signed".into()),
+        ("an untrusted signer", entry_path.clone(), sign_as(&evil_key, &entry).into_bytes(), "untrusted key(s) evil".into()),
+        (
+            "a forged signature under the trusted name",
+            entry_path.clone(),
+            sign_as(&impostor_key, &entry).into_bytes(),
+            "bad signature: it does not verify with the trusted key \"fleet\"".into(),
+        ),
+        (
+            "another key's entry",
+            entry_path.clone(),
+            sign_as(&fleet_key, &moved).into_bytes(),
+            format!("the entry is for cache key {}, served under {key}", "f".repeat(64)),
+        ),
+        ("a garbage entry", entry_path.clone(), b"{\"deb\": \"x\"}\n".to_vec(), "malformed entry".into()),
+    ];
+    let mut local_builds = Vec::new();
+    for (case, path, bytes, reason) in cases {
+        eprintln!("--- tampering: {case}");
+        forget(b.path());
+        let original = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        let out_case = tempfile::tempdir().unwrap();
+        let output = hermod_with(b.path(), &package_cache(), &puller, &as_strs(&build_args(out_case.path())));
+        std::fs::write(&path, original).unwrap();
+        let r = report(&output);
+        let err = stderr(&output);
+        assert_eq!(r["cache"], "miss", "{case}");
+        assert!(
+            err.contains(&format!("rejected {}/ac/{key}", nginx.url())) && err.contains(&reason),
+            "{case}: expected a warning with {reason:?}: {err}"
+        );
+        assert_eq!(r["sha256"], sha.as_str(), "{case}: the local build gives the right bytes");
+        assert_eq!(list(out_case.path()), [entry.deb.clone()], "{case}");
+        assert_eq!(sha256(&out_case.path().join(&entry.deb)), sha, "{case}");
+        assert_eq!(list(&b.path().join("cas")), [entry.blake3.clone()], "{case}: nothing refused was stored");
+        local_builds.push(r["seconds"].as_f64().unwrap());
+    }
+    let slowest_local = local_builds.iter().cloned().fold(0.0, f64::max);
+
+    // A server that is down, and one that accepts connections and never answers:
+    // a warning, and the local build after less than 5 s.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let hanging = TcpListener::bind("127.0.0.1:0").unwrap();
+    for (case, addr) in [("down", closed), ("hanging", hanging.local_addr().unwrap())] {
+        eprintln!("--- a server that is {case}");
+        forget(b.path());
+        let env = [("HERMOD_REMOTE", format!("http://{addr}/hermod")), ("HERMOD_TRUSTED_KEYS", fleet_public.clone())];
+        let out_case = tempfile::tempdir().unwrap();
+        let output = hermod_with(b.path(), &package_cache(), &env, &as_strs(&build_args(out_case.path())));
+        let r = report(&output);
+        assert_eq!((r["cache"].as_str(), r["sha256"].as_str()), (Some("miss"), Some(sha.as_str())), "{case}");
+        let err = stderr(&output);
+        assert!(err.contains(&format!("shared cache http://{addr}/hermod unavailable")), "{case}: {err}");
+        let lost = seconds_lost(&err);
+        assert!(lost < 5.0, "{case}: {lost} s lost to the server");
+        assert!(r["seconds"].as_f64().unwrap() < slowest_local + 5.0, "{case}: {r}");
+    }
+    drop(hanging);
+    eprintln!(
+        "remote hit {remote_hit_seconds:.3} s, local hit {local_hit_seconds:.3} s, local builds {local_builds:?} s"
+    );
+}
