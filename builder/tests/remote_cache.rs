@@ -32,7 +32,7 @@ impl Nginx {
         let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
         let nginx = nginx.expect("nginx is not installed (apt-get install nginx-light; .ci/run does)");
         let dir = tempfile::Builder::new().prefix("hermod-nginx-").tempdir_in("/var/tmp").unwrap();
-        let prefix = dir.path();
+        let prefix = &dir.path().to_owned();
         for sub in ["www/hermod", "tmp"] {
             std::fs::create_dir_all(prefix.join(sub)).unwrap();
         }
@@ -156,6 +156,10 @@ fn report(out: &Output) -> serde_json::Value {
     serde_json::from_str(stdout(out).trim()).expect("one JSON object")
 }
 
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 /// Remove every cache entry and blob of a store (another host that never had this key).
 fn forget(store: &Path) {
     for dir in ["ac", "cas"] {
@@ -214,7 +218,6 @@ fn a_signed_shared_cache_on_nginx_serves_builds_and_refuses_tampering() {
             .map(String::from)
             .to_vec()
     };
-    let as_strs = |v: &[String]| -> Vec<&str> { v.iter().map(String::as_str).collect() };
 
     // A builds and pushes (writes need the password, given in the URL).
     let authed = format!("http://{USER}:{PASSWORD}@127.0.0.1:{}/hermod", nginx.port);
@@ -295,7 +298,7 @@ fn a_signed_shared_cache_on_nginx_serves_builds_and_refuses_tampering() {
     flipped[blob.len() / 2] ^= 0x20;
     let mut moved = entry.clone();
     moved.cache_key = "f".repeat(64);
-    let unsigned = entry_text.lines().filter(|l| !l.starts_with("signature:")).map(|l| format!("{l}\n")).collect();
+    let unsigned: String = entry_text.lines().filter(|l| !l.starts_with("signature:")).map(|l| format!("{l}\n")).collect();
     let cases: Vec<(&str, PathBuf, Vec<u8>, String)> = vec![
         ("a flipped blob byte", blob_path.clone(), flipped, "does not match the signed entry: its blake3".into()),
         ("no signature", entry_path.clone(), unsigned.into_bytes(), "the entry is not signed".into()),
