@@ -93,9 +93,8 @@ pub enum Rejection {
 }
 
 fn check_name(name: &str, what: &str) -> Result<(), TrustError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let ok =
+        !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -173,13 +172,14 @@ impl SecretKey {
 
     /// Write the key to a new file, readable by its owner only; never over an existing one.
     pub fn write_new(&self, path: &Path) -> Result<(), TrustError> {
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|source| {
-            if source.kind() == io::ErrorKind::AlreadyExists {
-                TrustError::Exists { path: path.into() }
-            } else {
-                TrustError::Write { path: path.into(), source }
-            }
-        })?;
+        let mut file =
+            fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|source| {
+                if source.kind() == io::ErrorKind::AlreadyExists {
+                    TrustError::Exists { path: path.into() }
+                } else {
+                    TrustError::Write { path: path.into(), source }
+                }
+            })?;
         let written = file.write_all(self.file_text().as_bytes()).and_then(|()| file.sync_all());
         if let Err(source) = written {
             // A half-written key is worse than none: it would fail later, far from here.
@@ -355,7 +355,8 @@ impl Entry {
         let mut signatures = Vec::new();
         for line in lines {
             let signature = line.strip_prefix("signature: ").ok_or_else(|| bad(format!("unexpected line {line:?}")))?;
-            let (name, data) = signature.split_once(':').ok_or_else(|| bad(format!("signature {signature:?}: no `:`")))?;
+            let (name, data) =
+                signature.split_once(':').ok_or_else(|| bad(format!("signature {signature:?}: no `:`")))?;
             check_name(name, "").map_err(|_| bad(format!("signature {signature:?}: bad key name")))?;
             if BASE64.decode(data).map_or(true, |b| b.len() != 64) {
                 return Err(bad(format!("signature by {name:?}: not the base64 of 64 bytes")));
@@ -392,7 +393,8 @@ impl Entry {
                 continue;
             };
             let bytes: Option<[u8; 64]> = BASE64.decode(data).ok().and_then(|b| b.try_into().ok());
-            let verified = bytes.is_some_and(|b| key.key.verify_strict(text.as_bytes(), &Signature::from_bytes(&b)).is_ok());
+            let verified =
+                bytes.is_some_and(|b| key.key.verify_strict(text.as_bytes(), &Signature::from_bytes(&b)).is_ok());
             if !verified {
                 return Err(Rejection::BadSignature { name: name.into() });
             }
@@ -404,9 +406,8 @@ impl Entry {
     /// Check downloaded bytes against the signed size and hashes.
     pub fn check_blob(&self, bytes: &[u8]) -> Result<(), Rejection> {
         use sha2::Digest;
-        let mismatch = |what, signed: &str, got: String| {
-            Err(Rejection::BlobMismatch { what, signed: signed.into(), got })
-        };
+        let mismatch =
+            |what, signed: &str, got: String| Err(Rejection::BlobMismatch { what, signed: signed.into(), got });
         if bytes.len() as u64 != self.size {
             return mismatch("its size", &self.size.to_string(), bytes.len().to_string());
         }
@@ -449,7 +450,8 @@ mod tests {
     const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
     fn entry(bytes: &[u8]) -> Entry {
-        let manifest = Manifest::new("hello-modules-6.1.0-56-amd64", "0.1+6.1.192-2", "6.1.0-56-amd64", "h_1_amd64.deb", bytes);
+        let manifest =
+            Manifest::new("hello-modules-6.1.0-56-amd64", "0.1+6.1.192-2", "6.1.0-56-amd64", "h_1_amd64.deb", bytes);
         Entry::new(KEY, &manifest)
     }
 

@@ -101,7 +101,10 @@ http {{
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("nginx exited ({status}): {}", std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default());
+                panic!(
+                    "nginx exited ({status}): {}",
+                    std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
+                );
             }
             assert!(Instant::now() < deadline, "nginx did not listen on {port} within 10 s");
             std::thread::sleep(Duration::from_millis(50));
@@ -131,7 +134,9 @@ impl Drop for Nginx {
 fn hermod_with(store: &Path, packages: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
     let mut cmd = Command::new(hermod());
     cmd.args(args).env("HERMOD_STORE", store).env("HERMOD_PACKAGE_CACHE", packages);
-    for var in ["HERMOD_REMOTE", "HERMOD_REMOTE_PUSH", "HERMOD_SIGNING_KEY", "HERMOD_TRUSTED_KEYS", "HERMOD_REMOTE_TOKEN"] {
+    for var in
+        ["HERMOD_REMOTE", "HERMOD_REMOTE_PUSH", "HERMOD_SIGNING_KEY", "HERMOD_TRUSTED_KEYS", "HERMOD_REMOTE_TOKEN"]
+    {
         cmd.env_remove(var);
     }
     for (var, value) in env {
@@ -267,7 +272,7 @@ fn a_signed_shared_cache_on_nginx_serves_builds_and_refuses_tampering() {
     ] {
         assert!(list(&dir).is_empty(), "a remote hit needs no {what}: {:?}", list(&dir));
     }
-    assert_eq!(list(&b.path().join("cas")), [entry.blake3.clone()], "the pulled blob is in B's own store");
+    assert_eq!(list(&b.path().join("cas")), [entry.blake3.as_str()], "the pulled blob is in B's own store");
     let remote_hit_seconds = pulled["seconds"].as_f64().unwrap();
     // Once pulled, it is B's own: a local hit.
     let local = report(&hermod_with(b.path(), no_packages.path(), &puller, &as_strs(&build_args(out_b.path()))));
@@ -298,11 +303,17 @@ fn a_signed_shared_cache_on_nginx_serves_builds_and_refuses_tampering() {
     flipped[blob.len() / 2] ^= 0x20;
     let mut moved = entry.clone();
     moved.cache_key = "f".repeat(64);
-    let unsigned: String = entry_text.lines().filter(|l| !l.starts_with("signature:")).map(|l| format!("{l}\n")).collect();
+    let unsigned: String =
+        entry_text.lines().filter(|l| !l.starts_with("signature:")).map(|l| format!("{l}\n")).collect();
     let cases: Vec<(&str, PathBuf, Vec<u8>, String)> = vec![
         ("a flipped blob byte", blob_path.clone(), flipped, "does not match the signed entry: its blake3".into()),
         ("no signature", entry_path.clone(), unsigned.into_bytes(), "the entry is not signed".into()),
-        ("an untrusted signer", entry_path.clone(), sign_as(&evil_key, &entry).into_bytes(), "untrusted key(s) evil".into()),
+        (
+            "an untrusted signer",
+            entry_path.clone(),
+            sign_as(&evil_key, &entry).into_bytes(),
+            "untrusted key(s) evil".into(),
+        ),
         (
             "a forged signature under the trusted name",
             entry_path.clone(),
@@ -334,9 +345,9 @@ fn a_signed_shared_cache_on_nginx_serves_builds_and_refuses_tampering() {
             "{case}: expected a warning with {reason:?}: {err}"
         );
         assert_eq!(r["sha256"], sha.as_str(), "{case}: the local build gives the right bytes");
-        assert_eq!(list(out_case.path()), [entry.deb.clone()], "{case}");
+        assert_eq!(list(out_case.path()), [entry.deb.as_str()], "{case}");
         assert_eq!(sha256(&out_case.path().join(&entry.deb)), sha, "{case}");
-        assert_eq!(list(&b.path().join("cas")), [entry.blake3.clone()], "{case}: nothing refused was stored");
+        assert_eq!(list(&b.path().join("cas")), [entry.blake3.as_str()], "{case}: nothing refused was stored");
         local_builds.push(r["seconds"].as_f64().unwrap());
     }
     // The first local build also made B's build root; the others only compiled.
