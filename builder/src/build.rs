@@ -30,15 +30,17 @@ use std::time::Duration;
 
 use hermod_sandbox::{Bind, Cgroup, Exit, Limits, Outcome, Outputs, SandboxError, Spec, Tmpfs};
 
-use crate::dkms::{self, DkmsConf, DkmsError};
+use crate::dkms::{self, DkmsConf, DkmsError, OverrideFile};
 use crate::rootfs::Rootfs;
 use crate::signing::{self, ModuleSigning, SigningError};
 use crate::source::{SourceError, SourceTree};
 
-const SRC_INSIDE: &str = "/build/src";
-const IN_INSIDE: &str = "/hermod/in";
-const OUT_INSIDE: &str = "/hermod/out";
+pub(crate) const SRC_INSIDE: &str = "/build/src";
+pub(crate) const IN_INSIDE: &str = "/hermod/in";
+pub(crate) const OUT_INSIDE: &str = "/hermod/out";
 const BUILD_UID: u32 = 1000;
+/// `uname -m` as DKMS sees it on amd64: `$arch` and BUILD_EXCLUSIVE_ARCH's subject.
+pub const ARCH: &str = "x86_64";
 
 /// Runs each step: copy the source into the build tmpfs, then the step's script.
 const ENTER_SCRIPT: &str = "#!/bin/bash
@@ -54,7 +56,7 @@ pub enum BuildError {
     Source(#[from] SourceError),
     #[error("dkms.conf: {0}")]
     Dkms(#[from] DkmsError),
-    #[error("dkms.conf is not valid bash (DKMS 3.0.10 would silently ignore the rest of it; hermod refuses):\n{tail}\nfull log: {log}")]
+    #[error("dkms.conf (or an override file) is not valid bash (DKMS 3.0.10 would silently ignore the rest of it; hermod refuses):\n{tail}\nfull log: {log}")]
     DkmsSyntax { tail: String, log: PathBuf },
     #[error("evaluating dkms.conf failed ({exit}):\n{tail}\nfull log: {log}")]
     DkmsEval { exit: String, tail: String, log: PathBuf },
@@ -64,6 +66,8 @@ pub enum BuildError {
     MakeFailed { exit: String, tail: String, log: PathBuf },
     #[error("the build ran longer than the {limit:?} timeout and was killed; last lines of the log:\n{tail}\nfull log: {log}")]
     TimedOut { limit: Duration, tail: String, log: PathBuf },
+    #[error("dkms.conf's BUILD_DEPENDS names the DKMS module {name}, whose source is not in the build root (no /usr/src/{name}-*): add its -dkms package to the build root (--build-depends {name}-dkms)")]
+    BuildDepends { name: String },
     #[error("module {name} was declared in dkms.conf but not built (expected {expected}); full log: {log}")]
     ModuleMissing { name: String, expected: String, log: PathBuf },
     #[error("{path} is not reachable by the sandbox user (uid {uid}): {blocker} is not searchable by others; `chmod o+x {blocker}` or choose another --store")]
@@ -113,15 +117,21 @@ pub struct Output {
 }
 
 /// Build `source` against `rootfs`. `workdir` is an empty scratch directory;
-/// `log` collects everything the sandboxed commands print.
+/// `log` collects everything the sandboxed commands print; `overrides` are the
+/// `/etc/dkms` files that apply. A build dkms.conf excludes for this kernel
+/// ([`DkmsConf::skip`]) stops after the evaluation, with no modules.
 pub fn build(
     rootfs: &Rootfs,
     source: &SourceTree,
     settings: &Settings,
     workdir: &Path,
     log: &Path,
+    overrides: &[OverrideFile],
 ) -> Result<Output, BuildError> {
-    let prepared = prepare(rootfs, source, settings, workdir, log)?;
+    let prepared = prepare(rootfs, source, settings, workdir, log, overrides)?;
+    if prepared.conf.skip.is_some() {
+        return Ok(Output { conf: prepared.conf, modules: Vec::new(), cgroup: Cgroup::default() });
+    }
     let outcome = hermod_sandbox::run(&prepared.spec)?;
     check(&outcome, settings, log)?;
     let mut modules = collect(&prepared.conf, &workdir.join("out"), log)?;
@@ -165,14 +175,36 @@ pub fn prepare(
     settings: &Settings,
     workdir: &Path,
     log: &Path,
+    overrides: &[OverrideFile],
 ) -> Result<Prepared, BuildError> {
+    lay_out(rootfs, source, workdir, overrides)?;
+    let conf = evaluate_dkms_conf(rootfs, settings, workdir, log)?;
+    if conf.skip.is_some() {
+        let spec = sandbox_spec(rootfs, settings, workdir, log, &["/bin/true"]);
+        return Ok(Prepared { conf, spec });
+    }
+    check_before_building(&conf, rootfs, source)?;
+
+    let input = workdir.join("in");
+    let script_path = input.join("build.sh");
+    fs::write(&script_path, crate::build_script::build_script(&conf)).map_err(io_err(&script_path))?;
+    if nix::unistd::geteuid().is_root() {
+        readable_by_all(&script_path)?;
+    }
+    let spec = sandbox_spec(rootfs, settings, workdir, log, &["/hermod/in/build.sh"]);
+    Ok(Prepared { conf, spec })
+}
+
+/// `workdir/in` (the source, the scripts, the override files) and `workdir/out`.
+fn lay_out(rootfs: &Rootfs, source: &SourceTree, workdir: &Path, overrides: &[OverrideFile]) -> Result<(), BuildError> {
     if nix::unistd::geteuid().is_root() {
         reachable_by_sandbox_user(&rootfs.tree)?;
     }
     let input = workdir.join("in");
     let out = workdir.join("out");
     let src = input.join("src");
-    for dir in [&input, &out, &src] {
+    let overrides_dir = input.join("dkms-overrides");
+    for dir in [&input, &out, &src, &overrides_dir] {
         fs::create_dir(dir).map_err(io_err(dir))?;
     }
     source.copy_to(&src)?;
@@ -180,17 +212,58 @@ pub fn prepare(
         let path = input.join(name);
         fs::write(&path, text).map_err(io_err(&path))?;
     }
-    hand_over_to_sandbox_user(workdir)?;
-
-    let conf = evaluate_dkms_conf(rootfs, settings, workdir, log)?;
-
-    let script_path = input.join("build.sh");
-    fs::write(&script_path, build_script(&conf)).map_err(io_err(&script_path))?;
-    if nix::unistd::geteuid().is_root() {
-        readable_by_all(&script_path)?;
+    for file in overrides {
+        let path = overrides_dir.join(&file.name);
+        fs::write(&path, &file.contents).map_err(io_err(&path))?;
     }
-    let spec = sandbox_spec(rootfs, settings, workdir, log, &["/hermod/in/build.sh"]);
-    Ok(Prepared { conf, spec })
+    hand_over_to_sandbox_user(workdir)
+}
+
+/// What DKMS checks before it builds, checked on the host with a clear error:
+/// the BUILD_DEPENDS modules' sources are in the build root, the patches exist.
+fn check_before_building(conf: &DkmsConf, rootfs: &Rootfs, source: &SourceTree) -> Result<(), BuildError> {
+    let usr_src = rootfs.tree.join("usr/src");
+    for name in &conf.build_depends {
+        let prefix = format!("{name}-");
+        let present = fs::read_dir(&usr_src)
+            .map_err(io_err(&usr_src))?
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix) && e.path().is_dir());
+        if !present {
+            return Err(BuildError::BuildDepends { name: name.clone() });
+        }
+    }
+    for (index, patch) in conf.patches.iter().enumerate() {
+        let path = format!("patches/{patch}");
+        let found = source.entries.iter().any(|e| e.path == path && !matches!(e.kind, crate::source::Kind::Dir));
+        if !found {
+            return Err(DkmsError::PatchMissing { index: index as u64, value: patch.clone() }.into());
+        }
+    }
+    Ok(())
+}
+
+/// PACKAGE_NAME and PACKAGE_VERSION as DKMS learns them from a source
+/// directory: dkms.conf sourced once, with `module` and `module_version` empty
+/// (in the sandbox). They choose the `/etc/dkms` override files, which are part
+/// of the cache key, so this runs before the key when such files exist.
+pub fn package_names(
+    rootfs: &Rootfs,
+    source: &SourceTree,
+    settings: &Settings,
+    workdir: &Path,
+    log: &Path,
+) -> Result<(String, String), BuildError> {
+    lay_out(rootfs, source, workdir, &[])?;
+    let records = run_eval(rootfs, settings, workdir, log, "names")?;
+    let (name, version) = records.first_pass.unwrap_or_default();
+    if name.trim().is_empty() {
+        return Err(DkmsError::Missing("PACKAGE_NAME").into());
+    }
+    if version.trim().is_empty() {
+        return Err(DkmsError::Missing("PACKAGE_VERSION").into());
+    }
+    Ok((name, version))
 }
 
 /// The modules a step left in `out` (`module-<index>.ko`), in dkms.conf's order.
@@ -360,23 +433,39 @@ fn hand_over(path: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Source dkms.conf with bash inside the sandbox and read back its directives.
+/// Source dkms.conf (and the override files) with bash inside the sandbox
+/// and read back its directives.
 fn evaluate_dkms_conf(
     rootfs: &Rootfs,
     settings: &Settings,
     workdir: &Path,
     log: &Path,
 ) -> Result<DkmsConf, BuildError> {
+    let records = run_eval(rootfs, settings, workdir, log, "all")?;
+    Ok(records.interpret(&dkms::Context {
+        kernel_release: &rootfs.lock.kernel,
+        arch: ARCH,
+        kernel_source_dir: &rootfs.headers_dir_inside(),
+        build_dir: SRC_INSIDE,
+        parallel_jobs: settings.jobs,
+    })?)
+}
+
+/// `eval.sh MODE …` in the sandbox, its records parsed.
+fn run_eval(
+    rootfs: &Rootfs,
+    settings: &Settings,
+    workdir: &Path,
+    log: &Path,
+    mode: &str,
+) -> Result<dkms::Records, BuildError> {
     let headers = rootfs.headers_dir_inside();
     let jobs = settings.jobs.to_string();
     let records = format!("{OUT_INSIDE}/dkms.records");
-    let spec = sandbox_spec(
-        rootfs,
-        settings,
-        workdir,
-        log,
-        &["/hermod/in/eval.sh", "/build/src/dkms.conf", &rootfs.lock.kernel, "x86_64", &headers, &jobs, &records],
-    );
+    let overrides = format!("{IN_INSIDE}/dkms-overrides");
+    let conf = format!("{SRC_INSIDE}/dkms.conf");
+    let step = ["/hermod/in/eval.sh", mode, &conf, &rootfs.lock.kernel, ARCH, &headers, &jobs, &overrides, &records];
+    let spec = sandbox_spec(rootfs, settings, workdir, log, &step);
     let outcome = hermod_sandbox::run(&spec)?;
     match outcome.exit {
         Exit::Code(0) => {}
@@ -387,40 +476,10 @@ fn evaluate_dkms_conf(
     }
     let records_path = workdir.join("out").join("dkms.records");
     let raw = fs::read(&records_path).map_err(io_err(&records_path))?;
-    let records = dkms::parse_records(&raw)?;
-    Ok(records.interpret(&dkms::Context {
-        kernel_release: &rootfs.lock.kernel,
-        kernel_source_dir: &headers,
-        build_dir: SRC_INSIDE,
-        parallel_jobs: settings.jobs,
-    })?)
+    Ok(dkms::parse_records(&raw)?)
 }
 
-/// The script run for the build proper: DKMS's make command as DKMS runs it
-/// (through bash, from the build directory), then each declared module copied
-/// out and stripped with the build root's own binutils.
-fn build_script(conf: &DkmsConf) -> String {
-    let mut s = String::from("#!/bin/bash\n# Generated by hermod: the build of one module source.\n");
-    let _ = writeln!(s, "cd {SRC_INSIDE} || exit 1");
-    let _ = writeln!(s, "printf 'hermod: running: %s\\n' {}", shell_quote(&conf.make_command));
-    let _ = writeln!(s, "{}\nstatus=$?", conf.make_command);
-    let _ =
-        writeln!(s, "if [ $status -ne 0 ]; then echo \"hermod: make exited with status $status\"; exit $status; fi");
-    for (index, module) in conf.modules.iter().enumerate() {
-        let location = if module.built_location.is_empty() { ".".to_owned() } else { module.built_location.clone() };
-        let built = format!("{}/{}.ko", shell_quote(&location), shell_quote(&module.built_name));
-        let out = format!("{OUT_INSIDE}/module-{index}.ko");
-        let _ = writeln!(s, "if [ -f {built} ]; then");
-        let _ = writeln!(s, "  cp {built} {out} || exit 1");
-        if module.strip {
-            let _ = writeln!(s, "  strip -g {out} || exit 1");
-        }
-        let _ = writeln!(s, "else echo \"hermod: {location}/{}.ko was not built\"; fi", module.built_name);
-    }
-    s
-}
-
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
@@ -435,6 +494,9 @@ pub fn sandbox_spec(rootfs: &Rootfs, settings: &Settings, workdir: &Path, log: &
         Tmpfs::new("/build", Some(settings.build_space)),
         Tmpfs::new(OUT_INSIDE, Some(settings.build_space)),
         Tmpfs::new("/tmp", Some(settings.tmp_space)),
+        // DKMS's tree, where the build script links `build` to /build/src:
+        // links only, so 1 MiB.
+        Tmpfs::new(dkms::DKMS_TREE, Some(1 << 20)),
     ];
     spec.outputs =
         Some(Outputs { inside: OUT_INSIDE.into(), host: workdir.join("out"), max_bytes: settings.build_space });
@@ -493,31 +555,6 @@ pub fn tail(log: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dkms::Module;
-
-    #[test]
-    fn build_script_runs_make_then_collects_and_strips() {
-        let conf = DkmsConf {
-            package_name: "p".into(),
-            package_version: "1".into(),
-            modules: vec![
-                Module { built_name: "a".into(), built_location: String::new(), dest_name: "a".into(), strip: true },
-                Module {
-                    built_name: "b".into(),
-                    built_location: "sub dir".into(),
-                    dest_name: "b".into(),
-                    strip: false,
-                },
-            ],
-            make_command: "make -j2 KERNELRELEASE=k -C /usr/src/h M=/build/src".into(),
-        };
-        let s = build_script(&conf);
-        assert!(s.contains("\nmake -j2 KERNELRELEASE=k -C /usr/src/h M=/build/src\nstatus=$?"));
-        assert!(s.contains("cp '.'/'a'.ko /hermod/out/module-0.ko"));
-        assert!(s.contains("strip -g /hermod/out/module-0.ko"));
-        assert!(s.contains("cp 'sub dir'/'b'.ko /hermod/out/module-1.ko"));
-        assert!(!s.contains("strip -g /hermod/out/module-1.ko"));
-    }
 
     #[test]
     fn tail_keeps_the_last_lines() {

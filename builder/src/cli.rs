@@ -11,7 +11,7 @@ use crate::build::BuildError;
 use crate::config::Config;
 use crate::input::{Input, Prepared};
 use crate::limits::BuildLimits;
-use crate::pipeline::{Context, Options, PipelineError};
+use crate::pipeline::{Context, Options, PipelineError, Status};
 use crate::rootfs::{self, Lock, LockFileError, OciImageError, Recipe, RootfsError};
 use crate::signing::ModuleSigning;
 use crate::store::Store;
@@ -29,7 +29,9 @@ Exit status:
   6  a module declared in dkms.conf was not built
   7  archive error: network, signature or checksum verification (an image's digests too)
   8  the sandbox could not be set up
-  9  store or output I/O error";
+  9  store or output I/O error
+ 77  nothing built: dkms.conf's BUILD_EXCLUSIVE_* directives exclude every requested kernel
+     (as DKMS's 77); with some builds done and the rest skipped, the status is 0";
 
 /// A fixed default, so packages do not depend on the host that built them.
 pub const DEFAULT_MAINTAINER: &str = "hermod module builder <hermod@packages.invalid>";
@@ -66,6 +68,10 @@ pub struct Global {
     /// Only errors on stderr
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Directory of dkms.conf overrides (`<module>.conf`, `<module>-<version>.conf`, …), as
+    /// DKMS reads /etc/dkms; those that apply are part of the cache key
+    #[arg(long, env = "HERMOD_DKMS_OVERRIDES", global = true, default_value = crate::dkms::overrides::DEFAULT_DIR)]
+    pub dkms_overrides: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,6 +353,7 @@ fn context(
         lock,
         signing: None,
         shared: None,
+        dkms_overrides: global.dkms_overrides.clone(),
     })
 }
 
@@ -488,7 +495,8 @@ fn key_command(global: &Global, args: &KeyArgs) -> Result<(), PipelineError> {
     let input = Input::parse(&args.source)?.prepare(&ctx, &args.source, &args.needs.build_depends)?;
     let source = crate::source::SourceTree::scan(&input.dir)?;
     let lock = ctx.lock_with(&kernel, &input.build_depends)?;
-    let key = ctx.key_for(&source, &lock);
+    let overrides = ctx.dkms_overrides(Path::new(&input.label), &source, &lock, &ctx.settings(), &mut None)?;
+    let key = ctx.key_for(&source, &lock, &overrides);
     keyinfo::remember(&ctx.options.store, &key);
     let now = KeyRecord::from(&key);
     let mut stdout = std::io::stdout().lock();
@@ -627,13 +635,19 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
     let stdout = std::io::stdout();
     let mut first_error = None;
     let failures = results.iter().filter(|r| r.is_err()).count();
+    let skipped = results.iter().filter(|r| matches!(r, Ok(r) if r.status == Status::Skipped)).count();
     for result in results {
         match result {
             Ok(report) => {
-                let line = if args.json {
-                    serde_json::to_string(&report).expect("report serializes")
-                } else {
-                    report.deb.display().to_string()
+                let line = match (&report.deb, &report.reason) {
+                    _ if args.json => serde_json::to_string(&report).expect("report serializes"),
+                    (Some(deb), _) => deb.display().to_string(),
+                    (None, reason) => format!(
+                        "skipped: {} for {}: {}",
+                        report.package,
+                        report.kernel,
+                        reason.as_deref().unwrap_or("excluded by dkms.conf")
+                    ),
                 };
                 let _ = writeln!(stdout.lock(), "{line}");
             }
@@ -644,6 +658,11 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
         }
     }
     match first_error {
+        // Every requested build skipped: nothing built, as DKMS's exit 77 says.
+        None if skipped == pairs.len() => {
+            let what = if pairs.len() == 1 { "the build was" } else { "every requested build was" };
+            Err(PipelineError::Skipped(format!("{what} skipped (dkms.conf's BUILD_EXCLUSIVE_* directives)")))
+        }
         None => Ok(()),
         Some(e) => {
             if pairs.len() > 1 {
@@ -668,6 +687,8 @@ pub fn exit_code(err: &PipelineError) -> i32 {
         PipelineError::Rootfs(RootfsError::LockFile(LockFileError::Write { .. })) => 9,
         PipelineError::Rootfs(RootfsError::LockFile(_)) | PipelineError::Config(_) => 3,
         PipelineError::LockedKernel { .. } => 2,
+        PipelineError::Skipped(_) => 77,
+        PipelineError::Overrides(_) => 3,
         PipelineError::Rootfs(RootfsError::NoDefaultKernel(_)) => 7,
         PipelineError::Rootfs(RootfsError::OciImage(e)) => match **e {
             OciImageError::Size { .. } | OciImageError::Digest { .. } | OciImageError::DiffId { .. } => 7,
@@ -685,6 +706,7 @@ pub fn exit_code(err: &PipelineError) -> i32 {
         PipelineError::Build { error, .. } => match error {
             BuildError::Source(_)
             | BuildError::Dkms(_)
+            | BuildError::BuildDepends { .. }
             | BuildError::DkmsSyntax { .. }
             | BuildError::DkmsEval { .. } => 3,
             BuildError::Signing(_) => 3,

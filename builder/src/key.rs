@@ -7,6 +7,7 @@
 //! paths, owners or mtimes. Anything that does not change the .deb bytes
 //! (host path, time, user, -j) stays out of the key.
 
+use crate::dkms::OverrideFile;
 use crate::source::{Kind, SourceTree};
 
 /// Bump when the build or packaging changes what hermod produces from the same inputs.
@@ -86,6 +87,26 @@ pub struct KeyInputs<'a> {
     /// More named inputs: the build root's parts (headers, compiler, tools),
     /// dkms overrides… Each is part of the key like the fixed ones.
     pub extra: Vec<Input>,
+}
+
+/// Hash of the `/etc/dkms` override files that apply: names and contents, in
+/// the order they are sourced.
+pub fn overrides_hash(files: &[OverrideFile]) -> String {
+    let mut e = Encoder::new("hermod-dkms-overrides-v1");
+    for file in files {
+        e.field(file.name.as_bytes()).field(&file.contents);
+    }
+    e.finish()
+}
+
+/// The key input `dkms-overrides`, present only when some override files
+/// apply (so a host without them keys builds as before they existed).
+pub fn overrides_input(files: &[OverrideFile]) -> Option<Input> {
+    if files.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    Some(Input::new("dkms-overrides", overrides_hash(files), names.join(", ")))
 }
 
 impl Key {
@@ -172,5 +193,26 @@ mod tests {
         let (_a, ta) = source(&[("dkms.conf", "c"), ("a.c", "same")]);
         let (_b, tb) = source(&[("dkms.conf", "c"), ("b.c", "same")]);
         assert_ne!(source_hash(&ta), source_hash(&tb));
+    }
+
+    #[test]
+    fn override_files_are_an_input_only_when_present() {
+        let (_a, ta) = source(&[("dkms.conf", "c")]);
+        let inputs = |files: &[OverrideFile]| KeyInputs {
+            source: &ta,
+            kernel: "k",
+            architecture: "amd64",
+            rootfs_lock: "l",
+            params: "",
+            extra: overrides_input(files).into_iter().collect(),
+        };
+        let none = Key::compute(&inputs(&[]));
+        assert!(none.inputs.iter().all(|i| i.name != "dkms-overrides"));
+        let one = [OverrideFile { name: "x.conf".into(), contents: b"MAKE[0]=make".to_vec() }];
+        let with = Key::compute(&inputs(&one));
+        assert!(with.inputs.iter().any(|i| i.name == "dkms-overrides"));
+        assert_ne!(none.hex, with.hex);
+        let other = [OverrideFile { name: "x-1.conf".into(), contents: b"MAKE[0]=make".to_vec() }];
+        assert_ne!(with.hex, Key::compute(&inputs(&other)).hex);
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod apt;
 pub mod build;
+pub mod build_script;
 pub mod cache;
 pub mod cache_admin;
 pub mod cli;

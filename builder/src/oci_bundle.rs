@@ -38,14 +38,22 @@ pub fn write(ctx: &Context, input: &Prepared, kernel: Option<&str>, dir: &Path) 
     };
     let source = SourceTree::scan(&input.dir)?;
     let lock = ctx.lock_with(&kernel, &input.build_depends)?;
-    let rootfs = rootfs::materialize(&ctx.options.store, &lock, ctx.options.quiet)?;
+    let mut rootfs = None;
+    let overrides = ctx.dkms_overrides(Path::new(&input.label), &source, &lock, &ctx.settings(), &mut rootfs)?;
+    let rootfs = match rootfs {
+        Some(rootfs) => rootfs,
+        None => rootfs::materialize(&ctx.options.store, &lock, ctx.options.quiet)?,
+    };
 
     let workdir = dir.join("work");
     fs::create_dir(&workdir).map_err(io(&workdir))?;
     let log = dir.join("eval.log");
     fs::write(&log, b"").map_err(io(&log))?;
     let failed = |error| PipelineError::Build { source_dir: input.label.clone().into(), error };
-    let prepared = build::prepare(&rootfs, &source, &ctx.settings(), &workdir, &log).map_err(failed)?;
+    let prepared = build::prepare(&rootfs, &source, &ctx.settings(), &workdir, &log, &overrides).map_err(failed)?;
+    if let Some(reason) = &prepared.conf.skip {
+        return Err(PipelineError::Skipped(format!("{} for {kernel} is skipped: {reason}", input.label)));
+    }
     let config = oci::write_bundle(&prepared.spec, dir).map_err(|e| match e {
         OciError::Io { path, source } => PipelineError::Io { path, source },
         other => failed(BuildError::Sandbox(SandboxError::InvalidSpec(other.to_string()))),

@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -62,8 +62,23 @@ pub enum PipelineError {
     Remote(#[from] crate::remote::RemoteError),
     #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
+    #[error(transparent)]
+    Overrides(#[from] crate::dkms::OverridesError),
+    /// Nothing built, and nothing failed: BUILD_EXCLUSIVE excluded every build (exit 77, as DKMS).
+    #[error("nothing to build: {0}")]
+    Skipped(String),
     #[error("the lock is for kernel {locked}, not {wanted}")]
     LockedKernel { locked: String, wanted: String },
+}
+
+/// What became of one (source, kernel) pair, as `--json` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// A package was built or found in the cache.
+    Built,
+    /// dkms.conf's BUILD_EXCLUSIVE_* excludes this kernel: no package, not a failure.
+    Skipped,
 }
 
 /// Where a result came from, as `--json` reports it.
@@ -76,16 +91,24 @@ pub enum CacheStatus {
     Remote,
 }
 
-/// One line of `hermod build --json`.
+/// One line of `hermod build --json`. A skipped build has `status` and
+/// `reason` and no `deb`, `sha256` or `cache` (skips are not cached: deciding
+/// one takes an evaluation of dkms.conf in the build root).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub package: String,
     pub version: String,
     pub kernel: String,
-    pub deb: PathBuf,
-    pub sha256: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deb: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     pub key: String,
-    pub cache: CacheStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStatus>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub seconds: f64,
 }
 
@@ -108,6 +131,8 @@ pub struct Options {
     /// The shared cache: pulled from on a local miss, pushed to after a build
     /// (see [`crate::remote`]).
     pub shared: Option<crate::remote::SharedCache>,
+    /// The directory of dkms.conf override files (`/etc/dkms`, see [`crate::dkms::overrides`]).
+    pub dkms_overrides: PathBuf,
 }
 
 /// The archive and recipe, loaded once for many builds.
@@ -234,7 +259,8 @@ impl Context {
     }
 
     /// The cache key of `source` built in the root `lock` describes.
-    pub fn key_for(&self, source: &SourceTree, lock: &Lock) -> Key {
+    /// `overrides` are the `/etc/dkms` files that apply ([`Context::dkms_overrides`]).
+    pub fn key_for(&self, source: &SourceTree, lock: &Lock, overrides: &[crate::dkms::OverrideFile]) -> Key {
         use crate::key::Input;
         use crate::rootfs::{is_compiler_package, is_headers_package};
         let compilers = |p: &str| is_compiler_package(p) && (p.starts_with("gcc-") || p == "binutils");
@@ -249,7 +275,10 @@ impl Context {
                 Input::new("headers", lock.headers_hash(), lock.part_summary(is_headers_package)),
                 Input::new("compiler", lock.compiler_hash(), lock.part_summary(compilers)),
                 Input::new("tools", lock.tools_hash(), format!("{} packages and the recipe's links", tools.count())),
-            ],
+            ]
+            .into_iter()
+            .chain(crate::key::overrides_input(overrides))
+            .collect(),
         })
     }
 
@@ -260,6 +289,44 @@ impl Context {
             params.push_str(&signer.key_param());
         }
         params
+    }
+
+    /// The build root of `lock`, made if the store lacks it.
+    fn materialize(&self, lock: &Lock) -> Result<rootfs::Rootfs, PipelineError> {
+        let rootfs = rootfs::materialize(&self.options.store, lock, self.options.quiet)?;
+        if rootfs.created {
+            self.say(&format!("build root {} ready ({} packages)", &rootfs.hash[..16], lock.packages.len()));
+        }
+        Ok(rootfs)
+    }
+
+    /// The `/etc/dkms` override files that apply to `source` on `lock`'s kernel.
+    /// Which apply depends on the module's name and version, which only an
+    /// evaluation of dkms.conf in the build root tells; so when the directory
+    /// holds candidates, the root is made (into `rootfs`) before the key.
+    pub fn dkms_overrides(
+        &self,
+        source_dir: &Path,
+        source: &SourceTree,
+        lock: &Lock,
+        settings: &Settings,
+        rootfs: &mut Option<rootfs::Rootfs>,
+    ) -> Result<Vec<crate::dkms::OverrideFile>, PipelineError> {
+        use crate::dkms::overrides;
+        let dir = &self.options.dkms_overrides;
+        if !overrides::any_candidate(dir)? {
+            return Ok(Vec::new());
+        }
+        let root = self.materialize(lock)?;
+        let store = &self.options.store;
+        let workdir = store.staging_dir("names-")?;
+        let source_hash = crate::key::source_hash(source);
+        let log = store.logs().join(format!("{}-{}-names.log", &source_hash[..16], lock.kernel));
+        fs::write(&log, b"").map_err(|source| PipelineError::Io { path: log.clone(), source })?;
+        let (name, version) = build::package_names(&root, source, settings, workdir.path(), &log)
+            .map_err(|error| PipelineError::Build { source_dir: source_dir.to_owned(), error })?;
+        *rootfs = Some(root);
+        Ok(overrides::applicable(dir, &name, &version, &lock.kernel, build::ARCH)?)
     }
 
     fn say(&self, message: &str) {
@@ -311,7 +378,10 @@ impl Context {
         let store = &self.options.store;
         let source = SourceTree::scan(&input.dir)?;
         let lock = self.lock_with(kernel, &input.build_depends)?;
-        let key = self.key_for(&source, &lock);
+        let settings = self.settings_with_jobs(jobs);
+        let mut rootfs = None;
+        let overrides = self.dkms_overrides(Path::new(&input.label), &source, &lock, &settings, &mut rootfs)?;
+        let key = self.key_for(&source, &lock, &overrides);
         crate::keyinfo::remember(store, &key);
 
         if let Some((manifest, bytes)) = cache::lookup(store, &key.hex) {
@@ -346,17 +416,32 @@ impl Context {
             return Ok(report(pulled.manifest, deb, &key, CacheStatus::Remote, started));
         }
 
-        let rootfs = rootfs::materialize(store, &lock, self.options.quiet)?;
-        if rootfs.created {
-            self.say(&format!("build root {} ready ({} packages)", &rootfs.hash[..16], lock.packages.len()));
-        }
+        let rootfs = match rootfs {
+            Some(rootfs) => rootfs,
+            None => self.materialize(&lock)?,
+        };
         let workdir = store.staging_dir("build-")?;
         let log = store.logs().join(format!("{}-{kernel}.log", &key.hex[..16]));
         fs::write(&log, b"").map_err(|source| PipelineError::Io { path: log.clone(), source })?;
-        let settings = self.settings_with_jobs(jobs);
         self.say(&format!("building {} for {kernel} (log: {})", input.label, log.display()));
-        let output = build::build(&rootfs, &source, &settings, workdir.path(), &log)
+        let output = build::build(&rootfs, &source, &settings, workdir.path(), &log, &overrides)
             .map_err(|error| PipelineError::Build { source_dir: PathBuf::from(&input.label), error })?;
+        if let Some(reason) = &output.conf.skip {
+            let conf = &output.conf;
+            self.say(&format!("{} {} for {kernel}: skipped: {reason}", conf.package_name, conf.package_version));
+            return Ok(Report {
+                package: package_name(&conf.package_name, kernel),
+                version: package_version(&conf.package_version, &lock.headers_version),
+                kernel: kernel.to_owned(),
+                deb: None,
+                sha256: None,
+                key: key.hex.clone(),
+                cache: None,
+                status: Status::Skipped,
+                reason: Some(reason.clone()),
+                seconds: seconds(started),
+            });
+        }
         if let Some(why) = &output.cgroup.not_enforced {
             if !self.cgroup_noted.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 self.say(&format!("note: {why}"));
@@ -403,12 +488,18 @@ fn report(m: Manifest, deb: PathBuf, key: &Key, cache: CacheStatus, started: Ins
         package: m.package,
         version: m.version,
         kernel: m.kernel,
-        deb,
-        sha256: m.sha256,
+        deb: Some(deb),
+        sha256: Some(m.sha256),
         key: key.hex.clone(),
-        cache,
-        seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        cache: Some(cache),
+        status: Status::Built,
+        reason: None,
+        seconds: seconds(started),
     }
+}
+
+fn seconds(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 /// Debian package name for a module package: lower case, `_` → `-`.

@@ -5,44 +5,95 @@
 # variables set (kernelver, arch, kernel_source_dir, ...). Real packages run find,
 # grep the kernel .config, call nproc. So it is sourced here, inside the sandbox,
 # with the same variables, and the result is printed as NUL-separated records:
-#   S NAME VALUE           a scalar directive
-#   A NAME INDEX VALUE     one element of an array directive
+#   N NAME VERSION         PACKAGE_NAME/PACKAGE_VERSION of the first pass
+#   A NAME INDEX VALUE     one element of a directive (X=v is X[0]=v)
+#   R NAME INDEX           the regex NAME[INDEX] matched (MAKE_MATCH, PATCH_MATCH,
+#                          BUILD_EXCLUSIVE_KERNEL, BUILD_EXCLUSIVE_ARCH)
+#   C WORD                 a BUILD_EXCLUSIVE_CONFIG word the kernel config fails
 # Exit codes: 0 ok, 65 syntax error.
 #
-# Usage: eval.sh CONF KERNELVER ARCH KERNEL_SOURCE_DIR PARALLEL_JOBS OUTFILE
+# Usage: eval.sh MODE CONF KERNELVER ARCH KERNEL_SOURCE_DIR PARALLEL_JOBS OVERRIDES_DIR OUTFILE
+#   MODE names: only the first pass (N record); MODE all: everything.
 
-conf=$1 kernelver=$2 arch=$3 kernel_source_dir=$4 parallel_jobs=$5 out=$6
+mode=$1 conf=$2 kernelver=$3 arch=$4 kernel_source_dir=$5 parallel_jobs=$6 overrides=$7 out=$8
 dkms_tree=/var/lib/dkms
 source_tree=/usr/src
 install_tree=/lib/modules
-kernel_config=/boot/config-$kernelver
-
-# CRLF line endings are accepted, as DKMS accepts them.
-# The copy is named dkms.conf so that bash's messages name the right file.
-normalized=/tmp/dkms.conf
-sed 's/\r$//' "$conf" >"$normalized"
-
-# `bash -n` first: DKMS 3.0.10 silently drops everything after a syntax error and
-# exits 0; hermod refuses such a file.
-if ! bash -n "$normalized"; then
-    echo "hermod: dkms.conf has a bash syntax error (see above)" >&2
-    exit 65
+tmp_location=/tmp
+# DKMS 3.x: the kernel config is the headers' auto.conf, else their .config.
+if [[ -e $kernel_source_dir/include/config/auto.conf ]]; then
+    kernel_config=$kernel_source_dir/include/config/auto.conf
+else
+    kernel_config=$kernel_source_dir/.config
 fi
 
-# dkms.conf is sourced with stdout discarded, as DKMS's safe_source does. Its
-# status is ignored, as DKMS ignores it: a file ending in `[ -f x ] && FOO=1` is fine.
-. "$normalized" >/dev/null || true
+# The directives DKMS takes from a sourced file; nothing else survives it.
+directives="PACKAGE_NAME PACKAGE_VERSION POST_ADD POST_BUILD POST_INSTALL POST_REMOVE
+    PRE_BUILD PRE_INSTALL BUILD_DEPENDS BUILD_EXCLUSIVE_ARCH BUILD_EXCLUSIVE_CONFIG
+    BUILD_EXCLUSIVE_KERNEL BUILD_EXCLUSIVE_KERNEL_MIN BUILD_EXCLUSIVE_KERNEL_MAX
+    OBSOLETE_BY MAKE MAKE_MATCH PATCH PATCH_MATCH BUILT_MODULE_NAME BUILT_MODULE_LOCATION
+    DEST_MODULE_NAME DEST_MODULE_LOCATION STRIP AUTOINSTALL NO_WEAK_MODULES
+    BUILD_DEPENDS_REBUILD CLEAN REMAKE_INITRD MODULES_CONF MODULES_CONF_OBSOLETES
+    MODULES_CONF_ALIAS_TYPE MODULES_CONF_OBSOLETE_ONLY"
 
+# CRLF line endings are accepted, as DKMS accepts them; `bash -n` first: DKMS
+# 3.0.10 silently drops everything after a syntax error and exits 0, hermod
+# refuses such a file. The copy keeps the file's name for bash's messages.
+normalize() { # FILE NAME -> prints the checked copy's path
+    mkdir -p /tmp/hermod-dkms || exit 1
+    local copy=/tmp/hermod-dkms/$2
+    sed 's/\r$//' "$1" >"$copy" || exit 1
+    if ! bash -n "$copy"; then
+        echo "hermod: $2 has a bash syntax error (see above)" >&2
+        exit 65
+    fi
+    printf '%s' "$copy"
+}
+
+# DKMS sources each file in a subshell (its safe_source) that sees only the
+# directives so far, with stdout discarded; the file's status is ignored (a
+# file ending in `[ -f x ] && FOO=1` is fine). The directives come back as
+# `declare -p` lines in $state.
+state=/tmp/hermod-dkms/state
+source_one() {
+    (
+        . "$state"
+        . "$1" >/dev/null
+        for v in $directives; do
+            declare -p "$v" 2>/dev/null
+        done
+    ) >"$state.next"
+    mv "$state.next" "$state"
+}
+
+conf_copy=$(normalize "$conf" dkms.conf) || exit $?
+
+# First pass: module and module_version are what DKMS knows before sourcing;
+# for a source directory it learns them this way (`dkms add DIR`).
+module='' module_version=''
+: >"$state"
+source_one "$conf_copy"
+module=$(. "$state"; printf '%s' "$PACKAGE_NAME")
+module_version=$(. "$state"; printf '%s' "$PACKAGE_VERSION")
+printf 'N\0%s\0%s\0' "$module" "$module_version" >"$out"
+[[ $mode == names ]] && exit 0
+
+# Second pass: dkms.conf, then the override files that exist, in DKMS's order
+# (hermod copied exactly those that apply into $overrides).
+: >"$state"
+source_one "$conf_copy"
+for name in "$module.conf" "$module-$module_version.conf" "$module-$module_version-$kernelver.conf" \
+    "$module-$module_version-$kernelver-$arch.conf" "$module--$kernelver.conf" "$module--$kernelver-$arch.conf"; do
+    if [[ -f $overrides/$name ]]; then
+        copy=$(normalize "$overrides/$name" "$name") || exit $?
+        source_one "$copy"
+    fi
+done
+
+. "$state"
 {
-    for v in PACKAGE_NAME PACKAGE_VERSION CLEAN AUTOINSTALL PRE_BUILD POST_BUILD \
-             BUILD_EXCLUSIVE_KERNEL BUILD_EXCLUSIVE_KERNEL_MIN BUILD_EXCLUSIVE_KERNEL_MAX \
-             BUILD_EXCLUSIVE_ARCH BUILD_EXCLUSIVE_CONFIG REMAKE_INITRD NO_WEAK_MODULES; do
-        if declare -p "$v" >/dev/null 2>&1; then
-            printf 'S\0%s\0%s\0' "$v" "${!v}"
-        fi
-    done
-    for v in BUILT_MODULE_NAME BUILT_MODULE_LOCATION DEST_MODULE_NAME DEST_MODULE_LOCATION \
-             STRIP MAKE MAKE_MATCH PATCH PATCH_MATCH BUILD_DEPENDS; do
+    printf 'N\0%s\0%s\0' "$module" "$module_version"
+    for v in $directives; do
         declare -p "$v" >/dev/null 2>&1 || continue
         declare -n ref=$v
         for i in "${!ref[@]}"; do
@@ -50,13 +101,24 @@ fi
         done
         unset -n ref
     done
-    # MAKE_MATCH is a bash regex matched against the kernel release: evaluate it
-    # here with bash's own =~ so the semantics are exactly DKMS's.
-    if declare -p MAKE_MATCH >/dev/null 2>&1; then
-        for i in "${!MAKE_MATCH[@]}"; do
-            if [[ $kernelver =~ ${MAKE_MATCH[$i]} ]]; then
-                printf 'M\0%s\0' "$i"
-            fi
+    # Regexes are matched here, with bash's own =~, so their semantics are
+    # exactly DKMS's; an empty one is not a condition (hermod checks that).
+    for i in "${!MAKE_MATCH[@]}"; do
+        [[ $kernelver =~ ${MAKE_MATCH[$i]} ]] && printf 'R\0MAKE_MATCH\0%s\0' "$i"
+    done
+    for i in "${!PATCH_MATCH[@]}"; do
+        [[ $kernelver =~ ${PATCH_MATCH[$i]} ]] && printf 'R\0PATCH_MATCH\0%s\0' "$i"
+    done
+    [[ $kernelver =~ $BUILD_EXCLUSIVE_KERNEL ]] && printf 'R\0BUILD_EXCLUSIVE_KERNEL\0%s\0' 0
+    [[ $arch =~ $BUILD_EXCLUSIVE_ARCH ]] && printf 'R\0BUILD_EXCLUSIVE_ARCH\0%s\0' 0
+    # BUILD_EXCLUSIVE_CONFIG: CONFIG_X must be y or m, !CONFIG_Y must not be.
+    if [[ $BUILD_EXCLUSIVE_CONFIG && -e $kernel_config ]]; then
+        for word in $BUILD_EXCLUSIVE_CONFIG; do
+            case $word in
+                !*) grep -q "^${word#!}=[ym]" "$kernel_config" && printf 'C\0%s\0' "$word" ;;
+                *) grep -q "^${word}=[ym]" "$kernel_config" || printf 'C\0%s\0' "$word" ;;
+            esac
         done
     fi
+    true
 } >"$out"

@@ -5,12 +5,92 @@
 //! directives with `find`, `grep` on the kernel config or `nproc`. hermod therefore
 //! never parses the file itself: [`EVAL_SCRIPT`] sources it with bash inside the
 //! sandbox and prints the resulting directives as NUL-separated records, which
-//! [`parse_records`] turns into a [`DkmsConf`]. Everything after that is plain data.
+//! [`parse_records`] reads and [`Records::interpret`] turns into a [`DkmsConf`].
+//! Everything after that is plain data.
 //!
-//! Directive semantics follow DKMS 3.x (see ARCHITECTURE.md for the choices made
-//! where DKMS 3.0.10 has known bugs).
+//! # What DKMS provides, and how hermod provides it
+//!
+//! - Variables while sourcing: `kernelver`, `arch` (`x86_64`), `kernel_source_dir`
+//!   (`/usr/src/linux-headers-<KREL>`, where `/lib/modules/<KREL>/build` points),
+//!   `kernel_config` (its `include/config/auto.conf`, else `.config`, as DKMS 3.x),
+//!   `dkms_tree` (`/var/lib/dkms`), `source_tree` (`/usr/src`), `install_tree`
+//!   (`/lib/modules`), `tmp_location` (`/tmp`), `parallel_jobs`, `module`,
+//!   `module_version`; and `/boot/config-<KREL>`, a copy of the headers' `.config`.
+//! - `module` and `module_version`: DKMS knows them before sourcing (from
+//!   `dkms build -m M -v V`, or, for `dkms add DIR`, from a first reading of
+//!   DIR/dkms.conf with both empty). hermod does the latter: a first pass sources
+//!   dkms.conf alone with both empty and takes its PACKAGE_NAME and
+//!   PACKAGE_VERSION; the second pass sources it again with them set.
+//! - Overrides ([`overrides`]): after dkms.conf, DKMS 3.x sources, if present,
+//!   `/etc/dkms/<module>.conf`, `<module>-<version>.conf`,
+//!   `<module>-<version>-<kernelver>.conf`, `<module>-<version>-<kernelver>-<arch>.conf`,
+//!   `<module>--<kernelver>.conf` and `<module>--<kernelver>-<arch>.conf`, each in
+//!   its own subshell that sees only the directives so far. hermod reads them from
+//!   the host's `/etc/dkms` (`--dkms-overrides DIR`, `HERMOD_DKMS_OVERRIDES`),
+//!   copies the ones that exist and apply into the sandbox, and hashes them into
+//!   the cache key (input `dkms-overrides`).
+//!
+//! # Directives, and where hermod differs from DKMS 3.0.10 (Debian bookworm's)
+//!
+//! hermod follows upstream DKMS 3.x (3.2) where it fixed 3.0.10:
+//!
+//! - A bash syntax error (in dkms.conf or an override file) is refused; 3.0.10
+//!   silently drops the rest of the file. CRLF line endings are accepted.
+//! - Modules: their count is the highest index + 1 over BUILT_MODULE_NAME,
+//!   BUILT_MODULE_LOCATION, DEST_MODULE_NAME and DEST_MODULE_LOCATION (3.x; 3.0.10
+//!   used the largest array *length*, which miscounts sparse arrays). A record
+//!   without BUILT_MODULE_NAME is an error (a gap), except that a single record
+//!   defaults to PACKAGE_NAME. Zero records is refused (3.x only warns and builds
+//!   nothing; an empty package is never what was meant). Names ending in `.o` or
+//!   `.ko` and duplicates are refused, as in 3.x.
+//! - DEST_MODULE_LOCATION, when given, must start with `/kernel`, `/updates` or
+//!   `/extra` (as in DKMS). Debian's DKMS installs under `updates/dkms` whatever it
+//!   says, and so does hermod. Unlike DKMS, a record *without* it is accepted: the
+//!   value is never used on Debian.
+//! - STRIP[#]: a value starting with `n`/`N` means no, `y`/`Y` yes, empty inherits
+//!   STRIP[0], anything else yes (DKMS's `case`).
+//! - MAKE/MAKE_MATCH: MAKE[0] is the default unless MAKE_MATCH[0] is set; the last
+//!   MAKE[i] whose non-empty MAKE_MATCH[i] matches the kernel release (bash `=~`,
+//!   evaluated by bash) wins; then DKMS's `make` → `make -jN KERNELRELEASE=<KREL>`
+//!   rewrite. Every index is considered (DKMS loops to the array's *length*, so it
+//!   misses the last entries of a sparse array); the same for PATCH.
+//! - CLEAN is not run (3.x since 3.1.8: the build directory is a fresh copy of the
+//!   source; 3.0.10 ran it, status ignored, before and after make).
+//! - PATCH[#]/PATCH_MATCH[#]: `patch -p1 < patches/<p>` in index order, those
+//!   without PATCH_MATCH or whose regex matches. A name with a `..` component or a
+//!   leading `/` is refused before building (3.x refuses `..`; 3.0.10 neither), a
+//!   missing file too, naming it; a failing patch fails the build.
+//! - PRE_BUILD/POST_BUILD: a path relative to the build directory (first word;
+//!   arguments may follow), run there; not executable: a warning, as in DKMS. A
+//!   failing PRE_BUILD or POST_BUILD fails the build (3.x; 3.0.10 ignores both).
+//! - BUILD_EXCLUSIVE_KERNEL (regex), _KERNEL_MIN/_KERNEL_MAX (DKMS's padded
+//!   string comparison, [`version_key`]; OBSOLETE_BY acts as _KERNEL_MAX when that
+//!   is unset, 3.x), _ARCH (regex on `x86_64`), _CONFIG (`CONFIG_X` must be `y` or
+//!   `m`, `!CONFIG_Y` must not be, in the kernel config): not matching means the
+//!   build is *skipped*, which is not a failure ([`DkmsConf::skip`]). The comparison
+//!   is bytewise (DKMS compares in the caller's locale).
+//! - BUILD_DEPENDS[#]: each named DKMS module's source must be in the build root
+//!   (`/usr/src/<name>-*`), else a clear error (DKMS looks for it installed).
+//! - AUTOINSTALL, REMAKE_INITRD, NO_WEAK_MODULES, BUILD_DEPENDS_REBUILD,
+//!   MODULES_CONF*, POST_ADD, PRE_INSTALL, POST_INSTALL, POST_REMOVE: accepted and
+//!   ignored (they are about installing on a host; 3.2 also rejects AUTOINSTALL
+//!   values other than yes/no, hermod does not).
+//! - Not done: DKMS 3.x appends `LLVM=1` for clang-built kernels (Debian's are
+//!   built with gcc) and exports `CC` from CONFIG_CC_VERSION_TEXT (kbuild sets it).
+//!
+//! The build runs in `/build/src`; `$dkms_tree/$module/$module_version/build`
+//! (DKMS's build directory, which many MAKE lines name) is a link to it.
 
-use std::collections::BTreeMap;
+mod interpret;
+pub mod overrides;
+#[cfg(test)]
+mod tests;
+mod version;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use overrides::{OverrideFile, OverridesError};
+pub use version::version_key;
 
 /// The bash program that evaluates a dkms.conf inside the sandbox.
 pub const EVAL_SCRIPT: &str = include_str!("eval.sh");
@@ -18,16 +98,25 @@ pub const EVAL_SCRIPT: &str = include_str!("eval.sh");
 /// Exit status of [`EVAL_SCRIPT`] when `bash -n` rejects the file.
 pub const EXIT_SYNTAX_ERROR: i32 = 65;
 
+/// Where DKMS keeps its trees; `$dkms_tree/<module>/<version>/build` is the build dir.
+pub const DKMS_TREE: &str = "/var/lib/dkms";
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DkmsError {
-    #[error("dkms.conf does not set {0}")]
+    #[error("dkms.conf does not set {0} (or sets it empty)")]
     Missing(&'static str),
     #[error("dkms.conf sets {name} to {value:?}, which is not usable: {why}")]
     Invalid { name: String, value: String, why: &'static str },
-    #[error("dkms.conf declares no module (no BUILT_MODULE_NAME and PACKAGE_NAME unusable)")]
+    #[error("dkms.conf declares no module: no BUILT_MODULE_NAME, BUILT_MODULE_LOCATION, DEST_MODULE_NAME or DEST_MODULE_LOCATION entry")]
     NoModules,
-    #[error("dkms.conf declares modules at indices {indices:?}: BUILT_MODULE_NAME[{missing}] is missing (a gap in the module indices)")]
-    IndexGap { indices: Vec<usize>, missing: usize },
+    #[error("dkms.conf declares {count} module records (indices {indices:?}) but record {missing} has no BUILT_MODULE_NAME: a gap in the module indices")]
+    IndexGap { count: u64, indices: Vec<u64>, missing: u64 },
+    #[error("dkms.conf declares module {name:?} twice (in {directive}[{index}])")]
+    Duplicate { name: String, directive: &'static str, index: u64 },
+    #[error("dkms.conf's PATCH[{index}] is {value:?}: patch names must stay inside patches/ (no `..` component, no leading `/`)")]
+    PatchPath { index: u64, value: String },
+    #[error("dkms.conf's PATCH[{index}] names patches/{value}, which is not in the source")]
+    PatchMissing { index: u64, value: String },
     #[error("the dkms.conf evaluation printed a malformed record: {0}")]
     Malformed(String),
 }
@@ -41,6 +130,9 @@ pub struct Module {
     pub built_location: String,
     /// Name it is installed under (DEST_MODULE_NAME, default: built_name).
     pub dest_name: String,
+    /// DEST_MODULE_LOCATION as given ("" if not): validated, recorded, not used
+    /// (Debian's DKMS, and hermod, install under `updates/dkms`).
+    pub dest_location: String,
     /// Whether to `strip -g` it (STRIP[#], default yes).
     pub strip: bool,
 }
@@ -54,18 +146,38 @@ pub struct DkmsConf {
     /// The make command DKMS would run, after MAKE_MATCH selection and the
     /// `make` → `make -jN KERNELRELEASE=…` rewrite.
     pub make_command: String,
+    /// Patches to apply, in order (names under `patches/`).
+    pub patches: Vec<String>,
+    /// PRE_BUILD and POST_BUILD: a script relative to the build dir, maybe with arguments.
+    pub pre_build: Option<String>,
+    pub post_build: Option<String>,
+    /// Other DKMS modules whose source must be in the build root.
+    pub build_depends: Vec<String>,
+    /// Why the build is skipped (a BUILD_EXCLUSIVE_* directive does not match).
+    pub skip: Option<String>,
 }
 
 /// The raw records printed by [`EVAL_SCRIPT`].
+///
+/// Every directive is printed as an array (in bash, `X=v` is `X[0]=v`), so a
+/// scalar directive is element 0.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Records {
-    pub scalars: BTreeMap<String, String>,
-    pub arrays: BTreeMap<String, BTreeMap<usize, String>>,
-    /// Indices of MAKE_MATCH entries whose regex matched the kernel release.
-    pub make_matches: Vec<usize>,
+    pub arrays: BTreeMap<String, BTreeMap<u64, String>>,
+    /// Regex directives whose entry matched (bash `=~`): (`MAKE_MATCH`, i), (`PATCH_MATCH`, i),
+    /// (`BUILD_EXCLUSIVE_KERNEL`, 0), (`BUILD_EXCLUSIVE_ARCH`, 0).
+    pub matched: BTreeSet<(String, u64)>,
+    /// Words of BUILD_EXCLUSIVE_CONFIG the kernel config does not satisfy.
+    pub config_unmet: Vec<String>,
+    /// PACKAGE_NAME and PACKAGE_VERSION of the first pass (module and
+    /// module_version empty), which named `module` and `module_version`.
+    pub first_pass: Option<(String, String)>,
 }
 
-/// Split the NUL-separated output of [`EVAL_SCRIPT`].
+/// Split the NUL-separated output of [`EVAL_SCRIPT`]:
+/// `A NAME INDEX VALUE` (an array element; `S NAME VALUE` is element 0),
+/// `R NAME INDEX` (a regex matched), `C WORD` (an unmet BUILD_EXCLUSIVE_CONFIG
+/// word), `N NAME VERSION` (the first pass).
 pub fn parse_records(raw: &[u8]) -> Result<Records, DkmsError> {
     let text = String::from_utf8_lossy(raw);
     let mut fields = text.split('\0');
@@ -75,6 +187,9 @@ pub fn parse_records(raw: &[u8]) -> Result<Records, DkmsError> {
             .next()
             .map(str::to_owned)
             .ok_or_else(|| DkmsError::Malformed(format!("truncated record, expected {what}")))
+    };
+    let index = |name: &str, text: String| {
+        text.parse::<u64>().map_err(|_| DkmsError::Malformed(format!("{name} has the index {text:?}, not a number")))
     };
     loop {
         let tag = match next("tag") {
@@ -86,20 +201,24 @@ pub fn parse_records(raw: &[u8]) -> Result<Records, DkmsError> {
             "S" => {
                 let name = next("name")?;
                 let value = next("value")?;
-                records.scalars.insert(name, value);
+                records.arrays.entry(name).or_default().insert(0, value);
             }
             "A" => {
                 let name = next("name")?;
-                let index = next("index")?;
+                let i = index(&name, next("index")?)?;
                 let value = next("value")?;
-                let index = index.parse().map_err(|_| DkmsError::Malformed(format!("array index {index:?}")))?;
-                records.arrays.entry(name).or_default().insert(index, value);
+                records.arrays.entry(name).or_default().insert(i, value);
             }
-            "M" => {
-                let index = next("index")?;
-                records
-                    .make_matches
-                    .push(index.parse().map_err(|_| DkmsError::Malformed(format!("MAKE_MATCH index {index:?}")))?);
+            "R" => {
+                let name = next("name")?;
+                let i = index(&name, next("index")?)?;
+                records.matched.insert((name, i));
+            }
+            "C" => records.config_unmet.push(next("config word")?),
+            "N" => {
+                let name = next("name")?;
+                let version = next("version")?;
+                records.first_pass = Some((name, version));
             }
             other => return Err(DkmsError::Malformed(format!("unknown tag {other:?}"))),
         }
@@ -110,261 +229,8 @@ pub fn parse_records(raw: &[u8]) -> Result<Records, DkmsError> {
 /// What the build needs to know besides the records.
 pub struct Context<'a> {
     pub kernel_release: &'a str,
+    pub arch: &'a str,
     pub kernel_source_dir: &'a str,
     pub build_dir: &'a str,
     pub parallel_jobs: usize,
-}
-
-impl Records {
-    fn scalar(&self, name: &str) -> Option<&str> {
-        self.scalars.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
-    }
-
-    fn array(&self, name: &str) -> Option<&BTreeMap<usize, String>> {
-        self.arrays.get(name)
-    }
-
-    fn element(&self, name: &str, index: usize) -> Option<&str> {
-        self.array(name).and_then(|a| a.get(&index)).map(String::as_str)
-    }
-
-    /// Apply DKMS's directive semantics.
-    pub fn interpret(&self, ctx: &Context<'_>) -> Result<DkmsConf, DkmsError> {
-        let package_name = self.scalar("PACKAGE_NAME").ok_or(DkmsError::Missing("PACKAGE_NAME"))?;
-        let package_version = self.scalar("PACKAGE_VERSION").ok_or(DkmsError::Missing("PACKAGE_VERSION"))?;
-        check_word("PACKAGE_NAME", package_name)?;
-        check_word("PACKAGE_VERSION", package_version)?;
-
-        let modules = self.modules(package_name)?;
-        let make_command = self.make_command(ctx);
-        Ok(DkmsConf {
-            package_name: package_name.to_owned(),
-            package_version: package_version.to_owned(),
-            modules,
-            make_command,
-        })
-    }
-
-    fn modules(&self, package_name: &str) -> Result<Vec<Module>, DkmsError> {
-        // DKMS: the module count is the highest index + 1 of BUILT_MODULE_NAME;
-        // with no BUILT_MODULE_NAME at all, a single module named PACKAGE_NAME.
-        let names: BTreeMap<usize, String> = match self.array("BUILT_MODULE_NAME") {
-            Some(names) if !names.is_empty() => names.clone(),
-            _ => BTreeMap::from([(0, package_name.to_owned())]),
-        };
-        let count = names.keys().max().map_or(0, |m| m + 1);
-        if let Some(missing) = (0..count).find(|i| !names.contains_key(i)) {
-            return Err(DkmsError::IndexGap { indices: names.keys().copied().collect(), missing });
-        }
-        let mut modules = Vec::with_capacity(count);
-        for (index, built_name) in names {
-            let built_name = built_name.trim().to_owned();
-            if built_name.is_empty() {
-                return Err(DkmsError::NoModules);
-            }
-            check_file_name("BUILT_MODULE_NAME", &built_name)?;
-            let built_location = self.element("BUILT_MODULE_LOCATION", index).unwrap_or("");
-            check_relative("BUILT_MODULE_LOCATION", built_location)?;
-            let dest_name = match self.element("DEST_MODULE_NAME", index) {
-                Some(name) if !name.trim().is_empty() => name.trim().to_owned(),
-                _ => built_name.clone(),
-            };
-            check_file_name("DEST_MODULE_NAME", &dest_name)?;
-            let strip = !matches!(
-                self.element("STRIP", index).map(str::to_ascii_lowercase).as_deref(),
-                Some("no" | "n" | "false" | "0")
-            );
-            modules.push(Module {
-                built_name,
-                built_location: built_location.trim_matches('/').to_owned(),
-                dest_name,
-                strip,
-            });
-        }
-        if modules.is_empty() {
-            return Err(DkmsError::NoModules);
-        }
-        Ok(modules)
-    }
-
-    /// DKMS picks MAKE[0], then the MAKE[i] of the last MAKE_MATCH[i] that matches
-    /// the kernel release; without MAKE, `make -C $kernel_source_dir M=$build_dir`.
-    /// A command beginning with the word `make` gets `-jN KERNELRELEASE=<krel>`
-    /// inserted after it, exactly as DKMS's `${cmd/#make/…}` does.
-    fn make_command(&self, ctx: &Context<'_>) -> String {
-        let mut chosen = self.element("MAKE", 0).map(str::to_owned);
-        for &i in &self.make_matches {
-            if let Some(cmd) = self.element("MAKE", i) {
-                chosen = Some(cmd.to_owned());
-            }
-        }
-        let command = chosen
-            .filter(|c| !c.trim().is_empty())
-            .unwrap_or_else(|| format!("make -C {} M={}", ctx.kernel_source_dir, ctx.build_dir));
-        match command.strip_prefix("make") {
-            Some(rest) => format!("make -j{} KERNELRELEASE={}{}", ctx.parallel_jobs, ctx.kernel_release, rest),
-            None => command,
-        }
-    }
-}
-
-fn check_word(name: &str, value: &str) -> Result<(), DkmsError> {
-    let ok = value.chars().all(|c| c.is_ascii_alphanumeric() || "+-.~_".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(DkmsError::Invalid {
-            name: name.to_owned(),
-            value: value.to_owned(),
-            why: "only letters, digits and + - . ~ _ are allowed",
-        })
-    }
-}
-
-fn check_file_name(name: &str, value: &str) -> Result<(), DkmsError> {
-    if value.contains('/') || value == "." || value == ".." || value.contains('\0') {
-        return Err(DkmsError::Invalid {
-            name: name.to_owned(),
-            value: value.to_owned(),
-            why: "a module name must be a plain file name",
-        });
-    }
-    check_word(name, value)
-}
-
-fn check_relative(name: &str, value: &str) -> Result<(), DkmsError> {
-    if value.split('/').any(|part| part == "..") {
-        return Err(DkmsError::Invalid {
-            name: name.to_owned(),
-            value: value.to_owned(),
-            why: "it must stay inside the source tree (no `..`)",
-        });
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn records(pairs: &[(&str, &str)]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (name, value) in pairs {
-            match name.split_once('[') {
-                Some((array, index)) => {
-                    let index = index.trim_end_matches(']');
-                    out.extend_from_slice(format!("A\0{array}\0{index}\0{value}\0").as_bytes());
-                }
-                None => out.extend_from_slice(format!("S\0{name}\0{value}\0").as_bytes()),
-            }
-        }
-        out
-    }
-
-    fn ctx() -> Context<'static> {
-        Context {
-            kernel_release: "6.1.0-56-amd64",
-            kernel_source_dir: "/usr/src/linux-headers-6.1.0-56-amd64",
-            build_dir: "/build/src",
-            parallel_jobs: 2,
-        }
-    }
-
-    fn interpret(raw: &[u8]) -> Result<DkmsConf, DkmsError> {
-        parse_records(raw)?.interpret(&ctx())
-    }
-
-    #[test]
-    fn minimal_conf_gets_dkms_defaults() {
-        let conf = interpret(&records(&[("PACKAGE_NAME", "hello"), ("PACKAGE_VERSION", "0.1")])).unwrap();
-        assert_eq!(conf.modules.len(), 1);
-        assert_eq!(conf.modules[0].built_name, "hello");
-        assert_eq!(conf.modules[0].dest_name, "hello");
-        assert!(conf.modules[0].strip);
-        assert_eq!(
-            conf.make_command,
-            "make -j2 KERNELRELEASE=6.1.0-56-amd64 -C /usr/src/linux-headers-6.1.0-56-amd64 M=/build/src"
-        );
-    }
-
-    #[test]
-    fn make_rewrite_only_for_leading_make_word() {
-        let raw = records(&[
-            ("PACKAGE_NAME", "v4l2loopback"),
-            ("PACKAGE_VERSION", "0.12.7"),
-            ("MAKE[0]", "make KERNEL_DIR=/usr/src/linux-headers-6.1.0-56-amd64 all"),
-        ]);
-        assert_eq!(
-            interpret(&raw).unwrap().make_command,
-            "make -j2 KERNELRELEASE=6.1.0-56-amd64 KERNEL_DIR=/usr/src/linux-headers-6.1.0-56-amd64 all"
-        );
-        let raw = records(&[("PACKAGE_NAME", "x"), ("PACKAGE_VERSION", "1"), ("MAKE[0]", "'make' all")]);
-        assert_eq!(interpret(&raw).unwrap().make_command, "'make' all");
-    }
-
-    #[test]
-    fn last_matching_make_match_wins() {
-        let mut raw = records(&[
-            ("PACKAGE_NAME", "x"),
-            ("PACKAGE_VERSION", "1"),
-            ("MAKE[0]", "make zero"),
-            ("MAKE[1]", "make one"),
-            ("MAKE[2]", "make two"),
-        ]);
-        raw.extend_from_slice(b"M\x001\x00M\x002\x00");
-        assert_eq!(interpret(&raw).unwrap().make_command, "make -j2 KERNELRELEASE=6.1.0-56-amd64 two");
-    }
-
-    #[test]
-    fn several_modules_with_locations_names_and_strip() {
-        let raw = records(&[
-            ("PACKAGE_NAME", "pair"),
-            ("PACKAGE_VERSION", "2.0"),
-            ("BUILT_MODULE_NAME[0]", "alpha"),
-            ("BUILT_MODULE_NAME[1]", "beta"),
-            ("BUILT_MODULE_LOCATION[1]", "drivers/beta/"),
-            ("DEST_MODULE_NAME[1]", "beta2"),
-            ("STRIP[1]", "no"),
-        ]);
-        let conf = interpret(&raw).unwrap();
-        assert_eq!(conf.modules[1].built_location, "drivers/beta");
-        assert_eq!(conf.modules[1].dest_name, "beta2");
-        assert!(!conf.modules[1].strip);
-        assert!(conf.modules[0].strip);
-    }
-
-    #[test]
-    fn bad_inputs_are_named() {
-        let missing = interpret(&records(&[("PACKAGE_VERSION", "1")])).unwrap_err();
-        assert_eq!(missing, DkmsError::Missing("PACKAGE_NAME"));
-        let missing = interpret(&records(&[("PACKAGE_NAME", "x")])).unwrap_err();
-        assert_eq!(missing, DkmsError::Missing("PACKAGE_VERSION"));
-        let gap = interpret(&records(&[
-            ("PACKAGE_NAME", "x"),
-            ("PACKAGE_VERSION", "1"),
-            ("BUILT_MODULE_NAME[0]", "a"),
-            ("BUILT_MODULE_NAME[2]", "c"),
-        ]))
-        .unwrap_err();
-        assert!(matches!(gap, DkmsError::IndexGap { missing: 1, .. }), "{gap}");
-        let escape = interpret(&records(&[
-            ("PACKAGE_NAME", "x"),
-            ("PACKAGE_VERSION", "1"),
-            ("BUILT_MODULE_LOCATION[0]", "../../etc"),
-        ]))
-        .unwrap_err();
-        assert!(escape.to_string().contains("BUILT_MODULE_LOCATION"), "{escape}");
-        let slash =
-            interpret(&records(&[("PACKAGE_NAME", "x"), ("PACKAGE_VERSION", "1"), ("BUILT_MODULE_NAME[0]", "a/b")]))
-                .unwrap_err();
-        assert!(slash.to_string().contains("plain file name"), "{slash}");
-        assert!(interpret(&records(&[("PACKAGE_NAME", "x y"), ("PACKAGE_VERSION", "1")])).is_err());
-    }
-
-    #[test]
-    fn malformed_records_are_rejected() {
-        assert!(parse_records(b"Q\0x\0").is_err());
-        assert!(parse_records(b"A\0MAKE\0notanumber\0x\0").is_err());
-        assert_eq!(parse_records(b"").unwrap(), Records::default());
-    }
 }
