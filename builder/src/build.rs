@@ -21,7 +21,6 @@
 //! module (DWARF, `__FILE__`, and with them the build-id that survives
 //! `strip -g`): fixed paths are what makes two builds bit-identical.
 
-use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;

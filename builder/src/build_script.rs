@@ -22,7 +22,10 @@ pub fn build_script(conf: &DkmsConf) -> String {
     // what many MAKE lines name; `source` is its pristine copy.
     let tree = format!("{}/{}/{}", dkms::DKMS_TREE, conf.package_name, conf.package_version);
     let tree = shell_quote(&tree);
-    let _ = writeln!(s, "mkdir -p {tree} && ln -s {SRC_INSIDE} {tree}/build && ln -s {IN_INSIDE}/src {tree}/source || exit 1");
+    let _ = writeln!(
+        s,
+        "mkdir -p {tree} && ln -s {SRC_INSIDE} {tree}/build && ln -s {IN_INSIDE}/src {tree}/source || exit 1"
+    );
     let _ = writeln!(s, "cd {SRC_INSIDE} || exit 1");
     for patch in &conf.patches {
         let file = shell_quote(&format!("./patches/{patch}"));
@@ -124,5 +127,4 @@ mod tests {
         assert!(at("running PRE_BUILD") < at("\nmake -j2"));
         assert!(at("module-1.ko") < at("running POST_BUILD"));
     }
-
 }

@@ -112,7 +112,11 @@ fn symlink_out_of_the_source_tree() {
 
 #[test]
 fn build_depends_not_in_the_build_root() {
-    refused("bad/build-depends-missing", 3, &["hermod-absent-base", "/usr/src/hermod-absent-base-*", "--build-depends"]);
+    refused(
+        "bad/build-depends-missing",
+        3,
+        &["hermod-absent-base", "/usr/src/hermod-absent-base-*", "--build-depends"],
+    );
 }
 
 #[test]
@@ -165,8 +169,7 @@ fn build_exclusive_skips_with_exit_77_and_the_reason() {
     // With --json, and beside a build that succeeds: exit 0.
     let result = build(&[&testdata("modules/exclusive"), &testdata("modules/crlf")], &out, &["--json"]);
     assert!(result.status.success(), "{}", stderr(&result));
-    let lines: Vec<serde_json::Value> =
-        stdout(&result).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout(&result).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines[0]["status"], "skipped");
     assert!(lines[0]["reason"].as_str().unwrap().contains("BUILD_EXCLUSIVE_KERNEL_MIN"));
     assert!(lines[0].get("deb").is_none());

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{version_key, Context, DkmsConf, DkmsError, Module, Records};
 
 /// The arrays whose highest index sets the number of module records (DKMS 3.x).
-const MODULE_ARRAYS: [&str; 4] = ["BUILT_MODULE_NAME", "BUILT_MODULE_LOCATION", "DEST_MODULE_NAME", "DEST_MODULE_LOCATION"];
+const MODULE_ARRAYS: [&str; 4] =
+    ["BUILT_MODULE_NAME", "BUILT_MODULE_LOCATION", "DEST_MODULE_NAME", "DEST_MODULE_LOCATION"];
 
 impl Records {
     fn array(&self, name: &str) -> Option<&BTreeMap<u64, String>> {

@@ -129,7 +129,8 @@ fn gaps_and_zero_modules_are_refused() {
     assert!(matches!(huge, DkmsError::IndexGap { missing: 0, .. }), "{huge}");
     assert_eq!(interpret(&with_base(&[])).unwrap_err(), DkmsError::NoModules);
     // Several records, none named: the first is missing.
-    let unnamed = interpret(&with_base(&[("DEST_MODULE_LOCATION[0]", "/extra"), ("DEST_MODULE_LOCATION[1]", "/extra")]));
+    let unnamed =
+        interpret(&with_base(&[("DEST_MODULE_LOCATION[0]", "/extra"), ("DEST_MODULE_LOCATION[1]", "/extra")]));
     assert!(matches!(unnamed.unwrap_err(), DkmsError::IndexGap { missing: 0, .. }));
 }
 
@@ -183,11 +184,18 @@ fn build_exclusive_skips_with_a_reason() {
         raw.extend_from_slice(extra);
         interpret(&raw).unwrap().skip
     };
-    assert_eq!(skip(&[("BUILD_EXCLUSIVE_KERNEL", "^5\\.")], b""), Some("BUILD_EXCLUSIVE_KERNEL=\"^5\\\\.\" does not match kernel 6.1.0-56-amd64".into()));
+    assert_eq!(
+        skip(&[("BUILD_EXCLUSIVE_KERNEL", "^5\\.")], b""),
+        Some("BUILD_EXCLUSIVE_KERNEL=\"^5\\\\.\" does not match kernel 6.1.0-56-amd64".into())
+    );
     assert_eq!(skip(&[("BUILD_EXCLUSIVE_KERNEL", "^6\\.")], b"R\0BUILD_EXCLUSIVE_KERNEL\x000\0"), None);
-    assert!(skip(&[("BUILD_EXCLUSIVE_KERNEL_MIN", "6.2")], b"").unwrap().contains("older than BUILD_EXCLUSIVE_KERNEL_MIN"));
+    assert!(skip(&[("BUILD_EXCLUSIVE_KERNEL_MIN", "6.2")], b"")
+        .unwrap()
+        .contains("older than BUILD_EXCLUSIVE_KERNEL_MIN"));
     assert_eq!(skip(&[("BUILD_EXCLUSIVE_KERNEL_MIN", "6.1")], b""), None);
-    assert!(skip(&[("BUILD_EXCLUSIVE_KERNEL_MAX", "6.1")], b"").unwrap().contains("newer than BUILD_EXCLUSIVE_KERNEL_MAX"));
+    assert!(skip(&[("BUILD_EXCLUSIVE_KERNEL_MAX", "6.1")], b"")
+        .unwrap()
+        .contains("newer than BUILD_EXCLUSIVE_KERNEL_MAX"));
     assert!(skip(&[("OBSOLETE_BY", "5.10")], b"").unwrap().contains("OBSOLETE_BY"));
     assert_eq!(skip(&[("OBSOLETE_BY", "5.10"), ("BUILD_EXCLUSIVE_KERNEL_MAX", "6.2")], b""), None);
     assert!(skip(&[("BUILD_EXCLUSIVE_ARCH", "arm")], b"").unwrap().contains("x86_64"));
