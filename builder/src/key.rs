@@ -10,8 +10,9 @@
 use crate::dkms::OverrideFile;
 use crate::source::{Kind, SourceTree};
 
-/// Bump when the build or packaging changes what hermod produces from the same inputs.
-pub const BUILD_FORMAT_VERSION: u32 = 2;
+/// Bump when the build or packaging changes what hermod produces from the same inputs
+/// (3: dkms.conf's PATCH, PRE_BUILD/POST_BUILD, BUILD_EXCLUSIVE and DKMS 3.x module rules).
+pub const BUILD_FORMAT_VERSION: u32 = 3;
 
 /// One named input of a key.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
