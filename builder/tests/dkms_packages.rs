@@ -13,9 +13,11 @@ use common::*;
 /// BUILT_MODULE_NAME (none of these sets DEST_MODULE_NAME), always under
 /// updates/dkms on Debian whatever DEST_MODULE_LOCATION says. (acpi-call and
 /// vpoll name DKMS's build directory, `$dkms_tree/$module/$version/build`, in
-/// their MAKE line; they join this list when hermod provides that directory.)
+/// their MAKE line, and say DEST_MODULE_LOCATION=/extra.)
 const PACKAGES: &[(&str, &str, &[&str])] = &[
     ("v4l2loopback-dkms", "v4l2loopback", &["v4l2loopback"]),
+    ("acpi-call-dkms", "acpi-call", &["acpi_call"]),
+    ("vpoll-dkms", "vpoll", &["vpoll"]),
     ("dm-writeboost-dkms", "dm-writeboost", &["dm-writeboost"]),
     // Depends: xserver-xorg-input-wacom: a declared build need.
     ("digimend-dkms", "digimend", &["hid-kye", "hid-polostar", "hid-uclogic", "hid-viewsonic"]),
