@@ -1,0 +1,109 @@
+//! `hermod key` and `hermod cache …`: glue between the command line and
+//! `keyinfo`, `cache_admin` and `trust`.
+
+use super::*;
+
+/// `hermod cache ...`: the work is in `cache_admin`; this is glue.
+pub(super) fn cache_command(global: &Global, command: &CacheCommand) -> Result<(), PipelineError> {
+    use crate::cache_admin;
+    if let CacheCommand::Keygen { file, name } = command {
+        return keygen(global, file, name.as_deref());
+    }
+    let store = open_store(global)?;
+    match command {
+        CacheCommand::Stats { json } => {
+            let stats = cache_admin::stats(&store)?;
+            if *json {
+                println!("{}", serde_json::to_string(&stats).expect("stats serialize"));
+            } else {
+                print!("{}", cache_admin::stats_text(&stats));
+            }
+        }
+        CacheCommand::Gc { max_size, older_than } => {
+            let max = match max_size {
+                Some(text) => Some(
+                    crate::limits::parse_size(text)
+                        .map_err(|why| crate::cache::CacheError::BadSize { value: text.clone(), why })?,
+                ),
+                None => None,
+            };
+            let older = older_than.map(|days| Duration::from_secs(days * 86400));
+            let r = cache_admin::gc(&store, max, older)?;
+            println!(
+                "removed {} entries and {} blobs ({:.1} MiB); {:.1} MiB left",
+                r.entries_removed,
+                r.blobs_removed,
+                r.bytes_freed as f64 / 1048576.0,
+                r.bytes_left as f64 / 1048576.0
+            );
+        }
+        CacheCommand::Keygen { .. } => unreachable!("handled above: it needs no store"),
+        CacheCommand::Verify => {
+            let r = cache_admin::verify(&store)?;
+            println!("{} entries verified, {} bad (quarantined; rebuilt on next use)", r.entries_ok, r.bad.len());
+            for key in &r.bad {
+                println!("  bad: {key}");
+            }
+            if !r.bad.is_empty() {
+                return Err(PipelineError::Cache(crate::cache::CacheError::Corrupt { count: r.bad.len() }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `hermod cache keygen`: a new signing key for the shared cache (see `trust.rs`).
+fn keygen(global: &Global, file: &Path, name: Option<&str>) -> Result<(), PipelineError> {
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => crate::trust::name_from_path(file)?,
+    };
+    let key = crate::trust::SecretKey::generate(&name)?;
+    key.write_new(file)?;
+    println!("{}", key.public());
+    if !global.quiet {
+        eprintln!(
+            "hermod: wrote the secret key {} (keep it private; HERMOD_SIGNING_KEY on the hosts that push); \
+             trust it with HERMOD_TRUSTED_KEYS={}",
+            file.display(),
+            key.public()
+        );
+    }
+    Ok(())
+}
+
+/// `hermod key`: compute the key as a build would, without building.
+pub(super) fn key_command(global: &Global, args: &KeyArgs) -> Result<(), PipelineError> {
+    use crate::keyinfo::{self, KeyRecord};
+    let limits = BuildLimits::default();
+    let mut ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), limits, args.lock.as_deref())?;
+    ctx.options.signing = args.signing.load(global)?;
+    let kernel = match &args.kernel {
+        Some(k) => k.clone(),
+        None => ctx.default_kernel()?,
+    };
+    let input = Input::parse(&args.source)?.prepare(&ctx, &args.source, &args.needs.build_depends)?;
+    let source = crate::source::SourceTree::scan(&input.dir)?;
+    let lock = ctx.lock_with(&kernel, &input.build_depends)?;
+    let overrides = ctx.dkms_overrides(Path::new(&input.label), &source, &lock, &ctx.settings(), &mut None)?;
+    let key = ctx.key_for(&source, &lock, &overrides);
+    keyinfo::remember(&ctx.options.store, &key);
+    let now = KeyRecord::from(&key);
+    let mut stdout = std::io::stdout().lock();
+    let text = match &args.against {
+        Some(spec) => {
+            let before = keyinfo::load(&ctx.options.store, spec)?;
+            let differences = keyinfo::diff(&before, &now);
+            if args.json {
+                serde_json::json!({"key": now.key, "against": before.key, "differs": differences}).to_string() + "\n"
+            } else {
+                keyinfo::explain_diff(&before, &now, &differences)
+            }
+        }
+        None if args.json => serde_json::to_string(&now).expect("a key record serializes") + "\n",
+        None if args.explain => keyinfo::explain(&now),
+        None => format!("{}\n", now.key),
+    };
+    let _ = stdout.write_all(text.as_bytes());
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! The documented exit status of each error (the table is `EXIT_CODES`).
+
+use super::*;
+
+/// The documented exit status for an error (see [`EXIT_CODES`]).
+pub fn exit_code(err: &PipelineError) -> i32 {
+    match err {
+        PipelineError::Input(e) => e.exit_code(),
+        PipelineError::Source(_) => 3,
+        PipelineError::Rootfs(RootfsError::NoHeaders { .. } | RootfsError::BadKernelName(_)) => 4,
+        PipelineError::Rootfs(
+            RootfsError::Apt(_) | RootfsError::Resolve(_) | RootfsError::Fetch(_) | RootfsError::Unpack(_),
+        )
+        | PipelineError::Apt(_) => 7,
+        PipelineError::Rootfs(RootfsError::RecipeParse { .. } | RootfsError::RecipeRead { .. }) => 3,
+        PipelineError::Rootfs(RootfsError::LockFile(LockFileError::Write { .. })) => 9,
+        PipelineError::Rootfs(RootfsError::LockFile(_)) | PipelineError::Config(_) => 3,
+        PipelineError::LockedKernel { .. } => 2,
+        PipelineError::Skipped(_) => 77,
+        PipelineError::Overrides(_) => 3,
+        PipelineError::Rootfs(RootfsError::NoDefaultKernel(_)) => 7,
+        PipelineError::Rootfs(RootfsError::OciImage(e)) => match **e {
+            OciImageError::Size { .. } | OciImageError::Digest { .. } | OciImageError::DiffId { .. } => 7,
+            OciImageError::Layout { .. } | OciImageError::LockHash { .. } | OciImageError::Layer(_) => 3,
+            OciImageError::Io { .. } | OciImageError::NotEmpty { .. } | OciImageError::Export { .. } => 9,
+        },
+        PipelineError::Rootfs(
+            RootfsError::Io { .. }
+            | RootfsError::Store(_)
+            | RootfsError::Cas(_)
+            | RootfsError::Assemble { .. }
+            | RootfsError::Unrepairable { .. }
+            | RootfsError::Foreign { .. },
+        ) => 9,
+        PipelineError::Build { error, .. } => match error {
+            BuildError::Source(_)
+            | BuildError::Dkms(_)
+            | BuildError::BuildDepends { .. }
+            | BuildError::DkmsSyntax { .. }
+            | BuildError::DkmsEval { .. } => 3,
+            BuildError::Signing(_) => 3,
+            BuildError::MakeFailed { .. } | BuildError::TimedOut { .. } | BuildError::SignFailed { .. } => 5,
+            BuildError::ModuleMissing { .. } => 6,
+            BuildError::Sandbox(_) => 8,
+            BuildError::Io { .. } | BuildError::NotReachable { .. } => 9,
+        },
+        PipelineError::Signing(_) | PipelineError::KeyInfo(_) => 3,
+        // Only the settings are errors: the server itself is never a reason to fail.
+        PipelineError::Remote(_) => 3,
+        PipelineError::Trust(TrustError::Write { .. } | TrustError::Read { .. }) => 9,
+        PipelineError::Trust(_) => 3,
+        PipelineError::Deb(_) => 1,
+        PipelineError::Limit(_) => 2,
+        PipelineError::Cache(crate::cache::CacheError::BadSize { .. }) => 2,
+        PipelineError::Cache(_) | PipelineError::Store(_) | PipelineError::Io { .. } => 9,
+    }
+}
