@@ -45,7 +45,7 @@ fn locked_packages(root_dir: &Path) -> Result<Vec<String>> {
 }
 
 /// The machine's APT source files, for mmdebstrap (never a hard-coded mirror).
-fn apt_source_files() -> Vec<PathBuf> {
+pub fn apt_source_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();

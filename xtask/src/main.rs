@@ -9,6 +9,9 @@
 //! - `kill-trials [--trials N]`: kill -9 hermod at random moments of builds
 //!   and store commits; after each, the store must serve nothing torn and the
 //!   next run must give the reference bytes (`kill_trials.rs`).
+//! - `dkms-corpus`: every `*-dkms` package of the archive's main component built
+//!   by hermod and by DKMS (in a throwaway chroot), side by side; writes
+//!   `docs/dkms-corpus.md` (see `dkms_corpus.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,6 +22,9 @@ use anyhow::{bail, Context, Result};
 mod bench_cache;
 mod bench_remote;
 mod bench_rootfs;
+mod dkms_chroot;
+mod dkms_corpus;
+mod dkms_report;
 mod kill_trials;
 
 fn main() -> Result<()> {
@@ -31,10 +37,12 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("all-kernels") => all_kernels(&args[1..]),
         Some("kill-trials") => kill_trials::run(&hermod_binary()?, &args[1..]),
+        Some("dkms-corpus") => dkms_corpus::run(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask ci\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs | --only cache]\n       \
-                 cargo xtask all-kernels [SOURCE]\n       cargo xtask kill-trials [--trials N] [--kernel KREL] [--seed N]"
+                 cargo xtask all-kernels [SOURCE]\n       cargo xtask kill-trials [--trials N] [--kernel KREL] [--seed N]\n       {}",
+                dkms_corpus::USAGE
             );
             std::process::exit(2);
         }
@@ -59,7 +67,12 @@ fn flag(args: &[String], name: &str) -> Option<String> {
 
 /// The release hermod, built now; `HERMOD_BENCH_BIN` names another binary.
 fn hermod_binary() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("HERMOD_BENCH_BIN") {
+    hermod_binary_from("HERMOD_BENCH_BIN")
+}
+
+/// The release hermod, built now, unless the variable `env` names a binary.
+fn hermod_binary_from(env: &str) -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os(env) {
         return Ok(PathBuf::from(bin));
     }
     let status = Command::new("cargo")
