@@ -196,7 +196,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let hermod_seconds = hermod_started.elapsed().as_secs_f64();
 
-    let dkms_started = Instant::now();
+    let mut dkms_reused = 0;
     // Without --fresh, DKMS results already measured against the same base
     // root (same kernel, same archive content) are shown again; with
     // --hermod-only they are shown but nothing new is measured.
@@ -208,6 +208,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 rows[i].dkms.is_none() && opts.dkms
             })
             .collect();
+        dkms_reused = rows.iter().filter(|r| r.dkms.is_some()).count();
         let pairs: Vec<(String, String)> =
             todo.iter().map(|&i| (rows[i].package.clone(), rows[i].version.clone())).collect();
         let results = in_parallel(&pairs, opts.jobs, |(name, version)| base.build(name, version));
@@ -215,7 +216,6 @@ pub fn run(args: &[String]) -> Result<()> {
             rows[i].dkms = Some(side);
         }
     }
-    let dkms_seconds = dkms_started.elapsed().as_secs_f64();
 
     let report = dkms_report::Report {
         kernel: corpus.kernel.clone(),
@@ -225,7 +225,7 @@ pub fn run(args: &[String]) -> Result<()> {
         excluded: corpus.excluded.clone(),
         rows,
         hermod_seconds: opts.hermod.then_some(hermod_seconds),
-        dkms_seconds: opts.dkms.then_some(dkms_seconds),
+        dkms_reused,
     };
     if opts.json {
         print!("{}", report.json_lines());

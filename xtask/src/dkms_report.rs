@@ -10,8 +10,10 @@ pub struct Report {
     pub dkms_version: Option<String>,
     pub excluded: Vec<(String, String)>,
     pub rows: Vec<Row>,
+    /// Wall time of the hermod side.
     pub hermod_seconds: Option<f64>,
-    pub dkms_seconds: Option<f64>,
+    /// DKMS results shown from an earlier run against the same root.
+    pub dkms_reused: usize,
 }
 
 /// Hand-written explanations between these markers survive a regenerated report.
@@ -174,11 +176,17 @@ impl Report {
             self.kernel,
             self.kernel
         );
+        let total = |pick: &dyn Fn(&Row) -> Option<&Side>| -> f64 {
+            self.rows.iter().filter_map(pick).map(|s| s.seconds).sum()
+        };
         md += &format!(
-            "- wall time of the run: hermod side {}, DKMS side {} (one package at a time; a DKMS result measured \
-             earlier against the same root is reused)\n",
+            "- time: hermod {:.0} s summed over the packages (each `hermod build`, its build root included; \
+             the side's wall time {}), DKMS {:.0} s summed over the `dkms build` runs (apt-get install not counted; \
+             {} of them measured by an earlier run against the same root)\n",
+            total(&|r| r.hermod.as_ref()),
             seconds(self.hermod_seconds),
-            seconds(self.dkms_seconds)
+            total(&|r| r.dkms.as_ref()),
+            self.dkms_reused
         );
         for (name, why) in &self.excluded {
             md += &format!("- not in the corpus: `{name}`: {why}\n");
@@ -262,7 +270,7 @@ mod tests {
             excluded: Vec::new(),
             rows: vec![worse, same],
             hermod_seconds: None,
-            dkms_seconds: None,
+            dkms_reused: 0,
         };
         assert_eq!(report.regressions().len(), 1);
         assert!(report.summary().contains("hermod: 1 built, 0 skipped, 1 failed"));
