@@ -493,9 +493,9 @@ pub fn sandbox_spec(rootfs: &Rootfs, settings: &Settings, workdir: &Path, log: &
         Tmpfs::new("/build", Some(settings.build_space)),
         Tmpfs::new(OUT_INSIDE, Some(settings.build_space)),
         Tmpfs::new("/tmp", Some(settings.tmp_space)),
-        // DKMS's tree, where the build script links `build` to /build/src:
-        // links only, so 1 MiB.
-        Tmpfs::new(dkms::DKMS_TREE, Some(1 << 20)),
+        // DKMS's tree: the build script moves the source copy to its
+        // `<module>/<version>/build`, where DKMS builds (see build_script.rs).
+        Tmpfs::new(dkms::DKMS_TREE, Some(settings.build_space)),
     ];
     spec.outputs =
         Some(Outputs { inside: OUT_INSIDE.into(), host: workdir.join("out"), max_bytes: settings.build_space });

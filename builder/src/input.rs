@@ -328,7 +328,49 @@ fn unpack(ctx: &Context, deb: &Path, origin: &str) -> Result<(PathBuf, Option<te
     // `build-` prefix: if hermod is killed, `rootfs gc` removes it like a build's work dir.
     let staging = ctx.options.store.staging_dir("build-src-")?;
     let dir = extract(deb, staging.path(), origin)?;
+    let dropped = drop_escaping_links(&dir)?;
+    if !dropped.is_empty() && !ctx.options.quiet {
+        eprintln!(
+            "hermod: note: {origin}: left out {} link(s) that point outside its source tree ({}); \
+             DKMS copies them but no build can follow them",
+            dropped.len(),
+            dropped.join(", ")
+        );
+    }
     Ok((dir, Some(staging)))
+}
+
+/// A package's /usr/src tree may hold links to files it installs elsewhere
+/// (`README.gz -> ../../share/doc/…`). DKMS copies such a link and never
+/// reads it; hermod, which refuses links out of a tree the user gives, drops
+/// them from a package's tree and says so. Returns their relative paths.
+pub(crate) fn drop_escaping_links(tree: &Path) -> Result<Vec<String>, InputError> {
+    let mut dropped = Vec::new();
+    for entry in walkdir::WalkDir::new(tree).sort_by_file_name() {
+        let entry = entry.map_err(|e| InputError::Io { path: tree.to_owned(), source: e.into() })?;
+        if !entry.path_is_symlink() {
+            continue;
+        }
+        let target =
+            fs::read_link(entry.path()).map_err(|source| InputError::Io { path: entry.path().to_owned(), source })?;
+        let rel = entry.path().strip_prefix(tree).unwrap_or(entry.path());
+        // Resolve lexically against the link's directory, inside the tree.
+        let mut depth: i64 = rel.components().count() as i64 - 1;
+        let mut escapes = target.is_absolute();
+        for part in target.components() {
+            match part {
+                std::path::Component::ParentDir => depth -= 1,
+                std::path::Component::Normal(_) => depth += 1,
+                _ => {}
+            }
+            escapes |= depth < 0;
+        }
+        if escapes {
+            fs::remove_file(entry.path()).map_err(|source| InputError::Io { path: entry.path().to_owned(), source })?;
+            dropped.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    Ok(dropped)
 }
 
 /// Unpack `deb` into `dest` (hermod's reader, its rules) and return its one

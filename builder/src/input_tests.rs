@@ -236,3 +236,18 @@ fn packages_are_found_by_name_and_version() {
     let e = find_package(&a, "no-such-package-dkms", None).unwrap_err().to_string();
     assert!(e.ends_with("(the sources offer 2 -dkms packages: v4l2loopback-dkms, vpoll-dkms, …)"), "{e}");
 }
+
+#[test]
+fn links_out_of_a_package_tree_are_dropped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path();
+    fs::create_dir(tree.join("sub")).unwrap();
+    std::os::unix::fs::symlink("../../share/doc/x/README.gz", tree.join("README.gz")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", tree.join("sub/abs")).unwrap();
+    std::os::unix::fs::symlink("../dkms.conf", tree.join("sub/inside")).unwrap();
+    std::os::unix::fs::symlink("../../x", tree.join("sub/out")).unwrap();
+    fs::write(tree.join("dkms.conf"), "PACKAGE_NAME=x\n").unwrap();
+    let dropped = drop_escaping_links(tree).unwrap();
+    assert_eq!(dropped, ["README.gz", "sub/abs", "sub/out"]);
+    assert!(fs::symlink_metadata(tree.join("sub/inside")).is_ok(), "a link inside the tree stays");
+}

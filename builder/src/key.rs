@@ -12,7 +12,7 @@ use crate::source::{Kind, SourceTree};
 
 /// Bump when the build or packaging changes what hermod produces from the same inputs
 /// (3: dkms.conf's PATCH, PRE_BUILD/POST_BUILD, BUILD_EXCLUSIVE and DKMS 3.x module rules).
-pub const BUILD_FORMAT_VERSION: u32 = 3;
+pub const BUILD_FORMAT_VERSION: u32 = 4;
 
 /// One named input of a key.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
