@@ -78,8 +78,9 @@
 //! - Not done: DKMS 3.x appends `LLVM=1` for clang-built kernels (Debian's are
 //!   built with gcc) and exports `CC` from CONFIG_CC_VERSION_TEXT (kbuild sets it).
 //!
-//! The build runs in `/build/src`; `$dkms_tree/$module/$module_version/build`
-//! (DKMS's build directory, which many MAKE lines name) is a link to it.
+//! The build runs in `$dkms_tree/$module/$module_version/build` (DKMS's
+//! build directory, which many MAKE lines name), a real directory: the
+//! source copy made in `/build/src` is moved there and `/build/src` links to it.
 
 mod interpret;
 pub mod overrides;
