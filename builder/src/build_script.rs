@@ -12,7 +12,7 @@ use crate::build::{shell_quote, IN_INSIDE, OUT_INSIDE, SRC_INSIDE};
 use crate::dkms::{self, DkmsConf};
 
 /// The script run for the build proper, in DKMS's order: DKMS's build
-/// directory (the source copy, moved there; `/build/src` links to it), the patches, PRE_BUILD, the make command
+/// directory (the source copy, copied there; `/build/src` then links to it), the patches, PRE_BUILD, the make command
 /// as DKMS runs it (through bash, from the build directory), each declared
 /// module copied out and stripped with the build root's own binutils, then
 /// POST_BUILD. Any failing step fails the build.
@@ -21,7 +21,7 @@ pub fn build_script(conf: &DkmsConf) -> String {
     // `$dkms_tree/$module/$module_version/build` is where DKMS builds, and
     // what many MAKE lines name; `source` is its pristine copy. It must be
     // a real directory, not a link (`find $dir` does not descend into a
-    // starting point that is a link), so the source copy is moved there
+    // starting point that is a link), so the source copy is copied there
     // and /build/src becomes the link. hermod's sandbox mounts a tmpfs on
     // the tree; another runtime running the exported bundle may not let the
     // build user write it (runc: EACCES), so a failure is told, not fatal:
@@ -30,10 +30,10 @@ pub fn build_script(conf: &DkmsConf) -> String {
     let tree = shell_quote(&tree);
     let _ = writeln!(
         s,
-        "if mkdir -p {tree} 2>/dev/null && mv {SRC_INSIDE} {tree}/build; then\n  \
-         ln -s {tree}/build {SRC_INSIDE} || {{ mv {tree}/build {SRC_INSIDE}; echo hermod: note: building in {SRC_INSIDE}; }}\n  \
+        "if mkdir -p {tree} 2>/dev/null && cp -R --preserve=timestamps {SRC_INSIDE} {tree}/build 2>/dev/null; then\n  \
+         rm -rf {SRC_INSIDE} && ln -s {tree}/build {SRC_INSIDE} || {{ echo hermod: cannot link {SRC_INSIDE}; exit 1; }}\n  \
          ln -s {IN_INSIDE}/src {tree}/source 2>/dev/null\n\
-         else echo hermod: note: could not make {tree}/build, building in {SRC_INSIDE}; fi"
+         else rm -rf {tree}/build 2>/dev/null; echo hermod: note: could not make {tree}/build, building in {SRC_INSIDE}; fi"
     );
     let _ = writeln!(s, "cd {SRC_INSIDE} || exit 1");
     for patch in &conf.patches {
@@ -126,7 +126,7 @@ mod tests {
         assert!(s.contains("strip -g /hermod/out/module-0.ko"));
         assert!(s.contains("cp 'sub dir'/'b'.ko /hermod/out/module-1.ko"));
         assert!(!s.contains("strip -g /hermod/out/module-1.ko"));
-        assert!(s.contains("mv /build/src '/var/lib/dkms/p/1'/build"), "{s}");
+        assert!(s.contains("cp -R --preserve=timestamps /build/src '/var/lib/dkms/p/1'/build"), "{s}");
         assert!(s.contains("ln -s '/var/lib/dkms/p/1'/build /build/src"), "{s}");
         assert!(s.contains("patch -p1 < './patches/fix it.patch' ||"));
         assert!(s.contains("if [ -x '/build/src/configure' ]; then"));
