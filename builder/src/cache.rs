@@ -168,20 +168,13 @@ pub(crate) fn is_hex_name(s: &str) -> bool {
 /// and a hit must not wait for the disk. A file already there with the
 /// same bytes is left as it is.
 pub fn export(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, CacheError> {
-    use std::io::Write as _;
     fs::create_dir_all(dir).map_err(|source| CacheError::Io { path: dir.to_owned(), source })?;
     let path = dir.join(name);
     if fs::read(&path).is_ok_and(|existing| existing == bytes) {
         return Ok(path);
     }
-    let io_err = |source| CacheError::Io { path: path.clone(), source };
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(io_err)?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)).map_err(io_err)?;
-    }
-    tmp.write_all(bytes).map_err(io_err)?;
-    tmp.persist(&path).map_err(|e| io_err(e.error))?;
+    crate::store::write_replacing(&path, bytes, false)
+        .map_err(|source| CacheError::Io { path: path.clone(), source })?;
     Ok(path)
 }
 

@@ -384,36 +384,28 @@ impl Context {
         let key = self.key_for(&source, &lock, &overrides);
         crate::keyinfo::remember(store, &key);
 
+        // Hand out a cached result: export it to --out and say where it came from.
+        let deliver = |manifest: Manifest, bytes: &[u8], cache: CacheStatus, from: &str| {
+            let deb = cache::export(&self.options.out, &manifest.deb, bytes)?;
+            self.say(&format!("{} for {kernel}: {from} ({})", manifest.package, deb.display()));
+            Ok::<_, PipelineError>(report(manifest, deb, &key, cache, started))
+        };
         if let Some((manifest, bytes)) = cache::lookup(store, &key.hex) {
-            let deb = cache::export(&self.options.out, &manifest.deb, &bytes)?;
-            self.say(&format!("{} for {kernel}: cache hit ({})", manifest.package, deb.display()));
-            return Ok(report(manifest, deb, &key, CacheStatus::Hit, started));
+            return deliver(manifest, &bytes, CacheStatus::Hit, "cache hit");
         }
         // A miss: build, unless another process is building this very key,
         // in which case wait for it and take its result.
         let _building = cache::lock_key(store, &key.hex)?;
         if let Some((manifest, bytes)) = cache::lookup(store, &key.hex) {
-            let deb = cache::export(&self.options.out, &manifest.deb, &bytes)?;
-            self.say(&format!(
-                "{} for {kernel}: built meanwhile by another hermod ({})",
-                manifest.package,
-                deb.display()
-            ));
-            return Ok(report(manifest, deb, &key, CacheStatus::Hit, started));
+            return deliver(manifest, &bytes, CacheStatus::Hit, "built meanwhile by another hermod");
         }
         // Then the shared cache (under the key's lock, so concurrent builds pull
         // once), before the build root: a remote hit needs no root, no package
         // and no compiler.
         if let Some(pulled) = self.options.shared.as_ref().and_then(|shared| shared.pull(&key.hex, kernel)) {
             cache::insert(store, &key.hex, &pulled.manifest, &pulled.bytes)?;
-            let deb = cache::export(&self.options.out, &pulled.manifest.deb, &pulled.bytes)?;
-            self.say(&format!(
-                "{} for {kernel}: from the shared cache, signed by {} ({})",
-                pulled.manifest.package,
-                pulled.signer,
-                deb.display()
-            ));
-            return Ok(report(pulled.manifest, deb, &key, CacheStatus::Remote, started));
+            let from = format!("from the shared cache, signed by {}", pulled.signer);
+            return deliver(pulled.manifest, &pulled.bytes, CacheStatus::Remote, &from);
         }
 
         let rootfs = match rootfs {

@@ -147,14 +147,26 @@ fn open_to_sandbox_user(root: &Path) -> Result<(), StoreError> {
 /// Write `bytes` to `dest` atomically: a temp file beside it, fsync, rename,
 /// fsync of the directory. Readers see the old file or the new one, never a part.
 pub fn write_atomically(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_replacing(dest, bytes, true)
+}
+
+/// `write_atomically`, with the fsyncs only when `durable`: a copy whose
+/// durable original is elsewhere (an export to `--out`) need not wait for
+/// the disk, and is still never seen half-written.
+pub fn write_replacing(dest: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     // tempfile creates 0600; outputs and cache entries are ordinary readable files.
     tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    if durable {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(dest).map_err(|e| e.error)?;
-    File::open(dir)?.sync_all()
+    if durable {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
