@@ -270,11 +270,8 @@ fn collect(conf: &DkmsConf, out: &Path, log: &Path) -> Result<Vec<BuiltModule>, 
     let mut modules = Vec::new();
     for (index, module) in conf.modules.iter().enumerate() {
         let built = out.join(format!("module-{index}.ko"));
-        // Not following links: `out/` belongs to the sandbox user.
-        let opened = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&built);
-        let file = match opened {
-            Ok(file) if file.metadata().map(|m| m.is_file()).unwrap_or(false) => file,
-            Ok(_) => return Err(BuildError::Io { path: built, source: io::Error::other("not a regular file") }),
+        let contents = match read_sandbox_output(&built) {
+            Ok(contents) => contents,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let location = if module.built_location.is_empty() {
                     String::new()
@@ -289,11 +286,21 @@ fn collect(conf: &DkmsConf, out: &Path, log: &Path) -> Result<Vec<BuiltModule>, 
             }
             Err(e) => return Err(BuildError::Io { path: built, source: e }),
         };
-        let mut contents = Vec::new();
-        io::Read::read_to_end(&mut &file, &mut contents).map_err(io_err(&built))?;
         modules.push(BuiltModule { dest_name: module.dest_name.clone(), contents });
     }
     Ok(modules)
+}
+
+/// A file a step left in its `out/`, which belongs to the sandbox user: read
+/// without following links, and only if it is a regular file.
+fn read_sandbox_output(path: &Path) -> io::Result<Vec<u8>> {
+    let file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut contents = Vec::new();
+    io::Read::read_to_end(&mut &file, &mut contents)?;
+    Ok(contents)
 }
 
 /// The sign step: a sandbox of its own, in which only the build root's
@@ -342,10 +349,7 @@ fn sign(
     }
     for (index, module) in modules.iter_mut().enumerate() {
         let signed = dir.join("out").join(format!("module-{index}.ko"));
-        let file =
-            fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&signed).map_err(io_err(&signed))?;
-        let mut contents = Vec::new();
-        io::Read::read_to_end(&mut &file, &mut contents).map_err(io_err(&signed))?;
+        let contents = read_sandbox_output(&signed).map_err(io_err(&signed))?;
         if signing::split_signed(&contents).map(|(content, _)| content) != Some(&module.contents[..]) {
             return Err(BuildError::SignFailed {
                 exit: format!("{} is not the module with a signature appended", signed.display()),
