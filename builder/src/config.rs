@@ -37,6 +37,27 @@
 //! trusted_keys = ["cache:BASE64…"]             # HERMOD_TRUSTED_KEYS (comma-separated there)
 //! remote_token = "…"                           # HERMOD_REMOTE_TOKEN
 //! ```
+//!
+//! The machine's part in a fleet (see [`crate::farm`]):
+//!
+//! ```toml
+//! # "master": may build what it lacks; "farm" (the default): only fetches
+//! # prebuilt packages, so it needs no compiler.
+//! role = "farm"
+//! # The modules this machine wants for every kernel it gets: a -dkms package
+//! # (pkg:NAME[=VERSION], built from the archive's package on a master), a
+//! # *-dkms .deb file or a DKMS source directory; or a table naming the module
+//! # package when it is not the -dkms name without "-dkms".
+//! wanted = ["pkg:v4l2loopback-dkms", { source = "/usr/src/hello-0.1", package = "hello" }]
+//! state_dir = "/var/lib/hermod"                # pending/, debs/, queue/ (HERMOD_STATE_DIR)
+//!
+//! # The APT repository `hermod publish` writes, as a farm machine reads it.
+//! [repository]
+//! uri = "http://master.example/hermod"         # or file:/srv/hermod/repo
+//! suite = "hermod"
+//! component = "main"
+//! signed_by = "/etc/apt/keyrings/hermod.asc"
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -92,6 +113,18 @@ pub struct Config {
     /// Bearer token for the shared cache (`HERMOD_REMOTE_TOKEN`).
     #[serde(default)]
     pub remote_token: Option<String>,
+    /// May this machine build (`master`) or only fetch (`farm`, the default)?
+    #[serde(default)]
+    pub role: Role,
+    /// The modules this machine wants for each of its kernels.
+    #[serde(default)]
+    pub wanted: Vec<WantedEntry>,
+    /// Where pending, dropped-in and queued packages live [default: /var/lib/hermod].
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// The hermod APT repository this machine fetches module packages from.
+    #[serde(default)]
+    pub repository: Option<RepositoryEntry>,
     /// The file this was read from (`None`: no file, the defaults).
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -118,6 +151,60 @@ pub struct SourceEntry {
     /// Refuse an InRelease whose Valid-Until has passed (default true).
     #[serde(default = "yes")]
     pub check_valid_until: bool,
+}
+
+/// Whether a machine may compile modules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Builds what it lacks (it has, or may download, the build roots).
+    Master,
+    /// Only installs prebuilt packages: no compiler is ever run here.
+    #[default]
+    Farm,
+}
+
+/// One `wanted` item: a SOURCE as `hermod build` takes it, or a table that
+/// also names the module package.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum WantedEntry {
+    Source(String),
+    Table(WantedTable),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WantedTable {
+    /// A SOURCE (directory, *-dkms .deb, pkg:NAME); optional on a farm machine.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The module package's name without `-modules-<KREL>` (dkms.conf's PACKAGE_NAME).
+    #[serde(default)]
+    pub package: Option<String>,
+}
+
+/// `[repository]`: one suite and component of an APT repository written by
+/// `hermod publish`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryEntry {
+    /// `http://`, `https://` or `file:`.
+    pub uri: String,
+    #[serde(default = "default_suite")]
+    pub suite: String,
+    #[serde(default = "default_component")]
+    pub component: String,
+    /// The repository's public key file(s) (`hermod repo keygen`'s PREFIX.asc).
+    pub signed_by: OneOrMany,
+}
+
+fn default_suite() -> String {
+    "hermod".into()
+}
+
+fn default_component() -> String {
+    "main".into()
 }
 
 /// `"x"` or `["x", "y"]`.
@@ -158,6 +245,10 @@ impl Default for Config {
             signing_key: None,
             trusted_keys: None,
             remote_token: None,
+            role: Role::Farm,
+            wanted: Vec::new(),
+            state_dir: None,
+            repository: None,
             path: None,
         }
     }
@@ -204,7 +295,45 @@ impl Config {
                 return Err(invalid(at(&format!("signed_by {} is not an absolute keyring path", key.display()))));
             }
         }
+        if let Some(repo) = &config.repository {
+            let at = |what: &str| format!("repository ({}): {what}", repo.uri);
+            if !["http://", "https://", "file:"].iter().any(|scheme| repo.uri.starts_with(scheme)) {
+                return Err(invalid(at("uri must start with http://, https:// or file:")));
+            }
+            if let Some(bad) = [&repo.suite, &repo.component].into_iter().find(|w| !is_word(w)) {
+                return Err(invalid(at(&format!("{bad:?} is not a suite or component name"))));
+            }
+            let keys = repo.signed_by.paths();
+            if keys.is_empty() {
+                return Err(invalid(at("signed_by names no key file")));
+            }
+            if let Some(key) = keys.iter().find(|k| !k.is_absolute()) {
+                return Err(invalid(at(&format!("signed_by {} is not an absolute path", key.display()))));
+            }
+        }
+        if let Some(dir) = config.state_dir.as_ref().filter(|d| !d.is_absolute()) {
+            return Err(invalid(format!("state_dir: {} is not an absolute path", dir.display())));
+        }
+        for (i, entry) in config.wanted.iter().enumerate() {
+            if let Err(message) = entry.check() {
+                return Err(invalid(format!("wanted[{i}]: {message}")));
+            }
+        }
         Ok(config)
+    }
+
+    /// The repository as an APT source (see [`crate::farm::repository`]).
+    pub fn repository_source(&self) -> Option<Source> {
+        let repo = self.repository.as_ref()?;
+        Some(Source {
+            uri: repo.uri.trim_end_matches('/').to_owned(),
+            suite: repo.suite.clone(),
+            components: vec![repo.component.clone()],
+            architectures: Vec::new(),
+            signed_by: SignedBy::Keyrings(repo.signed_by.paths()),
+            check_valid_until: true,
+            declared_in: self.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH)),
+        })
     }
 
     /// The package sources this configuration names: its own archives first,
@@ -237,12 +366,57 @@ impl Config {
 
 impl SourceEntry {
     fn keyrings(&self) -> Vec<PathBuf> {
-        match &self.signed_by {
-            None => Vec::new(),
-            Some(OneOrMany::One(p)) => vec![p.clone()],
-            Some(OneOrMany::Many(v)) => v.clone(),
+        self.signed_by.as_ref().map(OneOrMany::paths).unwrap_or_default()
+    }
+}
+
+impl OneOrMany {
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            OneOrMany::One(p) => vec![p.clone()],
+            OneOrMany::Many(v) => v.clone(),
         }
     }
+}
+
+impl WantedEntry {
+    /// The SOURCE to build it from, if given.
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            WantedEntry::Source(s) => Some(s),
+            WantedEntry::Table(t) => t.source.as_deref(),
+        }
+    }
+
+    /// The explicitly named module package, if given.
+    pub fn package(&self) -> Option<&str> {
+        match self {
+            WantedEntry::Source(_) => None,
+            WantedEntry::Table(t) => t.package.as_deref(),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.source().is_none() && self.package().is_none() {
+            return Err("names neither a source nor a package".into());
+        }
+        if let Some(source) = self.source().filter(|s| s.is_empty()) {
+            return Err(format!("empty source {source:?}"));
+        }
+        if let Some(package) = self.package() {
+            let valid = package.len() >= 2
+                && package.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && package.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+            if !valid {
+                return Err(format!("package {package:?} is not a Debian package name"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_word(w: &str) -> bool {
+    !w.is_empty() && !w.contains(char::is_whitespace) && !w.contains('/')
 }
 
 #[cfg(test)]
@@ -314,6 +488,53 @@ architectures = ["amd64"]
         for (text, message) in cases {
             let e = Config::parse(text, Path::new("/etc/hermod/config.toml")).unwrap_err().to_string();
             assert!(e.starts_with("config file /etc/hermod/config.toml: ") && e.contains(message), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn fleet_settings() {
+        let text = r#"
+role = "master"
+wanted = ["pkg:v4l2loopback-dkms", { source = "/usr/src/hello-0.1", package = "hello" }, { package = "vendor" }]
+state_dir = "/srv/hermod-state"
+[repository]
+uri = "http://master.example/hermod/"
+signed_by = "/etc/apt/keyrings/hermod.asc"
+"#;
+        let config = Config::parse(text, Path::new("/etc/hermod/config.toml")).unwrap();
+        assert_eq!(config.role, Role::Master);
+        let wanted: Vec<(Option<&str>, Option<&str>)> =
+            config.wanted.iter().map(|w| (w.source(), w.package())).collect();
+        assert_eq!(
+            wanted,
+            [
+                (Some("pkg:v4l2loopback-dkms"), None),
+                (Some("/usr/src/hello-0.1"), Some("hello")),
+                (None, Some("vendor"))
+            ]
+        );
+        let source = config.repository_source().unwrap();
+        assert_eq!((source.uri.as_str(), source.suite.as_str()), ("http://master.example/hermod", "hermod"));
+        assert_eq!(source.components, ["main"]);
+        assert_eq!(source.signed_by, SignedBy::Keyrings(vec!["/etc/apt/keyrings/hermod.asc".into()]));
+        assert_eq!(Config::parse("", Path::new("c")).unwrap().role, Role::Farm);
+    }
+
+    #[test]
+    fn fleet_mistakes_are_named() {
+        let cases = [
+            ("role = \"builder\"", "unknown variant `builder`"),
+            ("wanted = [{ }]", "wanted[0]: names neither a source nor a package"),
+            ("wanted = [{ package = \"Bad Name\" }]", "is not a Debian package name"),
+            ("state_dir = \"var/lib\"", "state_dir: var/lib is not an absolute path"),
+            ("[repository]\nuri = \"ftp://x\"\nsigned_by = \"/k.asc\"", "repository (ftp://x): uri must start with"),
+            ("[repository]\nuri = \"file:/r\"\nsigned_by = \"k.asc\"", "signed_by k.asc is not an absolute path"),
+            ("[repository]\nuri = \"file:/r\"", "missing field `signed_by`"),
+            ("[repository]\nuri = \"file:/r\"\nsuite = \"a b\"\nsigned_by = \"/k\"", "\"a b\" is not a suite"),
+        ];
+        for (text, message) in cases {
+            let e = Config::parse(text, Path::new("/etc/hermod/config.toml")).unwrap_err().to_string();
+            assert!(e.contains(message), "{text}: {e}");
         }
     }
 }

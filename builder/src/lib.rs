@@ -13,6 +13,7 @@ pub mod compress;
 pub mod config;
 pub mod debpkg;
 pub mod dkms;
+pub mod farm;
 pub mod input;
 pub mod key;
 pub mod keyinfo;

@@ -69,6 +69,11 @@ pub enum PipelineError {
     Skipped(String),
     #[error("the lock is for kernel {locked}, not {wanted}")]
     LockedKernel { locked: String, wanted: String },
+    /// A farm machine (config `role = "farm"`) found no prebuilt package.
+    #[error("{source_label} for {kernel}: not in the shared cache, and this machine may not build ({why})")]
+    BuildNotAllowed { source_label: String, kernel: String, why: String },
+    #[error(transparent)]
+    Farm(#[from] crate::farm::FarmError),
 }
 
 /// What became of one (source, kernel) pair, as `--json` reports it.
@@ -133,6 +138,9 @@ pub struct Options {
     pub shared: Option<crate::remote::SharedCache>,
     /// The directory of dkms.conf override files (`/etc/dkms`, see [`crate::dkms::overrides`]).
     pub dkms_overrides: PathBuf,
+    /// `false` on a farm machine: results come from the caches or not at all;
+    /// no build root is made and nothing is compiled.
+    pub may_build: bool,
 }
 
 /// The archive and recipe, loaded once for many builds.
@@ -317,6 +325,13 @@ impl Context {
         if !overrides::any_candidate(dir)? {
             return Ok(Vec::new());
         }
+        if !self.options.may_build {
+            return Err(PipelineError::BuildNotAllowed {
+                source_label: source_dir.display().to_string(),
+                kernel: lock.kernel.clone(),
+                why: format!("{} holds dkms.conf overrides, which only a build root can match", dir.display()),
+            });
+        }
         let root = self.materialize(lock)?;
         let store = &self.options.store;
         let workdir = store.staging_dir("names-")?;
@@ -408,6 +423,13 @@ impl Context {
             return deliver(pulled.manifest, &pulled.bytes, CacheStatus::Remote, &from);
         }
 
+        if !self.options.may_build {
+            return Err(PipelineError::BuildNotAllowed {
+                source_label: input.label.clone(),
+                kernel: kernel.to_owned(),
+                why: "role = \"farm\"".into(),
+            });
+        }
         let rootfs = match rootfs {
             Some(rootfs) => rootfs,
             None => self.materialize(&lock)?,

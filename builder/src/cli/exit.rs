@@ -1,6 +1,7 @@
 //! The documented exit status of each error (the table is `EXIT_CODES`).
 
 use super::*;
+use crate::farm::FarmError;
 
 /// The documented exit status for an error (see [`EXIT_CODES`]).
 pub fn exit_code(err: &PipelineError) -> i32 {
@@ -50,6 +51,14 @@ pub fn exit_code(err: &PipelineError) -> i32 {
         PipelineError::Trust(TrustError::Write { .. } | TrustError::Read { .. }) => 9,
         PipelineError::Trust(_) => 3,
         PipelineError::Deb(_) => 1,
+        PipelineError::BuildNotAllowed { .. } => 10,
+        PipelineError::Farm(e) => match e {
+            FarmError::NotAvailable { .. } | FarmError::Queued { .. } => 10,
+            FarmError::Tool { .. } | FarmError::InstallFailed(..) => 11,
+            FarmError::NoRepository { .. } | FarmError::UnknownPackageName { .. } | FarmError::BadDeb { .. } => 3,
+            FarmError::Apt(_) | FarmError::Fetch(_) => 7,
+            FarmError::Io { .. } => 9,
+        },
         PipelineError::Limit(_) => 2,
         PipelineError::Cache(crate::cache::CacheError::BadSize { .. }) => 2,
         PipelineError::Cache(_) | PipelineError::Store(_) | PipelineError::Io { .. } => 9,

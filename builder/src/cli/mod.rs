@@ -19,6 +19,7 @@ use crate::trust::TrustError;
 
 mod cache;
 mod exit;
+mod farm;
 
 use cache::{cache_command, key_command};
 pub use exit::exit_code;
@@ -36,6 +37,9 @@ Exit status:
   7  archive error: network, signature or checksum verification (an image's digests too)
   8  the sandbox could not be set up
   9  store or output I/O error
+ 10  a wanted module package is not available: not in debs/, the repository or the shared cache,
+     and this machine may not build it (config role = farm); `prepare` queued it for the boot service
+ 11  dpkg or modprobe failed (what dpkg did not install stays in /var/lib/hermod/pending)
  77  nothing built: dkms.conf's BUILD_EXCLUSIVE_* directives exclude every requested kernel
      (as DKMS's 77); with some builds done and the rest skipped, the status is 0";
 
@@ -99,6 +103,19 @@ pub enum Command {
         #[command(subcommand)]
         command: RootfsCommand,
     },
+    /// Farm side: download module packages for a kernel from the repository (or the shared
+    /// cache), verified, and install them with dpkg; needs no toolchain and no build root
+    Fetch(farm::FetchArgs),
+    /// For the kernel hooks: put the config's wanted module packages for KERNEL into
+    /// /var/lib/hermod/pending (from debs/, the repository, the shared cache, or a build on a
+    /// master); queue what none has. Never runs dpkg
+    Prepare(farm::PrepareArgs),
+    /// Install the pending module packages with dpkg and clear them (run by apt's
+    /// DPkg::Post-Invoke after dpkg is done; defers inside a maintainer script)
+    InstallPending,
+    /// For hermod-boot.service: prepare and install the running kernel's wanted module
+    /// packages, then load their modules
+    Boot(farm::BootArgs),
 }
 
 #[derive(Debug, Args)]
@@ -360,6 +377,7 @@ fn context(
         signing: None,
         shared: None,
         dkms_overrides: global.dkms_overrides.clone(),
+        may_build: true,
     })
 }
 
@@ -416,6 +434,10 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
         }
         Command::Rootfs { command } => rootfs_command(&cli.global, command),
         Command::Cache { command } => cache_command(&cli.global, command),
+        Command::Fetch(args) => farm::fetch(&cli.global, args),
+        Command::Prepare(args) => farm::prepare(&cli.global, args),
+        Command::InstallPending => farm::install_pending(&cli.global),
+        Command::Boot(args) => farm::boot(&cli.global, args),
     }
 }
 

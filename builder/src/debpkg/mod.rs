@@ -210,3 +210,34 @@ mod tests;
 use archive::*;
 use checks::*;
 use content::*;
+
+/// Small real module packages for other modules' tests.
+#[cfg(test)]
+pub mod tests_support {
+    use super::*;
+
+    /// A valid module .deb for `package` at `version` (kernel `k`): its file name and bytes.
+    pub fn module_deb(package: &str, version: &str) -> (String, Vec<u8>) {
+        let spec = DebSpec {
+            package: package.into(),
+            version: version.into(),
+            architecture: "amd64".into(),
+            kernel_release: "k".into(),
+            maintainer: "Hermod Test <test@example.org>".into(),
+            description_short: format!("{package} test package"),
+            description_long: "A package made by a unit test.".into(),
+            source_name: format!("{}-src", package.split("-modules-").next().unwrap_or(package)),
+            depends: String::new(),
+            extra_fields: Vec::new(),
+            files: vec![ModuleFile {
+                install_dir: "lib/modules/k/updates/dkms".into(),
+                file_name: "m.ko".into(),
+                contents: b"\x7fELF test".to_vec(),
+            }],
+            copyright: "test".into(),
+            changelog_entry: "test".into(),
+            mtime: 1_704_067_200,
+        };
+        (file_name(&spec), build_deb(&spec).expect("test package builds"))
+    }
+}

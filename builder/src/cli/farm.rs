@@ -1,0 +1,310 @@
+//! `hermod fetch`, `prepare`, `install-pending` and `boot`: the glue between
+//! the command line, the config file and [`crate::farm`].
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::Global;
+use crate::config::{Config, Role};
+use crate::farm::prepare::{obtain, LocalDebs, Outcome, Provider};
+use crate::farm::repository::RepositoryProvider;
+use crate::farm::system::{inside_dpkg, module_names};
+use crate::farm::{pending, FarmError, StateDir, System, SystemTools, Wanted};
+use crate::input::Input;
+use crate::limits::BuildLimits;
+use crate::pipeline::{Context, PipelineError};
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The kernel release the packages are for
+    #[arg(long)]
+    pub kernel: String,
+    /// Module packages: NAME (hello), NAME-modules-KREL, a -dkms package name, pkg:NAME
+    /// (also tried in the shared cache), a *-dkms .deb or a source directory
+    #[arg(required = true)]
+    pub packages: Vec<String>,
+    /// Only download (verified) into --out; do not run dpkg
+    #[arg(long)]
+    pub download_only: bool,
+    /// Where to put the .debs [default: the current directory with --download-only]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// The kernel release to prepare the wanted modules for
+    #[arg(long)]
+    pub kernel: String,
+    /// Which hook calls (for the messages): header_postinst.d, postinst.d
+    #[arg(long, value_name = "NAME")]
+    pub hook: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    /// Install but do not load the modules
+    #[arg(long)]
+    pub no_load: bool,
+}
+
+/// The wanted modules of the config file.
+fn wanted(config: &Config) -> Result<Vec<Wanted>, FarmError> {
+    config.wanted.iter().map(Wanted::from_entry).collect()
+}
+
+/// Builds (or, on a farm machine, only pulls from the shared cache) with the
+/// pipeline. The context is made on first use: a machine that has everything
+/// never opens a store.
+struct BuildProvider<'a> {
+    global: &'a Global,
+    may_build: bool,
+    out: PathBuf,
+    context: OnceLock<Result<Context, String>>,
+}
+
+impl<'a> BuildProvider<'a> {
+    fn new(global: &'a Global, may_build: bool, out: PathBuf) -> BuildProvider<'a> {
+        BuildProvider { global, may_build, out, context: OnceLock::new() }
+    }
+
+    fn context(&self) -> Result<&Context, String> {
+        let make = || -> Result<Context, PipelineError> {
+            let limits = BuildLimits::default();
+            let mut ctx = super::context(self.global, self.out.clone(), None, Duration::from_secs(3600), limits, None)?;
+            let config = Config::load(self.global.config.as_deref())?;
+            ctx.options.signing = crate::signing::ModuleSigning::from_paths(
+                config.mok_signing_key.as_deref(),
+                config.mok_certificate.as_deref(),
+            )?;
+            let shared = crate::remote::Settings::resolve(&config, &|var| std::env::var(var).ok())?;
+            ctx.options.shared = crate::remote::SharedCache::from_settings(&shared)?;
+            ctx.options.may_build = self.may_build;
+            Ok(ctx)
+        };
+        self.context.get_or_init(|| make().map_err(|e| e.to_string())).as_ref().map_err(Clone::clone)
+    }
+}
+
+impl Provider for BuildProvider<'_> {
+    fn name(&self) -> String {
+        if self.may_build { "a build here (or the shared cache)" } else { "the shared cache" }.into()
+    }
+
+    fn provide(&self, wanted: &Wanted, kernel: &str, dir: &Path) -> Result<Option<PathBuf>, String> {
+        let Some(source) = &wanted.source else { return Ok(None) };
+        let ctx = self.context()?;
+        let input = Input::parse(source).map_err(|e| e.to_string())?;
+        let input = input.prepare(ctx, source, &[]).map_err(|e| e.to_string())?;
+        match ctx.build_one(&input, kernel) {
+            Ok(report) => {
+                let deb = report.deb.ok_or_else(|| {
+                    format!("no package: {}", report.reason.unwrap_or_else(|| "excluded by dkms.conf".into()))
+                })?;
+                let dest = dir.join(deb.file_name().expect("a file name"));
+                std::fs::rename(&deb, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+                Ok(Some(dest))
+            }
+            Err(PipelineError::BuildNotAllowed { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Where a wanted module package may come from on this machine, in order.
+fn providers<'a>(
+    global: &'a Global,
+    config: &Config,
+    state: &StateDir,
+    with_local: bool,
+) -> (Option<LocalDebs>, Option<RepositoryProvider>, Option<BuildProvider<'a>>) {
+    let local = with_local.then(|| LocalDebs { dir: state.debs() });
+    let repository = config
+        .repository_source()
+        .map(|source| RepositoryProvider::new(source, state.root().join("lists"), crate::build::ARCH, global.quiet));
+    let may_build = config.role == Role::Master;
+    let shared = config.remote.is_some() || std::env::var_os("HERMOD_REMOTE").is_some();
+    let build = (may_build || shared).then(|| BuildProvider::new(global, may_build, state.pending().join(".built")));
+    (local, repository, build)
+}
+
+fn as_list<'a>(
+    parts: &'a (Option<LocalDebs>, Option<RepositoryProvider>, Option<BuildProvider<'_>>),
+) -> Vec<&'a dyn Provider> {
+    let mut list: Vec<&dyn Provider> = Vec::new();
+    if let Some(p) = &parts.0 {
+        list.push(p);
+    }
+    if let Some(p) = &parts.1 {
+        list.push(p);
+    }
+    if let Some(p) = &parts.2 {
+        list.push(p);
+    }
+    list
+}
+
+/// `hermod fetch`.
+pub fn fetch(global: &Global, args: &FetchArgs) -> Result<(), PipelineError> {
+    let config = Config::load(global.config.as_deref())?;
+    let state = StateDir::from_config(&config);
+    let configured = wanted(&config)?;
+    let mut wanted = Vec::new();
+    for arg in &args.packages {
+        let mut w = Wanted::from_argument(arg, &args.kernel)?;
+        // A bare name the config also wants: its source lets the shared cache answer too.
+        if w.source.is_none() {
+            w.source = configured.iter().find(|c| c.base == w.base).and_then(|c| c.source.clone());
+        }
+        wanted.push(w);
+    }
+    if !args.download_only && inside_dpkg(&|v| std::env::var(v).ok()) {
+        return Err(FarmError::Tool {
+            what: "hermod fetch".into(),
+            detail: "dpkg is running (this is a maintainer script): use --download-only, or `hermod prepare`".into(),
+        }
+        .into());
+    }
+    // `fetch` never builds: it is the farm's command, whatever the role.
+    let mut parts = providers(global, &config, &state, false);
+    parts.2 = parts.2.map(|mut b| {
+        b.may_build = false;
+        b
+    });
+    let list = as_list(&parts);
+    if list.is_empty() {
+        let config = config.path.as_deref().unwrap_or(Path::new(crate::config::DEFAULT_PATH)).display().to_string();
+        return Err(FarmError::NoRepository { config }.into());
+    }
+    let scratch;
+    let out = match (&args.out, args.download_only) {
+        (Some(out), _) => out.clone(),
+        (None, true) => PathBuf::from("."),
+        (None, false) => {
+            scratch = tempfile::tempdir().map_err(|source| PipelineError::Io { path: std::env::temp_dir(), source })?;
+            scratch.path().to_owned()
+        }
+    };
+    std::fs::create_dir_all(&out).map_err(|source| PipelineError::Io { path: out.clone(), source })?;
+    let mut debs = Vec::new();
+    for w in &wanted {
+        match obtain(w, &args.kernel, &list, &out)? {
+            Ok((deb, from)) => {
+                if !global.quiet {
+                    eprintln!("hermod: {} from {from}", w.package(&args.kernel));
+                }
+                println!("{}", deb.display());
+                debs.push(deb);
+            }
+            Err(answers) => {
+                return Err(
+                    FarmError::NotAvailable { package: w.package(&args.kernel), answers: answers.join("; ") }.into()
+                )
+            }
+        }
+    }
+    if !args.download_only {
+        SystemTools.install(&debs)?;
+    }
+    Ok(())
+}
+
+/// `hermod prepare`: the kernel hooks' command.
+pub fn prepare(global: &Global, args: &PrepareArgs) -> Result<(), PipelineError> {
+    let config = Config::load(global.config.as_deref())?;
+    let state = StateDir::from_config(&config);
+    let wanted = wanted(&config)?;
+    if !global.quiet {
+        let from = args.hook.as_deref().map(|h| format!(" (from /etc/kernel/{h})")).unwrap_or_default();
+        eprintln!("hermod: preparing {} wanted module package(s) for {}{from}", wanted.len(), args.kernel);
+    }
+    let parts = providers(global, &config, &state, true);
+    let prepared = crate::farm::prepare(&args.kernel, &wanted, &state, &SystemTools, &as_list(&parts))?;
+    report(&prepared);
+    finish_prepare(&prepared, &state)
+}
+
+fn report(prepared: &crate::farm::Prepared) {
+    for (w, outcome) in &prepared.outcomes {
+        let package = w.package(&prepared.kernel);
+        let line = match outcome {
+            Outcome::Installed(v) => format!("{package}: installed ({v})"),
+            Outcome::AlreadyPending(deb) => format!("{package}: pending ({})", deb.display()),
+            Outcome::Pending { deb, from } => format!("{package}: pending, from {from} ({})", deb.display()),
+            Outcome::Queued(why) => format!("{package}: QUEUED, nothing has it: {}", why.join("; ")),
+        };
+        println!("{line}");
+    }
+}
+
+fn finish_prepare(prepared: &crate::farm::Prepared, state: &StateDir) -> Result<(), PipelineError> {
+    match prepared.queued() {
+        0 => Ok(()),
+        n => Err(FarmError::Queued {
+            count: n,
+            kernel: prepared.kernel.clone(),
+            queue: state.queue().join(&prepared.kernel),
+        }
+        .into()),
+    }
+}
+
+/// `hermod install-pending`.
+pub fn install_pending(global: &Global) -> Result<(), PipelineError> {
+    let config = Config::load(global.config.as_deref())?;
+    let state = StateDir::from_config(&config);
+    let done = pending::install(&state, &SystemTools, &|v| std::env::var(v).ok())?;
+    if done.deferred {
+        eprintln!("hermod: dpkg is running: pending packages are installed when it is done (apt's DPkg::Post-Invoke runs `hermod install-pending`; by hand: hermod install-pending)");
+    }
+    for (package, version) in &done.installed {
+        println!("{package} {version}: installed");
+    }
+    Ok(())
+}
+
+/// `hermod boot`: the running kernel's wanted modules, installed and loaded.
+pub fn boot(global: &Global, args: &BootArgs) -> Result<(), PipelineError> {
+    let config = Config::load(global.config.as_deref())?;
+    let state = StateDir::from_config(&config);
+    let wanted = wanted(&config)?;
+    let system = SystemTools;
+    let kernel = system.running_kernel()?;
+    let parts = providers(global, &config, &state, true);
+    let prepared = crate::farm::prepare(&kernel, &wanted, &state, &system, &as_list(&parts))?;
+    report(&prepared);
+    // Install what is there even when something is queued: one missing module
+    // must not keep the others from loading.
+    let installed = pending::install(&state, &system, &|v| std::env::var(v).ok());
+    let mut failed_loads = Vec::new();
+    if !args.no_load {
+        for w in &wanted {
+            let package = w.package(&kernel);
+            if system.installed_version(&package).is_none() {
+                continue;
+            }
+            for module in module_names(&system.files(&package)?) {
+                match system.load_module(&module) {
+                    Ok(()) => println!("{module}: loaded"),
+                    Err(e) => {
+                        eprintln!("hermod: {e}");
+                        failed_loads.push(module);
+                    }
+                }
+            }
+        }
+    }
+    installed?;
+    finish_prepare(&prepared, &state)?;
+    if !failed_loads.is_empty() {
+        return Err(FarmError::Tool {
+            what: "modprobe".into(),
+            detail: format!("not loaded: {}", failed_loads.join(", ")),
+        }
+        .into());
+    }
+    Ok(())
+}

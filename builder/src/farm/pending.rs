@@ -1,0 +1,168 @@
+//! `hermod install-pending`: install what [`super::prepare`] left in `pending/`.
+//!
+//! It runs after dpkg is done (apt's `DPkg::Post-Invoke`, the boot service, or
+//! by hand), never inside a maintainer script: there dpkg holds its lock, so it
+//! only says it defers. Packages dpkg then has at their version are removed
+//! from `pending/`; anything else stays for the next run and the run fails.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::system::{inside_dpkg, is_deb, System};
+use super::{io_error, FarmError, StateDir};
+
+/// What one run did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Installed {
+    /// Inside a maintainer script: nothing was tried.
+    pub deferred: bool,
+    /// `(package, version)` now installed and removed from `pending/`.
+    pub installed: Vec<(String, String)>,
+}
+
+/// The pending .debs, sorted by file name.
+pub fn list(state: &StateDir) -> Result<Vec<PathBuf>, FarmError> {
+    let dir = state.pending();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(FarmError::Io { path: dir, source: e }),
+    };
+    let mut debs = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io_error(&dir))?.path();
+        if is_deb(&path) {
+            debs.push(path);
+        }
+    }
+    debs.sort();
+    Ok(debs)
+}
+
+/// Hold `pending/.lock`: one installer at a time, and no `prepare` writing
+/// into `pending/` while it is read.
+pub fn lock(state: &StateDir) -> Result<Flock<fs::File>, FarmError> {
+    let dir = state.pending();
+    state.ensure(&dir)?;
+    let path = dir.join(".lock");
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_error(&path))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| FarmError::Io { path, source: std::io::Error::from(errno) })
+}
+
+/// Install every pending package in one dpkg run; clear those dpkg now has.
+pub fn install(
+    state: &StateDir,
+    system: &dyn System,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Installed, FarmError> {
+    if inside_dpkg(env) {
+        return Ok(Installed { deferred: true, installed: Vec::new() });
+    }
+    let _lock = lock(state)?;
+    let debs = list(state)?;
+    if debs.is_empty() {
+        return Ok(Installed::default());
+    }
+    let mut wanted = Vec::new();
+    for deb in &debs {
+        wanted.push((deb.clone(), identity(deb)?));
+    }
+    // One transaction, so packages that depend on each other go in together.
+    let result = system.install(&debs);
+    let mut done = Installed::default();
+    let mut left = 0;
+    for (deb, (package, version)) in wanted {
+        if system.installed_version(&package).as_deref() == Some(version.as_str()) {
+            fs::remove_file(&deb).map_err(io_error(&deb))?;
+            done.installed.push((package, version));
+        } else {
+            left += 1;
+        }
+    }
+    match result {
+        Err(e) if left > 0 => {
+            eprintln!("hermod: {e}");
+            Err(FarmError::InstallFailed(left, state.pending()))
+        }
+        // dpkg said yes but does not have one of them at that version.
+        Ok(()) if left > 0 => Err(FarmError::InstallFailed(left, state.pending())),
+        _ => Ok(done),
+    }
+}
+
+/// `(Package, Version)` of a .deb's control file.
+pub fn identity(deb: &Path) -> Result<(String, String), FarmError> {
+    let bad = |detail: String| FarmError::BadDeb { path: deb.to_owned(), detail };
+    let control = crate::apt::control(deb).map_err(|e| bad(e.to_string()))?;
+    let field = |name: &str| control.get(name).map(str::to_owned).ok_or_else(|| bad(format!("no {name} field")));
+    Ok((field("Package")?, field("Version")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::system::recording::Recording;
+    use super::*;
+    use crate::debpkg::tests_support::module_deb;
+
+    fn state_with(debs: &[(&str, &str)]) -> (tempfile::TempDir, StateDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.ensure(&state.pending()).unwrap();
+        for (package, version) in debs {
+            let (name, bytes) = module_deb(package, version);
+            fs::write(state.pending().join(name), bytes).unwrap();
+        }
+        (dir, state)
+    }
+
+    #[test]
+    fn installs_all_in_one_run_and_clears_them() {
+        let (_dir, state) = state_with(&[("a-modules-k", "1.0+1"), ("b-modules-k", "2.0+1")]);
+        let system = Recording::default();
+        let done = install(&state, &system, &|_| None).unwrap();
+        assert_eq!(done.installed.len(), 2);
+        assert_eq!(
+            system.calls.borrow().as_slice(),
+            ["install a-modules-k_1.0+1_amd64.deb b-modules-k_2.0+1_amd64.deb"]
+        );
+        assert!(list(&state).unwrap().is_empty());
+        // Nothing pending: nothing run.
+        assert_eq!(install(&state, &system, &|_| None).unwrap(), Installed::default());
+        assert_eq!(system.calls.borrow().len(), 1);
+    }
+
+    #[test]
+    fn what_dpkg_refused_stays_pending_and_the_run_fails() {
+        let (_dir, state) = state_with(&[("a-modules-k", "1.0+1"), ("b-modules-k", "2.0+1")]);
+        let system = Recording { fail_install_of: Some("b-modules".into()), ..Default::default() };
+        let e = install(&state, &system, &|_| None).unwrap_err().to_string();
+        assert!(e.starts_with("1 package(s) could not be installed"), "{e}");
+        let left: Vec<String> =
+            list(&state).unwrap().iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
+        assert_eq!(left, ["b-modules-k_2.0+1_amd64.deb"]);
+    }
+
+    #[test]
+    fn inside_a_maintainer_script_it_defers() {
+        let (_dir, state) = state_with(&[("a-modules-k", "1.0+1")]);
+        let system = Recording::default();
+        let env = |v: &str| (v == "DPKG_MAINTSCRIPT_NAME").then(|| "postinst".to_owned());
+        assert!(install(&state, &system, &env).unwrap().deferred);
+        assert!(system.calls.borrow().is_empty());
+        assert_eq!(list(&state).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_broken_file_is_named_and_nothing_is_installed() {
+        let (_dir, state) = state_with(&[("a-modules-k", "1.0+1")]);
+        fs::write(state.pending().join("junk_1_amd64.deb"), b"not an archive").unwrap();
+        let system = Recording::default();
+        let e = install(&state, &system, &|_| None).unwrap_err().to_string();
+        assert!(e.contains("junk_1_amd64.deb: not a usable .deb"), "{e}");
+        assert!(system.calls.borrow().is_empty());
+        assert_eq!(list(&state).unwrap().len(), 2);
+    }
+}
