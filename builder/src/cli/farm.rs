@@ -91,7 +91,7 @@ impl<'a> BuildProvider<'a> {
 
 impl Provider for BuildProvider<'_> {
     fn name(&self) -> String {
-        if self.may_build { "a build here (or the shared cache)" } else { "the shared cache" }.into()
+        if self.may_build { "the caches or a build here" } else { "the local or shared cache" }.into()
     }
 
     fn provide(&self, wanted: &Wanted, kernel: &str, dir: &Path) -> Result<Option<PathBuf>, String> {
@@ -105,7 +105,7 @@ impl Provider for BuildProvider<'_> {
                     format!("no package: {}", report.reason.unwrap_or_else(|| "excluded by dkms.conf".into()))
                 })?;
                 let dest = dir.join(deb.file_name().expect("a file name"));
-                std::fs::rename(&deb, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+                crate::farm::move_file(&deb, &dest).map_err(|e| e.to_string())?;
                 Ok(Some(dest))
             }
             Err(PipelineError::BuildNotAllowed { .. }) => Ok(None),
@@ -262,6 +262,9 @@ pub fn install_pending(global: &Global) -> Result<(), PipelineError> {
     }
     for (package, version) in &done.installed {
         println!("{package} {version}: installed");
+    }
+    for (package, dependency) in &done.waiting {
+        println!("{package}: waiting in {} for {dependency}", state.pending().display());
     }
     Ok(())
 }

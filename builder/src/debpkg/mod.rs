@@ -218,6 +218,11 @@ pub mod tests_support {
 
     /// A valid module .deb for `package` at `version` (kernel `k`): its file name and bytes.
     pub fn module_deb(package: &str, version: &str) -> (String, Vec<u8>) {
+        module_deb_depending(package, version, "")
+    }
+
+    /// [`module_deb`] with a `Depends:` field (none when empty).
+    pub fn module_deb_depending(package: &str, version: &str, depends: &str) -> (String, Vec<u8>) {
         let spec = DebSpec {
             package: package.into(),
             version: version.into(),
@@ -227,7 +232,7 @@ pub mod tests_support {
             description_short: format!("{package} test package"),
             description_long: "A package made by a unit test.".into(),
             source_name: format!("{}-src", package.split("-modules-").next().unwrap_or(package)),
-            depends: String::new(),
+            depends: depends.into(),
             extra_fields: Vec::new(),
             files: vec![ModuleFile {
                 install_dir: "lib/modules/k/updates/dkms".into(),

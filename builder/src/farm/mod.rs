@@ -69,6 +69,19 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FarmError + '_ {
     move |source| FarmError::Io { path: path.to_owned(), source }
 }
 
+/// Rename `from` to `to`, or copy (to a temporary name beside `to`, then
+/// rename) and remove `from` when they are on different filesystems.
+pub fn move_file(from: &Path, to: &Path) -> Result<(), FarmError> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let bytes = std::fs::read(from).map_err(io_error(from))?;
+            crate::store::write_atomically(to, &bytes).map_err(io_error(to))?;
+            std::fs::remove_file(from).map_err(io_error(from))
+        }
+        other => other.map_err(io_error(to)),
+    }
+}
+
 /// `/var/lib/hermod` and its parts.
 #[derive(Debug, Clone)]
 pub struct StateDir {

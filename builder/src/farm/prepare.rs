@@ -114,7 +114,7 @@ pub fn prepare(
         let outcome = match found {
             Ok((deb, from)) => {
                 let dest = pending_dir.join(deb.file_name().expect("a file name"));
-                fs::rename(&deb, &dest).map_err(io_error(&dest))?;
+                super::move_file(&deb, &dest)?;
                 Outcome::Pending { deb: dest, from }
             }
             Err(answers) => Outcome::Queued(answers),
