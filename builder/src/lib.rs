@@ -21,6 +21,7 @@ pub mod limits;
 pub mod oci_bundle;
 pub mod pipeline;
 pub mod remote;
+pub mod repo;
 pub mod rootfs;
 pub mod signing;
 pub mod source;

@@ -74,6 +74,8 @@ pub enum PipelineError {
     BuildNotAllowed { source_label: String, kernel: String, why: String },
     #[error(transparent)]
     Farm(#[from] crate::farm::FarmError),
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
 }
 
 /// What became of one (source, kernel) pair, as `--json` reports it.

@@ -51,9 +51,15 @@ pub enum DebFileError {
 
 /// Decompressed reader over the `control.tar*` or `data.tar*` member.
 fn member_reader(deb: &Path, prefix: &str) -> Result<(String, Box<dyn Read>), DebFileError> {
+    let file = File::open(deb).map_err(|source| DebFileError::Io { deb: deb.to_path_buf(), source })?;
+    member_reader_of(deb, BufReader::new(file), prefix)
+}
+
+/// [`member_reader`] over a .deb's bytes from any reader (`deb` names it in errors).
+fn member_reader_of(deb: &Path, r: impl Read, prefix: &str) -> Result<(String, Box<dyn Read>), DebFileError> {
     let io_err = |source| DebFileError::Io { deb: deb.to_path_buf(), source };
     let not_deb = |reason: String| DebFileError::NotADeb { deb: deb.to_path_buf(), reason };
-    let mut ar = ar::Archive::new(BufReader::new(File::open(deb).map_err(io_err)?));
+    let mut ar = ar::Archive::new(r);
     let mut first = true;
     while let Some(entry) = ar.next_entry() {
         let mut entry = entry.map_err(|e| not_deb(format!("bad ar archive: {e}")))?;
@@ -91,16 +97,28 @@ fn member_reader(deb: &Path, prefix: &str) -> Result<(String, Box<dyn Read>), De
 /// The package's `control` stanza (Package, Version, Depends, ...).
 pub fn control(deb: &Path) -> Result<Stanza, DebFileError> {
     let (member, r) = member_reader(deb, "control.tar")?;
+    let text = control_text_in(deb, &member, r)?;
+    Ok(stanza::parse_one(&text, &format!("{}:control", deb.display()))?)
+}
+
+/// The `control` file's text, verbatim, of the .deb whose bytes are `bytes`
+/// (`deb` names it in errors): the bytes read are the bytes checked.
+pub fn control_text_of(deb: &Path, bytes: &[u8]) -> Result<String, DebFileError> {
+    let (member, r) = member_reader_of(deb, bytes, "control.tar")?;
+    control_text_in(deb, &member, r)
+}
+
+fn control_text_in(deb: &Path, member: &str, r: Box<dyn Read>) -> Result<String, DebFileError> {
     let mut tar = tar::Archive::new(r);
     let err =
-        |source| DebFileError::Unpack { deb: deb.to_path_buf(), path: member.clone(), dest: PathBuf::new(), source };
+        |source| DebFileError::Unpack { deb: deb.to_path_buf(), path: member.to_owned(), dest: PathBuf::new(), source };
     for entry in tar.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;
         let path = entry.path().map_err(err)?.into_owned();
         if normalize(&path).ok().flatten().as_deref() == Some(Path::new("control")) {
             let mut text = String::new();
             entry.read_to_string(&mut text).map_err(err)?;
-            return Ok(stanza::parse_one(&text, &format!("{}:control", deb.display()))?);
+            return Ok(text);
         }
     }
     Err(DebFileError::NoControl { deb: deb.to_path_buf() })
@@ -194,6 +212,16 @@ pub(crate) fn read_data<E: From<DebFileError>>(
     visit: impl FnMut(DataEntry<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     let (member, r) = member_reader(deb, "data.tar")?;
+    read_tar(r, deb, &member, visit)
+}
+
+/// [`read_data`] over the .deb's bytes (`deb` names it in errors).
+pub(crate) fn read_data_of<E: From<DebFileError>>(
+    deb: &Path,
+    bytes: &[u8],
+    visit: impl FnMut(DataEntry<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let (member, r) = member_reader_of(deb, bytes, "data.tar")?;
     read_tar(r, deb, &member, visit)
 }
 

@@ -59,6 +59,15 @@ pub fn exit_code(err: &PipelineError) -> i32 {
             FarmError::Apt(_) | FarmError::Fetch(_) => 7,
             FarmError::Io { .. } => 9,
         },
+        PipelineError::Repo(e) => {
+            use crate::repo::{RepoError, SignError};
+            match e {
+                RepoError::Immutable { .. } | RepoError::WouldUnsign { .. } => 12,
+                RepoError::Damaged(_) | RepoError::Index(_) | RepoError::Io { .. } => 9,
+                RepoError::Key(SignError::Write { .. }) => 9,
+                _ => 3,
+            }
+        }
         PipelineError::Limit(_) => 2,
         PipelineError::Cache(crate::cache::CacheError::BadSize { .. }) => 2,
         PipelineError::Cache(_) | PipelineError::Store(_) | PipelineError::Io { .. } => 9,

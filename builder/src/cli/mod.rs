@@ -20,6 +20,7 @@ use crate::trust::TrustError;
 mod cache;
 mod exit;
 mod farm;
+mod repo;
 
 use cache::{cache_command, key_command};
 pub use exit::exit_code;
@@ -30,7 +31,8 @@ Exit status:
   1  internal error
   2  usage error
   3  bad input: the source, its dkms.conf, a recipe, a lock file, the config file, a shared-cache setting
-     or key, or an image is unusable (a shared cache that fails is only a warning)
+     or key, a .deb to publish or the repository's signing key, or an image is unusable (a shared cache
+     that fails is only a warning)
   4  no headers in the archive for the requested kernel
   5  the build failed (make error or timeout); the log's tail is shown
   6  a module declared in dkms.conf was not built
@@ -40,6 +42,8 @@ Exit status:
  10  a wanted module package is not available: not in debs/, the repository or the shared cache,
      and this machine may not build it (config role = farm); `prepare` queued it for the boot service
  11  dpkg or modprobe failed (what dpkg did not install stays in /var/lib/hermod/pending)
+ 12  the repository refused the change: a published name+version+architecture with other bytes
+     (a published version is immutable), or an unsigned publish into a signed repository
  77  nothing built: dkms.conf's BUILD_EXCLUSIVE_* directives exclude every requested kernel
      (as DKMS's 77); with some builds done and the rest skipped, the status is 0";
 
@@ -116,6 +120,14 @@ pub enum Command {
     /// For hermod-boot.service: prepare and install the running kernel's wanted module
     /// packages, then load their modules
     Boot(farm::BootArgs),
+    /// Add .debs to a signed APT repository (pool/, dists/SUITE/…, InRelease written last);
+    /// the same inputs give the same bytes
+    Publish(repo::PublishArgs),
+    /// The APT repository's signing key (keygen)
+    Repo {
+        #[command(subcommand)]
+        command: repo::RepoCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -438,6 +450,8 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
         Command::Prepare(args) => farm::prepare(&cli.global, args),
         Command::InstallPending => farm::install_pending(&cli.global),
         Command::Boot(args) => farm::boot(&cli.global, args),
+        Command::Publish(args) => repo::publish(&cli.global, args),
+        Command::Repo { command } => repo::repo_command(&cli.global, command),
     }
 }
 

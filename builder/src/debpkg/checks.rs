@@ -3,7 +3,7 @@
 
 use super::*;
 
-pub(super) fn is_package_name(s: &str) -> bool {
+pub(crate) fn is_package_name(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() >= 2
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
@@ -12,7 +12,7 @@ pub(super) fn is_package_name(s: &str) -> bool {
 
 /// Debian version syntax, as dpkg's parseversion() checks it (plus "upstream must
 /// start with a digit", which dpkg enforces when building).
-pub(super) fn check_version(v: &str) -> Result<(), String> {
+pub(crate) fn check_version(v: &str) -> Result<(), String> {
     if v.is_empty() {
         return Err("empty version".into());
     }

@@ -209,6 +209,7 @@ mod tests;
 
 use archive::*;
 use checks::*;
+pub(crate) use checks::{check_version, is_package_name};
 use content::*;
 
 /// Small real module packages for other modules' tests.
