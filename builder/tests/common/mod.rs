@@ -9,6 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod debroot;
+pub mod nginx;
+
 pub fn hermod() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hermod"))
 }

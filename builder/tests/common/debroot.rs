@@ -1,0 +1,253 @@
+//! A throwaway Debian root with the real dpkg and apt in it, for tests that
+//! need a machine to install packages on (the farm side of hermod).
+//!
+//! - **Made once, then reused.** `mmdebstrap` (variant `apt` unless asked
+//!   otherwise) builds the root from the host's own apt sources (the host's
+//!   `.sources`/`.list` files are passed as mirror arguments: no mirror is
+//!   named here) straight into a tarball next to the test package cache
+//!   (`<parent of HERMOD_TEST_PACKAGE_CACHE>/debroot-<hash>.tar`). The hash
+//!   covers everything that shapes the root: the spec (variant, packages,
+//!   dpkg excludes), the sources files' text and mmdebstrap's version. The
+//!   .debs it downloads are kept in `debroot-debs/` beside it and handed to
+//!   the next mmdebstrap run (its documented `sync-in`/`sync-out` hooks), so
+//!   a new spec downloads only what it adds.
+//! - **A fresh copy per test**: [`DebRoot::new`] extracts the tarball into
+//!   a temporary directory under /var/tmp, removed when the `DebRoot` drops.
+//! - **Commands run inside with bubblewrap**, not chroot: `bwrap --bind ROOT /
+//!   --proc /proc --dev /dev --perms 1777 --tmpfs /tmp --cap-add ALL
+//!   --unshare-pid --die-with-parent`. The caller is root and keeps its capabilities, so
+//!   dpkg can chown and apt can drop to `_apt`; the pid namespace ends every
+//!   process the command started when it exits; the network is the host's,
+//!   so a server on loopback is reachable. Unlike a chroot, a process inside
+//!   may create namespaces itself (hermod's own sandbox does).
+//! - **Host directories** are bound in with [`DebRoot::bind`] (for every later
+//!   command) or copied in with [`DebRoot::copy_in`].
+//!
+//! Everything here needs root (mmdebstrap `--mode=root`, tar keeping owners,
+//! bwrap's capabilities): the tests run as root, as CI does.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use sha2::Digest;
+
+/// What goes into a root.
+#[derive(Debug, Clone)]
+pub struct DebRootSpec {
+    /// mmdebstrap's `--variant` (`apt`: Essential plus apt; `minbase`: plus Priority required).
+    pub variant: String,
+    /// Packages installed besides the variant's (with their Depends, without Recommends).
+    pub include: Vec<String>,
+    /// dpkg `path-exclude` globs while the root is made (files a test never
+    /// reads, left out to keep the tarball small); later dpkg runs inside the
+    /// root exclude nothing.
+    pub path_exclude: Vec<String>,
+}
+
+impl DebRootSpec {
+    /// A farm machine running `kernel`: its real `linux-image-<kernel>`
+    /// package installed (so a module package's `Depends` holds), and debsums.
+    /// The image's 390 MB of modules are left out (path-exclude: dpkg still
+    /// records the package; only those files are missing), and so is the
+    /// initramfs-tools hook that would spend seconds making an initrd of them.
+    pub fn farm(kernel: &str) -> DebRootSpec {
+        DebRootSpec {
+            variant: "apt".into(),
+            include: vec!["debsums".into(), format!("linux-image-{kernel}")],
+            path_exclude: vec!["/lib/modules/*/kernel/*".into(), "/etc/kernel/postinst.d/initramfs-tools".into()],
+        }
+    }
+}
+
+/// A fresh copy of a cached root; removed on drop.
+pub struct DebRoot {
+    dir: tempfile::TempDir,
+    /// (host path, path inside, read-only) for every command from now on.
+    binds: Vec<(PathBuf, String, bool)>,
+}
+
+/// The host's apt sources, as mmdebstrap's mirror arguments (sorted).
+pub fn host_sources() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir("/etc/apt/sources.list.d")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("sources" | "list")));
+    let main = PathBuf::from("/etc/apt/sources.list");
+    if fs::read_to_string(&main).is_ok_and(|t| t.lines().any(|l| l.trim_start().starts_with("deb"))) {
+        files.push(main);
+    }
+    files.sort();
+    assert!(!files.is_empty(), "the host has no apt sources to make a Debian root from");
+    files
+}
+
+/// The host's Debian codename (mmdebstrap's SUITE argument).
+fn host_codename() -> String {
+    let text = fs::read_to_string("/etc/os-release").expect("/etc/os-release");
+    text.lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|v| v.trim_matches('"').to_owned())
+        .expect("VERSION_CODENAME in /etc/os-release")
+}
+
+/// The cached tarball for `spec` (made if missing, under a lock).
+pub fn cached_tarball(spec: &DebRootSpec) -> PathBuf {
+    assert!(nix::unistd::geteuid().is_root(), "a Debian root for tests needs root (mmdebstrap --mode=root, bwrap)");
+    let sources = host_sources();
+    let mmdebstrap = Command::new("mmdebstrap").arg("--version").output();
+    let mmdebstrap = mmdebstrap.expect("mmdebstrap is not installed (apt-get install mmdebstrap; .ci/run does)");
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(format!("debroot 1\n{spec:?}\n").as_bytes());
+    hasher.update(&mmdebstrap.stdout);
+    for file in &sources {
+        hasher.update(file.display().to_string().as_bytes());
+        hasher.update(fs::read(file).unwrap());
+    }
+    let cache = super::package_cache();
+    let cache_dir = cache.parent().expect("the package cache has a parent directory");
+    let tarball = cache_dir.join(format!("debroot-{}.tar", &hex::encode(hasher.finalize())[..16]));
+    if tarball.exists() {
+        return tarball;
+    }
+    // One maker at a time (tests run in parallel threads and processes).
+    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(tarball.with_extension("lock"));
+    let _lock = nix::fcntl::Flock::lock(lock.unwrap(), nix::fcntl::FlockArg::LockExclusive).expect("flock");
+    if tarball.exists() {
+        return tarball;
+    }
+    let debs = cache_dir.join("debroot-debs");
+    fs::create_dir_all(&debs).unwrap();
+    let partial = tarball.with_extension(format!("tmp-{}.tar", std::process::id()));
+    let started = Instant::now();
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.args(["--mode=root", "--format=tar", "--quiet"])
+        .arg(format!("--variant={}", spec.variant))
+        // Downloads kept between runs: the documented way (mmdebstrap(1), "--skip=download/empty").
+        .args(["--skip=download/empty", "--skip=essential/unlink"])
+        .arg("--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/")
+        .arg(format!("--setup-hook=sync-in {} /var/cache/apt/archives/", debs.display()))
+        .arg(format!("--customize-hook=sync-out /var/cache/apt/archives {}", debs.display()));
+    if !spec.include.is_empty() {
+        cmd.arg(format!("--include={}", spec.include.join(",")));
+    }
+    for glob in &spec.path_exclude {
+        cmd.arg(format!("--dpkgopt=path-exclude={glob}"));
+    }
+    if !spec.path_exclude.is_empty() {
+        // mmdebstrap keeps its dpkg options in the root; the excludes were for making it only.
+        cmd.arg("--customize-hook=rm -f \"$1\"/etc/dpkg/dpkg.cfg.d/99mmdebstrap");
+    }
+    cmd.arg(host_codename()).arg(&partial).args(&sources);
+    let out = cmd.output().expect("mmdebstrap runs");
+    if !out.status.success() {
+        let _ = fs::remove_file(&partial);
+        panic!(
+            "mmdebstrap failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fs::rename(&partial, &tarball).unwrap();
+    eprintln!(
+        "debroot: made {} ({:.1} MiB) in {:.1} s",
+        tarball.display(),
+        fs::metadata(&tarball).unwrap().len() as f64 / 1048576.0,
+        started.elapsed().as_secs_f64()
+    );
+    tarball
+}
+
+impl DebRoot {
+    /// A fresh root made to `spec` (from the cached tarball).
+    pub fn new(spec: &DebRootSpec) -> DebRoot {
+        let tarball = cached_tarball(spec);
+        let dir = tempfile::Builder::new().prefix("hermod-debroot-").tempdir_in("/var/tmp").unwrap();
+        let started = Instant::now();
+        super::tool("tar", &["--numeric-owner", "-xpf", tarball.to_str().unwrap(), "-C", dir.path().to_str().unwrap()]);
+        eprintln!("debroot: extracted {} in {:.1} s", dir.path().display(), started.elapsed().as_secs_f64());
+        DebRoot { dir, binds: Vec::new() }
+    }
+
+    /// The root's directory on the host.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Where a path inside the root is on the host.
+    pub fn host_path(&self, inside: &str) -> PathBuf {
+        self.path().join(inside.trim_start_matches('/'))
+    }
+
+    /// Bind `host` (read-write) at `inside` for every later command.
+    pub fn bind(&mut self, host: &Path, inside: &str) {
+        self.binds.push((host.to_owned(), inside.to_owned(), false));
+    }
+
+    /// Bind `host` read-only at `inside` for every later command.
+    pub fn ro_bind(&mut self, host: &Path, inside: &str) {
+        self.binds.push((host.to_owned(), inside.to_owned(), true));
+    }
+
+    /// Copy a host file or directory tree to `inside` (parents created).
+    pub fn copy_in(&self, host: &Path, inside: &str) {
+        let dest = self.host_path(inside);
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        super::tool("cp", &["-a", "--", host.to_str().unwrap(), dest.to_str().unwrap()]);
+    }
+
+    /// Write a file inside the root (parents created).
+    pub fn write(&self, inside: &str, contents: &str) {
+        let dest = self.host_path(inside);
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::write(dest, contents).unwrap();
+    }
+
+    /// `program args...` inside the root (add more with the returned Command).
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("bwrap");
+        cmd.arg("--bind").arg(self.path()).arg("/");
+        // /tmp as on any machine (1777): apt's gpgv step runs as _apt and writes there.
+        cmd.args(["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]);
+        cmd.args(["--cap-add", "ALL", "--unshare-pid", "--die-with-parent"]);
+        for (host, inside, read_only) in &self.binds {
+            cmd.arg(if *read_only { "--ro-bind" } else { "--bind" }).arg(host).arg(inside);
+        }
+        cmd.args(["--chdir", "/", "--clearenv"]);
+        for (var, value) in [
+            ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            ("HOME", "/root"),
+            ("LC_ALL", "C.UTF-8"),
+            ("DEBIAN_FRONTEND", "noninteractive"),
+        ] {
+            cmd.args(["--setenv", var, value]);
+        }
+        cmd.arg("--").arg(program);
+        cmd
+    }
+
+    /// A shell script inside the root (`sh -ec`); its output is printed for the test log.
+    pub fn sh(&self, script: &str) -> Output {
+        let out = self.command("sh").arg("-ec").arg(script).output().expect("bwrap runs (apt-get install bubblewrap)");
+        eprintln!(
+            "debroot$ {script}\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// [`DebRoot::sh`] that must succeed; its stdout.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "in the Debian root, `{script}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
