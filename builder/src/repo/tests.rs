@@ -364,3 +364,36 @@ fn several_architectures_and_components() {
     );
     assert!(f.repo().join("pool/extra/o/other").is_dir());
 }
+
+/// The farm side of hermod (`farm::repository`) reads the repository with hermod's own archive
+/// code: InRelease against the key, the index against Release, the .deb against its SHA256.
+#[test]
+fn hermods_archive_reader_finds_and_downloads_the_published_package() {
+    let f = Fixture::new();
+    let hello = f.input("hello.deb", &spec("hello", "1.0", b"\x7fELF hello"));
+    f.publish(&[hello.clone()]).unwrap();
+    let source = crate::apt::Source {
+        uri: format!("file:{}", f.repo().display()),
+        suite: DEFAULT_SUITE.into(),
+        components: vec![DEFAULT_COMPONENT.into()],
+        architectures: vec![],
+        signed_by: SignedBy::Keyrings(vec![f.dir.path().join("key.asc")]),
+        check_valid_until: true,
+        declared_in: PathBuf::from("test"),
+    };
+    let lists = f.dir.path().join("lists");
+    let archive = crate::apt::Archive::from_sources(std::slice::from_ref(&source), &lists, "amd64", true).unwrap();
+    let package = archive.newest(&format!("hello-modules-{KERNEL}")).expect("the package is in the index");
+    assert_eq!(package.version, "1.0");
+    let got = crate::apt::download(std::slice::from_ref(package), &f.dir.path().join("got"), true).unwrap();
+    assert_eq!(fs::read(&got[0]).unwrap(), fs::read(&hello).unwrap());
+    // Signed by another key: refused.
+    let other = SigningKey::generate("other <o@example.org>", KEY_TIME).unwrap();
+    let foreign = f.dir.path().join("foreign");
+    f.publish_into(&foreign, Some(&other), &[hello]).unwrap();
+    let source = crate::apt::Source { uri: format!("file:{}", foreign.display()), ..source };
+    match crate::apt::Archive::from_sources(&[source], &lists, "amd64", true) {
+        Ok(_) => panic!("a repository signed by another key was read"),
+        Err(e) => assert!(e.to_string().contains("no signature verifies"), "{e}"),
+    }
+}
