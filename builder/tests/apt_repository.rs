@@ -1,5 +1,5 @@
 //! The farm's side of a published repository, with the real apt and dpkg in a
-//! throwaway Debian root (`common/debroot.rs`: mmdebstrap, bubblewrap) that
+//! throwaway Debian root (`common/debroot.rs`: mmdebstrap, its own namespaces) that
 //! has the test kernel's real `linux-image` package installed:
 //! hermod builds hello, `hermod repo keygen` makes the key and prints the
 //! `.sources` stanza, `hermod publish` signs the repository; apt installs

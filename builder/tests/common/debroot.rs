@@ -13,18 +13,22 @@
 //!   a new spec downloads only what it adds.
 //! - **A fresh copy per test**: [`DebRoot::new`] extracts the tarball into
 //!   a temporary directory under /var/tmp, removed when the `DebRoot` drops.
-//! - **Commands run inside with bubblewrap**, not chroot: `bwrap --bind ROOT /
-//!   --proc /proc --dev /dev --perms 1777 --tmpfs /tmp --cap-add ALL
-//!   --unshare-pid --die-with-parent`. The caller is root and keeps its capabilities, so
-//!   dpkg can chown and apt can drop to `_apt`; the pid namespace ends every
-//!   process the command started when it exits; the network is the host's,
-//!   so a server on loopback is reachable. Unlike a chroot, a process inside
-//!   may create namespaces itself (hermod's own sandbox does).
+//! - **Commands run inside a mount and pid namespace of their own, with the
+//!   root `pivot_root`ed in** (util-linux's `unshare` and a few `mount`s, see
+//!   [`ENTER`]): a fresh /proc, the host's /dev and /sys, a 1777 tmpfs /tmp.
+//!   Not chroot and not bubblewrap: a process inside must be able to make
+//!   namespaces and mount its own /proc (hermod's sandbox does, when a kernel
+//!   hook builds in the root), which the kernel refuses in a chroot and when
+//!   the only /proc in sight has read-only overmounts (bwrap's --proc). The
+//!   caller is root and keeps its capabilities, so dpkg can chown and apt can
+//!   drop to `_apt`; when the command exits, the pid namespace ends every
+//!   process it started; the network is the host's, so a server on loopback
+//!   is reachable.
 //! - **Host directories** are bound in with [`DebRoot::bind`] (for every later
 //!   command) or copied in with [`DebRoot::copy_in`].
 //!
 //! Everything here needs root (mmdebstrap `--mode=root`, tar keeping owners,
-//! bwrap's capabilities): the tests run as root, as CI does.
+//! namespaces): the tests run as root, as CI does.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,6 +36,34 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use sha2::Digest;
+
+/// The host-side shell program that enters a root: `ROOT [HOST INSIDE ro|rw]... --
+/// COMMAND...`, run by `unshare --mount --pid --fork` (so every mount is private
+/// to it). The host's own `mount` and `pivot_root` do the work; the old root is
+/// detached with the root's `umount`, or the host's when the root has none.
+const ENTER: &str = r#"
+root=$1; shift
+mount --bind "$root" "$root"
+mount -t proc proc "$root/proc"
+mount --rbind /dev "$root/dev"
+mount --rbind /sys "$root/sys"
+mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+if [ -e /etc/resolv.conf ]; then touch "$root/etc/resolv.conf"; mount --bind /etc/resolv.conf "$root/etc/resolv.conf"; fi
+while [ "$1" != -- ]; do
+    host=$1 inside=$2 mode=$3; shift 3
+    if [ -d "$host" ]; then mkdir -p "$root$inside"; else mkdir -p "$(dirname "$root$inside")"; touch "$root$inside"; fi
+    mount --bind "$host" "$root$inside"
+    if [ "$mode" = ro ]; then mount -o remount,bind,ro "$root$inside"; fi
+done
+shift
+cd "$root"
+mkdir -p .old-root
+pivot_root . .old-root
+cd /
+if [ -x /usr/bin/umount ]; then /usr/bin/umount -l /.old-root
+elif [ -x /.old-root/usr/bin/umount ]; then /.old-root/usr/bin/umount -l /.old-root; fi
+exec "$@"
+"#;
 
 /// What goes into a root.
 #[derive(Debug, Clone)]
@@ -94,7 +126,7 @@ fn host_codename() -> String {
 
 /// The cached tarball for `spec` (made if missing, under a lock).
 pub fn cached_tarball(spec: &DebRootSpec) -> PathBuf {
-    assert!(nix::unistd::geteuid().is_root(), "a Debian root for tests needs root (mmdebstrap --mode=root, bwrap)");
+    assert!(nix::unistd::geteuid().is_root(), "a Debian root for tests needs root (mmdebstrap --mode=root, mounts)");
     let sources = host_sources();
     let mmdebstrap = Command::new("mmdebstrap").arg("--version").output();
     let mmdebstrap = mmdebstrap.expect("mmdebstrap is not installed (apt-get install mmdebstrap; .ci/run does)");
@@ -207,30 +239,28 @@ impl DebRoot {
 
     /// `program args...` inside the root (add more with the returned Command).
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("bwrap");
-        cmd.arg("--bind").arg(self.path()).arg("/");
-        // /tmp as on any machine (1777): apt's gpgv step runs as _apt and writes there.
-        cmd.args(["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]);
-        cmd.args(["--cap-add", "ALL", "--unshare-pid", "--die-with-parent"]);
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--pid", "--fork", "--propagation", "private", "--kill-child", "--"]);
+        cmd.args(["sh", "-euc", ENTER, "enter"]).arg(self.path());
         for (host, inside, read_only) in &self.binds {
-            cmd.arg(if *read_only { "--ro-bind" } else { "--bind" }).arg(host).arg(inside);
+            cmd.arg(host).arg(inside).arg(if *read_only { "ro" } else { "rw" });
         }
-        cmd.args(["--chdir", "/", "--clearenv"]);
+        cmd.args(["--", "/usr/bin/env", "-i"]);
         for (var, value) in [
             ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
             ("HOME", "/root"),
             ("LC_ALL", "C.UTF-8"),
             ("DEBIAN_FRONTEND", "noninteractive"),
         ] {
-            cmd.args(["--setenv", var, value]);
+            cmd.arg(format!("{var}={value}"));
         }
-        cmd.arg("--").arg(program);
+        cmd.arg(program);
         cmd
     }
 
     /// A shell script inside the root (`sh -ec`); its output is printed for the test log.
     pub fn sh(&self, script: &str) -> Output {
-        let out = self.command("sh").arg("-ec").arg(script).output().expect("bwrap runs (apt-get install bubblewrap)");
+        let out = self.command("sh").arg("-ec").arg(script).output().expect("unshare (util-linux) runs");
         eprintln!(
             "debroot$ {script}\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}",
             out.status.code(),
