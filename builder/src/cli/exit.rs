@@ -56,7 +56,7 @@ pub fn exit_code(err: &PipelineError) -> i32 {
             FarmError::NotAvailable { .. } | FarmError::Queued { .. } => 10,
             FarmError::Tool { .. } | FarmError::InstallFailed(..) => 11,
             FarmError::NoRepository { .. } | FarmError::UnknownPackageName { .. } | FarmError::BadDeb { .. } => 3,
-            FarmError::Apt(_) | FarmError::Fetch(_) => 7,
+            FarmError::Apt(_) | FarmError::Fetch(_) | FarmError::Unavailable { .. } => 7,
             FarmError::Io { .. } => 9,
         },
         PipelineError::Repo(e) => {

@@ -199,10 +199,14 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<(), PipelineError> {
                 println!("{}", deb.display());
                 debs.push(deb);
             }
-            Err(answers) => {
-                return Err(
-                    FarmError::NotAvailable { package: w.package(&args.kernel), answers: answers.join("; ") }.into()
-                )
+            Err(missing) => {
+                let (package, answers) = (w.package(&args.kernel), missing.answers.join("; "));
+                return Err(if missing.failed {
+                    FarmError::Unavailable { package, answers }
+                } else {
+                    FarmError::NotAvailable { package, answers }
+                }
+                .into());
             }
         }
     }

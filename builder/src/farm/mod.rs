@@ -49,6 +49,9 @@ pub enum FarmError {
     NoRepository { config: String },
     #[error("{package} is not available: {answers}")]
     NotAvailable { package: String, answers: String },
+    /// Not had because a source failed or was refused (not merely lacking it).
+    #[error("{package} could not be had: {answers}")]
+    Unavailable { package: String, answers: String },
     #[error("{count} wanted module package(s) for {kernel} could not be had; queued in {queue} for hermod-boot.service (or run `hermod prepare --kernel {kernel}` again)")]
     Queued { count: usize, kernel: String, queue: PathBuf },
     #[error("{wanted}: cannot tell the module package name from this source; give it in the config: {{ source = \"{wanted}\", package = \"NAME\" }}")]

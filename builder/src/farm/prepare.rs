@@ -117,13 +117,22 @@ pub fn prepare(
                 super::move_file(&deb, &dest)?;
                 Outcome::Pending { deb: dest, from }
             }
-            Err(answers) => Outcome::Queued(answers),
+            Err(missing) => Outcome::Queued(missing.answers),
         };
         outcomes.push((w.clone(), outcome));
     }
     let prepared = Prepared { kernel: kernel.to_owned(), outcomes };
     write_queue(state, &prepared)?;
     Ok(prepared)
+}
+
+/// Every provider's answer when none had a package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub answers: Vec<String>,
+    /// Some provider failed (unreachable, or a signature or hash refused),
+    /// rather than simply not having it.
+    pub failed: bool,
 }
 
 /// Ask each provider in turn for `wanted`'s package into `dir`: the .deb and
@@ -134,9 +143,10 @@ pub fn obtain(
     kernel: &str,
     providers: &[&dyn Provider],
     dir: &Path,
-) -> Result<Result<(PathBuf, String), Vec<String>>, FarmError> {
+) -> Result<Result<(PathBuf, String), Missing>, FarmError> {
     let package = wanted.package(kernel);
     let mut answers = Vec::new();
+    let mut failed = false;
     for provider in providers {
         match provider.provide(wanted, kernel, dir) {
             Ok(Some(deb)) => {
@@ -151,10 +161,11 @@ pub fn obtain(
             Err(e) => {
                 eprintln!("hermod: {}: {package} from {}: {e}", wanted.label, provider.name());
                 answers.push(format!("{}: {e}", provider.name()));
+                failed = true;
             }
         }
     }
-    Ok(Err(answers))
+    Ok(Err(Missing { answers, failed }))
 }
 
 /// `queue/<kernel>`: one wanted label per line, or no file when nothing is queued.
