@@ -185,7 +185,20 @@ pub fn publish(p: &Publish, debs: &[PathBuf]) -> Result<Report, RepoError> {
         }
     }
 
+    let new_repository = !p.repo.exists();
     std::fs::create_dir_all(p.repo).map_err(io_error(p.repo))?;
+    let result = publish_locked(p, &inputs);
+    if result.is_err() && new_repository {
+        // A refused first publish leaves no directory behind (nothing else was written yet:
+        // every refusal comes before the first write).
+        let _ = std::fs::remove_file(p.repo.join(state::LOCK_FILE));
+        let _ = std::fs::remove_dir(p.repo);
+    }
+    result
+}
+
+/// [`publish`] once the inputs are read: under the lock, decide, then write.
+fn publish_locked(p: &Publish, inputs: &[Input]) -> Result<Report, RepoError> {
     let _lock = state::lock(p.repo)?;
     let dists = p.repo.join("dists").join(p.suite);
     state::remove_litter(&[p.repo.join("pool").join(p.component), dists.clone()]);
@@ -194,7 +207,7 @@ pub fn publish(p: &Publish, debs: &[PathBuf]) -> Result<Report, RepoError> {
     // Decide everything before writing anything.
     let mut report = Report::default();
     let mut pool_writes: Vec<&Input> = Vec::new();
-    for input in &inputs {
+    for input in inputs {
         let entry = &input.entry;
         match published.get(&entry.id()) {
             Some(old) if old.sha256 != entry.sha256 => {
@@ -251,7 +264,7 @@ pub fn publish(p: &Publish, debs: &[PathBuf]) -> Result<Report, RepoError> {
     report.date = date;
     report.date_source = Some(source);
 
-    for input in &inputs {
+    for input in inputs {
         published.insert(input.entry.id(), input.entry.clone());
     }
     // The component's indices, one per architecture.

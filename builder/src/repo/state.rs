@@ -14,9 +14,12 @@ use super::release::IndexFile;
 use super::{io_error, RepoError};
 use crate::rootfs::locks::{self, FileLock, Mode};
 
+/// The publish lock's file name in the repository's root.
+pub(super) const LOCK_FILE: &str = ".hermod-publish.lock";
+
 /// Hold `DIR/.hermod-publish.lock` exclusively (waits for another publish).
 pub(super) fn lock(repo: &Path) -> Result<FileLock, RepoError> {
-    let path = repo.join(".hermod-publish.lock");
+    let path = repo.join(LOCK_FILE);
     match locks::lock(&path, Mode::Exclusive, false).map_err(io_error(&path))? {
         Some(held) => Ok(held),
         None => {

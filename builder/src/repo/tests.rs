@@ -248,6 +248,11 @@ fn bad_inputs_leave_the_repository_untouched() {
     };
     let e = publish(&p, &[good.clone()]).unwrap_err().to_string();
     assert!(e.contains("in the future") && e.contains("SOURCE_DATE_EPOCH"), "{e}");
+    // A refused first publish leaves no directory behind.
+    let fresh = f.dir.path().join("fresh");
+    let e = publish(&Publish { repo: &fresh, ..p }, &[good.clone()]).unwrap_err();
+    assert!(matches!(e, RepoError::FutureDate(_)), "{e}");
+    assert!(!fresh.exists());
     // A signed repository is never continued unsigned.
     let e = f.publish_into(&f.repo(), None, &[good]).unwrap_err();
     assert!(matches!(e, RepoError::WouldUnsign { .. }), "{e}");
