@@ -1,6 +1,9 @@
 //! Developer tasks: `cargo xtask <task>`.
 //!
-//! - `ci`: what `.ci/run` runs after installing packages: the whole test suite.
+//! - `ci`: what `.ci/run` runs after installing packages: the whole test suite,
+//!   then hermod's own package from the test build's binary (`dist --check`).
+//! - `dist [--binary PATH] [--out DIR] [--check] | --check-binary`: hermod as a
+//!   Debian package (`dist.rs`), its reproducibility and lintian checks.
 //! - `bench`: speed figures measured side by side in one run (ratios, not
 //!   absolute times: machines are noisy). Targets are printed next to them.
 //! - `all-kernels [SOURCE]`: build SOURCE (default: the hello module) for every
@@ -22,6 +25,9 @@ use anyhow::{bail, Context, Result};
 mod bench_cache;
 mod bench_remote;
 mod bench_rootfs;
+mod dist;
+mod dist_check;
+mod dist_files;
 mod dkms_chroot;
 mod dkms_corpus;
 mod dkms_report;
@@ -38,11 +44,13 @@ fn main() -> Result<()> {
         Some("all-kernels") => all_kernels(&args[1..]),
         Some("kill-trials") => kill_trials::run(&hermod_binary()?, &args[1..]),
         Some("dkms-corpus") => dkms_corpus::run(&args[1..]),
+        Some("dist") => dist::run(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask ci\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs | --only cache]\n       \
-                 cargo xtask all-kernels [SOURCE]\n       cargo xtask kill-trials [--trials N] [--kernel KREL] [--seed N]\n       {}",
-                dkms_corpus::USAGE
+                 cargo xtask all-kernels [SOURCE]\n       cargo xtask kill-trials [--trials N] [--kernel KREL] [--seed N]\n       {}\n       {}",
+                dkms_corpus::USAGE,
+                dist::USAGE
             );
             std::process::exit(2);
         }
@@ -53,12 +61,23 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
+/// The README's test command: the tests, then the package of the binary the
+/// tests just built (a debug build: CI compiles hermod once).
 fn ci() -> Result<()> {
     let status = Command::new("cargo").args(["test", "--workspace"]).current_dir(repo_root()).status()?;
     if !status.success() {
         bail!("tests failed");
     }
-    Ok(())
+    let binary = target_dir().join("debug/hermod");
+    if !binary.is_file() {
+        bail!("cargo test built no {}", binary.display());
+    }
+    dist::run(&["--binary".into(), binary.to_string_lossy().into_owned(), "--check".into()])
+}
+
+/// CARGO_TARGET_DIR, else the workspace's target/.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {
@@ -82,8 +101,7 @@ fn hermod_binary_from(env: &str) -> Result<PathBuf> {
     if !status.success() {
         bail!("building hermod failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
-    Ok(target.join("release/hermod"))
+    Ok(target_dir().join("release/hermod"))
 }
 
 fn run_quiet(cmd: &mut Command) -> Result<Duration> {

@@ -150,7 +150,7 @@ pub(super) fn changelog_gz(spec: &DebSpec) -> Result<Vec<u8>, DebError> {
 }
 
 /// `Thu, 01 Jan 1970 00:00:00 +0000` (UTC).
-pub(super) fn rfc2822(t: u64) -> String {
+pub fn rfc2822(t: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let days = (t / 86_400) as i64;

@@ -211,6 +211,8 @@ use archive::*;
 use checks::*;
 pub(crate) use checks::{check_version, is_package_name};
 use content::*;
+/// A changelog's date (hermod's own package uses it too, `xtask/src/dist.rs`).
+pub use content::rfc2822;
 
 /// Small real module packages for other modules' tests.
 #[cfg(test)]
