@@ -215,6 +215,37 @@ mod tests {
         assert!(text.contains("\nLicense: GPL-2+\n"));
     }
 
+    /// The example the package ships is read by hermod's own config parser.
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = crate::repo_root().join("dist/root/usr/share/doc/hermod/examples/config.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = hermod::config::Config::parse(&text, &path).unwrap();
+        assert_eq!(config.role, hermod::config::Role::Farm);
+        assert_eq!(config.wanted.len(), 1);
+        assert_eq!(config.repository.unwrap().suite, "hermod");
+        // The commented-out settings are valid too, once uncommented.
+        let all: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(setting)
+                    if setting
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
+                {
+                    format!("{setting}\n")
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        assert_eq!(
+            all.lines().filter(|l| l.starts_with("# ")).count() + 3,
+            text.lines().filter(|l| l.starts_with("# ")).count()
+        );
+        let config = hermod::config::Config::parse(&all, &path).unwrap();
+        assert!(config.remote.is_some() && config.state_dir.is_some());
+    }
+
     #[test]
     fn changelog_is_dated_by_the_epoch() {
         let c = changelog("0.1.0-1", &"a".repeat(40), 0);
