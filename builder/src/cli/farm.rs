@@ -124,11 +124,24 @@ fn providers<'a>(
     let local = with_local.then(|| LocalDebs { dir: state.debs() });
     let repository = config
         .repository_source()
-        .map(|source| RepositoryProvider::new(source, state.root().join("lists"), crate::build::ARCH, global.quiet));
+        .map(|source| RepositoryProvider::new(source, state.root().join("lists"), host_architecture(), global.quiet));
     let may_build = config.role == Role::Master;
     let shared = config.remote.is_some() || std::env::var_os("HERMOD_REMOTE").is_some();
     let build = (may_build || shared).then(|| BuildProvider::new(global, may_build, state.pending().join(".built")));
     (local, repository, build)
+}
+
+/// This machine's dpkg architecture (what `dpkg --print-architecture` says), the one
+/// whose Packages index a farm machine reads; Rust names CPUs, Debian names ABIs.
+fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "i386",
+        "arm" => "armhf",
+        "powerpc64" => "ppc64el",
+        other => other,
+    }
 }
 
 fn as_list<'a>(

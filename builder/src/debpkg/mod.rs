@@ -210,9 +210,9 @@ mod tests;
 use archive::*;
 use checks::*;
 pub(crate) use checks::{check_version, is_package_name};
-use content::*;
 /// A changelog's date (hermod's own package uses it too, `xtask/src/dist.rs`).
 pub use content::rfc2822;
+use content::*;
 
 /// Small real module packages for other modules' tests.
 #[cfg(test)]
