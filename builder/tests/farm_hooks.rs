@@ -176,6 +176,13 @@ fn a_farm_machine_fetches_prepares_and_installs_without_a_toolchain() {
     let again = root.sh_ok(&format!("hermod prepare --kernel {k}"));
     assert!(again.contains(&format!("{}: installed", package())), "{again}");
 
+    // The boot service's command, for a kernel that is not the running one:
+    // the package is pulled and installed, and nothing is loaded.
+    root.sh_ok(&format!("dpkg --purge {}", package()));
+    let booted = root.sh_ok(&format!("hermod boot --kernel {k}"));
+    assert!(booted.contains(": installed") && !booted.contains("loaded"), "{booted}");
+    assert_eq!(status_of(&root, &package()), "installed");
+
     // Something nothing provides: queued for the boot service, exit 10,
     // and the kernel's own installation would go on (the hook exits 0).
     root.write(

@@ -379,7 +379,7 @@ mod tests {
             let mut files = self.files.borrow_mut();
             match path.file_name().unwrap().to_str().unwrap() {
                 "cgroup.subtree_control" => {
-                    if !files.get(&dir.join("cgroup.procs")).map_or(true, |p| p.trim().is_empty()) {
+                    if !files.get(&dir.join("cgroup.procs")).is_none_or(|p| p.trim().is_empty()) {
                         return Err(io::Error::from_raw_os_error(libc::EBUSY));
                     }
                     let entry = files.entry(path.to_owned()).or_default();

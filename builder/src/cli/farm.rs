@@ -46,7 +46,10 @@ pub struct PrepareArgs {
 
 #[derive(Debug, Args)]
 pub struct BootArgs {
-    /// Install but do not load the modules
+    /// Kernel release to prepare for [default: the running kernel, `uname -r`]
+    #[arg(long, value_name = "KREL")]
+    pub kernel: Option<String>,
+    /// Install but do not load the modules (implied when --kernel names another kernel)
     #[arg(long)]
     pub no_load: bool,
 }
@@ -274,6 +277,11 @@ pub fn install_pending(global: &Global) -> Result<(), PipelineError> {
     let config = Config::load(global.config.as_deref())?;
     let state = StateDir::from_config(&config);
     let done = pending::install(&state, &SystemTools, &|v| std::env::var(v).ok())?;
+    report_installed(&done, &state);
+    Ok(())
+}
+
+fn report_installed(done: &pending::Installed, state: &StateDir) {
     if done.deferred {
         eprintln!("hermod: dpkg is running: pending packages are installed when it is done (apt's DPkg::Post-Invoke runs `hermod install-pending`; by hand: hermod install-pending)");
     }
@@ -283,7 +291,6 @@ pub fn install_pending(global: &Global) -> Result<(), PipelineError> {
     for (package, dependency) in &done.waiting {
         println!("{package}: waiting in {} for {dependency}", state.pending().display());
     }
-    Ok(())
 }
 
 /// `hermod boot`: the running kernel's wanted modules, installed and loaded.
@@ -292,15 +299,21 @@ pub fn boot(global: &Global, args: &BootArgs) -> Result<(), PipelineError> {
     let state = StateDir::from_config(&config);
     let wanted = wanted(&config)?;
     let system = SystemTools;
-    let kernel = system.running_kernel()?;
+    let running = system.running_kernel()?;
+    let kernel = args.kernel.clone().unwrap_or_else(|| running.clone());
+    // Only the running kernel can load modules; another's are installed for its next boot.
+    let load = !args.no_load && kernel == running;
     let parts = providers(global, &config, &state, true);
     let prepared = crate::farm::prepare(&kernel, &wanted, &state, &system, &as_list(&parts))?;
     report(&prepared);
     // Install what is there even when something is queued: one missing module
     // must not keep the others from loading.
     let installed = pending::install(&state, &system, &|v| std::env::var(v).ok());
+    if let Ok(done) = &installed {
+        report_installed(done, &state);
+    }
     let mut failed_loads = Vec::new();
-    if !args.no_load {
+    if load {
         for w in &wanted {
             let package = w.package(&kernel);
             if system.installed_version(&package).is_none() {
