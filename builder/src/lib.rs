@@ -27,3 +27,4 @@ pub mod signing;
 pub mod source;
 pub mod store;
 pub mod trust;
+pub mod verify;

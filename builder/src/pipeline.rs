@@ -76,6 +76,8 @@ pub enum PipelineError {
     Farm(#[from] crate::farm::FarmError),
     #[error(transparent)]
     Repo(#[from] crate::repo::RepoError),
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
 }
 
 /// What became of one (source, kernel) pair, as `--json` reports it.
@@ -143,6 +145,9 @@ pub struct Options {
     /// `false` on a farm machine: results come from the caches or not at all;
     /// no build root is made and nothing is compiled.
     pub may_build: bool,
+    /// `hermod verify`: build even when a cache holds the result, and put
+    /// nothing in any cache (neither the store's nor the shared one).
+    pub bypass_cache: bool,
 }
 
 /// The archive and recipe, loaded once for many builds.
@@ -399,7 +404,9 @@ impl Context {
         let mut rootfs = None;
         let overrides = self.dkms_overrides(Path::new(&input.label), &source, &lock, &settings, &mut rootfs)?;
         let key = self.key_for(&source, &lock, &overrides);
-        crate::keyinfo::remember(store, &key);
+        if !self.options.bypass_cache {
+            crate::keyinfo::remember(store, &key);
+        }
 
         // Hand out a cached result: export it to --out and say where it came from.
         let deliver = |manifest: Manifest, bytes: &[u8], cache: CacheStatus, from: &str| {
@@ -407,19 +414,21 @@ impl Context {
             self.say(&format!("{} for {kernel}: {from} ({})", manifest.package, deb.display()));
             Ok::<_, PipelineError>(report(manifest, deb, &key, cache, started))
         };
-        if let Some((manifest, bytes)) = cache::lookup(store, &key.hex) {
+        let bypass = self.options.bypass_cache;
+        if let Some((manifest, bytes)) = (!bypass).then(|| cache::lookup(store, &key.hex)).flatten() {
             return deliver(manifest, &bytes, CacheStatus::Hit, "cache hit");
         }
         // A miss: build, unless another process is building this very key,
         // in which case wait for it and take its result.
-        let _building = cache::lock_key(store, &key.hex)?;
-        if let Some((manifest, bytes)) = cache::lookup(store, &key.hex) {
+        let _building = if bypass { None } else { Some(cache::lock_key(store, &key.hex)?) };
+        if let Some((manifest, bytes)) = (!bypass).then(|| cache::lookup(store, &key.hex)).flatten() {
             return deliver(manifest, &bytes, CacheStatus::Hit, "built meanwhile by another hermod");
         }
         // Then the shared cache (under the key's lock, so concurrent builds pull
         // once), before the build root: a remote hit needs no root, no package
         // and no compiler.
-        if let Some(pulled) = self.options.shared.as_ref().and_then(|shared| shared.pull(&key.hex, kernel)) {
+        let shared = self.options.shared.as_ref().filter(|_| !bypass);
+        if let Some(pulled) = shared.and_then(|shared| shared.pull(&key.hex, kernel)) {
             cache::insert(store, &key.hex, &pulled.manifest, &pulled.bytes)?;
             let from = format!("from the shared cache, signed by {}", pulled.signer);
             return deliver(pulled.manifest, &pulled.bytes, CacheStatus::Remote, &from);
@@ -487,10 +496,12 @@ impl Context {
         let bytes = debpkg::build_deb(&spec)?;
         let name = debpkg::file_name(&spec);
         let manifest = Manifest::new(&spec.package, &spec.version, kernel, &name, &bytes);
-        cache::insert(store, &key.hex, &manifest, &bytes)?;
+        if !bypass {
+            cache::insert(store, &key.hex, &manifest, &bytes)?;
+        }
         let deb = cache::export(&self.options.out, &name, &bytes)?;
         self.say(&format!("wrote {}", deb.display()));
-        if let Some(shared) = &self.options.shared {
+        if let Some(shared) = shared {
             if shared.push(&key.hex, &manifest, &bytes) {
                 self.say(&format!("pushed {} to {}", manifest.deb, shared.base()));
             }

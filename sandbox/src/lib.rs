@@ -34,10 +34,12 @@ pub mod oci;
 mod report;
 mod run;
 mod spec;
+mod vary;
 
 pub use cgroup::Cgroup;
 pub use run::{run, run_with_init, Exit, Outcome, SandboxError, INIT_EXE_ENV};
 pub use spec::{Bind, Limits, Outputs, Spec, Tmpfs, NOBODY};
+pub use vary::{Variation, VaryError};
 
 /// `argv[1]` that turns an executable into the sandbox init.
 pub const INIT_ARG: &str = "__hermod-sandbox-init";

@@ -21,6 +21,7 @@ mod cache;
 mod exit;
 mod farm;
 mod repo;
+mod verify;
 
 use cache::{cache_command, key_command};
 pub use exit::exit_code;
@@ -44,6 +45,8 @@ Exit status:
  11  dpkg or modprobe failed (what dpkg did not install stays in /var/lib/hermod/pending)
  12  the repository refused the change: a published name+version+architecture with other bytes
      (a published version is immutable), or an unsigned publish into a signed repository
+ 13  verify: the two builds (or the rebuild and the --against package) differ; the report names
+     each differing file in the .deb and, for a module, its differing ELF sections
  77  nothing built: dkms.conf's BUILD_EXCLUSIVE_* directives exclude every requested kernel
      (as DKMS's 77); with some builds done and the rest skipped, the status is 0";
 
@@ -128,6 +131,10 @@ pub enum Command {
         #[command(subcommand)]
         command: repo::RepoCommand,
     },
+    /// Build twice, bypassing the cache, under varied conditions (paths, time, umask, uid, host
+    /// name, environment, locale, TZ, jobs, file order) and compare the .debs byte for byte;
+    /// --against DEB: rebuild once and compare with a published package
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -390,6 +397,7 @@ fn context(
         shared: None,
         dkms_overrides: global.dkms_overrides.clone(),
         may_build: true,
+        bypass_cache: false,
     })
 }
 
@@ -452,6 +460,7 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
         Command::Boot(args) => farm::boot(&cli.global, args),
         Command::Publish(args) => repo::publish(&cli.global, args),
         Command::Repo { command } => repo::repo_command(&cli.global, command),
+        Command::Verify(args) => verify::verify(&cli.global, args),
     }
 }
 
