@@ -136,16 +136,19 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
         .collect();
     let (first_bytes, second_bytes) = match &published {
         Some((path, bytes)) => {
-            builds.push(BuildRecord {
-                role: "published".into(),
-                deb: path.clone(),
-                sha256: hex::encode(Sha256::digest(bytes)),
-                started: None,
-                started_utc: None,
-                seconds: None,
-                conditions: Default::default(),
-            });
-            // The published package is the reference: "first".
+            // The published package is the reference: "first", listed first.
+            builds.insert(
+                0,
+                BuildRecord {
+                    role: "published".into(),
+                    deb: path.clone(),
+                    sha256: hex::encode(Sha256::digest(bytes)),
+                    started: None,
+                    started_utc: None,
+                    seconds: None,
+                    conditions: Default::default(),
+                },
+            );
             (bytes.as_slice(), built[0].3.as_slice())
         }
         None => (built[0].3.as_slice(), built[1].3.as_slice()),
@@ -179,7 +182,11 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
     if report.matches {
         Ok(())
     } else {
-        Err(VerifyError::Mismatch { package, count: report.differences.len() }.into())
+        let what = match args.against {
+            Some(_) => "the rebuild differs from the published package",
+            None => "the two builds differ",
+        };
+        Err(VerifyError::Mismatch { package, what: what.into(), count: report.differences.len() }.into())
     }
 }
 
@@ -312,7 +319,8 @@ fn keep(
     if let Some(p) = published {
         paths.push(p.to_owned());
     }
-    for (record, (_, _, _, bytes)) in report.builds.iter_mut().zip(built) {
+    let rebuilt = report.builds.iter_mut().filter(|b| b.role != "published");
+    for (record, (_, _, _, bytes)) in rebuilt.zip(built) {
         let path = dir.join(format!("{}.deb", record.role));
         std::fs::write(&path, bytes).map_err(io_err(&path))?;
         record.deb = path.clone();

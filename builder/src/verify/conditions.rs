@@ -8,7 +8,7 @@
 //! replaced environment (other HOME, USER, PATH order, locale, TZ, a
 //! SOURCE_DATE_EPOCH and KBUILD_* values of its own, a random variable),
 //! umask 077, another uid (a user namespace), another host name (a UTS
-//! namespace), every CPU and as many jobs, the source copied in reverse order
+//! namespace), every CPU and one more make job than CPUs, the source copied in reverse order
 //! into a deeper directory elsewhere (`/tmp`), and a later wall-clock second.
 //! The process attributes are set by `hermod_sandbox::Variation` in the child.
 //!
@@ -115,7 +115,9 @@ impl Side {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let me = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
-        let jobs = cpu_count().max(2);
+        // More jobs than CPUs: unlike the first build (1 and 1) and unlike
+        // `hermod build`'s default (as many as CPUs).
+        let jobs = cpu_count() + 1;
         Side {
             role: role.into(),
             dir: dir.to_owned(),
@@ -206,6 +208,8 @@ impl Side {
             "environment".into(),
             if self.replace_env {
                 format!("replaced: only {}", names.join(" "))
+            } else if names.is_empty() {
+                format!("the caller's ({} variables)", std::env::vars_os().count())
             } else {
                 format!("the caller's ({} variables), with {} set", std::env::vars_os().count(), names.join(" "))
             },

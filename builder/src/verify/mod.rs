@@ -31,8 +31,8 @@ pub const MISMATCH_EXIT: i32 = 13;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("{package}: the builds differ ({count} difference(s), listed above)")]
-    Mismatch { package: String, count: usize },
+    #[error("{package}: {what} ({count} difference(s), listed above)")]
+    Mismatch { package: String, what: String, count: usize },
     /// A build failed: its own exit status is verify's (a make error stays 5).
     #[error("the {which} build failed (exit {code}):\n{tail}")]
     BuildFailed { which: String, code: i32, tail: String },

@@ -17,11 +17,14 @@ pub fn text(r: &Report) -> String {
         let _ = writeln!(s, "  {:<9} {} (sha256 {}){when}", format!("{}:", b.role), b.deb.display(), b.sha256);
     }
     if !r.variations.is_empty() {
-        let (a, b) = match r.builds.as_slice() {
-            [a, b, ..] => (a.role.as_str(), b.role.as_str()),
-            _ => ("first", "second"),
+        let header = match r.builds.as_slice() {
+            [p, _] if p.role == "published" => {
+                "the rebuild's conditions, against the caller's (caller | rebuild):".into()
+            }
+            [a, b] => format!("varied between the builds ({} | {}):", a.role, b.role),
+            _ => "conditions:".into(),
         };
-        let _ = writeln!(s, "varied between the {a} and the {b}:");
+        let _ = writeln!(s, "{header}");
         for v in &r.variations {
             let mark = if v.applied { "yes" } else { "NOT APPLIED" };
             let _ = writeln!(s, "  {:<20} {mark}: {}  |  {}", v.name, v.first, v.second);
