@@ -446,7 +446,9 @@ impl Context {
             None => self.materialize(&lock)?,
         };
         let workdir = store.staging_dir("build-")?;
-        let log = store.logs().join(format!("{}-{kernel}.log", &key.hex[..16]));
+        // `hermod verify`'s two builds of one key run side by side: one log each.
+        let suffix = if bypass { format!("-verify-{}", std::process::id()) } else { String::new() };
+        let log = store.logs().join(format!("{}-{kernel}{suffix}.log", &key.hex[..16]));
         fs::write(&log, b"").map_err(|source| PipelineError::Io { path: log.clone(), source })?;
         self.say(&format!("building {} for {kernel} (log: {})", input.label, log.display()));
         let output = build::build(&rootfs, &source, &settings, workdir.path(), &log, &overrides)

@@ -6,6 +6,7 @@
 //!   Debian package (`dist.rs`), its reproducibility and lintian checks.
 //! - `bench`: speed figures measured side by side in one run (ratios, not
 //!   absolute times: machines are noisy). Targets are printed next to them.
+//!   `--only verify`: just `hermod verify` against one cold build (`bench_verify.rs`).
 //! - `all-kernels [SOURCE]`: build SOURCE (default: the hello module) for every
 //!   kernel the archive offers (`hermod build --kernel all`) in the bench store,
 //!   and print one line per kernel plus the build roots' disk use.
@@ -25,6 +26,7 @@ use anyhow::{bail, Context, Result};
 mod bench_cache;
 mod bench_remote;
 mod bench_rootfs;
+mod bench_verify;
 mod dist;
 mod dist_check;
 mod dist_files;
@@ -47,7 +49,7 @@ fn main() -> Result<()> {
         Some("dist") => dist::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs | --only cache]\n       \
+                "usage: cargo xtask ci\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs | --only cache | --only verify]\n       \
                  cargo xtask all-kernels [SOURCE]\n       cargo xtask kill-trials [--trials N] [--kernel KREL] [--seed N]\n       {}\n       {}",
                 dkms_corpus::USAGE,
                 dist::USAGE
@@ -153,6 +155,7 @@ fn bench(args: &[String]) -> Result<()> {
         return bench_rootfs::bench(&hermod, &kernel);
     }
     let only_cache = flag(args, "--only").as_deref() == Some("cache");
+    let only_verify = flag(args, "--only").as_deref() == Some("verify");
     let work = tempfile::tempdir()?;
     let store = std::env::var_os("HERMOD_BENCH_STORE")
         .map(PathBuf::from)
@@ -166,6 +169,12 @@ fn bench(args: &[String]) -> Result<()> {
         c
     };
 
+    if only_verify {
+        println!("hermod bench: kernel {kernel}, {runs} runs each, medians");
+        // The build root first, so no sample pays for making it.
+        run_quiet(hermod_cmd().args(["rootfs", "build", "--kernel", &kernel]))?;
+        return bench_verify::bench(&hermod_cmd, &kernel, work.path(), runs);
+    }
     if only_cache {
         bench_cache::local_hits(&hermod_cmd, &kernel, work.path(), runs)?;
         bench_remote::bench(&hermod, &store, &packages, &kernel, runs)?;
@@ -205,6 +214,9 @@ fn bench(args: &[String]) -> Result<()> {
         ms(m),
         h.as_secs_f64() / m.as_secs_f64()
     );
+
+    // 1b. verify: two cold builds bypassing the cache, against one cold build.
+    bench_verify::bench(&hermod_cmd, &kernel, work.path(), runs)?;
 
     // 2. Reusing an existing build root: resolve + find it, no download.
     let mut reuse = Vec::new();

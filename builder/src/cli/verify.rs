@@ -100,12 +100,18 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
     } else {
         sides.push(Side::second("rebuild", &elsewhere.path().join("rebuild"), &name));
     }
-    let mut built = Vec::new();
-    for side in &mut sides {
-        if let Some((_, started, _, _)) = built.last() {
-            wait_past(*started);
-        }
+    // The builds overlap: the second starts as soon as the wall clock has
+    // passed the second the first started in (a later second is one of the
+    // variations), while the first may still run. Each child's output pipes
+    // are drained by a thread of its own.
+    for side in &sides {
         side.prepare(&input.dir)?;
+    }
+    let mut running = Vec::new();
+    for side in &mut sides {
+        if let Some((after, _)) = running.last() {
+            wait_past(*after);
+        }
         if !global.quiet {
             eprintln!(
                 "hermod: verify: {} build of {} for {kernel} ({})",
@@ -114,11 +120,27 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
                 side.source.display()
             );
         }
-        let (output, started, seconds) = side.run(&exe, &child_args(side))?;
-        let (deb, package) = child_result(&side.role, &output)?;
+        let child = match side.spawn(&exe, &child_args(side)) {
+            Ok(child) => child,
+            Err(e) => {
+                // Not one build left running behind an error.
+                running.into_iter().for_each(|(_, handle): (u64, std::thread::JoinHandle<_>)| drop(handle.join()));
+                return Err(e.into());
+            }
+        };
+        running.push((child.started, std::thread::spawn(move || child.finish())));
+    }
+    // Every child is waited for before any result is judged.
+    let finished: Vec<(u64, std::io::Result<(std::process::Output, f64)>)> = running
+        .into_iter()
+        .map(|(started, handle)| (started, handle.join().expect("waiting for a child does not panic")))
+        .collect();
+    let mut built = Vec::new();
+    for (side, (started, result)) in sides.iter().zip(finished) {
+        let (output, seconds) = result.map_err(|source| VerifyError::Spawn { which: side.role.clone(), source })?;
+        let (deb, _package) = child_result(&side.role, &output)?;
         let bytes = std::fs::read(&deb).map_err(io_err(&deb))?;
         built.push((deb, started, seconds, bytes));
-        let _ = package;
     }
 
     let mut builds: Vec<BuildRecord> = sides

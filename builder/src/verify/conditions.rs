@@ -21,7 +21,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hermod_sandbox::Variation;
@@ -241,12 +241,13 @@ impl Side {
         copy_tree(from, &self.source, self.order).map_err(io_err(&self.source))
     }
 
-    /// Run `exe args` under these conditions; returns its output, when it
-    /// started (seconds since the epoch) and how long it took.
-    pub fn run(&mut self, exe: &Path, args: &[OsString]) -> Result<(Output, u64, f64), VerifyError> {
+    /// Start `exe args` under these conditions; returns the child, when it
+    /// started (seconds since the epoch) and a clock for its duration.
+    pub fn spawn(&mut self, exe: &Path, args: &[OsString]) -> Result<Running, VerifyError> {
         loop {
             let mut cmd = Command::new(exe);
             cmd.args(args).arg("--jobs").arg(self.jobs.to_string()).current_dir(&self.dir);
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
             if self.replace_env {
                 cmd.env_clear();
             }
@@ -256,8 +257,8 @@ impl Side {
             variation.apply(&mut cmd).map_err(|source| VerifyError::Vary { which: self.role.clone(), source })?;
             let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
             let clock = Instant::now();
-            match cmd.output() {
-                Ok(out) => return Ok((out, started, (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0)),
+            match cmd.spawn() {
+                Ok(child) => return Ok(Running { child, started, clock }),
                 // Unprivileged user namespaces may be disabled: then the uid
                 // (and the host name, whose namespace needs one) stays, and the
                 // report says so.
@@ -271,6 +272,22 @@ impl Side {
                 Err(source) => return Err(VerifyError::Spawn { which: self.role.clone(), source }),
             }
         }
+    }
+}
+
+/// A build started by [`Side::spawn`].
+pub struct Running {
+    child: Child,
+    /// Seconds since the epoch.
+    pub started: u64,
+    clock: Instant,
+}
+
+impl Running {
+    /// Wait for it: its output and how many seconds it took.
+    pub fn finish(self) -> io::Result<(Output, f64)> {
+        let out = self.child.wait_with_output()?;
+        Ok((out, (self.clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0))
     }
 }
 
