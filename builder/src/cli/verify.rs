@@ -113,12 +113,8 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
             wait_past(*after);
         }
         if !global.quiet {
-            eprintln!(
-                "hermod: verify: {} build of {} for {kernel} ({})",
-                side.role,
-                args.source,
-                side.source.display()
-            );
+            let (role, from) = (&side.role, side.source.display());
+            eprintln!("hermod: verify: {role} build: {} for {kernel}, from {from}", args.source);
         }
         let child = match side.spawn(&exe, &child_args(side)) {
             Ok(child) => child,
@@ -138,7 +134,7 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
     let mut built = Vec::new();
     for (side, (started, result)) in sides.iter().zip(finished) {
         let (output, seconds) = result.map_err(|source| VerifyError::Spawn { which: side.role.clone(), source })?;
-        let (deb, _package) = child_result(&side.role, &output)?;
+        let deb = child_result(&side.role, &output)?;
         let bytes = std::fs::read(&deb).map_err(io_err(&deb))?;
         built.push((deb, started, seconds, bytes));
     }
@@ -275,8 +271,8 @@ fn child_args(
     a
 }
 
-/// The child's .deb and package name, from its `hermod build --json` line.
-fn child_result(which: &str, out: &std::process::Output) -> Result<(PathBuf, String), PipelineError> {
+/// The child's .deb, from its `hermod build --json` line.
+fn child_result(which: &str, out: &std::process::Output) -> Result<PathBuf, PipelineError> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         let lines: Vec<&str> = stderr.lines().collect();
@@ -293,8 +289,7 @@ fn child_result(which: &str, out: &std::process::Output) -> Result<(PathBuf, Str
         return Err(PipelineError::Skipped(format!("nothing to verify: the build was skipped ({reason})")));
     }
     let deb = value["deb"].as_str().ok_or_else(|| no_report(format!("no deb in {value}")))?;
-    let package = value["package"].as_str().unwrap_or_default().to_owned();
-    Ok((PathBuf::from(deb), package))
+    Ok(PathBuf::from(deb))
 }
 
 /// Each condition of `a` and `b` side by side, and the start times.

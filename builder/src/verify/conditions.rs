@@ -47,7 +47,7 @@ pub struct Side {
     pub source: PathBuf,
     pub out: PathBuf,
     pub order: FileOrder,
-    /// `None`: the caller's environment with `set` on top; `Some`: only these.
+    /// `false`: the caller's environment with `env` on top; `true`: only `env`.
     pub replace_env: bool,
     pub env: Vec<(String, String)>,
     pub umask: u32,
