@@ -4,6 +4,7 @@
 //! See ARCHITECTURE.md for the codemap and the invariants.
 
 pub mod apt;
+pub mod bootcheck;
 pub mod build;
 pub mod build_script;
 pub mod cache;

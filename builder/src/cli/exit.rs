@@ -68,6 +68,7 @@ pub fn exit_code(err: &PipelineError) -> i32 {
                 _ => 3,
             }
         }
+        PipelineError::BootCheck(e) => e.exit_code(),
         PipelineError::Limit(_) => 2,
         PipelineError::Cache(crate::cache::CacheError::BadSize { .. }) => 2,
         PipelineError::Cache(_) | PipelineError::Store(_) | PipelineError::Io { .. } => 9,

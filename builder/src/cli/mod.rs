@@ -20,6 +20,7 @@ use crate::trust::TrustError;
 mod cache;
 mod exit;
 mod farm;
+mod load_test;
 mod repo;
 
 use cache::{cache_command, key_command};
@@ -44,6 +45,8 @@ Exit status:
  11  dpkg or modprobe failed (what dpkg did not install stays in /var/lib/hermod/pending)
  12  the repository refused the change: a published name+version+architecture with other bytes
      (a published version is immutable), or an unsigned publish into a signed repository
+ 14  load-test: a module failed to load or unload in its kernel under qemu (or that kernel lacks a
+     module it depends on, or crashed or hung during the test); the report says what the kernel said
  77  nothing built: dkms.conf's BUILD_EXCLUSIVE_* directives exclude every requested kernel
      (as DKMS's 77); with some builds done and the rest skipped, the status is 0";
 
@@ -128,6 +131,9 @@ pub enum Command {
         #[command(subcommand)]
         command: repo::RepoCommand,
     },
+    /// Boot linux-image-KREL from the archive under qemu (software emulation) with a tiny
+    /// initramfs and load, then unload, the modules of built packages in it
+    LoadTest(load_test::LoadTestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -452,6 +458,7 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
         Command::Boot(args) => farm::boot(&cli.global, args),
         Command::Publish(args) => repo::publish(&cli.global, args),
         Command::Repo { command } => repo::repo_command(&cli.global, command),
+        Command::LoadTest(args) => load_test::load_test(&cli.global, args),
     }
 }
 
