@@ -43,6 +43,7 @@ pub enum BootCheckError {
     #[error("bad kernel release {0:?}")]
     BadKernel(String),
     #[error("no kernel image linux-image-{kernel} (or -unsigned) in the archive{}", offered_list(.offered))]
+    /// `offered`: the releases of the same flavour the archive has images for.
     NoImage { kernel: String, offered: Vec<String> },
     #[error("{0}")]
     NoBusybox(String),
@@ -70,7 +71,7 @@ fn offered_list(offered: &[String]) -> String {
     if offered.is_empty() {
         String::new()
     } else {
-        format!(" (it offers: {})", offered.join(", "))
+        format!(" (it offers these kernels of that flavour: {})", offered.join(" "))
     }
 }
 
@@ -138,18 +139,23 @@ impl ModuleUnderTest {
 /// recursively) or one module file.
 pub fn modules_in(path: &Path) -> Result<Vec<ModuleUnderTest>, BootCheckError> {
     let is_module = |p: &Path| p.file_name().and_then(|n| n.to_str()).and_then(modinfo::module_name_of_file).is_some();
+    // The caller's files: what cannot be read is bad input, not a store error.
+    let unreadable = |p: &Path, e: std::io::Error| BootCheckError::Input { path: p.to_owned(), reason: e.to_string() };
     let mut found = Vec::new();
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(unreadable(path, e));
+    }
     if path.is_dir() {
         for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
-            let entry = entry.map_err(|e| BootCheckError::io(path, e.into()))?;
+            let entry = entry.map_err(|e| unreadable(path, e.into()))?;
             if entry.file_type().is_file() && is_module(entry.path()) {
-                let raw = std::fs::read(entry.path()).map_err(|e| BootCheckError::io(entry.path(), e))?;
+                let raw = std::fs::read(entry.path()).map_err(|e| unreadable(entry.path(), e))?;
                 let file_name = entry.file_name().to_string_lossy().into_owned();
                 found.push(ModuleUnderTest::new(entry.path().display().to_string(), &file_name, raw)?);
             }
         }
     } else if is_module(path) {
-        let raw = std::fs::read(path).map_err(|e| BootCheckError::io(path, e))?;
+        let raw = std::fs::read(path).map_err(|e| unreadable(path, e))?;
         let file_name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
         found.push(ModuleUnderTest::new(path.display().to_string(), &file_name, raw)?);
     } else {
@@ -159,7 +165,7 @@ pub fn modules_in(path: &Path) -> Result<Vec<ModuleUnderTest>, BootCheckError> {
             if let crate::apt::debfile::EntryKind::File(content) = entry.kind {
                 if is_module(&entry.rel) {
                     let mut raw = Vec::new();
-                    content.read_to_end(&mut raw).map_err(|e| BootCheckError::io(path, e))?;
+                    content.read_to_end(&mut raw).map_err(|e| unreadable(path, e))?;
                     files.push((entry.rel.clone(), raw));
                 }
             }
@@ -379,7 +385,8 @@ pub fn boot_test(
         let elf = modinfo::module_bytes(&file_name, raw).map_err(bad)?;
         let depends = modinfo::depends(&modinfo::fields(&elf).map_err(bad)?);
         let rel = file.strip_prefix(image.dir.join("modules")).unwrap_or(file);
-        let plain = rel.with_file_name(format!("{name}.ko"));
+        // Uncompressed in the initramfs: insmod hands the kernel the plain ELF.
+        let plain = rel.with_file_name(file_name.split(".ko").next().unwrap_or(name).to_owned() + ".ko");
         image_elf.insert(name.to_owned(), (format!("lib/modules/{kernel}/{}", plain.display()), elf));
         Ok::<_, BootCheckError>(Some(depends))
     })?;

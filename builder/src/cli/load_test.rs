@@ -88,6 +88,13 @@ fn human(report: &BootReport) -> String {
         };
         let built_for = m.vermagic.as_deref().and_then(|v| v.split_whitespace().next()).unwrap_or("?");
         s.push_str(&format!("{} (built for {built_for}) in {}: {verdict}\n", m.name, report.kernel));
+        if built_for != report.kernel && m.load.as_ref().is_some_and(|l| l.ok) {
+            // With CONFIG_MODVERSIONS the kernel compares symbol versions, not the release.
+            s.push_str(&format!(
+                "    note: built for another kernel; {} accepted its symbol versions\n",
+                report.kernel
+            ));
+        }
         for o in m.load.iter().chain(&m.unload) {
             lines(&mut s, o);
         }
