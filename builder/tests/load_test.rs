@@ -58,6 +58,32 @@ fn hello_loads_and_unloads_in_its_kernel() {
     assert!(kernel_lines(&hello["load"]).contains("hello: hello from hermod"), "{hello}");
     assert!(kernel_lines(&hello["unload"]).contains("hello: goodbye"), "{hello}");
     assert!(report["dependencies"].as_array().unwrap().is_empty(), "hello needs no other module: {report}");
+
+    // A wall-clock limit shorter than the boot: the machine is killed, and
+    // the kernel that never reached the test is no pass.
+    let (code, _, err) = load_test(&["--timeout", "1", deb.to_str().unwrap()]);
+    assert_eq!(code, Some(8), "{err}");
+    assert!(err.contains("did not boot to the test") && err.contains("wall-clock limit"), "{err}");
+}
+
+/// testdata/modules/panics calls panic() in its init: the guest stops in
+/// the middle of the test, and the report names the step and the panic.
+#[test]
+fn a_module_that_panics_the_kernel_is_reported_with_the_panic() {
+    let kernel = kernel();
+    let out = tempfile::tempdir().unwrap();
+    let deb = build(testdata("modules/panics").to_str().unwrap(), &kernel, out.path());
+    let (code, report, err) = load_test(&[deb.to_str().unwrap()]);
+    assert_eq!(code, Some(14), "{err}");
+    assert_eq!(report["passed"], false, "{report}");
+    assert_eq!(report["finished"], false, "{report}");
+    assert_eq!(report["timed_out"], false, "panic=-1 and -no-reboot end the run at once: {report}");
+    assert_eq!(report["interrupted"]["op"], "insmod", "{report}");
+    assert_eq!(report["interrupted"]["name"], "panics", "{report}");
+    let crash = report["interrupted"]["crash"].as_str().unwrap_or_default();
+    assert!(crash.contains("Kernel panic") && crash.contains("crashing on purpose"), "{report}");
+    assert!(!report["console_tail"].as_array().unwrap().is_empty(), "{report}");
+    assert!(err.contains("panics: the kernel crashed or hung while loading it"), "{err}");
 }
 
 /// The newest kernel of `kernel`'s flavour from another upstream series

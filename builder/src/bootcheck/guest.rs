@@ -49,6 +49,7 @@ say() { echo "@@hermod-boot@@ $*"; }
 step() {
     op=$1; name=$2; shift 2
     dmesg -c >/dev/null
+    say begin "$op" "$name"
     out=$($op "$@" 2>&1); rc=$?
     printf '%s\n' "$out" | while IFS= read -r line; do [ -n "$line" ] && say out "$name" "$line"; done
     dmesg -c | while IFS= read -r line; do say kmsg "$name" "$line"; done
@@ -99,6 +100,9 @@ pub struct Transcript {
     pub steps: Vec<Step>,
     /// The script reached its end (the kernel did not hang or crash first).
     pub finished: bool,
+    /// The step that began and never reported its result: the kernel
+    /// crashed or hung in it.
+    pub interrupted: Option<(Op, String)>,
 }
 
 /// Read the marker lines out of the console output.
@@ -112,6 +116,14 @@ pub fn parse(console: &str) -> Transcript {
         let (word, rest) = rest.split_once(' ').unwrap_or((rest, ""));
         match word {
             "start" => t.kernel_release = Some(rest.trim().to_owned()),
+            "begin" => {
+                let op = match rest.split_once(' ') {
+                    Some(("insmod", name)) => Some((Op::Insmod, name)),
+                    Some(("rmmod", name)) => Some((Op::Rmmod, name)),
+                    _ => None,
+                };
+                t.interrupted = op.map(|(op, name)| (op, name.trim().to_owned()));
+            }
             "done" => t.finished = true,
             "out" | "kmsg" => {
                 let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -128,6 +140,9 @@ pub fn parse(console: &str) -> Transcript {
                     mine.into_iter().map(|(_, text)| text).collect()
                 };
                 let op = if word == "insmod" { Op::Insmod } else { Op::Rmmod };
+                if t.interrupted.as_ref().is_some_and(|(o, n)| *o == op && n == name) {
+                    t.interrupted = None;
+                }
                 t.steps.push(Step {
                     op,
                     name: name.to_owned(),
@@ -143,7 +158,7 @@ pub fn parse(console: &str) -> Transcript {
 }
 
 /// `[    1.234567] hello: loaded` → `hello: loaded`.
-fn strip_timestamp(line: &str) -> &str {
+pub(crate) fn strip_timestamp(line: &str) -> &str {
     let trimmed = line.trim_start();
     if let Some(rest) = trimmed.strip_prefix('[') {
         if let Some((stamp, text)) = rest.split_once(']') {
@@ -194,6 +209,7 @@ garbage [  1.3] random kernel line @@hermod-boot@@ kmsg other [    1.300000] oth
         let t = parse(console);
         assert_eq!(t.kernel_release.as_deref(), Some("6.1.0-1-amd64"));
         assert!(t.finished);
+        assert_eq!(t.interrupted, None);
         assert_eq!(t.steps.len(), 4);
         assert_eq!(t.steps[0].kernel, ["videodev: Linux video capture interface: v2.00"]);
         let hello = &t.steps[1];
@@ -207,9 +223,13 @@ garbage [  1.3] random kernel line @@hermod-boot@@ kmsg other [    1.300000] oth
 
     #[test]
     fn a_guest_that_never_finished_says_so() {
-        let t = parse("@@hermod-boot@@ start 6.1.0-1-amd64\n@@hermod-boot@@ insmod a rc=0\nKernel panic\n");
+        let t = parse(
+            "@@hermod-boot@@ start 6.1.0-1-amd64\n@@hermod-boot@@ begin insmod a\n@@hermod-boot@@ insmod a rc=0\n\
+             @@hermod-boot@@ begin insmod b\n[    1.8] Kernel panic - not syncing: b\n",
+        );
         assert!(!t.finished);
         assert_eq!(t.steps.len(), 1);
+        assert_eq!(t.interrupted, Some((Op::Insmod, "b".to_owned())), "b began and never ended");
         assert_eq!(parse(""), Transcript::default());
         // A torn or foreign marker line is ignored, not misread.
         assert!(parse("@@hermod-boot@@ insmod a rc=x\n").steps.is_empty());

@@ -321,9 +321,22 @@ pub struct BootReport {
     pub timed_out: bool,
     /// Wall-clock seconds from starting qemu to its exit.
     pub seconds: f64,
+    /// The step the kernel crashed or hung in, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interrupted>,
     /// The console's last lines when the guest did not finish.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub console_tail: Vec<String>,
+}
+
+/// A step the guest began and never finished.
+#[derive(Debug, Clone, Serialize)]
+pub struct Interrupted {
+    pub op: Op,
+    pub name: String,
+    /// The console's first line saying why (`Kernel panic - not syncing: …`, `BUG: …`,
+    /// `Oops: …`), if any.
+    pub crash: Option<String>,
 }
 
 impl BootReport {
@@ -345,8 +358,22 @@ impl BootReport {
             }
         };
         for m in &self.modules {
+            let stopped_in = |op: Op| {
+                self.interrupted.as_ref().filter(|i| i.op == op && i.name == m.name).map(|i| match &i.crash {
+                    Some(crash) => format!(": {crash}"),
+                    None => String::new(),
+                })
+            };
+            if let Some(why) = stopped_in(Op::Insmod) {
+                out.push(format!("{}: the kernel crashed or hung while loading it{why}", m.name));
+                continue;
+            }
+            if let Some(why) = stopped_in(Op::Rmmod) {
+                out.push(format!("{}: loaded, but the kernel crashed or hung while unloading it{why}", m.name));
+                continue;
+            }
             match (&m.load, &m.unload) {
-                (None, _) => out.push(format!("{}: the guest never loaded it (it stopped before)", m.name)),
+                (None, _) => out.push(format!("{}: never loaded (the guest stopped before)", m.name)),
                 (Some(l), _) if !l.ok => out.push(format!("{}: failed to load: {}", m.name, said(l))),
                 (Some(_), None) => out.push(format!("{}: loaded, but the guest never unloaded it", m.name)),
                 (Some(_), Some(u)) if !u.ok => out.push(format!("{}: failed to unload: {}", m.name, said(u))),
@@ -419,11 +446,21 @@ pub fn boot_test(
     std::fs::write(&initrd, bytes).map_err(|e| BootCheckError::io(&initrd, e))?;
 
     let run = qemu::run(&image.vmlinuz(), &initrd, &options.memory, options.timeout)?;
-    let transcript = guest::parse(&run.console);
+    let console = printable(&run.console);
+    let transcript = guest::parse(&console);
     let tail = || -> Vec<String> {
-        let lines: Vec<&str> = run.console.lines().collect();
-        lines[lines.len().saturating_sub(40)..].iter().map(|l| l.trim_end_matches('\r').to_owned()).collect()
+        let lines: Vec<&str> = console.lines().collect();
+        lines[lines.len().saturating_sub(40)..].iter().map(|l| l.to_string()).collect()
     };
+    let interrupted = transcript.interrupted.as_ref().map(|(op, name)| {
+        let begin = format!("{} begin {} {name}", guest::MARKER, if *op == Op::Insmod { "insmod" } else { "rmmod" });
+        let after = console.rsplit_once(&begin).map_or("", |(_, after)| after);
+        let crash = after
+            .lines()
+            .find(|l| ["Kernel panic", "BUG:", "Oops", "general protection fault"].iter().any(|w| l.contains(w)))
+            .map(|l| guest::strip_timestamp(l.trim()).to_owned());
+        Interrupted { op: *op, name: name.clone(), crash }
+    });
     if transcript.kernel_release.is_none() {
         let mut text = tail().join("\n");
         if !run.stderr.trim().is_empty() {
@@ -461,15 +498,49 @@ pub fn boot_test(
         finished: transcript.finished,
         timed_out: run.timed_out,
         seconds: run.seconds,
+        interrupted,
         console_tail: if transcript.finished { Vec::new() } else { tail() },
     };
     report.passed = report.failures().is_empty();
     Ok(report)
 }
 
+/// The console without terminal control sequences (the firmware clears the
+/// screen) or carriage returns.
+fn printable(console: &str) -> String {
+    let mut out = String::with_capacity(console.len());
+    let mut chars = console.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                // ESC [ params final, or ESC and one character.
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_control_sequences_are_dropped() {
+        assert_eq!(printable("\u{1b}c\u{1b}[?7l\u{1b}[2J\u{1b}[0mSeaBIOS\r\nok\n"), "SeaBIOS\nok\n");
+    }
 
     fn names(order: &[(String, Role)]) -> Vec<&str> {
         order.iter().map(|(n, _)| n.as_str()).collect()

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::Global;
+use crate::bootcheck::guest::Op;
 use crate::bootcheck::{self, BootCheckError, BootOptions, BootReport, Outcome};
 use crate::limits::BuildLimits;
 use crate::pipeline::PipelineError;
@@ -79,7 +80,15 @@ fn human(report: &BootReport) -> String {
         }
     }
     for m in &report.modules {
+        let crashed = report.interrupted.as_ref().filter(|i| i.name == m.name).map(|i| {
+            let during = if i.op == Op::Insmod { "loading" } else { "unloading" };
+            format!(
+                "the kernel CRASHED or HUNG while {during} it{}",
+                i.crash.as_ref().map(|c| format!(": {c}")).unwrap_or_default()
+            )
+        });
         let verdict = match (&m.load, &m.unload) {
+            _ if crashed.is_some() => crashed.clone().unwrap_or_default(),
             (None, _) => "not reached".to_owned(),
             (Some(l), _) if !l.ok => "FAILED to load".to_owned(),
             (Some(_), None) => "loaded, not unloaded".to_owned(),
