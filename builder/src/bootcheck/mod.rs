@@ -340,6 +340,14 @@ pub struct Interrupted {
 }
 
 impl BootReport {
+    /// `Ok` when the test passed, else the error (exit 14) that sums up its failures.
+    pub fn verdict(&self) -> Result<(), BootCheckError> {
+        if self.passed {
+            return Ok(());
+        }
+        Err(BootCheckError::NotLoaded(format!("load test in {} failed: {}", self.kernel, self.failures().join("; "))))
+    }
+
     /// One line per failure, for the error message and the exit status.
     pub fn failures(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -389,6 +397,27 @@ impl BootReport {
         }
         out
     }
+}
+
+/// The whole load test of the modules in `paths` (.debs, directories or module
+/// files, see [`modules_in`]) in `kernel`, else in the kernel they were built
+/// for. A module that fails is in the report, not an error: see
+/// [`BootReport::verdict`].
+pub fn load_test(
+    ctx: &Context,
+    kernel: Option<&str>,
+    paths: &[PathBuf],
+    options: &BootOptions,
+) -> Result<BootReport, BootCheckError> {
+    let mut modules = Vec::new();
+    for path in paths {
+        modules.extend(modules_in(path)?);
+    }
+    let kernel = match kernel {
+        Some(k) => k.to_owned(),
+        None => kernel_of(&modules)?,
+    };
+    boot_test(ctx, &kernel, &modules, options)
 }
 
 /// Boot `kernel` from the archive under qemu and load, then unload, `modules`.

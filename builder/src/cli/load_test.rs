@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::Global;
 use crate::bootcheck::guest::Op;
-use crate::bootcheck::{self, BootCheckError, BootOptions, BootReport, Outcome};
+use crate::bootcheck::{self, BootOptions, BootReport, Outcome};
 use crate::limits::BuildLimits;
 use crate::pipeline::PipelineError;
 
@@ -36,17 +36,9 @@ pub struct LoadTestArgs {
 }
 
 pub fn load_test(global: &Global, args: &LoadTestArgs) -> Result<(), PipelineError> {
-    let mut modules = Vec::new();
-    for path in &args.modules {
-        modules.extend(bootcheck::modules_in(path)?);
-    }
-    let kernel = match &args.kernel {
-        Some(k) => k.clone(),
-        None => bootcheck::kernel_of(&modules)?,
-    };
     let ctx = super::context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
     let options = BootOptions { memory: args.memory.clone(), timeout: Duration::from_secs(args.timeout.max(1)) };
-    let report = bootcheck::boot_test(&ctx, &kernel, &modules, &options)?;
+    let report = bootcheck::load_test(&ctx, args.kernel.as_deref(), &args.modules, &options)?;
     let mut stdout = std::io::stdout().lock();
     let text =
         if args.json { serde_json::to_string(&report).expect("report serializes") + "\n" } else { human(&report) };
@@ -55,10 +47,7 @@ pub fn load_test(global: &Global, args: &LoadTestArgs) -> Result<(), PipelineErr
     if !global.quiet {
         eprintln!("hermod: booted {} under qemu (software emulation) in {:.1} s", report.image, report.seconds);
     }
-    if report.passed {
-        return Ok(());
-    }
-    Err(BootCheckError::NotLoaded(format!("load test in {kernel} failed: {}", report.failures().join("; "))).into())
+    Ok(report.verdict()?)
 }
 
 /// One line per module (`NAME: loaded, unloaded` or what failed), each with
