@@ -43,6 +43,8 @@ pub enum BootCheckError {
     NoModules(PathBuf),
     #[error("the modules are built for different kernels ({0}); say which to boot with --kernel")]
     WhichKernel(String),
+    #[error("the recipe's architecture is {0}: load tests boot amd64 kernels only (qemu-system-x86_64)")]
+    Architecture(String),
     #[error("bad kernel release {0:?}")]
     BadKernel(String),
     #[error("no kernel image linux-image-{kernel} (or -unsigned) in the archive{}", offered_list(.offered))]
@@ -87,7 +89,7 @@ impl BootCheckError {
     pub fn exit_code(&self) -> i32 {
         match self {
             BootCheckError::Input { .. } | BootCheckError::NoModules(_) => 3,
-            BootCheckError::WhichKernel(_) => 2,
+            BootCheckError::WhichKernel(_) | BootCheckError::Architecture(_) => 2,
             BootCheckError::BadKernel(_) | BootCheckError::NoImage { .. } => 4,
             BootCheckError::NoBusybox(_)
             | BootCheckError::BadImage { .. }
@@ -308,6 +310,10 @@ pub fn boot_test(
                 reason: format!("module {} is also in {}: test them one at a time", m.name, other.origin),
             });
         }
+    }
+    let arch = &ctx.options.recipe.architecture;
+    if arch != "amd64" {
+        return Err(BootCheckError::Architecture(arch.clone()));
     }
     let image = image::kernel_image(ctx, kernel)?;
     let busybox = image::busybox(ctx)?;
