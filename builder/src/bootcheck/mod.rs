@@ -125,6 +125,11 @@ impl ModuleUnderTest {
             .map(modinfo::normalize)
             .or_else(|| modinfo::module_name_of_file(file_name))
             .unwrap_or_default();
+        // The name becomes a file name in the initramfs and a word of the
+        // init script: the kernel's own module names are [A-Za-z0-9_].
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad(format!("module name {name:?} is not a kernel module name")));
+        }
         Ok(ModuleUnderTest {
             name,
             vermagic: modinfo::field(&fields, "vermagic").map(str::to_owned),
@@ -492,6 +497,10 @@ mod tests {
         std::fs::write(&junk, b"not a deb").unwrap();
         let err = modules_in(&junk).unwrap_err();
         assert_eq!(err.exit_code(), 3, "{err}");
+        let sneaky = modinfo::tests::fake_module(&["name=../../init", "vermagic=6.1.0-9-amd64 SMP"]);
+        std::fs::write(dir.path().join("sneaky.ko"), sneaky).unwrap();
+        let err = modules_in(&dir.path().join("sneaky.ko")).unwrap_err();
+        assert!(err.to_string().contains("not a kernel module name"), "{err}");
         std::fs::write(dir.path().join("bad.ko"), b"not elf").unwrap();
         assert!(matches!(modules_in(&dir.path().join("bad.ko")), Err(BootCheckError::Input { .. })));
     }
