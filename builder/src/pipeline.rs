@@ -76,6 +76,8 @@ pub enum PipelineError {
     Farm(#[from] crate::farm::FarmError),
     #[error(transparent)]
     Repo(#[from] crate::repo::RepoError),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
 }
 
 /// What became of one (source, kernel) pair, as `--json` reports it.

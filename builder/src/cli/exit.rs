@@ -68,6 +68,12 @@ pub fn exit_code(err: &PipelineError) -> i32 {
                 _ => 3,
             }
         }
+        PipelineError::Plan(
+            crate::plan::PlanError::TooManyForGithub { .. }
+            | crate::plan::PlanError::SourcesFile { .. }
+            | crate::plan::PlanError::NoSources { .. },
+        ) => 3,
+        PipelineError::Plan(crate::plan::PlanError::NoKernels { .. }) => 4,
         PipelineError::Limit(_) => 2,
         PipelineError::Cache(crate::cache::CacheError::BadSize { .. }) => 2,
         PipelineError::Cache(_) | PipelineError::Store(_) | PipelineError::Io { .. } => 9,
