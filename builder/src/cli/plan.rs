@@ -193,3 +193,68 @@ fn entry(
     };
     Ok(Entry::new(arg, kernel, &key.hex, cached_in))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::Cli;
+
+    /// The `hermod …` command lines of a CI document, with the engine's
+    /// expressions (`${{ … }}`, `$VAR`) as placeholders, up to a redirection.
+    fn commands(text: &str) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let line = line.trim().trim_start_matches("- ");
+            let Some(start) = line.find("hermod ").filter(|&i| i == 0 || line[..i].ends_with("$(")) else {
+                continue;
+            };
+            let mut command = &line[start..];
+            if let Some(end) = command.find(['>', '|', ')', ';']) {
+                command = &command[..end];
+            }
+            let mut words = Vec::new();
+            let mut rest = command;
+            while let Some(open) = rest.find("${{") {
+                words.push(rest[..open].to_owned());
+                let close = rest[open..].find("}}").expect("a closed expression") + open + 2;
+                words.push("PLACEHOLDER".to_owned());
+                rest = &rest[close..];
+            }
+            words.push(rest.to_owned());
+            let joined = words.concat().replace('"', "");
+            let argv: Vec<String> = joined
+                .split_whitespace()
+                .map(|w| if w.starts_with('$') { "PLACEHOLDER".to_owned() } else { w.to_owned() })
+                .collect();
+            out.push(argv);
+        }
+        out
+    }
+
+    #[test]
+    fn the_example_pipelines_use_commands_hermod_accepts() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/ci");
+        let mut seen = std::collections::BTreeSet::new();
+        let mut count = 0;
+        for name in ["github-actions.yml", "gitlab-ci.yml", "hermod-build.gitlab-ci.yml"] {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            for argv in commands(&text) {
+                if let Err(e) = Cli::try_parse_from(&argv) {
+                    panic!("{name}: `{}` does not parse:\n{e}", argv.join(" "));
+                }
+                seen.insert(argv[1].clone());
+                count += 1;
+            }
+        }
+        assert!(count >= 7, "only {count} hermod commands found");
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["build", "plan", "publish"]);
+    }
+
+    #[test]
+    fn a_wrong_flag_in_a_pipeline_would_be_caught() {
+        let argv = &commands("    - hermod plan --modules m --kernel all > x")[0];
+        assert_eq!(argv, &["hermod", "plan", "--modules", "m", "--kernel", "all"]);
+        assert!(Cli::try_parse_from(argv).is_err(), "plan takes --kernels, not --kernel");
+    }
+}
