@@ -21,6 +21,7 @@ pub mod keyinfo;
 pub mod limits;
 pub mod oci_bundle;
 pub mod pipeline;
+pub mod plan;
 pub mod remote;
 pub mod repo;
 pub mod rootfs;

@@ -78,6 +78,8 @@ pub enum PipelineError {
     Repo(#[from] crate::repo::RepoError),
     #[error(transparent)]
     BootCheck(#[from] crate::bootcheck::BootCheckError),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
 }
 
 /// What became of one (source, kernel) pair, as `--json` reports it.

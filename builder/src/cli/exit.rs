@@ -69,6 +69,12 @@ pub fn exit_code(err: &PipelineError) -> i32 {
             }
         }
         PipelineError::BootCheck(e) => e.exit_code(),
+        PipelineError::Plan(
+            crate::plan::PlanError::TooManyForGithub { .. }
+            | crate::plan::PlanError::SourcesFile { .. }
+            | crate::plan::PlanError::NoSources { .. },
+        ) => 3,
+        PipelineError::Plan(crate::plan::PlanError::NoKernels { .. }) => 4,
         PipelineError::Limit(_) => 2,
         PipelineError::Cache(crate::cache::CacheError::BadSize { .. }) => 2,
         PipelineError::Cache(_) | PipelineError::Store(_) | PipelineError::Io { .. } => 9,

@@ -21,6 +21,7 @@ mod cache;
 mod exit;
 mod farm;
 mod load_test;
+mod plan;
 mod repo;
 
 use cache::{cache_command, key_command};
@@ -123,6 +124,9 @@ pub enum Command {
     /// For hermod-boot.service: prepare and install the running kernel's wanted module
     /// packages, then load their modules
     Boot(farm::BootArgs),
+    /// The build matrix for a CI engine (GitHub Actions, GitLab): one entry per module and
+    /// kernel with its cache key and whether a cache already holds it
+    Plan(plan::PlanArgs),
     /// Add .debs to a signed APT repository (pool/, dists/SUITE/…, InRelease written last);
     /// the same inputs give the same bytes
     Publish(repo::PublishArgs),
@@ -456,6 +460,7 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
         Command::Prepare(args) => farm::prepare(&cli.global, args),
         Command::InstallPending => farm::install_pending(&cli.global),
         Command::Boot(args) => farm::boot(&cli.global, args),
+        Command::Plan(args) => plan::plan(&cli.global, args),
         Command::Publish(args) => repo::publish(&cli.global, args),
         Command::Repo { command } => repo::repo_command(&cli.global, command),
         Command::LoadTest(args) => load_test::load_test(&cli.global, args),
