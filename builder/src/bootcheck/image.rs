@@ -82,17 +82,8 @@ pub fn kernel_image(ctx: &Context, release: &str) -> Result<KernelImage, BootChe
         // The images of the same flavour the archive does offer, oldest first.
         let archive = ctx.archive().map_err(|e| BootCheckError::Archive(Box::new(e)))?;
         let flavour = crate::rootfs::kernel_flavour(release);
-        let mut offered: Vec<String> = archive
-            .names_with_prefix("linux-image-")
-            .into_iter()
-            .filter_map(|n| n.strip_prefix("linux-image-"))
-            .map(|k| k.strip_suffix("-unsigned").unwrap_or(k))
-            .filter(|k| crate::rootfs::is_release(k) && crate::rootfs::kernel_flavour(k) == flavour)
-            .map(str::to_owned)
-            .collect();
-        let version = |k: &str| crate::apt::Version::parse(&k.replace('-', ".")).ok();
-        offered.sort_by(|a, b| version(a).cmp(&version(b)).then_with(|| a.cmp(b)));
-        offered.dedup();
+        let mut offered = crate::plan::kernels_offered(archive);
+        offered.retain(|k| crate::rootfs::kernel_flavour(k) == flavour);
         return Err(BootCheckError::NoImage { kernel: release.to_owned(), offered });
     };
     let store = &ctx.options.store;
