@@ -4,6 +4,7 @@
 //! See ARCHITECTURE.md for the codemap and the invariants.
 
 pub mod apt;
+pub mod bootcheck;
 pub mod build;
 pub mod build_script;
 pub mod cache;
@@ -20,6 +21,7 @@ pub mod keyinfo;
 pub mod limits;
 pub mod oci_bundle;
 pub mod pipeline;
+pub mod plan;
 pub mod remote;
 pub mod repo;
 pub mod rootfs;

@@ -77,6 +77,10 @@ pub enum PipelineError {
     #[error(transparent)]
     Repo(#[from] crate::repo::RepoError),
     #[error(transparent)]
+    BootCheck(#[from] crate::bootcheck::BootCheckError),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    #[error(transparent)]
     Verify(#[from] crate::verify::VerifyError),
 }
 

@@ -246,6 +246,19 @@ fn a_signed_shared_cache_on_nginx_serves_builds_and_refuses_tampering() {
     let blob = std::fs::read(&blob_path).expect("A pushed its blob");
     assert_eq!(sha256(&blob_path), sha);
 
+    // `hermod plan` on a host that has nothing: that build is marked as in the shared cache.
+    let planner = private_store("remote-plan");
+    let reader = [("HERMOD_REMOTE", nginx.url()), ("HERMOD_TRUSTED_KEYS", fleet_public.clone())];
+    let planned = hermod_with(
+        planner.path(),
+        &package_cache(),
+        &reader,
+        &["plan", "--modules", source.to_str().unwrap(), "--kernels", &kernel],
+    );
+    let planned = report(&planned);
+    assert_eq!(planned["include"][0]["key"], key.as_str(), "plan computes the key build computed");
+    assert_eq!(planned["include"][0]["cached_in"], "shared");
+
     // Writes without the password are refused by the server; reads are open.
     let anonymous = hermod::remote::Client::new(&nginx.url(), None).unwrap();
     let refused = anonymous.put("cas/x", b"x").unwrap_err().to_string();

@@ -68,6 +68,13 @@ pub fn exit_code(err: &PipelineError) -> i32 {
                 _ => 3,
             }
         }
+        PipelineError::BootCheck(e) => e.exit_code(),
+        PipelineError::Plan(
+            crate::plan::PlanError::TooManyForGithub { .. }
+            | crate::plan::PlanError::SourcesFile { .. }
+            | crate::plan::PlanError::NoSources { .. },
+        ) => 3,
+        PipelineError::Plan(crate::plan::PlanError::NoKernels { .. }) => 4,
         PipelineError::Verify(e) => e.exit_code(),
         PipelineError::Limit(_) => 2,
         PipelineError::Cache(crate::cache::CacheError::BadSize { .. }) => 2,

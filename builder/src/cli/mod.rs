@@ -20,6 +20,8 @@ use crate::trust::TrustError;
 mod cache;
 mod exit;
 mod farm;
+mod load_test;
+mod plan;
 mod repo;
 mod verify;
 
@@ -47,6 +49,8 @@ Exit status:
      (a published version is immutable), or an unsigned publish into a signed repository
  13  verify: the two builds (or the rebuild and the --against package) differ; the report names
      each differing file in the .deb and, for a module, its differing ELF sections
+ 14  load-test: a module failed to load or unload in its kernel under qemu (or that kernel lacks a
+     module it depends on, or crashed or hung during the test); the report says what the kernel said
  77  nothing built: dkms.conf's BUILD_EXCLUSIVE_* directives exclude every requested kernel
      (as DKMS's 77); with some builds done and the rest skipped, the status is 0";
 
@@ -123,6 +127,9 @@ pub enum Command {
     /// For hermod-boot.service: prepare and install the running kernel's wanted module
     /// packages, then load their modules
     Boot(farm::BootArgs),
+    /// The build matrix for a CI engine (GitHub Actions, GitLab): one entry per module and
+    /// kernel with its cache key and whether a cache already holds it
+    Plan(plan::PlanArgs),
     /// Add .debs to a signed APT repository (pool/, dists/SUITE/…, InRelease written last);
     /// the same inputs give the same bytes
     Publish(repo::PublishArgs),
@@ -131,6 +138,9 @@ pub enum Command {
         #[command(subcommand)]
         command: repo::RepoCommand,
     },
+    /// Boot linux-image-KREL from the archive under qemu (software emulation) with a tiny
+    /// initramfs and load, then unload, the modules of built packages in it
+    LoadTest(load_test::LoadTestArgs),
     /// Build twice, bypassing the cache, under varied conditions (paths, time, umask, uid, host
     /// name, environment, locale, TZ, jobs, file order) and compare the .debs byte for byte;
     /// --against DEB: rebuild once and compare with a published package
@@ -458,8 +468,10 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
         Command::Prepare(args) => farm::prepare(&cli.global, args),
         Command::InstallPending => farm::install_pending(&cli.global),
         Command::Boot(args) => farm::boot(&cli.global, args),
+        Command::Plan(args) => plan::plan(&cli.global, args),
         Command::Publish(args) => repo::publish(&cli.global, args),
         Command::Repo { command } => repo::repo_command(&cli.global, command),
+        Command::LoadTest(args) => load_test::load_test(&cli.global, args),
         Command::Verify(args) => verify::verify(&cli.global, args),
     }
 }

@@ -142,9 +142,10 @@ impl SharedCache {
         tracing::warn!("shared cache: rejected {}: {why}; building locally", self.client.url(&format!("ac/{key}")));
     }
 
-    /// The verified output for `key` (a build for `kernel`), or None: a miss,
-    /// a refused entry (warned) or an unavailable server (warned once).
-    pub fn pull(&self, key: &str, kernel: &str) -> Option<Pulled> {
+    /// The signed entry for `key` (a build for `kernel`), verified against the
+    /// trusted keys, with its signer; None on a miss, a refused entry (warned)
+    /// or an unavailable server (warned once).
+    fn verified_entry(&self, key: &str, kernel: &str, doing: &str) -> Option<(Entry, String)> {
         if self.trusted.is_empty() || self.given_up() {
             return None;
         }
@@ -153,11 +154,11 @@ impl SharedCache {
             Ok(Some(text)) => text,
             Ok(None) => return None,
             Err(e) => {
-                self.give_up(&e, started, "building locally");
+                self.give_up(&e, started, doing);
                 return None;
             }
         };
-        let entry = match Entry::parse(&text).and_then(|entry| {
+        match Entry::parse(&text).and_then(|entry| {
             let signer = entry.verify(key, &self.trusted)?;
             if entry.kernel != kernel {
                 return Err(Rejection::WrongKernel { wanted: kernel.into(), signed: entry.kernel.clone() });
@@ -167,13 +168,35 @@ impl SharedCache {
             }
             Ok((entry, signer))
         }) {
-            Ok(entry) => entry,
+            Ok(entry) => Some(entry),
             Err(why) => {
                 self.reject(key, &why);
-                return None;
+                None
             }
-        };
-        let (entry, signer) = entry;
+        }
+    }
+
+    /// Whether the server holds a usable output for `key`: a trusted, signed
+    /// entry for `kernel` and the blob it names (asked with HEAD, not
+    /// downloaded). The signer, if so. What `hermod plan` marks as cached.
+    pub fn holds(&self, key: &str, kernel: &str) -> Option<String> {
+        let (entry, signer) = self.verified_entry(key, kernel, "marking entries as not cached")?;
+        let started = Instant::now();
+        match self.client.head(&format!("cas/{}", entry.blake3)) {
+            Ok(Some(size)) if size == entry.size => Some(signer),
+            Ok(_) => None,
+            Err(e) => {
+                self.give_up(&e, started, "marking entries as not cached");
+                None
+            }
+        }
+    }
+
+    /// The verified output for `key` (a build for `kernel`), or None: a miss,
+    /// a refused entry (warned) or an unavailable server (warned once).
+    pub fn pull(&self, key: &str, kernel: &str) -> Option<Pulled> {
+        let (entry, signer) = self.verified_entry(key, kernel, "building locally")?;
+        let started = Instant::now();
         let bytes = match self.client.get(&format!("cas/{}", entry.blake3), entry.size) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {

@@ -1,0 +1,167 @@
+//! The guest's parts, from the configured archive: the kernel image package
+//! `linux-image-<KREL>` (else `linux-image-<KREL>-unsigned`; either holds
+//! `/boot/vmlinuz-<KREL>` and `/lib/modules/<KREL>`) and `busybox-static`.
+//!
+//! Both are found in the verified Packages indices and downloaded into the
+//! package cache with their SHA256 checked (`apt::download_from`), as build
+//! roots are. The kernel and its module tree are unpacked once per image
+//! .deb into the store (`boot-images/<package>_<sha256 prefix>/`: `vmlinuz`
+//! and `modules/`, plain `.ko` files stored as `.ko.zst`), named by the
+//! .deb's hash so a re-published image is a new directory, and written under
+//! a temporary name first so a half-unpacked image is never used.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::modinfo;
+use super::BootCheckError;
+use crate::apt::debfile::{read_data, EntryKind};
+use crate::apt::Package;
+use crate::pipeline::Context;
+
+/// A kernel image unpacked in the store.
+#[derive(Debug, Clone)]
+pub struct KernelImage {
+    pub release: String,
+    /// The image package and its version.
+    pub package: String,
+    pub version: String,
+    /// Holds `vmlinuz` and `modules/` (the image's `/lib/modules/<KREL>`).
+    pub dir: PathBuf,
+}
+
+impl KernelImage {
+    pub fn vmlinuz(&self) -> PathBuf {
+        self.dir.join("vmlinuz")
+    }
+
+    /// Every loadable module of the image: normalized name → file.
+    pub fn modules(&self) -> Result<HashMap<String, PathBuf>, BootCheckError> {
+        let mut found = HashMap::new();
+        for entry in walkdir::WalkDir::new(self.dir.join("modules")).sort_by_file_name() {
+            let entry = entry.map_err(|e| BootCheckError::io(&self.dir, e.into()))?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            if let Some(name) = entry.file_name().to_str().and_then(modinfo::module_name_of_file) {
+                found.entry(name).or_insert_with(|| entry.path().to_owned());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Modules built into the kernel (`modules.builtin`): nothing to load.
+    pub fn builtin(&self) -> HashSet<String> {
+        let text = fs::read_to_string(self.dir.join("modules/modules.builtin")).unwrap_or_default();
+        text.lines().filter_map(|l| l.rsplit('/').next().and_then(modinfo::module_name_of_file)).collect()
+    }
+}
+
+/// The newest package of the first of `names` the archive offers.
+fn newest<'a>(ctx: &'a Context, names: &[String]) -> Result<Option<&'a Package>, BootCheckError> {
+    let archive = ctx.archive().map_err(|e| BootCheckError::Archive(Box::new(e)))?;
+    Ok(names.iter().find_map(|n| archive.newest(n)))
+}
+
+fn download(ctx: &Context, package: &Package) -> Result<PathBuf, BootCheckError> {
+    let mirrors = ctx.options.sources.mirrors();
+    let store = &ctx.options.store;
+    let debs = crate::apt::download_from(std::slice::from_ref(package), &mirrors, store.packages(), ctx.options.quiet)
+        .map_err(|e| BootCheckError::Fetch(Box::new(e)))?;
+    Ok(debs.into_iter().next().expect("one package asked, one path"))
+}
+
+/// `linux-image-<release>` (or `-unsigned`) from the archive, unpacked in the store.
+pub fn kernel_image(ctx: &Context, release: &str) -> Result<KernelImage, BootCheckError> {
+    if !crate::rootfs::is_release(release) {
+        return Err(BootCheckError::BadKernel(release.to_owned()));
+    }
+    let names = [format!("linux-image-{release}"), format!("linux-image-{release}-unsigned")];
+    let Some(package) = newest(ctx, &names)?.cloned() else {
+        // The images of the same flavour the archive does offer, oldest first.
+        let archive = ctx.archive().map_err(|e| BootCheckError::Archive(Box::new(e)))?;
+        let flavour = crate::rootfs::kernel_flavour(release);
+        let mut offered = crate::plan::kernels_offered(archive);
+        offered.retain(|k| crate::rootfs::kernel_flavour(k) == flavour);
+        return Err(BootCheckError::NoImage { kernel: release.to_owned(), offered });
+    };
+    let store = &ctx.options.store;
+    let dir = store.root().join("boot-images").join(format!("{}_{}", package.name, &package.sha256[..16]));
+    let image = KernelImage {
+        release: release.to_owned(),
+        package: package.name.clone(),
+        version: package.version.clone(),
+        dir,
+    };
+    if image.vmlinuz().is_file() {
+        return Ok(image);
+    }
+    let deb = download(ctx, &package)?;
+    let parent = image.dir.parent().expect("has a parent");
+    fs::create_dir_all(parent).map_err(|e| BootCheckError::io(parent, e))?;
+    let staging =
+        tempfile::Builder::new().prefix(".unpacking-").tempdir_in(parent).map_err(|e| BootCheckError::io(parent, e))?;
+    unpack_kernel(&deb, release, staging.path())?;
+    if !staging.path().join("vmlinuz").is_file() {
+        return Err(BootCheckError::BadImage { deb, reason: format!("no boot/vmlinuz-{release}") });
+    }
+    match fs::rename(staging.path(), &image.dir) {
+        Ok(()) => {}
+        // Another run unpacked the same image first: use that one.
+        Err(_) if image.vmlinuz().is_file() => {}
+        Err(e) => return Err(BootCheckError::io(&image.dir, e)),
+    }
+    Ok(image)
+}
+
+/// Unpack `boot/vmlinuz-<release>` as `vmlinuz` and `[usr/]lib/modules/<release>/`
+/// as `modules/`; nothing else of the package is needed.
+fn unpack_kernel(deb: &Path, release: &str, dest: &Path) -> Result<(), BootCheckError> {
+    let vmlinuz = PathBuf::from(format!("boot/vmlinuz-{release}"));
+    let module_roots = [format!("lib/modules/{release}"), format!("usr/lib/modules/{release}")];
+    read_data(deb, |entry| {
+        let EntryKind::File(content) = entry.kind else { return Ok(()) };
+        let target = if entry.rel == vmlinuz {
+            dest.join("vmlinuz")
+        } else if let Some(rest) = module_roots.iter().find_map(|r| entry.rel.strip_prefix(r).ok()) {
+            dest.join("modules").join(rest)
+        } else {
+            return Ok(());
+        };
+        let mut bytes = Vec::new();
+        content.read_to_end(&mut bytes).map_err(|e| BootCheckError::io(&entry.rel, e))?;
+        // A plain module is kept zstd-compressed (a 6.1 image's 400 MB of
+        // modules take 90 MB); `modinfo::module_bytes` undoes it on use.
+        let is_plain_module = target.extension().is_some_and(|e| e == "ko");
+        let (target, bytes) = if is_plain_module {
+            let packed = zstd::bulk::compress(&bytes, 3).map_err(|e| BootCheckError::io(&entry.rel, e))?;
+            (target.with_extension("ko.zst"), packed)
+        } else {
+            (target, bytes)
+        };
+        let parent = target.parent().expect("under dest");
+        fs::create_dir_all(parent).map_err(|e| BootCheckError::io(parent, e))?;
+        fs::write(&target, bytes).map_err(|e| BootCheckError::io(&target, e))
+    })
+}
+
+/// `/bin/busybox` of the archive's `busybox-static`: the guest's only program.
+pub fn busybox(ctx: &Context) -> Result<Vec<u8>, BootCheckError> {
+    let package = newest(ctx, &["busybox-static".to_owned()])?
+        .cloned()
+        .ok_or_else(|| BootCheckError::NoBusybox("busybox-static is not in the archive".into()))?;
+    let deb = download(ctx, &package)?;
+    let mut found = None;
+    read_data(&deb, |entry| {
+        if let EntryKind::File(content) = entry.kind {
+            if entry.rel == Path::new("bin/busybox") || entry.rel == Path::new("usr/bin/busybox") {
+                let mut bytes = Vec::new();
+                content.read_to_end(&mut bytes).map_err(|e| BootCheckError::io(&entry.rel, e))?;
+                found = Some(bytes);
+            }
+        }
+        Ok::<(), BootCheckError>(())
+    })?;
+    found.ok_or_else(|| BootCheckError::NoBusybox(format!("{} holds no bin/busybox", deb.display())))
+}
