@@ -364,3 +364,33 @@ fn one_build(global: &Global, args: &VerifyArgs, lock: &Path, out: &Path) -> Res
     println!("{}", serde_json::to_string(&report).expect("the report serializes"));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find<'a>(v: &'a [Variation], name: &str) -> &'a Variation {
+        v.iter().find(|v| v.name == name).unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    #[test]
+    fn every_condition_is_listed_and_what_was_not_applied_says_why() {
+        let a = Side::first(Path::new("/var/tmp/a"), "m");
+        let mut b = Side::second("second", Path::new("/tmp/b"), "m");
+        let all = variations(&a, Some(100), &b, Some(101));
+        assert_eq!(all.len(), 10, "{all:?}");
+        assert!(all.iter().all(|v| v.applied && v.note.is_none()), "{all:?}");
+
+        // A variation the child could not get is reported, not dropped.
+        b.dropped.push(("uid".into(), "not applied: a user namespace was refused (EPERM)".into()));
+        let v = variations(&a, Some(100), &b, Some(101));
+        let uid = find(&v, "uid");
+        assert!(!uid.applied && uid.note.as_deref().unwrap().contains("refused"), "{uid:?}");
+
+        // The same value on both sides, or no later second, is no variation.
+        let same = variations(&a, Some(100), &a, Some(100));
+        assert!(!find(&same, "umask").applied);
+        assert_eq!(find(&same, "umask").note.as_deref(), Some("the same on both sides"));
+        assert!(!find(&same, "wall-clock time").applied);
+    }
+}
