@@ -181,3 +181,20 @@ fn v4l2loopback_loads_with_its_in_kernel_dependencies() {
     assert_eq!(v4l2["unload"]["ok"], true, "{v4l2}");
     assert!(kernel_lines(&v4l2["load"]).contains("v4l2loopback driver version"), "{v4l2}");
 }
+
+/// `hermod verify --boot`: the two builds match, and the package built loads
+/// and unloads in its kernel; the load test is part of the JSON report.
+#[test]
+fn verify_boot_rebuilds_compares_and_loads_hello() {
+    let hello = testdata("modules/hello");
+    let k = kernel();
+    let out = run(&shared_store(), &["verify", hello.to_str().unwrap(), "--kernel", &k, "--boot", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(report["match"], true);
+    let boot = &report["boot"];
+    assert_eq!(boot["kernel"], k.as_str());
+    assert_eq!(boot["passed"], true, "{boot}");
+    let hello = module(boot, "hello");
+    assert!(kernel_lines(&hello["load"]).contains("hello from hermod"), "{hello}");
+}

@@ -52,7 +52,7 @@ pub fn load_test(global: &Global, args: &LoadTestArgs) -> Result<(), PipelineErr
 
 /// One line per module (`NAME: loaded, unloaded` or what failed), each with
 /// the kernel's lines indented below.
-fn human(report: &BootReport) -> String {
+pub(super) fn human(report: &BootReport) -> String {
     let mut s = String::new();
     let lines = |s: &mut String, o: &Outcome| {
         for line in o.kernel.iter().chain(&o.output) {

@@ -49,7 +49,7 @@ Exit status:
      (a published version is immutable), or an unsigned publish into a signed repository
  13  verify: the two builds (or the rebuild and the --against package) differ; the report names
      each differing file in the .deb and, for a module, its differing ELF sections
- 14  load-test: a module failed to load or unload in its kernel under qemu (or that kernel lacks a
+ 14  load-test, verify --boot: a module failed to load or unload in its kernel under qemu (or that kernel lacks a
      module it depends on, or crashed or hung during the test); the report says what the kernel said
  77  nothing built: dkms.conf's BUILD_EXCLUSIVE_* directives exclude every requested kernel
      (as DKMS's 77); with some builds done and the rest skipped, the status is 0";

@@ -43,6 +43,11 @@ pub struct VerifyArgs {
     /// Print the report as one JSON object
     #[arg(long)]
     pub json: bool,
+    /// Also boot the kernel the module is for (linux-image-KREL from the archive) under qemu
+    /// with software emulation, and load and unload the built module in it (as `hermod
+    /// load-test`); a module that does not load is exit 14, after a mismatch's 13
+    #[arg(long)]
+    pub boot: bool,
     #[command(flatten)]
     pub signing: SigningArgs,
     /// (internal) Make jobs of one build; each build's conditions set it
@@ -188,23 +193,42 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
         kept: None,
         diffoscope: None,
         diffoscope_note: None,
+        boot: None,
     };
     if !report.matches {
         keep(store.logs(), &mut report, &built, published.as_ref().map(|(p, _)| p.as_path()))?;
+    }
+    // The load test boots the package just built (the first side's; with
+    // --against, the rebuild): what the fleet would install, if they match.
+    let mut boot_error = None;
+    if args.boot {
+        let options = crate::bootcheck::BootOptions::default();
+        match crate::bootcheck::load_test(&ctx, Some(&kernel), std::slice::from_ref(&built[0].0), &options) {
+            Ok(boot) => report.boot = Some(boot),
+            Err(e) => boot_error = Some(e),
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("the report serializes"));
     } else {
         print!("{}", verify::text(&report));
+        if let Some(boot) = &report.boot {
+            print!("{}", super::load_test::human(boot));
+        }
     }
-    if report.matches {
-        Ok(())
-    } else {
+    if !report.matches {
         let what = match args.against {
             Some(_) => "the rebuild differs from the published package",
             None => "the two builds differ",
         };
-        Err(VerifyError::Mismatch { package, what: what.into(), count: report.differences.len() }.into())
+        return Err(VerifyError::Mismatch { package, what: what.into(), count: report.differences.len() }.into());
+    }
+    if let Some(e) = boot_error {
+        return Err(e.into());
+    }
+    match &report.boot {
+        Some(boot) => Ok(boot.verdict()?),
+        None => Ok(()),
     }
 }
 

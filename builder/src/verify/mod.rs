@@ -112,6 +112,9 @@ pub struct Report {
     /// Why diffoscope did not run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diffoscope_note: Option<String>,
+    /// With `--boot`: the load test of the built package in its kernel under qemu.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot: Option<crate::bootcheck::BootReport>,
 }
 
 /// Every difference between two .debs (empty when the bytes are equal).
