@@ -149,32 +149,9 @@ pub(super) fn changelog_gz(spec: &DebSpec) -> Result<Vec<u8>, DebError> {
     gz.finish().map_err(io_err("gzip changelog"))
 }
 
-/// `Thu, 01 Jan 1970 00:00:00 +0000` (UTC).
+/// `Thu, 01 Jan 1970 00:00:00 +0000` (UTC), as a changelog's trailer line writes it.
 pub fn rfc2822(t: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let days = (t / 86_400) as i64;
-    let secs = t % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    crate::apt::release::format_rfc2822(t as i64, "+0000")
 }
 
 pub(super) const SCRIPT_HEAD: &str = "#!/bin/sh\nset -e\n\n";
