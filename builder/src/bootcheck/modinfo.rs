@@ -61,7 +61,7 @@ pub fn fields(elf: &[u8]) -> Result<Vec<(String, String)>, String> {
     // (name offset, file offset, size) of section i.
     let section = |i: usize| -> Option<(usize, usize, usize)> {
         let at = shoff.checked_add(i.checked_mul(shentsize)?)?;
-        Some((u32_at(at)?, u64_at(at + 24)?, u64_at(at + 32)?))
+        Some((u32_at(at)?, u64_at(at.checked_add(24)?)?, u64_at(at.checked_add(32)?)?))
     };
     let bytes_of = |off: usize, size: usize| elf.get(off..off.checked_add(size)?);
     let (_, str_off, str_size) = section(shstrndx).ok_or_else(truncated)?;

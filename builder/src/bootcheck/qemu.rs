@@ -99,7 +99,12 @@ pub fn run(kernel: &Path, initramfs: &Path, memory: &str, timeout: Duration) -> 
                 break;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Err(BootCheckError::Qemu(format!("waiting for {QEMU}: {e}"))),
+            Err(e) => {
+                // Not a guest left running behind an error.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(BootCheckError::Qemu(format!("waiting for {QEMU}: {e}")));
+            }
         }
     }
     for reader in readers {

@@ -85,6 +85,9 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
         None => ctx.default_kernel()?,
     };
     let input = Input::parse(&args.source)?.prepare(&ctx, &args.source, &args.needs.build_depends)?;
+    // The source is checked as a build checks it (special files, symlinks out of
+    // the tree: exit 3) before it is copied for the two sides.
+    crate::source::SourceTree::scan(&input.dir)?;
     let lock = ctx.lock_with(&kernel, &input.build_depends)?;
 
     // The first side lives in the store's staging area, the second in the
@@ -196,7 +199,10 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
         boot: None,
     };
     if !report.matches {
-        keep(store.logs(), &mut report, &built, published.as_ref().map(|(p, _)| p.as_path()))?;
+        // Failing to keep the evidence must not hide the verdict (exit 13).
+        if let Err(e) = keep(store.logs(), &mut report, &built, published.as_ref().map(|(p, _)| p.as_path())) {
+            report.diffoscope_note = Some(format!("the differing packages were not kept: {e}"));
+        }
     }
     // The load test boots the package just built (the first side's; with
     // --against, the rebuild): what the fleet would install, if they match.
@@ -246,6 +252,12 @@ fn read_published(path: &Path) -> Result<Vec<u8>, VerifyError> {
     Ok(bytes)
 }
 
+/// `path` made absolute against the caller's directory: the children run
+/// elsewhere (a relative `--dkms-overrides` would silently name nothing there).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
 /// The command line of one child build, without `--jobs` (the side adds it).
 fn child_args(
     global: &Global,
@@ -260,15 +272,15 @@ fn child_args(
         a.push(name.into());
         a.push(value.as_ref().to_owned());
     };
-    flag("--store", &ctx.options.store.root());
-    flag("--package-cache", &ctx.options.store.packages());
+    flag("--store", &absolute(ctx.options.store.root()));
+    flag("--package-cache", &absolute(ctx.options.store.packages()));
     flag("--maintainer", &global.maintainer);
-    flag("--dkms-overrides", &global.dkms_overrides);
+    flag("--dkms-overrides", &absolute(&global.dkms_overrides));
     if let Some(recipe) = &global.recipe {
-        flag("--recipe", recipe);
+        flag("--recipe", &absolute(recipe));
     }
     if let Some(config) = &global.config {
-        flag("--config", config);
+        flag("--config", &absolute(config));
     }
     a.push("-q".into());
     a.push("verify".into());
@@ -278,10 +290,10 @@ fn child_args(
         a.push(value.as_ref().to_owned());
     };
     if let Some(key) = &args.signing.mok_signing_key {
-        flag("--mok-signing-key", key);
+        flag("--mok-signing-key", &absolute(key));
     }
     if let Some(cert) = &args.signing.mok_certificate {
-        flag("--mok-certificate", cert);
+        flag("--mok-certificate", &absolute(cert));
     }
     flag("--timeout", &args.timeout.to_string());
     for limit in &args.limits {

@@ -262,7 +262,7 @@ impl Side {
                 // Unprivileged user namespaces may be disabled: then the uid
                 // (and the host name, whose namespace needs one) stays, and the
                 // report says so.
-                Err(e) if self.ids.is_some() && !nix::unistd::geteuid().is_root() => {
+                Err(e) if self.ids.is_some() => {
                     let why = format!("not applied: a user namespace was refused ({e})");
                     self.dropped.push(("uid".into(), why.clone()));
                     self.dropped.push(("host name".into(), why));
@@ -323,8 +323,15 @@ pub fn copy_tree(from: &Path, to: &Path, order: FileOrder) -> io::Result<()> {
             std::fs::create_dir_all(&dest)?;
         } else if kind.is_symlink() {
             symlink(std::fs::read_link(entry.path())?, &dest)?;
-        } else {
+        } else if kind.is_file() {
             std::fs::copy(entry.path(), &dest)?;
+        } else {
+            // A FIFO would block the copy forever; the build's own scan refuses
+            // special files too, so say it here, before anything runs.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{}: not a regular file, directory or symlink", entry.path().display()),
+            ));
         }
     }
     // Modes last: a directory made read-only early would stop the copy.
