@@ -115,9 +115,9 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
     for side in &sides {
         side.prepare(&input.dir)?;
     }
-    let mut running = Vec::new();
+    let mut running: Vec<(u64, u32, std::thread::JoinHandle<_>)> = Vec::new();
     for side in &mut sides {
-        if let Some((after, _)) = running.last() {
+        if let Some((after, _, _)) = running.last() {
             wait_past(*after);
         }
         if !global.quiet {
@@ -127,17 +127,22 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
         let child = match side.spawn(&exe, &child_args(side)) {
             Ok(child) => child,
             Err(e) => {
-                // Not one build left running behind an error.
-                running.into_iter().for_each(|(_, handle): (u64, std::thread::JoinHandle<_>)| drop(handle.join()));
+                // Not one build left running behind an error, nor waited for
+                // to its end: killed (a build survives SIGKILL cleanly), then reaped.
+                for (_, pid, handle) in running {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
+                    drop(handle.join());
+                }
                 return Err(e.into());
             }
         };
-        running.push((child.started, std::thread::spawn(move || child.finish())));
+        let pid = child.pid();
+        running.push((child.started, pid, std::thread::spawn(move || child.finish())));
     }
     // Every child is waited for before any result is judged.
     let finished: Vec<(u64, std::io::Result<(std::process::Output, f64)>)> = running
         .into_iter()
-        .map(|(started, handle)| (started, handle.join().expect("waiting for a child does not panic")))
+        .map(|(started, _, handle)| (started, handle.join().expect("waiting for a child does not panic")))
         .collect();
     let mut built = Vec::new();
     for (side, (started, result)) in sides.iter().zip(finished) {

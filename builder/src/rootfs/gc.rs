@@ -129,9 +129,12 @@ fn remove_litter(store: &Store) -> Result<u64, RootfsError> {
         } else if name.starts_with("gc-") || name.starts_with("stale-") {
             remove_tree(&entry.path())?;
             removed += 1;
-        } else if name.starts_with("build-") && older_than(&entry.path(), BUILD_LEFTOVER_AGE) {
-            // The work directory of a build that was killed (a live one
-            // removes its own). Its age tells: builds have a wall-clock limit.
+        } else if ["build-", "names-", "verify-", "boot-"].iter().any(|p| name.starts_with(p))
+            && older_than(&entry.path(), BUILD_LEFTOVER_AGE)
+        {
+            // The work directory of a build, a dkms.conf evaluation, a verify
+            // or a load test that was killed (a live one removes its own). Its
+            // age tells: builds and boots have wall-clock limits.
             remove_tree(&entry.path())?;
             removed += 1;
         }
@@ -139,7 +142,7 @@ fn remove_litter(store: &Store) -> Result<u64, RootfsError> {
     Ok(removed)
 }
 
-/// A `tmp/build-*` directory this old belongs to no running build.
+/// A `tmp/build-*` (or `names-`, `verify-`, `boot-`) directory this old belongs to no running command.
 const BUILD_LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 24 * 3600);
 
 fn older_than(path: &Path, age: std::time::Duration) -> bool {

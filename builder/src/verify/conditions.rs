@@ -284,6 +284,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The child's process id (to stop it when its sibling cannot start).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Wait for it: its output and how many seconds it took.
     pub fn finish(self) -> io::Result<(Output, f64)> {
         let out = self.child.wait_with_output()?;
