@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::debroot::{DebRoot, DebRootSpec};
-use common::nginx::StaticNginx;
+use common::nginx::Nginx;
 use common::*;
 
 /// hermod without the repository settings of the caller's environment.
@@ -167,7 +167,7 @@ fn signed_repository_installs_over_file_and_http() {
     assert!(added.is_empty() && removed.is_empty(), "purge left {added:?}, took {removed:?}");
 
     // Over http, from nginx on loopback (the same files).
-    let nginx = StaticNginx::serve(&repo, "hermod");
+    let nginx = Nginx::serve(&repo, "hermod");
     let url = format!("http://127.0.0.1:{}/hermod", nginx.port);
     use_source(&root, &stanza.replace(&format!("file:{}", repo.display()), &url));
     let update = root.sh_ok("apt-get update 2>&1");

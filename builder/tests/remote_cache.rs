@@ -8,9 +8,10 @@ mod common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Instant;
 
+use common::nginx;
 use common::*;
 use hermod::trust::{Entry, SecretKey};
 
@@ -18,55 +19,32 @@ const USER: &str = "builder";
 const PASSWORD: &str = "s3cret";
 const TOKEN: &str = "t0ken";
 
-/// nginx with its own prefix, config and document root in a temporary
-/// directory, on a free loopback port; killed with its workers when dropped
-/// (also when the test panics).
+/// The shared cache on nginx (WebDAV PUT) as the README shows it, with its
+/// document root in nginx's prefix.
 struct Nginx {
-    child: Child,
+    server: nginx::Nginx,
     port: u16,
-    dir: tempfile::TempDir,
 }
 
 impl Nginx {
     fn start() -> Nginx {
-        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
-        let nginx = nginx.expect("nginx is not installed (apt-get install nginx-light; .ci/run does)");
-        let dir = tempfile::Builder::new().prefix("hermod-nginx-").tempdir_in("/var/tmp").unwrap();
-        let prefix = &dir.path().to_owned();
-        for sub in ["www/hermod", "tmp"] {
-            std::fs::create_dir_all(prefix.join(sub)).unwrap();
-        }
-        let root = nix::unistd::geteuid().is_root();
-        if root {
-            // The workers run as nobody: they write the document root and read the password file.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(prefix, std::fs::Permissions::from_mode(0o755)).unwrap();
-            for sub in ["www", "www/hermod", "tmp"] {
-                std::os::unix::fs::chown(prefix.join(sub), Some(65534), Some(65534)).unwrap();
+        let prepare = |prefix: &Path| {
+            std::fs::create_dir_all(prefix.join("www/hermod")).unwrap();
+            if nix::unistd::geteuid().is_root() {
+                // The workers run as nobody: they write the document root and read the password file.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(prefix, std::fs::Permissions::from_mode(0o755)).unwrap();
+                for sub in ["www", "www/hermod", "tmp"] {
+                    std::os::unix::fs::chown(prefix.join(sub), Some(65534), Some(65534)).unwrap();
+                }
             }
-        }
-        // nginx's own `{PLAIN}` scheme: no htpasswd tool needed.
-        std::fs::write(prefix.join("htpasswd"), format!("{USER}:{{PLAIN}}{PASSWORD}\n")).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let p = prefix.display();
-        let config = format!(
-            r#"
-{user}
-worker_processes 1;
-daemon off;
-pid {p}/nginx.pid;
-error_log {p}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log {p}/access.log;
-    client_body_temp_path {p}/tmp/body;
-    proxy_temp_path {p}/tmp/proxy;
-    fastcgi_temp_path {p}/tmp/fastcgi;
-    uwsgi_temp_path {p}/tmp/uwsgi;
-    scgi_temp_path {p}/tmp/scgi;
-    client_max_body_size 64m;
-    server {{
-        listen 127.0.0.1:{port};
+            // nginx's own `{PLAIN}` scheme: no htpasswd tool needed.
+            std::fs::write(prefix.join("htpasswd"), format!("{USER}:{{PLAIN}}{PASSWORD}\n")).unwrap();
+        };
+        let server = |prefix: &Path| {
+            let p = prefix.display();
+            format!(
+                r#"
         root {p}/www;
         # The shared cache as the README shows it: reads open, writes with a password.
         location /hermod/ {{
@@ -82,34 +60,12 @@ http {{
         location /tok/ {{
             alias {p}/www/hermod/;
             if ($http_authorization != "Bearer {TOKEN}") {{ return 401; }}
-        }}
-    }}
-}}
-"#,
-            user = if root { "user nobody nogroup;" } else { "" },
-        );
-        std::fs::write(prefix.join("nginx.conf"), config).unwrap();
-        use std::os::unix::process::CommandExt;
-        let child = Command::new(nginx)
-            .args(["-p", &p.to_string(), "-c", &format!("{p}/nginx.conf"), "-e", &format!("{p}/error.log")])
-            .stdin(Stdio::null())
-            // Its own process group: the guard kills master and workers at once.
-            .process_group(0)
-            .spawn()
-            .expect("nginx starts");
-        let mut server = Nginx { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!(
-                    "nginx exited ({status}): {}",
-                    std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "nginx did not listen on {port} within 10 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
+        }}"#
+            )
+        };
+        let server = nginx::Nginx::start(prepare, "client_max_body_size 64m;", server);
+        let port = server.port;
+        Nginx { server, port }
     }
 
     fn url(&self) -> String {
@@ -118,15 +74,7 @@ http {{
 
     /// A file of the shared cache, in nginx's document root.
     fn file(&self, rel: &str) -> PathBuf {
-        self.dir.path().join("www/hermod").join(rel)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
-        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
+        self.server.prefix().join("www/hermod").join(rel)
     }
 }
 

@@ -1,28 +1,38 @@
-//! A static nginx (Debian's nginx-light) serving one host directory on a free
-//! loopback port, with its own prefix, config and logs in a temporary
-//! directory; killed with its workers when dropped (also when a test panics).
-//! `remote_cache.rs` runs its own WebDAV variant.
+//! A real nginx (Debian's nginx-light) on a free loopback port, with its own
+//! prefix, config and logs in a temporary directory; killed with its workers
+//! when dropped (also when a test panics). [`Nginx::serve`] serves one host
+//! directory; `remote_cache.rs` runs a WebDAV server with [`Nginx::start`].
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct StaticNginx {
+pub struct Nginx {
     child: Child,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
-impl StaticNginx {
+impl Nginx {
     /// Serve `dir` at `http://127.0.0.1:PORT/<location>/`. As root the workers
     /// run as nobody: `dir` and its files must be world-readable.
-    pub fn serve(dir: &Path, location: &str) -> StaticNginx {
+    pub fn serve(dir: &Path, location: &str) -> Nginx {
+        let server = format!("location /{location}/ {{ alias {}/; }}", dir.display());
+        Nginx::start(|_| (), "", |_| server)
+    }
+
+    /// nginx with `http` (more directives of the http block) and the server
+    /// block's directives `server(prefix)` writes (after `listen`). `prepare`
+    /// fills the prefix first (document roots, password files). As root the
+    /// workers run as nobody.
+    pub fn start(prepare: impl FnOnce(&Path), http: &str, server: impl FnOnce(&Path) -> String) -> Nginx {
         let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
         let nginx = nginx.expect("nginx is not installed (apt-get install nginx-light; .ci/run does)");
-        let prefix_dir = tempfile::Builder::new().prefix("hermod-nginx-").tempdir_in("/var/tmp").unwrap();
-        let prefix = prefix_dir.path().to_owned();
+        let dir = tempfile::Builder::new().prefix("hermod-nginx-").tempdir_in("/var/tmp").unwrap();
+        let prefix = dir.path().to_owned();
         std::fs::create_dir_all(prefix.join("tmp")).unwrap();
+        prepare(&prefix);
         let root = nix::unistd::geteuid().is_root();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let p = prefix.display();
@@ -41,16 +51,15 @@ http {{
     fastcgi_temp_path {p}/tmp/fastcgi;
     uwsgi_temp_path {p}/tmp/uwsgi;
     scgi_temp_path {p}/tmp/scgi;
+    {http}
     server {{
         listen 127.0.0.1:{port};
-        location /{location}/ {{
-            alias {dir}/;
-        }}
+        {server}
     }}
 }}
 "#,
             user = if root { "user nobody nogroup;" } else { "" },
-            dir = dir.display(),
+            server = server(&prefix),
         );
         std::fs::write(prefix.join("nginx.conf"), config).unwrap();
         use std::os::unix::process::CommandExt;
@@ -61,7 +70,7 @@ http {{
             .process_group(0)
             .spawn()
             .expect("nginx starts");
-        let mut server = StaticNginx { child, port, _dir: prefix_dir };
+        let mut server = Nginx { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = server.child.try_wait().unwrap() {
@@ -75,9 +84,14 @@ http {{
         }
         server
     }
+
+    /// The prefix directory: config, logs and whatever `prepare` put there.
+    pub fn prefix(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
-impl Drop for StaticNginx {
+impl Drop for Nginx {
     fn drop(&mut self) {
         let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
         let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
