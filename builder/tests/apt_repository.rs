@@ -26,15 +26,7 @@ fn hermod_cmd(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (var, value) in env {
         cmd.env(var, value);
     }
-    let out = cmd.output().expect("hermod runs");
-    eprintln!(
-        "$ hermod {}\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run_logged(&mut cmd, args)
 }
 
 /// The hello module's package for the test kernel, built by the real binary

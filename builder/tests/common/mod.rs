@@ -55,6 +55,12 @@ pub fn run_in(store: &Path, args: &[&str], cwd: Option<&Path>) -> Output {
     if let Some(cwd) = cwd {
         cmd.current_dir(cwd);
     }
+    run_logged(&mut cmd, args)
+}
+
+/// Run hermod's `cmd` (whose arguments are `args`) and print what it did, for
+/// the test's failure output.
+pub fn run_logged(cmd: &mut Command, args: &[&str]) -> Output {
     let out = cmd.output().expect("hermod runs");
     eprintln!(
         "$ hermod {}\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}",
