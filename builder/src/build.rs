@@ -32,7 +32,7 @@ use hermod_sandbox::{Bind, Cgroup, Exit, Limits, Outcome, Outputs, SandboxError,
 use crate::dkms::{self, DkmsConf, DkmsError, OverrideFile};
 use crate::rootfs::Rootfs;
 use crate::signing::{self, ModuleSigning, SigningError};
-use crate::source::{SourceError, SourceTree};
+use crate::source::{Deadline, SourceError, SourceTree};
 
 pub(crate) const SRC_INSIDE: &str = "/build/src";
 pub(crate) const IN_INSIDE: &str = "/hermod/in";
@@ -98,6 +98,9 @@ pub struct Settings {
     pub tmp_space: u64,
     /// Sign the modules after stripping (see [`crate::signing`]).
     pub signing: Option<ModuleSigning>,
+    /// When reading and copying the source must have ended (`--timeout` from
+    /// the start of this build: the preparation is bounded, not only the steps).
+    pub deadline: Deadline,
 }
 
 /// One built (and, if asked, stripped) module.
@@ -176,7 +179,7 @@ pub fn prepare(
     log: &Path,
     overrides: &[OverrideFile],
 ) -> Result<Prepared, BuildError> {
-    lay_out(rootfs, source, workdir, overrides)?;
+    lay_out(rootfs, source, settings, workdir, overrides)?;
     let conf = evaluate_dkms_conf(rootfs, settings, workdir, log)?;
     if conf.skip.is_some() {
         let spec = sandbox_spec(rootfs, settings, workdir, log, &["/bin/true"]);
@@ -195,7 +198,13 @@ pub fn prepare(
 }
 
 /// `workdir/in` (the source, the scripts, the override files) and `workdir/out`.
-fn lay_out(rootfs: &Rootfs, source: &SourceTree, workdir: &Path, overrides: &[OverrideFile]) -> Result<(), BuildError> {
+fn lay_out(
+    rootfs: &Rootfs,
+    source: &SourceTree,
+    settings: &Settings,
+    workdir: &Path,
+    overrides: &[OverrideFile],
+) -> Result<(), BuildError> {
     if nix::unistd::geteuid().is_root() {
         reachable_by_sandbox_user(&rootfs.tree)?;
     }
@@ -206,7 +215,7 @@ fn lay_out(rootfs: &Rootfs, source: &SourceTree, workdir: &Path, overrides: &[Ov
     for dir in [&input, &out, &src, &overrides_dir] {
         fs::create_dir(dir).map_err(io_err(dir))?;
     }
-    source.copy_to(&src)?;
+    source.copy_until(&src, &settings.deadline)?;
     for (name, text) in [("enter.sh", ENTER_SCRIPT), ("eval.sh", dkms::EVAL_SCRIPT)] {
         let path = input.join(name);
         fs::write(&path, text).map_err(io_err(&path))?;
@@ -253,7 +262,7 @@ pub fn package_names(
     workdir: &Path,
     log: &Path,
 ) -> Result<(String, String), BuildError> {
-    lay_out(rootfs, source, workdir, &[])?;
+    lay_out(rootfs, source, settings, workdir, &[])?;
     let records = run_eval(rootfs, settings, workdir, log, "names")?;
     let (name, version) = records.first_pass.unwrap_or_default();
     if name.trim().is_empty() {
@@ -382,21 +391,27 @@ fn hand_over_to_sandbox_user(workdir: &Path) -> Result<(), BuildError> {
 }
 
 /// Directories 0755, files 0644 or 0755 (whatever root's umask made them).
+/// By descriptor: a symlink in the tree (the source copy holds the source's
+/// links) is never followed, so no host file's mode changes.
 fn readable_by_all(path: &Path) -> Result<(), BuildError> {
-    use std::os::unix::fs::PermissionsExt;
-    for entry in walkdir::WalkDir::new(path) {
-        let entry = entry.map_err(|e| BuildError::Io { path: path.to_owned(), source: e.into() })?;
-        let meta = entry.metadata().map_err(|e| BuildError::Io { path: entry.path().to_owned(), source: e.into() })?;
-        let mode = if meta.is_dir() || meta.permissions().mode() & 0o100 != 0 {
-            0o755
-        } else if meta.is_file() {
-            0o644
-        } else {
-            continue;
+    let dir = hermod_hostfs::Dir::open_nofollow(path)?;
+    dir.set_own_mode(0o755)?;
+    dir.walk::<BuildError>(&mut |visit| {
+        let mode = match visit.meta.kind {
+            hermod_hostfs::Kind::Dir => 0o755,
+            hermod_hostfs::Kind::File if visit.meta.mode & 0o100 != 0 => 0o755,
+            hermod_hostfs::Kind::File => 0o644,
+            _ => return Ok(false),
         };
-        fs::set_permissions(entry.path(), fs::Permissions::from_mode(mode)).map_err(io_err(entry.path()))?;
+        visit.parent.set_mode(visit.name, mode)?;
+        Ok(true)
+    })
+}
+
+impl From<hermod_hostfs::Error> for BuildError {
+    fn from(e: hermod_hostfs::Error) -> BuildError {
+        BuildError::Io { path: e.path().to_owned(), source: e.into() }
     }
-    Ok(())
 }
 
 /// Every directory above `path` must be searchable by others, or the sandbox
@@ -416,24 +431,19 @@ fn reachable_by_sandbox_user(path: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Give `path` (and everything below it) to the sandbox user, when root.
+/// Give `path` (and everything below it) to the sandbox user, when root; a
+/// symlink's own owner changes, never its target's.
 fn hand_over(path: &Path) -> Result<(), BuildError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
     let (uid, gid) = hermod_sandbox::NOBODY;
-    for entry in walkdir::WalkDir::new(path) {
-        let entry = entry.map_err(|e| BuildError::Io { path: path.to_owned(), source: e.into() })?;
-        nix::unistd::fchownat(
-            nix::fcntl::AT_FDCWD,
-            entry.path(),
-            Some(uid.into()),
-            Some(gid.into()),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(|errno| BuildError::Io { path: entry.path().to_owned(), source: errno.into() })?;
-    }
-    Ok(())
+    let dir = hermod_hostfs::Dir::open_nofollow(path)?;
+    dir.set_owner("", uid, gid)?;
+    dir.walk::<BuildError>(&mut |visit| {
+        visit.parent.set_owner(visit.name, uid, gid)?;
+        Ok(true)
+    })
 }
 
 /// Source dkms.conf (and the override files) with bash inside the sandbox

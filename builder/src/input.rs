@@ -30,7 +30,6 @@
 //! excluded too, so depending on another `-dkms` package brings its source
 //! tree but not dkms's dependencies.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -147,7 +146,8 @@ impl Input {
         if path.is_file() {
             // A package under another name is still an `ar` archive.
             let mut magic = [0u8; 8];
-            let is_ar = fs::File::open(&path).and_then(|mut f| io::Read::read_exact(&mut f, &mut magic)).is_ok()
+            let is_ar = hermod_hostfs::open_regular_path(&path)
+                .is_ok_and(|(mut f, _)| io::Read::read_exact(&mut f, &mut magic).is_ok())
                 && &magic == b"!<arch>\n";
             if !is_ar {
                 return Err(bad("a file, but neither a .deb nor a directory holding dkms.conf".into()));
@@ -344,33 +344,37 @@ fn unpack(ctx: &Context, deb: &Path, origin: &str) -> Result<(PathBuf, Option<te
 /// (`README.gz -> ../../share/doc/…`). DKMS copies such a link and never
 /// reads it; hermod, which refuses links out of a tree the user gives, drops
 /// them from a package's tree and says so. Returns their relative paths.
+///
+/// A link is judged by where it leads inside the tree as the kernel would
+/// resolve it (chains through other links, `..`), and dropping one can change
+/// where another leads, so the tree is judged again until nothing escapes.
 pub(crate) fn drop_escaping_links(tree: &Path) -> Result<Vec<String>, InputError> {
+    let fs_err = |e: hermod_hostfs::Error| InputError::Io { path: e.path().to_owned(), source: e.into() };
+    let dir = hermod_hostfs::Dir::open_nofollow(tree).map_err(fs_err)?;
     let mut dropped = Vec::new();
-    for entry in walkdir::WalkDir::new(tree).sort_by_file_name() {
-        let entry = entry.map_err(|e| InputError::Io { path: tree.to_owned(), source: e.into() })?;
-        if !entry.path_is_symlink() {
-            continue;
-        }
-        let target =
-            fs::read_link(entry.path()).map_err(|source| InputError::Io { path: entry.path().to_owned(), source })?;
-        let rel = entry.path().strip_prefix(tree).unwrap_or(entry.path());
-        // Resolve lexically against the link's directory, inside the tree.
-        let mut depth: i64 = rel.components().count() as i64 - 1;
-        let mut escapes = target.is_absolute();
-        for part in target.components() {
-            match part {
-                std::path::Component::ParentDir => depth -= 1,
-                std::path::Component::Normal(_) => depth += 1,
-                _ => {}
+    loop {
+        let mut links = Vec::new();
+        dir.walk::<hermod_hostfs::Error>(&mut |visit| {
+            if visit.meta.kind == hermod_hostfs::Kind::Symlink {
+                links.push(visit.rel.to_owned());
             }
-            escapes |= depth < 0;
+            Ok(true)
+        })
+        .map_err(fs_err)?;
+        let mut escaping = Vec::new();
+        for rel in links {
+            if !matches!(dir.resolve(&rel, true).map_err(fs_err)?, hermod_hostfs::Resolved::Inside(_)) {
+                escaping.push(rel);
+            }
         }
-        if escapes {
-            fs::remove_file(entry.path()).map_err(|source| InputError::Io { path: entry.path().to_owned(), source })?;
+        if escaping.is_empty() {
+            return Ok(dropped);
+        }
+        for rel in escaping {
+            dir.remove_file(&rel).map_err(fs_err)?;
             dropped.push(rel.to_string_lossy().into_owned());
         }
     }
-    Ok(dropped)
 }
 
 /// Unpack `deb` into `dest` (hermod's reader, its rules) and return its one
@@ -379,15 +383,20 @@ pub(crate) fn drop_escaping_links(tree: &Path) -> Result<Vec<String>, InputError
 pub(crate) fn extract(deb: &Path, dest: &Path, origin: &str) -> Result<PathBuf, InputError> {
     apt::unpack_data(deb, dest)?;
     let usr_src = dest.join("usr/src");
+    let fs_err = |e: hermod_hostfs::Error| InputError::Io { path: e.path().to_owned(), source: e.into() };
     let mut trees = Vec::new();
     let mut seen = Vec::new();
-    if fs::symlink_metadata(&usr_src).is_ok_and(|m| m.is_dir()) {
-        let entries = fs::read_dir(&usr_src).map_err(|source| InputError::Io { path: usr_src.clone(), source })?;
-        for entry in entries {
-            let entry = entry.map_err(|source| InputError::Io { path: usr_src.clone(), source })?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if is_dir && fs::symlink_metadata(entry.path().join("dkms.conf")).is_ok_and(|m| m.is_file()) {
+    let top = hermod_hostfs::Dir::open_nofollow(dest).map_err(fs_err)?;
+    if top.meta("usr/src").map_err(fs_err)?.is_some_and(|m| m.kind == hermod_hostfs::Kind::Dir) {
+        let dir = top.open_dir("usr/src").map_err(fs_err)?;
+        for (name, kind) in dir.entries().map_err(fs_err)? {
+            let name = name.to_string_lossy().into_owned();
+            if kind == hermod_hostfs::Kind::Dir
+                && dir
+                    .meta(Path::new(&name).join("dkms.conf"))
+                    .map_err(fs_err)?
+                    .is_some_and(|m| m.kind == hermod_hostfs::Kind::File)
+            {
                 trees.push(name.clone());
             }
             seen.push(name);

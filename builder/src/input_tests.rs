@@ -5,6 +5,7 @@ use super::*;
 use crate::apt::archive::tests::pkg;
 use crate::apt::debfile::tests::{tar_of, E};
 use crate::rootfs::{Lock, Recipe};
+use std::fs;
 
 /// A .deb with this control text and data entries (uncompressed members:
 /// hermod's reader takes `.tar` as well as compressed ones).

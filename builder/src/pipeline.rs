@@ -274,6 +274,7 @@ impl Context {
             build_space: limits.build_space,
             tmp_space: limits.tmp_space,
             signing: self.options.signing.clone(),
+            deadline: crate::source::Deadline::after(self.options.timeout),
         }
     }
 
@@ -402,9 +403,9 @@ impl Context {
     fn build_one_with(&self, input: &Prepared, kernel: &str, jobs: usize) -> Result<Report, PipelineError> {
         let started = Instant::now();
         let store = &self.options.store;
-        let source = SourceTree::scan(&input.dir)?;
-        let lock = self.lock_with(kernel, &input.build_depends)?;
         let settings = self.settings_with_jobs(jobs);
+        let source = SourceTree::scan_until(&input.dir, &settings.deadline)?;
+        let lock = self.lock_with(kernel, &input.build_depends)?;
         let mut rootfs = None;
         let overrides = self.dkms_overrides(Path::new(&input.label), &source, &lock, &settings, &mut rootfs)?;
         let key = self.key_for(&source, &lock, &overrides);

@@ -1,16 +1,28 @@
 //! Module sources: a directory holding a dkms.conf.
 //!
 //! The tree is scanned once into a sorted list of [`Entry`]s. The scan is what
-//! both the cache key (content, never path or mtime) and the copy into the
-//! sandbox's `/build/src` are made from, so what is hashed is exactly what is
-//! built. Only regular files, directories and symlinks that stay inside the tree
-//! are accepted: a symlink to `/etc/shadow` or `../..` would let a build read the
-//! host through the source copy.
+//! the cache key is made of (content, never path or mtime), and the copy into
+//! the sandbox's `/build/src` checks every byte it copies against it, so what
+//! is hashed is exactly what is built: a file changed between the two is an
+//! error, never a build of other bytes under the scanned key.
+//!
+//! The tree belongs to someone else and may change while hermod, as root,
+//! reads it, so it is read only through [`hermod_hostfs`]: from the directory's
+//! descriptor, never following a link, each file opened only after its
+//! descriptor says it is a regular file (a FIFO, socket or device is refused
+//! without being opened for reading). Only regular files, directories and
+//! symlinks that stay inside the tree are accepted; a link is judged by
+//! resolving it inside the tree as the kernel would (chains and `..`
+//! included: `d -> .` with `e -> d/d/../../..` climbs out), once on the scan
+//! and again on the copy, which is hermod's own and no longer changes.
+//! Scan and copy both end at the preparation's deadline.
 
-use std::fs;
-use std::io;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use hermod_hostfs::{Dir, Kind as FsKind, Resolved};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -26,12 +38,22 @@ pub enum SourceError {
     SpecialFile(PathBuf),
     #[error("{0}: file name is not valid UTF-8")]
     NonUtf8(PathBuf),
+    #[error("{0}: changed while hermod read the source; nothing was built from it")]
+    Changed(PathBuf),
+    #[error("reading the source took longer than the {0:?} timeout (--timeout); nothing was built from it")]
+    TimedOut(std::time::Duration),
     #[error("reading source {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SourceError + '_ {
-    move |source| SourceError::Io { path: path.to_owned(), source }
+impl From<hermod_hostfs::Error> for SourceError {
+    fn from(e: hermod_hostfs::Error) -> SourceError {
+        match e {
+            hermod_hostfs::Error::NotRegular { path, .. } => SourceError::SpecialFile(path),
+            hermod_hostfs::Error::Symlink { path } => SourceError::Changed(path),
+            e => SourceError::Io { path: e.path().to_owned(), source: e.into() },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,71 +77,152 @@ pub struct Entry {
     pub kind: Kind,
 }
 
+/// When reading a source must have ended (the build's `--timeout` covers the
+/// preparation too).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    limit: std::time::Duration,
+}
+
+impl Deadline {
+    pub fn after(limit: std::time::Duration) -> Deadline {
+        Deadline { at: Instant::now() + limit, limit }
+    }
+
+    /// No bound (for tests and for reading a tree hermod made itself).
+    pub fn none() -> Deadline {
+        Deadline::after(std::time::Duration::from_secs(u64::from(u32::MAX)))
+    }
+
+    fn check(&self) -> Result<(), SourceError> {
+        if Instant::now() > self.at {
+            return Err(SourceError::TimedOut(self.limit));
+        }
+        Ok(())
+    }
+}
+
 /// A scanned module source.
 #[derive(Debug, Clone)]
 pub struct SourceTree {
     pub root: PathBuf,
+    /// The tree's directory, opened once: the copy reads through it, not the path.
+    dir: Arc<Dir>,
     pub entries: Vec<Entry>,
+}
+
+/// What a link leads to, for the error message (its text alone).
+fn escaping(rel: &Path, target: &Path, dir: &Dir) -> SourceError {
+    SourceError::SymlinkEscape { path: dir.shown(rel), target: target.to_owned() }
+}
+
+/// Read a regular file through `file`, hashing it and handing each chunk to `sink`.
+fn hash_stream(
+    mut file: std::fs::File,
+    deadline: &Deadline,
+    shown: &Path,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> Result<(blake3::Hash, u64), SourceError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        deadline.check()?;
+        let n = file.read(&mut buf).map_err(|source| SourceError::Io { path: shown.to_owned(), source })?;
+        if n == 0 {
+            return Ok((hasher.finalize(), size));
+        }
+        hasher.update(&buf[..n]);
+        sink(&buf[..n]).map_err(|source| SourceError::Io { path: shown.to_owned(), source })?;
+        size += n as u64;
+    }
 }
 
 impl SourceTree {
     pub fn scan(root: &Path) -> Result<SourceTree, SourceError> {
-        if !root.is_dir() {
-            return Err(SourceError::NotADirectory(root.to_owned()));
-        }
-        if !root.join("dkms.conf").is_file() {
-            return Err(SourceError::NoDkmsConf(root.to_owned()));
+        SourceTree::scan_until(root, &Deadline::none())
+    }
+
+    /// [`SourceTree::scan`], ending at `deadline`.
+    pub fn scan_until(root: &Path, deadline: &Deadline) -> Result<SourceTree, SourceError> {
+        let dir = Dir::open(root).map_err(|_| SourceError::NotADirectory(root.to_owned()))?;
+        match dir.meta("dkms.conf")? {
+            Some(m) if m.kind == FsKind::File => {}
+            _ => return Err(SourceError::NoDkmsConf(root.to_owned())),
         }
         let mut entries = Vec::new();
-        let walker = walkdir::WalkDir::new(root).min_depth(1).follow_links(false).sort_by_file_name();
-        for item in walker {
-            let item = item.map_err(|e| {
-                let path = e.path().unwrap_or(root).to_owned();
-                SourceError::Io { path, source: e.into() }
-            })?;
-            let path = item.path();
-            let rel = path.strip_prefix(root).expect("walkdir stays under root");
-            let rel_str = rel.to_str().ok_or_else(|| SourceError::NonUtf8(path.to_owned()))?.to_owned();
-            let meta = item.path().symlink_metadata().map_err(io_err(path))?;
-            let kind = if meta.is_dir() {
-                Kind::Dir
-            } else if meta.is_file() {
-                let bytes = fs::read(path).map_err(io_err(path))?;
-                Kind::File {
-                    hash: blake3::hash(&bytes),
-                    size: bytes.len() as u64,
-                    executable: meta.permissions().mode() & 0o111 != 0,
+        dir.walk::<SourceError>(&mut |visit| {
+            deadline.check()?;
+            let shown = dir.shown(visit.rel);
+            let path = visit.rel.to_str().ok_or_else(|| SourceError::NonUtf8(shown.clone()))?.to_owned();
+            let kind = match visit.meta.kind {
+                FsKind::Dir => Kind::Dir,
+                FsKind::File => {
+                    let (file, meta) = visit.parent.open_regular(visit.name)?;
+                    let (hash, size) = hash_stream(file, deadline, &shown, |_| Ok(()))?;
+                    Kind::File { hash, size, executable: meta.mode & 0o111 != 0 }
                 }
-            } else if meta.file_type().is_symlink() {
-                let target = fs::read_link(path).map_err(io_err(path))?;
-                if !stays_inside(rel, &target) {
-                    return Err(SourceError::SymlinkEscape { path: path.to_owned(), target });
+                FsKind::Symlink => {
+                    let target = visit.parent.read_link(visit.name)?;
+                    if !matches!(dir.resolve(visit.rel, true)?, Resolved::Inside(_)) {
+                        return Err(escaping(visit.rel, &target, &dir));
+                    }
+                    let target = target.to_str().ok_or_else(|| SourceError::NonUtf8(shown.clone()))?.to_owned();
+                    Kind::Symlink { target }
                 }
-                let target = target.to_str().ok_or_else(|| SourceError::NonUtf8(path.to_owned()))?.to_owned();
-                Kind::Symlink { target }
-            } else {
-                return Err(SourceError::SpecialFile(path.to_owned()));
+                _ => return Err(SourceError::SpecialFile(shown)),
             };
-            entries.push(Entry { path: rel_str, kind });
-        }
+            entries.push(Entry { path, kind });
+            Ok(true)
+        })?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(SourceTree { root: root.to_owned(), entries })
+        Ok(SourceTree { root: root.to_owned(), dir: Arc::new(dir), entries })
     }
 
     /// Copy the tree into `dest` (which must exist), with normalized modes:
-    /// 0755 for directories and executables, 0644 for other files.
+    /// 0755 for directories and executables, 0644 for other files. Every file
+    /// is read through the source's descriptor and must have the bytes the
+    /// scan hashed; the copy's links are judged again where they now stand.
     pub fn copy_to(&self, dest: &Path) -> Result<(), SourceError> {
+        self.copy_until(dest, &Deadline::none())
+    }
+
+    /// [`SourceTree::copy_to`], ending at `deadline`.
+    pub fn copy_until(&self, dest: &Path, deadline: &Deadline) -> Result<(), SourceError> {
+        let to = Dir::open_nofollow(dest)?;
         for entry in &self.entries {
-            let to = dest.join(&entry.path);
+            deadline.check()?;
+            let rel = Path::new(&entry.path);
             match &entry.kind {
-                Kind::Dir => fs::create_dir(&to).map_err(io_err(&to))?,
-                Kind::File { executable, .. } => {
-                    let from = self.root.join(&entry.path);
-                    fs::copy(&from, &to).map_err(io_err(&from))?;
-                    let mode = if *executable { 0o755 } else { 0o644 };
-                    fs::set_permissions(&to, fs::Permissions::from_mode(mode)).map_err(io_err(&to))?;
+                Kind::Dir => {
+                    to.create_dir(rel, 0o755)?;
                 }
-                Kind::Symlink { target } => symlink(target, &to).map_err(io_err(&to))?,
+                Kind::File { hash, size, executable } => {
+                    let (file, _) = self.dir.open_regular(rel)?;
+                    let mode = if *executable { 0o755 } else { 0o644 };
+                    let mut out = io::BufWriter::new(to.create_file(rel, mode)?);
+                    let shown = self.dir.shown(rel);
+                    let copied = hash_stream(file, deadline, &shown, |chunk| out.write_all(chunk))?;
+                    out.flush().map_err(|source| SourceError::Io { path: to.shown(rel), source })?;
+                    if copied != (*hash, *size) {
+                        return Err(SourceError::Changed(shown));
+                    }
+                }
+                Kind::Symlink { target } => {
+                    if self.dir.read_link(rel)? != Path::new(target) {
+                        return Err(SourceError::Changed(self.dir.shown(rel)));
+                    }
+                    to.symlink(target, rel)?;
+                }
+            }
+        }
+        for entry in &self.entries {
+            if let Kind::Symlink { target } = &entry.kind {
+                let rel = Path::new(&entry.path);
+                if !matches!(to.resolve(rel, true)?, Resolved::Inside(_)) {
+                    return Err(escaping(rel, Path::new(target), &self.dir));
+                }
             }
         }
         Ok(())
@@ -136,30 +239,11 @@ impl SourceTree {
     }
 }
 
-/// Whether a symlink at `link` (relative to the tree root) with `target` resolves
-/// inside the tree, judged lexically (the tree is copied, so that is what counts).
-fn stays_inside(link: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: i64 = link.components().count() as i64 - 1;
-    for part in target.components() {
-        match part {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -208,5 +292,48 @@ mod tests {
         assert_eq!(mode("d/run.sh"), 0o755);
         assert_eq!(mode("dkms.conf"), 0o644);
         assert_eq!(SourceTree::scan(dest.path()).unwrap().entries, scan.entries);
+    }
+
+    #[test]
+    fn a_symlink_chain_that_climbs_out_is_refused() {
+        let t = tree(&[("dkms.conf", "x")]);
+        symlink(".", t.path().join("d")).unwrap();
+        symlink("d/d/d/../../../../../../etc/shadow", t.path().join("e")).unwrap();
+        let err = SourceTree::scan(t.path()).unwrap_err();
+        assert!(matches!(err, SourceError::SymlinkEscape { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_being_opened() {
+        let t = tree(&[("dkms.conf", "x")]);
+        nix::unistd::mkfifo(&t.path().join("pipe"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        // Opening the FIFO for reading would block this test forever.
+        assert!(matches!(SourceTree::scan(t.path()), Err(SourceError::SpecialFile(_))));
+    }
+
+    #[test]
+    fn the_copy_checks_the_bytes_the_scan_hashed() {
+        let t = tree(&[("dkms.conf", "x"), ("a.c", "int a;")]);
+        let scan = SourceTree::scan(t.path()).unwrap();
+        fs::write(t.path().join("a.c"), "int b;").unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        assert!(matches!(scan.copy_to(dest.path()), Err(SourceError::Changed(_))));
+        // A file swapped for a link to a host file between scan and copy is
+        // never read through the link.
+        let t = tree(&[("dkms.conf", "x"), ("a.c", "int a;")]);
+        let scan = SourceTree::scan(t.path()).unwrap();
+        fs::remove_file(t.path().join("a.c")).unwrap();
+        symlink("/etc/passwd", t.path().join("a.c")).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        assert!(scan.copy_to(dest.path()).is_err());
+        assert!(fs::read(dest.path().join("a.c")).map_or(true, |b| b.is_empty()));
+    }
+
+    #[test]
+    fn a_past_deadline_stops_the_scan() {
+        let t = tree(&[("dkms.conf", "x")]);
+        let past = Deadline::after(std::time::Duration::ZERO);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(matches!(SourceTree::scan_until(t.path(), &past), Err(SourceError::TimedOut(_))));
     }
 }

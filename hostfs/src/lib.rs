@@ -522,10 +522,23 @@ impl From<Dir> for OwnedFd {
     }
 }
 
+/// Open the file the *user* named (its path is theirs to choose, links and
+/// all) for reading, if and only if it is a regular file: a FIFO given as a
+/// `.deb` is refused instead of blocking hermod forever.
+pub fn open_regular_path(path: &Path) -> Result<(File, Meta)> {
+    let fd = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(io_err("open", path))?;
+    reopen_regular(fd, path)
+}
+
 /// Open `name` under `parent` for reading if and only if it is a regular file.
 fn open_regular_at(parent: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Result<(File, Meta)> {
     let path_fd = rustix::fs::openat(parent, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
         .map_err(io_err("open", shown))?;
+    reopen_regular(path_fd, shown)
+}
+
+/// The regular file behind the `O_PATH` descriptor `path_fd`, opened for reading.
+fn reopen_regular(path_fd: OwnedFd, shown: &Path) -> Result<(File, Meta)> {
     let meta = Meta::of(&rustix::fs::fstat(&path_fd).map_err(io_err("stat", shown))?);
     match meta.kind {
         Kind::File => {}

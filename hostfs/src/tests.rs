@@ -175,3 +175,13 @@ fn read_limited_refuses_more_than_the_limit() {
     assert_eq!(d.read_limited("f", 100).unwrap().len(), 100);
     assert!(d.read_limited("f", 99).is_err());
 }
+
+#[test]
+fn open_regular_path_follows_the_users_path_but_refuses_a_fifo() {
+    let (t, _) = tree();
+    fs::write(t.path().join("x.deb"), "!<arch>").unwrap();
+    symlink("x.deb", t.path().join("current.deb")).unwrap();
+    nix_mkfifo(&t.path().join("fifo.deb"));
+    assert_eq!(open_regular_path(&t.path().join("current.deb")).unwrap().1.size, 7);
+    assert!(matches!(open_regular_path(&t.path().join("fifo.deb")), Err(Error::NotRegular { kind: Kind::Fifo, .. })));
+}

@@ -19,7 +19,6 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -310,49 +309,54 @@ pub fn wait_past(after: u64) {
 /// Copy a source tree, creating its entries in `order` (directories always
 /// before what they hold), with the permission bits of the original whatever
 /// the umask.
+///
+/// The source is read by descriptor ([`hermod_hostfs`]): no link in it is
+/// followed, and only regular files are opened (a FIFO would block the copy
+/// forever; the build's own scan refuses special files too).
 pub fn copy_tree(from: &Path, to: &Path, order: FileOrder) -> io::Result<()> {
-    let mut entries: Vec<walkdir::DirEntry> =
-        walkdir::WalkDir::new(from).min_depth(1).sort_by_file_name().into_iter().collect::<Result<_, _>>()?;
+    use hermod_hostfs::{Dir, Kind};
+    let src = Dir::open(from)?;
+    let mut entries = Vec::new();
+    src.walk::<hermod_hostfs::Error>(&mut |visit| {
+        entries.push((visit.rel.to_owned(), visit.meta));
+        Ok(true)
+    })?;
     if order == FileOrder::Reversed {
         entries.reverse();
     }
     std::fs::create_dir_all(to)?;
-    for entry in &entries {
-        let rel = entry.path().strip_prefix(from).expect("walkdir stays under its root");
-        let dest = to.join(rel);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
+    let dest = Dir::open_nofollow(to)?;
+    for (rel, meta) in &entries {
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            dest.create_dir_all(parent, 0o700)?;
         }
-        let kind = entry.file_type();
-        if kind.is_dir() {
-            std::fs::create_dir_all(&dest)?;
-        } else if kind.is_symlink() {
-            symlink(std::fs::read_link(entry.path())?, &dest)?;
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &dest)?;
-        } else {
-            // A FIFO would block the copy forever; the build's own scan refuses
-            // special files too, so say it here, before anything runs.
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{}: not a regular file, directory or symlink", entry.path().display()),
-            ));
+        match meta.kind {
+            Kind::Dir => drop(dest.create_dir_all(rel, 0o700)?),
+            Kind::Symlink => dest.symlink(src.read_link(rel)?, rel)?,
+            Kind::File => {
+                let (mut file, _) = src.open_regular(rel)?;
+                io::copy(&mut file, &mut dest.create_file(rel, meta.mode)?)?;
+            }
+            kind => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{}: a {kind}, not a regular file, directory or symlink", src.shown(rel).display()),
+                ))
+            }
         }
     }
     // Modes last: a directory made read-only early would stop the copy.
-    for entry in entries.iter().filter(|e| !e.file_type().is_symlink()) {
-        let mode = entry.metadata()?.permissions().mode() & 0o7777;
-        let dest = to.join(entry.path().strip_prefix(from).expect("under its root"));
-        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode))?;
+    for (rel, meta) in entries.iter().filter(|(_, m)| m.kind == Kind::Dir) {
+        dest.set_mode(rel, meta.mode)?;
     }
-    let mode = std::fs::metadata(from)?.permissions().mode() & 0o7777;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
+    dest.set_own_mode(src.own_meta()?.mode)?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn reversed_copy_creates_files_in_reverse_order_with_the_same_modes() {
