@@ -252,3 +252,19 @@ fn links_out_of_a_package_tree_are_dropped_and_named() {
     assert_eq!(dropped, ["README.gz", "sub/abs", "sub/out"]);
     assert!(fs::symlink_metadata(tree.join("sub/inside")).is_ok(), "a link inside the tree stays");
 }
+
+#[test]
+fn a_chain_of_links_that_climbs_out_of_a_package_tree_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path();
+    fs::write(tree.join("dkms.conf"), "PACKAGE_NAME=x\n").unwrap();
+    // Each harmless read alone; together out of the tree.
+    std::os::unix::fs::symlink(".", tree.join("d")).unwrap();
+    std::os::unix::fs::symlink("d/d/d/../../etc/shadow", tree.join("e")).unwrap();
+    // Through a link that is itself dropped: judged again without it.
+    std::os::unix::fs::symlink("../..", tree.join("up")).unwrap();
+    std::os::unix::fs::symlink("up/x", tree.join("via")).unwrap();
+    let dropped = drop_escaping_links(tree).unwrap();
+    assert_eq!(dropped, ["e", "up", "via"]);
+    assert!(fs::symlink_metadata(tree.join("d")).is_ok(), "d -> . stays inside");
+}

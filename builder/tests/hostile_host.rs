@@ -1,0 +1,253 @@
+//! Host-side hostile inputs: module sources and `-dkms` packages crafted to
+//! make hermod itself — on the host, as root, before and after the sandbox —
+//! follow a link, block, or change a file that is not its own (see
+//! `testdata/hostile-host/README.md`). Each case runs as root and as an
+//! unprivileged user and asserts the documented exit code and message, and
+//! that nothing outside the store and `--out` changed: every entry of the
+//! work directory (the sentinel "host" files the inputs aim at, and the
+//! inputs themselves) keeps its kind, mode, owner and content, and no entry
+//! appears or goes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Every entry below `dir` (not entering `skip`): kind, mode, owner, content.
+fn snapshot(dir: &Path, skip: &[&Path]) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().filter_entry(|e| !skip.contains(&e.path()))
+    {
+        let entry = entry.unwrap();
+        let meta = entry.path().symlink_metadata().unwrap();
+        let what = if meta.file_type().is_symlink() {
+            format!("link {}", std::fs::read_link(entry.path()).unwrap().display())
+        } else if meta.is_file() {
+            format!("file {}", sha256(entry.path()))
+        } else if meta.is_dir() {
+            "dir".into()
+        } else {
+            "special".into()
+        };
+        out.insert(
+            entry.path().to_owned(),
+            format!("{what} mode {:o} owner {}:{}", meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        );
+    }
+    out
+}
+
+/// The work directory: the sentinel host files the inputs aim at, and the inputs.
+struct Scene {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    cases: PathBuf,
+    host: PathBuf,
+}
+
+impl Scene {
+    /// `owner`: who owns the sentinels (the user hermod runs as, who could
+    /// otherwise be made to change them).
+    fn new(owner: u32) -> Scene {
+        let dir = tempfile::Builder::new().prefix("hermod-hostile-host").tempdir_in("/var/tmp").unwrap();
+        let root = dir.path().to_owned();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let host = root.join("host");
+        let cases = root.join("cases");
+        std::fs::create_dir_all(host.join("private")).unwrap();
+        std::fs::create_dir(&cases).unwrap();
+        std::fs::write(host.join("secret"), "TOP-SECRET signing material\n").unwrap();
+        std::fs::write(host.join("private/key"), "another secret\n").unwrap();
+        std::fs::set_permissions(host.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(host.join("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        for p in [&host, &host.join("secret"), &host.join("private"), &host.join("private/key")] {
+            nix::unistd::chown(p, Some(owner.into()), Some(owner.into())).unwrap();
+        }
+        Scene { _dir: dir, root, cases, host }
+    }
+
+    /// A module source (hello's files) named `name`, for a case to add to.
+    fn source(&self, name: &str) -> PathBuf {
+        let dir = self.cases.join(name);
+        copy_tree(&testdata("modules/hello"), &dir);
+        dir
+    }
+}
+
+/// The host-side cases: (name, make the input, expected exit code, words of the message).
+type Case = (&'static str, fn(&Scene) -> PathBuf, i32, &'static [&'static str]);
+
+fn cases() -> Vec<Case> {
+    vec![
+        ("symlink chain out of a source directory", chain_source, 3, &["points outside the source tree"]),
+        ("absolute symlink to a host file", absolute_link_source, 3, &["points outside the source tree"]),
+        ("symlink to a host directory", dir_link_source, 3, &["points outside the source tree"]),
+        ("a FIFO in the source", fifo_source, 3, &["fifos are refused"]),
+        ("a socket in the source", socket_source, 3, &["sockets and fifos are refused"]),
+        ("a FIFO named like a package", fifo_deb, 3, &["not a regular file"]),
+    ]
+}
+
+/// `d -> .` and `e -> d/d/d/../../host/secret`: harmless each read alone,
+/// out of the tree together (the kernel resolves `d/d/d` to the tree itself).
+fn chain_source(scene: &Scene) -> PathBuf {
+    let src = scene.source("chain");
+    symlink(".", src.join("d")).unwrap();
+    symlink("d/d/d/../../host/secret", src.join("e")).unwrap();
+    assert_eq!(std::fs::canonicalize(src.join("e")).unwrap(), scene.host.join("secret"));
+    src
+}
+
+fn absolute_link_source(scene: &Scene) -> PathBuf {
+    let src = scene.source("absolute");
+    symlink(scene.host.join("secret"), src.join("secret.h")).unwrap();
+    src
+}
+
+fn dir_link_source(scene: &Scene) -> PathBuf {
+    let src = scene.source("dirlink");
+    std::fs::create_dir(src.join("sub")).unwrap();
+    symlink("../../../host/private", src.join("sub/private")).unwrap();
+    src
+}
+
+fn fifo_source(scene: &Scene) -> PathBuf {
+    let src = scene.source("fifo");
+    nix::unistd::mkfifo(&src.join("config.h"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    src
+}
+
+fn socket_source(scene: &Scene) -> PathBuf {
+    let src = scene.source("socket");
+    let listener = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
+    std::mem::forget(listener);
+    src
+}
+
+fn fifo_deb(scene: &Scene) -> PathBuf {
+    let deb = scene.cases.join("x-dkms_1_all.deb");
+    nix::unistd::mkfifo(&deb, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    deb
+}
+
+/// Run `cmd`, killing it if it is still running after two minutes: a case
+/// that hangs hermod fails instead of hanging the suite.
+fn bounded(mut cmd: Command) -> Output {
+    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let started = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    loop {
+        if let Ok(out) = rx.recv_timeout(Duration::from_millis(200)) {
+            return out;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
+            panic!("hermod did not finish within two minutes: an input made it hang");
+        }
+    }
+}
+
+fn run_cases(runner: &dyn Fn(&Path, &Path) -> Command, scene: &Scene, store: &Path) {
+    let inputs: Vec<(Case, PathBuf)> = cases().into_iter().map(|case| (case, (case.1)(scene))).collect();
+    let out = scene.root.join("out");
+    let before = snapshot(&scene.root, &[store, &out]);
+    for ((name, _, code, words), input) in &inputs {
+        let result = bounded(runner(input, &out));
+        let err = stderr(&result);
+        assert_eq!(result.status.code(), Some(*code), "{name}: stderr:\n{err}");
+        for word in *words {
+            assert!(err.contains(word), "{name}: expected {word:?} in:\n{err}");
+        }
+        assert!(!err.contains("TOP-SECRET"), "{name}: a host secret reached the message:\n{err}");
+        assert!(err.len() < 4096, "{name}: the message is {} bytes long", err.len());
+        assert_eq!(snapshot(&scene.root, &[store, &out]), before, "{name}: something outside the store changed");
+    }
+}
+
+fn build_args(input: &Path, out: &Path) -> Vec<String> {
+    let (input, out) = (input.display().to_string(), out.display().to_string());
+    ["build", &input, "--kernel", &kernel(), "--out", &out, "-q"].map(str::to_owned).to_vec()
+}
+
+#[test]
+fn hostile_inputs_leave_the_host_unchanged_as_root() {
+    let scene = Scene::new(nix::unistd::geteuid().as_raw());
+    let store = shared_store();
+    run_cases(
+        &|input, out| {
+            let mut cmd = Command::new(hermod());
+            cmd.args(build_args(input, out)).env("HERMOD_STORE", &store).env("HERMOD_PACKAGE_CACHE", package_cache());
+            cmd
+        },
+        &scene,
+        &store,
+    );
+}
+
+#[test]
+fn hostile_inputs_leave_the_host_unchanged_as_an_unprivileged_user() {
+    assert!(nix::unistd::geteuid().is_root(), "this test switches to uid 65534 and must run as root");
+    let scene = Scene::new(65534);
+    let binary = scene.root.join("hermod");
+    std::fs::copy(hermod(), &binary).unwrap();
+    let home = scene.root.join("home");
+    std::fs::create_dir(&home).unwrap();
+    nix::unistd::chown(&home, Some(65534.into()), Some(65534.into())).unwrap();
+    let out = scene.root.join("out");
+    std::fs::create_dir(&out).unwrap();
+    nix::unistd::chown(&out, Some(65534.into()), Some(65534.into())).unwrap();
+    run_cases(
+        &|input, out| {
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(&binary)
+                .args(build_args(input, out))
+                .env_clear()
+                .env("HOME", &home)
+                .env("PATH", "/usr/bin:/bin")
+                .current_dir(&home);
+            cmd
+        },
+        &scene,
+        &home,
+    );
+}
+
+/// A `-dkms` package whose /usr/src tree holds the chain: the escaping link
+/// is left out with a note (DKMS copies such links and never reads them) and
+/// nothing outside the store changes.
+#[test]
+fn a_packages_escaping_chain_is_left_out_with_a_note() {
+    let scene = Scene::new(nix::unistd::geteuid().as_raw());
+    let pkg = scene.cases.join("pkg");
+    let tree = pkg.join("usr/src/hello-1.0");
+    copy_tree(&testdata("modules/hello"), &tree);
+    symlink(".", tree.join("d")).unwrap();
+    symlink("d/d/d/../../../../../../host/secret", tree.join("e")).unwrap();
+    std::fs::create_dir(pkg.join("DEBIAN")).unwrap();
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        "Package: hello-dkms\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\nDescription: test\n",
+    )
+    .unwrap();
+    let deb = scene.cases.join("hello-dkms_1.0_all.deb");
+    tool("dpkg-deb", &["--root-owner-group", "-b", pkg.to_str().unwrap(), deb.to_str().unwrap()]);
+    let store = shared_store();
+    let before = snapshot(&scene.root, &[]);
+    let mut cmd = Command::new(hermod());
+    cmd.args(["key", deb.to_str().unwrap(), "--kernel", &kernel()])
+        .env("HERMOD_STORE", &store)
+        .env("HERMOD_PACKAGE_CACHE", package_cache());
+    let result = bounded(cmd);
+    let err = stderr(&result);
+    assert!(result.status.success(), "{err}");
+    assert!(err.contains("left out 1 link(s) that point outside its source tree (e)"), "{err}");
+    assert_eq!(snapshot(&scene.root, &[]), before);
+}
