@@ -230,13 +230,12 @@ fn lay_out(
 /// What DKMS checks before it builds, checked on the host with a clear error:
 /// the BUILD_DEPENDS modules' sources are in the build root, the patches exist.
 fn check_before_building(conf: &DkmsConf, rootfs: &Rootfs, source: &SourceTree) -> Result<(), BuildError> {
-    let usr_src = rootfs.tree.join("usr/src");
+    let usr_src = hermod_hostfs::Dir::open_nofollow(&rootfs.tree)?.open_dir("usr/src")?.entries()?;
     for name in &conf.build_depends {
         let prefix = format!("{name}-");
-        let present = fs::read_dir(&usr_src)
-            .map_err(io_err(&usr_src))?
-            .filter_map(Result::ok)
-            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix) && e.path().is_dir());
+        let present = usr_src
+            .iter()
+            .any(|(e, kind)| e.to_string_lossy().starts_with(&prefix) && *kind == hermod_hostfs::Kind::Dir);
         if !present {
             return Err(BuildError::BuildDepends { name: name.clone() });
         }
@@ -344,8 +343,7 @@ fn sign(
         hand_over_to_sandbox_user(&dir)?;
         // Only the sandbox user may enter `unsigned/` (it holds the key).
         hand_over(&unsigned)?;
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&unsigned, fs::Permissions::from_mode(0o700)).map_err(io_err(&unsigned))?;
+        hermod_hostfs::Dir::open_nofollow(&unsigned)?.set_own_mode(0o700)?;
         let mut spec = sandbox_spec(rootfs, settings, &dir, log, &[]);
         spec.argv = vec!["/bin/bash".into(), format!("{IN_INSIDE}/sign.sh")];
         spec.binds.push(Bind { source: unsigned.clone(), target: "/hermod/unsigned".into(), writable: false });
@@ -376,11 +374,10 @@ fn sign(
 /// given to that user (it reads `in/`, and the outputs copy writes `out/`). An unprivileged caller's
 /// sandbox runs as the caller, who owns them already.
 fn hand_over_to_sandbox_user(workdir: &Path) -> Result<(), BuildError> {
-    use std::os::unix::fs::PermissionsExt;
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    fs::set_permissions(workdir, fs::Permissions::from_mode(0o755)).map_err(io_err(workdir))?;
+    hermod_hostfs::Dir::open_nofollow(workdir)?.set_own_mode(0o755)?;
     // `in/` stays root's (hermod writes build.sh there later, and must not
     // follow a link another `nobody` process planted): readable is enough,
     // it is mounted read-only. Only `out/`, which the outputs copy writes,

@@ -170,7 +170,16 @@ pub(crate) fn is_hex_name(s: &str) -> bool {
 pub fn export(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, CacheError> {
     fs::create_dir_all(dir).map_err(|source| CacheError::Io { path: dir.to_owned(), source })?;
     let path = dir.join(name);
-    if fs::read(&path).is_ok_and(|existing| existing == bytes) {
+    // What is already there is compared by descriptor: a link planted at the
+    // name is never read through (and the rename below replaces the link).
+    let out = hermod_hostfs::Dir::open(dir).map_err(|e| CacheError::Io { path: dir.to_owned(), source: e.into() })?;
+    let same = out
+        .meta(name)
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.kind == hermod_hostfs::Kind::File && m.size == bytes.len() as u64)
+        && out.read_limited(name, bytes.len() as u64).is_ok_and(|existing| existing == bytes);
+    if same {
         return Ok(path);
     }
     crate::store::write_replacing(&path, bytes, false)

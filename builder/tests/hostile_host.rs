@@ -251,3 +251,29 @@ fn a_packages_escaping_chain_is_left_out_with_a_note() {
     assert!(err.contains("left out 1 link(s) that point outside its source tree (e)"), "{err}");
     assert_eq!(snapshot(&scene.root, &[]), before);
 }
+
+/// A link planted in `--out` at the name of the package hermod writes there
+/// is replaced, never written or read through.
+#[test]
+fn a_link_planted_in_out_is_replaced_not_followed() {
+    let scene = Scene::new(nix::unistd::geteuid().as_raw());
+    let store = shared_store();
+    let out = scene.root.join("out");
+    let build = || {
+        let mut cmd = Command::new(hermod());
+        cmd.args(build_args(&testdata("modules/hello"), &out))
+            .env("HERMOD_STORE", &store)
+            .env("HERMOD_PACKAGE_CACHE", package_cache());
+        bounded(cmd)
+    };
+    let first = build();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let name = list(&out).pop().expect("the package in --out");
+    std::fs::remove_file(out.join(&name)).unwrap();
+    symlink(scene.host.join("secret"), out.join(&name)).unwrap();
+    let before = snapshot(&scene.root, &[&out]);
+    let second = build();
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(out.join(&name).symlink_metadata().unwrap().is_file(), "the link was replaced by the package");
+    assert_eq!(snapshot(&scene.root, &[&out]), before);
+}

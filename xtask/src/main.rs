@@ -1,6 +1,7 @@
 //! Developer tasks: `cargo xtask <task>`.
 //!
-//! - `ci`: what `.ci/run` runs after installing packages: the whole test suite,
+//! - `tidy`: the codemap's invariants that no single file shows (`tidy.rs`).
+//! - `ci`: what `.ci/run` runs after installing packages: tidy, the whole test suite,
 //!   then hermod's own package from the test build's binary (`dist --check`).
 //! - `dist [--binary PATH] [--out DIR] [--check] | --check-binary`: hermod as a
 //!   Debian package (`dist.rs`), its reproducibility and lintian checks.
@@ -34,6 +35,7 @@ mod dkms_chroot;
 mod dkms_corpus;
 mod dkms_report;
 mod kill_trials;
+mod tidy;
 
 fn main() -> Result<()> {
     // The sandbox bench runs hermod's sandbox in-process; the sandbox re-executes
@@ -42,6 +44,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("tidy") => tidy::run(),
         Some("bench") => bench(&args[1..]),
         Some("all-kernels") => all_kernels(&args[1..]),
         Some("kill-trials") => kill_trials::run(&hermod_binary()?, &args[1..]),
@@ -49,7 +52,7 @@ fn main() -> Result<()> {
         Some("dist") => dist::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs | --only cache | --only verify]\n       \
+                "usage: cargo xtask ci | tidy\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs | --only cache | --only verify]\n       \
                  cargo xtask all-kernels [SOURCE]\n       cargo xtask kill-trials [--trials N] [--kernel KREL] [--seed N]\n       {}\n       {}",
                 dkms_corpus::USAGE,
                 dist::USAGE
@@ -66,6 +69,7 @@ fn repo_root() -> PathBuf {
 /// The README's test command: the tests, then the package of the binary the
 /// tests just built (a debug build: CI compiles hermod once).
 fn ci() -> Result<()> {
+    tidy::run()?;
     let status = Command::new("cargo").args(["test", "--workspace"]).current_dir(repo_root()).status()?;
     if !status.success() {
         bail!("tests failed");

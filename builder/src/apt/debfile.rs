@@ -52,8 +52,8 @@ pub enum DebFileError {
 /// Decompressed reader over the `control.tar*` or `data.tar*` member.
 fn member_reader(deb: &Path, prefix: &str) -> Result<(String, Box<dyn Read>), DebFileError> {
     // Only a regular file is opened: a FIFO named like a package would block forever.
-    let (file, _) =
-        hermod_hostfs::open_regular_path(deb).map_err(|e| DebFileError::Io { deb: deb.to_path_buf(), source: e.into() })?;
+    let (file, _) = hermod_hostfs::open_regular_path(deb)
+        .map_err(|e| DebFileError::Io { deb: deb.to_path_buf(), source: e.into() })?;
     member_reader_of(deb, BufReader::new(file), prefix)
 }
 
