@@ -73,6 +73,8 @@ impl Store {
         ] {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
+        // A log holds whatever a build printed: its owner's alone.
+        fs::set_permissions(store.logs(), fs::Permissions::from_mode(0o700)).map_err(io_err(&store.logs()))?;
         Ok(store)
     }
 
