@@ -402,3 +402,101 @@ fn hermods_archive_reader_finds_and_downloads_the_published_package() {
         Err(e) => assert!(e.to_string().contains("no signature verifies"), "{e}"),
     }
 }
+
+/// The exit status `hermod publish` gives for `e`.
+fn exit_status(e: RepoError) -> i32 {
+    crate::cli::exit_code(&crate::pipeline::PipelineError::Repo(e))
+}
+
+/// A directory outside the repository that must stay empty.
+fn sentinel(f: &Fixture) -> PathBuf {
+    let outside = f.dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    outside
+}
+
+fn assert_empty(dir: &Path) {
+    let left: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "written outside the repository: {left:?}");
+}
+
+#[test]
+fn pool_or_dists_linked_out_of_the_repository_is_refused_and_nothing_written_there() {
+    let f = Fixture::new();
+    let hello = f.input("h.deb", &spec("hello", "1.0", b"hello"));
+    for linked in ["pool", "dists"] {
+        let outside = sentinel(&f);
+        let repo = f.dir.path().join(format!("linked-{linked}"));
+        fs::create_dir(&repo).unwrap();
+        std::os::unix::fs::symlink(&outside, repo.join(linked)).unwrap();
+        let e = f.publish_into(&repo, Some(&f.key), &[hello.clone()]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains(linked) && text.contains("symbolic link"), "{text}");
+        assert_eq!(exit_status(e), 3, "bad input");
+        assert_empty(&outside);
+        fs::remove_dir(&outside).unwrap();
+    }
+
+    // An existing repository whose pool/ became a link: refused before any write.
+    let repo = f.repo();
+    f.publish(&[hello.clone()]).unwrap();
+    let outside = sentinel(&f);
+    fs::rename(repo.join("pool"), f.dir.path().join("pool-moved")).unwrap();
+    std::os::unix::fs::symlink(&outside, repo.join("pool")).unwrap();
+    let before = snapshot(&repo.join("dists"));
+    let other = f.input("o.deb", &spec("other", "1.0", b"other"));
+    let e = f.publish(&[other]).unwrap_err();
+    assert!(matches!(e, RepoError::Unsafe(_)), "{e}");
+    assert_eq!(snapshot(&repo.join("dists")), before, "no index changed");
+    assert_empty(&outside);
+}
+
+#[test]
+fn a_link_inside_pool_is_refused() {
+    let f = Fixture::new();
+    let outside = sentinel(&f);
+    let repo = f.repo();
+    fs::create_dir_all(repo.join("pool/main/h")).unwrap();
+    std::os::unix::fs::symlink(&outside, repo.join("pool/main/h/hello")).unwrap();
+    let hello = f.input("h.deb", &spec("hello", "1.0", b"hello"));
+    let e = f.publish(&[hello]).unwrap_err();
+    assert!(e.to_string().contains("pool/main/h/hello"), "{e}");
+    assert_eq!(exit_status(e), 3);
+    assert_empty(&outside);
+    assert!(!repo.join("dists").exists(), "no index written");
+}
+
+#[test]
+fn linked_release_or_packages_are_refused_without_reading_them() {
+    let f = Fixture::new();
+    let hello = f.input("h.deb", &spec("hello", "1.0", b"hello"));
+    let secret = f.dir.path().join("secret");
+    fs::write(&secret, "TOP-SECRET first line of a host file\nDate: Mon, 01 Jan 2024 00:00:00 UTC\n").unwrap();
+    for name in ["dists/hermod/Release", "dists/hermod/InRelease", "dists/hermod/main/binary-amd64/Packages"] {
+        let repo = f.dir.path().join(format!("r-{}", name.replace('/', "-")));
+        f.publish_into(&repo, Some(&f.key), &[hello.clone()]).unwrap();
+        fs::remove_file(repo.join(name)).unwrap();
+        std::os::unix::fs::symlink(&secret, repo.join(name)).unwrap();
+        let e = f.publish_into(&repo, Some(&f.key), &[hello.clone()]).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains("TOP-SECRET"), "{text}");
+        assert!(text.contains(name) && text.contains("symbolic link"), "{text}");
+        assert_eq!(exit_status(e), 3);
+        assert!(repo.join(name).is_symlink(), "the link is left as it is");
+    }
+}
+
+#[test]
+fn messages_quote_little_of_a_damaged_file() {
+    let f = Fixture::new();
+    let hello = f.input("h.deb", &spec("hello", "1.0", b"hello"));
+    let repo = f.repo();
+    f.publish(&[hello.clone()]).unwrap();
+    let long = "Q".repeat(5000);
+    fs::write(repo.join("dists/hermod/Release"), format!("{long}\n{long}\n")).unwrap();
+    let text = f.publish(&[hello.clone()]).unwrap_err().to_string();
+    assert!(text.len() < 600 && text.contains("QQQ"), "{} bytes: {text}", text.len());
+    fs::write(repo.join("dists/hermod/main/binary-amd64/Packages"), format!("Package: {long}\nSize: 1\n")).unwrap();
+    let text = f.publish(&[hello]).unwrap_err().to_string();
+    assert!(text.len() < 600, "{} bytes: {text}", text.len());
+}
