@@ -31,6 +31,7 @@
 mod cgroup;
 mod init;
 pub mod oci;
+pub mod owner;
 mod report;
 mod run;
 mod spec;
