@@ -312,9 +312,10 @@ fn read_sandbox_output(path: &Path) -> io::Result<Vec<u8>> {
 }
 
 /// The sign step: a sandbox of its own, in which only the build root's
-/// `sign-file` runs, gets the stripped modules, the key and the certificate
-/// read-only under `/hermod/unsigned` and leaves the signed modules in its
-/// outputs. The key's copy is removed as soon as the step ends.
+/// `sign-file` runs, gets the stripped modules and the certificate
+/// read-only under `/hermod/unsigned`, the key as a secret that exists only
+/// inside it (see [`crate::signing`]), and leaves the signed modules in its
+/// outputs. A root caller runs it as host ids of its own, which own `out/`.
 fn sign(
     rootfs: &Rootfs,
     settings: &Settings,
@@ -337,19 +338,23 @@ fn sign(
         let path = unsigned.join(format!("module-{index}.ko"));
         fs::write(&path, &module.contents).map_err(io_err(&path))?;
     }
-    signer.write_to(&unsigned).map_err(io_err(&unsigned))?;
-    let key = unsigned.join("signing.key");
+    signer.write_certificate(&unsigned).map_err(io_err(&unsigned))?;
     let outcome = (|| {
-        hand_over_to_sandbox_user(&dir)?;
-        // Only the sandbox user may enter `unsigned/` (it holds the key).
-        hand_over(&unsigned)?;
-        hermod_hostfs::Dir::open_nofollow(&unsigned)?.set_own_mode(0o700)?;
+        let host_ids = hermod_sandbox::private_host_ids();
+        if nix::unistd::geteuid().is_root() {
+            hermod_hostfs::Dir::open_nofollow(&dir)?.set_own_mode(0o755)?;
+            readable_by_all(&dir.join("in"))?;
+            readable_by_all(&unsigned)?;
+            hermod_hostfs::Dir::open_nofollow(&dir)?.set_owner("out", host_ids.0, host_ids.1)?;
+            reachable_by_sandbox_user(&dir)?;
+        }
         let mut spec = sandbox_spec(rootfs, settings, &dir, log, &[]);
         spec.argv = vec!["/bin/bash".into(), format!("{IN_INSIDE}/sign.sh")];
         spec.binds.push(Bind { source: unsigned.clone(), target: "/hermod/unsigned".into(), writable: false });
+        spec.secrets = vec![signer.key_secret()];
+        spec.host_ids = Some(host_ids);
         Ok::<_, BuildError>(hermod_sandbox::run(&spec)?)
     })();
-    let _ = fs::remove_file(&key);
     let outcome = outcome?;
     if !matches!(outcome.exit, Exit::Code(0)) {
         return Err(BuildError::SignFailed { exit: describe(&outcome.exit), tail: tail(log), log: log.to_owned() });

@@ -24,6 +24,16 @@
 //! one `openssl x509 -fingerprint -sha256` prints), never the key; the hash
 //! algorithm follows from the build root, which the key already holds. The key and certificate must belong together: `sign-file`
 //! refuses a mismatched pair, and the build fails with its message.
+//!
+//! The key never becomes a file on the host, not even for a moment: hermod
+//! reads it (as root, from the path the administrator gave) and hands the
+//! bytes to the sign step's sandbox as a `hermod_sandbox::Secret`, over the
+//! pipe that carries the spec. The sandbox's pid 1 writes it into a tmpfs of
+//! that sandbox's own mount namespace ([`KEY_INSIDE`], 0400), and a root
+//! caller runs that sandbox as a host uid of its own
+//! (`hermod_sandbox::private_host_ids`), not as the `nobody` other host
+//! services share, so no other uid can reach it through `/proc/<pid>/root`
+//! or ptrace either. The certificate is public and travels as a file.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -31,7 +41,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use hermod_sandbox::Secret;
 use sha2::{Digest, Sha256};
+
+/// Where the sign step finds the key: a private tmpfs of that sandbox alone.
+pub const KEY_INSIDE: &str = "/hermod/secret/signing.key";
 
 /// Appended last to every signed module.
 pub const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
@@ -51,12 +65,19 @@ pub enum SigningError {
 }
 
 /// A key and certificate to sign modules with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ModuleSigning {
     key: Vec<u8>,
     certificate: Vec<u8>,
     /// SHA-256 of the certificate's DER encoding, lower-case hex.
     pub fingerprint: String,
+}
+
+impl std::fmt::Debug for ModuleSigning {
+    /// Never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleSigning").field("fingerprint", &self.fingerprint).finish_non_exhaustive()
+    }
 }
 
 impl ModuleSigning {
@@ -94,12 +115,15 @@ impl ModuleSigning {
         format!("module-signing=sha256-fingerprint:{}\n", self.fingerprint)
     }
 
-    /// Writes the key (owner-only) and certificate into `dir` for the sign
-    /// step; returns their file names inside it.
-    pub fn write_to(&self, dir: &Path) -> io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut key = fs::OpenOptions::new().write(true).create_new(true).mode(0o400).open(dir.join("signing.key"))?;
-        io::Write::write_all(&mut key, &self.key)?;
+    /// The key as a sandbox secret: it exists as a file only inside the
+    /// sign step's own mount namespace, at [`KEY_INSIDE`] (see
+    /// `hermod_sandbox::Secret`); it is never written on the host.
+    pub fn key_secret(&self) -> Secret {
+        Secret { path: KEY_INSIDE.into(), contents: self.key.clone() }
+    }
+
+    /// Writes the certificate (public) into `dir` as `signing.crt`.
+    pub fn write_certificate(&self, dir: &Path) -> io::Result<()> {
         fs::write(dir.join("signing.crt"), &self.certificate)
     }
 }
@@ -157,7 +181,7 @@ pub fn sign_script(headers_dir: &str, hash: &str, count: usize) -> String {
     for i in 0..count {
         let _ = writeln!(
             s,
-            "{headers_dir}/scripts/sign-file {hash} /hermod/unsigned/signing.key /hermod/unsigned/signing.crt \
+            "{headers_dir}/scripts/sign-file {hash} {KEY_INSIDE} /hermod/unsigned/signing.crt \
              /hermod/unsigned/module-{i}.ko /hermod/out/module-{i}.ko"
         );
     }

@@ -20,12 +20,17 @@
 //! ```
 //!
 //! Invariant: nothing is ever visible under a final name before it is complete.
-//! Writers stage under `tmp/` (same filesystem) and rename.
+//! Writers stage under `tmp/` (same filesystem) and rename. A staging
+//! directory's name carries its creator's owner tag (`hermod_sandbox::owner`):
+//! opening the store removes those of creators that died (SIGKILL, or a
+//! signal that ended the process before it could clean up).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use hermod_sandbox::owner::Owner;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -73,6 +78,9 @@ impl Store {
         ] {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
+        // A log holds whatever a build printed: its owner's alone.
+        fs::set_permissions(store.logs(), fs::Permissions::from_mode(0o700)).map_err(io_err(&store.logs()))?;
+        remove_dead_staging(&store.tmp());
         Ok(store)
     }
 
@@ -124,11 +132,34 @@ impl Store {
         self.root.join("tmp")
     }
 
-    /// A fresh staging directory under `tmp/`, removed when dropped.
+    /// A fresh staging directory under `tmp/`, removed when dropped; named
+    /// `<prefix><owner tag>-<random>` so that the next run can remove it if
+    /// this process is killed ([`remove_dead_staging`]).
     pub fn staging_dir(&self, prefix: &str) -> Result<tempfile::TempDir, StoreError> {
         let tmp = self.tmp();
-        tempfile::Builder::new().prefix(prefix).tempdir_in(&tmp).map_err(io_err(&tmp))
+        let prefix = format!("{prefix}{}-", Owner::me().tag());
+        tempfile::Builder::new().prefix(&prefix).tempdir_in(&tmp).map_err(io_err(&tmp))
     }
+}
+
+/// Remove the staging directories under `tmp` whose creator is certainly
+/// dead (killed, or interrupted by a signal before it could remove them):
+/// see `hermod_sandbox::owner`. A live creator's, an untagged one's, one of
+/// another pid namespace are left alone (`rootfs gc` removes old litter by
+/// age). Best effort and bounded: a failure here never stops a command.
+/// Returns how many were removed.
+pub fn remove_dead_staging(tmp: &Path) -> usize {
+    let Ok(dir) = hermod_hostfs::Dir::open_nofollow(tmp) else { return 0 };
+    let Ok(entries) = dir.entries() else { return 0 };
+    let mut removed = 0;
+    for (name, _) in entries.into_iter().take(100_000) {
+        let dead = name.to_str().and_then(Owner::in_name).is_some_and(|owner| owner.is_dead());
+        // Never through a link: remove_all removes a symlink itself.
+        if dead && dir.remove_all(&name).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// A root caller's builds run as host `nobody` (see hermod-sandbox's
@@ -200,6 +231,38 @@ mod tests {
         fs::set_permissions(&made_by_mktemp, fs::Permissions::from_mode(0o700)).unwrap();
         Store::open(&made_by_mktemp, None).unwrap();
         assert_eq!(fs::metadata(&made_by_mktemp).unwrap().permissions().mode() & 0o777, 0o755);
+    }
+
+    #[test]
+    fn staging_dirs_of_dead_creators_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s"), None).unwrap();
+        let mine = store.staging_dir("build-").unwrap();
+        let me = Owner::me();
+        let dead = store.tmp().join(format!("build-{}-Xy12ab", Owner { start: me.start + 1, ..me }.tag()));
+        fs::create_dir_all(dead.join("sign/out")).unwrap();
+        fs::write(dead.join("sign/out/module.ko"), b"x").unwrap();
+        let untagged = store.tmp().join("build-Ab12cd");
+        fs::create_dir(&untagged).unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), b"x").unwrap();
+        let link = store.tmp().join(format!("names-{}-Zz99zz", Owner { start: me.start + 1, ..me }.tag()));
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+
+        assert_eq!(remove_dead_staging(&store.tmp()), 2);
+        assert!(!dead.exists() && !link.is_symlink(), "the dead creator's directory and link");
+        assert!(outside.join("keep").exists(), "a link is removed, never followed");
+        assert!(mine.path().is_dir(), "a live creator's (this process) stays");
+        assert!(untagged.is_dir(), "untagged litter is left to gc's age rule");
+        assert!(mine.path().file_name().unwrap().to_str().unwrap().contains(&me.tag()));
+    }
+
+    #[test]
+    fn logs_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s"), None).unwrap();
+        assert_eq!(fs::metadata(store.logs()).unwrap().permissions().mode() & 0o777, 0o700);
     }
 
     #[test]

@@ -158,3 +158,109 @@ fn bad_signing_inputs_are_refused_clearly() {
     assert!(list(out.path()).is_empty(), "nothing written on failure: {:?}", list(out.path()));
     let _ = cert;
 }
+
+/// Every regular file under `dir` (at most `depth` levels, never following
+/// links, skipping `skip`) whose bytes contain `needle`: (path, mode, uid).
+fn files_holding(dir: &Path, needle: &[u8], depth: usize, skip: &Path, found: &mut Vec<(PathBuf, u32, u32)>) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.starts_with(skip) {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if meta.is_dir() && depth > 0 {
+            files_holding(&path, needle, depth - 1, skip, found);
+        } else if meta.is_file() && meta.len() >= needle.len() as u64 && meta.len() < (64 << 10) {
+            // (A key file is a few KiB: skipping objects and modules keeps a
+            // scan short enough to see a file that lives for milliseconds.)
+            if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push((path, meta.mode() & 0o7777, meta.uid()));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_signing_key_is_never_a_file_on_the_host_and_logs_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let keys = tempfile::tempdir().unwrap();
+    // A fresh key: a new cache key, so the sign step really runs.
+    let (key, cert) = make_key(keys.path(), "hermod secret watch");
+    let pem = std::fs::read_to_string(&key).unwrap();
+    // A line from the middle of the PEM body: in no file but the key's own.
+    let needle = pem.lines().nth(5).unwrap().as_bytes().to_vec();
+    assert!(needle.len() >= 60, "a base64 line of the key: {needle:?}");
+    let store = shared_store();
+    let out = tempfile::tempdir().unwrap();
+
+    // The store's changing parts (build roots and blobs come from .debs)
+    // and the shared temporary directory, scanned over and over meanwhile.
+    let done = AtomicBool::new(false);
+    let mut found = Vec::new();
+    let mut scans = 0;
+    let result = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut found = Vec::new();
+            let mut scans = 0;
+            while !done.load(Ordering::Relaxed) {
+                // Staging (where work directories live) at every turn, fast
+                // enough to see a file that exists for a fraction of a second;
+                // the rest now and then.
+                files_holding(&store.join("tmp"), &needle, 12, keys.path(), &mut found);
+                if scans % 10 == 0 {
+                    for sub in ["logs", "cas", "ac", "keys", "keylocks"] {
+                        files_holding(&store.join(sub), &needle, 12, keys.path(), &mut found);
+                    }
+                    files_holding(&std::env::temp_dir(), &needle, 3, keys.path(), &mut found);
+                }
+                scans += 1;
+            }
+            (found, scans)
+        });
+        let result = build(
+            &store,
+            out.path(),
+            &["--mok-signing-key", key.to_str().unwrap(), "--mok-certificate", cert.to_str().unwrap()],
+        );
+        done.store(true, Ordering::Relaxed);
+        (found, scans) = watcher.join().unwrap();
+        result
+    });
+    found.sort();
+    found.dedup();
+    let signed = report(&result);
+    assert_eq!(signed["cache"], "miss", "the sign step ran");
+    assert!(scans >= 2, "the watcher looked while the build ran ({scans} scans)");
+    assert!(found.is_empty(), "the key appeared as a file on the host ({scans} scans): {found:?}");
+
+    // Still a valid signature by that key.
+    let module = module_of(signed["deb"].as_str().unwrap());
+    let (content, signature) = hermod::signing::split_signed(&module).expect("a signature is appended");
+    let dir = tempfile::tempdir().unwrap();
+    let (content_path, sig_path) = (dir.path().join("content"), dir.path().join("sig.der"));
+    std::fs::write(&content_path, content).unwrap();
+    std::fs::write(&sig_path, signature).unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args(["cms", "-verify", "-binary", "-inform", "DER", "-nointern", "-noverify", "-out", "/dev/null"])
+        .args(["-in", sig_path.to_str().unwrap(), "-content", content_path.to_str().unwrap()])
+        .args(["-certfile", cert.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "openssl cms -verify: {}", String::from_utf8_lossy(&ok.stderr));
+
+    // Logs hold what builds printed: owner-only, in an owner-only directory.
+    let logs = store.join("logs");
+    assert_eq!(std::fs::metadata(&logs).unwrap().permissions().mode() & 0o777, 0o700);
+    let prefix = &signed["key"].as_str().unwrap()[..16];
+    let log = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .expect("the build's log");
+    assert_eq!(log.metadata().unwrap().permissions().mode() & 0o777, 0o600, "{}", log.path().display());
+}

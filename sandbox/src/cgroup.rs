@@ -24,15 +24,22 @@
 //! delegated to it (e.g. a systemd user slice with `Delegate=yes`); where
 //! nothing is possible, the build still runs, the rlimits still apply, and
 //! [`Cgroup`] says plainly which limits were not enforced and why.
+//!
+//! A hermod killed with SIGKILL leaves its (by then empty) groups behind.
+//! Their names carry the creator's [`Owner`] tag, so the next `run()` of
+//! any hermod removes those of dead creators from the parent it uses
+//! (`sweep_dead`), and never a live one's.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::owner::Owner;
 use crate::spec::Limits;
 
 const ROOT: &str = "/sys/fs/cgroup";
@@ -62,8 +69,43 @@ pub(crate) struct Group {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// `hermod-<owner tag>-<n>`: the tag lets a later run tell the group of a
+/// killed hermod from a live one's ([`sweep_dead`]).
 fn name() -> String {
-    format!("hermod-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!("hermod-{}-{}", Owner::me().tag(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Parents already swept by this process: once each is enough.
+static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Remove the empty groups that hermods killed before they could remove
+/// their own left in `parent` (the first time this process uses it). Only
+/// groups whose tag names a dead owner are touched; `rmdir` removes a group
+/// only when no process is left in it, so even a wrong verdict could not
+/// take a group from a running sandbox.
+fn sweep_once(parent: &Path) {
+    let mut swept = SWEPT.lock().unwrap_or_else(|p| p.into_inner());
+    if swept.iter().any(|p| p == parent) {
+        return;
+    }
+    swept.push(parent.to_owned());
+    drop(swept);
+    sweep_dead(parent);
+}
+
+/// [`sweep_once`]'s work; returns how many groups were removed.
+pub(crate) fn sweep_dead(parent: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(parent) else { return 0 };
+    let mut removed = 0;
+    // Bounded: a cgroup directory holds few entries, but never walk forever.
+    for entry in entries.flatten().take(10_000) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(tagged) = name.strip_prefix("hermod-") else { continue };
+        if Owner::in_name(tagged).is_some_and(|owner| owner.is_dead()) && fs::remove_dir(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Creates the group(s) for `limits`. Never fails: what cannot be done is
@@ -220,6 +262,7 @@ impl Group {
         let wanted: Vec<&str> =
             [("memory", limits.memory), ("pids", limits.pids)].into_iter().filter_map(|(c, v)| v.map(|_| c)).collect();
         enable_controllers(&RealFs, &parent, &wanted, std::process::id())?;
+        sweep_once(&parent);
         let dir = parent.join(name());
         fs::create_dir(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
         self.dirs.push(dir.clone());
@@ -281,7 +324,9 @@ impl Group {
             return Err(format!("no {controller} hierarchy at {}", mount.display()));
         }
         let path = own_path(own, controller).ok_or(format!("no {controller} entry in /proc/self/cgroup"))?;
-        let dir = mount.join(path.trim_start_matches('/')).join(name());
+        let parent = mount.join(path.trim_start_matches('/'));
+        sweep_once(&parent);
+        let dir = parent.join(name());
         fs::create_dir(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
         self.dirs.push(dir.clone());
         Ok(dir)
@@ -454,5 +499,32 @@ mod tests {
         assert!(err.contains("other processes share that group"), "{err}");
         // 99 is not hermod's to move.
         assert_eq!(fake.get("/cg/s/cgroup.procs").trim(), "99");
+    }
+
+    #[test]
+    fn the_sweep_removes_groups_of_dead_owners_only() {
+        let parent = tempfile::tempdir().unwrap();
+        let me = Owner::me();
+        let dead = Owner { start: me.start + 1, ..me };
+        let other_ns = Owner { pid: 1, start: 1, pidns: me.pidns + 1 };
+        for owner in [me, dead, other_ns] {
+            fs::create_dir(parent.path().join(format!("hermod-{}-0", owner.tag()))).unwrap();
+        }
+        for name in ["hermod-self", "hermod-1-0", "other"] {
+            fs::create_dir(parent.path().join(name)).unwrap();
+        }
+        assert_eq!(sweep_dead(parent.path()), 1);
+        let mut left: Vec<String> =
+            fs::read_dir(parent.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        left.sort();
+        let mut want = vec![
+            format!("hermod-{}-0", me.tag()),
+            format!("hermod-{}-0", other_ns.tag()),
+            "hermod-1-0".into(),
+            "hermod-self".into(),
+            "other".into(),
+        ];
+        want.sort();
+        assert_eq!(left, want, "only the dead owner's group went");
     }
 }

@@ -31,6 +31,7 @@
 mod cgroup;
 mod init;
 pub mod oci;
+pub mod owner;
 mod report;
 mod run;
 mod spec;
@@ -38,7 +39,9 @@ mod vary;
 
 pub use cgroup::Cgroup;
 pub use run::{run, run_with_init, Exit, Outcome, SandboxError, INIT_EXE_ENV};
-pub use spec::{Bind, Limits, Outputs, Spec, Tmpfs, NOBODY};
+pub use spec::{
+    private_host_ids, Bind, Limits, Outputs, Secret, Spec, Tmpfs, MAX_SECRET_BYTES, NOBODY, PRIVATE_IDS_BASE,
+};
 pub use vary::{Variation, VaryError};
 
 /// `argv[1]` that turns an executable into the sandbox init.

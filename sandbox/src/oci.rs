@@ -104,6 +104,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OciError + '_ {
 /// paths are made absolute and canonical; they must exist.
 pub fn runtime_config(spec: &Spec) -> Result<oci_spec::runtime::Spec, OciError> {
     spec.check_shape().map_err(OciError::InvalidSpec)?;
+    if !spec.secrets.is_empty() {
+        // A bundle is files on disk: a secret would become one.
+        return Err(OciError::Unsupported("secrets (they would be written into the bundle)".into()));
+    }
     let (host_uid, host_gid) = spec
         .host_ids
         .ok_or_else(|| OciError::Unsupported("a sandbox without host_ids (the command would be host root)".into()))?;

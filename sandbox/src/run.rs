@@ -230,7 +230,13 @@ fn output_for(spec: &Spec) -> Result<(Stdio, Stdio), SandboxError> {
         return Ok((Stdio::inherit(), Stdio::inherit()));
     };
     let log_err = |source| SandboxError::Log { path: path.clone(), source };
-    let file = OpenOptions::new().append(true).create(true).mode(0o644).open(path).map_err(log_err)?;
+    // Owner-only: a log holds whatever the build printed (the caller's
+    // uid opens it; the sandbox writes through this descriptor, whatever
+    // its own host ids are).
+    let file = OpenOptions::new().append(true).create(true).mode(0o600).open(path).map_err(log_err)?;
+    // A log made by an older hermod (0644) is narrowed too.
+    let perms = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+    file.set_permissions(perms).map_err(log_err)?;
     let again = file.try_clone().map_err(log_err)?;
     Ok((Stdio::from(file), Stdio::from(again)))
 }

@@ -70,7 +70,50 @@ pub struct Spec {
     /// Where the command's results go, if anywhere. Absent from JSON: none.
     #[serde(default)]
     pub outputs: Option<Outputs>,
+    /// Files that exist only inside this sandbox (a signing key): see
+    /// [`Secret`]. Absent from JSON: none.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
 }
+
+/// A file that must never exist on any host file system: its bytes travel
+/// inside the spec, over the pipe `run()` writes the spec to (a pipe has no
+/// name any other process could open), and pid 1 writes them, mode 0400,
+/// owned by the command's uid, into a small tmpfs of its own mounted on
+/// `path`'s parent directory (mode 0700) in the sandbox's private mount
+/// namespace. The file disappears with the namespace.
+///
+/// Who else could still reach it: root, and processes of the sandbox's host
+/// uid (through `/proc/<pid>/root` or ptrace). A root caller therefore gives
+/// a sandbox that holds secrets host ids of its own ([`private_host_ids`]),
+/// not the `nobody` that other services share.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// Absolute path inside the sandbox; its parent (not `/`) becomes the
+    /// private tmpfs, hiding whatever was there.
+    pub path: PathBuf,
+    pub contents: Vec<u8>,
+}
+
+impl std::fmt::Debug for Secret {
+    /// Never the contents: a spec may be printed in a log or an error.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret {{ path: {:?}, contents: <{} bytes> }}", self.path, self.contents.len())
+    }
+}
+
+/// Host uid/gid for a root caller's sandbox that holds a [`Secret`]: a
+/// range no distribution or systemd allocates (systemd's container ranges
+/// end below 0x70000000, its dynamic users are below 65536), offset by this
+/// process's pid (< 2^22), so no other service, and no other hermod, shares
+/// it.
+pub fn private_host_ids() -> (u32, u32) {
+    let id = PRIVATE_IDS_BASE + std::process::id();
+    (id, id)
+}
+
+/// Start of the ids [`private_host_ids`] hands out.
+pub const PRIVATE_IDS_BASE: u32 = 0x7e00_0000;
 
 /// A tmpfs mounted inside the sandbox.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -202,6 +245,7 @@ impl Spec {
             seccomp: true,
             host_ids: Some(NOBODY),
             outputs: None,
+            secrets: Vec::new(),
         }
     }
 
@@ -243,10 +287,29 @@ impl Spec {
                 return Err(format!("host outputs directory {} must be an absolute path", out.host.display()));
             }
         }
+        for secret in &self.secrets {
+            inside_path("secret", &secret.path)?;
+            if secret.dir().is_none() {
+                return Err(format!("secret {} needs a directory of its own, not /", secret.path.display()));
+            }
+            if secret.contents.len() > MAX_SECRET_BYTES {
+                return Err(format!("secret {} is larger than {MAX_SECRET_BYTES} bytes", secret.path.display()));
+            }
+        }
         if self.hostname.is_empty() || self.hostname.len() > 64 {
             return Err(format!("hostname {:?} must be 1 to 64 bytes", self.hostname));
         }
         Ok(())
+    }
+}
+
+/// The most a [`Secret`] may hold (a key, not a data set: it lives in memory).
+pub const MAX_SECRET_BYTES: usize = 1 << 20;
+
+impl Secret {
+    /// The directory the private tmpfs is mounted on; `None` for `/x`.
+    pub(crate) fn dir(&self) -> Option<&Path> {
+        self.path.parent().filter(|p| *p != Path::new("/") && self.path.file_name().is_some())
     }
 }
 
@@ -310,6 +373,7 @@ mod tests {
         o.remove("limits");
         o.remove("seccomp");
         o.remove("outputs");
+        o.remove("secrets");
         let back: Spec = serde_json::from_value(v).unwrap();
         assert_eq!(back, spec());
         // A partial limits object keeps the other defaults.
@@ -348,6 +412,29 @@ mod tests {
         s.env.push(("A=B".into(), "x".into()));
         assert!(s.check_shape().is_err());
         assert!(spec().check_shape().is_ok());
+        let mut s = spec();
+        s.secrets.push(Secret { path: "/key".into(), contents: b"k".to_vec() });
+        assert!(s.check_shape().unwrap_err().contains("directory of its own"));
+        s.secrets[0].path = "/run/../key".into();
+        assert!(s.check_shape().unwrap_err().contains(".."));
+        s.secrets[0].path = "/run/secret/key".into();
+        assert!(s.check_shape().is_ok());
+    }
+
+    #[test]
+    fn a_secret_never_prints_its_contents() {
+        let secret = Secret { path: "/run/secret/key".into(), contents: b"PRIVATE KEY bytes".to_vec() };
+        let mut s = spec();
+        s.secrets.push(secret);
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("PRIVATE") && shown.contains("<17 bytes>"), "{shown}");
+    }
+
+    #[test]
+    fn private_host_ids_are_nobodys_and_no_one_elses() {
+        let (uid, gid) = private_host_ids();
+        assert_eq!(uid, gid);
+        assert!(uid > PRIVATE_IDS_BASE && uid < PRIVATE_IDS_BASE + (1 << 22) && uid != NOBODY.0);
     }
 
     #[test]

@@ -63,6 +63,7 @@ pub fn exit_code(err: &PipelineError) -> i32 {
             use crate::repo::{RepoError, SignError};
             match e {
                 RepoError::Immutable { .. } | RepoError::WouldUnsign { .. } => 12,
+                RepoError::Unsafe(_) => 3,
                 RepoError::Damaged(_) | RepoError::Index(_) | RepoError::Io { .. } => 9,
                 RepoError::Key(SignError::Write { .. }) => 9,
                 _ => 3,

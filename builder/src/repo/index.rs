@@ -184,7 +184,8 @@ pub fn parse_packages(text: &str, path: &str) -> Result<Vec<Entry>, IndexError> 
 }
 
 fn entry_of(lines: &[&str], path: &str, line: usize) -> Result<Entry, IndexError> {
-    let bad = |problem: String| IndexError { path: path.into(), line, problem };
+    // The problem may quote the file: bounded, like every repository message.
+    let bad = |problem: String| IndexError { path: path.into(), line, problem: super::state::excerpt(&problem) };
     let mut stanza_text = lines.join("\n");
     stanza_text.push('\n');
     let parsed = stanza::parse_one(&stanza_text, path).map_err(|e| bad(e.to_string()))?;

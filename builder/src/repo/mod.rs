@@ -28,7 +28,7 @@
 //! ## Order of writes, and crashes
 //!
 //! Every file appears by rename from a temporary file in its own directory
-//! (`store::write_atomically`), in this order: pool files, then the Packages
+//! (created exclusively, synced, renamed by descriptor), in this order: pool files, then the Packages
 //! indices, then Release, then InRelease last. A file whose bytes are already
 //! right is not touched, so publishing the same inputs twice writes nothing.
 //! A crash at any point leaves at worst: pool files no index names yet
@@ -37,6 +37,15 @@
 //! publish, which rewrites Release and InRelease from the indices). Temporary
 //! files of a killed publish (`.tmp-*`) are removed by the next one. One
 //! publish at a time: `DIR/.hermod-publish.lock` (flock) is held throughout.
+//!
+//! ## Links
+//!
+//! DIR is opened once, as the user named it; everything below it is reached
+//! by descriptor and never through a symbolic link (`state.rs`, with
+//! `hermod-hostfs`): a `pool/` or `dists/` that leads out of the repository,
+//! a linked Release, InRelease or Packages, is refused (exit 3) before
+//! anything is read through it or written, and an index is read only up to
+//! 256 MiB. Error messages quote at most 200 bytes of a file.
 //!
 //! ## Same inputs, same bytes
 //!
@@ -99,6 +108,10 @@ pub enum RepoError {
     Index(#[from] IndexError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// A link, special file or oversized file where the repository has its
+    /// own plain files: nothing is read or written through it.
+    #[error("refusing the repository: {0}. hermod reaches everything below DIR without following symbolic links; nothing was changed")]
+    Unsafe(hermod_hostfs::Error),
 }
 
 pub(crate) fn io_error(path: &Path) -> impl Fn(io::Error) -> RepoError + '_ {
@@ -187,22 +200,25 @@ pub fn publish(p: &Publish, debs: &[PathBuf]) -> Result<Report, RepoError> {
 
     let new_repository = !p.repo.exists();
     std::fs::create_dir_all(p.repo).map_err(io_error(p.repo))?;
-    let result = publish_locked(p, &inputs);
+    // DIR is the user's path, links and all; everything below it is reached
+    // through this descriptor (state.rs).
+    let root = hermod_hostfs::Dir::open(p.repo).map_err(state::fs_err)?;
+    let result = publish_locked(p, &root, &inputs);
     if result.is_err() && new_repository {
         // A refused first publish leaves no directory behind (nothing else was written yet:
         // every refusal comes before the first write).
-        let _ = std::fs::remove_file(p.repo.join(state::LOCK_FILE));
+        let _ = root.remove_file(state::LOCK_FILE);
         let _ = std::fs::remove_dir(p.repo);
     }
     result
 }
 
 /// [`publish`] once the inputs are read: under the lock, decide, then write.
-fn publish_locked(p: &Publish, inputs: &[Input]) -> Result<Report, RepoError> {
-    let _lock = state::lock(p.repo)?;
-    let dists = p.repo.join("dists").join(p.suite);
-    state::remove_litter(&[p.repo.join("pool").join(p.component), dists.clone()]);
-    let mut published = state::read_component(p.repo, p.suite, p.component)?;
+fn publish_locked(p: &Publish, root: &hermod_hostfs::Dir, inputs: &[Input]) -> Result<Report, RepoError> {
+    let _lock = state::lock(root)?;
+    let dists = Path::new("dists").join(p.suite);
+    state::remove_litter(root, &[Path::new("pool").join(p.component), dists.clone()]);
+    let mut published = state::read_component(root, p.suite, p.component)?;
 
     // Decide everything before writing anything.
     let mut report = Report::default();
@@ -240,13 +256,13 @@ fn publish_locked(p: &Publish, inputs: &[Input]) -> Result<Report, RepoError> {
     for entry in published.values() {
         let restores = inputs.iter().any(|i| i.entry.filename == entry.filename);
         if !restores {
-            state::check_pool_file(p.repo, entry)?;
+            state::check_pool_file(root, entry)?;
         }
     }
-    if p.key.is_none() && dists.join("InRelease").exists() {
+    if p.key.is_none() && state::exists(root, &dists.join("InRelease"))? {
         return Err(RepoError::WouldUnsign { repo: p.repo.into(), suite: p.suite.into() });
     }
-    let previous = state::previous_date(&dists)?;
+    let previous = state::previous_date(root, &dists)?;
     let mut candidates: Vec<(i64, DateSource)> =
         previous.map(|d| (d, DateSource::PreviousRelease)).into_iter().collect();
     match p.source_date_epoch {
@@ -282,7 +298,7 @@ fn publish_locked(p: &Publish, inputs: &[Input]) -> Result<Report, RepoError> {
     }
     let mut files: Vec<IndexFile> = ours.iter().map(|(path, bytes)| state::index_file(path, bytes)).collect();
     let state::OtherComponents { files: others, mut architectures, mut components } =
-        state::other_components(&dists, p.component)?;
+        state::other_components(root, &dists, p.component)?;
     files.extend(others);
     architectures.extend(by_arch.keys().map(|a| a.to_string()));
     components.insert(p.component.to_owned());
@@ -297,7 +313,7 @@ fn publish_locked(p: &Publish, inputs: &[Input]) -> Result<Report, RepoError> {
     let in_release = p.key.map(|key| key.clearsign(&release_text, date)).transpose()?;
 
     // Writes, in the order that keeps every published state consistent.
-    let mut writer = state::Writer { repo: p.repo, written: &mut report.written };
+    let mut writer = state::Writer { root, written: &mut report.written };
     for input in &pool_writes {
         writer.pool_file(&input.entry.filename, &input.bytes, &input.entry.sha256)?;
     }

@@ -1,102 +1,196 @@
 //! The repository on disk: what is published (read back from its own
 //! indices), the publish lock, leftovers of a killed publish, and the writer
 //! that replaces a file only when its bytes change.
+//!
+//! The repository directory is opened once, by the path the user gave
+//! ([`hermod_hostfs::Dir::open`]); everything below it — `pool/`, `dists/`,
+//! the indices, Release, InRelease, the lock file, temporary files — is
+//! reached through that descriptor and never through a symbolic link (see
+//! `hermod-hostfs`). A `pool/` or `dists/` that is a link out of the
+//! repository, a linked Release or Packages, are refused without being read
+//! or written through ([`RepoError::Unsafe`]); what is read is bounded
+//! ([`MAX_INDEX_BYTES`]), and messages quote at most [`excerpt`] of it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
-use std::io::Read;
-use std::path::Path;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
+use hermod_hostfs::{Dir, Kind};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
 use super::index::{self, Entry};
 use super::release::IndexFile;
-use super::{io_error, RepoError};
-use crate::rootfs::locks::{self, FileLock, Mode};
+use super::RepoError;
 
 /// The publish lock's file name in the repository's root.
 pub(super) const LOCK_FILE: &str = ".hermod-publish.lock";
 
+/// The most an index, Release or InRelease may hold (decompressed, too).
+pub const MAX_INDEX_BYTES: u64 = 256 << 20;
+
+/// The most of a file's content an error message quotes.
+pub const EXCERPT_BYTES: usize = 200;
+
+/// `text` cut to [`EXCERPT_BYTES`] (on a character boundary), marked when cut.
+pub fn excerpt(text: &str) -> String {
+    if text.len() <= EXCERPT_BYTES {
+        return text.to_owned();
+    }
+    let mut end = EXCERPT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// A [`hermod_hostfs::Error`] as the publish's error: a link, a special
+/// file, an oversized file are bad input (the repository is not one hermod
+/// wrote); anything else is an I/O failure.
+pub(super) fn fs_err(e: hermod_hostfs::Error) -> RepoError {
+    use hermod_hostfs::Error as E;
+    match &e {
+        E::Symlink { .. } | E::NotRegular { .. } | E::BadPath { .. } | E::NotADirectory { .. } | E::TooDeep { .. } => {
+            RepoError::Unsafe(e)
+        }
+        E::Io { source, .. } if source.kind() == std::io::ErrorKind::FileTooLarge => RepoError::Unsafe(e),
+        E::Io { .. } => {
+            let path = e.path().to_owned();
+            RepoError::Io { path, source: e.into() }
+        }
+    }
+}
+
+fn damaged(what: String) -> RepoError {
+    RepoError::Damaged(excerpt(&what))
+}
+
 /// Hold `DIR/.hermod-publish.lock` exclusively (waits for another publish).
-pub(super) fn lock(repo: &Path) -> Result<FileLock, RepoError> {
-    let path = repo.join(LOCK_FILE);
-    match locks::lock(&path, Mode::Exclusive, false).map_err(io_error(&path))? {
-        Some(held) => Ok(held),
-        None => {
-            tracing::warn!("waiting for another publish into {} to finish", repo.display());
-            Ok(locks::lock(&path, Mode::Exclusive, true).map_err(io_error(&path))?.expect("a waiting lock is taken"))
+/// The file is created, or opened, beside no link: a planted symlink or
+/// FIFO is refused.
+pub(super) fn lock(root: &Dir) -> Result<Flock<File>, RepoError> {
+    let file = match root.create_file(LOCK_FILE, 0o644) {
+        Ok(file) => file,
+        Err(hermod_hostfs::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            root.open_regular(LOCK_FILE).map_err(fs_err)?.0
         }
-    }
-}
-
-/// Remove the `.tmp-*` files a killed publish left (we hold the lock, so
-/// none of them is being written). Best effort: litter is never an error.
-pub(super) fn remove_litter(dirs: &[std::path::PathBuf]) {
-    for dir in dirs {
-        for entry in walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok) {
-            let litter = entry.file_type().is_file() && entry.file_name().to_string_lossy().starts_with(".tmp-");
-            if litter {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
-}
-
-/// The binary-* directories of `dists/<suite>/<component>`, sorted.
-fn arch_dirs(component_dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, RepoError> {
-    let mut dirs = Vec::new();
-    let read = match fs::read_dir(component_dir) {
-        Ok(read) => read,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(dirs),
-        Err(e) => return Err(io_error(component_dir)(e)),
+        Err(e) => return Err(fs_err(e)),
     };
-    for entry in read {
-        let entry = entry.map_err(io_error(component_dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(arch) = name.strip_prefix("binary-") {
-            if entry.path().is_dir() && index::is_architecture(arch) {
-                dirs.push((arch.to_owned(), entry.path()));
+    let io = |errno: Errno| RepoError::Io { path: root.shown(LOCK_FILE), source: errno.into() };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(held) => Ok(held),
+        Err((file, Errno::EWOULDBLOCK)) => {
+            tracing::warn!("waiting for another publish into {} to finish", root.path().display());
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| io(errno))
+        }
+        Err((_, errno)) => Err(io(errno)),
+    }
+}
+
+/// Remove the `.tmp-*` files a killed publish left under `dirs` (we hold the
+/// lock, so none of them is being written). Best effort: litter is never an
+/// error, and a linked directory is not entered (reading refuses it later).
+pub(super) fn remove_litter(root: &Dir, dirs: &[PathBuf]) {
+    for rel in dirs {
+        let Ok(dir) = root.open_dir(rel) else { continue };
+        let _ = dir.walk::<hermod_hostfs::Error>(&mut |v| {
+            if v.meta.kind == Kind::File && v.name.to_string_lossy().starts_with(".tmp-") {
+                let _ = v.parent.remove_file(v.name);
             }
+            Ok(true)
+        });
+    }
+}
+
+/// The directory `rel`, or `None` when it does not exist; a link is refused.
+fn open_dir_if_any(root: &Dir, rel: &Path) -> Result<Option<Dir>, RepoError> {
+    match root.open_dir(rel) {
+        Ok(dir) => Ok(Some(dir)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(fs_err(e)),
+    }
+}
+
+/// Whether anything (a link too) is at `rel`; a link on the way is refused.
+pub(super) fn exists(root: &Dir, rel: &Path) -> Result<bool, RepoError> {
+    match root.meta(rel) {
+        Ok(found) => Ok(found.is_some()),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(fs_err(e)),
+    }
+}
+
+/// The file `rel`, at most [`MAX_INDEX_BYTES`], or `None` when it does not exist.
+fn read_if_any(root: &Dir, rel: &Path) -> Result<Option<Vec<u8>>, RepoError> {
+    match root.read_limited(rel, MAX_INDEX_BYTES) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(fs_err(e)),
+    }
+}
+
+/// The binary-* directories of `dists/<suite>/<component>` (relative to
+/// the repository), sorted; a linked one is refused.
+fn arch_dirs(root: &Dir, component_dir: &Path) -> Result<Vec<(String, PathBuf)>, RepoError> {
+    let mut dirs = Vec::new();
+    let Some(dir) = open_dir_if_any(root, component_dir)? else { return Ok(dirs) };
+    for (name, kind) in dir.entries().map_err(fs_err)? {
+        let name = name.to_string_lossy().into_owned();
+        let Some(arch) = name.strip_prefix("binary-") else { continue };
+        if !index::is_architecture(arch) {
+            continue;
+        }
+        match kind {
+            Kind::Dir => dirs.push((arch.to_owned(), component_dir.join(&name))),
+            Kind::Symlink => {
+                return Err(RepoError::Unsafe(hermod_hostfs::Error::Symlink {
+                    path: root.shown(component_dir.join(&name)),
+                }))
+            }
+            _ => {}
         }
     }
-    dirs.sort();
     Ok(dirs)
 }
 
-/// A directory's Packages text: `Packages`, else `Packages.xz` decompressed.
-fn packages_text(dir: &Path) -> Result<Option<String>, RepoError> {
+/// A directory's Packages text: `Packages`, else `Packages.xz` decompressed
+/// (both bounded).
+fn packages_text(root: &Dir, dir: &Path) -> Result<Option<String>, RepoError> {
     let plain = dir.join("Packages");
-    let bytes = match fs::read(&plain) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let bytes = match read_if_any(root, &plain)? {
+        Some(bytes) => bytes,
+        None => {
             let packed = dir.join("Packages.xz");
-            match fs::read(&packed) {
-                Ok(xz) => {
-                    let mut out = Vec::new();
-                    liblzma::read::XzDecoder::new(&xz[..])
-                        .read_to_end(&mut out)
-                        .map_err(|e| RepoError::Damaged(format!("{}: {e}", packed.display())))?;
-                    out
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(io_error(&packed)(e)),
+            let Some(xz) = read_if_any(root, &packed)? else { return Ok(None) };
+            let mut out = Vec::new();
+            liblzma::read::XzDecoder::new(&xz[..])
+                .take(MAX_INDEX_BYTES + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| damaged(format!("{}: {e}", root.shown(&packed).display())))?;
+            if out.len() as u64 > MAX_INDEX_BYTES {
+                return Err(damaged(format!(
+                    "{} decompresses to more than {MAX_INDEX_BYTES} bytes",
+                    root.shown(&packed).display()
+                )));
             }
+            out
         }
-        Err(e) => return Err(io_error(&plain)(e)),
     };
-    String::from_utf8(bytes).map(Some).map_err(|_| RepoError::Damaged(format!("{} is not UTF-8", plain.display())))
+    String::from_utf8(bytes).map(Some).map_err(|_| damaged(format!("{} is not UTF-8", root.shown(&plain).display())))
 }
 
 /// What the component already publishes, by [`Entry::id`].
-pub(super) fn read_component(repo: &Path, suite: &str, component: &str) -> Result<BTreeMap<String, Entry>, RepoError> {
+pub(super) fn read_component(root: &Dir, suite: &str, component: &str) -> Result<BTreeMap<String, Entry>, RepoError> {
     let mut published = BTreeMap::new();
-    let component_dir = repo.join("dists").join(suite).join(component);
-    for (arch, dir) in arch_dirs(&component_dir)? {
-        let Some(text) = packages_text(&dir)? else { continue };
-        let origin = dir.join("Packages").display().to_string();
+    let component_dir = Path::new("dists").join(suite).join(component);
+    for (arch, dir) in arch_dirs(root, &component_dir)? {
+        let Some(text) = packages_text(root, &dir)? else { continue };
+        let origin = root.shown(dir.join("Packages")).display().to_string();
         for entry in index::parse_packages(&text, &origin)? {
             if entry.architecture != arch {
-                return Err(RepoError::Damaged(format!("{origin} lists {} in binary-{arch}", entry.id())));
+                return Err(damaged(format!("{origin} lists {} in binary-{arch}", entry.id())));
             }
             published.insert(entry.id(), entry);
         }
@@ -104,33 +198,39 @@ pub(super) fn read_component(repo: &Path, suite: &str, component: &str) -> Resul
     Ok(published)
 }
 
-/// A listed pool file must be there, with its listed size (the full hash is
-/// apt's to check; reading every file on each publish would not scale).
-pub(super) fn check_pool_file(repo: &Path, entry: &Entry) -> Result<(), RepoError> {
-    let path = repo.join(&entry.filename);
-    match fs::metadata(&path) {
-        Ok(m) if m.is_file() && m.len() == entry.size => Ok(()),
-        Ok(m) => {
-            Err(RepoError::Damaged(format!("{} has {} bytes, the index says {}", path.display(), m.len(), entry.size)))
+/// A listed pool file must be there, a regular file reached without links,
+/// with its listed size (the full hash is apt's to check; reading every file
+/// on each publish would not scale).
+pub(super) fn check_pool_file(root: &Dir, entry: &Entry) -> Result<(), RepoError> {
+    let shown = root.shown(&entry.filename);
+    match root.meta(&entry.filename) {
+        Ok(Some(m)) if m.kind == Kind::File && m.size == entry.size => Ok(()),
+        Ok(Some(m)) if m.kind == Kind::File => {
+            Err(damaged(format!("{} has {} bytes, the index says {}", shown.display(), m.size, entry.size)))
         }
-        Err(e) => Err(RepoError::Damaged(format!("{} ({}) is listed but unreadable: {e}", path.display(), entry.id()))),
+        Ok(Some(m)) => Err(RepoError::Unsafe(if m.kind == Kind::Symlink {
+            hermod_hostfs::Error::Symlink { path: shown }
+        } else {
+            hermod_hostfs::Error::NotRegular { path: shown, kind: m.kind }
+        })),
+        Ok(None) => Err(damaged(format!("{} ({}) is listed but missing", shown.display(), entry.id()))),
+        Err(e @ hermod_hostfs::Error::Io { .. }) => {
+            Err(damaged(format!("{} ({}) is listed but unreadable: {e}", shown.display(), entry.id())))
+        }
+        Err(e) => Err(fs_err(e)),
     }
 }
 
 /// The Date of `dists/<suite>/Release`, if there is one.
-pub(super) fn previous_date(dists: &Path) -> Result<Option<i64>, RepoError> {
+pub(super) fn previous_date(root: &Dir, dists: &Path) -> Result<Option<i64>, RepoError> {
     let path = dists.join("Release");
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(&path)(e)),
-    };
-    let origin = path.display().to_string();
-    let release = crate::apt::release::Release::parse(&text, &origin)
-        .map_err(|e| RepoError::Damaged(format!("{origin}: {e}")))?;
+    let Some(bytes) = read_if_any(root, &path)? else { return Ok(None) };
+    let origin = root.shown(&path).display().to_string();
+    let text = String::from_utf8(bytes).map_err(|_| damaged(format!("{origin} is not UTF-8")))?;
+    let release = crate::apt::release::Release::parse(&text, &origin).map_err(|e| damaged(format!("{origin}: {e}")))?;
     match crate::apt::release::parse_rfc2822(&release.date) {
         Some(date) => Ok(Some(date)),
-        None => Err(RepoError::Damaged(format!("{origin}: unreadable Date {:?}", release.date))),
+        None => Err(damaged(format!("{origin}: unreadable Date {:?}", release.date))),
     }
 }
 
@@ -148,32 +248,28 @@ pub(super) struct OtherComponents {
 }
 
 /// The suite's components other than `ours`, as they are on disk.
-pub(super) fn other_components(dists: &Path, ours: &str) -> Result<OtherComponents, RepoError> {
+pub(super) fn other_components(root: &Dir, dists: &Path, ours: &str) -> Result<OtherComponents, RepoError> {
     let (mut files, mut arches, mut components) = (Vec::new(), BTreeSet::new(), BTreeSet::new());
-    let read = match fs::read_dir(dists) {
-        Ok(read) => read,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(OtherComponents::default()),
-        Err(e) => return Err(io_error(dists)(e)),
-    };
-    let mut dirs: Vec<_> = read.filter_map(Result::ok).filter(|e| e.path().is_dir()).collect();
-    dirs.sort_by_key(|e| e.file_name());
-    for dir in dirs {
-        let component = dir.file_name().to_string_lossy().into_owned();
+    let Some(dir) = open_dir_if_any(root, dists)? else { return Ok(OtherComponents::default()) };
+    for (name, kind) in dir.entries().map_err(fs_err)? {
+        let component = name.to_string_lossy().into_owned();
         if component == ours || super::check_name("component", &component).is_err() {
             continue;
         }
+        match kind {
+            Kind::Dir => {}
+            Kind::Symlink => {
+                return Err(RepoError::Unsafe(hermod_hostfs::Error::Symlink { path: root.shown(dists.join(&name)) }))
+            }
+            _ => continue,
+        }
         let mut any = false;
-        for (arch, arch_dir) in arch_dirs(&dir.path())? {
-            for name in ["Packages", "Packages.xz"] {
-                let path = arch_dir.join(name);
-                match fs::read(&path) {
-                    Ok(bytes) => {
-                        files.push(index_file(&format!("{component}/binary-{arch}/{name}"), &bytes));
-                        arches.insert(arch.clone());
-                        any = true;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_error(&path)(e)),
+        for (arch, arch_dir) in arch_dirs(root, &dists.join(&name))? {
+            for file in ["Packages", "Packages.xz"] {
+                if let Some(bytes) = read_if_any(root, &arch_dir.join(file))? {
+                    files.push(index_file(&format!("{component}/binary-{arch}/{file}"), &bytes));
+                    arches.insert(arch.clone());
+                    any = true;
                 }
             }
         }
@@ -186,15 +282,14 @@ pub(super) fn other_components(dists: &Path, ours: &str) -> Result<OtherComponen
 
 /// Writes files under the repository, each only if its bytes change.
 pub(super) struct Writer<'a> {
-    pub repo: &'a Path,
+    pub root: &'a Dir,
     pub written: &'a mut Vec<String>,
 }
 
 impl Writer<'_> {
     /// `rel` gets `bytes`, by temp file + rename, unless it already has them.
     pub fn file(&mut self, rel: &str, bytes: &[u8]) -> Result<(), RepoError> {
-        let path = self.repo.join(rel);
-        if fs::read(&path).is_ok_and(|old| old == bytes) {
+        if read_if_any(self.root, Path::new(rel))?.is_some_and(|old| old == bytes) {
             return Ok(());
         }
         self.replace(rel, bytes)
@@ -203,9 +298,17 @@ impl Writer<'_> {
     /// A pool file: left alone when its content has the SHA256 wanted
     /// (cheaper than comparing bytes, and the same answer).
     pub fn pool_file(&mut self, rel: &str, bytes: &[u8], sha256: &str) -> Result<(), RepoError> {
-        let path = self.repo.join(rel);
-        if fs::read(&path).is_ok_and(|old| hex::encode(Sha256::digest(&old)) == sha256) {
-            return Ok(());
+        match self.root.open_regular(rel) {
+            Ok((mut file, _)) => {
+                let mut hasher = Sha256::new();
+                std::io::copy(&mut file, &mut hasher)
+                    .map_err(|source| RepoError::Io { path: self.root.shown(rel), source })?;
+                if hex::encode(hasher.finalize()) == sha256 {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(fs_err(e)),
         }
         // A leftover of a crashed publish (no index lists it: that was
         // checked), or a damaged copy of this very package: the input's
@@ -213,12 +316,42 @@ impl Writer<'_> {
         self.replace(rel, bytes)
     }
 
+    /// A temporary file beside `rel` (exclusive create, never through a
+    /// link), written and synced, renamed over `rel`, the directory synced.
     fn replace(&mut self, rel: &str, bytes: &[u8]) -> Result<(), RepoError> {
-        let path = self.repo.join(rel);
-        let dir = path.parent().expect("a file under the repository");
-        fs::create_dir_all(dir).map_err(io_error(dir))?;
-        crate::store::write_atomically(&path, bytes).map_err(io_error(&path))?;
+        let path = Path::new(rel);
+        let (parent, name) = match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => (parent, name),
+            _ => unreachable!("a file under the repository: {rel}"),
+        };
+        let dir = self.root.create_dir_all(parent, 0o755).map_err(fs_err)?;
+        let tmp = format!(".tmp-{}-{}", std::process::id(), self.written.len());
+        let io = |source| RepoError::Io { path: dir.shown(&tmp), source };
+        let written = (|| {
+            let mut file = dir.create_file(&tmp, 0o644).map_err(fs_err)?;
+            file.write_all(bytes).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            dir.rename(&tmp, &dir, name).map_err(fs_err)?;
+            dir.sync().map_err(fs_err)
+        })();
+        if written.is_err() {
+            let _ = dir.remove_file(&tmp);
+        }
+        written?;
         self.written.push(rel.to_owned());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_bounded_on_a_character_boundary() {
+        assert_eq!(excerpt("short"), "short");
+        let long = "é".repeat(300);
+        let cut = excerpt(&long);
+        assert!(cut.len() <= EXCERPT_BYTES + "…".len() && cut.ends_with('…'), "{}", cut.len());
     }
 }

@@ -109,7 +109,7 @@ fn release(repo: &Path) -> Release {
 fn layout_stanza_and_release_hashes() {
     let f = Fixture::new();
     let hello = f.input("whatever-name.deb", &spec("hello", "1.0+6.1.0-1", b"\x7fELF hello"));
-    let report = f.publish(&[hello.clone()]).unwrap();
+    let report = f.publish(std::slice::from_ref(&hello)).unwrap();
     let repo = f.repo();
     let pool = format!("pool/main/h/hello/hello-modules-{KERNEL}_1.0+6.1.0-1_amd64.deb");
     assert_eq!(report.packages, [(pool.clone(), true)]);
@@ -166,8 +166,8 @@ fn same_inputs_same_bytes_in_any_order_and_a_republish_writes_nothing() {
     let at_once = f.dir.path().join("at-once");
     f.publish_into(&at_once, Some(&f.key), &[a.clone(), b.clone()]).unwrap();
     let one_by_one = f.dir.path().join("one-by-one");
-    f.publish_into(&one_by_one, Some(&f.key), &[b.clone()]).unwrap();
-    f.publish_into(&one_by_one, Some(&f.key), &[a.clone()]).unwrap();
+    f.publish_into(&one_by_one, Some(&f.key), std::slice::from_ref(&b)).unwrap();
+    f.publish_into(&one_by_one, Some(&f.key), std::slice::from_ref(&a)).unwrap();
     assert_eq!(snapshot(&at_once), snapshot(&one_by_one), "the order of publishing does not matter");
 
     let before = snapshot(&at_once);
@@ -219,7 +219,7 @@ fn a_published_version_is_immutable() {
 fn bad_inputs_leave_the_repository_untouched() {
     let f = Fixture::new();
     let good = f.input("good.deb", &spec("hello", "1.0", b"ok"));
-    f.publish(&[good.clone()]).unwrap();
+    f.publish(std::slice::from_ref(&good)).unwrap();
     let before = snapshot(&f.repo());
     let not_a_deb = f.dir.path().join("notes.deb");
     fs::write(&not_a_deb, "just text\n").unwrap();
@@ -234,7 +234,7 @@ fn bad_inputs_leave_the_repository_untouched() {
     assert!(f.publish(&[cut]).is_err());
     for (suite, component) in [("../x", "main"), ("hermod", "main/extra"), ("", "main"), ("hermod", "-x")] {
         let p = Publish { repo: &f.repo(), suite, component, key: Some(&f.key), source_date_epoch: None, now: NOW };
-        let e = publish(&p, &[good.clone()]).unwrap_err();
+        let e = publish(&p, std::slice::from_ref(&good)).unwrap_err();
         assert!(matches!(e, RepoError::BadName { .. }), "{suite} {component}: {e}");
     }
     // A time in the future.
@@ -246,11 +246,11 @@ fn bad_inputs_leave_the_repository_untouched() {
         source_date_epoch: Some(NOW + 3600),
         now: NOW,
     };
-    let e = publish(&p, &[good.clone()]).unwrap_err().to_string();
+    let e = publish(&p, std::slice::from_ref(&good)).unwrap_err().to_string();
     assert!(e.contains("in the future") && e.contains("SOURCE_DATE_EPOCH"), "{e}");
     // A refused first publish leaves no directory behind.
     let fresh = f.dir.path().join("fresh");
-    let e = publish(&Publish { repo: &fresh, ..p }, &[good.clone()]).unwrap_err();
+    let e = publish(&Publish { repo: &fresh, ..p }, std::slice::from_ref(&good)).unwrap_err();
     assert!(matches!(e, RepoError::FutureDate(_)), "{e}");
     assert!(!fresh.exists());
     // A signed repository is never continued unsigned.
@@ -265,7 +265,7 @@ fn the_date_follows_the_inputs_and_never_goes_back() {
     let old = f.input("old.deb", &spec("hello", "1.0", b"old"));
     // Unsigned: the newest file time inside the .deb.
     let repo = f.dir.path().join("unsigned");
-    let report = f.publish_into(&repo, None, &[old.clone()]).unwrap();
+    let report = f.publish_into(&repo, None, std::slice::from_ref(&old)).unwrap();
     assert_eq!(report.date, MTIME as i64);
     assert!(matches!(report.date_source, Some(DateSource::NewestData(ref d)) if d.ends_with("old.deb")));
     assert!(!repo.join("dists/hermod/InRelease").exists());
@@ -303,30 +303,30 @@ fn a_crashed_publish_is_repaired_by_the_next() {
 
     // Killed after b's pool file (and a temporary file), before any index: the next publish of b completes it.
     let repo = f.dir.path().join("killed-early");
-    f.publish_into(&repo, Some(&f.key), &[a.clone()]).unwrap();
+    f.publish_into(&repo, Some(&f.key), std::slice::from_ref(&a)).unwrap();
     fs::create_dir_all(repo.join(pool_b).parent().unwrap()).unwrap();
     fs::copy(reference.join(pool_b), repo.join(pool_b)).unwrap();
     fs::write(repo.join("dists/hermod/main/binary-amd64/.tmp-abc123"), b"Package: half").unwrap();
-    f.publish_into(&repo, Some(&f.key), &[b.clone()]).unwrap();
+    f.publish_into(&repo, Some(&f.key), std::slice::from_ref(&b)).unwrap();
     assert_eq!(snapshot(&repo), snapshot(&reference), "the same repository as an uninterrupted publish");
 
     // Killed after the indices, before Release: any next publish rewrites Release and InRelease.
     let repo = f.dir.path().join("killed-late");
-    f.publish_into(&repo, Some(&f.key), &[a.clone()]).unwrap();
+    f.publish_into(&repo, Some(&f.key), std::slice::from_ref(&a)).unwrap();
     fs::create_dir_all(repo.join(pool_b).parent().unwrap()).unwrap();
     fs::copy(reference.join(pool_b), repo.join(pool_b)).unwrap();
     for name in ["Packages", "Packages.xz"] {
         let rel = format!("dists/hermod/main/binary-amd64/{name}");
         fs::copy(reference.join(&rel), repo.join(&rel)).unwrap();
     }
-    f.publish_into(&repo, Some(&f.key), &[a.clone()]).unwrap();
+    f.publish_into(&repo, Some(&f.key), std::slice::from_ref(&a)).unwrap();
     assert_eq!(snapshot(&repo), snapshot(&reference));
 
     // A listed pool file damaged by something else: named, and repaired by publishing that package again.
     fs::write(repo.join(pool_b), b"damaged").unwrap();
-    let e = f.publish_into(&repo, Some(&f.key), &[a.clone()]).unwrap_err();
+    let e = f.publish_into(&repo, Some(&f.key), std::slice::from_ref(&a)).unwrap_err();
     assert!(matches!(e, RepoError::Damaged(_)) && e.to_string().contains(pool_b), "{e}");
-    f.publish_into(&repo, Some(&f.key), &[b.clone()]).unwrap();
+    f.publish_into(&repo, Some(&f.key), std::slice::from_ref(&b)).unwrap();
     assert_eq!(snapshot(&repo), snapshot(&reference));
     // An index that is not ours is named, not overwritten.
     fs::write(repo.join(packages), "Package: x\nVersion: 1\n").unwrap();
@@ -376,7 +376,7 @@ fn several_architectures_and_components() {
 fn hermods_archive_reader_finds_and_downloads_the_published_package() {
     let f = Fixture::new();
     let hello = f.input("hello.deb", &spec("hello", "1.0", b"\x7fELF hello"));
-    f.publish(&[hello.clone()]).unwrap();
+    f.publish(std::slice::from_ref(&hello)).unwrap();
     let source = crate::apt::Source {
         uri: format!("file:{}", f.repo().display()),
         suite: DEFAULT_SUITE.into(),
@@ -401,4 +401,102 @@ fn hermods_archive_reader_finds_and_downloads_the_published_package() {
         Ok(_) => panic!("a repository signed by another key was read"),
         Err(e) => assert!(e.to_string().contains("no signature verifies"), "{e}"),
     }
+}
+
+/// The exit status `hermod publish` gives for `e`.
+fn exit_status(e: RepoError) -> i32 {
+    crate::cli::exit_code(&crate::pipeline::PipelineError::Repo(e))
+}
+
+/// A directory outside the repository that must stay empty.
+fn sentinel(f: &Fixture) -> PathBuf {
+    let outside = f.dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    outside
+}
+
+fn assert_empty(dir: &Path) {
+    let left: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "written outside the repository: {left:?}");
+}
+
+#[test]
+fn pool_or_dists_linked_out_of_the_repository_is_refused_and_nothing_written_there() {
+    let f = Fixture::new();
+    let hello = f.input("h.deb", &spec("hello", "1.0", b"hello"));
+    for linked in ["pool", "dists"] {
+        let outside = sentinel(&f);
+        let repo = f.dir.path().join(format!("linked-{linked}"));
+        fs::create_dir(&repo).unwrap();
+        std::os::unix::fs::symlink(&outside, repo.join(linked)).unwrap();
+        let e = f.publish_into(&repo, Some(&f.key), std::slice::from_ref(&hello)).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains(linked) && text.contains("symbolic link"), "{text}");
+        assert_eq!(exit_status(e), 3, "bad input");
+        assert_empty(&outside);
+        fs::remove_dir(&outside).unwrap();
+    }
+
+    // An existing repository whose pool/ became a link: refused before any write.
+    let repo = f.repo();
+    f.publish(std::slice::from_ref(&hello)).unwrap();
+    let outside = sentinel(&f);
+    fs::rename(repo.join("pool"), f.dir.path().join("pool-moved")).unwrap();
+    std::os::unix::fs::symlink(&outside, repo.join("pool")).unwrap();
+    let before = snapshot(&repo.join("dists"));
+    let other = f.input("o.deb", &spec("other", "1.0", b"other"));
+    let e = f.publish(&[other]).unwrap_err();
+    assert!(matches!(e, RepoError::Unsafe(_)), "{e}");
+    assert_eq!(snapshot(&repo.join("dists")), before, "no index changed");
+    assert_empty(&outside);
+}
+
+#[test]
+fn a_link_inside_pool_is_refused() {
+    let f = Fixture::new();
+    let outside = sentinel(&f);
+    let repo = f.repo();
+    fs::create_dir_all(repo.join("pool/main/h")).unwrap();
+    std::os::unix::fs::symlink(&outside, repo.join("pool/main/h/hello")).unwrap();
+    let hello = f.input("h.deb", &spec("hello", "1.0", b"hello"));
+    let e = f.publish(&[hello]).unwrap_err();
+    assert!(e.to_string().contains("pool/main/h/hello"), "{e}");
+    assert_eq!(exit_status(e), 3);
+    assert_empty(&outside);
+    assert!(!repo.join("dists").exists(), "no index written");
+}
+
+#[test]
+fn linked_release_or_packages_are_refused_without_reading_them() {
+    let f = Fixture::new();
+    let hello = f.input("h.deb", &spec("hello", "1.0", b"hello"));
+    let secret = f.dir.path().join("secret");
+    fs::write(&secret, "TOP-SECRET first line of a host file\nDate: Mon, 01 Jan 2024 00:00:00 UTC\n").unwrap();
+    for name in ["dists/hermod/Release", "dists/hermod/InRelease", "dists/hermod/main/binary-amd64/Packages"] {
+        let repo = f.dir.path().join(format!("r-{}", name.replace('/', "-")));
+        f.publish_into(&repo, Some(&f.key), std::slice::from_ref(&hello)).unwrap();
+        fs::remove_file(repo.join(name)).unwrap();
+        std::os::unix::fs::symlink(&secret, repo.join(name)).unwrap();
+        let e = f.publish_into(&repo, Some(&f.key), std::slice::from_ref(&hello)).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains("TOP-SECRET"), "{text}");
+        assert!(text.contains(name) && text.contains("symbolic link"), "{text}");
+        assert_eq!(exit_status(e), 3);
+        assert!(repo.join(name).is_symlink(), "the link is left as it is");
+    }
+}
+
+#[test]
+fn messages_quote_little_of_a_damaged_file() {
+    let f = Fixture::new();
+    let hello = f.input("h.deb", &spec("hello", "1.0", b"hello"));
+    let repo = f.repo();
+    f.publish(std::slice::from_ref(&hello)).unwrap();
+    let long = "Q".repeat(5000);
+    fs::write(repo.join("dists/hermod/Release"), format!("{long}\n{long}\n")).unwrap();
+    let text = f.publish(std::slice::from_ref(&hello)).unwrap_err().to_string();
+    assert!(text.len() < 600 && text.contains("QQQ"), "{} bytes: {text}", text.len());
+    fs::write(repo.join("dists/hermod/main/binary-amd64/Packages"), format!("Package: {long}\nSize: 1\n")).unwrap();
+    let text = f.publish(&[hello]).unwrap_err().to_string();
+    assert!(text.len() < 600, "{} bytes: {text}", text.len());
 }

@@ -39,15 +39,45 @@ pub(crate) enum Call {
     Setresuid(u32, u32, u32),
     SetDumpable(bool),
     Unshare(CloneFlags),
-    WriteFile { path: PathBuf, text: String },
-    Mount { source: Option<PathBuf>, target: PathBuf, fstype: Option<String>, flags: MsFlags, data: Option<String> },
-    Umount2 { target: PathBuf, flags: MntFlags },
-    PivotRoot { new_root: PathBuf, put_old: PathBuf },
+    WriteFile {
+        path: PathBuf,
+        text: String,
+    },
+    Mount {
+        source: Option<PathBuf>,
+        target: PathBuf,
+        fstype: Option<String>,
+        flags: MsFlags,
+        data: Option<String>,
+    },
+    Umount2 {
+        target: PathBuf,
+        flags: MntFlags,
+    },
+    PivotRoot {
+        new_root: PathBuf,
+        put_old: PathBuf,
+    },
     Chdir(PathBuf),
     Statvfs(PathBuf),
-    Mkdir { path: PathBuf, mode: u32 },
-    CreateFile { path: PathBuf, mode: u32 },
-    Symlink { target: PathBuf, link: PathBuf },
+    Mkdir {
+        path: PathBuf,
+        mode: u32,
+    },
+    CreateFile {
+        path: PathBuf,
+        mode: u32,
+    },
+    /// The contents' length only: a test must not need the bytes to compare.
+    WriteNewFile {
+        path: PathBuf,
+        len: usize,
+        mode: u32,
+    },
+    Symlink {
+        target: PathBuf,
+        link: PathBuf,
+    },
     ReadLink(PathBuf),
     ReadDir(PathBuf),
     Stat(PathBuf),
@@ -116,6 +146,9 @@ impl fmt::Display for Call {
             Call::Statvfs(path) => write!(f, "statvfs({})", path.display()),
             Call::Mkdir { path, mode } => write!(f, "mkdir({}, {mode:#o})", path.display()),
             Call::CreateFile { path, mode } => write!(f, "create_file({}, {mode:#o})", path.display()),
+            Call::WriteNewFile { path, len, mode } => {
+                write!(f, "write_new_file({}, {len} bytes, {mode:#o})", path.display())
+            }
             Call::Symlink { target, link } => write!(f, "symlink({}, {})", target.display(), link.display()),
             Call::ReadLink(path) => write!(f, "read_link({})", path.display()),
             Call::ReadDir(path) => write!(f, "read_dir({})", path.display()),
@@ -394,6 +427,11 @@ impl Sys for Recording {
 
     fn create_file(&self, path: &Path, mode: u32) -> io::Result<()> {
         self.io_call(Call::CreateFile { path: path.to_path_buf(), mode })?;
+        self.create(path, Node::File)
+    }
+
+    fn write_new_file(&self, path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+        self.io_call(Call::WriteNewFile { path: path.to_path_buf(), len: contents.len(), mode })?;
         self.create(path, Node::File)
     }
 

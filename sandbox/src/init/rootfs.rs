@@ -25,7 +25,7 @@ use nix::mount::{MntFlags, MsFlags};
 use super::mountflags::{remount, Want};
 use super::sys::{FileKind, Sys};
 use super::{dev, procfs, SetupError, Step};
-use crate::spec::{under, Bind, Spec, Tmpfs};
+use crate::spec::{under, Bind, Secret, Spec, Tmpfs};
 
 /// Host directory the scratch tmpfs is mounted on, in our private mount
 /// namespace only. It must exist; the host's own `/tmp` stays reachable as
@@ -38,6 +38,8 @@ pub(super) const OLDROOT: &str = "/oldroot";
 const DIR_MODE: u32 = 0o755;
 /// Mode of the empty files we create to bind a file onto.
 pub(super) const FILE_MODE: u32 = 0o644;
+/// Mode of a secret: its owner (the command's uid) reads it, no one else.
+const SECRET_MODE: u32 = 0o400;
 
 /// Step 4, in order.
 pub(crate) fn build(sys: &dyn Sys, spec: &Spec) -> Result<(), SetupError> {
@@ -57,7 +59,32 @@ pub(crate) fn build(sys: &dyn Sys, spec: &Spec) -> Result<(), SetupError> {
             }
         }
     }
+    place_secrets(sys, &spec.secrets)?;
     remount(sys, Path::new(NEWROOT), Path::new("/"), Want::SEALED)
+}
+
+/// Each secret's directory becomes a tmpfs only the command's uid may enter
+/// (pid 1 runs as that uid inside, so it owns the mount), sized for what it
+/// holds; the files are written 0400 and the mount sealed read-only. Last
+/// of the mounts, so no later one can hide them.
+fn place_secrets(sys: &dyn Sys, secrets: &[Secret]) -> Result<(), SetupError> {
+    let mut dirs: Vec<&Path> = secrets.iter().filter_map(Secret::dir).collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        let here: Vec<&Secret> = secrets.iter().filter(|s| s.dir() == Some(dir)).collect();
+        // tmpfs counts whole pages: one more per file, and one spare.
+        let size = here.iter().map(|s| s.contents.len()).sum::<usize>() + 4096 * (here.len() + 1);
+        mount_point(sys, dir, true)?;
+        let target = under(Path::new(NEWROOT), dir);
+        mount_tmpfs(sys, &target, dir, &format!("mode=0700,size={size}"))?;
+        for secret in here {
+            sys.write_new_file(&under(Path::new(NEWROOT), &secret.path), &secret.contents, SECRET_MODE)
+                .step(|| format!("writing the secret {} in the sandbox", secret.path.display()))?;
+        }
+        remount(sys, &target, dir, Want::SEALED)?;
+    }
+    Ok(())
 }
 
 /// Step 6: the new root becomes `/`, the host tree disappears.
@@ -349,6 +376,39 @@ mod tests {
             ]
         );
         assert_eq!(sys.lines()[sys.lines().len() - 2], "statvfs(/newroot)");
+    }
+
+    #[test]
+    fn secrets_go_last_into_a_private_sealed_tmpfs_of_their_own() {
+        let sys = debian();
+        let key = Secret { path: "/hermod/secret/signing.key".into(), contents: vec![7; 5000] };
+        let spec = Spec { tmpfs: vec![Tmpfs::new("/tmp", None)], secrets: vec![key], ..spec() };
+        build(&sys, &spec).unwrap();
+        let effects = sys.effects();
+        let from = position(&effects, "mkdir(/newroot/hermod, 0o755)");
+        assert!(from > position(&effects, "mount(tmpfs, /newroot/tmp, tmpfs, MS_NOSUID|MS_NODEV, mode=1777)"));
+        assert_eq!(
+            effects[from..],
+            [
+                "mkdir(/newroot/hermod, 0o755)".to_string(),
+                "mkdir(/newroot/hermod/secret, 0o755)".into(),
+                // 5000 bytes + a page for the file + a spare page.
+                "mount(tmpfs, /newroot/hermod/secret, tmpfs, MS_NOSUID|MS_NODEV, mode=0700,size=13192)".into(),
+                "write_new_file(/newroot/hermod/secret/signing.key, 5000 bytes, 0o400)".into(),
+                format!("mount(-, /newroot/hermod/secret, -, {SEALED}, -)"),
+                format!("mount(-, /newroot, -, {SEALED}, -)"),
+            ]
+        );
+        // Nothing of it anywhere else: no bind from the host, no other write.
+        assert!(!sys.lines().iter().any(|l| l.contains("signing.key") && !l.starts_with("write_new_file")));
+    }
+
+    #[test]
+    fn a_secret_that_cannot_be_written_fails_the_setup() {
+        let sys = debian().fail("write_new_file(", Errno::ENOSPC);
+        let key = Secret { path: "/run/k/key".into(), contents: vec![1] };
+        let err = build(&sys, &Spec { secrets: vec![key], ..spec() }).unwrap_err();
+        assert_eq!(err.to_string(), "writing the secret /run/k/key in the sandbox: ENOSPC: No space left on device");
     }
 
     #[test]

@@ -103,6 +103,8 @@ pub(crate) trait Sys {
     fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()>;
     /// A new empty file (`O_CREAT | O_EXCL`), to bind a file onto.
     fn create_file(&self, path: &Path, mode: u32) -> io::Result<()>;
+    /// A new file (`O_CREAT | O_EXCL | O_NOFOLLOW`) holding `contents`.
+    fn write_new_file(&self, path: &Path, contents: &[u8], mode: u32) -> io::Result<()>;
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()>;
     fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
     /// The entries of a directory, in the order the kernel lists them.
@@ -187,6 +189,16 @@ impl Sys for Real {
 
     fn create_file(&self, path: &Path, mode: u32) -> io::Result<()> {
         fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map(drop)
+    }
+
+    fn write_new_file(&self, path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)?;
+        io::Write::write_all(&mut file, contents)
     }
 
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {

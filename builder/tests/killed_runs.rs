@@ -1,0 +1,93 @@
+//! Leftovers of killed runs: a `hermod build` killed with SIGKILL while its
+//! sandbox runs leaves an empty cgroup and its staging directory; the next
+//! run removes both (and never a live run's: `owner.rs`, `cgroup.rs` and
+//! `store.rs` unit tests).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The cgroup directories a sandbox of this process's children is made in:
+/// the test's own group in each hierarchy (hermod makes its groups there).
+fn cgroup_parents() -> Vec<PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut parents = Vec::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let rel = path.trim_start_matches('/');
+        let roots: Vec<String> = if controllers.is_empty() {
+            vec!["/sys/fs/cgroup".into(), "/sys/fs/cgroup/unified".into()]
+        } else {
+            controllers.split(',').map(|c| format!("/sys/fs/cgroup/{c}")).collect()
+        };
+        parents.extend(roots.into_iter().map(|r| Path::new(&r).join(rel)).filter(|p| p.is_dir()));
+    }
+    parents.sort();
+    parents.dedup();
+    parents
+}
+
+/// Entries of `dirs` whose name carries `pid`'s owner tag.
+fn tagged(dirs: &[PathBuf], pid: u32) -> Vec<PathBuf> {
+    let tag = format!("-o{pid}.");
+    dirs.iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|r| r.flatten())
+        .filter(|e| e.file_name().to_string_lossy().contains(&tag))
+        .map(|e| e.path())
+        .collect()
+}
+
+#[test]
+fn the_next_run_removes_the_cgroups_and_staging_of_a_killed_build() {
+    let store = shared_store();
+    // A source no one built: a miss, so the sandbox runs.
+    let src = tempfile::tempdir().unwrap();
+    let source = src.path().join("hello");
+    tool("cp", &["-R", testdata("modules/hello").to_str().unwrap(), source.to_str().unwrap()]);
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let c = std::fs::read_dir(&source)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "c"))
+        .expect("a .c file");
+    let mut text = std::fs::read_to_string(&c).unwrap();
+    text.push_str(&format!("\n/* killed_runs {nonce} */\n"));
+    std::fs::write(&c, text).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let kernel = kernel();
+    let args = ["build", source.to_str().unwrap(), "--kernel", &kernel, "--out", out.path().to_str().unwrap()];
+
+    let cgroups = cgroup_parents();
+    let tmp = vec![store.join("tmp")];
+    let mut child = spawn(&store, &args);
+    let pid = child.id();
+    // Killed while its sandbox runs: its group and staging directory exist.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if !tagged(&cgroups, pid).is_empty() && !tagged(&tmp, pid).is_empty() {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the build ended before a sandbox was seen");
+        assert!(Instant::now() < deadline, "no sandbox cgroup of {pid} under {cgroups:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Its sandbox dies with it (parent-death signal); what it made stays.
+    std::thread::sleep(Duration::from_millis(200));
+    let left_groups = tagged(&cgroups, pid);
+    let left_tmp = tagged(&tmp, pid);
+    assert!(!left_groups.is_empty() && !left_tmp.is_empty(), "a killed build leaves litter to clean up");
+
+    // The next run (the same build, to the end) removes both.
+    let next = run(&store, &args);
+    assert!(next.status.success(), "{}", stderr(&next));
+    assert_eq!(tagged(&cgroups, pid), Vec::<PathBuf>::new(), "cgroups of the killed build");
+    assert_eq!(tagged(&tmp, pid), Vec::<PathBuf>::new(), "staging of the killed build");
+}
