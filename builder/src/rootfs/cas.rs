@@ -25,11 +25,13 @@
 //!   corruption, and like any other it is caught by the hash check made every
 //!   time a blob is linked into a new root ([`Cas::check`]), and repaired.
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use hermod_hostfs::Dir;
 use serde::{Deserialize, Serialize};
 
 use super::locks::{self, FileLock, Mode};
@@ -398,24 +400,34 @@ pub struct Linker<'a> {
     cas: &'a Cas,
     /// The copy that last took a link, per blob (0: the blob itself).
     current: std::collections::HashMap<String, u32>,
+    /// `files/`, opened on the first link.
+    files: Option<Dir>,
 }
 
 impl<'a> Linker<'a> {
     pub fn new(cas: &'a Cas) -> Linker<'a> {
-        Linker { cas, current: Default::default() }
+        Linker { cas, current: Default::default(), files: None }
     }
 
-    /// Hard-link blob `name` at `dest` (which must not exist).
-    pub fn link(&mut self, name: &str, dest: &Path) -> io::Result<()> {
+    /// Hard-link blob `name` as `dest` in `dir` (which must not have it),
+    /// by descriptor: `linkat` from the store's `files/` into `dir`.
+    pub fn link(&mut self, name: &str, dir: &Dir, dest: &OsStr) -> io::Result<()> {
+        if self.files.is_none() {
+            self.files = Some(Dir::open_nofollow(&self.cas.files)?);
+        }
+        let files = self.files.as_ref().expect("just opened");
         let start = self.current.get(name).copied().unwrap_or(0);
         for n in start..=MAX_COPIES {
             let copy = if n == 0 { name.to_owned() } else { format!("{name}.{n}") };
             if n > 0 && n != start {
                 self.cas.ensure_copy(name, &copy)?;
             }
-            match fs::hard_link(self.cas.blob_path(&copy), dest) {
-                Err(e) if e.raw_os_error() == Some(libc::EMLINK) => continue,
-                Err(e) => return Err(e),
+            let Some((hash, _)) = parse_blob_name(&copy) else {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{copy:?} is not a blob name")));
+            };
+            match files.hard_link(Path::new(&hash[..2]).join(&copy), dir, dest) {
+                Err(hermod_hostfs::Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EMLINK) => continue,
+                Err(e) => return Err(e.into()),
                 Ok(()) => {
                     if n > start {
                         self.current.insert(name.to_owned(), n);

@@ -88,6 +88,8 @@ pub enum RootfsError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Cas(#[from] cas::CasError),
+    #[error("lock link {link}: {reason}")]
+    Link { link: String, reason: String },
     #[error("assembling the build root: {path} of {package}: {source}")]
     Assemble { package: String, path: String, source: io::Error },
     #[error("files in the store still fail their hash check after unpacking their packages again (disk trouble?): {}", .blobs.join(", "))]
