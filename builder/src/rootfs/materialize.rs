@@ -357,3 +357,66 @@ fn make_link(root: &Dir, link: &str, target: &str) -> Result<(), RootfsError> {
 fn host_err(e: hermod_hostfs::Error) -> RootfsError {
     RootfsError::Io { path: e.path().to_owned(), source: e.into() }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn root() -> (tempfile::TempDir, Dir) {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/bin")).unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib")).unwrap();
+        std::fs::write(t.path().join("usr/bin/mawk"), "").unwrap();
+        symlink("usr/lib", t.path().join("lib")).unwrap();
+        let d = Dir::open(t.path()).unwrap();
+        (t, d)
+    }
+
+    #[test]
+    fn links_are_made_beneath_the_root_and_never_through_a_symlink() {
+        let (t, root) = root();
+        make_link(&root, "/usr/bin/awk", "mawk").unwrap();
+        assert_eq!(fs::read_link(t.path().join("usr/bin/awk")).unwrap(), Path::new("mawk"));
+        // Absent target: skipped, as before. Existing path: left alone.
+        make_link(&root, "/usr/bin/gcc", "gcc-12").unwrap();
+        assert!(fs::symlink_metadata(t.path().join("usr/bin/gcc")).is_err());
+        make_link(&root, "/usr/bin/awk", "/usr/bin/mawk").unwrap();
+        assert_eq!(fs::read_link(t.path().join("usr/bin/awk")).unwrap(), Path::new("mawk"));
+        // Through a package's symlink (lib -> usr/lib): refused.
+        let e = make_link(&root, "/lib/awk", "/usr/bin/mawk").unwrap_err();
+        assert!(matches!(e, RootfsError::Link { .. }) && e.to_string().contains("symbolic link"), "{e}");
+        assert!(fs::symlink_metadata(t.path().join("usr/lib/awk")).is_err());
+        // The lock: `/a -> <outside>` (absolute), then a link below it.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("usr/lib/x")).unwrap();
+        symlink(outside.path(), t.path().join("a")).unwrap();
+        let e = make_link(&root, "/a/planted", "/usr/bin/mawk").unwrap_err();
+        assert!(matches!(e, RootfsError::Link { .. }), "{e}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing made outside the root");
+        // A target is data: a link to `/a` is written, never followed here.
+        make_link(&root, "/usr/bin/out", "/a").unwrap();
+        assert_eq!(fs::read_link(t.path().join("usr/bin/out")).unwrap(), Path::new("/a"));
+        // Unchecked records are checked again here.
+        assert!(make_link(&root, "usr/bin/x", "mawk").is_err());
+        assert!(make_link(&root, "/usr/bin/x", "../../../etc").is_err());
+    }
+
+    #[test]
+    fn the_headers_config_is_read_as_a_regular_file_only() {
+        let (t, root) = root();
+        let k = "6.1.0-56-amd64";
+        assert_eq!(headers_config(&root, k).unwrap(), None);
+        let headers = t.path().join(format!("usr/src/linux-headers-{k}"));
+        std::fs::create_dir_all(&headers).unwrap();
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "host secret").unwrap();
+        symlink(secret.path(), headers.join(".config")).unwrap();
+        assert_eq!(headers_config(&root, k).unwrap(), None, "a symlinked .config is not followed");
+        std::fs::remove_file(headers.join(".config")).unwrap();
+        std::fs::write(headers.join(".config"), "CONFIG_X=y\n").unwrap();
+        assert_eq!(headers_config(&root, k).unwrap().unwrap(), b"CONFIG_X=y\n");
+        assert!(headers_config(&root, "../../etc").is_err());
+    }
+}

@@ -18,14 +18,15 @@
 //! * directory modes and mtimes are applied last, by descriptor (a read-only
 //!   directory must still receive its contents).
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use hermod_hostfs::{Dir, Error as HostError, Kind};
+use hermod_hostfs::{Dir, Error as HostError};
 
 use super::cas::{Cas, Entry, Linker, Manifest};
 use super::{io_err, RootfsError};
+use crate::apt::debfile::{clear_at, dir_in_root};
 
 /// A tree being assembled under `root`.
 pub(super) struct Assembly<'a> {
@@ -65,57 +66,10 @@ impl<'a> Assembly<'a> {
         Ok(())
     }
 
-    /// The directory `rel` as the chroot will see it, made where missing.
+    /// The directory `rel` as the chroot will see it, made where missing
+    /// ([`dir_in_root`]).
     pub(super) fn dir(&self, rel: &Path) -> Result<Dir, HostError> {
-        match self.root.open_dir_in_root(rel) {
-            Ok(dir) => Ok(dir),
-            Err(e) if not_a_dir(&e) => self.make_dir(rel),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// [`Assembly::dir`] when something on the way is missing: walk `rel` as
-    /// the kernel would in the chroot (symlinks followed, absolute targets
-    /// from the root, `..` at the root staying there), by descriptor, making
-    /// each missing directory where the walk stands (so `lib64 -> /usr/lib`,
-    /// dangling, makes `usr/lib`), and replacing a file in the way.
-    fn make_dir(&self, rel: &Path) -> Result<Dir, HostError> {
-        let mut stack: Vec<OsString> = Vec::new();
-        push_reversed(&mut stack, rel);
-        let mut cur = self.root.try_clone()?;
-        // The real path of `cur`: directories only, no symlink.
-        let mut real = PathBuf::new();
-        let mut hops = 0;
-        while let Some(name) = stack.pop() {
-            if name == ".." {
-                real.pop();
-                cur = self.root.open_dir(&real)?;
-                continue;
-            }
-            cur = match cur.meta(&name)? {
-                Some(m) if m.kind == Kind::Dir => cur.open_dir(&name)?,
-                Some(m) if m.kind == Kind::Symlink => {
-                    hops += 1;
-                    if hops > MAX_HOPS {
-                        return Err(HostError::Symlink { path: self.root.shown(rel) });
-                    }
-                    let target = cur.read_link(&name)?;
-                    if target.is_absolute() {
-                        real = PathBuf::new();
-                        cur = self.root.try_clone()?;
-                    }
-                    push_reversed(&mut stack, &target);
-                    continue;
-                }
-                Some(_) => {
-                    cur.remove_file(&name)?;
-                    cur.create_dir(&name, 0o755)?
-                }
-                None => cur.create_dir(&name, 0o755)?,
-            };
-            real.push(&name);
-        }
-        Ok(cur)
+        dir_in_root(&self.root, rel)
     }
 
     /// The parent directory of `rel` (taken from the cache; [`Assembly::keep`]
@@ -175,39 +129,14 @@ impl<'a> Assembly<'a> {
     }
 }
 
-/// Make `name` in `dir` with `make`; if something is there, remove it first
-/// (never a directory) and make it again. The tree is new: try first.
+/// Make `name` in `dir` with `make`; if something is there, make way
+/// ([`clear_at`]: never a directory) and make it again. The tree is new: try first.
 fn place(dir: &Dir, name: &OsStr, make: &mut dyn FnMut(&Dir, &OsStr) -> io::Result<()>) -> io::Result<()> {
     match make(dir, name) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            if dir.meta(name)?.is_some_and(|m| m.kind == Kind::Dir) {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way"));
-            }
-            dir.remove_file(name)?;
+            clear_at(dir, name)?;
             make(dir, name)
         }
         other => other,
     }
-}
-
-/// Whether opening a directory failed because something on the way is
-/// missing, is not a directory, or is a symlink loop: made or replaced then.
-fn not_a_dir(e: &HostError) -> bool {
-    e.is_not_found() || matches!(e, HostError::NotADirectory { .. } | HostError::Symlink { .. })
-}
-
-/// The kernel's limit on symlinks followed in one lookup.
-const MAX_HOPS: usize = 40;
-
-/// `path`'s names (and `..`) onto `stack`, the first on top.
-fn push_reversed(stack: &mut Vec<OsString>, path: &Path) {
-    let names: Vec<OsString> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_owned()),
-            Component::ParentDir => Some("..".into()),
-            Component::CurDir | Component::RootDir | Component::Prefix(_) => None,
-        })
-        .collect();
-    stack.extend(names.into_iter().rev());
 }
