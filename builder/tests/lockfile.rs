@@ -388,3 +388,57 @@ fn an_unknown_config_key_is_refused() {
         "{err}"
     );
 }
+
+/// The crafted locks of `testdata/hostile-host/locks` (see its README): each
+/// is refused as bad input (exit 3) naming its line, by `rootfs build` and
+/// `build`, and nothing appears outside the store: not in a sentinel
+/// directory the lock points at, not in the package cache, not as a root.
+#[test]
+fn a_crafted_lock_is_refused_and_nothing_is_written_outside_the_store() {
+    let cases: &[(&str, usize, &str)] = &[
+        ("link-through-absolute-link.lock", 9, "lies below link \"/a\" (line 8)"),
+        ("link-path-dotdot.lock", 8, "link path"),
+        ("version-dotdot.lock", 7, "package make: VERSION: version"),
+        ("name-path.lock", 7, "is not a Debian package name"),
+        ("filename-dotdot.lock", 7, "package make: FILENAME"),
+        ("recipe-path.lock", 3, "recipe"),
+        ("kernel-path.lock", 4, "kernel: kernel release"),
+        ("size-overflow.lock", 7, "SIZE: size \"99999999999999999999\" is too large"),
+    ];
+    let dir = testdata("hostile-host/locks");
+    let mut files: Vec<String> = list(&dir).into_iter().filter(|n| n.ends_with(".lock")).collect();
+    files.sort();
+    let mut named: Vec<String> = cases.iter().map(|c| c.0.to_owned()).collect();
+    named.sort();
+    assert_eq!(files, named, "every crafted lock is tested");
+    let files_dir = tempfile::tempdir().unwrap();
+    let sentinel = tempfile::Builder::new().prefix("hermod-sentinel-").tempdir().unwrap();
+    let source = testdata("modules/hello");
+    for (file, line, message) in cases {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(text.contains("@SENTINEL@") || file.starts_with("size"), "{file} points at the sentinel");
+        let lock = files_dir.path().join(file);
+        std::fs::write(&lock, text.replace("@SENTINEL@", sentinel.path().to_str().unwrap())).unwrap();
+        let store = fresh_store();
+        let cache = tempfile::tempdir().unwrap();
+        let run = Run { cache: cache.path().to_owned(), ..Run::new(store.path()) };
+        let out_dir = files_dir.path().join("out");
+        let lock_arg = lock.to_str().unwrap();
+        let out = out_dir.to_str().unwrap();
+        for args in [
+            vec!["rootfs", "build", "--lock", lock_arg],
+            vec!["build", source.to_str().unwrap(), "--lock", lock_arg, "--out", out],
+        ] {
+            let result = run.run(&args);
+            let err = stderr(&result);
+            assert_eq!(result.status.code(), Some(3), "{file}: {args:?}: {err}");
+            assert!(err.contains(&format!("lock file {}: line {line}: ", lock.display())), "{file}: {err}");
+            assert!(err.contains(message), "{file}: {err}");
+        }
+        assert!(list(sentinel.path()).is_empty(), "{file}: nothing in the sentinel directory");
+        assert!(list(cache.path()).is_empty(), "{file}: nothing in the package cache");
+        assert!(list(&out_dir).is_empty(), "{file}: nothing built");
+        let roots: Vec<String> = list(&store.path().join("rootfs"));
+        assert!(roots.is_empty(), "{file}: no build root: {roots:?}");
+    }
+}

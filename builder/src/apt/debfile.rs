@@ -9,6 +9,8 @@
 //! Safety rules while unpacking, since a .deb is only as trustworthy as the
 //! hash chain that delivered it and several debs share one tree:
 //! * every path is taken relative to `dest`; `..` components are rejected;
+//! * `dest` is opened once and everything below it is reached by descriptor
+//!   ([`hermod_hostfs::Dir`]): no host path is ever built from a package's names;
 //! * symlinks already on disk inside `dest` (e.g. usrmerge `lib → usr/lib`)
 //!   are followed *as the chroot will see them*: absolute targets resolve
 //!   against `dest`, and nothing ever resolves above `dest`;
@@ -25,9 +27,12 @@
 //! modes, hard-link targets); [`unpack_data`] and the build roots' file store
 //! (`rootfs::cas`) both build on it.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
+
+use hermod_hostfs::{Dir, Error as HostError, Kind};
 
 use super::stanza::{self, Stanza, StanzaError};
 
@@ -140,49 +145,92 @@ fn normalize(p: &Path) -> Result<Option<PathBuf>, &'static str> {
     Ok(if out.as_os_str().is_empty() { None } else { Some(out) })
 }
 
-/// Resolve `rel` inside `root` following on-disk symlinks chroot-style; the
-/// final component is followed only if `follow_last`. Never leaves `root`.
-pub(crate) fn resolve_in(root: &Path, rel: &Path, follow_last: bool) -> io::Result<PathBuf> {
-    let mut stack: Vec<std::ffi::OsString> = rel.components().rev().map(|c| c.as_os_str().to_owned()).collect();
-    let mut cur = PathBuf::new(); // relative to root
+/// The directory `rel` of a tree being unpacked or assembled under `root`,
+/// as the chroot will see it, made where missing.
+///
+/// Everything is by descriptor: the kernel resolves `rel` with `root` as `/`
+/// (`RESOLVE_IN_ROOT`: `lib -> usr/lib` followed, absolute targets and `..`
+/// never leaving `root`). When something on the way is missing, the path is
+/// walked as the kernel would walk it, one `*at` call at a time from the
+/// directory the walk stands in, making each missing directory there (so a
+/// dangling `lib64 -> /usr/lib` makes `usr/lib`) and replacing a file in the
+/// way; a symlink is read, never followed by a host path.
+pub(crate) fn dir_in_root(root: &Dir, rel: &Path) -> Result<Dir, HostError> {
+    match root.open_dir_in_root(rel) {
+        Ok(dir) => return Ok(dir),
+        Err(e) if missing_dir(&e) => {}
+        Err(e) => return Err(e),
+    }
+    let mut stack: Vec<OsString> = Vec::new();
+    push_reversed(&mut stack, rel);
+    let mut cur = root.try_clone()?;
+    // The real path of `cur`: directories only, no symlink.
+    let mut real = PathBuf::new();
     let mut hops = 0;
-    while let Some(c) = stack.pop() {
-        match c.to_str() {
-            Some("." | "/" | "") => continue,
-            Some("..") => {
-                cur.pop(); // at the root `..` stays at the root, as in a chroot
+    while let Some(name) = stack.pop() {
+        if name == ".." {
+            real.pop(); // at the root `..` stays at the root, as in a chroot
+            cur = root.open_dir(&real)?;
+            continue;
+        }
+        cur = match cur.meta(&name)? {
+            Some(m) if m.kind == Kind::Dir => cur.open_dir(&name)?,
+            Some(m) if m.kind == Kind::Symlink => {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return Err(HostError::Symlink { path: root.shown(rel) });
+                }
+                let target = cur.read_link(&name)?;
+                if target.is_absolute() {
+                    real = PathBuf::new();
+                    cur = root.try_clone()?;
+                }
+                push_reversed(&mut stack, &target);
                 continue;
             }
-            _ => {}
-        }
-        let candidate = cur.join(&c);
-        let is_last = stack.is_empty();
-        match fs::symlink_metadata(root.join(&candidate)) {
-            Ok(m) if m.file_type().is_symlink() && (!is_last || follow_last) => {
-                hops += 1;
-                if hops > 40 {
-                    return Err(io::Error::other("too many levels of symbolic links"));
-                }
-                let target = fs::read_link(root.join(&candidate))?;
-                if target.is_absolute() {
-                    cur = PathBuf::new();
-                }
-                stack.extend(target.components().rev().map(|c| c.as_os_str().to_owned()));
+            Some(_) => {
+                cur.remove_file(&name)?;
+                cur.create_dir(&name, 0o755)?
             }
-            _ => cur = candidate,
-        }
+            None => cur.create_dir(&name, 0o755)?,
+        };
+        real.push(&name);
     }
-    Ok(root.join(cur))
+    Ok(cur)
 }
 
-/// Remove whatever non-directory sits at `p` (never follows it).
-pub(crate) fn clear(p: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => Err(io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way")),
-        Ok(_) => fs::remove_file(p),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+/// Make way for a new entry `name` in `dir`: a file or symlink there is
+/// removed (never written through), a directory is an error.
+pub(crate) fn clear_at(dir: &Dir, name: &OsStr) -> io::Result<()> {
+    match dir.meta(name)? {
+        Some(m) if m.kind == Kind::Dir => {
+            Err(io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way"))
+        }
+        Some(_) => Ok(dir.remove_file(name)?),
+        None => Ok(()),
     }
+}
+
+/// Whether opening a directory failed because something on the way is
+/// missing, is not a directory, or is a symlink loop (walked then).
+fn missing_dir(e: &HostError) -> bool {
+    e.is_not_found() || matches!(e, HostError::NotADirectory { .. } | HostError::Symlink { .. })
+}
+
+/// The kernel's limit on symlinks followed in one lookup.
+const MAX_HOPS: usize = 40;
+
+/// `path`'s names (and `..`) onto `stack`, the first on top.
+fn push_reversed(stack: &mut Vec<OsString>, path: &Path) {
+    let names: Vec<OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => None,
+        })
+        .collect();
+    stack.extend(names.into_iter().rev());
 }
 
 /// One entry of a package's `data.tar`, already checked against the safety
@@ -298,10 +346,10 @@ pub(crate) fn read_tar<E: From<DebFileError>>(
     Ok(())
 }
 
-/// Unpack the data member of `deb` into `dest` (created if missing).
+/// Unpack the data member of `deb` into `dest` (created if missing), by
+/// descriptor beneath `dest` ([`dir_in_root`], [`clear_at`]).
 /// Returns the relative paths unpacked, in archive order.
 pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError> {
-    use std::os::unix::fs::PermissionsExt;
     let fail = |path: &Path, source| DebFileError::Unpack {
         deb: deb.to_path_buf(),
         path: path.display().to_string(),
@@ -309,59 +357,63 @@ pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError
         source,
     };
     fs::create_dir_all(dest).map_err(|e| fail(Path::new("."), e))?;
+    let root = Dir::open_nofollow(dest).map_err(|e| fail(Path::new("."), e.into()))?;
     let mut unpacked = Vec::new();
     // Directory modes/mtimes are applied last: a read-only directory must
     // still receive its contents, and writing into it would bump its mtime.
     let mut dirs: Vec<(PathBuf, u32, u64)> = Vec::new();
     read_data(deb, |entry: DataEntry<'_>| {
         let DataEntry { rel, mode, mtime, kind } = entry;
-        let parent = rel.parent().unwrap_or(Path::new(""));
-        let host_parent = resolve_in(dest, parent, true).map_err(|e| fail(&rel, e))?;
-        fs::create_dir_all(&host_parent).map_err(|e| fail(&rel, e))?;
-        let target = host_parent.join(rel.file_name().expect("checked by read_data"));
+        let name = rel.file_name().expect("checked by read_data");
+        let on = |e: io::Error| fail(&rel, e);
+        let host = |e: HostError| fail(&rel, e.into());
+        if let EntryKind::Dir = kind {
+            dir_in_root(&root, &rel).map_err(host)?;
+            dirs.push((rel.clone(), mode, mtime));
+            unpacked.push(rel);
+            return Ok(());
+        }
+        let parent = dir_in_root(&root, rel.parent().unwrap_or(Path::new(""))).map_err(host)?;
         match kind {
-            EntryKind::Dir => {
-                let real = resolve_in(dest, &rel, true).map_err(|e| fail(&rel, e))?;
-                if !real.is_dir() {
-                    clear(&real).map_err(|e| fail(&rel, e))?;
-                    fs::create_dir(&real).map_err(|e| fail(&rel, e))?;
-                }
-                dirs.push((real, mode, mtime));
-            }
+            EntryKind::Dir => unreachable!("handled above"),
             EntryKind::File(content) => {
-                clear(&target).map_err(|e| fail(&rel, e))?;
-                let mut f = File::create(&target).map_err(|e| fail(&rel, e))?;
-                io::copy(content, &mut f).map_err(|e| fail(&rel, e))?;
-                f.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| fail(&rel, e))?;
-                f.set_modified(mtime_of(mtime)).map_err(|e| fail(&rel, e))?;
+                clear_at(&parent, name).map_err(on)?;
+                let mut f = parent.create_file(name, mode).map_err(host)?;
+                io::copy(content, &mut f).map_err(on)?;
+                f.set_modified(mtime_of(mtime)).map_err(on)?;
             }
             EntryKind::Symlink(link) => {
-                clear(&target).map_err(|e| fail(&rel, e))?;
-                std::os::unix::fs::symlink(&link, &target).map_err(|e| fail(&rel, e))?;
-                let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
-                filetime::set_symlink_file_times(&target, t, t).map_err(|e| fail(&rel, e))?;
+                clear_at(&parent, name).map_err(on)?;
+                parent.symlink(&link, name).map_err(host)?;
+                parent.set_mtime(name, mtime as i64).map_err(host)?;
             }
             EntryKind::HardLink(link_rel) => {
-                let source = resolve_in(dest, &link_rel, false).map_err(|e| fail(&rel, e))?;
-                if !fs::symlink_metadata(&source).map(|m| m.is_file()).unwrap_or(false) {
-                    return Err(DebFileError::UnsafePath {
-                        deb: deb.to_path_buf(),
-                        member: "data.tar".into(),
-                        path: rel.display().to_string(),
-                        reason: "hard link target is not a file unpacked earlier",
-                    });
+                // The target's directory as the chroot sees it; the target
+                // itself not followed, and a regular file.
+                let not_earlier = || DebFileError::UnsafePath {
+                    deb: deb.to_path_buf(),
+                    member: "data.tar".into(),
+                    path: rel.display().to_string(),
+                    reason: "hard link target is not a file unpacked earlier",
+                };
+                let link_name = link_rel.file_name().expect("checked by read_data");
+                let from =
+                    root.open_dir_in_root(link_rel.parent().unwrap_or(Path::new(""))).map_err(|_| not_earlier())?;
+                if !from.meta(link_name).map_err(host)?.is_some_and(|m| m.kind == Kind::File) {
+                    return Err(not_earlier());
                 }
-                clear(&target).map_err(|e| fail(&rel, e))?;
-                fs::hard_link(&source, &target).map_err(|e| fail(&rel, e))?;
+                clear_at(&parent, name).map_err(on)?;
+                from.hard_link(link_name, &parent, name).map_err(host)?;
             }
         }
         unpacked.push(rel);
         Ok(())
     })?;
-    for (dir, mode, mtime) in dirs.iter().rev() {
-        fs::set_permissions(dir, fs::Permissions::from_mode(*mode)).map_err(|e| fail(dir, e))?;
-        let t = filetime::FileTime::from_unix_time(*mtime as i64, 0);
-        filetime::set_file_mtime(dir, t).map_err(|e| fail(dir, e))?;
+    for (rel, mode, mtime) in dirs.iter().rev() {
+        let host = |e: HostError| fail(rel, e.into());
+        let dir = root.open_dir_in_root(rel).map_err(host)?;
+        dir.set_own_mode(*mode).map_err(host)?;
+        dir.set_mtime("", *mtime as i64).map_err(host)?;
     }
     Ok(unpacked)
 }

@@ -149,3 +149,41 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// A package's absolute symlink is followed inside `dest` only, as the
+/// chroot will: a file "through" `out -> /<outside>` lands in
+/// `dest/<outside>`, and the outside directory stays empty.
+#[test]
+fn paths_through_absolute_symlinks_stay_inside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("root");
+    let abs = outside.path().to_str().unwrap();
+    let deb = deb_of(
+        tmp.path(),
+        b"2.0\n",
+        "data.tar",
+        tar_of(&[
+            E::Sym("./out", abs),
+            E::File("./out/planted", 0o644, b"x"),
+            E::Dir("./out/d/", 0o755),
+            E::Sym("./loop", "loop"),
+            E::File("./loop/x", 0o644, b"x"),
+        ]),
+    );
+    let e = unpack_data(&deb, &dest).unwrap_err();
+    assert!(e.to_string().contains("loop/x"), "a symlink loop is an error, not a walk: {e}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written outside");
+    let inside = dest.join(abs.trim_start_matches('/'));
+    assert_eq!(std::fs::read(inside.join("planted")).unwrap(), b"x");
+    assert!(inside.join("d").is_dir());
+    // A hard link to a symlink (here: to the outside) is refused.
+    let deb = deb_of(
+        tmp.path(),
+        b"2.0\n",
+        "data.tar",
+        tar_of(&[E::File("./f", 0o644, b"x"), E::Sym("./f", abs), E::Hard("./h", "./f")]),
+    );
+    assert!(matches!(unpack_data(&deb, &dest), Err(DebFileError::UnsafePath { .. })));
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}

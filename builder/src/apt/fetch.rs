@@ -27,6 +27,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use super::packages::Package;
+use super::syntax::{self, SyntaxError};
 use super::transport::{self, TransportError};
 
 /// How many downloads run at once: enough to hide latency, few enough to be
@@ -46,13 +47,17 @@ pub enum FetchError {
     Unavailable { package: String, expected: String, hint: String, tried: Vec<String> },
     #[error("{name} {version}: no archive or mirror is configured to download {filename} from")]
     NoMirror { name: String, version: String, filename: String },
+    #[error("package {name}: {source}")]
+    Name { name: String, source: SyntaxError },
     #[error("package cache {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
 
-/// `<name>_<version>_<arch>.deb`, epoch colon escaped as APT does.
-pub fn deb_file_name(p: &Package) -> String {
-    format!("{}_{}_{}.deb", p.name, p.version.replace(':', "%3a"), p.architecture)
+/// `<name>_<version>_<arch>.deb`, epoch colon escaped as APT does; a name,
+/// version or architecture outside Debian's syntax (a `/` in a version from
+/// a crafted lock) is refused rather than made into a path.
+pub fn deb_file_name(p: &Package) -> Result<String, SyntaxError> {
+    syntax::deb_file_name(&p.name, &p.version, &p.architecture)
 }
 
 /// Download (or reuse) every package into `dir`; returns their paths in the
@@ -124,7 +129,10 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
 }
 
 fn fetch_one(p: &Package, mirrors: &[String], dir: &Path, bar: &ProgressBar) -> Result<PathBuf, FetchError> {
-    let path = dir.join(deb_file_name(p));
+    let bad_name = |e: SyntaxError| FetchError::Name { name: syntax::quote(&p.name), source: e };
+    let path = dir.join(deb_file_name(p).map_err(bad_name)?);
+    // Appended to each archive root's URL: a plain relative path.
+    syntax::archive_path(&p.filename).map_err(bad_name)?;
     let mut cached = None;
     if let Ok(mut f) = File::open(&path) {
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -277,7 +285,7 @@ mod tests {
     #[test]
     fn names_like_apt() {
         let p = pkg("hello", "1:2.10-3", "", "");
-        assert_eq!(deb_file_name(&p), "hello_1%3a2.10-3_amd64.deb");
+        assert_eq!(deb_file_name(&p).unwrap(), "hello_1%3a2.10-3_amd64.deb");
     }
 
     #[test]
@@ -306,7 +314,7 @@ mod tests {
         assert!(e.to_string().contains("hello 1:2.10-3") && e.to_string().contains("SHA256"), "{e}");
         // A corrupt file in the cache is replaced, not trusted.
         std::fs::write(repo.path().join(&p.filename), b"deb contents").unwrap();
-        std::fs::write(cache.path().join(deb_file_name(&p)), b"deb c0ntents").unwrap();
+        std::fs::write(cache.path().join(deb_file_name(&p).unwrap()), b"deb c0ntents").unwrap();
         let got = download(std::slice::from_ref(&p), cache.path(), true).unwrap();
         assert_eq!(std::fs::read(&got[0]).unwrap(), b"deb contents");
         p.filename = "pool/missing.deb".into();

@@ -35,6 +35,7 @@ pub mod release;
 pub mod resolve;
 pub mod sources;
 pub mod stanza;
+pub mod syntax;
 pub mod transport;
 pub mod version;
 
@@ -52,6 +53,7 @@ pub use release::ReleaseError;
 pub use resolve::ResolveError;
 pub use sources::{read_sources, SignedBy, Source, SourcesError};
 pub use stanza::Stanza;
+pub use syntax::SyntaxError;
 pub use version::Version;
 
 /// Anything that can go wrong while loading the archive metadata.

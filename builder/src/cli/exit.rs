@@ -9,6 +9,7 @@ pub fn exit_code(err: &PipelineError) -> i32 {
         PipelineError::Input(e) => e.exit_code(),
         PipelineError::Source(_) => 3,
         PipelineError::Rootfs(RootfsError::NoHeaders { .. } | RootfsError::BadKernelName(_)) => 4,
+        PipelineError::Rootfs(RootfsError::Link { .. }) => 3,
         PipelineError::Rootfs(
             RootfsError::Apt(_) | RootfsError::Resolve(_) | RootfsError::Fetch(_) | RootfsError::Unpack(_),
         )

@@ -391,11 +391,12 @@ fn context(
 ) -> Result<Context, PipelineError> {
     let jobs = jobs.filter(|&j| j > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let config = Config::load(global.config.as_deref())?;
-    let lock = lock.map(Lock::read_file).transpose().map_err(RootfsError::from)?;
+    let recipe = load_recipe(global)?;
+    let lock = lock.map(|path| Lock::read_file(path, &recipe.name)).transpose().map_err(RootfsError::from)?;
     Context::load(Options {
         maintainer: global.maintainer.clone(),
         store: open_store(global)?,
-        recipe: load_recipe(global)?,
+        recipe,
         out,
         jobs,
         timeout,

@@ -3,62 +3,15 @@
 
 use super::*;
 
+/// Policy §5.6.1 (the one definition is `apt::syntax`).
 pub(crate) fn is_package_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() >= 2
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+-.".contains(&c))
+    crate::apt::syntax::package_name(s).is_ok()
 }
 
 /// Debian version syntax, as dpkg's parseversion() checks it (plus "upstream must
-/// start with a digit", which dpkg enforces when building).
+/// start with a digit", which dpkg enforces when building): `apt::syntax`'s rules.
 pub(crate) fn check_version(v: &str) -> Result<(), String> {
-    if v.is_empty() {
-        return Err("empty version".into());
-    }
-    if v.chars().any(|c| c.is_whitespace()) {
-        return Err("contains whitespace".into());
-    }
-    let (epoch, rest) = match v.split_once(':') {
-        Some((e, r)) => (Some(e), r),
-        None => (None, v),
-    };
-    if let Some(e) = epoch {
-        if e.is_empty() || !e.bytes().all(|c| c.is_ascii_digit()) {
-            return Err("epoch must be a non-empty decimal number".into());
-        }
-        if e.parse::<u32>().is_err() {
-            return Err("epoch too large".into());
-        }
-    }
-    let (upstream, revision) = match rest.rfind('-') {
-        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-        None => (rest, None),
-    };
-    if upstream.is_empty() {
-        return Err("empty upstream version".into());
-    }
-    if !upstream.as_bytes()[0].is_ascii_digit() {
-        return Err("upstream version must start with a digit".into());
-    }
-    let upstream_ok = |c: u8| {
-        c.is_ascii_alphanumeric()
-            || b".+~".contains(&c)
-            || (c == b'-' && revision.is_some())
-            || (c == b':' && epoch.is_some())
-    };
-    if let Some(bad) = upstream.bytes().find(|&c| !upstream_ok(c)) {
-        return Err(format!("invalid character {:?} in upstream version", bad as char));
-    }
-    if let Some(r) = revision {
-        if r.is_empty() {
-            return Err("empty Debian revision after '-'".into());
-        }
-        if let Some(bad) = r.bytes().find(|&c| !(c.is_ascii_alphanumeric() || b".+~".contains(&c))) {
-            return Err(format!("invalid character {:?} in Debian revision", bad as char));
-        }
-    }
-    Ok(())
+    crate::apt::syntax::version_reason(v)
 }
 
 pub(super) fn check_single_line(field: &str, value: &str, allow_empty: bool) -> Result<(), DebError> {
@@ -105,15 +58,11 @@ pub(super) fn validate(spec: &DebSpec) -> Result<(), DebError> {
         ));
     }
     check_version(&spec.version).map_err(|r| invalid("version", &spec.version, r))?;
-    let a = spec.architecture.as_bytes();
-    if a.is_empty()
-        || !a[0].is_ascii_lowercase() && !a[0].is_ascii_digit()
-        || !a.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-    {
+    if crate::apt::syntax::architecture(&spec.architecture).is_err() {
         return Err(invalid("architecture", &spec.architecture, "must match [a-z0-9][a-z0-9-]*"));
     }
     let k = &spec.kernel_release;
-    if k.is_empty() || k == "." || k == ".." || !k.bytes().all(|c| c.is_ascii_alphanumeric() || b"._+~-".contains(&c)) {
+    if crate::apt::syntax::kernel_release(k).is_err() {
         return Err(invalid(
             "kernel release",
             k,

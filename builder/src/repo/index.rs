@@ -23,6 +23,7 @@ use std::cmp::Ordering;
 use sha2::{Digest, Sha256};
 
 use crate::apt::stanza;
+use crate::apt::syntax;
 use crate::apt::version::Version;
 use crate::debpkg::{check_version, is_package_name};
 
@@ -116,10 +117,7 @@ impl Entry {
 
 /// `[a-z0-9][a-z0-9-]*`: one Debian architecture name.
 pub fn is_architecture(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    syntax::architecture(s).is_ok()
 }
 
 /// Debian's pool prefix: `libf` for `libfoo`, else the first letter.
@@ -196,14 +194,21 @@ fn entry_of(lines: &[&str], path: &str, line: usize) -> Result<Entry, IndexError
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad(format!("SHA256 {sha256:?} is not 64 hex digits")));
     }
-    if !filename.starts_with("pool/") || filename.split('/').any(|c| c.is_empty() || c == "..") {
-        return Err(bad(format!("Filename {filename:?} is not a path under pool/")));
+    // Pool paths become paths below DIR when the repository is checked or
+    // grown: plain components under pool/, each name Debian's syntax.
+    if !filename.starts_with("pool/") {
+        return Err(bad(format!("Filename {} is not a path under pool/", syntax::quote(&filename))));
     }
+    syntax::archive_path(&filename).map_err(|e| bad(format!("Filename: {e}")))?;
+    let (package, version, architecture) = (need("Package")?, need("Version")?, need("Architecture")?);
+    syntax::package_name(&package).map_err(|e| bad(e.to_string()))?;
+    syntax::version(&version).map_err(|e| bad(e.to_string()))?;
+    syntax::architecture(&architecture).map_err(|e| bad(e.to_string()))?;
     Ok(Entry {
-        package: need("Package")?,
-        version: need("Version")?,
-        architecture: need("Architecture")?,
-        size: size.parse().map_err(|_| bad(format!("Size {size:?} is not a number")))?,
+        package,
+        version,
+        architecture,
+        size: syntax::size(&size).map_err(|e| bad(format!("Size: {e}")))?,
         sha256: sha256.to_ascii_lowercase(),
         filename,
         stanza: stanza_text,

@@ -25,11 +25,13 @@
 //!   corruption, and like any other it is caught by the hash check made every
 //!   time a blob is linked into a new root ([`Cas::check`]), and repaired.
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use hermod_hostfs::Dir;
 use serde::{Deserialize, Serialize};
 
 use super::locks::{self, FileLock, Mode};
@@ -49,6 +51,8 @@ pub enum CasError {
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Deb(#[from] DebFileError),
+    #[error("package {package}: {source}")]
+    Name { package: String, source: apt::SyntaxError },
     #[error("{deb}: {path:?} is not UTF-8; the file store keeps UTF-8 paths only")]
     NotUtf8 { deb: PathBuf, path: String },
 }
@@ -75,12 +79,25 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Every blob name is one, every path relative with plain components.
+    fn is_plain(&self) -> bool {
+        self.entries.iter().all(|e| match e {
+            Entry::Dir { path, .. } | Entry::Symlink { path, .. } => plain_path(path),
+            Entry::File { path, blob, .. } => plain_path(path) && parse_blob_name(blob).is_some(),
+        })
+    }
+
     pub fn blobs(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().filter_map(|e| match e {
             Entry::File { blob, .. } => Some(blob.as_str()),
             _ => None,
         })
     }
+}
+
+/// A relative path of plain names, as `debfile::read_data` makes them.
+fn plain_path(path: &str) -> bool {
+    !path.is_empty() && path.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'))
 }
 
 /// What a hash check found.
@@ -159,8 +176,14 @@ impl Cas {
             .map(|l| l.expect("a waiting lock always returns one"))
     }
 
+    /// `files/<2 hex>/<name>`. A name that is not a blob's (nor a spill
+    /// copy's, see [`parse_blob_name`]) gets `files/not-a-blob`, which never
+    /// exists: a damaged manifest's name reaches nothing outside `files/`.
     pub fn blob_path(&self, name: &str) -> PathBuf {
-        self.files.join(&name[..2]).join(name)
+        match parse_blob_name(name) {
+            Some((hash, _)) => self.files.join(&hash[..2]).join(name),
+            None => self.files.join("not-a-blob"),
+        }
     }
 
     /// Add `content` with `mode` (if not already present); returns its name.
@@ -261,15 +284,19 @@ impl Cas {
     }
 
     /// The manifest file of a package: by name for people, by SHA256 for exactness.
-    pub fn manifest_path(&self, pkg: &Package) -> PathBuf {
-        let stem = apt::deb_file_name(pkg);
+    /// Refused unless the package's name, version, architecture and SHA256
+    /// are Debian's syntax: the path is made of them.
+    pub fn manifest_path(&self, pkg: &Package) -> Result<PathBuf, CasError> {
+        let name = |source| CasError::Name { package: apt::syntax::quote(&pkg.name), source };
+        let stem = apt::deb_file_name(pkg).map_err(name)?;
+        apt::syntax::sha256(&pkg.sha256).map_err(name)?;
         let stem = stem.strip_suffix(".deb").unwrap_or(&stem);
-        self.unpacked.join(format!("{stem}.{}.json", pkg.sha256))
+        Ok(self.unpacked.join(format!("{stem}.{}.json", pkg.sha256)))
     }
 
     /// The package's manifest, if it was unpacked (a damaged manifest counts as not).
     pub fn manifest(&self, pkg: &Package) -> Option<Manifest> {
-        read_manifest(&self.manifest_path(pkg)).filter(|m| m.package.sha256 == pkg.sha256)
+        read_manifest(&self.manifest_path(pkg).ok()?).filter(|m| m.package.sha256 == pkg.sha256)
     }
 
     /// Every manifest in the store, with its path.
@@ -305,7 +332,7 @@ impl Cas {
     }
 
     fn package_lock(&self, pkg: &Package) -> Result<FileLock, CasError> {
-        let path = self.manifest_path(pkg).with_extension("lock");
+        let path = self.manifest_path(pkg)?.with_extension("lock");
         locks::lock(&path, Mode::Exclusive, true).map_err(io_err(&path)).map(|l| l.expect("waiting lock"))
     }
 
@@ -352,7 +379,7 @@ impl Cas {
             Ok(())
         })?;
         let manifest = Manifest { format: MANIFEST_FORMAT, package: pkg.clone(), entries };
-        let path = self.manifest_path(pkg);
+        let path = self.manifest_path(pkg)?;
         let bytes = serde_json::to_vec(&manifest).expect("manifest serializes");
         crate::store::write_atomically(&path, &bytes).map_err(io_err(&path))?;
         Ok(manifest)
@@ -373,24 +400,34 @@ pub struct Linker<'a> {
     cas: &'a Cas,
     /// The copy that last took a link, per blob (0: the blob itself).
     current: std::collections::HashMap<String, u32>,
+    /// `files/`, opened on the first link.
+    files: Option<Dir>,
 }
 
 impl<'a> Linker<'a> {
     pub fn new(cas: &'a Cas) -> Linker<'a> {
-        Linker { cas, current: Default::default() }
+        Linker { cas, current: Default::default(), files: None }
     }
 
-    /// Hard-link blob `name` at `dest` (which must not exist).
-    pub fn link(&mut self, name: &str, dest: &Path) -> io::Result<()> {
+    /// Hard-link blob `name` as `dest` in `dir` (which must not have it),
+    /// by descriptor: `linkat` from the store's `files/` into `dir`.
+    pub fn link(&mut self, name: &str, dir: &Dir, dest: &OsStr) -> io::Result<()> {
+        if self.files.is_none() {
+            self.files = Some(Dir::open_nofollow(&self.cas.files)?);
+        }
+        let files = self.files.as_ref().expect("just opened");
         let start = self.current.get(name).copied().unwrap_or(0);
         for n in start..=MAX_COPIES {
             let copy = if n == 0 { name.to_owned() } else { format!("{name}.{n}") };
             if n > 0 && n != start {
                 self.cas.ensure_copy(name, &copy)?;
             }
-            match fs::hard_link(self.cas.blob_path(&copy), dest) {
-                Err(e) if e.raw_os_error() == Some(libc::EMLINK) => continue,
-                Err(e) => return Err(e),
+            let Some((hash, _)) = parse_blob_name(&copy) else {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{copy:?} is not a blob name")));
+            };
+            match files.hard_link(Path::new(&hash[..2]).join(&copy), dir, dest) {
+                Err(hermod_hostfs::Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EMLINK) => continue,
+                Err(e) => return Err(e.into()),
                 Ok(()) => {
                     if n > start {
                         self.current.insert(name.to_owned(), n);
@@ -405,7 +442,10 @@ impl<'a> Linker<'a> {
 
 fn read_manifest(path: &Path) -> Option<Manifest> {
     let bytes = fs::read(path).ok()?;
-    serde_json::from_slice::<Manifest>(&bytes).ok().filter(|m| m.format == MANIFEST_FORMAT)
+    // A manifest is the store's own, but a tree is assembled from it: one
+    // naming a blob that is no blob, or a path that is not plain, counts as
+    // damaged (the package is unpacked again).
+    serde_json::from_slice::<Manifest>(&bytes).ok().filter(|m| m.format == MANIFEST_FORMAT && m.is_plain())
 }
 
 #[cfg(test)]

@@ -161,11 +161,12 @@ fn a_full_blob_spills_to_checked_copies() {
     let empty = cas.insert(b"", 0o644).unwrap();
     let links = dir.path().join("links");
     fs::create_dir(&links).unwrap();
+    let links_dir = hermod_hostfs::Dir::open(&links).unwrap();
     let mut linker = Linker::new(&cas);
     // More links than ext4 allows one inode (65000).
     let n = 66_000;
     for i in 0..n {
-        linker.link(&empty, &links.join(i.to_string())).unwrap();
+        linker.link(&empty, &links_dir, i.to_string().as_ref()).unwrap();
     }
     let primary = fs::metadata(cas.blob_path(&empty)).unwrap().nlink();
     let spill = cas.blob_path(&format!("{empty}.1"));
@@ -181,7 +182,7 @@ fn a_full_blob_spills_to_checked_copies() {
     // A damaged copy is not used again: a fresh linker replaces it.
     fs::set_permissions(&spill, fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(&spill, b"x").unwrap();
-    Linker::new(&cas).link(&empty, &links.join("one-more")).unwrap();
+    Linker::new(&cas).link(&empty, &links_dir, "one-more".as_ref()).unwrap();
     assert_eq!(fs::read(links.join("one-more")).unwrap(), b"");
     assert_eq!(count_quarantined(&cas), 1);
 }

@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -238,18 +238,18 @@ fn remove_file(path: &Path) -> Result<(), RootfsError> {
 /// Delete a directory tree, making its directories writable first if a
 /// read-only one stops an unprivileged owner.
 pub(super) fn remove_tree(path: &Path) -> Result<(), RootfsError> {
-    match fs::remove_dir_all(path) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) if e.kind() != io::ErrorKind::PermissionDenied => return Err(io_err(path)(e)),
-        Err(_) => {}
-    }
-    for entry in walkdir::WalkDir::new(path).into_iter().filter_map(Result::ok) {
-        if entry.file_type().is_dir() {
-            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
-        }
-    }
-    fs::remove_dir_all(path).map_err(io_err(path))
+    // By descriptor (hermod_hostfs): a tree built from packages holds their
+    // symlinks and read-only directories; a symlink is removed, never
+    // entered, and a read-only directory is opened up before it is emptied.
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io_err(path)(io::Error::other("not a directory to remove")));
+    };
+    let dir = match hermod_hostfs::Dir::open_nofollow(parent) {
+        Ok(dir) => dir,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(io_err(parent)(e.into())),
+    };
+    dir.remove_all(name).map_err(|e| io_err(path)(e.into()))
 }
 
 #[cfg(test)]

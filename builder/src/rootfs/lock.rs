@@ -155,7 +155,7 @@ impl Lock {
 
 /// A kernel release as it may appear in package names and paths.
 pub(super) fn kernel_name_ok(kernel: &str) -> bool {
-    !kernel.is_empty() && kernel.chars().all(|c| c.is_ascii_alphanumeric() || "+-._~".contains(c))
+    apt::syntax::kernel_release(kernel).is_ok()
 }
 
 /// Whether a package belongs to the kernel's headers (as opposed to the toolchain).

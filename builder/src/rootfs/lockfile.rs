@@ -29,20 +29,52 @@
 //! Anything else is refused with the line that is wrong: a lock is an input
 //! that decides what compiles modules, so it is never guessed at.
 //!
+//! # What is checked
+//!
+//! A lock comes from anywhere (a review, a CI artifact, an attacker), and its
+//! values become file names on the master host (`<name>_<version>_<arch>.deb`
+//! in the package cache, `unpacked/…json`, `usr/src/linux-headers-<KREL>`) and
+//! symlinks in a build root. So every field is checked against Debian's
+//! syntax ([`crate::apt::syntax`]) before anything is used:
+//!
+//! * `recipe`: a recipe name that exists: the builtin one
+//!   (`rootfs-recipes/`, compiled in) or the one given with `--recipe`;
+//! * `kernel`: a kernel release (`[A-Za-z0-9.+_~-]+`, never `.`/`..`);
+//! * `architecture`, a package's ARCH: `[a-z0-9][a-z0-9-]*`;
+//! * `headers-version`, a package's VERSION: policy §5.6.12 (so never a `/`);
+//! * NAME, SOURCE, `extra`: policy §5.6.1, `[a-z0-9][a-z0-9+.-]+`;
+//! * SHA256: 64 lower-case hex digits; SIZE: decimal, no sign, no leading
+//!   zero, within 64 bits;
+//! * FILENAME: a relative path of plain components (no `.`, `..`, `//`)
+//!   ending `.deb`;
+//! * `link PATH TARGET`: PATH is `/` and plain components (inside the root by
+//!   construction); TARGET is non-empty and, read from PATH's directory (or
+//!   from the root when absolute), never climbs above the root; no PATH lies
+//!   below another link's PATH, so no link is ever made *through* another
+//!   (and [`super::materialize`] refuses one through a package's symlink,
+//!   such as `/lib/…` when `lib -> usr/lib`).
+//!
+//! Each record at most once (a package, a link path, an extra, a header
+//! field). An error names the line and the field, and quotes at most 200
+//! bytes of the input.
+//!
 //! The lock hash (the build root's name) is still computed over
 //! [`Lock::text`], the canonical subset, so a root is the same whether its
 //! lock was resolved from the archive or read from a file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use super::Lock;
-use crate::apt::{Package, Version};
+use crate::apt::syntax::{self, quote};
+use crate::apt::Package;
 
 /// First line of every lock file; the number changes with the format.
 const MAGIC: &str = "hermod-lock";
 const FORMAT: u32 = 1;
+/// A lock names a few hundred packages; anything much larger is not one.
+const MAX_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockFileError {
@@ -80,19 +112,33 @@ impl Lock {
         text
     }
 
-    /// Read and parse a lock file.
-    pub fn read_file(path: &Path) -> Result<Lock, LockFileError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| LockFileError::Read { path: path.to_owned(), source })?;
-        Lock::parse_file(&text, &path.display().to_string())
+    /// Read and parse a lock file; its recipe must be the builtin one or `recipe`.
+    pub fn read_file(path: &Path, recipe: &str) -> Result<Lock, LockFileError> {
+        use std::io::Read;
+        let read_err = |source| LockFileError::Read { path: path.to_owned(), source };
+        let mut text = String::new();
+        std::fs::File::open(path).and_then(|f| f.take(MAX_BYTES + 1).read_to_string(&mut text)).map_err(read_err)?;
+        if text.len() as u64 > MAX_BYTES {
+            return Err(read_err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("larger than {MAX_BYTES} bytes"),
+            )));
+        }
+        Lock::parse_file_with(&text, &path.display().to_string(), &[recipe])
     }
 
-    /// Parse the text of a lock file; `origin` names it in errors.
+    /// Parse the text of a lock file whose recipe is the builtin one; `origin` names it in errors.
     pub fn parse_file(text: &str, origin: &str) -> Result<Lock, LockFileError> {
+        Lock::parse_file_with(text, origin, &[])
+    }
+
+    /// [`Lock::parse_file`], the recipes named in `recipes` known too.
+    pub fn parse_file_with(text: &str, origin: &str, recipes: &[&str]) -> Result<Lock, LockFileError> {
         let mut header: BTreeMap<&str, (usize, String)> = BTreeMap::new();
         let mut packages: Vec<Package> = Vec::new();
         let mut package_lines: BTreeMap<String, usize> = BTreeMap::new();
         let mut links = BTreeMap::new();
+        let mut link_lines: BTreeMap<String, usize> = BTreeMap::new();
         let mut extras: BTreeMap<String, usize> = BTreeMap::new();
         let mut seen_magic = false;
         for (i, raw) in text.lines().enumerate() {
@@ -109,7 +155,10 @@ impl Lock {
                 match words[..] {
                     [MAGIC, v] if v == FORMAT.to_string() => seen_magic = true,
                     [MAGIC, v] => {
-                        return Err(err(format!("lock format {v} is not supported (this hermod reads {FORMAT})")))
+                        return Err(err(format!(
+                            "lock format {} is not supported (this hermod reads {FORMAT})",
+                            quote(v)
+                        )))
                     }
                     _ => return Err(err(format!("not a hermod lock file (expected `{MAGIC} {FORMAT}` first)"))),
                 }
@@ -120,7 +169,7 @@ impl Lock {
                     let [_, value] = words[..] else {
                         return Err(err(format!("`{key}` takes exactly one value")));
                     };
-                    check_header(key, value).map_err(err)?;
+                    check_header(key, value, recipes).map_err(err)?;
                     if let Some((first, _)) = header.insert(key, (line, value.to_owned())) {
                         return Err(err(format!("second `{key}` (the first is on line {first})")));
                     }
@@ -139,25 +188,22 @@ impl Lock {
                     let [_, path, target] = words[..] else {
                         return Err(err("expected `link PATH TARGET`".into()));
                     };
-                    if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
-                        return Err(err(format!("link path {path:?} must be absolute, without `..`")));
+                    check_link(path, target).map_err(err)?;
+                    if let Some(first) = link_lines.insert(path.to_owned(), line) {
+                        return Err(err(format!("link {} is listed twice (also on line {first})", quote(path))));
                     }
-                    if links.insert(path.to_owned(), target.to_owned()).is_some() {
-                        return Err(err(format!("link {path} is listed twice")));
-                    }
+                    links.insert(path.to_owned(), target.to_owned());
                 }
                 "extra" => {
                     let [_, name] = words[..] else {
                         return Err(err("expected `extra NAME`".into()));
                     };
-                    if !package_name_ok(name) {
-                        return Err(err(format!("extra {name:?} is not a Debian package name")));
-                    }
+                    syntax::package_name(name).map_err(|e| err(format!("extra: {e}")))?;
                     if let Some(first) = extras.insert(name.to_owned(), line) {
                         return Err(err(format!("extra {name} is listed twice (also on line {first})")));
                     }
                 }
-                other => return Err(err(format!("unknown record {other:?} (expected recipe, kernel, architecture, headers-version, package, link or extra)"))),
+                other => return Err(err(format!("unknown record {} (expected recipe, kernel, architecture, headers-version, package, link or extra)", quote(other)))),
             }
         }
         let incomplete = |message: String| LockFileError::Incomplete { origin: origin.to_owned(), message };
@@ -178,6 +224,17 @@ impl Lock {
                 format!("extra {name} is not one of the lock's packages (every extra is resolved into the root)");
             return Err(LockFileError::Line { origin: origin.to_owned(), line, message });
         }
+        // A link is made by descriptor in the directory its path names; a
+        // link below another link's path would be made through that link.
+        if let Some((inner, outer)) = nested_link(&link_lines) {
+            let message = format!(
+                "link {} lies below link {} (line {}): a link is never made through another",
+                quote(inner),
+                quote(outer),
+                link_lines[outer]
+            );
+            return Err(LockFileError::Line { origin: origin.to_owned(), line: link_lines[inner], message });
+        }
         let extras = extras.into_keys().collect();
         Ok(Lock { recipe, kernel, architecture, packages, links, headers_version, extras, mirrors: Vec::new() })
     }
@@ -185,23 +242,92 @@ impl Lock {
 
 /// A Debian package name: `[a-z0-9][a-z0-9+.-]+`.
 pub(crate) fn package_name_ok(name: &str) -> bool {
-    name.len() >= 2
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c))
+    syntax::package_name(name).is_ok()
 }
 
-fn check_header(key: &str, value: &str) -> Result<(), String> {
-    let ok = match key {
-        "kernel" => super::lock::kernel_name_ok(value),
-        "architecture" => value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
-        "headers-version" => Version::parse(value).is_ok(),
-        _ => true,
+fn check_header(key: &str, value: &str, recipes: &[&str]) -> Result<(), String> {
+    let checked = match key {
+        "recipe" => {
+            syntax::recipe_name(value).map_err(|e| e.to_string())?;
+            if super::BUILTIN_RECIPES.contains(&value) || recipes.contains(&value) {
+                Ok(())
+            } else {
+                let mut known: Vec<&str> = super::BUILTIN_RECIPES.to_vec();
+                known.extend(recipes);
+                return Err(format!(
+                    "recipe {} is not a known recipe (known: {}; another one is given with --recipe FILE)",
+                    quote(value),
+                    known.join(", ")
+                ));
+            }
+        }
+        "kernel" => syntax::kernel_release(value),
+        "architecture" => syntax::architecture(value),
+        "headers-version" => syntax::version(value),
+        _ => unreachable!("the header keys are matched by the caller"),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{key} {value:?} is not valid"))
+    checked.map_err(|e| format!("{key}: {e}"))
+}
+
+/// `link PATH TARGET` (also a recipe's `[links]`): PATH is `/` and plain
+/// components; TARGET is non-empty, without control characters, and read
+/// from PATH's directory (from the root when absolute) it never climbs above
+/// the root. Whether a link passes through another is [`nested_link`]'s, and
+/// through a package's symlink the assembly's.
+pub(crate) fn check_link(path: &str, target: &str) -> Result<(), String> {
+    let path_q = quote(path);
+    let Some(rel) = path.strip_prefix('/') else {
+        return Err(format!("link path {path_q} must be absolute (inside the root)"));
+    };
+    if path.len() > 4096 || target.len() > 4096 {
+        return Err(format!("link {path_q}: longer than 4096 bytes"));
     }
+    if rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(format!("link path {path_q} must be `/` and plain names (no `.`, `..` or `//`)"));
+    }
+    for (what, value) in [("path", path), ("target", target)] {
+        if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!("link {what} {} has a control or space character", quote(value)));
+        }
+    }
+    if target.is_empty() {
+        return Err(format!("link {path_q} has an empty target"));
+    }
+    // Where the kernel starts reading the target: the link's directory.
+    let mut depth: Vec<&str> = rel.split('/').collect();
+    depth.pop();
+    if target.starts_with('/') {
+        depth.clear();
+    }
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if depth.pop().is_none() {
+                    return Err(format!("link {path_q}: target {} leads above the root", quote(target)));
+                }
+            }
+            c => depth.push(c),
+        }
+    }
+    if depth.is_empty() {
+        return Err(format!("link {path_q}: target {} is the root itself", quote(target)));
+    }
+    Ok(())
+}
+
+/// A link path with another link's path as a proper prefix (by component):
+/// `(inner, outer)`. The paths are sorted, so a prefix comes right before
+/// the paths below it, or before them with siblings in between.
+pub(super) fn nested_link(links: &BTreeMap<String, usize>) -> Option<(&str, &str)> {
+    let paths: Vec<&str> = links.keys().map(String::as_str).collect();
+    for (i, outer) in paths.iter().enumerate() {
+        let prefix = format!("{outer}/");
+        if let Some(inner) = paths[i + 1..].iter().find(|p| p.starts_with(&prefix)) {
+            return Some((inner, outer));
+        }
+    }
+    None
 }
 
 /// `NAME VERSION ARCH SHA256 SIZE FILENAME SOURCE`, each checked.
@@ -212,30 +338,18 @@ fn parse_package(fields: &[&str]) -> Result<Package, String> {
             fields.len()
         ));
     };
-    if !package_name_ok(name) {
-        return Err(format!("{name:?} is not a Debian package name"));
-    }
-    Version::parse(version).map_err(|e| format!("package {name}: {e}"))?;
-    if architecture.is_empty()
-        || !architecture.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err(format!("package {name}: {architecture:?} is not an architecture"));
-    }
-    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err(format!("package {name}: SHA256 {sha256:?} is not 64 lower-case hex digits"));
-    }
-    let size = size.parse::<u64>().map_err(|_| format!("package {name}: size {size:?} is not a number of bytes"))?;
+    syntax::package_name(name).map_err(|e| e.to_string())?;
+    // Every later message names the package, now known to be a plain name.
+    let field = |what: &str, r: Result<(), syntax::SyntaxError>| r.map_err(|e| format!("package {name}: {what}: {e}"));
+    field("VERSION", syntax::version(version))?;
+    field("ARCHITECTURE", syntax::architecture(architecture))?;
+    field("SHA256", syntax::sha256(sha256))?;
+    let size = syntax::size(size).map_err(|e| format!("package {name}: SIZE: {e}"))?;
     // A path below an archive root or a local .deb directory: never absolute,
     // never climbing out (the bytes are verified anyway, but a lock must not
     // make hermod read arbitrary files).
-    let components: BTreeSet<&str> = filename.split('/').collect();
-    if filename.starts_with('/') || components.contains("..") || components.contains("") || !filename.ends_with(".deb")
-    {
-        return Err(format!("package {name}: file name {filename:?} must be a relative path to a .deb, without `..`"));
-    }
-    if !package_name_ok(source) {
-        return Err(format!("package {name}: source {source:?} is not a Debian source package name"));
-    }
+    field("FILENAME", syntax::archive_path(filename))?;
+    field("SOURCE", syntax::source_name(source))?;
     Ok(Package {
         name: name.to_owned(),
         version: version.to_owned(),
@@ -254,129 +368,5 @@ fn parse_package(fields: &[&str]) -> Result<Package, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::apt::archive::tests::pkg;
-
-    fn lock() -> Lock {
-        let mut make = pkg("make", "4.3-4.1", "libc6", "");
-        make.sha256 = "ab".repeat(32);
-        make.filename = "pool/main/m/make-dfsg/make_4.3-4.1_amd64.deb".into();
-        make.source = "make-dfsg".into();
-        let mut diff = pkg("diffutils", "1:3.8-4", "", "");
-        diff.size = 12345;
-        Lock {
-            recipe: "bookworm-amd64".into(),
-            kernel: "6.1.0-56-amd64".into(),
-            architecture: "amd64".into(),
-            packages: vec![make, diff],
-            links: [("/usr/bin/awk".to_string(), "mawk".to_string())].into(),
-            headers_version: "6.1.192-2".into(),
-            extras: Vec::new(),
-            mirrors: vec!["http://deb.example".into()],
-        }
-    }
-
-    #[test]
-    fn round_trips_with_the_same_hash() {
-        let lock = lock();
-        let text = lock.file_text();
-        assert_eq!(
-            text,
-            format!(
-                "hermod-lock 1\n# package NAME VERSION ARCHITECTURE SHA256 SIZE FILENAME SOURCE\nrecipe bookworm-amd64\nkernel 6.1.0-56-amd64\narchitecture amd64\nheaders-version 6.1.192-2\npackage diffutils 1:3.8-4 amd64 {zero} 12345 pool/diffutils_1:3.8-4_amd64.deb diffutils\npackage make 4.3-4.1 amd64 {ab} 1000 pool/main/m/make-dfsg/make_4.3-4.1_amd64.deb make-dfsg\nlink /usr/bin/awk mawk\n",
-                zero = "0".repeat(64),
-                ab = "ab".repeat(32)
-            )
-        );
-        let back = Lock::parse_file(&text, "t.lock").unwrap();
-        assert_eq!(back.hash(), lock.hash(), "the root's name does not depend on where the lock came from");
-        assert_eq!(back.file_text(), text);
-        assert_eq!(back.headers_version, "6.1.192-2");
-        assert_eq!(back.packages[1].size, 1000);
-        assert_eq!(back.packages[1].source, "make-dfsg");
-        assert!(back.packages.iter().all(|p| p.base_uri.is_empty()), "which mirror is the reader's business");
-        // Comments, blank lines and order do not matter.
-        let mut lines: Vec<&str> = text.lines().collect();
-        lines.swap(6, 7);
-        let shuffled = format!("{}\n\n# reviewed by ops\n", lines.join("\n"));
-        assert_eq!(Lock::parse_file(&shuffled, "t.lock").unwrap().hash(), lock.hash());
-    }
-
-    /// Declared build needs are `extra` records after the links; without
-    /// them a lock's text (and so its hash and file) is what it always was.
-    #[test]
-    fn extras_round_trip_and_plain_locks_are_unchanged() {
-        let plain = lock();
-        assert_eq!(
-            plain.text(),
-            format!(
-                "hermod-rootfs-lock 3\nrecipe bookworm-amd64\nkernel 6.1.0-56-amd64\narchitecture amd64\npackage diffutils 1:3.8-4 amd64 {zero}\npackage make 4.3-4.1 amd64 {ab}\nlink /usr/bin/awk mawk\n",
-                zero = "0".repeat(64),
-                ab = "ab".repeat(32)
-            ),
-            "the hashed text of a lock without extras"
-        );
-        let mut with = lock();
-        with.extras = vec!["diffutils".into(), "make".into()];
-        let text = with.file_text();
-        assert!(
-            text.starts_with("hermod-lock 1\n")
-                && text.ends_with("link /usr/bin/awk mawk\nextra diffutils\nextra make\n")
-        );
-        assert_ne!(with.hash(), plain.hash());
-        let back = Lock::parse_file(&text, "t.lock").unwrap();
-        assert_eq!(back.extras, ["diffutils", "make"]);
-        assert_eq!((back.hash(), back.file_text()), (with.hash(), text.clone()));
-        // Malformed extras are named like any other line.
-        let e = Lock::parse_file(&format!("{text}extra make\n"), "x.lock").unwrap_err().to_string();
-        assert!(e.contains("line 12") && e.contains("extra make is listed twice (also on line 11)"), "{e}");
-        let e = Lock::parse_file(&format!("{text}extra gawk\n"), "x.lock").unwrap_err().to_string();
-        assert!(e.contains("line 12") && e.contains("extra gawk is not one of the lock's packages"), "{e}");
-        let e = Lock::parse_file(&format!("{text}extra Gawk x\n"), "x.lock").unwrap_err().to_string();
-        assert!(e.contains("expected `extra NAME`"), "{e}");
-    }
-
-    /// Each malformed line is refused, naming the line and the problem.
-    #[test]
-    fn malformed_lines_are_named() {
-        let good = lock().file_text();
-        let cases: &[(&str, &str, usize, &str)] = &[
-            ("hermod-lock 1", "hermod-lock 2", 1, "format 2 is not supported"),
-            ("hermod-lock 1", "garbage", 1, "not a hermod lock file"),
-            ("kernel 6.1.0-56-amd64", "kernel ../../etc", 4, "kernel"),
-            ("kernel 6.1.0-56-amd64", "kernel  6.1.0-56-amd64", 4, "single spaces"),
-            ("architecture amd64", "architecture amd64 i386", 5, "exactly one value"),
-            ("headers-version 6.1.192-2", "headers-version :", 6, "headers-version"),
-            ("package make 4.3-4.1 amd64", "package Make 4.3-4.1 amd64", 8, "not a Debian package name"),
-            ("package make 4.3-4.1 amd64", "package make 4.3 4.1 amd64", 8, "7 fields"),
-            (" 1000 pool/main/m", " 1k pool/main/m", 8, "size \"1k\""),
-            ("pool/main/m/make-dfsg/make", "../../../etc/make", 8, "without `..`"),
-            ("pool/main/m/make-dfsg/make", "/etc/make", 8, "without `..`"),
-            ("_amd64.deb make-dfsg", "_amd64.tar make-dfsg", 8, "to a .deb"),
-            ("link /usr/bin/awk mawk", "link usr/bin/awk mawk", 9, "absolute"),
-            ("link /usr/bin/awk mawk", "symlink /usr/bin/awk mawk", 9, "unknown record \"symlink\""),
-        ];
-        for (from, to, line, message) in cases {
-            let text = good.replacen(from, to, 1);
-            assert_ne!(text, good, "{from}");
-            let e = Lock::parse_file(&text, "x.lock").unwrap_err().to_string();
-            assert!(e.starts_with(&format!("lock file x.lock: line {line}: ")) && e.contains(message), "{to}: {e}");
-        }
-        let upper = good.replace(&"ab".repeat(32), &"AB".repeat(32));
-        let e = Lock::parse_file(&upper, "x.lock").unwrap_err().to_string();
-        assert!(e.contains("line 8") && e.contains("package make: SHA256"), "{e}");
-        let twice = format!("{good}{}", good.lines().nth(7).unwrap());
-        let e = Lock::parse_file(&twice, "x.lock").unwrap_err().to_string();
-        assert!(e.contains("line 10") && e.contains("also on line 8"), "{e}");
-        let e = Lock::parse_file(&format!("{good}kernel 6.1.0-1-amd64\n"), "x.lock").unwrap_err().to_string();
-        assert!(e.contains("line 10") && e.contains("first is on line 4"), "{e}");
-        // Missing pieces are named too.
-        let e = Lock::parse_file(&good.replace("recipe bookworm-amd64\n", ""), "x.lock").unwrap_err().to_string();
-        assert_eq!(e, "lock file x.lock: no `recipe` line");
-        let no_packages: String =
-            good.lines().filter(|l| !l.starts_with("package ")).map(|l| format!("{l}\n")).collect();
-        assert!(Lock::parse_file(&no_packages, "x.lock").unwrap_err().to_string().contains("no packages"));
-        assert!(Lock::parse_file("", "x.lock").unwrap_err().to_string().contains("empty"));
-    }
-}
+#[path = "lockfile_tests.rs"]
+mod tests;

@@ -16,6 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use hermod_hostfs::Dir;
 use rayon::prelude::*;
 
 use super::cas::{BlobState, Cas, Manifest};
@@ -48,7 +49,11 @@ impl Rootfs {
 
     /// The kernel's `.config`, read from the headers.
     pub fn kernel_config(&self) -> io::Result<String> {
-        fs::read_to_string(self.tree.join(self.headers_dir_inside().trim_start_matches('/')).join(".config"))
+        // By descriptor: the headers directory as the chroot sees it, the
+        // file itself never through a symlink.
+        let root = Dir::open_nofollow(&self.tree)?;
+        let headers = root.open_dir_in_root(self.headers_dir_inside().trim_start_matches('/'))?;
+        String::from_utf8(headers.read_limited(".config", MAX_CONFIG)?).map_err(io::Error::other)
     }
 }
 
@@ -202,7 +207,7 @@ fn assemble(cas: &Cas, manifests: &[Manifest], tree: &Path, lock: &Lock) -> Resu
     for manifest in manifests {
         assembly.add(manifest)?;
     }
-    finish_tree(&mut assembly, tree, lock)?;
+    finish_tree(&mut assembly, lock)?;
     assembly.finish()
 }
 
@@ -250,27 +255,20 @@ pub(super) fn repair<'m>(
     }
 }
 
-/// What maintainer scripts and the system would have provided.
-fn finish_tree(assembly: &mut Assembly<'_>, tree: &Path, lock: &Lock) -> Result<(), RootfsError> {
+/// What maintainer scripts and the system would have provided, made by
+/// descriptor beneath the root (see [`make_link`] for the links).
+fn finish_tree(assembly: &mut Assembly<'_>, lock: &Lock) -> Result<(), RootfsError> {
+    let root = assembly.root().try_clone().map_err(host_err)?;
     for (link, target) in &lock.links {
-        let path = tree.join(link.trim_start_matches('/'));
-        let parent = path.parent().expect("absolute link path has a parent");
-        let resolved =
-            if target.starts_with('/') { tree.join(target.trim_start_matches('/')) } else { parent.join(target) };
-        if resolved.exists() && fs::symlink_metadata(&path).is_err() {
-            std::os::unix::fs::symlink(target, &path).map_err(io_err(&path))?;
-        }
+        make_link(&root, link, target)?;
     }
     // Mount points the sandbox uses (/build is made by the sandbox in its own
     // tmpfs root), and what DKMS provides to dkms.conf.
     for dir in ["tmp", "proc", "dev", "boot", "etc", "var/lib/dkms"] {
-        let path = tree.join(dir);
-        fs::create_dir_all(&path).map_err(io_err(&path))?;
+        assembly.dir(Path::new(dir)).map_err(host_err)?;
     }
     // Every regular file of a root is a link into the file store, these too.
-    let config = tree.join(format!("usr/src/linux-headers-{}/.config", lock.kernel));
-    if config.is_file() {
-        let bytes = fs::read(&config).map_err(io_err(&config))?;
+    if let Some(bytes) = headers_config(&root, &lock.kernel)? {
         assembly.add_file(&format!("boot/config-{}", lock.kernel), &bytes, 0o444)?;
     }
     // Tools that ask "who am I" (whoami, id -un, some configure scripts) need names.
@@ -281,4 +279,144 @@ fn finish_tree(assembly: &mut Assembly<'_>, tree: &Path, lock: &Lock) -> Result<
     )?;
     assembly.add_file("etc/group", b"root:x:0:\nbuild:x:1000:\nnogroup:x:65534:\n", 0o444)?;
     Ok(())
+}
+
+/// The largest kernel `.config` read (they are ~300 KiB).
+const MAX_CONFIG: u64 = 16 << 20;
+
+/// The headers' `.config`: its directory resolved as the chroot sees it, the
+/// file itself a regular file (a symlink there is not followed); `None` if
+/// there is none.
+fn headers_config(root: &Dir, kernel: &str) -> Result<Option<Vec<u8>>, RootfsError> {
+    // The kernel release is a checked name (lock file, `Lock::resolve`).
+    apt::syntax::kernel_release(kernel).map_err(|e| RootfsError::BadKernelName(e.value))?;
+    let headers = match root.open_dir_in_root(format!("usr/src/linux-headers-{kernel}")) {
+        Ok(dir) => dir,
+        Err(e) if e.is_not_found() || matches!(e, hermod_hostfs::Error::NotADirectory { .. }) => return Ok(None),
+        Err(e) => return Err(host_err(e)),
+    };
+    match headers.read_limited(".config", MAX_CONFIG) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(hermod_hostfs::Error::Symlink { .. } | hermod_hostfs::Error::NotRegular { .. }) => Ok(None),
+        Err(e) => Err(host_err(e)),
+    }
+}
+
+/// A lock's `link PATH TARGET`, as update-alternatives would make it.
+///
+/// PATH's directory is opened beneath the root with no symlink followed, so a
+/// link is never made through a package's symlink (`/lib/x` when `lib ->
+/// usr/lib`) nor through another link: that is refused. The symlink itself
+/// is made by `symlinkat` in that directory; its target is data, read only
+/// by the kernel inside the chroot. As before, a link is skipped when its
+/// target is absent (a gcc the root lacks) or its PATH already exists.
+fn make_link(root: &Dir, link: &str, target: &str) -> Result<(), RootfsError> {
+    let refuse = |reason: String| RootfsError::Link { link: apt::syntax::quote(link), reason };
+    // Checked when the lock was read; checked again where it is used.
+    super::lockfile::check_link(link, target).map_err(refuse)?;
+    let rel = Path::new(link.trim_start_matches('/'));
+    let (dir, name) = (rel.parent().unwrap_or(Path::new("")), rel.file_name().expect("checked: plain names"));
+    // Where the target is, read from the link's directory (inside the root:
+    // checked), and whether the chroot would find something there.
+    let mut to = if target.starts_with('/') { PathBuf::new() } else { dir.to_owned() };
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                to.pop();
+            }
+            c => to.push(c),
+        }
+    }
+    let (to_dir, to_name) = (to.parent().unwrap_or(Path::new("")), to.file_name().expect("checked: not the root"));
+    let present = match root.open_dir_in_root(to_dir) {
+        Ok(d) => d.meta(to_name).map_err(host_err)?.is_some(),
+        Err(e) if e.is_not_found() || matches!(e, hermod_hostfs::Error::NotADirectory { .. }) => false,
+        Err(e) => return Err(host_err(e)),
+    };
+    if !present {
+        return Ok(());
+    }
+    let parent = match root.open_dir(dir) {
+        Ok(parent) => parent,
+        Err(hermod_hostfs::Error::Symlink { .. }) => {
+            return Err(refuse(format!(
+                "{} is or passes through a symbolic link in the root; a link is never made through one",
+                dir.display()
+            )))
+        }
+        Err(e) => return Err(host_err(e)),
+    };
+    if parent.meta(name).map_err(host_err)?.is_some() {
+        return Ok(());
+    }
+    parent.symlink(target, name).map_err(host_err)
+}
+
+fn host_err(e: hermod_hostfs::Error) -> RootfsError {
+    RootfsError::Io { path: e.path().to_owned(), source: e.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn root() -> (tempfile::TempDir, Dir) {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/bin")).unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib")).unwrap();
+        std::fs::write(t.path().join("usr/bin/mawk"), "").unwrap();
+        symlink("usr/lib", t.path().join("lib")).unwrap();
+        let d = Dir::open(t.path()).unwrap();
+        (t, d)
+    }
+
+    #[test]
+    fn links_are_made_beneath_the_root_and_never_through_a_symlink() {
+        let (t, root) = root();
+        make_link(&root, "/usr/bin/awk", "mawk").unwrap();
+        assert_eq!(fs::read_link(t.path().join("usr/bin/awk")).unwrap(), Path::new("mawk"));
+        // Absent target: skipped, as before. Existing path: left alone.
+        make_link(&root, "/usr/bin/gcc", "gcc-12").unwrap();
+        assert!(fs::symlink_metadata(t.path().join("usr/bin/gcc")).is_err());
+        make_link(&root, "/usr/bin/awk", "/usr/bin/mawk").unwrap();
+        assert_eq!(fs::read_link(t.path().join("usr/bin/awk")).unwrap(), Path::new("mawk"));
+        // Through a package's symlink (lib -> usr/lib): refused.
+        let e = make_link(&root, "/lib/awk", "/usr/bin/mawk").unwrap_err();
+        assert!(matches!(e, RootfsError::Link { .. }) && e.to_string().contains("symbolic link"), "{e}");
+        assert!(fs::symlink_metadata(t.path().join("usr/lib/awk")).is_err());
+        // The lock: `/a -> <outside>` (absolute), then a link below it.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("usr/lib/x")).unwrap();
+        symlink(outside.path(), t.path().join("a")).unwrap();
+        let e = make_link(&root, "/a/planted", "/usr/bin/mawk").unwrap_err();
+        assert!(matches!(e, RootfsError::Link { .. }), "{e}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing made outside the root");
+        // A target is data: a link to `/a` is written, never followed here.
+        make_link(&root, "/usr/bin/out", "/a").unwrap();
+        assert_eq!(fs::read_link(t.path().join("usr/bin/out")).unwrap(), Path::new("/a"));
+        // Unchecked records are checked again here.
+        assert!(make_link(&root, "usr/bin/x", "mawk").is_err());
+        assert!(make_link(&root, "/usr/bin/x", "../../../etc").is_err());
+    }
+
+    #[test]
+    fn the_headers_config_is_read_as_a_regular_file_only() {
+        let (t, root) = root();
+        let k = "6.1.0-56-amd64";
+        assert_eq!(headers_config(&root, k).unwrap(), None);
+        let headers = t.path().join(format!("usr/src/linux-headers-{k}"));
+        std::fs::create_dir_all(&headers).unwrap();
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "host secret").unwrap();
+        symlink(secret.path(), headers.join(".config")).unwrap();
+        assert_eq!(headers_config(&root, k).unwrap(), None, "a symlinked .config is not followed");
+        std::fs::remove_file(headers.join(".config")).unwrap();
+        std::fs::write(headers.join(".config"), "CONFIG_X=y\n").unwrap();
+        assert_eq!(headers_config(&root, k).unwrap().unwrap(), b"CONFIG_X=y\n");
+        assert!(headers_config(&root, "../../etc").is_err());
+    }
 }

@@ -52,6 +52,10 @@ use crate::apt::{self, Archive};
 /// The recipe hermod ships; others can be given with `--recipe`.
 pub const BUILTIN_RECIPE: &str = include_str!("../../../rootfs-recipes/bookworm-amd64.toml");
 
+/// The names of the recipes compiled in (`rootfs-recipes/<name>.toml`): what
+/// a lock file's `recipe` may name besides the one given with `--recipe`.
+pub const BUILTIN_RECIPES: &[&str] = &["bookworm-amd64"];
+
 /// Version of the rootfs layout produced by [`materialize`]; part of the lock hash,
 /// so a change in how roots are assembled never reuses an old root.
 /// 3: trees of hard links into the file store (read-only files, fixed mtimes).
@@ -84,6 +88,8 @@ pub enum RootfsError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Cas(#[from] cas::CasError),
+    #[error("lock link {link}: {reason}")]
+    Link { link: String, reason: String },
     #[error("assembling the build root: {path} of {package}: {source}")]
     Assemble { package: String, path: String, source: io::Error },
     #[error("files in the store still fail their hash check after unpacking their packages again (disk trouble?): {}", .blobs.join(", "))]
@@ -164,20 +170,17 @@ impl Recipe {
                 message: "`headers` must contain {kernel}".into(),
             });
         }
+        let bad = |message: String| RootfsError::RecipeParse { path: origin.to_owned(), message };
+        // The recipe's name, architecture and links end up in lock files:
+        // the lock file's rules hold for them.
+        apt::syntax::recipe_name(&recipe.name).map_err(|e| bad(e.to_string()))?;
+        apt::syntax::architecture(&recipe.architecture).map_err(|e| bad(e.to_string()))?;
         for (link, target) in &recipe.links {
-            // Lock files are space-separated records: no whitespace in either.
-            if link.contains(char::is_whitespace) || target.contains(char::is_whitespace) || target.is_empty() {
-                return Err(RootfsError::RecipeParse {
-                    path: origin.to_owned(),
-                    message: format!("link {link:?} → {target:?}: paths must be non-empty, without whitespace"),
-                });
-            }
-            if !link.starts_with('/') || link.split('/').any(|p| p == "..") {
-                return Err(RootfsError::RecipeParse {
-                    path: origin.to_owned(),
-                    message: format!("link {link:?} must be an absolute path without `..`"),
-                });
-            }
+            lockfile::check_link(link, target).map_err(bad)?;
+        }
+        let paths = recipe.links.keys().map(|p| (p.clone(), 0)).collect();
+        if let Some((inner, outer)) = lockfile::nested_link(&paths) {
+            return Err(bad(format!("link {inner:?} lies below link {outer:?}")));
         }
         Ok(recipe)
     }
@@ -254,6 +257,7 @@ mod tests {
         assert_eq!(recipe.headers_package("6.1.0-56-amd64"), "linux-headers-6.1.0-56-amd64");
         assert!(recipe.exclude.iter().any(|e| e == "linux-image-*"));
         assert_eq!(recipe.links.get("/usr/bin/awk").map(String::as_str), Some("mawk"));
+        assert_eq!(BUILTIN_RECIPES, [recipe.name.as_str()], "the compiled-in recipes are the known ones");
     }
 
     fn package(name: &str, version: &str, depends: &str) -> Package {
@@ -381,5 +385,9 @@ mod tests {
         assert!(Recipe::parse(unknown, "t.toml").unwrap_err().to_string().contains("bogus"));
         let escape = "name='x'\narchitecture='amd64'\nheaders='h-{kernel}'\ndefault_kernel_from='m'\npackages=[]\n[links]\n'/../x'='y'\n";
         assert!(Recipe::parse(escape, "t.toml").is_err());
+        let nested = "name='x'\narchitecture='amd64'\nheaders='h-{kernel}'\ndefault_kernel_from='m'\npackages=[]\n[links]\n'/a'='/etc'\n'/a/b'='y'\n";
+        assert!(Recipe::parse(nested, "t.toml").unwrap_err().to_string().contains("lies below link"));
+        let named = "name='../x'\narchitecture='amd64'\nheaders='h-{kernel}'\ndefault_kernel_from='m'\npackages=[]\n";
+        assert!(Recipe::parse(named, "t.toml").unwrap_err().to_string().contains("recipe"));
     }
 }

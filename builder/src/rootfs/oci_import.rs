@@ -114,7 +114,8 @@ fn open_image(dir: &Path) -> Result<Image, OciImageError> {
             .ok_or_else(|| bad(format!("the config has no {key} label (not made by hermod rootfs export?)")))
     };
     let hash = label(LABEL_LOCK_HASH)?;
-    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    // It names `rootfs/<hash>`: one file name, nothing else.
+    if crate::apt::syntax::hex64("lock hash", &hash).is_err() {
         return Err(bad(format!("{LABEL_LOCK_HASH} {hash:?} is not a lock hash")));
     }
     let path = blob_path(dir, layer)?;

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -131,6 +132,9 @@ fn relink(linker: &mut Linker<'_>, blob: &str, path: &Path) -> Result<(), Rootfs
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.hermod-relink-{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
-    linker.link(blob, &tmp).map_err(io_err(&tmp))?;
+    let parent = path.parent().ok_or_else(|| io_err(path)(io::Error::other("no parent")))?;
+    let dir = hermod_hostfs::Dir::open_nofollow(parent).map_err(|e| io_err(parent)(e.into()))?;
+    let tmp_name = tmp.file_name().expect("named above");
+    linker.link(blob, &dir, tmp_name).map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))
 }
