@@ -28,7 +28,7 @@
 //! (`rootfs::cas`) both build on it.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
