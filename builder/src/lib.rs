@@ -5,6 +5,7 @@
 
 pub mod apt;
 pub mod bootcheck;
+pub mod bounded;
 pub mod build;
 pub mod build_script;
 pub mod cache;

@@ -81,9 +81,7 @@ fn unpacks_files_links_and_modes() {
     for (name, data) in [("data.tar.gz", gz(&sample())), ("data.tar.zst", zstd::encode_all(&sample()[..], 1).unwrap())]
     {
         let deb = deb_of(tmp.path(), b"2.0\n", name, data);
-        let got = unpack_data(&deb, &dest).unwrap();
-        assert_eq!(got.len(), 7, "{got:?}");
-        assert_eq!(got[2], Path::new("usr/bin/hello"));
+        assert_eq!(unpack_data(&deb, &dest).unwrap(), 7);
         let hello = std::fs::metadata(dest.join("usr/bin/hello")).unwrap();
         assert_eq!(hello.permissions().mode() & 0o7777, 0o755, "setuid dropped");
         assert_eq!(hello.mtime(), 1_700_000_000);

@@ -35,6 +35,7 @@ pub mod release;
 pub mod resolve;
 pub mod sources;
 pub mod stanza;
+mod tarwalk;
 pub mod transport;
 pub mod version;
 
@@ -120,6 +121,6 @@ pub fn download(pkgs: &[Package], dir: &Path, quiet: bool) -> Result<Vec<PathBuf
 }
 
 /// Unpack the files of a .deb into `dest`; returns the relative paths.
-pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError> {
+pub fn unpack_data(deb: &Path, dest: &Path) -> Result<usize, DebFileError> {
     debfile::unpack_data(deb, dest)
 }
