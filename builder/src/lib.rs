@@ -4,6 +4,8 @@
 //! See ARCHITECTURE.md for the codemap and the invariants.
 
 pub mod apt;
+#[doc(hidden)]
+pub mod bombs;
 pub mod bootcheck;
 pub mod bounded;
 pub mod build;

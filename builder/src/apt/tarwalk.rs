@@ -180,7 +180,25 @@ pub(crate) fn walk<E: From<DebFileError>>(
                 continue;
             }
         };
-        visit(DataEntry { rel, mode, mtime, kind })?;
+        // A budget that runs out while the visitor reads is the error to
+        // report, whatever the visitor made of the I/O error.
+        let tripped = std::cell::Cell::new(None);
+        let mut watched;
+        let kind = match kind {
+            EntryKind::File(content) => {
+                watched = Watch { inner: content, tripped: &tripped };
+                EntryKind::File(&mut watched)
+            }
+            other => other,
+        };
+        if let Err(e) = visit(DataEntry { rel, mode, mtime, kind }) {
+            return Err(match tripped.get() {
+                Some(exceeded) => {
+                    DebFileError::Limit { deb: deb.to_path_buf(), member: member.to_owned(), exceeded }.into()
+                }
+                None => e,
+            });
+        }
     }
     if long_name.is_some() || long_link.is_some() {
         return Err(DebFileError::UnsafePath {
@@ -192,6 +210,22 @@ pub(crate) fn walk<E: From<DebFileError>>(
         .into());
     }
     Ok(())
+}
+
+/// An entry's content, remembering an [`Exceeded`] its reads met.
+struct Watch<'r, 'c> {
+    inner: &'r mut dyn Read,
+    tripped: &'c std::cell::Cell<Option<Exceeded>>,
+}
+
+impl Read for Watch<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if let Some(x) = Exceeded::in_io(e) {
+                self.tripped.set(Some(x));
+            }
+        })
+    }
 }
 
 /// A GNU long name is NUL-terminated inside its record.
