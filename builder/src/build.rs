@@ -308,7 +308,17 @@ fn read_sandbox_output(path: &Path) -> io::Result<Vec<u8>> {
         return Err(io::Error::other("not a regular file"));
     }
     let limits = crate::bounded::current();
-    crate::bounded::read_capped(file, crate::bounded::Limit::ModuleSize, &limits)
+    let limit = crate::bounded::Limit::ModuleSize;
+    // The file no longer changes (the sandbox is gone): its size decides
+    // before a byte is read, and the read is capped all the same.
+    let len = file.metadata()?.len();
+    if len > limit.of(&limits) {
+        return Err(crate::bounded::Exceeded::new(limit, &limits).into_io());
+    }
+    // Sized once: growing by doubling would touch up to twice the module.
+    let mut contents = Vec::with_capacity(len as usize);
+    io::Read::read_to_end(&mut crate::bounded::Bounded::new(file, limit, &limits), &mut contents)?;
+    Ok(contents)
 }
 
 /// The sign step: a sandbox of its own, in which only the build root's
