@@ -18,6 +18,8 @@ pub mod config;
 pub mod debpkg;
 pub mod dkms;
 pub mod farm;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod input;
 pub mod key;
 pub mod keyinfo;
