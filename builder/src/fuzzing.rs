@@ -1,7 +1,6 @@
 //! Entry points for the cargo-fuzz targets in `fuzz/` (not an API): the
 //! crate-private readers over bytes, with the caller's limits.
 
-use std::io::Read;
 use std::path::Path;
 
 use crate::apt::debfile::{self, DataEntry, DebFileError, EntryKind};
