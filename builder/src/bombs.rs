@@ -30,7 +30,7 @@ fn write_deb(path: &Path, members: &[(&str, &[u8])]) -> io::Result<()> {
 
 /// One ar member header (60 bytes), with any `size` claimed.
 fn ar_header(out: &mut impl Write, name: &str, size: u64) -> io::Result<()> {
-    write!(out, "{name:<16}{:<12}{:<6}{:<6}{:<8}{size:<10}`\n", 0, 0, 0, "100644")
+    writeln!(out, "{name:<16}{:<12}{:<6}{:<6}{:<8}{size:<10}`", 0, 0, 0, "100644")
 }
 
 /// A tar stream compressed with zstd, of entries added by `fill`.

@@ -25,6 +25,8 @@ fn build(store: &Path, deb: &Path) -> Outcome {
     let out = store.join("out");
     let args = ["build", deb.to_str().unwrap(), "--kernel", &kernel(), "--out", out.to_str().unwrap(), "-q"];
     let stderr_path = store.join("stderr");
+    // Reaped by wait4 below (for its rusage), which clippy cannot see.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(hermod())
         .args(args)
         .env("HERMOD_STORE", store)
