@@ -69,6 +69,8 @@ pub enum BuildError {
     BuildDepends { name: String },
     #[error("module {name} was declared in dkms.conf but not built (expected {expected}); full log: {log}")]
     ModuleMissing { name: String, expected: String, log: PathBuf },
+    #[error("the build left {path}: its {exceeded}; full log: {log}")]
+    ModuleTooLarge { path: PathBuf, exceeded: crate::bounded::Exceeded, log: PathBuf },
     #[error("{path} is not reachable by the sandbox user (uid {uid}): {blocker} is not searchable by others; `chmod o+x {blocker}` or choose another --store")]
     NotReachable { path: PathBuf, blocker: PathBuf, uid: u32 },
     #[error(transparent)]
@@ -292,7 +294,12 @@ fn collect(conf: &DkmsConf, out: &Path, log: &Path) -> Result<Vec<BuiltModule>, 
                     log: log.to_owned(),
                 });
             }
-            Err(e) => return Err(BuildError::Io { path: built, source: e }),
+            Err(e) => match crate::bounded::Exceeded::in_io(&e) {
+                Some(exceeded) => {
+                    return Err(BuildError::ModuleTooLarge { path: built, exceeded, log: log.to_owned() })
+                }
+                None => return Err(BuildError::Io { path: built, source: e }),
+            },
         };
         modules.push(BuiltModule { dest_name: module.dest_name.clone(), contents });
     }
@@ -300,14 +307,25 @@ fn collect(conf: &DkmsConf, out: &Path, log: &Path) -> Result<Vec<BuiltModule>, 
 }
 
 /// A file a step left in its `out/`, which belongs to the sandbox user: read
-/// without following links, and only if it is a regular file.
+/// without following links, only if it is a regular file, and only up to
+/// `max_module_size` (the build's outputs may total gigabytes; hermod, outside
+/// the sandbox's memory limit, must not hold them).
 fn read_sandbox_output(path: &Path) -> io::Result<Vec<u8>> {
     let file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
-    let mut contents = Vec::new();
-    io::Read::read_to_end(&mut &file, &mut contents)?;
+    let limits = crate::bounded::current();
+    let limit = crate::bounded::Limit::ModuleSize;
+    // The file no longer changes (the sandbox is gone): its size decides
+    // before a byte is read, and the read is capped all the same.
+    let len = file.metadata()?.len();
+    if len > limit.of(&limits) {
+        return Err(crate::bounded::Exceeded::new(limit, &limits).into_io());
+    }
+    // Sized once: growing by doubling would touch up to twice the module.
+    let mut contents = Vec::with_capacity(len as usize);
+    io::Read::read_to_end(&mut crate::bounded::Bounded::new(file, limit, &limits), &mut contents)?;
     Ok(contents)
 }
 

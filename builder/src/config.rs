@@ -38,6 +38,23 @@
 //! remote_token = "…"                           # HERMOD_REMOTE_TOKEN
 //! ```
 //!
+//! Budgets for untrusted input (.debs, archive indices, a build's outputs;
+//! see [`crate::bounded`] for the defaults and why), each optional:
+//!
+//! ```toml
+//! [input_limits]
+//! max_unpacked_size = "1G"   # one package's data.tar, decompressed (and the disk an unpack fills)
+//! max_file_size = "256M"     # one file inside a package
+//! max_entries = 200000       # entries of one tar stream
+//! max_path_length = 4096     # one path or link target inside a package
+//! max_control_size = "16M"   # a package's control.tar, decompressed
+//! max_stanza_size = "1M"     # a control file, one stanza of an index
+//! max_index_size = "256M"    # a Packages index, decompressed
+//! max_release_size = "16M"   # an InRelease file
+//! max_module_size = "256M"   # one module a build leaves
+//! max_layer_size = "32G"     # an OCI layer, decompressed (rootfs import)
+//! ```
+//!
 //! The machine's part in a fleet (see [`crate::farm`]):
 //!
 //! ```toml
@@ -64,6 +81,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::apt::{self, PackageSources, SignedBy, Source};
+use crate::bounded::InputLimits;
 
 /// Where the configuration is read from when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/hermod/config.toml";
@@ -125,6 +143,9 @@ pub struct Config {
     /// The hermod APT repository this machine fetches module packages from.
     #[serde(default)]
     pub repository: Option<RepositoryEntry>,
+    /// Budgets for untrusted input (see [`crate::bounded`]).
+    #[serde(default)]
+    pub input_limits: InputLimits,
     /// The file this was read from (`None`: no file, the defaults).
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -249,6 +270,7 @@ impl Default for Config {
             wanted: Vec::new(),
             state_dir: None,
             repository: None,
+            input_limits: InputLimits::default(),
             path: None,
         }
     }
@@ -263,7 +285,10 @@ impl Config {
             None => return Ok(Config::default()),
         };
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-        Config::parse(&text, &path)
+        let config = Config::parse(&text, &path)?;
+        // The readers of untrusted input take their budgets from here (see `bounded`).
+        crate::bounded::install(config.input_limits);
+        Ok(config)
     }
 
     /// Parse and check the text of a config file read from `path`.
@@ -462,6 +487,18 @@ architectures = ["amd64"]
         assert!(config.use_system_sources && config.sources.is_empty() && config.local_debs.is_empty());
         let missing = Config::load(Some(Path::new("/nonexistent/hermod.toml"))).unwrap_err().to_string();
         assert!(missing.starts_with("cannot read config file /nonexistent/hermod.toml"), "{missing}");
+    }
+
+    #[test]
+    fn input_limits_are_read() {
+        let config =
+            Config::parse("[input_limits]\nmax_unpacked_size = \"2G\"\nmax_entries = 10\n", Path::new("c")).unwrap();
+        assert_eq!(config.input_limits.max_unpacked_size, 2 << 30);
+        assert_eq!(config.input_limits.max_entries, 10);
+        assert_eq!(config.input_limits.max_file_size, InputLimits::default().max_file_size);
+        assert_eq!(Config::parse("", Path::new("c")).unwrap().input_limits, InputLimits::default());
+        let e = Config::parse("[input_limits]\nmax_size = 1\n", Path::new("c")).unwrap_err().to_string();
+        assert!(e.contains("unknown field `max_size`"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! See ARCHITECTURE.md for the codemap and the invariants.
 
 pub mod apt;
+#[doc(hidden)]
+pub mod bombs;
 pub mod bootcheck;
+pub mod bounded;
 pub mod build;
 pub mod build_script;
 pub mod cache;
@@ -15,6 +18,8 @@ pub mod config;
 pub mod debpkg;
 pub mod dkms;
 pub mod farm;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod input;
 pub mod key;
 pub mod keyinfo;

@@ -239,11 +239,12 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            all.lines().filter(|l| l.starts_with("# ")).count() + 3,
+            all.lines().filter(|l| l.starts_with("# ")).count() + 13,
             text.lines().filter(|l| l.starts_with("# ")).count()
         );
         let config = hermod::config::Config::parse(&all, &path).unwrap();
         assert!(config.remote.is_some() && config.state_dir.is_some());
+        assert_eq!(config.input_limits, hermod::bounded::InputLimits::default(), "the example states the defaults");
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - `bench`: speed figures measured side by side in one run (ratios, not
 //!   absolute times: machines are noisy). Targets are printed next to them.
 //!   `--only verify`: just `hermod verify` against one cold build (`bench_verify.rs`).
+//!   `--only bombs`: hermod's peak RSS on hostile .debs and a 1 GiB build output
+//!   (`bench_bombs.rs`; goal <= 256 MiB each).
 //! - `all-kernels [SOURCE]`: build SOURCE (default: the hello module) for every
 //!   kernel the archive offers (`hermod build --kernel all`) in the bench store,
 //!   and print one line per kernel plus the build roots' disk use.
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+mod bench_bombs;
 mod bench_cache;
 mod bench_remote;
 mod bench_rootfs;
@@ -52,7 +55,7 @@ fn main() -> Result<()> {
         Some("dist") => dist::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | tidy\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs | --only cache | --only verify]\n       \
+                "usage: cargo xtask ci | tidy\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs | --only cache | --only verify | --only bombs]\n       \
                  cargo xtask all-kernels [SOURCE]\n       cargo xtask kill-trials [--trials N] [--kernel KREL] [--seed N]\n       {}\n       {}",
                 dkms_corpus::USAGE,
                 dist::USAGE
@@ -167,6 +170,9 @@ fn bench(args: &[String]) -> Result<()> {
     let packages = std::env::var_os("HERMOD_PACKAGE_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/hermod-test/packages"));
+    if flag(args, "--only").as_deref() == Some("bombs") {
+        return bench_bombs::bench(&hermod, &kernel, &store);
+    }
     let hermod_cmd = || {
         let mut c = Command::new(&hermod);
         c.env("HERMOD_STORE", &store).env("HERMOD_PACKAGE_CACHE", &packages).arg("-q");

@@ -35,6 +35,9 @@ use std::path::{Component, Path, PathBuf};
 use hermod_hostfs::{Dir, Error as HostError, Kind};
 
 use super::stanza::{self, Stanza, StanzaError};
+use super::tarwalk::walk;
+pub(crate) use super::tarwalk::{DataEntry, EntryKind};
+use crate::bounded::{self, Bounded, Exceeded, InputLimits, Limit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DebFileError {
@@ -44,105 +47,188 @@ pub enum DebFileError {
     NotADeb { deb: PathBuf, reason: String },
     #[error("{deb}: unsupported member {member} (expected .tar, .tar.gz, .tar.xz or .tar.zst)")]
     Compression { deb: PathBuf, member: String },
-    #[error("{deb}: unsafe path {path:?} in {member}: {reason}")]
+    #[error("{deb}: unsafe path {path} in {member}: {reason}")]
     UnsafePath { deb: PathBuf, member: String, path: String, reason: &'static str },
     #[error("{deb}: cannot unpack {path} to {dest}: {source}")]
     Unpack { deb: PathBuf, path: String, dest: PathBuf, source: io::Error },
+    #[error("{deb}: {member}: {exceeded}")]
+    Limit { deb: PathBuf, member: String, exceeded: Exceeded },
     #[error("{deb}: control.tar has no ./control file")]
     NoControl { deb: PathBuf },
     #[error(transparent)]
     Control(#[from] StanzaError),
 }
 
-/// Decompressed reader over the `control.tar*` or `data.tar*` member.
-fn member_reader(deb: &Path, prefix: &str) -> Result<(String, Box<dyn Read>), DebFileError> {
+/// The ar archive's magic, then 60-byte member headers (`ar(5)`).
+const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
+const AR_HEADER: usize = 60;
+
+/// Decompressed, bounded reader over the `control.tar*` or `data.tar*` member.
+fn member_reader(deb: &Path, prefix: &str, limits: &InputLimits) -> Result<(String, Box<dyn Read>), DebFileError> {
     // Only a regular file is opened: a FIFO named like a package would block forever.
     let (file, _) = hermod_hostfs::open_regular_path(deb)
         .map_err(|e| DebFileError::Io { deb: deb.to_path_buf(), source: e.into() })?;
-    member_reader_of(deb, BufReader::new(file), prefix)
+    member_reader_of(deb, BufReader::new(file), prefix, limits)
 }
 
-/// [`member_reader`] over a .deb's bytes from any reader (`deb` names it in errors).
-fn member_reader_of(deb: &Path, r: impl Read, prefix: &str) -> Result<(String, Box<dyn Read>), DebFileError> {
+/// [`member_reader`] over a .deb's bytes from any reader (`deb` names it in
+/// errors). The ar format is read here, as a stream: a member's header size
+/// only bounds how far its reader goes, nothing is allocated from it, and
+/// the decompressed bytes are counted against `max_unpacked_size` (data) or
+/// `max_control_size` (control).
+fn member_reader_of<'a>(
+    deb: &Path,
+    mut r: impl Read + 'a,
+    prefix: &str,
+    limits: &InputLimits,
+) -> Result<(String, Box<dyn Read + 'a>), DebFileError> {
     let io_err = |source| DebFileError::Io { deb: deb.to_path_buf(), source };
     let not_deb = |reason: String| DebFileError::NotADeb { deb: deb.to_path_buf(), reason };
-    let mut ar = ar::Archive::new(r);
+    let mut magic = [0u8; 8];
+    if r.read_exact(&mut magic).is_err() || &magic != AR_MAGIC {
+        return Err(not_deb("bad ar archive: no `!<arch>` magic".into()));
+    }
+    let budget = if prefix == "data.tar" { Limit::UnpackedSize } else { Limit::ControlSize };
     let mut first = true;
-    while let Some(entry) = ar.next_entry() {
-        let mut entry = entry.map_err(|e| not_deb(format!("bad ar archive: {e}")))?;
-        let name = String::from_utf8_lossy(entry.header().identifier()).trim_end_matches('/').to_string();
+    loop {
+        let mut header = [0u8; AR_HEADER];
+        match read_full(&mut r, &mut header).map_err(io_err)? {
+            0 => return Err(not_deb(format!("no {prefix}* member"))),
+            AR_HEADER => {}
+            _ => return Err(not_deb("bad ar archive: truncated member header".into())),
+        }
+        if &header[58..60] != b"`\n" {
+            return Err(not_deb("bad ar archive: corrupt member header".into()));
+        }
+        let name = String::from_utf8_lossy(&header[..16]).trim_end().trim_end_matches('/').to_string();
+        let size = std::str::from_utf8(&header[48..58])
+            .ok()
+            .and_then(|s| s.trim_end().parse::<u64>().ok())
+            .ok_or_else(|| not_deb(format!("bad ar archive: member {} has no size", bounded::excerpt(&name))))?;
+        let padded = size + size % 2;
         if first {
             if name != "debian-binary" {
-                return Err(not_deb(format!("first member is {name:?}, expected debian-binary")));
+                return Err(not_deb(format!("first member is {}, expected debian-binary", bounded::excerpt(&name))));
             }
-            let mut v = String::new();
-            entry.by_ref().take(64).read_to_string(&mut v).map_err(io_err)?;
+            let mut v = Vec::new();
+            (&mut r).take(padded.min(64)).read_to_end(&mut v).map_err(io_err)?;
+            skip(&mut r, padded.saturating_sub(64)).map_err(io_err)?;
+            let v = String::from_utf8_lossy(&v[..v.len().min(size as usize)]).into_owned();
             if v.trim_end() != "2.0" {
-                return Err(not_deb(format!("debian-binary says {:?}, expected \"2.0\"", v.trim_end())));
+                return Err(not_deb(format!(
+                    "debian-binary says {}, expected \"2.0\"",
+                    bounded::excerpt(v.trim_end())
+                )));
             }
             first = false;
             continue;
         }
-        let Some(ext) = name.strip_prefix(prefix) else { continue };
-        // Read the member fully: the ar entry borrows the archive, and
-        // returning a decoder over it would need self-referential types.
-        let mut bytes = Vec::with_capacity(entry.header().size() as usize);
-        entry.read_to_end(&mut bytes).map_err(io_err)?;
-        let cursor = io::Cursor::new(bytes);
-        let r: Box<dyn Read> = match ext {
-            "" => Box::new(cursor),
-            ".gz" => Box::new(flate2::read::GzDecoder::new(cursor)),
-            ".xz" => Box::new(liblzma::read::XzDecoder::new(cursor)),
-            ".zst" => Box::new(zstd::stream::read::Decoder::new(cursor).map_err(io_err)?),
-            _ => return Err(DebFileError::Compression { deb: deb.to_path_buf(), member: name }),
+        let Some(ext) = name.strip_prefix(prefix) else {
+            skip(&mut r, padded).map_err(io_err)?;
+            continue;
         };
-        return Ok((name, r));
+        // A member never holds more than its unpacked budget (an uncompressed
+        // tar is the largest form), so a bigger claim is a lie or a bomb.
+        if size > budget.of(limits) {
+            return Err(DebFileError::Limit {
+                deb: deb.to_path_buf(),
+                member: name,
+                exceeded: Exceeded::new(budget, limits),
+            });
+        }
+        let body = r.take(size);
+        let plain: Box<dyn Read + 'a> = match ext {
+            "" => Box::new(body),
+            ".gz" => Box::new(flate2::read::GzDecoder::new(body)),
+            ".xz" => {
+                // liblzma's default has no memory limit: a header may ask for a 4 GiB dictionary.
+                let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMORY, 0)
+                    .map_err(|e| io_err(io::Error::other(e)))?;
+                Box::new(liblzma::read::XzDecoder::new_stream(body, stream))
+            }
+            ".zst" => {
+                let mut d = zstd::stream::read::Decoder::new(body).map_err(io_err)?;
+                // zstd's default cap (a 128 MiB window), stated: a frame asking for more is refused.
+                d.window_log_max(27).map_err(io_err)?;
+                Box::new(d)
+            }
+            _ => return Err(DebFileError::Compression { deb: deb.to_path_buf(), member: bounded::excerpt(&name) }),
+        };
+        return Ok((name, Box::new(Bounded::new(plain, budget, limits))));
     }
-    Err(not_deb(format!("no {prefix}* member")))
+}
+
+/// The memory an xz decoder may use: xz -9 needs 65 MiB.
+const XZ_MEMORY: u64 = 128 << 20;
+
+/// Reads until `buf` is full or the input ends; the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Reads past `n` bytes (a member hermod does not need), without keeping them.
+fn skip(r: &mut impl Read, n: u64) -> io::Result<()> {
+    io::copy(&mut r.take(n), &mut io::sink())?;
+    Ok(())
 }
 
 /// The package's `control` stanza (Package, Version, Depends, ...).
 pub fn control(deb: &Path) -> Result<Stanza, DebFileError> {
-    let (member, r) = member_reader(deb, "control.tar")?;
-    let text = control_text_in(deb, &member, r)?;
+    let limits = bounded::current();
+    let (member, r) = member_reader(deb, "control.tar", &limits)?;
+    let text = control_text_in(deb, &member, r, &limits)?;
     Ok(stanza::parse_one(&text, &format!("{}:control", deb.display()))?)
 }
 
 /// The `control` file's text, verbatim, of the .deb whose bytes are `bytes`
 /// (`deb` names it in errors): the bytes read are the bytes checked.
 pub fn control_text_of(deb: &Path, bytes: &[u8]) -> Result<String, DebFileError> {
-    let (member, r) = member_reader_of(deb, bytes, "control.tar")?;
-    control_text_in(deb, &member, r)
+    control_text_with(deb, bytes, &bounded::current())
 }
 
-fn control_text_in(deb: &Path, member: &str, r: Box<dyn Read>) -> Result<String, DebFileError> {
-    let mut tar = tar::Archive::new(r);
-    let err =
-        |source| DebFileError::Unpack { deb: deb.to_path_buf(), path: member.to_owned(), dest: PathBuf::new(), source };
-    for entry in tar.entries().map_err(err)? {
-        let mut entry = entry.map_err(err)?;
-        let path = entry.path().map_err(err)?.into_owned();
-        if normalize(&path).ok().flatten().as_deref() == Some(Path::new("control")) {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).map_err(err)?;
-            return Ok(text);
-        }
-    }
-    Err(DebFileError::NoControl { deb: deb.to_path_buf() })
+/// [`control_text_of`] under `limits`.
+pub fn control_text_with(deb: &Path, r: impl Read, limits: &InputLimits) -> Result<String, DebFileError> {
+    let (member, r) = member_reader_of(deb, r, "control.tar", limits)?;
+    control_text_in(deb, &member, r, limits)
 }
 
-/// Archive path → relative path; `Ok(None)` for the root (`./`).
-fn normalize(p: &Path) -> Result<Option<PathBuf>, &'static str> {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir => return Err("contains `..`"),
-            Component::Prefix(_) => return Err("not a Unix path"),
+/// The `control` file of a control.tar stream, read up to `max_stanza_size`:
+/// a longer one is refused before it is in memory.
+fn control_text_in(deb: &Path, member: &str, r: impl Read, limits: &InputLimits) -> Result<String, DebFileError> {
+    let mut text = None;
+    walk(r, deb, member, limits, |entry: DataEntry<'_>| -> Result<(), DebFileError> {
+        let EntryKind::File(content) = entry.kind else { return Ok(()) };
+        if text.is_some() || entry.rel != Path::new("control") {
+            return Ok(());
         }
-    }
-    Ok(if out.as_os_str().is_empty() { None } else { Some(out) })
+        let bytes =
+            bounded::read_capped(content, Limit::StanzaSize, limits).map_err(|source| {
+                match Exceeded::in_io(&source) {
+                    Some(exceeded) => {
+                        DebFileError::Limit { deb: deb.to_path_buf(), member: "control".into(), exceeded }
+                    }
+                    None => {
+                        DebFileError::Unpack { deb: deb.into(), path: "control".into(), dest: PathBuf::new(), source }
+                    }
+                }
+            })?;
+        let t = String::from_utf8(bytes).map_err(|_| DebFileError::NotADeb {
+            deb: deb.to_path_buf(),
+            reason: "the control file is not UTF-8".into(),
+        })?;
+        text = Some(t);
+        Ok(())
+    })?;
+    text.ok_or_else(|| DebFileError::NoControl { deb: deb.to_path_buf() })
 }
 
 /// The directory `rel` of a tree being unpacked or assembled under `root`,
@@ -233,123 +319,56 @@ fn push_reversed(stack: &mut Vec<OsString>, path: &Path) {
     stack.extend(names.into_iter().rev());
 }
 
-/// One entry of a package's `data.tar`, already checked against the safety
-/// rules that do not depend on where it is unpacked.
-pub(crate) struct DataEntry<'a> {
-    /// Relative, normalized path (no `..`, never the root itself).
-    pub rel: PathBuf,
-    /// Permission bits with setuid/setgid dropped.
-    pub mode: u32,
-    pub mtime: u64,
-    pub kind: EntryKind<'a>,
-}
-
-pub(crate) enum EntryKind<'a> {
-    Dir,
-    /// A regular file; its content is read from the reader.
-    File(&'a mut dyn Read),
-    /// A symlink; the target is kept verbatim (resolved only inside the chroot).
-    Symlink(PathBuf),
-    /// A hard link to a regular file *earlier in this archive* (normalized path).
-    HardLink(PathBuf),
-}
-
 /// Walk the data member of `deb`, calling `visit` for each directory, file,
-/// symlink and hard link in archive order. Device nodes and FIFOs are skipped:
-/// they are never needed to compile modules, and making devices needs privileges.
+/// symlink and hard link in archive order, under the process's input limits
+/// (see [`super::tarwalk::walk`] for the rules).
 pub(crate) fn read_data<E: From<DebFileError>>(
     deb: &Path,
     visit: impl FnMut(DataEntry<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let (member, r) = member_reader(deb, "data.tar")?;
-    read_tar(r, deb, &member, visit)
+    let limits = bounded::current();
+    let (member, r) = member_reader(deb, "data.tar", &limits)?;
+    walk(r, deb, &member, &limits, visit)
 }
 
-/// [`read_data`] over the .deb's bytes (`deb` names it in errors).
+/// [`read_data`] over the .deb's bytes from any reader (`deb` names it in errors).
+pub(crate) fn read_data_with<E: From<DebFileError>>(
+    deb: &Path,
+    r: impl Read,
+    limits: &InputLimits,
+    visit: impl FnMut(DataEntry<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let (member, r) = member_reader_of(deb, r, "data.tar", limits)?;
+    walk(r, deb, &member, limits, visit)
+}
+
+/// [`read_data_with`] over the .deb's bytes under the process's limits.
 pub(crate) fn read_data_of<E: From<DebFileError>>(
     deb: &Path,
     bytes: &[u8],
     visit: impl FnMut(DataEntry<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let (member, r) = member_reader_of(deb, bytes, "data.tar")?;
-    read_tar(r, deb, &member, visit)
+    read_data_with(deb, bytes, &bounded::current(), visit)
 }
 
 /// [`read_data`]'s walk over any tar stream (`origin` and `member` name it in
-/// errors); an OCI image layer (`rootfs::oci_image`) is read with the same rules.
+/// errors); an OCI image layer (`rootfs::oci_image`) is read with the same
+/// rules, its total bounded by `max_layer_size`.
 pub(crate) fn read_tar<E: From<DebFileError>>(
     r: impl Read,
     deb: &Path,
     member: &str,
-    mut visit: impl FnMut(DataEntry<'_>) -> Result<(), E>,
+    visit: impl FnMut(DataEntry<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let member = member.to_owned();
-    let fail = |path: &Path, source| DebFileError::Unpack {
-        deb: deb.to_path_buf(),
-        path: path.display().to_string(),
-        dest: PathBuf::new(),
-        source,
-    };
-    let mut tar = tar::Archive::new(r);
-    let mut files = std::collections::HashSet::new();
-    for entry in tar.entries().map_err(|e| fail(Path::new(&member), e))? {
-        let mut entry = entry.map_err(|e| fail(Path::new(&member), e))?;
-        let raw = entry.path().map_err(|e| fail(Path::new(&member), e))?.into_owned();
-        let unsafe_path = |reason| DebFileError::UnsafePath {
-            deb: deb.to_path_buf(),
-            member: member.clone(),
-            path: raw.display().to_string(),
-            reason,
-        };
-        let Some(rel) = normalize(&raw).map_err(unsafe_path)? else { continue };
-        if rel.file_name().is_none() {
-            return Err(unsafe_path("no file name").into());
-        }
-        let header = entry.header();
-        let mode = header.mode().map_err(|e| fail(&rel, e))? & 0o1777; // no setuid/setgid
-        let mtime = header.mtime().map_err(|e| fail(&rel, e))?;
-        let kind = match header.entry_type() {
-            tar::EntryType::Directory => EntryKind::Dir,
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                files.insert(rel.clone());
-                EntryKind::File(&mut entry)
-            }
-            tar::EntryType::Symlink => EntryKind::Symlink(
-                entry
-                    .link_name()
-                    .map_err(|e| fail(&rel, e))?
-                    .ok_or_else(|| unsafe_path("symlink without target"))?
-                    .into_owned(),
-            ),
-            tar::EntryType::Link => {
-                let link = entry
-                    .link_name()
-                    .map_err(|e| fail(&rel, e))?
-                    .ok_or_else(|| unsafe_path("hard link without target"))?;
-                let Some(link_rel) = normalize(&link).map_err(|_| unsafe_path("hard link target contains `..`"))?
-                else {
-                    return Err(unsafe_path("hard link to the root directory").into());
-                };
-                if !files.contains(&link_rel) {
-                    return Err(unsafe_path("hard link target is not a file unpacked earlier").into());
-                }
-                files.insert(rel.clone());
-                EntryKind::HardLink(link_rel)
-            }
-            other => {
-                tracing::debug!(deb = %deb.display(), path = %rel.display(), "skipping {other:?} entry");
-                continue;
-            }
-        };
-        visit(DataEntry { rel, mode, mtime, kind })?;
-    }
-    Ok(())
+    let limits = bounded::current();
+    walk(Bounded::new(r, Limit::LayerSize, &limits), deb, member, &limits, visit)
 }
 
 /// Unpack the data member of `deb` into `dest` (created if missing), by
 /// descriptor beneath `dest` ([`dir_in_root`], [`clear_at`]).
-/// Returns the relative paths unpacked, in archive order.
-pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError> {
+/// Returns the number of entries unpacked. The data member's limits bound
+/// the disk it fills too (`max_unpacked_size`).
+pub fn unpack_data(deb: &Path, dest: &Path) -> Result<usize, DebFileError> {
     let fail = |path: &Path, source| DebFileError::Unpack {
         deb: deb.to_path_buf(),
         path: path.display().to_string(),
@@ -358,7 +377,7 @@ pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError
     };
     fs::create_dir_all(dest).map_err(|e| fail(Path::new("."), e))?;
     let root = Dir::open_nofollow(dest).map_err(|e| fail(Path::new("."), e.into()))?;
-    let mut unpacked = Vec::new();
+    let mut unpacked = 0usize;
     // Directory modes/mtimes are applied last: a read-only directory must
     // still receive its contents, and writing into it would bump its mtime.
     let mut dirs: Vec<(PathBuf, u32, u64)> = Vec::new();
@@ -370,7 +389,7 @@ pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError
         if let EntryKind::Dir = kind {
             dir_in_root(&root, &rel).map_err(host)?;
             dirs.push((rel.clone(), mode, mtime));
-            unpacked.push(rel);
+            unpacked += 1;
             return Ok(());
         }
         let parent = dir_in_root(&root, rel.parent().unwrap_or(Path::new(""))).map_err(host)?;
@@ -406,7 +425,7 @@ pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError
                 from.hard_link(link_name, &parent, name).map_err(host)?;
             }
         }
-        unpacked.push(rel);
+        unpacked += 1;
         Ok(())
     })?;
     for (rel, mode, mtime) in dirs.iter().rev() {

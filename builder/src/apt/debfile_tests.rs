@@ -1,6 +1,8 @@
 //! Tests for [`super`], with .deb files built in memory.
 
 use super::*;
+use crate::bounded::{InputLimits, Limit};
+use std::fs::File;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 pub(crate) enum E<'a> {
@@ -81,9 +83,7 @@ fn unpacks_files_links_and_modes() {
     for (name, data) in [("data.tar.gz", gz(&sample())), ("data.tar.zst", zstd::encode_all(&sample()[..], 1).unwrap())]
     {
         let deb = deb_of(tmp.path(), b"2.0\n", name, data);
-        let got = unpack_data(&deb, &dest).unwrap();
-        assert_eq!(got.len(), 7, "{got:?}");
-        assert_eq!(got[2], Path::new("usr/bin/hello"));
+        assert_eq!(unpack_data(&deb, &dest).unwrap(), 7);
         let hello = std::fs::metadata(dest.join("usr/bin/hello")).unwrap();
         assert_eq!(hello.permissions().mode() & 0o7777, 0o755, "setuid dropped");
         assert_eq!(hello.mtime(), 1_700_000_000);
@@ -148,6 +148,126 @@ fn rejects_non_debs() {
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Reads the data member of `deb` under `limits`, counting the content bytes
+/// handed out: the error, and how much got through.
+fn walk_counting(deb: &Path, limits: &InputLimits) -> (Result<(), DebFileError>, u64) {
+    let mut seen = 0u64;
+    let r = read_data_with(deb, File::open(deb).unwrap(), limits, |e: DataEntry<'_>| {
+        if let EntryKind::File(content) = e.kind {
+            seen +=
+                io::copy(content, &mut io::sink()).map_err(|source| DebFileError::Io { deb: deb.into(), source })?;
+        }
+        Ok::<(), DebFileError>(())
+    });
+    (r, seen)
+}
+
+fn limit_of(e: &DebFileError) -> Option<Limit> {
+    match e {
+        DebFileError::Limit { exceeded, .. } => Some(exceeded.limit),
+        DebFileError::Control(StanzaError::TooLong { exceeded, .. }) => Some(exceeded.limit),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_data_bomb_stops_at_the_unpacked_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deb = tmp.path().join("bomb.deb");
+    crate::bombs::data_bomb(&deb, 64 << 20).unwrap();
+    assert!(std::fs::metadata(&deb).unwrap().len() < 64 << 10, "the bomb is small on disk");
+    let limits = InputLimits { max_unpacked_size: 8 << 20, ..InputLimits::default() };
+    let (r, seen) = walk_counting(&deb, &limits);
+    let e = r.unwrap_err();
+    assert_eq!(limit_of(&e), Some(Limit::UnpackedSize), "{e}");
+    assert!(seen <= 8 << 20, "{seen} bytes got through");
+    let text = e.to_string();
+    assert!(text.contains("bomb.deb") && text.contains("data.tar.zst") && text.contains("max_unpacked_size"), "{text}");
+    // The file-size limit refuses the entry from its header, before its bytes.
+    let limits = InputLimits { max_file_size: 1 << 20, ..InputLimits::default() };
+    let (r, seen) = walk_counting(&deb, &limits);
+    assert_eq!(limit_of(&r.unwrap_err()), Some(Limit::FileSize));
+    assert_eq!(seen, 0);
+    // Under the defaults the same package is fine, and unpacks to disk.
+    assert_eq!(walk_counting(&deb, &InputLimits::default()).1, 64 << 20);
+}
+
+#[test]
+fn a_huge_control_field_is_refused_without_reading_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deb = tmp.path().join("field.deb");
+    crate::bombs::control_field_bomb(&deb, 1 << 30).unwrap();
+    assert!(std::fs::metadata(&deb).unwrap().len() < 256 << 10);
+    // Refused from its tar header: more than a file may hold.
+    let e = control(&deb).unwrap_err();
+    assert_eq!(limit_of(&e), Some(Limit::FileSize), "{e}");
+    assert!(e.to_string().len() < 300, "{e}");
+    // Smaller than a file may be, larger than a stanza: read up to the limit only.
+    crate::bombs::control_field_bomb(&deb, 64 << 20).unwrap();
+    let e = control(&deb).unwrap_err();
+    assert_eq!(limit_of(&e), Some(Limit::StanzaSize), "{e}");
+    assert!(e.to_string().contains("max_stanza_size") && e.to_string().len() < 300, "{e}");
+    // A control.tar bigger than its own limit stops there too.
+    let limits = InputLimits { max_control_size: 1 << 20, max_stanza_size: 128 << 20, ..InputLimits::default() };
+    let e = control_text_with(&deb, File::open(&deb).unwrap(), &limits).unwrap_err();
+    assert_eq!(limit_of(&e), Some(Limit::ControlSize), "{e}");
+}
+
+#[test]
+fn an_ar_size_lie_allocates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deb = tmp.path().join("lie.deb");
+    crate::bombs::ar_size_lie(&deb, 9_999_999_999).unwrap();
+    let e = unpack_data(&deb, &tmp.path().join("root")).unwrap_err();
+    assert_eq!(limit_of(&e), Some(Limit::UnpackedSize), "{e}");
+    assert!(e.to_string().contains("data.tar"), "{e}");
+    // A claim under the limit but past the end of the file: truncated, not a crash.
+    crate::bombs::ar_size_lie(&deb, 500_000_000).unwrap();
+    let e = unpack_data(&deb, &tmp.path().join("root")).unwrap_err();
+    assert!(matches!(e, DebFileError::Unpack { .. }), "{e}");
+    assert_eq!(control(&deb).unwrap().get("Package"), Some("bomb-dkms"), "the members before it are fine");
+}
+
+#[test]
+fn entry_count_and_name_lengths_are_limited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deb = tmp.path().join("many.deb");
+    crate::bombs::many_files(&deb, 3000, 0).unwrap();
+    let limits = InputLimits { max_entries: 1000, ..InputLimits::default() };
+    let (r, _) = walk_counting(&deb, &limits);
+    assert_eq!(limit_of(&r.unwrap_err()), Some(Limit::Entries));
+    assert!(walk_counting(&deb, &InputLimits::default()).0.is_ok());
+    for make in [crate::bombs::long_name, crate::bombs::long_link, crate::bombs::pax_bomb] {
+        make(&deb, 64 << 20).unwrap();
+        let (r, _) = walk_counting(&deb, &InputLimits::default());
+        let e = r.unwrap_err();
+        assert_eq!(limit_of(&e), Some(Limit::PathLength), "{e}");
+        assert!(e.to_string().len() < 300, "{e}");
+        // Within the limit, the long names are applied to the next entry.
+        make(&deb, 3000).unwrap();
+        let mut names = Vec::new();
+        read_data_with(&deb, File::open(&deb).unwrap(), &InputLimits::default(), |e: DataEntry<'_>| {
+            let link = match e.kind {
+                EntryKind::Symlink(t) => t.as_os_str().len(),
+                _ => 0,
+            };
+            names.push((e.rel.as_os_str().len(), link));
+            Ok::<(), DebFileError>(())
+        })
+        .unwrap();
+        assert!(names.iter().any(|&(n, l)| n >= 2990 || l == 3000) || names == [(1, 0)], "{names:?}");
+    }
+}
+
+#[test]
+fn a_plain_bomb_package_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deb = tmp.path().join("plain.deb");
+    crate::bombs::plain(&deb).unwrap();
+    assert_eq!(control(&deb).unwrap().get("Package"), Some("bomb-dkms"));
+    assert_eq!(unpack_data(&deb, &tmp.path().join("root")).unwrap(), 1);
 }
 
 /// A package's absolute symlink is followed inside `dest` only, as the

@@ -18,7 +18,7 @@ use super::version::{Relation, Version, VersionError};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DependsError {
-    #[error("cannot parse relation {text:?}: {reason}")]
+    #[error("cannot parse relation {}: {}", crate::bounded::excerpt(.text), crate::bounded::excerpt(.reason))]
     Syntax { text: String, reason: String },
 }
 

@@ -67,7 +67,7 @@ fn real_run() {
     let t = Instant::now();
     let mut files = 0;
     for d in &debs {
-        files += unpack_data(d, dest.path()).unwrap().len();
+        files += unpack_data(d, dest.path()).unwrap();
     }
     let t_unpack = t.elapsed();
     eprintln!("unpack: {files} paths in {t_unpack:.2?}");

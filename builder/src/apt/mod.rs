@@ -36,6 +36,7 @@ pub mod resolve;
 pub mod sources;
 pub mod stanza;
 pub mod syntax;
+mod tarwalk;
 pub mod transport;
 pub mod version;
 
@@ -122,6 +123,6 @@ pub fn download(pkgs: &[Package], dir: &Path, quiet: bool) -> Result<Vec<PathBuf
 }
 
 /// Unpack the files of a .deb into `dest`; returns the relative paths.
-pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<PathBuf>, DebFileError> {
+pub fn unpack_data(deb: &Path, dest: &Path) -> Result<usize, DebFileError> {
     debfile::unpack_data(deb, dest)
 }

@@ -22,6 +22,7 @@ use super::release::{dists_url, FileHash, Release};
 use super::sources::Source;
 use super::stanza::{self, RawStanza, StanzaError};
 use super::transport::{self, TransportError};
+use crate::bounded::{Bounded, Exceeded, InputLimits, Limit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackagesError {
@@ -37,11 +38,13 @@ pub enum PackagesError {
     HashMismatch { url: String, expected: String, found: String },
     #[error("cannot decompress {url}: {source}")]
     Decompress { url: String, source: std::io::Error },
+    #[error("{url}: {exceeded}")]
+    TooLarge { url: String, exceeded: crate::bounded::Exceeded },
     #[error("cache directory {path}: {source}")]
     Cache { path: PathBuf, source: std::io::Error },
-    #[error("{origin}: package stanza at line {line} ({name}) lacks required field {field}")]
+    #[error("{origin}: package stanza at line {line} ({}) lacks required field {field}", crate::bounded::excerpt(.name))]
     MissingField { origin: String, line: usize, name: String, field: &'static str },
-    #[error("{origin}: package {name}: field {field} has unreadable value {value:?}")]
+    #[error("{origin}: package {}: field {field} has unreadable value {}", crate::bounded::excerpt(.name), crate::bounded::excerpt(.value))]
     BadField { origin: String, name: String, field: &'static str, value: String },
 }
 
@@ -163,6 +166,11 @@ pub fn load_index(
         };
         let Some(expected) = release.sha256.get(&rel_path) else { continue };
         let url = format!("{suite_url}/{rel_path}");
+        let limits = crate::bounded::current();
+        if expected.size > limits.max_index_size {
+            let exceeded = Exceeded::new(Limit::IndexSize, &limits);
+            return Err(PackagesError::TooLarge { url, exceeded });
+        }
         let compressed = match cached_or_download(&url, expected, ext, cache_dir) {
             Ok(b) => b,
             // Listed but missing on the mirror (e.g. only .xz is published): try the next form.
@@ -172,8 +180,10 @@ pub fn load_index(
             }
             Err(e) => return Err(e),
         };
-        let text =
-            decompress(&compressed, ext).map_err(|source| PackagesError::Decompress { url: url.clone(), source })?;
+        let text = decompress(&compressed, ext, &limits).map_err(|source| match Exceeded::in_io(&source) {
+            Some(exceeded) => PackagesError::TooLarge { url: url.clone(), exceeded },
+            None => PackagesError::Decompress { url: url.clone(), source },
+        })?;
         return parse_packages(&text, &source.uri, arch, &url);
     }
     Err(last_err.unwrap_or(PackagesError::NoIndex { suite_url, component: component.into(), arch: arch.into() }))
@@ -224,13 +234,19 @@ fn cached_or_download(url: &str, expected: &FileHash, ext: &str, cache_dir: &Pat
     Ok(bytes)
 }
 
-fn decompress(bytes: &[u8], ext: &str) -> std::io::Result<String> {
-    let mut text = String::with_capacity(bytes.len() * 6);
-    match ext {
-        "xz" => liblzma::read::XzDecoder::new(bytes).read_to_string(&mut text)?,
-        "gz" => flate2::read::GzDecoder::new(bytes).read_to_string(&mut text)?,
-        _ => { bytes }.read_to_string(&mut text)?,
+/// The index's text, at most `max_index_size` of it (an xz bomb stops there).
+fn decompress(bytes: &[u8], ext: &str, limits: &InputLimits) -> std::io::Result<String> {
+    let plain: Box<dyn Read + '_> = match ext {
+        "xz" => {
+            // liblzma's default has no memory limit; xz -9 needs 65 MiB.
+            let stream = liblzma::stream::Stream::new_stream_decoder(128 << 20, 0).map_err(std::io::Error::other)?;
+            Box::new(liblzma::read::XzDecoder::new_stream(bytes, stream))
+        }
+        "gz" => Box::new(flate2::read::GzDecoder::new(bytes)),
+        _ => Box::new(bytes),
     };
+    let mut text = String::new();
+    Bounded::new(plain, Limit::IndexSize, limits).read_to_string(&mut text)?;
     Ok(text)
 }
 
@@ -305,5 +321,21 @@ mod tests {
         assert!(e.to_string().contains("3 bytes"), "{e}");
         let e = load_index(&source, &release, "contrib", "amd64", fresh.path()).unwrap_err();
         assert!(matches!(e, PackagesError::NoIndex { .. }), "{e}");
+    }
+
+    /// A small .xz that expands past the limit stops there, whatever its size.
+    #[test]
+    fn index_bombs_stop_at_the_limit() {
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        let zeros = vec![b'a'; 1 << 20];
+        for _ in 0..64 {
+            xz.write_all(&zeros).unwrap();
+        }
+        let xz = xz.finish().unwrap();
+        assert!(xz.len() < 64 << 10, "{}", xz.len());
+        let limits = InputLimits { max_index_size: 1 << 20, ..InputLimits::default() };
+        let e = decompress(&xz, "xz", &limits).unwrap_err();
+        assert_eq!(Exceeded::in_io(&e).map(|x| x.limit), Some(Limit::IndexSize), "{e}");
+        assert_eq!(decompress(&xz, "xz", &InputLimits::default()).unwrap().len(), 64 << 20);
     }
 }

@@ -39,9 +39,9 @@ pub enum ReleaseError {
     BadSignature { url: String, keyring: String, seen: String, have: String },
     #[error("{url} expired on {valid_until} (Valid-Until); the mirror serves stale metadata, refusing it")]
     Expired { url: String, valid_until: String },
-    #[error("{url}: field {field} has unreadable value {value:?}")]
+    #[error("{url}: field {field} has unreadable value {}", crate::bounded::excerpt(.value))]
     BadField { url: String, field: &'static str, value: String },
-    #[error("{url} describes suite {found:?} (codename {codename:?}), but sources ask for {wanted:?}")]
+    #[error("{url} describes suite {} (codename {}), but sources ask for {wanted:?}", crate::bounded::excerpt(.found), crate::bounded::excerpt(.codename))]
     WrongSuite { url: String, wanted: String, found: String, codename: String },
 }
 
@@ -143,8 +143,8 @@ pub fn dists_url(source: &Source) -> String {
 pub fn fetch_release(source: &Source) -> Result<Release, ReleaseError> {
     let url = format!("{}/InRelease", dists_url(source));
     let keyring = Keyring::load(&source.signed_by)?;
-    // Debian's InRelease files are ~150 KB; 64 MB is "clearly not a Release".
-    let bytes = transport::get(&url, 64 << 20)?;
+    // Debian's InRelease files are ~150 KB (see `bounded` for the cap).
+    let bytes = transport::get_within(&url, crate::bounded::Limit::ReleaseSize, &crate::bounded::current())?;
     let text = verify_clearsigned(&bytes, &keyring, &url)?;
     let release = Release::parse(&text, &url)?;
     if source.check_valid_until {

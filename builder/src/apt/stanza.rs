@@ -15,13 +15,17 @@
 
 use std::ops::Range;
 
+use crate::bounded::{Exceeded, InputLimits, Limit};
+
 /// Errors for text that is not deb822.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StanzaError {
-    #[error("{origin}: line {line}: expected `Field: value`, found {text:?}")]
+    #[error("{origin}: line {line}: expected `Field: value`, found {}", crate::bounded::excerpt(.text))]
     NotAField { origin: String, line: usize, text: String },
     #[error("{origin}: line {line}: continuation line without a field before it")]
     OrphanContinuation { origin: String, line: usize },
+    #[error("{origin}: the stanza at line {line}: {exceeded}")]
+    TooLong { origin: String, line: usize, exceeded: crate::bounded::Exceeded },
 }
 
 /// One stanza borrowing from the input text.
@@ -90,12 +94,23 @@ pub fn parse_one(text: &str, origin: &str) -> Result<Stanza, StanzaError> {
 }
 
 /// Streaming form of [`parse`]: calls `f` with each stanza in order so the
-/// caller can convert and drop it (keeps memory flat for huge indexes).
-pub fn for_each<'a, E, F>(text: &'a str, origin: &str, mut f: F) -> Result<(), E>
+/// caller can convert and drop it (keeps memory flat for huge indexes). A
+/// stanza longer than `max_stanza_size` is refused (see [`crate::bounded`]).
+pub fn for_each<'a, E, F>(text: &'a str, origin: &str, f: F) -> Result<(), E>
 where
     F: FnMut(RawStanza<'a>) -> Result<(), E>,
     E: From<StanzaError>,
 {
+    for_each_with(text, origin, &crate::bounded::current(), f)
+}
+
+/// [`for_each`] under `limits`.
+pub fn for_each_with<'a, E, F>(text: &'a str, origin: &str, limits: &InputLimits, mut f: F) -> Result<(), E>
+where
+    F: FnMut(RawStanza<'a>) -> Result<(), E>,
+    E: From<StanzaError>,
+{
+    let mut stanza_start = 0usize;
     let mut cur = RawStanza::default();
     // Byte range of the value being built, so continuations just extend it.
     let mut value: Option<(&'a str, Range<usize>)> = None;
@@ -111,11 +126,20 @@ where
         let line = raw_line.strip_suffix('\r').unwrap_or(raw_line);
         let lineno = idx + 1;
         if line.trim().is_empty() {
+            stanza_start = offset;
             finish_field(&mut cur, &mut value);
             if !cur.fields.is_empty() {
                 f(std::mem::take(&mut cur))?;
             }
             continue;
+        }
+        if (offset - stanza_start) as u64 > limits.max_stanza_size {
+            return Err(StanzaError::TooLong {
+                origin: origin.to_string(),
+                line: if cur.fields.is_empty() && value.is_none() { lineno } else { cur.line },
+                exceeded: Exceeded::new(Limit::StanzaSize, limits),
+            }
+            .into());
         }
         if line.starts_with('#') {
             continue;
@@ -174,6 +198,19 @@ mod tests {
         assert!(e.to_string().contains("Packages: line 2"), "{e}");
         let e = parse(" orphan\n", "x").unwrap_err();
         assert!(matches!(e, StanzaError::OrphanContinuation { line: 1, .. }));
+    }
+
+    #[test]
+    fn long_stanzas_are_refused_and_quotes_are_short() {
+        let limits = InputLimits { max_stanza_size: 100, ..InputLimits::default() };
+        let long = format!("Package: a\nDescription: {}\n\nPackage: b\n", "x".repeat(200));
+        let e = for_each_with(&long, "P", &limits, |_| Ok::<(), StanzaError>(())).unwrap_err();
+        assert!(matches!(e, StanzaError::TooLong { line: 1, .. }), "{e}");
+        assert!(e.to_string().contains("input_limits.max_stanza_size"), "{e}");
+        let ok = format!("Package: a\nDescription: {}\n\nPackage: b\n", "x".repeat(50));
+        assert_eq!(for_each_with(&ok, "P", &limits, |_| Ok::<(), StanzaError>(())).map(|_| ()), Ok(()));
+        let e = parse(&format!("Package: a\n{}\n", "y".repeat(1 << 20)), "P").unwrap_err().to_string();
+        assert!(e.len() < 400, "{e}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::bounded::{read_capped, Exceeded, InputLimits, Limit};
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("cannot download {url}: {message}")]
@@ -22,6 +24,8 @@ pub enum TransportError {
     Scheme { url: String },
     #[error("reading {url} failed midway: {source}")]
     Body { url: String, source: std::io::Error },
+    #[error("{url}: {exceeded}")]
+    TooLarge { url: String, exceeded: crate::bounded::Exceeded },
 }
 
 impl TransportError {
@@ -73,8 +77,21 @@ pub fn open(url: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), TransportE
     Ok((Box::new(resp.into_body().into_reader()), len))
 }
 
+/// Download `url` completely into memory, refusing more than `limit` of the
+/// input limits (see [`crate::bounded`]): a runaway server must not eat RAM.
+pub fn get_within(url: &str, limit: Limit, limits: &InputLimits) -> Result<Vec<u8>, TransportError> {
+    let (r, len) = open(url)?;
+    if len.is_some_and(|n| n > limit.of(limits)) {
+        return Err(TransportError::TooLarge { url: url.to_string(), exceeded: Exceeded::new(limit, limits) });
+    }
+    read_capped(r, limit, limits).map_err(|source| match Exceeded::in_io(&source) {
+        Some(exceeded) => TransportError::TooLarge { url: url.to_string(), exceeded },
+        None => TransportError::Body { url: url.to_string(), source },
+    })
+}
+
 /// Download `url` completely into memory, refusing more than `limit` bytes
-/// (indexes are at most tens of MB; a runaway server must not eat RAM).
+/// (a size the caller knows, e.g. from a signed Release file).
 pub fn get(url: &str, limit: u64) -> Result<Vec<u8>, TransportError> {
     let (r, _) = open(url)?;
     let mut buf = Vec::new();
@@ -111,5 +128,9 @@ mod tests {
         let missing = get(&format!("file:{}/nope", dir.path().display()), 10).unwrap_err();
         assert!(missing.is_not_found());
         assert!(matches!(get("ftp://x/y", 1), Err(TransportError::Scheme { .. })));
+        let small = InputLimits { max_release_size: 4, ..InputLimits::default() };
+        let e = get_within(&url, Limit::ReleaseSize, &small).unwrap_err();
+        assert!(e.to_string().contains("input_limits.max_release_size"), "{e}");
+        assert_eq!(get_within(&url, Limit::ReleaseSize, &InputLimits::default()).unwrap(), b"hello");
     }
 }

@@ -21,9 +21,9 @@ use serde::Serialize;
 /// Errors while reading a version string or a relation operator.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VersionError {
-    #[error("invalid Debian version {version:?}: {reason}")]
+    #[error("invalid Debian version {}: {reason}", crate::bounded::excerpt(.version))]
     Invalid { version: String, reason: &'static str },
-    #[error("unknown version relation {0:?} (expected one of <<, <=, =, >=, >>)")]
+    #[error("unknown version relation {} (expected one of <<, <=, =, >=, >>)", crate::bounded::excerpt(.0))]
     UnknownRelation(String),
 }
 

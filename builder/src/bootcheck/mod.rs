@@ -159,13 +159,13 @@ pub fn modules_in(path: &Path) -> Result<Vec<ModuleUnderTest>, BootCheckError> {
         for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
             let entry = entry.map_err(|e| unreadable(path, e.into()))?;
             if entry.file_type().is_file() && is_module(entry.path()) {
-                let raw = std::fs::read(entry.path()).map_err(|e| unreadable(entry.path(), e))?;
+                let raw = read_module_file(entry.path()).map_err(|e| unreadable(entry.path(), e))?;
                 let file_name = entry.file_name().to_string_lossy().into_owned();
                 found.push(ModuleUnderTest::new(entry.path().display().to_string(), &file_name, raw)?);
             }
         }
     } else if is_module(path) {
-        let raw = std::fs::read(path).map_err(|e| unreadable(path, e))?;
+        let raw = read_module_file(path).map_err(|e| unreadable(path, e))?;
         let file_name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
         found.push(ModuleUnderTest::new(path.display().to_string(), &file_name, raw)?);
     } else {
@@ -174,8 +174,9 @@ pub fn modules_in(path: &Path) -> Result<Vec<ModuleUnderTest>, BootCheckError> {
         crate::apt::debfile::read_data(path, |entry| {
             if let crate::apt::debfile::EntryKind::File(content) = entry.kind {
                 if is_module(&entry.rel) {
-                    let mut raw = Vec::new();
-                    content.read_to_end(&mut raw).map_err(|e| unreadable(path, e))?;
+                    let limits = crate::bounded::current();
+                    let raw = crate::bounded::read_capped(content, crate::bounded::Limit::ModuleSize, &limits)
+                        .map_err(|e| unreadable(path, e))?;
                     files.push((entry.rel.clone(), raw));
                 }
             }
@@ -428,6 +429,12 @@ pub fn boot_test(
     };
     report.passed = report.failures().is_empty();
     Ok(report)
+}
+
+/// A module file given to the load test, at most `max_module_size` of it.
+fn read_module_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let limits = crate::bounded::current();
+    crate::bounded::read_capped(std::fs::File::open(path)?, crate::bounded::Limit::ModuleSize, &limits)
 }
 
 #[cfg(test)]

@@ -22,20 +22,23 @@ pub fn normalize(name: &str) -> String {
     name.replace('-', "_")
 }
 
-/// The plain ELF bytes of a module file, decompressed by its suffix.
+/// The plain ELF bytes of a module file, decompressed by its suffix, at most
+/// `max_module_size` of them (a `.ko.xz` may be a bomb; see [`crate::bounded`]).
 pub fn module_bytes(file_name: &str, raw: Vec<u8>) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let result = if file_name.ends_with(".ko.xz") {
-        liblzma::read::XzDecoder::new(&raw[..]).read_to_end(&mut out)
+    let plain: Box<dyn Read + '_> = if file_name.ends_with(".ko.xz") {
+        // liblzma's default has no memory limit; xz -9 needs 65 MiB.
+        let stream = liblzma::stream::Stream::new_stream_decoder(128 << 20, 0).map_err(|e| e.to_string())?;
+        Box::new(liblzma::read::XzDecoder::new_stream(&raw[..], stream))
     } else if file_name.ends_with(".ko.zst") {
-        zstd::stream::read::Decoder::new(&raw[..]).and_then(|mut d| d.read_to_end(&mut out))
+        Box::new(zstd::stream::read::Decoder::new(&raw[..]).map_err(|e| format!("cannot decompress: {e}"))?)
     } else if file_name.ends_with(".ko.gz") {
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out)
+        Box::new(flate2::read::GzDecoder::new(&raw[..]))
     } else {
         return Ok(raw);
     };
-    result.map_err(|e| format!("cannot decompress: {e}"))?;
-    Ok(out)
+    let limits = crate::bounded::current();
+    crate::bounded::read_capped(plain, crate::bounded::Limit::ModuleSize, &limits)
+        .map_err(|e| format!("cannot decompress: {e}"))
 }
 
 /// The `.modinfo` fields of a (decompressed) 64-bit little-endian ELF module,

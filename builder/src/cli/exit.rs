@@ -41,7 +41,10 @@ pub fn exit_code(err: &PipelineError) -> i32 {
             | BuildError::DkmsSyntax { .. }
             | BuildError::DkmsEval { .. } => 3,
             BuildError::Signing(_) => 3,
-            BuildError::MakeFailed { .. } | BuildError::TimedOut { .. } | BuildError::SignFailed { .. } => 5,
+            BuildError::MakeFailed { .. }
+            | BuildError::TimedOut { .. }
+            | BuildError::SignFailed { .. }
+            | BuildError::ModuleTooLarge { .. } => 5,
             BuildError::ModuleMissing { .. } => 6,
             BuildError::Sandbox(_) => 8,
             BuildError::Io { .. } | BuildError::NotReachable { .. } => 9,

@@ -246,8 +246,12 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
 /// Read `--against`'s package: it must exist and be an ar archive (a .deb);
 /// anything it holds after that is compared, damaged or not.
 fn read_published(path: &Path) -> Result<Vec<u8>, VerifyError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| VerifyError::BadAgainst { path: path.to_owned(), reason: e.to_string() })?;
+    let bad = |reason: String| VerifyError::BadAgainst { path: path.to_owned(), reason };
+    // Read whole to be compared; a file past the unpacked limit is no module package.
+    let limits = crate::bounded::current();
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let bytes = crate::bounded::read_capped(file, crate::bounded::Limit::UnpackedSize, &limits)
+        .map_err(|e| bad(e.to_string()))?;
     if !bytes.starts_with(b"!<arch>\n") {
         return Err(VerifyError::BadAgainst {
             path: path.to_owned(),

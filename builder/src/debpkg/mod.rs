@@ -91,7 +91,7 @@ pub struct DebSpec {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DebError {
-    #[error("invalid {field} {value:?}: {reason}")]
+    #[error("invalid {field} {}: {reason}", crate::bounded::excerpt(.value))]
     Invalid { field: String, value: String, reason: String },
     #[error("package {package:?} has no files to install (refusing to build an empty module package)")]
     NoFiles { package: String },

@@ -106,17 +106,17 @@ pub const DKMS_TREE: &str = "/var/lib/dkms";
 pub enum DkmsError {
     #[error("dkms.conf does not set {0} (or sets it empty)")]
     Missing(&'static str),
-    #[error("dkms.conf sets {name} to {value:?}, which is not usable: {why}")]
+    #[error("dkms.conf sets {} to {}, which is not usable: {why}", crate::bounded::excerpt(.name), crate::bounded::excerpt(.value))]
     Invalid { name: String, value: String, why: &'static str },
     #[error("dkms.conf declares no module: no BUILT_MODULE_NAME, BUILT_MODULE_LOCATION, DEST_MODULE_NAME or DEST_MODULE_LOCATION entry")]
     NoModules,
     #[error("dkms.conf declares {count} module records (indices {indices:?}) but record {missing} has no BUILT_MODULE_NAME: a gap in the module indices")]
     IndexGap { count: u64, indices: Vec<u64>, missing: u64 },
-    #[error("dkms.conf declares module {name:?} twice (in {directive}[{index}])")]
+    #[error("dkms.conf declares module {} twice (in {directive}[{index}])", crate::bounded::excerpt(.name))]
     Duplicate { name: String, directive: &'static str, index: u64 },
-    #[error("dkms.conf's PATCH[{index}] is {value:?}: patch names must stay inside patches/ (no `..` component, no leading `/`)")]
+    #[error("dkms.conf's PATCH[{index}] is {}: patch names must stay inside patches/ (no `..` component, no leading `/`)", crate::bounded::excerpt(.value))]
     PatchPath { index: u64, value: String },
-    #[error("dkms.conf's PATCH[{index}] names patches/{value}, which is not in the source")]
+    #[error("dkms.conf's PATCH[{index}] names patches/{}, which is not in the source", crate::bounded::excerpt(.value))]
     PatchMissing { index: u64, value: String },
     #[error("the dkms.conf evaluation printed a malformed record: {0}")]
     Malformed(String),

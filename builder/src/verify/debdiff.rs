@@ -118,21 +118,23 @@ fn read_ar(bytes: &[u8]) -> Result<Vec<ArMember>, String> {
     Ok(members)
 }
 
-/// Decompress a member by its name's extension.
+/// Decompress a member by its name's extension, up to `max_unpacked_size`
+/// (a published .deb is untrusted input; see [`crate::bounded`]).
 pub fn decompress(data: &[u8], ext: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let result = match ext {
-        "" => {
-            out.extend_from_slice(data);
-            Ok(0)
+    let plain: Box<dyn Read + '_> = match ext {
+        "" => Box::new(data),
+        ".xz" => {
+            // liblzma's default has no memory limit; xz -9 needs 65 MiB.
+            let stream = liblzma::stream::Stream::new_stream_decoder(128 << 20, 0).map_err(|e| e.to_string())?;
+            Box::new(liblzma::read::XzDecoder::new_stream(data, stream))
         }
-        ".xz" => liblzma::read::XzDecoder::new(data).read_to_end(&mut out),
-        ".zst" => zstd::stream::read::Decoder::new(data).and_then(|mut d| d.read_to_end(&mut out)),
-        ".gz" => flate2::read::GzDecoder::new(data).read_to_end(&mut out),
-        other => return Err(format!("unknown compression {other:?}")),
+        ".zst" => Box::new(zstd::stream::read::Decoder::new(data).map_err(|e| e.to_string())?),
+        ".gz" => Box::new(flate2::read::GzDecoder::new(data)),
+        other => return Err(format!("unknown compression {}", crate::bounded::excerpt(other))),
     };
-    result.map_err(|e| format!("cannot decompress ({}): {e}", ext.trim_start_matches('.')))?;
-    Ok(out)
+    let limits = crate::bounded::current();
+    crate::bounded::read_capped(plain, crate::bounded::Limit::UnpackedSize, &limits)
+        .map_err(|e| format!("cannot decompress ({}): {e}", ext.trim_start_matches('.')))
 }
 
 fn read_tar(data: &[u8], ext: &str) -> Result<Vec<TarEntry>, String> {
