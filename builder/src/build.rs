@@ -23,7 +23,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -311,15 +310,15 @@ fn collect(conf: &DkmsConf, out: &Path, log: &Path) -> Result<Vec<BuiltModule>, 
 /// `max_module_size` (the build's outputs may total gigabytes; hermod, outside
 /// the sandbox's memory limit, must not hold them).
 fn read_sandbox_output(path: &Path) -> io::Result<Vec<u8>> {
-    let file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
+    // By descriptor: another process of the sandbox's host user could have
+    // left a link or a FIFO there, which is refused without being opened.
+    let (parent, name) = (path.parent().unwrap_or(Path::new("/")), path.file_name().unwrap_or_default());
+    let (file, meta) = hermod_hostfs::Dir::open_nofollow(parent)?.open_regular(name)?;
     let limits = crate::bounded::current();
     let limit = crate::bounded::Limit::ModuleSize;
     // The file no longer changes (the sandbox is gone): its size decides
     // before a byte is read, and the read is capped all the same.
-    let len = file.metadata()?.len();
+    let len = meta.size;
     if len > limit.of(&limits) {
         return Err(crate::bounded::Exceeded::new(limit, &limits).into_io());
     }

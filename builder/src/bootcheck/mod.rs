@@ -145,6 +145,13 @@ impl ModuleUnderTest {
     }
 }
 
+impl From<hermod_hostfs::Error> for BootCheckError {
+    /// A walk of the caller's directory that fails is bad input.
+    fn from(e: hermod_hostfs::Error) -> BootCheckError {
+        BootCheckError::Input { path: e.path().to_owned(), reason: e.to_string() }
+    }
+}
+
 /// The modules in `path`: a module package (.deb), a directory (searched
 /// recursively) or one module file.
 pub fn modules_in(path: &Path) -> Result<Vec<ModuleUnderTest>, BootCheckError> {
@@ -156,14 +163,20 @@ pub fn modules_in(path: &Path) -> Result<Vec<ModuleUnderTest>, BootCheckError> {
         return Err(unreadable(path, e));
     }
     if path.is_dir() {
-        for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
-            let entry = entry.map_err(|e| unreadable(path, e.into()))?;
-            if entry.file_type().is_file() && is_module(entry.path()) {
-                let raw = read_module_file(entry.path()).map_err(|e| unreadable(entry.path(), e))?;
-                let file_name = entry.file_name().to_string_lossy().into_owned();
-                found.push(ModuleUnderTest::new(entry.path().display().to_string(), &file_name, raw)?);
+        // By descriptor: links in the tree are not followed, only regular files are opened.
+        let dir = hermod_hostfs::Dir::open(path).map_err(|e| unreadable(path, e.into()))?;
+        dir.walk::<BootCheckError>(&mut |visit| {
+            if visit.meta.kind == hermod_hostfs::Kind::File && is_module(visit.rel) {
+                let shown = dir.shown(visit.rel);
+                let (file, _) = visit.parent.open_regular(visit.name).map_err(|e| unreadable(&shown, e.into()))?;
+                let limits = crate::bounded::current();
+                let raw = crate::bounded::read_capped(file, crate::bounded::Limit::ModuleSize, &limits)
+                    .map_err(|e| unreadable(&shown, e))?;
+                let file_name = visit.name.to_string_lossy().into_owned();
+                found.push(ModuleUnderTest::new(shown.display().to_string(), &file_name, raw)?);
             }
-        }
+            Ok(true)
+        })?;
     } else if is_module(path) {
         let raw = read_module_file(path).map_err(|e| unreadable(path, e))?;
         let file_name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
@@ -434,7 +447,8 @@ pub fn boot_test(
 /// A module file given to the load test, at most `max_module_size` of it.
 fn read_module_file(path: &Path) -> std::io::Result<Vec<u8>> {
     let limits = crate::bounded::current();
-    crate::bounded::read_capped(std::fs::File::open(path)?, crate::bounded::Limit::ModuleSize, &limits)
+    let (file, _) = hermod_hostfs::open_regular_path(path)?;
+    crate::bounded::read_capped(file, crate::bounded::Limit::ModuleSize, &limits)
 }
 
 #[cfg(test)]
