@@ -12,7 +12,7 @@
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-use crate::{Dir, Kind, Result};
+use crate::{Dir, Error, Kind, Result};
 
 /// The kernel's limit on symlinks followed in one resolution.
 const MAX_HOPS: usize = 40;
@@ -75,6 +75,7 @@ impl Dir {
     }
 }
 
+/// `path`'s names (and `..`) onto `stack`, the first on top.
 fn push_reversed(stack: &mut Vec<OsString>, path: &Path) {
     let parts: Vec<OsString> = path
         .components()
@@ -85,4 +86,62 @@ fn push_reversed(stack: &mut Vec<OsString>, path: &Path) {
         })
         .collect();
     stack.extend(parts.into_iter().rev());
+}
+
+impl Dir {
+    /// The directory `rel` with this directory taken as `/`, as a chroot will
+    /// see it, made (with `mode`) where missing: for a build root being
+    /// assembled from packages, whose own links (`lib -> usr/lib`) are
+    /// followed inside it.
+    ///
+    /// The kernel resolves `rel` first (`RESOLVE_IN_ROOT`: absolute targets and
+    /// `..` never leave this directory). When something on the way is missing,
+    /// the path is walked as the kernel would walk it, one `*at` call at a time
+    /// from the directory the walk stands in, making each missing directory
+    /// there (so a dangling `lib64 -> /usr/lib` makes `usr/lib`) and replacing
+    /// a file in the way; a link is read, never followed by a host path.
+    pub fn make_dir_in_root(&self, rel: impl AsRef<Path>, mode: u32) -> Result<Dir> {
+        let rel = rel.as_ref();
+        match self.open_dir_in_root(rel) {
+            Ok(dir) => return Ok(dir),
+            Err(e) if e.is_not_found() || matches!(e, Error::NotADirectory { .. } | Error::Symlink { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let mut stack: Vec<OsString> = Vec::new();
+        push_reversed(&mut stack, rel);
+        let mut cur = self.try_clone()?;
+        // The real path of `cur`: directories only, no symlink.
+        let mut real = PathBuf::new();
+        let mut hops = 0;
+        while let Some(name) = stack.pop() {
+            if name == ".." {
+                real.pop(); // at the root `..` stays at the root, as in a chroot
+                cur = self.open_dir(&real)?;
+                continue;
+            }
+            cur = match cur.meta(&name)? {
+                Some(m) if m.kind == Kind::Dir => cur.open_dir(&name)?,
+                Some(m) if m.kind == Kind::Symlink => {
+                    hops += 1;
+                    if hops > MAX_HOPS {
+                        return Err(Error::Symlink { path: self.shown(rel) });
+                    }
+                    let target = cur.read_link(&name)?;
+                    if target.is_absolute() {
+                        real = PathBuf::new();
+                        cur = self.try_clone()?;
+                    }
+                    push_reversed(&mut stack, &target);
+                    continue;
+                }
+                Some(_) => {
+                    cur.remove_file(&name)?;
+                    cur.create_dir(&name, mode)?
+                }
+                None => cur.create_dir(&name, mode)?,
+            };
+            real.push(&name);
+        }
+        Ok(cur)
+    }
 }

@@ -185,3 +185,17 @@ fn open_regular_path_follows_the_users_path_but_refuses_a_fifo() {
     assert_eq!(open_regular_path(&t.path().join("current.deb")).unwrap().1.size, 7);
     assert!(matches!(open_regular_path(&t.path().join("fifo.deb")), Err(Error::NotRegular { kind: Kind::Fifo, .. })));
 }
+
+#[test]
+fn make_dir_in_root_makes_what_a_dangling_link_names_inside_the_root() {
+    let (t, d) = tree();
+    symlink("/usr/lib", t.path().join("lib64")).unwrap();
+    symlink("../../..", t.path().join("up")).unwrap();
+    fs::write(t.path().join("file"), "").unwrap();
+    d.make_dir_in_root("lib64/x86_64", 0o755).unwrap();
+    assert!(t.path().join("usr/lib/x86_64").is_dir());
+    d.make_dir_in_root("up/opt", 0o755).unwrap();
+    assert!(t.path().join("opt").is_dir(), "`..` above the root stays at the root");
+    d.make_dir_in_root("file/sub", 0o755).unwrap();
+    assert!(t.path().join("file/sub").is_dir(), "a file in the way is replaced");
+}

@@ -27,10 +27,10 @@
 //! modes, hard-link targets); [`unpack_data`] and the build roots' file store
 //! (`rootfs::cas`) both build on it.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, BufReader, Read};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use hermod_hostfs::{Dir, Error as HostError, Kind};
 
@@ -232,57 +232,9 @@ fn control_text_in(deb: &Path, member: &str, r: impl Read, limits: &InputLimits)
 }
 
 /// The directory `rel` of a tree being unpacked or assembled under `root`,
-/// as the chroot will see it, made where missing.
-///
-/// Everything is by descriptor: the kernel resolves `rel` with `root` as `/`
-/// (`RESOLVE_IN_ROOT`: `lib -> usr/lib` followed, absolute targets and `..`
-/// never leaving `root`). When something on the way is missing, the path is
-/// walked as the kernel would walk it, one `*at` call at a time from the
-/// directory the walk stands in, making each missing directory there (so a
-/// dangling `lib64 -> /usr/lib` makes `usr/lib`) and replacing a file in the
-/// way; a symlink is read, never followed by a host path.
+/// as the chroot will see it, made where missing ([`Dir::make_dir_in_root`]).
 pub(crate) fn dir_in_root(root: &Dir, rel: &Path) -> Result<Dir, HostError> {
-    match root.open_dir_in_root(rel) {
-        Ok(dir) => return Ok(dir),
-        Err(e) if missing_dir(&e) => {}
-        Err(e) => return Err(e),
-    }
-    let mut stack: Vec<OsString> = Vec::new();
-    push_reversed(&mut stack, rel);
-    let mut cur = root.try_clone()?;
-    // The real path of `cur`: directories only, no symlink.
-    let mut real = PathBuf::new();
-    let mut hops = 0;
-    while let Some(name) = stack.pop() {
-        if name == ".." {
-            real.pop(); // at the root `..` stays at the root, as in a chroot
-            cur = root.open_dir(&real)?;
-            continue;
-        }
-        cur = match cur.meta(&name)? {
-            Some(m) if m.kind == Kind::Dir => cur.open_dir(&name)?,
-            Some(m) if m.kind == Kind::Symlink => {
-                hops += 1;
-                if hops > MAX_HOPS {
-                    return Err(HostError::Symlink { path: root.shown(rel) });
-                }
-                let target = cur.read_link(&name)?;
-                if target.is_absolute() {
-                    real = PathBuf::new();
-                    cur = root.try_clone()?;
-                }
-                push_reversed(&mut stack, &target);
-                continue;
-            }
-            Some(_) => {
-                cur.remove_file(&name)?;
-                cur.create_dir(&name, 0o755)?
-            }
-            None => cur.create_dir(&name, 0o755)?,
-        };
-        real.push(&name);
-    }
-    Ok(cur)
+    root.make_dir_in_root(rel, 0o755)
 }
 
 /// Make way for a new entry `name` in `dir`: a file or symlink there is
@@ -295,28 +247,6 @@ pub(crate) fn clear_at(dir: &Dir, name: &OsStr) -> io::Result<()> {
         Some(_) => Ok(dir.remove_file(name)?),
         None => Ok(()),
     }
-}
-
-/// Whether opening a directory failed because something on the way is
-/// missing, is not a directory, or is a symlink loop (walked then).
-fn missing_dir(e: &HostError) -> bool {
-    e.is_not_found() || matches!(e, HostError::NotADirectory { .. } | HostError::Symlink { .. })
-}
-
-/// The kernel's limit on symlinks followed in one lookup.
-const MAX_HOPS: usize = 40;
-
-/// `path`'s names (and `..`) onto `stack`, the first on top.
-fn push_reversed(stack: &mut Vec<OsString>, path: &Path) {
-    let names: Vec<OsString> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_owned()),
-            Component::ParentDir => Some("..".into()),
-            Component::CurDir | Component::RootDir | Component::Prefix(_) => None,
-        })
-        .collect();
-    stack.extend(names.into_iter().rev());
 }
 
 /// Walk the data member of `deb`, calling `visit` for each directory, file,
