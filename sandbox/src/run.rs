@@ -29,6 +29,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::cgroup::{self, Cgroup};
+use crate::live;
 use crate::report::{Ended, Report};
 use crate::spec::Spec;
 
@@ -130,10 +131,15 @@ pub fn run_with_init(spec: &Spec, init_exe: &Path) -> Result<Outcome, SandboxErr
     let (stdout, stderr) = output_for(spec)?;
     let (status_read, status_write) = status_pipe()?;
 
+    let start = Instant::now();
+    // Before the helper starts: on cgroup v1 it joins the group itself, by
+    // the `tasks` files named after its other arguments (see cgroup.rs).
+    let mut group = cgroup::create(&spec.limits);
     let mut cmd = Command::new(init_exe);
     cmd.arg(crate::INIT_ARG)
         .arg(status_write.as_raw_fd().to_string())
         .arg(std::process::id().to_string())
+        .args(group.join_files())
         .stdin(Stdio::piped())
         .stdout(stdout)
         .stderr(stderr);
@@ -149,15 +155,15 @@ pub fn run_with_init(spec: &Spec, init_exe: &Path) -> Result<Outcome, SandboxErr
         });
     }
 
-    let start = Instant::now();
-    let mut group = cgroup::create(&spec.limits);
     let mut child = cmd.spawn().map_err(host(format!("starting the sandbox helper {}", init_exe.display())))?;
+    let helper = live::Helper::register(child.id());
     // Only the helper may hold the write end, or end-of-file never comes.
     drop(status_write);
-    // Before the spec is sent: the helper waits for it, so every process of
-    // the sandbox is born inside the group.
+    // (cgroup v2) Before the spec is sent: the helper waits for it, so every
+    // process of the sandbox is born inside the group.
     if let Err(why) = group.attach(child.id()) {
         let _ = child.kill();
+        helper.reaping();
         let _ = child.wait();
         return Err(SandboxError::Host { step: "entering the sandbox's cgroup".into(), source: io::Error::other(why) });
     }
@@ -178,14 +184,16 @@ pub fn run_with_init(spec: &Spec, init_exe: &Path) -> Result<Outcome, SandboxErr
         // namespace with it. Wait for pid 1's end (EOF) so nothing outlives us.
         let _ = child.kill();
         let _ = read_to_eof(&mut status, &mut buf, Some(Instant::now() + TEARDOWN_GRACE));
+        helper.reaping();
         let _ = child.wait();
         group.finish();
         return Ok(Outcome { exit: Exit::TimedOut, wall: start.elapsed(), cgroup: group.report.clone() });
     }
-    let helper = child.wait().map_err(host("waiting for the sandbox helper"))?;
+    helper.reaping();
+    let ended = child.wait().map_err(host("waiting for the sandbox helper"))?;
     let wall = start.elapsed();
     group.finish();
-    let exit = interpret(&Report::decode_all(&buf), helper, init_exe)?;
+    let exit = interpret(&Report::decode_all(&buf), ended, init_exe)?;
     Ok(Outcome { exit, wall, cgroup: group.report.clone() })
 }
 

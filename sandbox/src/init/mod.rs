@@ -1,10 +1,11 @@
 //! The sandbox init: the re-executed helper process, step by step.
 //!
 //! This runs in a fresh, single-threaded process started by `run()` with
-//! `argv = [exe, INIT_ARG, <status fd>, <parent pid>]`, the spec as JSON on
-//! stdin and the log file as stdout/stderr. The sequence, in order:
+//! `argv = [exe, INIT_ARG, <status fd>, <parent pid>, <cgroup v1 tasks
+//! file>…]`, the spec as JSON on stdin and the log file as stdout/stderr.
+//! The sequence, in order:
 //!
-//! 1. die with the parent; read the spec;                      (this file)
+//! 1. die with the parent; join the cgroups; read the spec;    (this file)
 //! 2. unshare all namespaces, write the uid/gid maps;          (`userns.rs`)
 //! 3. fork pid 1 of the new pid namespace; this process stays
 //!    outside it, waits for pid 1 and reports how it ended;    (this file)
@@ -110,7 +111,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
             return SETUP_FAILED;
         }
     };
-    match helper(status.as_fd(), args.get(1)) {
+    match helper(status.as_fd(), args.get(1), args.get(2..).unwrap_or_default()) {
         Ok(code) => code,
         Err(e) => {
             e.report().send(status.as_fd());
@@ -120,13 +121,16 @@ pub(crate) fn main(args: &[String]) -> i32 {
 }
 
 /// Steps 1–3, in the helper process (outside the new pid namespace).
-fn helper(status: BorrowedFd<'_>, parent: Option<&String>) -> Result<i32, SetupError> {
+fn helper(status: BorrowedFd<'_>, parent: Option<&String>, cgroups: &[String]) -> Result<i32, SetupError> {
     die_with_parent()?;
     if let Some(parent) = parent.and_then(|p| p.parse::<i32>().ok()) {
         if getppid() != Pid::from_raw(parent) {
             // run() is already gone; PDEATHSIG was set too late to fire.
             return Ok(SETUP_FAILED);
         }
+    }
+    for tasks in cgroups {
+        join_cgroup(tasks)?;
     }
     let spec = read_spec()?;
     userns::enter(&Real, &spec)?;
@@ -188,6 +192,18 @@ fn pid1(spec: &Spec, status: BorrowedFd<'_>, lifeline: OwnedFd) -> i32 {
 /// Step 1: if `run()` (or, for pid 1, the helper) dies, so do we.
 fn die_with_parent() -> Result<(), SetupError> {
     prctl::set_pdeathsig(Signal::SIGKILL).step(|| "setting the parent-death signal".into())
+}
+
+/// Step 1: move this (single-threaded) process into a cgroup v1 group by
+/// writing `0`, "the writing thread", to its `tasks` file. A thread moving
+/// itself spares the kernel's global threadgroup lock that moving another
+/// process takes (milliseconds; see cgroup.rs). Before pid 1 is forked, so
+/// everything the sandbox runs is born inside.
+fn join_cgroup(tasks: &str) -> Result<(), SetupError> {
+    let step = || format!("joining the sandbox's cgroup ({tasks})");
+    // No O_CREAT: a group that is gone is an error, not a new file.
+    let mut file = std::fs::OpenOptions::new().write(true).open(tasks).step(step)?;
+    io::Write::write_all(&mut file, b"0").step(step)
 }
 
 /// Step 1: the spec arrives as JSON on stdin, closed by `run()` when done.
