@@ -16,6 +16,7 @@ pub mod debpkg;
 pub mod dkms;
 pub mod farm;
 pub mod input;
+pub mod interrupt;
 pub mod key;
 pub mod keyinfo;
 pub mod limits;

@@ -274,9 +274,8 @@ impl Group {
         enable_controllers(&RealFs, &parent, &wanted, std::process::id())?;
         sweep_once(&parent);
         let dir = parent.join(name());
-        fs::create_dir(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
+        crate::live::make_group(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
         self.dirs.push(dir.clone());
-        crate::live::add_group(&dir);
         if let Some(m) = limits.memory {
             write(&dir.join("memory.max"), &limit_text(m))?;
             // Without this the limit only moves the excess to swap.
@@ -338,9 +337,8 @@ impl Group {
         let parent = mount.join(path.trim_start_matches('/'));
         sweep_once(&parent);
         let dir = parent.join(name());
-        fs::create_dir(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
+        crate::live::make_group(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
         self.dirs.push(dir.clone());
-        crate::live::add_group(&dir);
         Ok(dir)
     }
 

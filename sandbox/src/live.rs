@@ -10,11 +10,14 @@
 //! locked, so that no sandbox starts, and no `run()` returns, before the
 //! caller exits.
 //!
-//! A helper is registered from just after it is spawned until just before
-//! `run()` reaps it, under the registry's lock: so [`abort_all`] signals
-//! only a child that has not been reaped, whose pid cannot have been reused.
+//! A helper is registered as it is spawned and until just before `run()`
+//! reaps it, a group as it is made and until it is removed, each under the
+//! registry's lock: so [`abort_all`] sees every helper and group there is,
+//! and signals only a child not yet reaped, whose pid cannot be reused.
 
+use std::io;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,9 +42,14 @@ const EMPTY_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct Helper(u32);
 
 impl Helper {
-    pub(crate) fn register(pid: u32) -> Helper {
-        live().helpers.push(pid);
-        Helper(pid)
+    /// Starts the helper and registers it under one hold of the lock: an
+    /// [`abort_all`] sees it, or it never starts.
+    pub(crate) fn spawn(cmd: &mut Command) -> io::Result<(Child, Helper)> {
+        let mut reg = live();
+        let child = cmd.spawn()?;
+        reg.helpers.push(child.id());
+        let pid = child.id();
+        Ok((child, Helper(pid)))
     }
 
     /// Call right before waiting for the helper: from then on its pid may
@@ -51,8 +59,13 @@ impl Helper {
     }
 }
 
-pub(crate) fn add_group(dir: &Path) {
-    live().groups.push(dir.to_owned());
+/// Creates the cgroup `dir` and registers it under one hold of the lock:
+/// an [`abort_all`] removes it, or it is never made.
+pub(crate) fn make_group(dir: &Path) -> io::Result<()> {
+    let mut reg = live();
+    std::fs::create_dir(dir)?;
+    reg.groups.push(dir.to_owned());
+    Ok(())
 }
 
 pub(crate) fn remove_group(dir: &Path) {
@@ -107,17 +120,22 @@ mod tests {
 
     #[test]
     fn helpers_and_groups_are_listed_while_live_only() {
-        let helper = Helper::register(u32::MAX);
-        add_group(Path::new("/nonexistent/hermod-test-group"));
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("hermod-test-group");
+        make_group(&dir).unwrap();
+        assert!(dir.is_dir());
+        let (mut child, helper) = Helper::spawn(&mut Command::new("true")).unwrap();
+        let pid = child.id();
         {
             let reg = live();
-            assert!(reg.helpers.contains(&u32::MAX));
-            assert!(reg.groups.iter().any(|g| g.ends_with("hermod-test-group")));
+            assert!(reg.helpers.contains(&pid));
+            assert!(reg.groups.contains(&dir));
         }
         helper.reaping();
-        remove_group(Path::new("/nonexistent/hermod-test-group"));
+        child.wait().unwrap();
+        remove_group(&dir);
         let reg = live();
-        assert!(!reg.helpers.contains(&u32::MAX));
-        assert!(!reg.groups.iter().any(|g| g.ends_with("hermod-test-group")));
+        assert!(!reg.helpers.contains(&pid));
+        assert!(!reg.groups.contains(&dir));
     }
 }

@@ -155,8 +155,8 @@ pub fn run_with_init(spec: &Spec, init_exe: &Path) -> Result<Outcome, SandboxErr
         });
     }
 
-    let mut child = cmd.spawn().map_err(host(format!("starting the sandbox helper {}", init_exe.display())))?;
-    let helper = live::Helper::register(child.id());
+    let (mut child, helper) =
+        live::Helper::spawn(&mut cmd).map_err(host(format!("starting the sandbox helper {}", init_exe.display())))?;
     // Only the helper may hold the write end, or end-of-file never comes.
     drop(status_write);
     // (cgroup v2) Before the spec is sent: the helper waits for it, so every
