@@ -396,17 +396,27 @@ fn hand_over_to_sandbox_user(workdir: &Path) -> Result<(), BuildError> {
 /// By descriptor: a symlink in the tree (the source copy holds the source's
 /// links) is never followed, so no host file's mode changes.
 fn readable_by_all(path: &Path) -> Result<(), BuildError> {
-    let dir = hermod_hostfs::Dir::open_nofollow(path)?;
-    dir.set_own_mode(0o755)?;
-    dir.walk::<BuildError>(&mut |visit| {
-        let mode = match visit.meta.kind {
-            hermod_hostfs::Kind::Dir => 0o755,
-            hermod_hostfs::Kind::File if visit.meta.mode & 0o100 != 0 => 0o755,
-            hermod_hostfs::Kind::File => 0o644,
-            _ => return Ok(false),
-        };
-        visit.parent.set_mode(visit.name, mode)?;
-        Ok(true)
+    let mode_for = |meta: &hermod_hostfs::Meta| match meta.kind {
+        hermod_hostfs::Kind::Dir => Some(0o755),
+        hermod_hostfs::Kind::File if meta.mode & 0o100 != 0 => Some(0o755),
+        hermod_hostfs::Kind::File => Some(0o644),
+        _ => None,
+    };
+    let (parent, name) = (path.parent().unwrap_or(Path::new("/")), path.file_name().unwrap_or_default());
+    let parent = hermod_hostfs::Dir::open_nofollow(parent)?;
+    let Some(meta) = parent.meta(name)? else { return Err(io_err(path)(io::ErrorKind::NotFound.into())) };
+    if let Some(mode) = mode_for(&meta) {
+        parent.set_mode(name, mode)?;
+    }
+    if meta.kind != hermod_hostfs::Kind::Dir {
+        return Ok(());
+    }
+    parent.open_dir(name)?.walk::<BuildError>(&mut |visit| match mode_for(&visit.meta) {
+        Some(mode) => {
+            visit.parent.set_mode(visit.name, mode)?;
+            Ok(true)
+        }
+        None => Ok(false),
     })
 }
 
