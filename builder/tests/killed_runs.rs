@@ -43,6 +43,14 @@ fn tagged(dirs: &[PathBuf], pid: u32) -> Vec<PathBuf> {
         .collect()
 }
 
+/// One test at a time: any hermod opening the store removes a dead run's
+/// litter, which the SIGKILL test must still see before its next run.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A fresh copy of hello that no one built (a cache miss, so the sandbox
 /// runs), the `hermod build` arguments for it, and the directories they live in.
 fn unbuilt_hello() -> (tempfile::TempDir, tempfile::TempDir, Vec<String>) {
@@ -82,6 +90,7 @@ fn wait_for_sandbox(child: &mut std::process::Child, cgroups: &[PathBuf], tmp: &
 
 #[test]
 fn the_next_run_removes_the_cgroups_and_staging_of_a_killed_build() {
+    let _serial = serial();
     let store = shared_store();
     let (_src, _out, args) = unbuilt_hello();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -110,6 +119,7 @@ fn the_next_run_removes_the_cgroups_and_staging_of_a_killed_build() {
 /// its own cgroups and staging directories, says so, and exits 130 / 143,
 /// with nothing left for a later run to clean.
 fn interrupted_build_cleans_up(signal: nix::sys::signal::Signal, status: i32) {
+    let _serial = serial();
     let store = shared_store();
     let (_src, _out, args) = unbuilt_hello();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
