@@ -27,9 +27,11 @@
 //! 5–13 ms per sandbox on the development machine, busy, against 0.3 ms for
 //! the rest of the group's life. A thread that moves *itself* through v1's
 //! `tasks` file (writing `0`) skips that lock on current kernels. So on v1
-//! the helper joins its groups itself, first thing ([`Group::join_files`]);
-//! on v2, where a single thread may not leave its process's domain group,
-//! `run()` still moves it ([`Group::attach`]) before sending the spec. An
+//! the helper joins its groups itself, as soon as `run()` hands it the spec
+//! and the groups' names ([`Group::join_files`]); on v2, where a single
+//! thread may not leave its process's domain group, `run()` still moves it
+//! ([`Group::attach`]) before that handoff. `run()` makes the groups while
+//! the freshly spawned helper is still starting, on another CPU. An
 //! unprivileged caller can do this only in a group
 //! delegated to it (e.g. a systemd user slice with `Delegate=yes`); where
 //! nothing is possible, the build still runs, the rlimits still apply, and

@@ -1,11 +1,11 @@
 //! The sandbox init: the re-executed helper process, step by step.
 //!
 //! This runs in a fresh, single-threaded process started by `run()` with
-//! `argv = [exe, INIT_ARG, <status fd>, <parent pid>, <cgroup v1 tasks
-//! file>…]`, the spec as JSON on stdin and the log file as stdout/stderr.
-//! The sequence, in order:
+//! `argv = [exe, INIT_ARG, <status fd>, <parent pid>]`, the spec (and the
+//! cgroup v1 groups to join) as JSON on stdin and the log file as
+//! stdout/stderr. The sequence, in order:
 //!
-//! 1. die with the parent; join the cgroups; read the spec;    (this file)
+//! 1. die with the parent; read the spec; join the cgroups;    (this file)
 //! 2. unshare all namespaces, write the uid/gid maps;          (`userns.rs`)
 //! 3. fork pid 1 of the new pid namespace; this process stays
 //!    outside it, waits for pid 1 and reports how it ended;    (this file)
@@ -41,6 +41,7 @@ mod userns;
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -50,6 +51,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, getppid, ForkResult, Pid};
 
 use crate::report::{Ended, Report};
+use crate::run::Handoff;
 use crate::spec::Spec;
 use sys::Real;
 
@@ -111,7 +113,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
             return SETUP_FAILED;
         }
     };
-    match helper(status.as_fd(), args.get(1), args.get(2..).unwrap_or_default()) {
+    match helper(status.as_fd(), args.get(1)) {
         Ok(code) => code,
         Err(e) => {
             e.report().send(status.as_fd());
@@ -121,7 +123,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
 }
 
 /// Steps 1–3, in the helper process (outside the new pid namespace).
-fn helper(status: BorrowedFd<'_>, parent: Option<&String>, cgroups: &[String]) -> Result<i32, SetupError> {
+fn helper(status: BorrowedFd<'_>, parent: Option<&String>) -> Result<i32, SetupError> {
     die_with_parent()?;
     if let Some(parent) = parent.and_then(|p| p.parse::<i32>().ok()) {
         if getppid() != Pid::from_raw(parent) {
@@ -129,10 +131,10 @@ fn helper(status: BorrowedFd<'_>, parent: Option<&String>, cgroups: &[String]) -
             return Ok(SETUP_FAILED);
         }
     }
-    for tasks in cgroups {
+    let Handoff { spec, cgroup_tasks } = read_handoff()?;
+    for tasks in &cgroup_tasks {
         join_cgroup(tasks)?;
     }
-    let spec = read_spec()?;
     userns::enter(&Real, &spec)?;
     // Creating the user namespace changed our credentials; make sure the
     // parent-death signal survived it.
@@ -199,15 +201,15 @@ fn die_with_parent() -> Result<(), SetupError> {
 /// itself spares the kernel's global threadgroup lock that moving another
 /// process takes (milliseconds; see cgroup.rs). Before pid 1 is forked, so
 /// everything the sandbox runs is born inside.
-fn join_cgroup(tasks: &str) -> Result<(), SetupError> {
-    let step = || format!("joining the sandbox's cgroup ({tasks})");
+fn join_cgroup(tasks: &Path) -> Result<(), SetupError> {
+    let step = || format!("joining the sandbox's cgroup ({})", tasks.display());
     // No O_CREAT: a group that is gone is an error, not a new file.
     let mut file = std::fs::OpenOptions::new().write(true).open(tasks).step(step)?;
     io::Write::write_all(&mut file, b"0").step(step)
 }
 
 /// Step 1: the spec arrives as JSON on stdin, closed by `run()` when done.
-fn read_spec() -> Result<Spec, SetupError> {
+fn read_handoff() -> Result<Handoff, SetupError> {
     let mut json = Vec::new();
     io::stdin().lock().read_to_end(&mut json).step(|| "reading the sandbox spec from stdin".into())?;
     serde_json::from_slice(&json).map_err(|e| SetupError::other("decoding the sandbox spec", e.to_string()))
