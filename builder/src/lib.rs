@@ -21,6 +21,7 @@ pub mod farm;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod input;
+pub mod interrupt;
 pub mod key;
 pub mod keyinfo;
 pub mod limits;

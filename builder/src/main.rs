@@ -6,6 +6,11 @@ fn main() {
     // The sandbox re-executes this binary to set up its namespaces in a fresh,
     // single-threaded process; that must happen before anything else runs.
     hermod_sandbox::enter_if_requested();
+    // Before any thread starts (they inherit the signal mask): SIGINT and
+    // SIGTERM then remove this run's staging and cgroups before exiting.
+    if let Err(e) = hermod::interrupt::install() {
+        eprintln!("hermod: warning: {e}; an interrupted run leaves its staging to the next one");
+    }
 
     let cli = hermod::cli::Cli::parse();
     let level = match (cli.global.quiet, cli.global.verbose) {

@@ -23,7 +23,8 @@
 //! Writers stage under `tmp/` (same filesystem) and rename. A staging
 //! directory's name carries its creator's owner tag (`hermod_sandbox::owner`):
 //! opening the store removes those of creators that died (SIGKILL, or a
-//! signal that ended the process before it could clean up).
+//! signal that ended the process before it could clean up). An interrupted
+//! hermod (SIGINT, SIGTERM) removes its own first (`interrupt.rs`).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -81,6 +82,8 @@ impl Store {
         // A log holds whatever a build printed: its owner's alone.
         fs::set_permissions(store.logs(), fs::Permissions::from_mode(0o700)).map_err(io_err(&store.logs()))?;
         remove_dead_staging(&store.tmp());
+        // An interrupted run removes its own staging (interrupt.rs).
+        crate::interrupt::watch_staging(&store.tmp());
         Ok(store)
     }
 

@@ -1,7 +1,8 @@
 //! Leftovers of killed runs: a `hermod build` killed with SIGKILL while its
 //! sandbox runs leaves an empty cgroup and its staging directory; the next
 //! run removes both (and never a live run's: `owner.rs`, `cgroup.rs` and
-//! `store.rs` unit tests).
+//! `store.rs` unit tests). One interrupted by SIGINT or SIGTERM removes its
+//! own before exiting 130 / 143 (`interrupt.rs`).
 
 mod common;
 
@@ -42,10 +43,17 @@ fn tagged(dirs: &[PathBuf], pid: u32) -> Vec<PathBuf> {
         .collect()
 }
 
-#[test]
-fn the_next_run_removes_the_cgroups_and_staging_of_a_killed_build() {
-    let store = shared_store();
-    // A source no one built: a miss, so the sandbox runs.
+/// One test at a time: any hermod opening the store removes a dead run's
+/// litter, which the SIGKILL test must still see before its next run.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A fresh copy of hello that no one built (a cache miss, so the sandbox
+/// runs), the `hermod build` arguments for it, and the directories they live in.
+fn unbuilt_hello() -> (tempfile::TempDir, tempfile::TempDir, Vec<String>) {
     let src = tempfile::tempdir().unwrap();
     let source = src.path().join("hello");
     tool("cp", &["-R", testdata("modules/hello").to_str().unwrap(), source.to_str().unwrap()]);
@@ -60,23 +68,38 @@ fn the_next_run_removes_the_cgroups_and_staging_of_a_killed_build() {
     text.push_str(&format!("\n/* killed_runs {nonce} */\n"));
     std::fs::write(&c, text).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let kernel = kernel();
-    let args = ["build", source.to_str().unwrap(), "--kernel", &kernel, "--out", out.path().to_str().unwrap()];
+    let args = ["build", source.to_str().unwrap(), "--kernel", &kernel(), "--out", out.path().to_str().unwrap()]
+        .map(String::from)
+        .to_vec();
+    (src, out, args)
+}
 
-    let cgroups = cgroup_parents();
-    let tmp = vec![store.join("tmp")];
-    let mut child = spawn(&store, &args);
+/// Waits until `child`'s sandbox runs: its cgroup and staging directory exist.
+fn wait_for_sandbox(child: &mut std::process::Child, cgroups: &[PathBuf], tmp: &[PathBuf]) {
     let pid = child.id();
-    // Killed while its sandbox runs: its group and staging directory exist.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if !tagged(&cgroups, pid).is_empty() && !tagged(&tmp, pid).is_empty() {
-            break;
+        if !tagged(cgroups, pid).is_empty() && !tagged(tmp, pid).is_empty() {
+            return;
         }
         assert!(child.try_wait().unwrap().is_none(), "the build ended before a sandbox was seen");
         assert!(Instant::now() < deadline, "no sandbox cgroup of {pid} under {cgroups:?}");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+#[test]
+fn the_next_run_removes_the_cgroups_and_staging_of_a_killed_build() {
+    let _serial = serial();
+    let store = shared_store();
+    let (_src, _out, args) = unbuilt_hello();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cgroups = cgroup_parents();
+    let tmp = vec![store.join("tmp")];
+    let mut child = spawn(&store, &args);
+    let pid = child.id();
+    // Killed while its sandbox runs: its group and staging directory exist.
+    wait_for_sandbox(&mut child, &cgroups, &tmp);
     child.kill().unwrap();
     child.wait().unwrap();
     // Its sandbox dies with it (parent-death signal); what it made stays.
@@ -90,4 +113,39 @@ fn the_next_run_removes_the_cgroups_and_staging_of_a_killed_build() {
     assert!(next.status.success(), "{}", stderr(&next));
     assert_eq!(tagged(&cgroups, pid), Vec::<PathBuf>::new(), "cgroups of the killed build");
     assert_eq!(tagged(&tmp, pid), Vec::<PathBuf>::new(), "staging of the killed build");
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM while the sandbox runs: hermod kills it, removes
+/// its own cgroups and staging directories, says so, and exits 130 / 143,
+/// with nothing left for a later run to clean.
+fn interrupted_build_cleans_up(signal: nix::sys::signal::Signal, status: i32) {
+    let _serial = serial();
+    let store = shared_store();
+    let (_src, _out, args) = unbuilt_hello();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cgroups = cgroup_parents();
+    let tmp = vec![store.join("tmp")];
+    let mut child = spawn(&store, &args);
+    let pid = child.id();
+    wait_for_sandbox(&mut child, &cgroups, &tmp);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(status), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("hermod: interrupted; removed ") && l.contains(" staging director")),
+        "{err}"
+    );
+    assert_eq!(tagged(&cgroups, pid), Vec::<PathBuf>::new(), "cgroups of the interrupted build");
+    assert_eq!(tagged(&tmp, pid), Vec::<PathBuf>::new(), "staging of the interrupted build");
+}
+
+#[test]
+fn an_interrupted_build_removes_its_own_cgroups_and_staging() {
+    interrupted_build_cleans_up(nix::sys::signal::Signal::SIGINT, 130);
+}
+
+#[test]
+fn a_terminated_build_removes_its_own_cgroups_and_staging() {
+    interrupted_build_cleans_up(nix::sys::signal::Signal::SIGTERM, 143);
 }

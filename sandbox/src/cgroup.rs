@@ -14,13 +14,25 @@
 //! boots v2 only; containers and older hosts often still give v1, and a
 //! "hybrid" host mounts both with every controller on the v1 side.
 //!
-//! `run()` creates a fresh group `hermod-<pid>-<n>` under the caller's own
-//! group, for each controller where it can: v2 first, else v1. (On v2, the
-//! caller's group can hand controllers down only once it holds no process,
-//! so hermod first moves itself into a leaf `hermod-self` beside the
-//! sandbox groups: [`enable_controllers`].) It moves the
-//! helper into it *before* sending the spec, so every process of the sandbox
-//! is born inside. An unprivileged caller can do this only in a group
+//! `run()` creates a fresh group `hermod-<owner tag>-<n>` under the caller's
+//! own group, for each controller where it can: v2 first, else v1. (On v2,
+//! the caller's group can hand controllers down only once it holds no
+//! process, so hermod first moves itself into a leaf `hermod-self` beside
+//! the sandbox groups: [`enable_controllers`].) The helper is in the group
+//! before it forks pid 1, so every process of the sandbox is born inside.
+//!
+//! *How* it gets there is most of what the limits cost. Moving another
+//! process (its pid written to `cgroup.procs`) takes the kernel's global
+//! threadgroup lock for writing, which waits out an RCU grace period:
+//! 5–13 ms per sandbox on the development machine, busy, against 0.3 ms for
+//! the rest of the group's life. A thread that moves *itself* through v1's
+//! `tasks` file (writing `0`) skips that lock on current kernels. So on v1
+//! the helper joins its groups itself, as soon as `run()` hands it the spec
+//! and the groups' names ([`Group::join_files`]); on v2, where a single
+//! thread may not leave its process's domain group, `run()` still moves it
+//! ([`Group::attach`]) before that handoff. `run()` makes the groups while
+//! the freshly spawned helper is still starting, on another CPU. An
+//! unprivileged caller can do this only in a group
 //! delegated to it (e.g. a systemd user slice with `Delegate=yes`); where
 //! nothing is possible, the build still runs, the rlimits still apply, and
 //! [`Cgroup`] says plainly which limits were not enforced and why.
@@ -264,7 +276,7 @@ impl Group {
         enable_controllers(&RealFs, &parent, &wanted, std::process::id())?;
         sweep_once(&parent);
         let dir = parent.join(name());
-        fs::create_dir(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
+        crate::live::make_group(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
         self.dirs.push(dir.clone());
         if let Some(m) = limits.memory {
             write(&dir.join("memory.max"), &limit_text(m))?;
@@ -327,13 +339,27 @@ impl Group {
         let parent = mount.join(path.trim_start_matches('/'));
         sweep_once(&parent);
         let dir = parent.join(name());
-        fs::create_dir(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
+        crate::live::make_group(&dir).map_err(|e| format!("creating {}: {}", dir.display(), short(&e)))?;
         self.dirs.push(dir.clone());
         Ok(dir)
     }
 
-    /// Puts `pid` (the helper, before it starts anything) into every group.
+    /// The v1 `tasks` files the helper writes `0` to, joining its groups
+    /// itself before it forks pid 1 (see the module doc: no global lock).
+    /// Empty on v2 and without a group.
+    pub(crate) fn join_files(&self) -> Vec<PathBuf> {
+        match self.report.version {
+            Some(1) => self.dirs.iter().map(|d| d.join("tasks")).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// On v2, puts `pid` (the helper, before it starts anything) into the
+    /// group; on v1 the helper joins by itself ([`Group::join_files`]).
     pub(crate) fn attach(&mut self, pid: u32) -> Result<(), String> {
+        if self.report.version != Some(2) {
+            return Ok(());
+        }
         for dir in &self.dirs {
             write(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
@@ -361,6 +387,7 @@ impl Group {
                     _ => break,
                 }
             }
+            crate::live::remove_group(&dir);
         }
     }
 }

@@ -30,6 +30,7 @@
 
 mod cgroup;
 mod init;
+mod live;
 pub mod oci;
 pub mod owner;
 mod report;
@@ -38,6 +39,7 @@ mod spec;
 mod vary;
 
 pub use cgroup::Cgroup;
+pub use live::{abort_all, Aborted};
 pub use run::{run, run_with_init, Exit, Outcome, SandboxError, INIT_EXE_ENV};
 pub use spec::{
     private_host_ids, Bind, Limits, Outputs, Secret, Spec, Tmpfs, MAX_SECRET_BYTES, NOBODY, PRIVATE_IDS_BASE,

@@ -11,6 +11,7 @@
 //! a tag from another namespace is never called dead.
 
 use std::fs;
+use std::sync::Mutex;
 
 /// The creator of a cgroup or staging directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,10 +24,21 @@ pub struct Owner {
 }
 
 impl Owner {
-    /// This process.
+    /// This process. Read from `/proc` once per process (every sandbox's
+    /// group name carries it: two reads per start were measurable); a
+    /// forked child, with another pid, reads its own.
     pub fn me() -> Owner {
+        static ME: Mutex<Option<Owner>> = Mutex::new(None);
         let pid = std::process::id();
-        Owner { pid, start: start_time(pid).unwrap_or(0), pidns: own_pidns() }
+        let mut me = ME.lock().unwrap_or_else(|p| p.into_inner());
+        match *me {
+            Some(owner) if owner.pid == pid => owner,
+            _ => {
+                let owner = Owner { pid, start: start_time(pid).unwrap_or(0), pidns: own_pidns() };
+                *me = Some(owner);
+                owner
+            }
+        }
     }
 
     /// The tag put into names: `o<pid>.<start>.<pidns>`.

@@ -21,14 +21,16 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{self, Cgroup};
+use crate::live;
 use crate::report::{Ended, Report};
 use crate::spec::Spec;
 
@@ -125,11 +127,10 @@ pub fn run(spec: &Spec) -> Result<Outcome, SandboxError> {
 /// [`enter_if_requested`](crate::enter_if_requested) first).
 pub fn run_with_init(spec: &Spec, init_exe: &Path) -> Result<Outcome, SandboxError> {
     let resolved = resolve(spec)?;
-    let json =
-        serde_json::to_vec(&resolved).map_err(|e| SandboxError::InvalidSpec(format!("cannot encode spec: {e}")))?;
     let (stdout, stderr) = output_for(spec)?;
     let (status_read, status_write) = status_pipe()?;
 
+    let start = Instant::now();
     let mut cmd = Command::new(init_exe);
     cmd.arg(crate::INIT_ARG)
         .arg(status_write.as_raw_fd().to_string())
@@ -149,24 +150,26 @@ pub fn run_with_init(spec: &Spec, init_exe: &Path) -> Result<Outcome, SandboxErr
         });
     }
 
-    let start = Instant::now();
-    let mut group = cgroup::create(&spec.limits);
-    let mut child = cmd.spawn().map_err(host(format!("starting the sandbox helper {}", init_exe.display())))?;
+    let (mut child, helper) =
+        live::Helper::spawn(&mut cmd).map_err(host(format!("starting the sandbox helper {}", init_exe.display())))?;
     // Only the helper may hold the write end, or end-of-file never comes.
     drop(status_write);
-    // Before the spec is sent: the helper waits for it, so every process of
-    // the sandbox is born inside the group.
+    // The group is made while the helper starts (exec, loading) on another
+    // CPU: it waits for the handoff below before it joins anything.
+    let mut group = cgroup::create(&spec.limits);
+    // (cgroup v2) Before the handoff: the helper waits for it, so every
+    // process of the sandbox is born inside the group.
     if let Err(why) = group.attach(child.id()) {
         let _ = child.kill();
+        helper.reaping();
         let _ = child.wait();
         return Err(SandboxError::Host { step: "entering the sandbox's cgroup".into(), source: io::Error::other(why) });
     }
-    if let Some(mut stdin) = child.stdin.take() {
-        // A thread, so that a helper that never reads (wrong executable)
-        // cannot block us past the timeout. It ends on EOF/EPIPE.
-        let _ = std::thread::Builder::new()
-            .name("hermod-sandbox-spec".into())
-            .spawn(move || io::Write::write_all(&mut stdin, &json));
+    let handoff = Handoff { spec: resolved, cgroup_tasks: group.join_files() };
+    let json =
+        serde_json::to_vec(&handoff).map_err(|e| SandboxError::InvalidSpec(format!("cannot encode spec: {e}")))?;
+    if let Some(stdin) = child.stdin.take() {
+        send(stdin, json);
     }
 
     let mut status = File::from(status_read);
@@ -178,15 +181,40 @@ pub fn run_with_init(spec: &Spec, init_exe: &Path) -> Result<Outcome, SandboxErr
         // namespace with it. Wait for pid 1's end (EOF) so nothing outlives us.
         let _ = child.kill();
         let _ = read_to_eof(&mut status, &mut buf, Some(Instant::now() + TEARDOWN_GRACE));
+        helper.reaping();
         let _ = child.wait();
         group.finish();
         return Ok(Outcome { exit: Exit::TimedOut, wall: start.elapsed(), cgroup: group.report.clone() });
     }
-    let helper = child.wait().map_err(host("waiting for the sandbox helper"))?;
+    helper.reaping();
+    let ended = child.wait().map_err(host("waiting for the sandbox helper"))?;
     let wall = start.elapsed();
     group.finish();
-    let exit = interpret(&Report::decode_all(&buf), helper, init_exe)?;
+    let exit = interpret(&Report::decode_all(&buf), ended, init_exe)?;
     Ok(Outcome { exit, wall, cgroup: group.report.clone() })
+}
+
+/// What the helper reads on its stdin: the spec, and the cgroup v1 `tasks`
+/// files it joins itself before it forks pid 1 (see cgroup.rs).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Handoff {
+    pub(crate) spec: Spec,
+    pub(crate) cgroup_tasks: Vec<PathBuf>,
+}
+
+/// Writes the handoff and closes the pipe. A write of at most `PIPE_BUF`
+/// bytes into a fresh pipe (never smaller than one page) cannot block, so
+/// the usual few hundred bytes go directly; anything longer goes from a
+/// thread, so that a helper that never reads (a wrong executable) cannot
+/// block us past the timeout. That thread ends on EOF/EPIPE.
+fn send(mut stdin: ChildStdin, json: Vec<u8>) {
+    if json.len() <= libc::PIPE_BUF {
+        let _ = io::Write::write_all(&mut stdin, &json);
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("hermod-sandbox-spec".into())
+        .spawn(move || io::Write::write_all(&mut stdin, &json));
 }
 
 /// Host-side validation, and host paths made canonical so that the init can

@@ -1,4 +1,5 @@
 //! The documented exit status of each error (the table is `EXIT_CODES`).
+//! 130 and 143, an interrupted run, come from no error: `interrupt.rs`.
 
 use super::*;
 use crate::farm::FarmError;

@@ -52,7 +52,9 @@ Exit status:
  14  load-test, verify --boot: a module failed to load or unload in its kernel under qemu (or that kernel lacks a
      module it depends on, or crashed or hung during the test); the report says what the kernel said
  77  nothing built: dkms.conf's BUILD_EXCLUSIVE_* directives exclude every requested kernel
-     (as DKMS's 77); with some builds done and the rest skipped, the status is 0";
+     (as DKMS's 77); with some builds done and the rest skipped, the status is 0
+130  interrupted by SIGINT (143: by SIGTERM): the running sandboxes were killed, this run's
+     staging directories and cgroups removed";
 
 /// A fixed default, so packages do not depend on the host that built them.
 pub const DEFAULT_MAINTAINER: &str = "hermod module builder <hermod@packages.invalid>";

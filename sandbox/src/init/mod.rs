@@ -1,10 +1,11 @@
 //! The sandbox init: the re-executed helper process, step by step.
 //!
 //! This runs in a fresh, single-threaded process started by `run()` with
-//! `argv = [exe, INIT_ARG, <status fd>, <parent pid>]`, the spec as JSON on
-//! stdin and the log file as stdout/stderr. The sequence, in order:
+//! `argv = [exe, INIT_ARG, <status fd>, <parent pid>]`, the spec (and the
+//! cgroup v1 groups to join) as JSON on stdin and the log file as
+//! stdout/stderr. The sequence, in order:
 //!
-//! 1. die with the parent; read the spec;                      (this file)
+//! 1. die with the parent; read the spec; join the cgroups;    (this file)
 //! 2. unshare all namespaces, write the uid/gid maps;          (`userns.rs`)
 //! 3. fork pid 1 of the new pid namespace; this process stays
 //!    outside it, waits for pid 1 and reports how it ended;    (this file)
@@ -40,6 +41,7 @@ mod userns;
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -49,6 +51,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, getppid, ForkResult, Pid};
 
 use crate::report::{Ended, Report};
+use crate::run::Handoff;
 use crate::spec::Spec;
 use sys::Real;
 
@@ -128,7 +131,10 @@ fn helper(status: BorrowedFd<'_>, parent: Option<&String>) -> Result<i32, SetupE
             return Ok(SETUP_FAILED);
         }
     }
-    let spec = read_spec()?;
+    let Handoff { spec, cgroup_tasks } = read_handoff()?;
+    for tasks in &cgroup_tasks {
+        join_cgroup(tasks)?;
+    }
     userns::enter(&Real, &spec)?;
     // Creating the user namespace changed our credentials; make sure the
     // parent-death signal survived it.
@@ -190,8 +196,20 @@ fn die_with_parent() -> Result<(), SetupError> {
     prctl::set_pdeathsig(Signal::SIGKILL).step(|| "setting the parent-death signal".into())
 }
 
+/// Step 1: move this (single-threaded) process into a cgroup v1 group by
+/// writing `0`, "the writing thread", to its `tasks` file. A thread moving
+/// itself spares the kernel's global threadgroup lock that moving another
+/// process takes (milliseconds; see cgroup.rs). Before pid 1 is forked, so
+/// everything the sandbox runs is born inside.
+fn join_cgroup(tasks: &Path) -> Result<(), SetupError> {
+    let step = || format!("joining the sandbox's cgroup ({})", tasks.display());
+    // No O_CREAT: a group that is gone is an error, not a new file.
+    let mut file = std::fs::OpenOptions::new().write(true).open(tasks).step(step)?;
+    io::Write::write_all(&mut file, b"0").step(step)
+}
+
 /// Step 1: the spec arrives as JSON on stdin, closed by `run()` when done.
-fn read_spec() -> Result<Spec, SetupError> {
+fn read_handoff() -> Result<Handoff, SetupError> {
     let mut json = Vec::new();
     io::stdin().lock().read_to_end(&mut json).step(|| "reading the sandbox spec from stdin".into())?;
     serde_json::from_slice(&json).map_err(|e| SetupError::other("decoding the sandbox spec", e.to_string()))
