@@ -357,19 +357,14 @@ fn sign(
     }
     signer.write_certificate(&unsigned).map_err(io_err(&unsigned))?;
     let outcome = (|| {
-        let host_ids = hermod_sandbox::private_host_ids();
+        hand_over_to_sandbox_user(&dir)?;
         if nix::unistd::geteuid().is_root() {
-            hermod_hostfs::Dir::open_nofollow(&dir)?.set_own_mode(0o755)?;
-            readable_by_all(&dir.join("in"))?;
             readable_by_all(&unsigned)?;
-            hermod_hostfs::Dir::open_nofollow(&dir)?.set_owner("out", host_ids.0, host_ids.1)?;
-            reachable_by_sandbox_user(&dir)?;
         }
         let mut spec = sandbox_spec(rootfs, settings, &dir, log, &[]);
         spec.argv = vec!["/bin/bash".into(), format!("{IN_INSIDE}/sign.sh")];
         spec.binds.push(Bind { source: unsigned.clone(), target: "/hermod/unsigned".into(), writable: false });
         spec.secrets = vec![signer.key_secret()];
-        spec.host_ids = Some(host_ids);
         Ok::<_, BuildError>(hermod_sandbox::run(&spec)?)
     })();
     let outcome = outcome?;
@@ -391,38 +386,51 @@ fn sign(
     Ok(())
 }
 
-/// When hermod runs as root, the sandbox runs the build as an unprivileged host
-/// user (`hermod_sandbox::NOBODY`), never as host root; the work directory is
-/// given to that user (it reads `in/`, and the outputs copy writes `out/`). An unprivileged caller's
-/// sandbox runs as the caller, who owns them already.
+/// The host ids a root caller's sandboxed steps run as: never host root, and
+/// never the `nobody` that other services share, whose processes could
+/// otherwise rewrite a step's outputs (`dkms.records`, the modules) between
+/// the sandbox's copy and hermod's read, or read the source copy: host ids of
+/// this hermod's own ([`hermod_sandbox::private_host_ids`]).
+pub fn sandbox_ids() -> (u32, u32) {
+    hermod_sandbox::private_host_ids()
+}
+
+/// When hermod runs as root, the sandbox runs the build as [`sandbox_ids`],
+/// never as host root; `in/` stays root's but readable by that group only,
+/// and `out/` (which the outputs copy writes) is given to that user. An
+/// unprivileged caller's sandbox runs as the caller, who owns them already.
 fn hand_over_to_sandbox_user(workdir: &Path) -> Result<(), BuildError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    hermod_hostfs::Dir::open_nofollow(workdir)?.set_own_mode(0o755)?;
-    // `in/` stays root's (hermod writes build.sh there later, and must not
-    // follow a link another `nobody` process planted): readable is enough,
-    // it is mounted read-only. Only `out/`, which the outputs copy writes,
-    // is given away.
+    let work = hermod_hostfs::Dir::open_nofollow(workdir)?;
+    work.set_owner("", 0, sandbox_ids().1)?;
+    work.set_own_mode(0o750)?;
+    // `in/` stays root's (hermod writes build.sh there later): readable by
+    // the sandbox's group is enough, it is mounted read-only. Only `out/`,
+    // which the outputs copy writes, is given away.
     readable_by_all(&workdir.join("in"))?;
     hand_over(&workdir.join("out"))?;
     reachable_by_sandbox_user(workdir)
 }
 
-/// Directories 0755, files 0644 or 0755 (whatever root's umask made them).
-/// By descriptor: a symlink in the tree (the source copy holds the source's
-/// links) is never followed, so no host file's mode changes.
+/// Readable by the sandbox's group only (a source may be private): group
+/// [`sandbox_ids`], directories 0750, files 0640 or 0750. By descriptor: a
+/// symlink in the tree (the source copy holds the source's links) is never
+/// followed, so no host file's mode changes.
 fn readable_by_all(path: &Path) -> Result<(), BuildError> {
+    let gid = sandbox_ids().1;
     let mode_for = |meta: &hermod_hostfs::Meta| match meta.kind {
-        hermod_hostfs::Kind::Dir => Some(0o755),
-        hermod_hostfs::Kind::File if meta.mode & 0o100 != 0 => Some(0o755),
-        hermod_hostfs::Kind::File => Some(0o644),
+        hermod_hostfs::Kind::Dir => Some(0o750),
+        hermod_hostfs::Kind::File if meta.mode & 0o100 != 0 => Some(0o750),
+        hermod_hostfs::Kind::File => Some(0o640),
         _ => None,
     };
     let (parent, name) = (path.parent().unwrap_or(Path::new("/")), path.file_name().unwrap_or_default());
     let parent = hermod_hostfs::Dir::open_nofollow(parent)?;
     let Some(meta) = parent.meta(name)? else { return Err(io_err(path)(io::ErrorKind::NotFound.into())) };
     if let Some(mode) = mode_for(&meta) {
+        parent.set_owner(name, meta.uid, gid)?;
         parent.set_mode(name, mode)?;
     }
     if meta.kind != hermod_hostfs::Kind::Dir {
@@ -430,6 +438,7 @@ fn readable_by_all(path: &Path) -> Result<(), BuildError> {
     }
     parent.open_dir(name)?.walk::<BuildError>(&mut |visit| match mode_for(&visit.meta) {
         Some(mode) => {
+            visit.parent.set_owner(visit.name, visit.meta.uid, gid)?;
             visit.parent.set_mode(visit.name, mode)?;
             Ok(true)
         }
@@ -446,14 +455,16 @@ impl From<hermod_hostfs::Error> for BuildError {
 /// Every directory above `path` must be searchable by others, or the sandbox
 /// user cannot reach it; say which one is not, rather than fail inside.
 fn reachable_by_sandbox_user(path: &Path) -> Result<(), BuildError> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::MetadataExt;
+    let gid = sandbox_ids().1;
     for ancestor in path.ancestors().skip(1) {
-        let mode = fs::metadata(ancestor).map_err(io_err(ancestor))?.permissions().mode();
-        if mode & 0o001 == 0 {
+        let meta = fs::metadata(ancestor).map_err(io_err(ancestor))?;
+        let searchable = meta.mode() & 0o001 != 0 || (meta.gid() == gid && meta.mode() & 0o010 != 0);
+        if !searchable {
             return Err(BuildError::NotReachable {
                 path: path.to_owned(),
                 blocker: ancestor.to_owned(),
-                uid: hermod_sandbox::NOBODY.0,
+                uid: sandbox_ids().0,
             });
         }
     }
@@ -466,7 +477,7 @@ fn hand_over(path: &Path) -> Result<(), BuildError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    let (uid, gid) = hermod_sandbox::NOBODY;
+    let (uid, gid) = sandbox_ids();
     let dir = hermod_hostfs::Dir::open_nofollow(path)?;
     dir.set_owner("", uid, gid)?;
     dir.walk::<BuildError>(&mut |visit| {
@@ -516,8 +527,13 @@ fn run_eval(
         }
         other => return Err(BuildError::DkmsEval { exit: describe(&other), tail: tail(log), log: log.to_owned() }),
     }
-    let records_path = workdir.join("out").join("dkms.records");
-    let raw = fs::read(&records_path).map_err(io_err(&records_path))?;
+    // The records are the step's output: read by descriptor, regular file
+    // only, bounded like a package's control data.
+    let out = hermod_hostfs::Dir::open_nofollow(&workdir.join("out"))?;
+    let (file, _) = out.open_regular("dkms.records")?;
+    let limits = crate::bounded::current();
+    let raw = crate::bounded::read_capped(file, crate::bounded::Limit::ControlSize, &limits)
+        .map_err(io_err(&out.shown("dkms.records")))?;
     Ok(dkms::parse_records(&raw)?)
 }
 
@@ -553,6 +569,9 @@ pub fn sandbox_spec(rootfs: &Rootfs, settings: &Settings, workdir: &Path, log: &
     spec.hostname = "hermod".into();
     spec.uid = BUILD_UID;
     spec.gid = BUILD_UID;
+    if nix::unistd::geteuid().is_root() {
+        spec.host_ids = Some(sandbox_ids());
+    }
     spec.timeout = Some(settings.timeout);
     spec.log = Some(log.to_owned());
     spec.limits = settings.limits.clone();

@@ -277,3 +277,58 @@ fn a_link_planted_in_out_is_replaced_not_followed() {
     assert!(out.join(&name).symlink_metadata().unwrap().is_file(), "the link was replaced by the package");
     assert_eq!(snapshot(&scene.root, &[&out]), before);
 }
+
+/// A process of the shared `nobody` user (any host service) tries, while a
+/// root build's sandbox runs, to plant a link or write into the build's work
+/// directory (to swap `dkms.records` or a module between the sandbox's copy
+/// and hermod's read) or to read the source copy: the steps run as host ids of
+/// that hermod's own, so every attempt is refused by the kernel.
+#[test]
+fn a_nobody_process_cannot_touch_a_running_builds_work_directory() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root to start the nobody process");
+    let scene = Scene::new(0);
+    let src = scene.source("private");
+    // A cache miss: a source no one built.
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    std::fs::write(src.join("nonce.h"), format!("/* {nonce} */\n")).unwrap();
+    let store = shared_store();
+    let out = scene.root.join("out");
+    let mut child = Command::new(hermod())
+        .args(build_args(&src, &out))
+        .env("HERMOD_STORE", &store)
+        .env("HERMOD_PACKAGE_CACHE", package_cache())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tag = format!("o{}.", child.id());
+    let mut tried = 0;
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(120) {
+        let work: Vec<PathBuf> = std::fs::read_dir(store.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(&tag))
+            .map(|e| e.path())
+            .collect();
+        for dir in work {
+            let (o, i) = (dir.join("out"), dir.join("in/src/hello.c"));
+            let attack = format!(
+                "ln -s /etc/shadow {o}/dkms.records.planted || echo x >> {o}/module-0.ko || cat {i} || exit 0; echo ESCAPED",
+                o = o.display(),
+                i = i.display()
+            );
+            let result = Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c", &attack])
+                .output()
+                .unwrap();
+            assert!(!stdout(&result).contains("ESCAPED"), "nobody reached {}: {}", dir.display(), stderr(&result));
+            tried += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait_with_output().unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(tried > 0, "the build's work directory was never seen");
+}

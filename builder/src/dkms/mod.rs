@@ -116,7 +116,7 @@ pub enum DkmsError {
     Duplicate { name: String, directive: &'static str, index: u64 },
     #[error("dkms.conf's PATCH[{index}] is {}: patch names must stay inside patches/ (no `..` component, no leading `/`)", crate::bounded::excerpt(.value))]
     PatchPath { index: u64, value: String },
-    #[error("dkms.conf's PATCH[{index}] names patches/{}, which is not in the source", crate::bounded::excerpt(.value))]
+    #[error("dkms.conf's PATCH[{index}] names {}, which is not in the source", crate::bounded::excerpt(&format!("patches/{}", .value)))]
     PatchMissing { index: u64, value: String },
     #[error("the dkms.conf evaluation printed a malformed record: {0}")]
     Malformed(String),
@@ -190,7 +190,13 @@ pub fn parse_records(raw: &[u8]) -> Result<Records, DkmsError> {
             .ok_or_else(|| DkmsError::Malformed(format!("truncated record, expected {what}")))
     };
     let index = |name: &str, text: String| {
-        text.parse::<u64>().map_err(|_| DkmsError::Malformed(format!("{name} has the index {text:?}, not a number")))
+        text.parse::<u64>().map_err(|_| {
+            DkmsError::Malformed(format!(
+                "{} has the index {}, not a number",
+                crate::bounded::excerpt(name),
+                crate::bounded::excerpt(&text)
+            ))
+        })
     };
     loop {
         let tag = match next("tag") {
@@ -221,7 +227,7 @@ pub fn parse_records(raw: &[u8]) -> Result<Records, DkmsError> {
                 let version = next("version")?;
                 records.first_pass = Some((name, version));
             }
-            other => return Err(DkmsError::Malformed(format!("unknown tag {other:?}"))),
+            other => return Err(DkmsError::Malformed(format!("unknown tag {}", crate::bounded::excerpt(other)))),
         }
     }
     Ok(records)
