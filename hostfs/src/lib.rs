@@ -30,6 +30,7 @@
 //! see it: `RESOLVE_IN_ROOT` makes the kernel treat the descriptor as `/`.
 #![forbid(unsafe_code)]
 
+mod remove;
 mod resolve;
 mod walk;
 
@@ -59,6 +60,8 @@ pub enum Error {
     BadPath { path: PathBuf, reason: &'static str },
     #[error("{path}: more than {MAX_DEPTH} directories deep")]
     TooDeep { path: PathBuf },
+    #[error("{path}: more than {limit} entries")]
+    TooMany { path: PathBuf, limit: u64 },
 }
 
 impl Error {
@@ -70,7 +73,8 @@ impl Error {
             | Error::NotRegular { path, .. }
             | Error::NotADirectory { path }
             | Error::BadPath { path, .. }
-            | Error::TooDeep { path } => path,
+            | Error::TooDeep { path }
+            | Error::TooMany { path, .. } => path,
         }
     }
 
@@ -84,9 +88,11 @@ impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match &e {
             Error::Io { source, .. } => source.kind(),
-            Error::Symlink { .. } | Error::NotRegular { .. } | Error::BadPath { .. } | Error::TooDeep { .. } => {
-                io::ErrorKind::InvalidInput
-            }
+            Error::Symlink { .. }
+            | Error::NotRegular { .. }
+            | Error::BadPath { .. }
+            | Error::TooDeep { .. }
+            | Error::TooMany { .. } => io::ErrorKind::InvalidInput,
             Error::NotADirectory { .. } => io::ErrorKind::NotADirectory,
         };
         io::Error::new(kind, e)
@@ -479,12 +485,13 @@ impl Dir {
         })
     }
 
-    /// Remove `rel` and everything below it, reaching each directory by
-    /// descriptor (a symlink is removed, never entered). Missing is fine.
+    /// Remove `rel` and everything below it, however deep, reaching each
+    /// directory by descriptor (a symlink is removed, never entered). Missing
+    /// is fine. See `remove.rs` for how depth is handled.
     pub fn remove_all(&self, rel: impl AsRef<Path>) -> Result<()> {
         let rel = rel.as_ref();
         let shown = self.shown(rel);
-        self.at(rel, |parent, name| walk::remove_at(parent, name, &shown, 0))
+        self.at(rel, |parent, name| remove::remove_at(parent, name, &shown))
     }
 
     /// Rename `from` to `to` under `to_dir` (same filesystem), replacing a file there.
@@ -501,7 +508,23 @@ impl Dir {
     /// This directory's entries (not `.`/`..`), sorted by name bytes, with the
     /// kind `lstat` gives.
     pub fn entries(&self) -> Result<Vec<(OsString, Kind)>> {
-        walk::entries(self.fd.as_fd(), &self.shown)
+        Ok(walk::list(self.fd.as_fd(), &self.shown, u64::MAX)?.0)
+    }
+
+    /// [`Dir::entries`], refused with [`Error::TooMany`] once the listing
+    /// passes `limit` entries: reading stops there, so the names held stay
+    /// within the limit.
+    pub fn entries_limited(&self, limit: u64) -> Result<Vec<(OsString, Kind)>> {
+        match walk::list(self.fd.as_fd(), &self.shown, limit)? {
+            (entries, true) => Ok(entries),
+            (_, false) => Err(Error::TooMany { path: self.shown.clone(), limit }),
+        }
+    }
+
+    /// The first `limit` entries the directory yields (in no useful order,
+    /// then sorted), for a sweep that is retried later and need not see all.
+    pub fn entries_up_to(&self, limit: u64) -> Result<Vec<(OsString, Kind)>> {
+        Ok(walk::list(self.fd.as_fd(), &self.shown, limit)?.0)
     }
 
     /// `fsync` of the directory (after renames into it).
