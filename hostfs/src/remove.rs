@@ -132,13 +132,7 @@ pub(crate) fn remove_with_depth(parent: BorrowedFd<'_>, name: &OsStr, shown: &Pa
 
 /// Rename `name` under `from` into `top` under a name that is not taken
 /// there (`RENAME_NOREPLACE`: never over an entry); returns that name.
-fn move_up(
-    from: BorrowedFd<'_>,
-    name: &OsStr,
-    shown: &Path,
-    top: BorrowedFd<'_>,
-    moved: &mut u64,
-) -> Result<OsString> {
+fn move_up(from: BorrowedFd<'_>, name: &OsStr, shown: &Path, top: BorrowedFd<'_>, moved: &mut u64) -> Result<OsString> {
     loop {
         *moved += 1;
         let new = OsString::from(format!(".hermod-deep-{}", *moved));
