@@ -34,7 +34,7 @@ mod remove;
 mod resolve;
 mod walk;
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -485,15 +485,6 @@ impl Dir {
         })
     }
 
-    /// Remove `rel` and everything below it, however deep, reaching each
-    /// directory by descriptor (a symlink is removed, never entered). Missing
-    /// is fine. See `remove.rs` for how depth is handled.
-    pub fn remove_all(&self, rel: impl AsRef<Path>) -> Result<()> {
-        let rel = rel.as_ref();
-        let shown = self.shown(rel);
-        self.at(rel, |parent, name| remove::remove_at(parent, name, &shown))
-    }
-
     /// Rename `from` to `to` under `to_dir` (same filesystem), replacing a file there.
     pub fn rename(&self, from: impl AsRef<Path>, to_dir: &Dir, to: impl AsRef<Path>) -> Result<()> {
         let (from, to) = (from.as_ref(), to.as_ref());
@@ -503,28 +494,6 @@ impl Dir {
                     .map_err(io_err("rename", &to_dir.shown(to)))
             })
         })
-    }
-
-    /// This directory's entries (not `.`/`..`), sorted by name bytes, with the
-    /// kind `lstat` gives.
-    pub fn entries(&self) -> Result<Vec<(OsString, Kind)>> {
-        Ok(walk::list(self.fd.as_fd(), &self.shown, u64::MAX)?.0)
-    }
-
-    /// [`Dir::entries`], refused with [`Error::TooMany`] once the listing
-    /// passes `limit` entries: reading stops there, so the names held stay
-    /// within the limit.
-    pub fn entries_limited(&self, limit: u64) -> Result<Vec<(OsString, Kind)>> {
-        match walk::list(self.fd.as_fd(), &self.shown, limit)? {
-            (entries, true) => Ok(entries),
-            (_, false) => Err(Error::TooMany { path: self.shown.clone(), limit }),
-        }
-    }
-
-    /// The first `limit` entries the directory yields (in no useful order,
-    /// then sorted), for a sweep that is retried later and need not see all.
-    pub fn entries_up_to(&self, limit: u64) -> Result<Vec<(OsString, Kind)>> {
-        Ok(walk::list(self.fd.as_fd(), &self.shown, limit)?.0)
     }
 
     /// `fsync` of the directory (after renames into it).

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, RenameFlags};
 
 use crate::walk::list;
-use crate::{errno_err, io_err, open_dir_at, Kind, Result};
+use crate::{errno_err, io_err, open_dir_at, Dir, Kind, Result};
 
 /// Directories a removal holds open at most; a deeper one is moved up.
 pub(crate) const OPEN_DEPTH: usize = 64;
@@ -72,6 +72,17 @@ impl Frame {
 fn is_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
     rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+}
+
+impl Dir {
+    /// Remove `rel` and everything below it, however deep, reaching each
+    /// directory by descriptor (a symlink is removed, never entered). Missing
+    /// is fine. See `remove.rs` for how depth is handled.
+    pub fn remove_all(&self, rel: impl AsRef<Path>) -> Result<()> {
+        let rel = rel.as_ref();
+        let shown = self.shown(rel);
+        self.at(rel, |parent, name| remove_at(parent, name, &shown))
+    }
 }
 
 /// Remove `name` under `parent` and everything below it. Missing is fine.
@@ -150,7 +161,6 @@ mod tests {
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     use super::*;
-    use crate::Dir;
 
     /// `depth` nested directories `d` under `top`, a file and a link at each tenth level.
     fn deep(top: &Path, depth: usize, link_to: &Path) {

@@ -49,6 +49,28 @@ impl Dir {
         let mut budget = Budget { left: max_entries, limit: max_entries };
         walk_in(self, &mut PathBuf::new(), 0, &mut budget, visit)
     }
+
+    /// This directory's entries (not `.`/`..`), sorted by name bytes, with the
+    /// kind `lstat` gives.
+    pub fn entries(&self) -> Result<Vec<(OsString, Kind)>> {
+        Ok(list(self.fd.as_fd(), &self.shown, u64::MAX)?.0)
+    }
+
+    /// [`Dir::entries`], refused with [`Error::TooMany`] once the listing
+    /// passes `limit` entries: reading stops there, so the names held stay
+    /// within the limit.
+    pub fn entries_limited(&self, limit: u64) -> Result<Vec<(OsString, Kind)>> {
+        match list(self.fd.as_fd(), &self.shown, limit)? {
+            (entries, true) => Ok(entries),
+            (_, false) => Err(Error::TooMany { path: self.shown.clone(), limit }),
+        }
+    }
+
+    /// The first `limit` entries the directory yields (in no useful order,
+    /// then sorted), for a sweep that is retried later and need not see all.
+    pub fn entries_up_to(&self, limit: u64) -> Result<Vec<(OsString, Kind)>> {
+        Ok(list(self.fd.as_fd(), &self.shown, limit)?.0)
+    }
 }
 
 /// Entries a walk may still list, out of `limit`.
