@@ -65,6 +65,7 @@ pub enum Limit {
     ReleaseSize,
     ModuleSize,
     LayerSize,
+    NamesSize,
 }
 
 impl Limit {
@@ -81,6 +82,7 @@ impl Limit {
             Limit::ReleaseSize => "max_release_size",
             Limit::ModuleSize => "max_module_size",
             Limit::LayerSize => "max_layer_size",
+            Limit::NamesSize => "max_names_size",
         }
     }
 
@@ -97,6 +99,7 @@ impl Limit {
             Limit::ReleaseSize => "Release file size",
             Limit::ModuleSize => "module size",
             Limit::LayerSize => "OCI layer size",
+            Limit::NamesSize => "size of the paths held",
         }
     }
 
@@ -117,6 +120,7 @@ impl Limit {
             Limit::ReleaseSize => limits.max_release_size,
             Limit::ModuleSize => limits.max_module_size,
             Limit::LayerSize => limits.max_layer_size,
+            Limit::NamesSize => limits.max_names_size,
         }
     }
 }
@@ -204,6 +208,11 @@ pub struct InputLimits {
     /// Bytes of an OCI image layer once decompressed (`hermod rootfs import`).
     #[serde(deserialize_with = "size")]
     pub max_layer_size: u64,
+    /// Bytes of the relative paths of a module source's entries, summed: what
+    /// the scan of a source directory holds in memory (`max_entries` and
+    /// `max_path_length` bound a source's entries and each path too).
+    #[serde(deserialize_with = "size")]
+    pub max_names_size: u64,
 }
 
 impl Default for InputLimits {
@@ -229,6 +238,9 @@ impl Default for InputLimits {
             max_module_size: 256 << 20,
             // A whole build root is 1–2 GB.
             max_layer_size: 32 << 30,
+            // 200,000 entries (max_entries) of 160-byte paths; zfs-dkms'
+            // 988 paths are at most 84 bytes each.
+            max_names_size: 32 << 20,
         }
     }
 }
@@ -340,8 +352,15 @@ mod tests {
 
     #[test]
     fn limits_parse_from_toml_with_sizes() {
-        let l: InputLimits =
-            toml::from_str("max_unpacked_size = \"2G\"\nmax_entries = 5\nmax_file_size = 4096").unwrap();
+        let l: InputLimits = toml::from_str(
+            "max_unpacked_size = \"2G\"\nmax_entries = 5\nmax_file_size = 4096\nmax_names_size = \"1M\"",
+        )
+        .unwrap();
+        assert_eq!(l.max_names_size, 1 << 20);
+        assert_eq!(
+            Exceeded::new(Limit::NamesSize, &l).to_string(),
+            "size of the paths held is over the limit of 1 MiB (input_limits.max_names_size in the config file)"
+        );
         assert_eq!(l.max_unpacked_size, 2 << 30);
         assert_eq!(l.max_entries, 5);
         assert_eq!(l.max_file_size, 4096);

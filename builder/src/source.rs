@@ -16,13 +16,28 @@
 //! included: `d -> .` with `e -> d/d/../../..` climbs out), once on the scan
 //! and again on the copy, which is hermod's own and no longer changes.
 //! Scan and copy both end at the preparation's deadline.
+//!
+//! The scan holds one path per entry, so it is bounded as it goes, by the
+//! `[input_limits]` of the config ([`crate::bounded`]): the entries listed
+//! (`max_entries`, counted by the walk while each directory is read, so a
+//! directory of a million names is refused before its names are held), each
+//! relative path (`max_path_length`: a longer one could not be copied or
+//! built anyway) and the paths' bytes summed (`max_names_size`).
+//!
+//! A hard link is read as the file it is. A regular file with more than one
+//! link whose owner is neither the source directory's owner nor the caller
+//! is refused: it may be a link to a file its owner never meant to give
+//! (`fs.protected_hardlinks=0` lets anyone link to anyone's file), and
+//! hermod, as root, would read it for them.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use hermod_hostfs::{Dir, Kind as FsKind, Resolved};
+use hermod_hostfs::{Dir, Kind as FsKind, Meta, Resolved};
+
+use crate::bounded::{excerpt, Exceeded, InputLimits, Limit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -42,6 +57,10 @@ pub enum SourceError {
     Changed(PathBuf),
     #[error("reading the source took longer than the {0:?} timeout (--timeout); nothing was built from it")]
     TimedOut(std::time::Duration),
+    #[error("source {root}: {limit}{}; nothing was built from it", at.as_deref().map(|a| format!(" (at {a})")).unwrap_or_default())]
+    OverLimit { root: PathBuf, at: Option<String>, limit: Exceeded },
+    #[error("{path}: a hard link to another user's file (owner uid {uid}, neither the source directory's owner nor the caller); hermod does not read it")]
+    ForeignHardLink { path: PathBuf, uid: u32 },
     #[error("reading source {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -51,6 +70,10 @@ impl From<hermod_hostfs::Error> for SourceError {
         match e {
             hermod_hostfs::Error::NotRegular { path, .. } => SourceError::SpecialFile(path),
             hermod_hostfs::Error::Symlink { path } => SourceError::Changed(path),
+            // The walk's entry budget (`max_entries`), spent while `path` was listed.
+            hermod_hostfs::Error::TooMany { path, limit } => {
+                SourceError::OverLimit { root: path, at: None, limit: Exceeded { limit: Limit::Entries, max: limit } }
+            }
             e => SourceError::Io { path: e.path().to_owned(), source: e.into() },
         }
     }
@@ -109,7 +132,17 @@ pub struct SourceTree {
     pub root: PathBuf,
     /// The tree's directory, opened once: the copy reads through it, not the path.
     dir: Arc<Dir>,
+    /// Whose hard links are read: the source directory's owner and the caller.
+    owners: [u32; 2],
     pub entries: Vec<Entry>,
+}
+
+/// Refuse a file with other links whose owner is not one of `owners`.
+fn check_hard_link(meta: &Meta, owners: [u32; 2], shown: &Path) -> Result<(), SourceError> {
+    if meta.nlink > 1 && !owners.contains(&meta.uid) {
+        return Err(SourceError::ForeignHardLink { path: shown.to_owned(), uid: meta.uid });
+    }
+    Ok(())
 }
 
 /// What a link leads to, for the error message (its text alone).
@@ -144,22 +177,43 @@ impl SourceTree {
         SourceTree::scan_until(root, &Deadline::none())
     }
 
-    /// [`SourceTree::scan`], ending at `deadline`.
+    /// [`SourceTree::scan`], ending at `deadline`, within the config's input limits.
     pub fn scan_until(root: &Path, deadline: &Deadline) -> Result<SourceTree, SourceError> {
+        SourceTree::scan_with(root, deadline, &crate::bounded::current())
+    }
+
+    /// [`SourceTree::scan_until`] within `limits`.
+    pub fn scan_with(root: &Path, deadline: &Deadline, limits: &InputLimits) -> Result<SourceTree, SourceError> {
         let dir = Dir::open(root).map_err(|_| SourceError::NotADirectory(root.to_owned()))?;
         match dir.meta("dkms.conf")? {
             Some(m) if m.kind == FsKind::File => {}
             _ => return Err(SourceError::NoDkmsConf(root.to_owned())),
         }
+        let owners = [dir.own_meta()?.uid, nix::unistd::geteuid().as_raw()];
+        let over = |limit: Limit, at: Option<&Path>| SourceError::OverLimit {
+            root: root.to_owned(),
+            at: at.map(|p| excerpt(&p.to_string_lossy())),
+            limit: Exceeded::new(limit, limits),
+        };
         let mut entries = Vec::new();
-        dir.walk::<SourceError>(&mut |visit| {
+        let mut names = 0u64;
+        dir.walk_limited::<SourceError>(limits.max_entries, &mut |visit| {
             deadline.check()?;
+            let len = visit.rel.as_os_str().len() as u64;
+            if len > limits.max_path_length {
+                return Err(over(Limit::PathLength, Some(visit.rel)));
+            }
+            names += len;
+            if names > limits.max_names_size {
+                return Err(over(Limit::NamesSize, None));
+            }
             let shown = dir.shown(visit.rel);
             let path = visit.rel.to_str().ok_or_else(|| SourceError::NonUtf8(shown.clone()))?.to_owned();
             let kind = match visit.meta.kind {
                 FsKind::Dir => Kind::Dir,
                 FsKind::File => {
                     let (file, meta) = visit.parent.open_regular(visit.name)?;
+                    check_hard_link(&meta, owners, &shown)?;
                     let (hash, size) = hash_stream(file, deadline, &shown, |_| Ok(()))?;
                     Kind::File { hash, size, executable: meta.mode & 0o111 != 0 }
                 }
@@ -177,7 +231,7 @@ impl SourceTree {
             Ok(true)
         })?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(SourceTree { root: root.to_owned(), dir: Arc::new(dir), entries })
+        Ok(SourceTree { root: root.to_owned(), dir: Arc::new(dir), owners, entries })
     }
 
     /// Copy the tree into `dest` (which must exist), with normalized modes:
@@ -199,10 +253,12 @@ impl SourceTree {
                     to.create_dir(rel, 0o755)?;
                 }
                 Kind::File { hash, size, executable } => {
-                    let (file, _) = self.dir.open_regular(rel)?;
+                    let (file, meta) = self.dir.open_regular(rel)?;
+                    let shown = self.dir.shown(rel);
+                    // Swapped for another user's file since the scan: not a byte of it is copied.
+                    check_hard_link(&meta, self.owners, &shown)?;
                     let mode = if *executable { 0o755 } else { 0o644 };
                     let mut out = io::BufWriter::new(to.create_file(rel, mode)?);
-                    let shown = self.dir.shown(rel);
                     let copied = hash_stream(file, deadline, &shown, |chunk| out.write_all(chunk))?;
                     out.flush().map_err(|source| SourceError::Io { path: to.shown(rel), source })?;
                     if copied != (*hash, *size) {
@@ -335,5 +391,75 @@ mod tests {
         let past = Deadline::after(std::time::Duration::ZERO);
         std::thread::sleep(std::time::Duration::from_millis(2));
         assert!(matches!(SourceTree::scan_until(t.path(), &past), Err(SourceError::TimedOut(_))));
+    }
+
+    fn limited(limits: InputLimits, root: &Path) -> Result<SourceTree, SourceError> {
+        SourceTree::scan_with(root, &Deadline::none(), &limits)
+    }
+
+    #[test]
+    fn the_scan_stops_at_the_entry_budget() {
+        let t = tree(&[("dkms.conf", "x")]);
+        fs::create_dir(t.path().join("many")).unwrap();
+        for i in 0..50 {
+            fs::write(t.path().join(format!("many/{i}")), "").unwrap();
+        }
+        let limits = InputLimits { max_entries: 40, ..InputLimits::default() };
+        let err = limited(limits, t.path()).unwrap_err();
+        assert!(matches!(&err, SourceError::OverLimit { limit, .. } if limit.limit == Limit::Entries), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("over the limit of 40 (input_limits.max_entries"), "{msg}");
+        assert!(msg.contains(&t.path().display().to_string()), "names the source: {msg}");
+        assert!(limited(InputLimits { max_entries: 52, ..InputLimits::default() }, t.path()).is_ok());
+    }
+
+    #[test]
+    fn a_path_too_long_to_copy_is_refused_while_scanning() {
+        let t = tree(&[("dkms.conf", "x")]);
+        let name = "n".repeat(200);
+        let mut deep = t.path().to_owned();
+        for _ in 0..6 {
+            deep.push(&name);
+        }
+        fs::create_dir_all(&deep).unwrap();
+        let limits = InputLimits { max_path_length: 1000, ..InputLimits::default() };
+        let err = limited(limits, t.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("path length is over the limit of 1000 bytes (input_limits.max_path_length"), "{msg}");
+        assert!(msg.len() < 600, "the path is quoted in part: {msg}");
+        assert!(limited(InputLimits { max_path_length: 1206, ..InputLimits::default() }, t.path()).is_ok());
+    }
+
+    #[test]
+    fn the_paths_held_are_bounded_in_sum() {
+        let t = tree(&[("dkms.conf", "x"), ("aaaaaaaaaa", ""), ("bbbbbbbbbb", "")]);
+        // 9 + 10 + 10 bytes of paths.
+        let err = limited(InputLimits { max_names_size: 28, ..InputLimits::default() }, t.path()).unwrap_err();
+        assert!(err.to_string().contains("input_limits.max_names_size"), "{err}");
+        assert!(limited(InputLimits { max_names_size: 29, ..InputLimits::default() }, t.path()).is_ok());
+    }
+
+    #[test]
+    fn a_hard_link_to_another_users_file_is_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // making a file of another owner takes root
+        }
+        let t = tree(&[("dkms.conf", "x"), ("mine.c", "int a;")]);
+        // The caller's own hard links are fine.
+        fs::hard_link(t.path().join("mine.c"), t.path().join("also-mine.c")).unwrap();
+        assert!(SourceTree::scan(t.path()).is_ok());
+        // A single-link file of another owner is fine too (copied in, say).
+        let theirs = t.path().join("theirs.c");
+        fs::write(&theirs, "int b;").unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        assert!(SourceTree::scan(t.path()).is_ok());
+        // Linked into a tree owned by root: another user's file.
+        fs::hard_link(&theirs, t.path().join("link.c")).unwrap();
+        let err = SourceTree::scan(t.path()).unwrap_err();
+        assert!(matches!(err, SourceError::ForeignHardLink { uid: 65534, .. }), "{err}");
+        assert!(err.to_string().contains("a hard link to another user's file"), "{err}");
+        // The same tree owned by that user is theirs to link in.
+        std::os::unix::fs::chown(t.path(), Some(65534), Some(65534)).unwrap();
+        assert!(SourceTree::scan(t.path()).is_ok());
     }
 }

@@ -145,17 +145,22 @@ impl Store {
     }
 }
 
+/// Entries of `tmp/` one opening of the store reads at most.
+const STAGING_SWEEP: u64 = 100_000;
+
 /// Remove the staging directories under `tmp` whose creator is certainly
 /// dead (killed, or interrupted by a signal before it could remove them):
 /// see `hermod_sandbox::owner`. A live creator's, an untagged one's, one of
 /// another pid namespace are left alone (`rootfs gc` removes old litter by
-/// age). Best effort and bounded: a failure here never stops a command.
+/// age). Best effort and bounded: a failure here never stops a command,
+/// at most [`STAGING_SWEEP`] names are read (the rest wait for a later run),
+/// and a tree of any depth is removed with a bounded number of descriptors.
 /// Returns how many were removed.
 pub fn remove_dead_staging(tmp: &Path) -> usize {
     let Ok(dir) = hermod_hostfs::Dir::open_nofollow(tmp) else { return 0 };
-    let Ok(entries) = dir.entries() else { return 0 };
+    let Ok(entries) = dir.entries_up_to(STAGING_SWEEP) else { return 0 };
     let mut removed = 0;
-    for (name, _) in entries.into_iter().take(100_000) {
+    for (name, _) in entries {
         let dead = name.to_str().and_then(Owner::in_name).is_some_and(|owner| owner.is_dead());
         // Never through a link: remove_all removes a symlink itself.
         if dead && dir.remove_all(&name).is_ok() {
@@ -252,6 +257,15 @@ mod tests {
         fs::write(outside.join("keep"), b"x").unwrap();
         let link = store.tmp().join(format!("names-{}-Zz99zz", Owner { start: me.start + 1, ..me }.tag()));
         std::os::unix::fs::symlink(&outside, &link).unwrap();
+
+        // Deeper than any walk goes (a dead build's copy of a 255-deep source
+        // is 258 levels): removed all the same.
+        let mut deep = dead.join("out");
+        for _ in 0..300 {
+            deep.push("d");
+        }
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("f"), b"x").unwrap();
 
         assert_eq!(remove_dead_staging(&store.tmp()), 2);
         assert!(!dead.exists() && !link.is_symlink(), "the dead creator's directory and link");

@@ -90,7 +90,21 @@ fn cases() -> Vec<Case> {
         ("a FIFO in the source", fifo_source, 3, &["fifos are refused"]),
         ("a socket in the source", socket_source, 3, &["sockets and fifos are refused"]),
         ("a FIFO named like a package", fifo_deb, 3, &["not a regular file"]),
+        ("a hard link to another user's file", foreign_hard_link_source, 3, &["a hard link to another user's file"]),
     ]
+}
+
+/// A file of uid 1 (neither the source's owner, root, nor either caller)
+/// hard-linked into the source: what `fs.protected_hardlinks=0` would let
+/// anyone make of another user's file.
+fn foreign_hard_link_source(scene: &Scene) -> PathBuf {
+    let src = scene.source("hardlink");
+    let theirs = scene.cases.join("daemons-file");
+    std::fs::write(&theirs, "uid 1's bytes\n").unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o644)).unwrap();
+    nix::unistd::chown(&theirs, Some(1.into()), Some(1.into())).unwrap();
+    std::fs::hard_link(&theirs, src.join("config.h")).unwrap();
+    src
 }
 
 /// `d -> .` and `e -> d/d/d/../../host/secret`: harmless each read alone,
@@ -331,4 +345,34 @@ fn a_nobody_process_cannot_touch_a_running_builds_work_directory() {
     let status = child.wait_with_output().unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     assert!(tried > 0, "the build's work directory was never seen");
+
+/// A source of 3000 files under `[input_limits] max_entries = 1000` (set by
+/// `--config`): refused while it is listed, exit 3, the message naming the
+/// source, the limit and its key.
+#[test]
+fn a_source_past_the_entry_limit_is_refused_while_it_is_read() {
+    let scene = Scene::new(nix::unistd::geteuid().as_raw());
+    let src = scene.source("many");
+    std::fs::create_dir(src.join("gen")).unwrap();
+    for i in 0..3000 {
+        std::fs::write(src.join(format!("gen/{i}.h")), "").unwrap();
+    }
+    let config = scene.root.join("config.toml");
+    std::fs::write(&config, "[input_limits]\nmax_entries = 1000\n").unwrap();
+    let store = shared_store();
+    let out = scene.root.join("out");
+    let before = snapshot(&scene.root, &[&store, &out]);
+    let mut cmd = Command::new(hermod());
+    cmd.args(build_args(&src, &out))
+        .arg("--config")
+        .arg(&config)
+        .env("HERMOD_STORE", &store)
+        .env("HERMOD_PACKAGE_CACHE", package_cache());
+    let result = bounded(cmd);
+    let err = stderr(&result);
+    assert_eq!(result.status.code(), Some(3), "{err}");
+    for word in ["over the limit of 1000", "input_limits.max_entries", &src.display().to_string()] {
+        assert!(err.contains(word), "expected {word:?} in:\n{err}");
+    }
+    assert_eq!(snapshot(&scene.root, &[&store, &out]), before);
 }

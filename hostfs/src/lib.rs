@@ -30,10 +30,11 @@
 //! see it: `RESOLVE_IN_ROOT` makes the kernel treat the descriptor as `/`.
 #![forbid(unsafe_code)]
 
+mod remove;
 mod resolve;
 mod walk;
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -59,6 +60,8 @@ pub enum Error {
     BadPath { path: PathBuf, reason: &'static str },
     #[error("{path}: more than {MAX_DEPTH} directories deep")]
     TooDeep { path: PathBuf },
+    #[error("{path}: more than {limit} entries")]
+    TooMany { path: PathBuf, limit: u64 },
 }
 
 impl Error {
@@ -70,7 +73,8 @@ impl Error {
             | Error::NotRegular { path, .. }
             | Error::NotADirectory { path }
             | Error::BadPath { path, .. }
-            | Error::TooDeep { path } => path,
+            | Error::TooDeep { path }
+            | Error::TooMany { path, .. } => path,
         }
     }
 
@@ -84,9 +88,11 @@ impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match &e {
             Error::Io { source, .. } => source.kind(),
-            Error::Symlink { .. } | Error::NotRegular { .. } | Error::BadPath { .. } | Error::TooDeep { .. } => {
-                io::ErrorKind::InvalidInput
-            }
+            Error::Symlink { .. }
+            | Error::NotRegular { .. }
+            | Error::BadPath { .. }
+            | Error::TooDeep { .. }
+            | Error::TooMany { .. } => io::ErrorKind::InvalidInput,
             Error::NotADirectory { .. } => io::ErrorKind::NotADirectory,
         };
         io::Error::new(kind, e)
@@ -479,14 +485,6 @@ impl Dir {
         })
     }
 
-    /// Remove `rel` and everything below it, reaching each directory by
-    /// descriptor (a symlink is removed, never entered). Missing is fine.
-    pub fn remove_all(&self, rel: impl AsRef<Path>) -> Result<()> {
-        let rel = rel.as_ref();
-        let shown = self.shown(rel);
-        self.at(rel, |parent, name| walk::remove_at(parent, name, &shown, 0))
-    }
-
     /// Rename `from` to `to` under `to_dir` (same filesystem), replacing a file there.
     pub fn rename(&self, from: impl AsRef<Path>, to_dir: &Dir, to: impl AsRef<Path>) -> Result<()> {
         let (from, to) = (from.as_ref(), to.as_ref());
@@ -496,12 +494,6 @@ impl Dir {
                     .map_err(io_err("rename", &to_dir.shown(to)))
             })
         })
-    }
-
-    /// This directory's entries (not `.`/`..`), sorted by name bytes, with the
-    /// kind `lstat` gives.
-    pub fn entries(&self) -> Result<Vec<(OsString, Kind)>> {
-        walk::entries(self.fd.as_fd(), &self.shown)
     }
 
     /// `fsync` of the directory (after renames into it).

@@ -199,3 +199,36 @@ fn make_dir_in_root_makes_what_a_dangling_link_names_inside_the_root() {
     d.make_dir_in_root("file/sub", 0o755).unwrap();
     assert!(t.path().join("file/sub").is_dir(), "a file in the way is replaced");
 }
+
+#[test]
+fn a_walk_stops_listing_at_its_budget() {
+    let (t, d) = tree();
+    fs::create_dir(t.path().join("sub")).unwrap();
+    for i in 0..20 {
+        fs::write(t.path().join(format!("sub/{i}")), "").unwrap();
+    }
+    let mut seen = 0;
+    let err = d
+        .walk_limited::<Error>(10, &mut |_| {
+            seen += 1;
+            Ok(true)
+        })
+        .unwrap_err();
+    assert!(matches!(&err, Error::TooMany { path, limit: 10 } if path.ends_with("sub")), "{err}");
+    assert_eq!(seen, 1, "refused while sub/ was listed, before any of its entries was visited");
+    // 21 entries in all: a budget of exactly that is enough.
+    d.walk_limited::<Error>(21, &mut |_| Ok(true)).unwrap();
+    assert!(d.walk_limited::<Error>(20, &mut |_| Ok(true)).is_err());
+}
+
+#[test]
+fn listings_can_be_limited_or_cut() {
+    let (t, d) = tree();
+    for i in 0..5 {
+        fs::write(t.path().join(i.to_string()), "").unwrap();
+    }
+    assert_eq!(d.entries_limited(5).unwrap().len(), 5);
+    assert!(matches!(d.entries_limited(4), Err(Error::TooMany { limit: 4, .. })));
+    assert_eq!(d.entries_up_to(3).unwrap().len(), 3);
+    assert_eq!(d.entries_up_to(9).unwrap().len(), 5);
+}

@@ -29,6 +29,8 @@ pub fn exit_code(err: &PipelineError) -> i32 {
         },
         PipelineError::Rootfs(
             RootfsError::Io { .. }
+            | RootfsError::Gc { .. }
+            | RootfsError::GcIncomplete { .. }
             | RootfsError::Store(_)
             | RootfsError::Cas(_)
             | RootfsError::Assemble { .. }

@@ -516,8 +516,17 @@ fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), Pipeli
         RootfsCommand::Gc { older_than, kernel } => {
             let days = older_than.unwrap_or(if kernel.is_some() { 0.0 } else { 30.0 });
             let report = rootfs::gc(&open_store(global)?, Duration::from_secs_f64(days * 86400.0), kernel.as_deref())?;
+            for (path, why) in &report.failed {
+                eprintln!("hermod: warning: rootfs gc could not remove {}, skipped: {why}", path.display());
+            }
             print!("{}", rootfs::report::gc(&report));
-            Ok(())
+            if report.roots_failed.is_empty() {
+                Ok(())
+            } else {
+                let roots =
+                    report.roots_failed.iter().map(|(kernel, hash)| format!("{kernel} {}", &hash[..16])).collect();
+                Err(PipelineError::Rootfs(RootfsError::GcIncomplete { roots }))
+            }
         }
         RootfsCommand::Export { kernel, lock, out } => {
             let (ctx, lock) = locked(kernel, lock.as_deref())?;

@@ -52,9 +52,12 @@ pub fn excerpt(text: &str) -> String {
 pub(super) fn fs_err(e: hermod_hostfs::Error) -> RepoError {
     use hermod_hostfs::Error as E;
     match &e {
-        E::Symlink { .. } | E::NotRegular { .. } | E::BadPath { .. } | E::NotADirectory { .. } | E::TooDeep { .. } => {
-            RepoError::Unsafe(e)
-        }
+        E::Symlink { .. }
+        | E::NotRegular { .. }
+        | E::BadPath { .. }
+        | E::NotADirectory { .. }
+        | E::TooDeep { .. }
+        | E::TooMany { .. } => RepoError::Unsafe(e),
         E::Io { source, .. } if source.kind() == std::io::ErrorKind::FileTooLarge => RepoError::Unsafe(e),
         E::Io { .. } => {
             let path = e.path().to_owned();

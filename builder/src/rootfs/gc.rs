@@ -11,19 +11,26 @@
 //!    quarantined blobs no root links any more.
 //!
 //! Each step leaves the store consistent if the process is killed after it.
+//!
+//! A tree that cannot be removed (a permission hermod lacks, a disk error)
+//! is named in [`GcReport::failed`] and skipped; gc goes on with the rest and
+//! with the sweep, and the next gc (or opening of the store, for a dead
+//! run's staging) tries again. Only a root gc was asked to remove and that is
+//! still a root afterwards ([`GcReport::roots_failed`]) makes the command
+//! fail: a leftover in `tmp/` that stays is no root and blocks nothing.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::cas::{parse_blob_name, Cas};
 use super::inventory::{read_roots, RootEntry};
 use super::locks::{self, Mode};
 use super::materialize::{create_lock_path, use_lock_path};
-use super::{io_err, RootfsError};
+use super::RootfsError;
 use crate::store::Store;
 
 /// What gc did.
@@ -38,6 +45,14 @@ pub struct GcReport {
     pub bytes_freed: u64,
     pub manifests_removed: u64,
     pub litter_removed: u64,
+    /// Trees gc could not remove, and why; skipped, to be tried again.
+    pub failed: Vec<(PathBuf, String)>,
+    /// (kernel, lock hash) of roots that should have gone and are still roots.
+    pub roots_failed: Vec<(String, String)>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
+    move |source| RootfsError::Gc { path: path.to_owned(), source }
 }
 
 /// Remove roots unused for `older_than` (only those of `kernel`, if given),
@@ -53,21 +68,26 @@ pub fn gc(store: &Store, older_than: Duration, kernel: Option<&str>) -> Result<G
             report.kept += 1;
             continue;
         }
-        if remove_root(store, &root)? {
-            report.removed.push(name);
-        } else {
-            report.in_use.push(name);
+        match remove_root(store, &root, &mut report.failed) {
+            Ok(true) => report.removed.push(name),
+            Ok(false) => report.in_use.push(name),
+            Err(e) => {
+                report.failed.push((root.dir.clone(), e.to_string()));
+                report.roots_failed.push(name);
+            }
         }
     }
-    report.litter_removed = remove_litter(store)?;
+    report.litter_removed = remove_litter(store, &mut report.failed)?;
     let cas = Cas::open(store)?;
     let _sweeping = cas.lock(Mode::Exclusive)?;
     sweep(store, &cas, &mut report)?;
     Ok(report)
 }
 
-/// Remove one root unless it is in use or being made; false if it is.
-fn remove_root(store: &Store, root: &RootEntry) -> Result<bool, RootfsError> {
+/// Remove one root unless it is in use or being made; false if it is. Once
+/// it is renamed aside it is no root any more: a tree that then stays is
+/// noted in `failed`, and is litter for the next gc.
+fn remove_root(store: &Store, root: &RootEntry, failed: &mut Vec<(PathBuf, String)>) -> Result<bool, RootfsError> {
     let use_path = use_lock_path(store, &root.hash);
     let Some(using) = locks::lock(&use_path, Mode::Exclusive, false).map_err(io_err(&use_path))? else {
         return Ok(false);
@@ -80,15 +100,30 @@ fn remove_root(store: &Store, root: &RootEntry) -> Result<bool, RootfsError> {
     fs::rename(&root.dir, &aside).map_err(io_err(&root.dir))?;
     creating.remove().map_err(io_err(&create_path))?;
     using.remove().map_err(io_err(&use_path))?;
-    remove_tree(&aside)?;
+    remove_or_note(&aside, failed);
     Ok(true)
+}
+
+/// Remove the tree `path`; true if it went, else its failure is noted.
+fn remove_or_note(path: &Path, failed: &mut Vec<(PathBuf, String)>) -> bool {
+    match remove_tree(path) {
+        Ok(()) => true,
+        Err(RootfsError::Io { source, .. }) => {
+            failed.push((path.to_owned(), source.to_string()));
+            false
+        }
+        Err(e) => {
+            failed.push((path.to_owned(), e.to_string()));
+            false
+        }
+    }
 }
 
 /// Staging trees of killed creators, trees moved aside by a killed gc or
 /// replaced as incomplete, lock files of roots that never appeared (a failed
 /// materialization), work directories of killed builds (by age). Returns how
 /// many were removed.
-fn remove_litter(store: &Store) -> Result<u64, RootfsError> {
+fn remove_litter(store: &Store, failed: &mut Vec<(PathBuf, String)>) -> Result<u64, RootfsError> {
     let tmp = store.tmp();
     let mut removed = 0;
     let roots = store.rootfs_dir();
@@ -121,22 +156,22 @@ fn remove_litter(store: &Store) -> Result<u64, RootfsError> {
             else {
                 continue; // being made right now
             };
-            remove_tree(&entry.path())?;
+            if !remove_or_note(&entry.path(), failed) {
+                continue;
+            }
             if !store.rootfs_dir().join(hash).exists() {
                 creating.remove().map_err(io_err(&create_path))?;
             }
             removed += 1;
         } else if name.starts_with("gc-") || name.starts_with("stale-") {
-            remove_tree(&entry.path())?;
-            removed += 1;
+            removed += u64::from(remove_or_note(&entry.path(), failed));
         } else if ["build-", "names-", "verify-", "boot-"].iter().any(|p| name.starts_with(p))
             && older_than(&entry.path(), BUILD_LEFTOVER_AGE)
         {
             // The work directory of a build, a dkms.conf evaluation, a verify
             // or a load test that was killed (a live one removes its own). Its
             // age tells: builds and boots have wall-clock limits.
-            remove_tree(&entry.path())?;
-            removed += 1;
+            removed += u64::from(remove_or_note(&entry.path(), failed));
         }
     }
     Ok(removed)
@@ -208,16 +243,16 @@ fn sweep(store: &Store, cas: &Cas, report: &mut GcReport) -> Result<(), RootfsEr
 
 /// Call `f` with the name and metadata of every blob in `files/`.
 pub(super) fn for_each_blob(files: &Path, mut f: impl FnMut(&str, &fs::Metadata)) -> Result<(), RootfsError> {
-    for shard in fs::read_dir(files).map_err(io_err(files))? {
-        let shard = shard.map_err(io_err(files))?.path();
+    for shard in fs::read_dir(files).map_err(super::io_err(files))? {
+        let shard = shard.map_err(super::io_err(files))?.path();
         if !shard.is_dir() {
             continue;
         }
-        for entry in fs::read_dir(&shard).map_err(io_err(&shard))? {
-            let entry = entry.map_err(io_err(&shard))?;
+        for entry in fs::read_dir(&shard).map_err(super::io_err(&shard))? {
+            let entry = entry.map_err(super::io_err(&shard))?;
             let name = entry.file_name();
             let Some(name) = name.to_str().filter(|n| parse_blob_name(n).is_some()) else { continue };
-            let meta = entry.metadata().map_err(io_err(&entry.path()))?;
+            let meta = entry.metadata().map_err(super::io_err(&entry.path()))?;
             f(name, &meta);
         }
     }
@@ -242,14 +277,14 @@ pub(super) fn remove_tree(path: &Path) -> Result<(), RootfsError> {
     // symlinks and read-only directories; a symlink is removed, never
     // entered, and a read-only directory is opened up before it is emptied.
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(io_err(path)(io::Error::other("not a directory to remove")));
+        return Err(super::io_err(path)(io::Error::other("not a directory to remove")));
     };
     let dir = match hermod_hostfs::Dir::open_nofollow(parent) {
         Ok(dir) => dir,
         Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(io_err(parent)(e.into())),
+        Err(e) => return Err(super::io_err(parent)(e.into())),
     };
-    dir.remove_all(name).map_err(|e| io_err(path)(e.into()))
+    dir.remove_all(name).map_err(|e| super::io_err(path)(e.into()))
 }
 
 #[cfg(test)]
@@ -270,8 +305,53 @@ mod tests {
             std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 24 * 3600),
         );
         filetime::set_file_mtime(&old, three_days_ago).unwrap();
-        assert_eq!(remove_litter(&store).unwrap(), 1);
+        assert_eq!(remove_litter(&store, &mut Vec::new()).unwrap(), 1);
         assert!(!old.exists(), "a build dir older than any build's timeout is litter");
         assert!(live.exists(), "a recent build dir may belong to a running build");
+    }
+
+    #[test]
+    fn a_leftover_of_any_depth_goes_and_one_that_cannot_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).unwrap();
+        let three_days_ago = filetime::FileTime::from_system_time(
+            std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 24 * 3600),
+        );
+        // A dead build's staging, 300 directories deep (more than a walk enters).
+        let deep_top = store.tmp().join("build-o99999.1.4026531836-abcdef");
+        let mut deep = deep_top.join("out");
+        for _ in 0..300 {
+            deep.push("d");
+        }
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("f"), "x").unwrap();
+        filetime::set_file_mtime(&deep_top, three_days_ago).unwrap();
+        let report = gc(&store, Duration::from_secs(30 * 24 * 3600), None).unwrap();
+        assert!(!deep_top.exists(), "{report:?}");
+        assert_eq!((report.litter_removed, report.failed.len()), (1, 0));
+
+        // One that cannot be removed: a mount point inside it (EBUSY, even
+        // for root). Noted and skipped, and gc goes on.
+        let stuck = store.tmp().join("gc-stuck");
+        fs::create_dir_all(stuck.join("mnt")).unwrap();
+        let flags = nix::mount::MsFlags::empty();
+        if nix::mount::mount(Some("none"), &stuck.join("mnt"), Some("tmpfs"), flags, None::<&str>).is_err() {
+            return; // mounting takes root (the deep case above has run)
+        }
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let _unmount = Unmount(stuck.join("mnt"));
+        let other = store.tmp().join("stale-other");
+        fs::create_dir(&other).unwrap();
+        let report = gc(&store, Duration::from_secs(30 * 24 * 3600), None).unwrap();
+        assert!(!other.exists(), "gc went on after the failure");
+        assert_eq!(report.failed.len(), 1, "{report:?}");
+        assert_eq!(report.failed[0].0, stuck);
+        assert!(report.failed[0].1.contains("mnt"), "names what failed: {report:?}");
+        assert!(report.roots_failed.is_empty());
     }
 }

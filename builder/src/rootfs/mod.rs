@@ -100,6 +100,10 @@ pub enum RootfsError {
     OciImage(Box<OciImageError>),
     #[error("materializing the build root in {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("rootfs gc: {path}: {source}")]
+    Gc { path: PathBuf, source: io::Error },
+    #[error("rootfs gc could not remove {} build root(s), named above: {}", .roots.len(), .roots.join(", "))]
+    GcIncomplete { roots: Vec<String> },
 }
 
 impl From<apt::AptError> for RootfsError {

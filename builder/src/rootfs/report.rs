@@ -139,6 +139,13 @@ pub fn gc(report: &GcReport) -> String {
         report.manifests_removed,
         report.litter_removed
     );
+    if !report.failed.is_empty() {
+        let _ = writeln!(
+            out,
+            "gc: {} tree(s) could not be removed (warned about above); the next gc tries again",
+            report.failed.len()
+        );
+    }
     out
 }
 
