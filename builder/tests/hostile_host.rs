@@ -345,6 +345,7 @@ fn a_nobody_process_cannot_touch_a_running_builds_work_directory() {
     let status = child.wait_with_output().unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     assert!(tried > 0, "the build's work directory was never seen");
+}
 
 /// A source of 3000 files under `[input_limits] max_entries = 1000` (set by
 /// `--config`): refused while it is listed, exit 3, the message naming the
