@@ -53,6 +53,7 @@
 //! max_release_size = "16M"   # an InRelease file
 //! max_module_size = "256M"   # one module a build leaves
 //! max_layer_size = "32G"     # an OCI layer, decompressed (rootfs import)
+//! max_deb_size = "1G"        # one .deb file read from the host (publish, verify, a farm's debs/)
 //! ```
 //!
 //! The machine's part in a fleet (see [`crate::farm`]):
