@@ -285,7 +285,8 @@ impl Config {
             None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
             None => return Ok(Config::default()),
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let text = crate::bounded::read_user_text(&path, crate::bounded::MAX_USER_FILE)
+            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
         let config = Config::parse(&text, &path)?;
         // The readers of untrusted input take their budgets from here (see `bounded`).
         crate::bounded::install(config.input_limits);

@@ -82,8 +82,9 @@ pub(super) fn read_input(path: &Path, component: &str, limits: &InputLimits) -> 
     (&file).take(AR_MAGIC.len() as u64).read_to_end(&mut head).map_err(read_err)?;
     if head != AR_MAGIC {
         // Said before the size: a 3 GiB text file is "not a package", first.
-        return Err(DebFileError::NotADeb { deb: path.into(), reason: "bad ar archive: no `!<arch>` magic".into() }
-            .into());
+        return Err(
+            DebFileError::NotADeb { deb: path.into(), reason: "bad ar archive: no `!<arch>` magic".into() }.into()
+        );
     }
     if size > limits.max_deb_size {
         return Err(read_err(Exceeded::new(Limit::DebSize, limits).into_io()));

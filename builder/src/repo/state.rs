@@ -323,7 +323,9 @@ impl Writer<'_> {
     /// link), written and synced, renamed over `rel`, the directory synced.
     fn replace(&mut self, rel: &str, bytes: &[u8]) -> Result<(), RepoError> {
         let shown = self.root.shown(rel);
-        self.replace_with(rel, move |file| file.write_all(bytes).map_err(|source| RepoError::Io { path: shown, source }))
+        self.replace_with(rel, move |file| {
+            file.write_all(bytes).map_err(|source| RepoError::Io { path: shown, source })
+        })
     }
 
     /// [`Writer::replace`] with the content `write` puts in the temporary file.
