@@ -358,7 +358,10 @@ fn user_named_fifos_and_huge_files_are_refused_at_once() {
         (&["publish", "--repo", repo_s, ar], &["huge-ar.deb", "input_limits.max_deb_size"]),
         (&["build", src, "--lock", fifo, "-q"], &["lock file", "a FIFO, not a regular file"]),
         (&["verify", src, "--kernel", &k, "--against", fifo], &["fifo.deb", "a FIFO, not a regular file"]),
-        (&["verify", src, "--kernel", &k, "--against", ar], &["huge-ar.deb", "larger than 1 GiB"]),
+        (
+            &["verify", src, "--kernel", &k, "--against", ar],
+            &["huge-ar.deb", "over the limit of 1 GiB (input_limits.max_deb_size"],
+        ),
     ];
     for (args, words) in cases {
         let got = refusal(store.path(), args);

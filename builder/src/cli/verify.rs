@@ -251,8 +251,13 @@ fn read_published(path: &Path) -> Result<Vec<u8>, VerifyError> {
     let bad = |reason: String| VerifyError::BadAgainst { path: path.to_owned(), reason };
     // Read whole to be compared, so bounded (max_deb_size); only a regular file is opened
     // (a FIFO would block forever).
-    let bytes =
-        crate::bounded::read_user_file(path, crate::bounded::current().max_deb_size).map_err(|e| bad(e.to_string()))?;
+    let limits = crate::bounded::current();
+    let bytes = crate::bounded::read_user_file(path, limits.max_deb_size).map_err(|e| match e.kind() {
+        std::io::ErrorKind::FileTooLarge => {
+            bad(crate::bounded::Exceeded::new(crate::bounded::Limit::DebSize, &limits).to_string())
+        }
+        _ => bad(e.to_string()),
+    })?;
     if !bytes.starts_with(b"!<arch>\n") {
         return Err(VerifyError::BadAgainst {
             path: path.to_owned(),
