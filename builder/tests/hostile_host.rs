@@ -376,5 +376,5 @@ fn user_named_fifos_and_huge_files_are_refused_at_once() {
     }
     assert!(!repo.exists(), "a refused first publish creates no repository");
     assert_eq!(snapshot(&scene.root, &[&huge]), before, "nothing outside the store changed");
-    assert_eq!(std::fs::metadata(&ar).unwrap().len(), 3 << 30);
+    assert_eq!(std::fs::metadata(ar).unwrap().len(), 3 << 30);
 }
