@@ -21,7 +21,9 @@
 //! Errors quote input through [`excerpt`] only: at most [`EXCERPT_BYTES`]
 //! bytes, cut at a character boundary, with the number of bytes left out.
 
+use std::fs::File;
 use std::io::{self, Read};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -66,6 +68,7 @@ pub enum Limit {
     ModuleSize,
     LayerSize,
     NamesSize,
+    DebSize,
 }
 
 impl Limit {
@@ -83,6 +86,7 @@ impl Limit {
             Limit::ModuleSize => "max_module_size",
             Limit::LayerSize => "max_layer_size",
             Limit::NamesSize => "max_names_size",
+            Limit::DebSize => "max_deb_size",
         }
     }
 
@@ -100,6 +104,7 @@ impl Limit {
             Limit::ModuleSize => "module size",
             Limit::LayerSize => "OCI layer size",
             Limit::NamesSize => "size of the paths held",
+            Limit::DebSize => ".deb file size",
         }
     }
 
@@ -121,6 +126,7 @@ impl Limit {
             Limit::ModuleSize => limits.max_module_size,
             Limit::LayerSize => limits.max_layer_size,
             Limit::NamesSize => limits.max_names_size,
+            Limit::DebSize => limits.max_deb_size,
         }
     }
 }
@@ -137,10 +143,15 @@ fn amount(limit: &Limit, n: &u64) -> String {
     if limit.is_count() {
         return n.to_string();
     }
+    size_text(*n)
+}
+
+/// `n` bytes in the largest binary unit that divides it.
+fn size_text(n: u64) -> String {
     match n {
-        n if *n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
-        n if *n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
-        n if *n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
         n => format!("{n} bytes"),
     }
 }
@@ -213,6 +224,10 @@ pub struct InputLimits {
     /// `max_path_length` bound a source's entries and each path too).
     #[serde(deserialize_with = "size")]
     pub max_names_size: u64,
+    /// Bytes of one .deb file read whole or streamed from the host (`hermod
+    /// publish`'s inputs, `verify`'s builds, a farm's `debs/`).
+    #[serde(deserialize_with = "size")]
+    pub max_deb_size: u64,
 }
 
 impl Default for InputLimits {
@@ -241,6 +256,10 @@ impl Default for InputLimits {
             // 200,000 entries (max_entries) of 160-byte paths; zfs-dkms'
             // 988 paths are at most 84 bytes each.
             max_names_size: 32 << 20,
+            // A data.tar is refused past max_unpacked_size (1 GiB) even uncompressed, its
+            // largest form, so a bigger .deb could not be read anyway; hermod's module
+            // packages are a few MB.
+            max_deb_size: 1 << 30,
         }
     }
 }
@@ -318,6 +337,58 @@ pub fn read_capped(r: impl Read, limit: Limit, limits: &InputLimits) -> io::Resu
     Ok(out)
 }
 
+/// The most hermod reads of a file a person writes or installs — a config,
+/// a recipe, a sources list, a key, a certificate, a keyring, a dkms
+/// override, a key record: each is a few KB; 16 MiB still takes any real one
+/// and keeps a wrong path (a disk image, a log) from filling memory.
+pub const MAX_USER_FILE: u64 = 16 << 20;
+
+/// Opens the file the user named (on the command line or in the config),
+/// links and all, if and only if it is a regular file: a FIFO, socket or
+/// device is refused without being opened (opening a FIFO blocks until a
+/// writer comes; opening a device can act). Also its size, from the
+/// descriptor. The error does not repeat the path: callers name it.
+pub fn open_user_file(path: &Path) -> io::Result<(File, u64)> {
+    use hermod_hostfs::Error as E;
+    match hermod_hostfs::open_regular_path(path) {
+        Ok((file, meta)) => Ok((file, meta.size)),
+        Err(E::NotRegular { kind, .. }) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a {kind}, not a regular file (only regular files are opened: a FIFO would block)"),
+        )),
+        Err(E::Io { source, .. }) => Err(source),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The file the user named, read whole ([`open_user_file`]), or an error of
+/// kind `FileTooLarge` past `max` bytes: never more than `max` plus one byte
+/// is read, whatever the file's size says (it may grow while being read).
+pub fn read_user_file(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let too_large = || {
+        io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("larger than {}, the most hermod reads of such a file", size_text(max)),
+        )
+    };
+    let (file, size) = open_user_file(path)?;
+    if size > max {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(size as usize);
+    file.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(too_large());
+    }
+    Ok(out)
+}
+
+/// [`read_user_file`] of a text file: not UTF-8 is an `InvalidData` error.
+pub fn read_user_text(path: &Path, max: u64) -> io::Result<String> {
+    String::from_utf8(read_user_file(path, max)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +439,42 @@ mod tests {
         assert!(toml::from_str::<InputLimits>("max_unpacked = 1").is_err(), "unknown keys refused");
         assert!(toml::from_str::<InputLimits>("max_file_size = \"lots\"").is_err());
         assert!(Exceeded::new(Limit::UnpackedSize, &l).to_string().contains("2 GiB"));
+    }
+
+    #[test]
+    fn user_files_are_read_whole_up_to_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        assert_eq!(read_user_file(&path, 10).unwrap(), b"0123456789");
+        assert_eq!(read_user_text(&path, 10).unwrap(), "0123456789");
+        let e = read_user_file(&path, 9).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(e.to_string(), "larger than 9 bytes, the most hermod reads of such a file");
+        // A sparse file claiming 3 GiB is refused by its size, before a byte is read.
+        let big = File::create(&path).unwrap();
+        big.set_len(3 << 30).unwrap();
+        let e = read_user_file(&path, 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("larger than 1 MiB"), "{e}");
+        std::fs::write(&path, b"\xff").unwrap();
+        assert_eq!(read_user_text(&path, 10).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        // Links the user named are theirs to choose.
+        std::fs::write(dir.path().join("target"), b"t").unwrap();
+        std::os::unix::fs::symlink("target", dir.path().join("link")).unwrap();
+        assert_eq!(read_user_file(&dir.path().join("link"), 1).unwrap(), b"t");
+    }
+
+    #[test]
+    fn a_fifo_or_device_is_refused_unopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Opening it for reading would block here forever: no writer ever comes.
+        let e = read_user_file(&fifo, 1 << 20).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().starts_with("a FIFO, not a regular file"), "{e}");
+        let e = read_user_file(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("character device"), "{e}");
+        assert!(open_user_file(dir.path()).is_err(), "a directory is no file");
     }
 }

@@ -54,6 +54,7 @@
 //! max_module_size = "256M"   # one module a build leaves
 //! max_layer_size = "32G"     # an OCI layer, decompressed (rootfs import)
 //! max_names_size = "32M"     # a module source's paths, summed
+//! max_deb_size = "1G"        # one .deb file read from the host (publish, verify, a farm's debs/)
 //! ```
 //!
 //! The machine's part in a fleet (see [`crate::farm`]):
@@ -285,7 +286,8 @@ impl Config {
             None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
             None => return Ok(Config::default()),
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let text = crate::bounded::read_user_text(&path, crate::bounded::MAX_USER_FILE)
+            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
         let config = Config::parse(&text, &path)?;
         // The readers of untrusted input take their budgets from here (see `bounded`).
         crate::bounded::install(config.input_limits);

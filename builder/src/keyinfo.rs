@@ -65,7 +65,8 @@ pub fn remember(store: &Store, key: &Key) {
 pub fn load(store: &Store, spec: &str) -> Result<KeyRecord, KeyInfoError> {
     let as_path = Path::new(spec);
     if as_path.is_file() {
-        let text = fs::read(as_path).map_err(|source| KeyInfoError::Read { path: as_path.to_owned(), source })?;
+        let text = crate::bounded::read_user_file(as_path, crate::bounded::MAX_USER_FILE)
+            .map_err(|source| KeyInfoError::Read { path: as_path.to_owned(), source })?;
         return serde_json::from_slice(&text)
             .map_err(|e| KeyInfoError::Malformed { path: as_path.to_owned(), message: e.to_string() });
     }
@@ -87,7 +88,8 @@ pub fn load(store: &Store, spec: &str) -> Result<KeyRecord, KeyInfoError> {
         0 => Err(KeyInfoError::Unknown(spec.to_owned())),
         1 => {
             let path = matches.remove(0);
-            let text = fs::read(&path).map_err(|source| KeyInfoError::Read { path: path.clone(), source })?;
+            let text = crate::bounded::read_user_file(&path, crate::bounded::MAX_USER_FILE)
+                .map_err(|source| KeyInfoError::Read { path: path.clone(), source })?;
             serde_json::from_slice(&text).map_err(|e| KeyInfoError::Malformed { path, message: e.to_string() })
         }
         count => Err(KeyInfoError::Ambiguous { spec: spec.to_owned(), count }),

@@ -92,16 +92,10 @@ impl ModuleSigning {
     }
 
     pub fn load(key_path: &Path, cert_path: &Path) -> Result<ModuleSigning, SigningError> {
-        let key = fs::read(key_path).map_err(|source| SigningError::Read {
-            what: "key",
-            path: key_path.to_owned(),
-            source,
-        })?;
-        let certificate = fs::read(cert_path).map_err(|source| SigningError::Read {
-            what: "certificate",
-            path: cert_path.to_owned(),
-            source,
-        })?;
+        let key = crate::bounded::read_user_file(key_path, crate::bounded::MAX_USER_FILE)
+            .map_err(|source| SigningError::Read { what: "key", path: key_path.to_owned(), source })?;
+        let certificate = crate::bounded::read_user_file(cert_path, crate::bounded::MAX_USER_FILE)
+            .map_err(|source| SigningError::Read { what: "certificate", path: cert_path.to_owned(), source })?;
         check_key(&key).map_err(|why| SigningError::BadKey { path: key_path.to_owned(), why })?;
         let der = certificate_der(&certificate)
             .map_err(|why| SigningError::BadCertificate { path: cert_path.to_owned(), why })?;

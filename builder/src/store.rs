@@ -193,11 +193,21 @@ pub fn write_atomically(dest: &Path, bytes: &[u8]) -> io::Result<()> {
 /// durable original is elsewhere (an export to `--out`) need not wait for
 /// the disk, and is still never seen half-written.
 pub fn write_replacing(dest: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    replace_with(dest, durable, |tmp| tmp.write_all(bytes))
+}
+
+/// [`write_atomically`] of what `from` holds, streamed (never whole in memory).
+pub fn copy_atomically(dest: &Path, from: &mut impl io::Read) -> io::Result<()> {
+    replace_with(dest, true, |tmp| io::copy(from, tmp).map(drop))
+}
+
+/// A temporary file beside `dest`, filled by `write`, renamed over `dest`.
+fn replace_with(dest: &Path, durable: bool, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     // tempfile creates 0600; outputs and cache entries are ordinary readable files.
     tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.write_all(bytes)?;
+    write(tmp.as_file_mut())?;
     if durable {
         tmp.as_file().sync_all()?;
     }

@@ -166,7 +166,8 @@ impl SecretKey {
     }
 
     pub fn read(path: &Path) -> Result<SecretKey, TrustError> {
-        let text = fs::read_to_string(path).map_err(|source| TrustError::Read { path: path.into(), source })?;
+        let text = crate::bounded::read_user_text(path, crate::bounded::MAX_USER_FILE)
+            .map_err(|source| TrustError::Read { path: path.into(), source })?;
         SecretKey::parse(&text, path)
     }
 

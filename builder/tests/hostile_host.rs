@@ -377,3 +377,104 @@ fn a_source_past_the_entry_limit_is_refused_while_it_is_read() {
     }
     assert_eq!(snapshot(&scene.root, &[&store, &out]), before);
 }
+
+/// What a user-named file did to hermod: exit code, message, peak RSS.
+struct Refusal {
+    code: Option<i32>,
+    stderr: String,
+    max_rss: u64,
+    seconds: f64,
+}
+
+/// hermod with `args` in `store`, waited for with `wait4` (its own peak RSS,
+/// not the test process's other children's); killed after two minutes, so
+/// a hang fails the test instead of hanging it.
+fn refusal(store: &Path, args: &[&str]) -> Refusal {
+    use std::os::unix::process::ExitStatusExt;
+    let stderr_path = store.join("stderr");
+    let started = Instant::now();
+    // Reaped by wait4 below (for its rusage), which clippy cannot see.
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(hermod())
+        .args(args)
+        .env("HERMOD_STORE", store)
+        .env("HERMOD_PACKAGE_CACHE", package_cache())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("hermod runs");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(Duration::from_secs(120)).is_err() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+            return true;
+        }
+        false
+    });
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; status and usage are valid out-pointers.
+    let waited = unsafe { libc::wait4(pid.as_raw(), &mut status, 0, &mut usage) };
+    let _ = done.send(());
+    assert!(!watchdog.join().unwrap(), "hermod {args:?} did not finish within two minutes: the input made it hang");
+    assert_eq!(waited, pid.as_raw(), "wait4: {}", std::io::Error::last_os_error());
+    let status = std::process::ExitStatus::from_raw(status);
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("$ hermod {}\n{status:?}, {seconds:.2} s, max RSS {} KiB\n{stderr}", args.join(" "), usage.ru_maxrss);
+    Refusal { code: status.code(), stderr, max_rss: usage.ru_maxrss as u64 * 1024, seconds }
+}
+
+/// Files named on the command line other than a SOURCE — `publish`'s .debs,
+/// `build --lock`, `verify --against` — are opened only if they are regular
+/// files (a FIFO would block hermod forever) and are never read whole: a
+/// 3 GiB file (sparse: no disk) is refused at its first bytes or by its
+/// size, in little memory. Each is exit 3, at once, and the repository is
+/// not created.
+#[test]
+fn user_named_fifos_and_huge_files_are_refused_at_once() {
+    let scene = Scene::new(nix::unistd::geteuid().as_raw());
+    let store = private_store("user-files");
+    let fifo = scene.cases.join("fifo.deb");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    // Not in the snapshot: hashing them would take this test 6 GiB of reading.
+    let huge = scene.root.join("huge");
+    std::fs::create_dir(&huge).unwrap();
+    let text = huge.join("huge-text.deb");
+    std::fs::File::create(&text).unwrap().set_len(3 << 30).unwrap();
+    let ar = huge.join("huge-ar.deb");
+    std::fs::write(&ar, b"!<arch>\n").unwrap();
+    std::fs::OpenOptions::new().write(true).open(&ar).unwrap().set_len(3 << 30).unwrap();
+    let repo = scene.root.join("repo");
+    let (repo_s, src) = (repo.to_str().unwrap(), testdata("modules/hello"));
+    let (src, k) = (src.to_str().unwrap(), kernel());
+    let (fifo, text, ar) = (fifo.to_str().unwrap(), text.to_str().unwrap(), ar.to_str().unwrap());
+    let before = snapshot(&scene.root, &[&huge]);
+    let cases: [(&[&str], &[&str]); 6] = [
+        (&["publish", "--repo", repo_s, fifo], &["fifo.deb", "a FIFO, not a regular file"]),
+        (&["publish", "--repo", repo_s, text], &["huge-text.deb", "not a Debian package", "magic"]),
+        (&["publish", "--repo", repo_s, ar], &["huge-ar.deb", "input_limits.max_deb_size"]),
+        (&["build", src, "--lock", fifo, "-q"], &["lock file", "a FIFO, not a regular file"]),
+        (&["verify", src, "--kernel", &k, "--against", fifo], &["fifo.deb", "a FIFO, not a regular file"]),
+        (
+            &["verify", src, "--kernel", &k, "--against", ar],
+            &["huge-ar.deb", "over the limit of 1 GiB (input_limits.max_deb_size"],
+        ),
+    ];
+    for (args, words) in cases {
+        let got = refusal(store.path(), args);
+        assert_eq!(got.code, Some(3), "{args:?}:\n{}", got.stderr);
+        for word in words {
+            assert!(got.stderr.contains(word), "{args:?}: expected {word:?} in:\n{}", got.stderr);
+        }
+        assert!(got.stderr.len() < 2048, "{args:?}: a short message: {} bytes", got.stderr.len());
+        // Refused before anything is built or read on: a property, with room for a loaded machine.
+        assert!(got.seconds < 30.0, "{args:?}: took {:.1} s", got.seconds);
+        assert!(got.max_rss < 64 << 20, "{args:?}: peak RSS {} MiB", got.max_rss >> 20);
+    }
+    assert!(!repo.exists(), "a refused first publish creates no repository");
+    assert_eq!(snapshot(&scene.root, &[&huge]), before, "nothing outside the store changed");
+    assert_eq!(std::fs::metadata(ar).unwrap().len(), 3 << 30);
+}

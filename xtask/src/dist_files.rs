@@ -239,7 +239,7 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            all.lines().filter(|l| l.starts_with("# ")).count() + 14,
+            all.lines().filter(|l| l.starts_with("# ")).count() + 15,
             text.lines().filter(|l| l.starts_with("# ")).count()
         );
         let config = hermod::config::Config::parse(&all, &path).unwrap();

@@ -272,15 +272,6 @@ pub(crate) fn read_data_with<E: From<DebFileError>>(
     walk(r, deb, &member, limits, visit)
 }
 
-/// [`read_data_with`] over the .deb's bytes under the process's limits.
-pub(crate) fn read_data_of<E: From<DebFileError>>(
-    deb: &Path,
-    bytes: &[u8],
-    visit: impl FnMut(DataEntry<'_>) -> Result<(), E>,
-) -> Result<(), E> {
-    read_data_with(deb, bytes, &bounded::current(), visit)
-}
-
 /// [`read_data`]'s walk over any tar stream (`origin` and `member` name it in
 /// errors); an OCI image layer (`rootfs::oci_image`) is read with the same
 /// rules, its total bounded by `max_layer_size`.

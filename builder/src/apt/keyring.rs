@@ -97,7 +97,8 @@ impl Keyring {
 }
 
 fn read(p: &Path) -> Result<Vec<u8>, KeyringError> {
-    std::fs::read(p).map_err(|source| KeyringError::Read { path: p.to_path_buf(), source })
+    crate::bounded::read_user_file(p, crate::bounded::MAX_USER_FILE)
+        .map_err(|source| KeyringError::Read { path: p.to_path_buf(), source })
 }
 
 /// Parse every public key in binary or armored bytes; keys the library

@@ -12,7 +12,7 @@
 //! handled like any archive package: their SHA256 goes into the index entry,
 //! the lock and the package cache, and every later use is verified against it.
 
-use std::fs::File;
+use crate::bounded::{Bounded, Limit};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -64,7 +64,9 @@ pub fn scan(dir: &Path, arch: &str) -> Result<Vec<Package>, LocalError> {
             continue;
         }
         let name = need("Package")?;
-        let mut file = File::open(&path).map_err(io_err(&path))?;
+        // Only a regular file is opened (a FIFO would block); hashed as a stream, up to max_deb_size.
+        let (file, _) = crate::bounded::open_user_file(&path).map_err(io_err(&path))?;
+        let mut file = Bounded::new(file, Limit::DebSize, &crate::bounded::current());
         let mut hasher = Sha256::new();
         let size = io::copy(&mut file, &mut hasher).map_err(io_err(&path))?;
         packages.push(Package {

@@ -92,7 +92,8 @@ pub fn read_sources(root: &Path) -> Result<Vec<Source>, SourcesError> {
 }
 
 fn read(path: &Path) -> Result<String, SourcesError> {
-    std::fs::read_to_string(path).map_err(|source| SourcesError::Read { path: path.to_path_buf(), source })
+    crate::bounded::read_user_text(path, crate::bounded::MAX_USER_FILE)
+        .map_err(|source| SourcesError::Read { path: path.to_path_buf(), source })
 }
 
 /// Regular files in `dir` (missing dir = none).

@@ -56,13 +56,13 @@ fn agent() -> &'static ureq::Agent {
 /// Open `url` for streaming. Also returns the Content-Length when known.
 pub fn open(url: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), TransportError> {
     if let Some(path) = file_path(url) {
-        let f = std::fs::File::open(&path).map_err(|source| TransportError::File {
+        // Only a regular file is opened: a FIFO in a file: archive would block forever.
+        let (f, len) = crate::bounded::open_user_file(&path).map_err(|source| TransportError::File {
             url: url.to_string(),
             path: path.clone(),
             source,
         })?;
-        let len = f.metadata().ok().map(|m| m.len());
-        return Ok((Box::new(f), len));
+        return Ok((Box::new(f), Some(len)));
     }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(TransportError::Scheme { url: url.to_string() });

@@ -345,7 +345,7 @@ pub fn boot_test(
     let mut image_elf: HashMap<String, (String, Vec<u8>)> = HashMap::new();
     let (order, missing) = load_order(&tested, &builtin, |name| {
         let Some(file) = available.get(name) else { return Ok(None) };
-        let raw = std::fs::read(file).map_err(|e| BootCheckError::io(file, e))?;
+        let raw = read_module_file(file).map_err(|e| BootCheckError::io(file, e))?;
         let file_name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let bad = |reason| BootCheckError::BadImage { deb: file.clone(), reason };
         let elf = modinfo::module_bytes(&file_name, raw).map_err(bad)?;

@@ -157,8 +157,8 @@ fn kernels(ctx: &Context, args: &PlanArgs) -> Result<Vec<String>, PipelineError>
 fn read_sources_file(file: &Path) -> Result<Vec<apt::Source>, PlanError> {
     use apt::sources::{default_keyrings, parse_deb822_file, parse_one_line_file, SourcesError};
     let bad = |error| PlanError::SourcesFile { path: file.to_owned(), error };
-    let text =
-        std::fs::read_to_string(file).map_err(|source| bad(SourcesError::Read { path: file.to_owned(), source }))?;
+    let text = crate::bounded::read_user_text(file, crate::bounded::MAX_USER_FILE)
+        .map_err(|source| bad(SourcesError::Read { path: file.to_owned(), source }))?;
     let defaults = default_keyrings(Path::new("/etc/apt")).map_err(bad)?;
     let sources = if file.extension().is_some_and(|e| e == "sources") {
         parse_deb822_file(&text, file, &defaults)

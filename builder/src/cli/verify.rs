@@ -148,7 +148,9 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
     for (side, (started, result)) in sides.iter().zip(finished) {
         let (output, seconds) = result.map_err(|source| VerifyError::Spawn { which: side.role.clone(), source })?;
         let deb = child_result(&side.role, &output)?;
-        let bytes = std::fs::read(&deb).map_err(io_err(&deb))?;
+        // The child's own output, yet read whole: bounded like any .deb.
+        let bytes =
+            crate::bounded::read_user_file(&deb, crate::bounded::current().max_deb_size).map_err(io_err(&deb))?;
         built.push((deb, started, seconds, bytes));
     }
 
@@ -247,11 +249,15 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
 /// anything it holds after that is compared, damaged or not.
 fn read_published(path: &Path) -> Result<Vec<u8>, VerifyError> {
     let bad = |reason: String| VerifyError::BadAgainst { path: path.to_owned(), reason };
-    // Read whole to be compared; a file past the unpacked limit is no module package.
+    // Read whole to be compared, so bounded (max_deb_size); only a regular file is opened
+    // (a FIFO would block forever).
     let limits = crate::bounded::current();
-    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-    let bytes = crate::bounded::read_capped(file, crate::bounded::Limit::UnpackedSize, &limits)
-        .map_err(|e| bad(e.to_string()))?;
+    let bytes = crate::bounded::read_user_file(path, limits.max_deb_size).map_err(|e| match e.kind() {
+        std::io::ErrorKind::FileTooLarge => {
+            bad(crate::bounded::Exceeded::new(crate::bounded::Limit::DebSize, &limits).to_string())
+        }
+        _ => bad(e.to_string()),
+    })?;
     if !bytes.starts_with(b"!<arch>\n") {
         return Err(VerifyError::BadAgainst {
             path: path.to_owned(),

@@ -76,7 +76,8 @@ pub fn applicable(
             continue;
         }
         let path = dir.join(&name);
-        match fs::read(&path) {
+        // Only a regular file is opened (a FIFO would block), and bounded.
+        match crate::bounded::read_user_file(&path, crate::bounded::MAX_USER_FILE) {
             Ok(contents) => files.push(OverrideFile { name, contents }),
             Err(e) if matches!(e.kind(), io::ErrorKind::NotFound) => {}
             Err(source) => return Err(OverridesError::Read { path, source }),

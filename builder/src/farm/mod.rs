@@ -77,8 +77,9 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FarmError + '_ {
 pub fn move_file(from: &Path, to: &Path) -> Result<(), FarmError> {
     match std::fs::rename(from, to) {
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            let bytes = std::fs::read(from).map_err(io_error(from))?;
-            crate::store::write_atomically(to, &bytes).map_err(io_error(to))?;
+            // Streamed, never whole in memory; only a regular file is opened (a FIFO would block).
+            let (mut file, _) = crate::bounded::open_user_file(from).map_err(io_error(from))?;
+            crate::store::copy_atomically(to, &mut file).map_err(io_error(to))?;
             std::fs::remove_file(from).map_err(io_error(from))
         }
         other => other.map_err(io_error(to)),
@@ -184,7 +185,7 @@ fn base_name_of(wanted: &str) -> Result<String, FarmError> {
         file.split('_').next().unwrap_or(file).to_owned()
     } else if wanted.contains('/') {
         let conf = Path::new(wanted).join("dkms.conf");
-        let text = std::fs::read_to_string(&conf).map_err(io_error(&conf))?;
+        let text = crate::bounded::read_user_text(&conf, crate::bounded::MAX_USER_FILE).map_err(io_error(&conf))?;
         literal_package_name(&text).ok_or_else(unknown)?
     } else {
         wanted.to_owned()

@@ -38,6 +38,20 @@ pub struct ControlError {
 /// Fields the repository sets; a control file's own are dropped.
 const REPOSITORY_FIELDS: [&str; 6] = ["Filename", "Size", "MD5sum", "SHA1", "SHA256", "SHA512"];
 
+/// A .deb's size and SHA256, as its stanza states them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebHash {
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
+impl DebHash {
+    pub fn of(bytes: &[u8]) -> DebHash {
+        DebHash { size: bytes.len() as u64, sha256: hex::encode(Sha256::digest(bytes)) }
+    }
+}
+
 /// One package of the index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -59,7 +73,9 @@ impl Entry {
     }
 
     /// The entry of a .deb whose `control` text is `control`, its bytes `deb`.
-    pub fn from_deb(origin: &str, control: &str, deb: &[u8], component: &str) -> Result<Entry, ControlError> {
+    /// The entry of the .deb named `origin` (in errors), whose control file
+    /// is `control` and whose bytes hash to `deb`.
+    pub fn from_deb(origin: &str, control: &str, deb: &DebHash, component: &str) -> Result<Entry, ControlError> {
         let bad = |problem: String| ControlError { deb: origin.into(), problem };
         if control.contains('\r') {
             return Err(bad("the control file has CR line ends".into()));
@@ -96,8 +112,7 @@ impl Entry {
             "pool/{component}/{prefix}/{source}/{package}_{upstream}_{architecture}.deb",
             prefix = pool_prefix(&source)
         );
-        let size = deb.len() as u64;
-        let sha256 = hex::encode(Sha256::digest(deb));
+        let DebHash { size, sha256 } = deb.clone();
         let mut text = String::new();
         let mut skipping = false;
         for line in body.split('\n') {
@@ -236,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_stanza_is_the_control_file_plus_the_repositorys_fields() {
-        let e = Entry::from_deb("hello.deb", CONTROL, b"deb bytes", "main").unwrap();
+        let e = Entry::from_deb("hello.deb", CONTROL, &DebHash::of(b"deb bytes"), "main").unwrap();
         assert_eq!(e.filename, "pool/main/h/hello/hello-modules-6.1.0-56-amd64_1.0+6.1.0-1_amd64.deb");
         assert_eq!(e.size, 9);
         assert_eq!(e.sha256, hex::encode(Sha256::digest(b"deb bytes")));
@@ -253,7 +268,7 @@ mod tests {
         );
         assert_eq!(e.id(), "hello-modules-6.1.0-56-amd64 1:1.0+6.1.0-1 (amd64)");
         let lib = CONTROL.replace("Source: hello (1.0)", "Source: libhello");
-        assert!(Entry::from_deb("x", &lib, b"", "contrib")
+        assert!(Entry::from_deb("x", &lib, &DebHash::of(b""), "contrib")
             .unwrap()
             .filename
             .starts_with("pool/contrib/libh/libhello/"));
@@ -271,7 +286,7 @@ mod tests {
             (CONTROL.replace('\n', "\r\n"), "CR line ends"),
             ("this is not a control file\n".to_owned(), "expected `Field: value`"),
         ] {
-            let e = Entry::from_deb("in.deb", &control, b"", "main").unwrap_err().to_string();
+            let e = Entry::from_deb("in.deb", &control, &DebHash::of(b""), "main").unwrap_err().to_string();
             assert!(e.starts_with("in.deb: ") && e.contains(expect), "{expect}: {e}");
         }
     }
@@ -280,7 +295,7 @@ mod tests {
     fn packages_text_is_sorted_and_reads_back() {
         let entry = |pkg: &str, ver: &str, arch: &str| {
             let control = format!("Package: {pkg}\nVersion: {ver}\nArchitecture: {arch}\nDescription: d\n x\n");
-            Entry::from_deb("t", &control, format!("{pkg}{ver}{arch}").as_bytes(), "main").unwrap()
+            Entry::from_deb("t", &control, &DebHash::of(format!("{pkg}{ver}{arch}").as_bytes()), "main").unwrap()
         };
         let a = entry("beta", "1.10", "amd64");
         let b = entry("beta", "1.9", "amd64");

@@ -38,6 +38,14 @@
 //! files of a killed publish (`.tmp-*`) are removed by the next one. One
 //! publish at a time: `DIR/.hermod-publish.lock` (flock) is held throughout.
 //!
+//! ## Inputs
+//!
+//! Each .deb named is opened once, only if it is a regular file (a FIFO is
+//! refused unopened), and read as a stream from that descriptor, never whole
+//! into memory (`input.rs`): the `ar` magic first, then at most
+//! `input_limits.max_deb_size` bytes, hashed on every pass and hashed again
+//! while copied into the pool, so the index describes the very bytes published.
+//!
 //! ## Links
 //!
 //! DIR is opened once, as the user named it; everything below it is reached
@@ -54,6 +62,7 @@
 //! time and why); Ed25519 signatures are deterministic.
 
 pub mod index;
+mod input;
 pub mod release;
 pub mod sign;
 mod state;
@@ -62,8 +71,9 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::apt::debfile::{self, DebFileError};
+use crate::apt::debfile::DebFileError;
 use index::{ControlError, Entry, IndexError};
+use input::Input;
 use release::{DateSource, FutureDate, IndexFile, ReleaseInfo};
 pub use sign::{SignError, SigningKey};
 
@@ -142,15 +152,6 @@ pub struct Report {
     pub date_source: Option<DateSource>,
 }
 
-/// One input .deb, read and checked before the repository is touched.
-struct Input {
-    path: PathBuf,
-    bytes: Vec<u8>,
-    entry: Entry,
-    /// The newest mtime inside its data.tar.
-    newest: i64,
-}
-
 /// Suite and component names: one path component of `[A-Za-z0-9._+-]`.
 pub fn check_name(what: &'static str, value: &str) -> Result<(), RepoError> {
     let bad = |why| RepoError::BadName { what, value: value.into(), why };
@@ -165,26 +166,15 @@ pub fn check_name(what: &'static str, value: &str) -> Result<(), RepoError> {
     Ok(())
 }
 
-fn read_input(path: &Path, component: &str) -> Result<Input, RepoError> {
-    let bytes = std::fs::read(path).map_err(|source| RepoError::ReadInput { path: path.into(), source })?;
-    let control = debfile::control_text_of(path, &bytes)?;
-    let entry = Entry::from_deb(&path.display().to_string(), &control, &bytes, component)?;
-    let mut newest = 0u64;
-    debfile::read_data_of::<DebFileError>(path, &bytes, |e| {
-        newest = newest.max(e.mtime);
-        Ok(())
-    })?;
-    Ok(Input { path: path.into(), bytes, entry, newest: i64::try_from(newest).unwrap_or(i64::MAX) })
-}
-
 /// Publish `debs` into the repository (see the module doc for the rules).
 pub fn publish(p: &Publish, debs: &[PathBuf]) -> Result<Report, RepoError> {
     check_name("suite", p.suite)?;
     check_name("component", p.component)?;
     // Every input read and checked before anything is created or locked.
+    let limits = crate::bounded::current();
     let mut inputs: Vec<Input> = Vec::new();
     for path in debs {
-        let input = read_input(path, p.component)?;
+        let input = input::read_input(path, p.component, &limits)?;
         match inputs.iter().find(|i| i.entry.id() == input.entry.id()) {
             Some(same) if same.entry.sha256 == input.entry.sha256 => continue,
             Some(other) => {
@@ -315,7 +305,7 @@ fn publish_locked(p: &Publish, root: &hermod_hostfs::Dir, inputs: &[Input]) -> R
     // Writes, in the order that keeps every published state consistent.
     let mut writer = state::Writer { root, written: &mut report.written };
     for input in &pool_writes {
-        writer.pool_file(&input.entry.filename, &input.bytes, &input.entry.sha256)?;
+        writer.pool_file(input)?;
     }
     for (rel, bytes) in &ours {
         writer.file(&format!("dists/{}/{rel}", p.suite), bytes)?;

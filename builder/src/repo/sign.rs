@@ -96,7 +96,8 @@ impl SigningKey {
 
     /// Read an armored secret key file and check that it can sign.
     pub fn read(path: &Path) -> Result<SigningKey, SignError> {
-        let bytes = fs::read(path).map_err(|source| SignError::Read { path: path.into(), source })?;
+        let bytes = crate::bounded::read_user_file(path, crate::bounded::MAX_USER_FILE)
+            .map_err(|source| SignError::Read { path: path.into(), source })?;
         let not_key = |detail: String| SignError::NotASecretKey { path: path.into(), detail };
         if bytes.windows(17).any(|w| w == b"PUBLIC KEY BLOCK-") {
             return Err(not_key("that is a public key (PREFIX.asc); the secret key is PREFIX.key".into()));

@@ -22,6 +22,7 @@ use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
 use super::index::{self, Entry};
+use super::input::Input;
 use super::release::IndexFile;
 use super::RepoError;
 
@@ -298,9 +299,11 @@ impl Writer<'_> {
         self.replace(rel, bytes)
     }
 
-    /// A pool file: left alone when its content has the SHA256 wanted
-    /// (cheaper than comparing bytes, and the same answer).
-    pub fn pool_file(&mut self, rel: &str, bytes: &[u8], sha256: &str) -> Result<(), RepoError> {
+    /// An input's pool file: left alone when its content has the SHA256
+    /// wanted (cheaper than comparing bytes, and the same answer), else
+    /// copied from the input's descriptor, hashed again on the way.
+    pub fn pool_file(&mut self, input: &Input) -> Result<(), RepoError> {
+        let (rel, sha256) = (input.entry.filename.as_str(), input.entry.sha256.as_str());
         match self.root.open_regular(rel) {
             Ok((mut file, _)) => {
                 let mut hasher = Sha256::new();
@@ -316,12 +319,24 @@ impl Writer<'_> {
         // A leftover of a crashed publish (no index lists it: that was
         // checked), or a damaged copy of this very package: the input's
         // bytes are the right ones either way.
-        self.replace(rel, bytes)
+        self.replace_with(rel, |file| super::input::copy_checked(input, file))
     }
 
     /// A temporary file beside `rel` (exclusive create, never through a
     /// link), written and synced, renamed over `rel`, the directory synced.
     fn replace(&mut self, rel: &str, bytes: &[u8]) -> Result<(), RepoError> {
+        let shown = self.root.shown(rel);
+        self.replace_with(rel, move |file| {
+            file.write_all(bytes).map_err(|source| RepoError::Io { path: shown, source })
+        })
+    }
+
+    /// [`Writer::replace`] with the content `write` puts in the temporary file.
+    fn replace_with(
+        &mut self,
+        rel: &str,
+        write: impl FnOnce(&mut File) -> Result<(), RepoError>,
+    ) -> Result<(), RepoError> {
         let path = Path::new(rel);
         let (parent, name) = match (path.parent(), path.file_name()) {
             (Some(parent), Some(name)) => (parent, name),
@@ -332,7 +347,7 @@ impl Writer<'_> {
         let io = |source| RepoError::Io { path: dir.shown(&tmp), source };
         let written = (|| {
             let mut file = dir.create_file(&tmp, 0o644).map_err(fs_err)?;
-            file.write_all(bytes).map_err(io)?;
+            write(&mut file)?;
             file.sync_all().map_err(io)?;
             dir.rename(&tmp, &dir, name).map_err(fs_err)?;
             dir.sync().map_err(fs_err)

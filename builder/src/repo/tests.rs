@@ -500,3 +500,17 @@ fn messages_quote_little_of_a_damaged_file() {
     let text = f.publish(&[hello]).unwrap_err().to_string();
     assert!(text.len() < 600, "{} bytes: {text}", text.len());
 }
+
+#[test]
+fn an_input_changed_after_it_was_read_is_not_copied_into_the_pool() {
+    let f = Fixture::new();
+    let path = f.input("a.deb", &spec("hello", "1.0", b"one"));
+    let input = super::input::read_input(&path, "main", &crate::bounded::InputLimits::default()).unwrap();
+    let mut out = tempfile::tempfile().unwrap();
+    super::input::copy_checked(&input, &mut out).unwrap();
+    // The same file (the descriptor publish holds), other bytes.
+    let other = f.input("b.deb", &spec("hello", "1.0", b"two"));
+    fs::write(&path, fs::read(&other).unwrap()).unwrap();
+    let e = super::input::copy_checked(&input, &mut tempfile::tempfile().unwrap()).unwrap_err().to_string();
+    assert!(e.contains("a.deb") && e.contains("changed while being read"), "{e}");
+}

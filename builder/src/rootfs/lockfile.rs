@@ -114,16 +114,9 @@ impl Lock {
 
     /// Read and parse a lock file; its recipe must be the builtin one or `recipe`.
     pub fn read_file(path: &Path, recipe: &str) -> Result<Lock, LockFileError> {
-        use std::io::Read;
-        let read_err = |source| LockFileError::Read { path: path.to_owned(), source };
-        let mut text = String::new();
-        std::fs::File::open(path).and_then(|f| f.take(MAX_BYTES + 1).read_to_string(&mut text)).map_err(read_err)?;
-        if text.len() as u64 > MAX_BYTES {
-            return Err(read_err(io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                format!("larger than {MAX_BYTES} bytes"),
-            )));
-        }
+        // Only a regular file is opened (`--lock FIFO` would block forever), and read up to MAX_BYTES.
+        let text = crate::bounded::read_user_text(path, MAX_BYTES)
+            .map_err(|source| LockFileError::Read { path: path.to_owned(), source })?;
         Lock::parse_file_with(&text, &path.display().to_string(), &[recipe])
     }
 

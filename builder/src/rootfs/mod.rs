@@ -41,7 +41,6 @@ pub use oci_image::OciImageError;
 pub use verify::{verify, VerifyReport};
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -160,8 +159,8 @@ impl Recipe {
     }
 
     pub fn load(path: &Path) -> Result<Recipe, RootfsError> {
-        let text =
-            fs::read_to_string(path).map_err(|source| RootfsError::RecipeRead { path: path.to_owned(), source })?;
+        let text = crate::bounded::read_user_text(path, crate::bounded::MAX_USER_FILE)
+            .map_err(|source| RootfsError::RecipeRead { path: path.to_owned(), source })?;
         Recipe::parse(&text, &path.display().to_string())
     }
 
@@ -254,6 +253,7 @@ mod tests {
     use super::*;
     use crate::apt::Package;
     use crate::store::Store;
+    use std::fs;
 
     #[test]
     fn builtin_recipe_parses() {

@@ -3,7 +3,7 @@
 //! against the label, rename the root into place (see the parent module).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -130,7 +130,7 @@ fn open_image(dir: &Path) -> Result<Image, OciImageError> {
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>, OciImageError> {
-    let file = File::open(path).map_err(io_err(path))?;
+    let (file, _) = crate::bounded::open_user_file(path).map_err(io_err(path))?;
     let mut bytes = Vec::new();
     file.take(MAX_JSON).read_to_end(&mut bytes).map_err(io_err(path))?;
     Ok(bytes)
@@ -171,7 +171,8 @@ fn verify_file(path: &Path, d: &Descriptor) -> Result<(), OciImageError> {
     if size != d.size() {
         return Err(OciImageError::Size { blob: path.to_owned(), expected: d.size(), actual: size });
     }
-    let mut reader = Hashing::new(BufReader::new(File::open(path).map_err(io_err(path))?));
+    let (file, _) = crate::bounded::open_user_file(path).map_err(io_err(path))?;
+    let mut reader = Hashing::new(BufReader::new(file));
     io::copy(&mut reader, &mut io::sink()).map_err(io_err(path))?;
     let (_, hex, len) = reader.finish();
     check(path, d, len, &hex)
@@ -195,7 +196,7 @@ fn check(path: &Path, d: &Descriptor, size: u64, hex: &str) -> Result<(), OciIma
 /// it carries, checked against the image's label.
 fn unpack_layer(cas: &Cas, image: &Image, dir: &Path, tree: &Path) -> Result<Lock, RootfsError> {
     let layer = &image.layer;
-    let file = File::open(layer).map_err(io_err(layer))?;
+    let (file, _) = crate::bounded::open_user_file(layer).map_err(io_err(layer))?;
     let mut plain = Hashing::new(zstd::Decoder::new(file).map_err(io_err(layer))?);
     let mut assembly = Assembly::new(cas, tree)?;
     let mut lock_text = None;
