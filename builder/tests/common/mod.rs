@@ -94,9 +94,14 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Streamed: a test that measures a child's peak RSS with `wait4` sees the
+/// test process's own RSS at the fork too, so the tests never read a big file
+/// (hermod's debug binary is ~200 MiB) into memory.
 pub fn sha256(path: &Path) -> String {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut hasher).unwrap();
+    hex::encode(hasher.finalize())
 }
 
 /// Run a host tool and return its stdout (panics with its stderr on failure).
