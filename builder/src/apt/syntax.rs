@@ -26,7 +26,7 @@
 //! value: a hostile input does not get to fill the terminal.
 
 /// The most bytes of an offending value an error message quotes.
-pub const QUOTE_LIMIT: usize = 200;
+pub const QUOTE_LIMIT: usize = crate::bounded::EXCERPT_BYTES;
 
 /// The longest package or source name, and the longest version.
 pub const MAX_NAME: usize = 100;
@@ -53,16 +53,10 @@ impl SyntaxError {
 }
 
 /// `value` as a Rust string literal, cut to [`QUOTE_LIMIT`] bytes (on a
-/// character boundary) with `…` after it when cut.
+/// character boundary), saying how much was left out: how every error quotes
+/// input ([`crate::bounded::excerpt`]).
 pub fn quote(value: &str) -> String {
-    if value.len() <= QUOTE_LIMIT {
-        return format!("{value:?}");
-    }
-    let mut end = QUOTE_LIMIT;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}…", &value[..end])
+    crate::bounded::excerpt(value)
 }
 
 fn too_long(what: &'static str, value: &str, max: usize) -> Result<(), SyntaxError> {
@@ -360,7 +354,7 @@ mod tests {
     fn quotes_are_bounded() {
         let long = "é".repeat(500);
         let q = quote(&long);
-        assert!(q.len() <= QUOTE_LIMIT + 8 && q.ends_with('…'), "{}", q.len());
+        assert!(q.len() <= QUOTE_LIMIT + 40 && q.ends_with("more bytes)"), "{}", q.len());
         assert_eq!(quote("a\0b"), "\"a\\0b\"");
         let e = package_name(&"x".repeat(10_000)).unwrap_err().to_string();
         assert!(e.len() < 300, "{e}");
