@@ -348,10 +348,19 @@ pub const MAX_USER_FILE: u64 = 16 << 20;
 /// device is refused without being opened (opening a FIFO blocks until a
 /// writer comes; opening a device can act). Also its size, from the
 /// descriptor. The error does not repeat the path: callers name it.
+///
+/// The one device taken is `/dev/null` (by device number, under any name):
+/// `--config /dev/null` is how a user says "no settings", and it reads empty.
 pub fn open_user_file(path: &Path) -> io::Result<(File, u64)> {
     use hermod_hostfs::Error as E;
+    use std::os::unix::fs::MetadataExt;
     match hermod_hostfs::open_regular_path(path) {
         Ok((file, meta)) => Ok((file, meta.size)),
+        Err(E::NotRegular { kind: hermod_hostfs::Kind::CharDevice, .. })
+            if std::fs::metadata(path)?.rdev() == std::fs::metadata("/dev/null")?.rdev() =>
+        {
+            Ok((File::open("/dev/null")?, 0))
+        }
         Err(E::NotRegular { kind, .. }) => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("a {kind}, not a regular file (only regular files are opened: a FIFO would block)"),
@@ -476,5 +485,7 @@ mod tests {
         let e = read_user_file(Path::new("/dev/zero"), 1 << 20).unwrap_err();
         assert!(e.to_string().contains("character device"), "{e}");
         assert!(open_user_file(dir.path()).is_err(), "a directory is no file");
+        // `--config /dev/null`: no settings.
+        assert_eq!(read_user_file(Path::new("/dev/null"), 1 << 20).unwrap(), Vec::<u8>::new());
     }
 }
