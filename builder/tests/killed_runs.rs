@@ -88,18 +88,37 @@ fn wait_for_sandbox(child: &mut std::process::Child, cgroups: &[PathBuf], tmp: &
     }
 }
 
-#[test]
-fn the_next_run_removes_the_cgroups_and_staging_of_a_killed_build() {
+/// An unbuilt hello's `hermod build`, one at a time, waited for until its
+/// sandbox runs (its cgroups and staging directory exist).
+struct Running {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    _src: tempfile::TempDir,
+    _out: tempfile::TempDir,
+    store: PathBuf,
+    args: Vec<String>,
+    cgroups: Vec<PathBuf>,
+    tmp: Vec<PathBuf>,
+    child: std::process::Child,
+    pid: u32,
+}
+
+fn running_build() -> Running {
     let _serial = serial();
     let store = shared_store();
     let (_src, _out, args) = unbuilt_hello();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let cgroups = cgroup_parents();
     let tmp = vec![store.join("tmp")];
-    let mut child = spawn(&store, &args);
+    let mut child = spawn(&store, &args.iter().map(String::as_str).collect::<Vec<_>>());
     let pid = child.id();
-    // Killed while its sandbox runs: its group and staging directory exist.
     wait_for_sandbox(&mut child, &cgroups, &tmp);
+    Running { _serial, _src, _out, store, args, cgroups, tmp, child, pid }
+}
+
+#[test]
+fn the_next_run_removes_the_cgroups_and_staging_of_a_killed_build() {
+    // Killed while its sandbox runs: its group and staging directory exist.
+    let Running { _serial, _src, _out, store, args, cgroups, tmp, mut child, pid } = running_build();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     child.kill().unwrap();
     child.wait().unwrap();
     // Its sandbox dies with it (parent-death signal); what it made stays.
@@ -119,15 +138,7 @@ fn the_next_run_removes_the_cgroups_and_staging_of_a_killed_build() {
 /// its own cgroups and staging directories, says so, and exits 130 / 143,
 /// with nothing left for a later run to clean.
 fn interrupted_build_cleans_up(signal: nix::sys::signal::Signal, status: i32) {
-    let _serial = serial();
-    let store = shared_store();
-    let (_src, _out, args) = unbuilt_hello();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let cgroups = cgroup_parents();
-    let tmp = vec![store.join("tmp")];
-    let mut child = spawn(&store, &args);
-    let pid = child.id();
-    wait_for_sandbox(&mut child, &cgroups, &tmp);
+    let Running { _serial, _src, _out, cgroups, tmp, child, pid, .. } = running_build();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
