@@ -192,7 +192,7 @@ pub fn prepare(
     let script_path = input.join("build.sh");
     fs::write(&script_path, crate::build_script::build_script(&conf)).map_err(io_err(&script_path))?;
     if nix::unistd::geteuid().is_root() {
-        readable_by_all(&script_path)?;
+        readable_by_sandbox(&script_path)?;
     }
     let spec = sandbox_spec(rootfs, settings, workdir, log, &["/hermod/in/build.sh"]);
     Ok(Prepared { conf, spec })
@@ -359,7 +359,7 @@ fn sign(
     let outcome = (|| {
         hand_over_to_sandbox_user(&dir)?;
         if nix::unistd::geteuid().is_root() {
-            readable_by_all(&unsigned)?;
+            readable_by_sandbox(&unsigned)?;
         }
         let mut spec = sandbox_spec(rootfs, settings, &dir, log, &[]);
         spec.argv = vec!["/bin/bash".into(), format!("{IN_INSIDE}/sign.sh")];
@@ -409,7 +409,7 @@ fn hand_over_to_sandbox_user(workdir: &Path) -> Result<(), BuildError> {
     // `in/` stays root's (hermod writes build.sh there later): readable by
     // the sandbox's group is enough, it is mounted read-only. Only `out/`,
     // which the outputs copy writes, is given away.
-    readable_by_all(&workdir.join("in"))?;
+    readable_by_sandbox(&workdir.join("in"))?;
     hand_over(&workdir.join("out"))?;
     reachable_by_sandbox_user(workdir)
 }
@@ -418,7 +418,7 @@ fn hand_over_to_sandbox_user(workdir: &Path) -> Result<(), BuildError> {
 /// [`sandbox_ids`], directories 0750, files 0640 or 0750. By descriptor: a
 /// symlink in the tree (the source copy holds the source's links) is never
 /// followed, so no host file's mode changes.
-fn readable_by_all(path: &Path) -> Result<(), BuildError> {
+fn readable_by_sandbox(path: &Path) -> Result<(), BuildError> {
     let gid = sandbox_ids().1;
     let mode_for = |meta: &hermod_hostfs::Meta| match meta.kind {
         hermod_hostfs::Kind::Dir => Some(0o750),

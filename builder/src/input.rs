@@ -146,7 +146,7 @@ impl Input {
         if path.is_file() {
             // A package under another name is still an `ar` archive.
             let mut magic = [0u8; 8];
-            let is_ar = hermod_hostfs::open_regular_path(&path)
+            let is_ar = crate::bounded::open_user_file(&path)
                 .is_ok_and(|(mut f, _)| io::Read::read_exact(&mut f, &mut magic).is_ok())
                 && &magic == b"!<arch>\n";
             if !is_ar {

@@ -235,14 +235,10 @@ impl SourceTree {
     }
 
     /// Copy the tree into `dest` (which must exist), with normalized modes:
-    /// 0755 for directories and executables, 0644 for other files. Every file
-    /// is read through the source's descriptor and must have the bytes the
-    /// scan hashed; the copy's links are judged again where they now stand.
-    pub fn copy_to(&self, dest: &Path) -> Result<(), SourceError> {
-        self.copy_until(dest, &Deadline::none())
-    }
-
-    /// [`SourceTree::copy_to`], ending at `deadline`.
+    /// 0755 for directories and executables, 0644 for other files, ending at
+    /// `deadline`. Every file is read through the source's descriptor and must
+    /// have the bytes the scan hashed; the copy's links are judged again where
+    /// they now stand.
     pub fn copy_until(&self, dest: &Path, deadline: &Deadline) -> Result<(), SourceError> {
         let to = Dir::open_nofollow(dest)?;
         for entry in &self.entries {
@@ -343,7 +339,7 @@ mod tests {
         fs::set_permissions(src.path().join("dkms.conf"), fs::Permissions::from_mode(0o600)).unwrap();
         let scan = SourceTree::scan(src.path()).unwrap();
         let dest = tempfile::tempdir().unwrap();
-        scan.copy_to(dest.path()).unwrap();
+        scan.copy_until(dest.path(), &Deadline::none()).unwrap();
         let mode = |p: &str| fs::metadata(dest.path().join(p)).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode("d/run.sh"), 0o755);
         assert_eq!(mode("dkms.conf"), 0o644);
@@ -373,7 +369,7 @@ mod tests {
         let scan = SourceTree::scan(t.path()).unwrap();
         fs::write(t.path().join("a.c"), "int b;").unwrap();
         let dest = tempfile::tempdir().unwrap();
-        assert!(matches!(scan.copy_to(dest.path()), Err(SourceError::Changed(_))));
+        assert!(matches!(scan.copy_until(dest.path(), &Deadline::none()), Err(SourceError::Changed(_))));
         // A file swapped for a link to a host file between scan and copy is
         // never read through the link.
         let t = tree(&[("dkms.conf", "x"), ("a.c", "int a;")]);
@@ -381,7 +377,7 @@ mod tests {
         fs::remove_file(t.path().join("a.c")).unwrap();
         symlink("/etc/passwd", t.path().join("a.c")).unwrap();
         let dest = tempfile::tempdir().unwrap();
-        assert!(scan.copy_to(dest.path()).is_err());
+        assert!(scan.copy_until(dest.path(), &Deadline::none()).is_err());
         assert!(fs::read(dest.path().join("a.c")).map_or(true, |b| b.is_empty()));
     }
 

@@ -447,7 +447,7 @@ pub fn boot_test(
 /// A module file given to the load test, at most `max_module_size` of it.
 fn read_module_file(path: &Path) -> std::io::Result<Vec<u8>> {
     let limits = crate::bounded::current();
-    let (file, _) = hermod_hostfs::open_regular_path(path)?;
+    let (file, _) = crate::bounded::open_user_file(path)?;
     crate::bounded::read_capped(file, crate::bounded::Limit::ModuleSize, &limits)
 }
 
