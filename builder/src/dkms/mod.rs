@@ -84,6 +84,7 @@
 
 mod interpret;
 pub mod overrides;
+mod semantics;
 #[cfg(test)]
 mod tests;
 mod version;
@@ -91,6 +92,7 @@ mod version;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use overrides::{OverrideFile, OverridesError};
+pub use semantics::Semantics;
 pub use version::version_key;
 
 /// The bash program that evaluates a dkms.conf inside the sandbox.

@@ -48,12 +48,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::apt::{self, Archive};
 
-/// The recipe hermod ships; others can be given with `--recipe`.
-pub const BUILTIN_RECIPE: &str = include_str!("../../../rootfs-recipes/bookworm-amd64.toml");
+/// The recipes hermod ships (`rootfs-recipes/<name>.toml`, compiled in), one
+/// per Debian release and architecture, oldest release first; another can be
+/// given with `--recipe`. A new release is a new file here and a line below.
+const BUILTIN_RECIPE_TEXTS: &[(&str, &str)] = &[
+    ("bookworm-amd64", include_str!("../../../rootfs-recipes/bookworm-amd64.toml")),
+    ("trixie-amd64", include_str!("../../../rootfs-recipes/trixie-amd64.toml")),
+];
 
-/// The names of the recipes compiled in (`rootfs-recipes/<name>.toml`): what
-/// a lock file's `recipe` may name besides the one given with `--recipe`.
-pub const BUILTIN_RECIPES: &[&str] = &["bookworm-amd64"];
+/// The names of the recipes compiled in: what a lock file's `recipe` may
+/// name besides the one given with `--recipe`.
+pub const BUILTIN_RECIPES: &[&str] = &["bookworm-amd64", "trixie-amd64"];
 
 /// Version of the rootfs layout produced by [`materialize`]; part of the lock hash,
 /// so a change in how roots are assembled never reuses an old root.
@@ -141,6 +146,21 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ 
 pub struct Recipe {
     pub name: String,
     pub architecture: String,
+    /// The Debian release (codename) the root is resolved from. Empty in a
+    /// recipe that names none: it then reads every configured source.
+    #[serde(default)]
+    pub release: String,
+    /// The suites read for the release (the release, -updates, -security).
+    #[serde(default)]
+    pub suites: Vec<String>,
+    /// The release's backports suite, read when backports are enabled;
+    /// its packages are taken only where the release has none that will do.
+    #[serde(default)]
+    pub backports: Option<String>,
+    /// The DKMS version whose reading of dkms.conf applies (Debian's `dkms`
+    /// in the release); see [`crate::dkms`].
+    #[serde(default = "default_dkms")]
+    pub dkms: String,
     /// Headers package name with `{kernel}` for the release.
     pub headers: String,
     /// Meta package whose first dependency is the newest kernel's headers.
@@ -153,9 +173,40 @@ pub struct Recipe {
     pub links: BTreeMap<String, String>,
 }
 
+/// The DKMS a recipe that names none is read with: bookworm's, the reading
+/// hermod had before recipes named one.
+fn default_dkms() -> String {
+    "3.0.10".to_owned()
+}
+
 impl Recipe {
+    /// The first builtin recipe (bookworm amd64), as before there were several.
     pub fn builtin() -> Recipe {
-        Recipe::parse(BUILTIN_RECIPE, "<builtin bookworm-amd64>").expect("the builtin recipe parses")
+        Recipe::named("bookworm-amd64").expect("the builtin recipe exists")
+    }
+
+    /// Every builtin recipe, oldest release first.
+    pub fn builtins() -> Vec<Recipe> {
+        BUILTIN_RECIPE_TEXTS
+            .iter()
+            .map(|(name, text)| {
+                Recipe::parse(text, &format!("<builtin {name}>")).expect("the builtin recipes parse")
+            })
+            .collect()
+    }
+
+    /// The builtin recipe called `name`.
+    pub fn named(name: &str) -> Option<Recipe> {
+        Recipe::builtins().into_iter().find(|r| r.name == name)
+    }
+
+    /// Every suite read for this recipe: its own, then backports if enabled.
+    pub fn suites_with(&self, backports: bool) -> Vec<String> {
+        let mut suites = self.suites.clone();
+        if backports {
+            suites.extend(self.backports.iter().cloned());
+        }
+        suites
     }
 
     pub fn load(path: &Path) -> Result<Recipe, RootfsError> {
@@ -181,6 +232,15 @@ impl Recipe {
         for (link, target) in &recipe.links {
             lockfile::check_link(link, target).map_err(bad)?;
         }
+        for suite in recipe.suites.iter().chain(&recipe.backports) {
+            if suite.is_empty() || !suite.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(bad(format!("suite {} is not a suite name", crate::bounded::excerpt(suite))));
+            }
+        }
+        if recipe.release.is_empty() != recipe.suites.is_empty() {
+            return Err(bad("`release` and `suites` go together: a release is read from its suites".into()));
+        }
+        crate::dkms::Semantics::parse(&recipe.dkms).map_err(bad)?;
         let paths = recipe.links.keys().map(|p| (p.clone(), 0)).collect();
         if let Some((inner, outer)) = lockfile::nested_link(&paths) {
             return Err(bad(format!("link {inner:?} lies below link {outer:?}")));
@@ -261,7 +321,12 @@ mod tests {
         assert_eq!(recipe.headers_package("6.1.0-56-amd64"), "linux-headers-6.1.0-56-amd64");
         assert!(recipe.exclude.iter().any(|e| e == "linux-image-*"));
         assert_eq!(recipe.links.get("/usr/bin/awk").map(String::as_str), Some("mawk"));
-        assert_eq!(BUILTIN_RECIPES, [recipe.name.as_str()], "the compiled-in recipes are the known ones");
+        let names: Vec<String> = Recipe::builtins().into_iter().map(|r| r.name).collect();
+        assert_eq!(BUILTIN_RECIPES, names, "the compiled-in recipes are the known ones");
+        for recipe in Recipe::builtins() {
+            assert!(recipe.suites.first() == Some(&recipe.release), "{} reads its release first", recipe.name);
+            assert!(recipe.name.starts_with(&recipe.release) && recipe.name.ends_with(&recipe.architecture));
+        }
     }
 
     fn package(name: &str, version: &str, depends: &str) -> Package {
