@@ -104,7 +104,11 @@ impl Snapshot {
         let lists = self
             .jobs
             .par_iter()
-            .map(|(s, r, c)| load_index(s, r, c, &self.arch, cache_dir))
+            .map(|(s, r, c)| {
+                let mut list = load_index(s, r, c, &self.arch, cache_dir)?;
+                list.iter_mut().for_each(|p| p.not_automatic = r.not_automatic);
+                Ok::<_, AptError>(list)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let packages = lists.into_iter().flatten().chain(self.local.iter().cloned()).collect();
         Ok(Archive::from_packages(&self.arch, packages))
@@ -161,6 +165,10 @@ impl Archive {
             // Stable sort keeps source order among equal versions; dedup keeps the first.
             idxs.sort_by(|a, b| versions[*b].cmp(&versions[*a]));
             idxs.dedup_by(|a, b| versions[*a] == versions[*b]);
+            // NotAutomatic versions (backports) after all others, as APT's
+            // priority 100 against 500: the first candidate that satisfies a
+            // dependency is the release's where it has one that will do.
+            idxs.sort_by_key(|&i| packages[i].not_automatic);
         }
         let mut providers: HashMap<String, Vec<(usize, Option<Version>)>> = HashMap::new();
         for idxs in by_name.values() {
@@ -194,12 +202,13 @@ impl Archive {
         self.by_name.is_empty()
     }
 
-    /// The highest version of `name` across all sources.
+    /// The highest version of `name` across all sources, preferring those
+    /// not from a NotAutomatic suite (backports).
     pub fn newest(&self, name: &str) -> Option<&Package> {
         self.candidates(name).first().map(|&i| &self.packages[i])
     }
 
-    /// All versions of `name`, newest first.
+    /// All versions of `name`, newest first (NotAutomatic ones last).
     pub fn versions_of(&self, name: &str) -> Vec<&Package> {
         self.candidates(name).iter().map(|&i| &self.packages[i]).collect()
     }
@@ -259,7 +268,35 @@ pub(crate) mod tests {
             sha256: "0".repeat(64),
             installed_size: 1,
             base_uri: "http://deb.example".into(),
+            not_automatic: false,
         }
+    }
+
+    #[test]
+    fn not_automatic_versions_come_only_when_nothing_else_will_do() {
+        let backport = |name: &str, version: &str, depends: &str| Package {
+            not_automatic: true,
+            ..pkg(name, version, depends, "")
+        };
+        let archive = Archive::from_packages(
+            "amd64",
+            vec![
+                pkg("make", "4.4", "", ""),
+                backport("make", "4.5", ""),
+                backport("gcc-14", "14.3", ""),
+                pkg("gcc-14", "14.2", "", ""),
+                backport("linux-kbuild-7.2", "7.2.1", ""),
+                backport("linux-headers-7.2.1-amd64", "7.2.1", "make, gcc-14 (>= 14.3), linux-kbuild-7.2"),
+            ],
+        );
+        assert_eq!(archive.newest("make").unwrap().version, "4.4", "the release's make, though backports has newer");
+        assert_eq!(archive.versions_of("make").iter().map(|p| p.version.as_str()).collect::<Vec<_>>(), ["4.4", "4.5"]);
+        assert_eq!(archive.newest("linux-kbuild-7.2").unwrap().version, "7.2.1", "only backports has it");
+        let roots = ["linux-headers-7.2.1-amd64".to_owned(), "make".to_owned()];
+        let chosen = crate::apt::resolve(&archive, &roots, &[]).unwrap();
+        let version = |n: &str| chosen.iter().find(|p| p.name == n).unwrap().version.clone();
+        assert_eq!(version("make"), "4.4");
+        assert_eq!(version("gcc-14"), "14.3", "a versioned dependency only backports meets takes backports'");
     }
 
     #[test]

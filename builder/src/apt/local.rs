@@ -85,6 +85,7 @@ pub fn scan(dir: &Path, arch: &str) -> Result<Vec<Package>, LocalError> {
             sha256: hex::encode(hasher.finalize()),
             installed_size: field("Installed-Size").and_then(|v| v.parse().ok()).unwrap_or(0),
             base_uri: format!("file:{}", dir.display()),
+            not_automatic: false,
         });
     }
     Ok(packages)

@@ -72,6 +72,10 @@ pub struct Package {
     pub installed_size: u64,
     /// Archive root the `filename` is relative to, e.g. `http://deb.debian.org/debian`.
     pub base_uri: String,
+    /// From a `NotAutomatic` suite (backports): chosen only where no other
+    /// version will do (see [`super::Archive`]). Not part of any lock.
+    #[serde(default, skip)]
+    pub not_automatic: bool,
 }
 
 impl Package {
@@ -145,6 +149,7 @@ fn package_from(
         sha256: sha256.to_ascii_lowercase(),
         installed_size: st.get("Installed-Size").map(|v| number("Installed-Size", v)).transpose()?.unwrap_or(0),
         base_uri: base_uri.to_string(),
+        not_automatic: false,
     }))
 }
 

@@ -61,6 +61,9 @@ pub struct Release {
     pub valid_until: Option<String>,
     pub architectures: Vec<String>,
     pub components: Vec<String>,
+    /// `NotAutomatic: yes` (backports, experimental): APT installs nothing
+    /// from the suite unless asked or nothing else will do.
+    pub not_automatic: bool,
     /// `path relative to dists/<suite>/` → hash and size.
     pub sha256: BTreeMap<String, FileHash>,
 }
@@ -94,6 +97,7 @@ impl Release {
             valid_until: st.get("Valid-Until").map(str::to_string),
             architectures: words("Architectures"),
             components: words("Components"),
+            not_automatic: st.get("NotAutomatic").is_some_and(|v| v.trim().eq_ignore_ascii_case("yes")),
             sha256,
         })
     }

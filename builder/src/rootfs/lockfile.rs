@@ -357,6 +357,7 @@ fn parse_package(fields: &[&str]) -> Result<Package, String> {
         sha256: sha256.to_owned(),
         installed_size: 0,
         base_uri: String::new(),
+        not_automatic: false,
     })
 }
 
