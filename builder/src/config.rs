@@ -23,6 +23,15 @@
 //! check_valid_until = false   # snapshots serve long-expired Release files
 //! ```
 //!
+//! Releases (see [`crate::platform`]): every builtin recipe's release is read
+//! from the same mirrors as the machine's own (its suites renamed), so a
+//! bookworm master builds for trixie too:
+//!
+//! ```toml
+//! releases = ["bookworm", "trixie"]   # default: every builtin recipe
+//! backports = true                    # read <release>-backports too (default: if a source names one)
+//! ```
+//!
 //! Every archive's InRelease is verified with its `signed_by` keyrings (APT's
 //! trusted.gpg.d when absent), and every index against that InRelease, exactly
 //! as for the machine's own sources (see [`crate::apt`]).
@@ -84,6 +93,8 @@ use serde::Deserialize;
 
 use crate::apt::{self, PackageSources, SignedBy, Source};
 use crate::bounded::InputLimits;
+use crate::platform::{self, Platform};
+use crate::rootfs::Recipe;
 
 /// Where the configuration is read from when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/hermod/config.toml";
@@ -111,6 +122,12 @@ pub struct Config {
     /// More archives, tried before the system's.
     #[serde(default)]
     pub sources: Vec<SourceEntry>,
+    /// Read each release's backports suite [default: if any source names one].
+    #[serde(default)]
+    pub backports: Option<bool>,
+    /// The releases built for (codenames or recipe names) [default: every builtin recipe].
+    #[serde(default)]
+    pub releases: Option<Vec<String>>,
     /// Sign modules with this private key (DKMS's `framework.conf` name; see `signing.rs`).
     #[serde(default)]
     pub mok_signing_key: Option<PathBuf>,
@@ -259,6 +276,8 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             use_system_sources: true,
+            backports: None,
+            releases: None,
             local_debs: Vec::new(),
             sources: Vec::new(),
             mok_signing_key: None,
@@ -362,6 +381,28 @@ impl Config {
             check_valid_until: true,
             declared_in: self.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH)),
         })
+    }
+
+    /// The platforms built for (see [`crate::platform`]): `recipe` alone when
+    /// given (`--recipe`), else every builtin one the config's `releases` keeps,
+    /// each with its sources; the machine's own release first.
+    pub fn platforms(&self, recipe: Option<Recipe>) -> Result<Vec<Platform>, ConfigError> {
+        let all = self.package_sources().map_err(|e| self.invalid(e.to_string()))?;
+        let choice = platform::Choice {
+            archives: &all.archives,
+            local_dirs: &all.local_dirs,
+            backports: self.backports,
+            releases: if recipe.is_some() { None } else { self.releases.as_deref() },
+        };
+        let recipes = match recipe {
+            Some(recipe) => vec![recipe],
+            None => Recipe::builtins(),
+        };
+        platform::platforms(recipes, &choice).map_err(|e| self.invalid(e.to_string()))
+    }
+
+    fn invalid(&self, message: String) -> ConfigError {
+        ConfigError::Invalid { path: self.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH)), message }
     }
 
     /// The package sources this configuration names: its own archives first,

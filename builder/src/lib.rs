@@ -27,6 +27,7 @@ pub mod keyinfo;
 pub mod limits;
 pub mod oci_bundle;
 pub mod pipeline;
+pub mod platform;
 pub mod plan;
 pub mod remote;
 pub mod repo;
