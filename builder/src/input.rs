@@ -160,8 +160,17 @@ impl Input {
     /// Make the input a tree on disk: unpack a .deb (after downloading it,
     /// for `pkg:`), and work out the build needs: the package's `Depends` and
     /// `cli_needs` (`--build-depends`, Depends syntax), each as one package.
-    pub fn prepare(&self, ctx: &Context, label: &str, cli_needs: &[String]) -> Result<Prepared, PipelineError> {
-        let mut needs = build_depends(ctx, cli_needs)?;
+    /// The archive is that of `kernel`'s release: `pkg:NAME` is the release's
+    /// own package (what DKMS on a machine of that release would build), and
+    /// the needs are that release's packages; prepare once per release.
+    pub fn prepare(
+        &self,
+        ctx: &Context,
+        kernel: &str,
+        label: &str,
+        cli_needs: &[String],
+    ) -> Result<Prepared, PipelineError> {
+        let mut needs = build_depends(ctx, kernel, cli_needs)?;
         let (dir, staging) = match self {
             Input::Dir(dir) => (dir.clone(), None),
             Input::Deb(deb) => {
@@ -169,22 +178,22 @@ impl Input {
                 // before its Depends send anyone to the archive.
                 let unpacked = unpack(ctx, deb, label)?;
                 let depends = apt::control(deb).map_err(InputError::from)?.get("Depends").unwrap_or("").to_owned();
-                needs.extend(declared_needs(ctx, &depends, label)?);
+                needs.extend(declared_needs(ctx, kernel, &depends, label)?);
                 unpacked
             }
             Input::Package { name, version } => {
                 if ctx.options.lock.is_some() {
                     return Err(InputError::PackageWithLock { name: name.clone() }.into());
                 }
-                let package = find_package(ctx.archive()?, name, version.as_deref())?.clone();
-                let mirrors = ctx.options.sources.mirrors();
+                let package = find_package(ctx.archive(kernel)?, name, version.as_deref())?.clone();
+                let mirrors = ctx.platform(kernel)?.platform.sources.mirrors();
                 let store = &ctx.options.store;
                 let debs =
                     apt::download_from(std::slice::from_ref(&package), &mirrors, store.packages(), ctx.options.quiet)
                         .map_err(|e| InputError::Fetch(Box::new(e)))?;
                 let unpacked = unpack(ctx, &debs[0], label)?;
                 // The index's Depends: the same field as the .deb's control, verified.
-                needs.extend(declared_needs(ctx, &package.depends, label)?);
+                needs.extend(declared_needs(ctx, kernel, &package.depends, label)?);
                 unpacked
             }
         };
@@ -195,8 +204,8 @@ impl Input {
 }
 
 /// `--build-depends` values (each in Depends syntax, e.g. `libelf-dev` or
-/// `gawk | mawk`) as package names, checked against the archive or the lock.
-pub fn build_depends(ctx: &Context, cli_needs: &[String]) -> Result<Vec<String>, PipelineError> {
+/// `gawk | mawk`) as package names, checked against `kernel`'s archive or the lock.
+pub fn build_depends(ctx: &Context, kernel: &str, cli_needs: &[String]) -> Result<Vec<String>, PipelineError> {
     let mut names = Vec::new();
     for text in cli_needs.iter().filter(|t| !t.trim().is_empty()) {
         let origin = format!("--build-depends {text}");
@@ -205,19 +214,19 @@ pub fn build_depends(ctx: &Context, cli_needs: &[String]) -> Result<Vec<String>,
             field: format!("{text:?}"),
             reason: e.to_string(),
         })?;
-        names.extend(choose(ctx, &deps, &origin, false)?);
+        names.extend(choose(ctx, kernel, &deps, &origin, false)?);
     }
     Ok(names)
 }
 
 /// A package's `Depends` as build needs (dkms and the recipe's exclusions dropped).
-fn declared_needs(ctx: &Context, depends: &str, origin: &str) -> Result<Vec<String>, PipelineError> {
+fn declared_needs(ctx: &Context, kernel: &str, depends: &str, origin: &str) -> Result<Vec<String>, PipelineError> {
     let deps = parse_depends(depends).map_err(|e| InputError::BadDepends {
         origin: origin.to_owned(),
         field: "its Depends field".into(),
         reason: e.to_string(),
     })?;
-    choose(ctx, &deps, origin, true)
+    choose(ctx, kernel, &deps, origin, true)
 }
 
 /// Each dependency as one package name, from the archive, or from the lock's
@@ -225,15 +234,22 @@ fn declared_needs(ctx: &Context, depends: &str, origin: &str) -> Result<Vec<Stri
 /// dependency whose first alternative is excluded is met by the outside world
 /// (as in [`apt::resolve()`]): dropped from a package's Depends, refused on the
 /// command line. The archive is only loaded when there is something to choose.
-fn choose(ctx: &Context, deps: &[Dependency], origin: &str, skip_excluded: bool) -> Result<Vec<String>, PipelineError> {
-    let mut exclude = ctx.options.recipe.exclude.clone();
+fn choose(
+    ctx: &Context,
+    kernel: &str,
+    deps: &[Dependency],
+    origin: &str,
+    skip_excluded: bool,
+) -> Result<Vec<String>, PipelineError> {
+    let recipe = ctx.platform(kernel)?.recipe();
+    let mut exclude = recipe.exclude.clone();
     exclude.push(NEVER_A_BUILD_NEED.to_owned());
     let from_lock = ctx.options.lock.as_ref().map(|l| Archive::from_packages(&l.architecture, l.packages.clone()));
     let mut names = Vec::new();
     for dep in deps {
         let archive = match &from_lock {
             Some(archive) => archive,
-            None => ctx.archive()?,
+            None => ctx.archive(kernel)?,
         };
         match pick(archive, dep, &exclude) {
             Ok(Some(name)) => names.push(name),
@@ -241,7 +257,7 @@ fn choose(ctx: &Context, deps: &[Dependency], origin: &str, skip_excluded: bool)
             Ok(None) => {
                 let detail = format!(
                     "the recipe keeps it out of every build root (exclude = {:?}, and {NEVER_A_BUILD_NEED})",
-                    ctx.options.recipe.exclude
+                    recipe.exclude
                 );
                 return Err(InputError::Unmet { origin: origin.to_owned(), dependency: dep.to_string(), detail }.into());
             }

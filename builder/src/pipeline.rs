@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
-use crate::apt::{self, Archive, PackageSources, Snapshot};
+use crate::apt::{self, Archive};
 use crate::build::{self, BuildError, Settings};
 use crate::cache::{self, CacheError, Manifest};
 use crate::compress::Compression;
@@ -22,7 +23,8 @@ use crate::debpkg::{self, DebError, DebSpec, ModuleFile};
 use crate::input::{InputError, Prepared};
 use crate::key::{Key, KeyInputs};
 use crate::limits::BuildLimits;
-use crate::rootfs::{self, Lock, Recipe, RootfsError};
+use crate::platform::{Live, Platform};
+use crate::rootfs::{self, Lock, RootfsError};
 use crate::source::{SourceError, SourceTree};
 use crate::store::Store;
 
@@ -129,14 +131,14 @@ pub struct Options {
     /// The Maintainer of the packages hermod writes (part of the cache key: it is in the bytes).
     pub maintainer: String,
     pub store: Store,
-    pub recipe: Recipe,
+    /// The releases built for, each a recipe and its sources (see
+    /// [`crate::platform`]); the machine's own first.
+    pub platforms: Vec<Platform>,
     pub out: PathBuf,
     pub jobs: usize,
     pub timeout: Duration,
     pub limits: BuildLimits,
     pub quiet: bool,
-    /// Where packages come from (see [`crate::config`]).
-    pub sources: PackageSources,
     /// A lock file's package set: then no index is ever read.
     pub lock: Option<Lock>,
     /// Sign modules with this key (see [`crate::signing`]).
@@ -154,57 +156,113 @@ pub struct Options {
     pub bypass_cache: bool,
 }
 
-/// The archive and recipe, loaded once for many builds.
+/// The platforms and their archives, loaded once for many builds.
 ///
-/// Nothing is fetched up front. The signed Release files are fetched on the
-/// first question about the archive, and the Packages indices parsed on the
-/// first question not already answered in the store's resolution memo for this
-/// exact archive content (see [`rootfs::Memo`]). With a lock given
-/// ([`Options::lock`]) there are no such questions: the build reads no index
-/// and needs no network when its packages are in the package cache.
+/// Nothing is fetched up front (see [`platform::Live`]). With a lock given
+/// ([`Options::lock`]) there are no questions about any archive: the build
+/// reads no index and needs no network when its packages are in the package
+/// cache.
 pub struct Context {
     pub options: Options,
-    /// The verified Release files and their identity, fetched on first use.
-    snapshot: OnceLock<(Snapshot, String)>,
-    archive: OnceLock<Archive>,
+    platforms: Vec<Live>,
+    /// kernel → index into `platforms`, once found.
+    chosen: Mutex<HashMap<String, usize>>,
     /// The "cgroup limits not enforced" note is said once per run.
     cgroup_noted: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
     pub fn load(options: Options) -> Result<Context, PipelineError> {
-        Ok(Context { options, snapshot: OnceLock::new(), archive: OnceLock::new(), cgroup_noted: Default::default() })
+        let platforms = options.platforms.iter().cloned().map(Live::new).collect();
+        Ok(Context { options, platforms, chosen: Mutex::new(HashMap::new()), cgroup_noted: Default::default() })
     }
 
-    /// The verified Release files of every source (fetched on first use).
-    fn snapshot(&self) -> Result<&(Snapshot, String), PipelineError> {
-        if let Some(snapshot) = self.snapshot.get() {
-            return Ok(snapshot);
+    /// The platform whose archive offers `kernel`'s headers: the lock's when
+    /// building from one, the only one when there is one, else the one
+    /// release (of all configured) whose suites have `linux-headers-<kernel>`.
+    /// An unknown kernel is an error listing what each release offers nearest;
+    /// one offered by two releases, an error naming both.
+    pub fn platform(&self, kernel: &str) -> Result<&Live, PipelineError> {
+        if let Some(lock) = &self.options.lock {
+            return self.platforms.iter().find(|p| p.recipe().name == lock.recipe).ok_or_else(|| {
+                RootfsError::LockRecipe {
+                    recipe: lock.recipe.clone(),
+                    known: self.platforms.iter().map(|p| p.recipe().name.clone()).collect(),
+                }
+                .into()
+            });
         }
-        let snapshot = self.options.sources.snapshot(&self.options.recipe.architecture)?;
-        let identity = snapshot.identity();
-        Ok(self.snapshot.get_or_init(|| (snapshot, identity)))
-    }
-
-    /// The parsed archive (loaded on first use).
-    pub fn archive(&self) -> Result<&Archive, PipelineError> {
-        if let Some(archive) = self.archive.get() {
-            return Ok(archive);
+        if self.platforms.len() == 1 {
+            return Ok(&self.platforms[0]);
         }
-        let archive = self.snapshot()?.0.load(&self.options.store.indices())?;
-        Ok(self.archive.get_or_init(|| archive))
+        if let Some(&i) = self.chosen.lock().unwrap_or_else(|e| e.into_inner()).get(kernel) {
+            return Ok(&self.platforms[i]);
+        }
+        if !rootfs::kernel_name_ok(kernel) {
+            return Err(RootfsError::BadKernelName(kernel.to_owned()).into());
+        }
+        let store = &self.options.store;
+        // Each release's Release files are fetched at once: the question is
+        // answered from the memo when the archives did not change.
+        let answers: Vec<Result<bool, apt::AptError>> = std::thread::scope(|scope| {
+            let asks: Vec<_> = self
+                .platforms
+                .iter()
+                .map(|p| scope.spawn(move || if p.platform.has_sources() { p.offers(kernel, store) } else { Ok(false) }))
+                .collect();
+            asks.into_iter().map(|a| a.join().expect("an archive question does not panic")).collect()
+        });
+        let offering: Vec<usize> = answers.iter().enumerate().filter(|(_, a)| matches!(a, Ok(true))).map(|(i, _)| i).collect();
+        match offering[..] {
+            [i] => {
+                self.chosen.lock().unwrap_or_else(|e| e.into_inner()).insert(kernel.to_owned(), i);
+                Ok(&self.platforms[i])
+            }
+            [] => {
+                if let Some(Err(_)) = answers.iter().find(|a| a.is_err()) {
+                    let error = answers.into_iter().find_map(Result::err).expect("found above");
+                    return Err(error.into());
+                }
+                let mut nearest = Vec::new();
+                for p in self.platforms.iter().filter(|p| p.platform.has_sources()) {
+                    nearest.extend(rootfs::nearest_headers(p.archive(&store.indices())?, p.recipe(), kernel));
+                }
+                rootfs::rank_nearest(&mut nearest, kernel);
+                Err(RootfsError::NoHeaders {
+                    kernel: kernel.to_owned(),
+                    package: self.platforms[0].recipe().headers_package(kernel),
+                    nearest,
+                    searched: self.platforms.iter().map(|p| p.platform.describe()).collect(),
+                }
+                .into())
+            }
+            _ => Err(RootfsError::AmbiguousKernel {
+                kernel: kernel.to_owned(),
+                platforms: offering.iter().map(|&i| self.platforms[i].platform.describe()).collect(),
+            }
+            .into()),
+        }
     }
 
-    fn memo(&self) -> Result<rootfs::Memo<'_>, PipelineError> {
-        Ok(rootfs::Memo::new(&self.options.store, &self.snapshot()?.1, &self.options.recipe))
+    /// Every platform, the machine's own first.
+    pub fn platforms(&self) -> &[Live] {
+        &self.platforms
     }
 
-    /// The kernel the recipe's meta package points at, or the lock's.
+    /// The archive of `kernel`'s platform (loaded on first use).
+    pub fn archive(&self, kernel: &str) -> Result<&Archive, PipelineError> {
+        Ok(self.platform(kernel)?.archive(&self.options.store.indices())?)
+    }
+
+    /// The kernel the machine's own release's meta package points at, or the lock's.
     pub fn default_kernel(&self) -> Result<String, PipelineError> {
         if let Some(lock) = &self.options.lock {
             return Ok(lock.kernel.clone());
         }
-        self.memo()?.get_or("default-kernel", || Ok(self.options.recipe.default_kernel(self.archive()?)?))
+        let host = &self.platforms[0];
+        let store = &self.options.store;
+        host.memo(store)?
+            .get_or("default-kernel", || Ok(host.recipe().default_kernel(host.archive(&store.indices())?)?))
     }
 
     /// The exact build-root package set for `kernel`: the given lock, or
@@ -217,6 +275,7 @@ impl Context {
     /// [`crate::input`]) as further roots. A given lock is used as it is, and
     /// must already contain them.
     pub fn lock_with(&self, kernel: &str, extras: &[String]) -> Result<Lock, PipelineError> {
+        let platform = self.platform(kernel)?;
         let mut lock = match &self.options.lock {
             Some(lock) if lock.kernel == kernel => {
                 let names: std::collections::HashSet<&str> = lock.packages.iter().map(|p| p.name.as_str()).collect();
@@ -235,28 +294,81 @@ impl Context {
                 if !extras.is_empty() {
                     question.push_str(&format!(" extras {}", extras.join(" ")));
                 }
-                self.memo()?.get_or(&question, || {
-                    Ok::<_, PipelineError>(Lock::resolve(self.archive()?, &self.options.recipe, kernel, extras)?)
-                })?
+                let store = &self.options.store;
+                let mut lock = platform.memo(store)?.get_or(&question, || {
+                    Ok::<_, PipelineError>(Lock::resolve(
+                        platform.archive(&store.indices())?,
+                        platform.recipe(),
+                        kernel,
+                        extras,
+                    )?)
+                })?;
+                lock.suites = platform.platform.sources.suites();
+                lock
             }
         };
         // A resolved package comes from its own archive first; a locked one
         // only from these.
-        lock.mirrors = self.options.sources.mirrors();
+        lock.mirrors = platform.platform.sources.mirrors();
         Ok(lock)
     }
 
-    /// `--kernel all`: every kernel the archive offers for the recipe, of the
-    /// default kernel's flavour (`-amd64`, not `-cloud-amd64` or `-rt-amd64`).
-    /// With a lock given, that is the lock's kernel alone.
-    pub fn all_kernels(&self) -> Result<Vec<String>, PipelineError> {
-        let default = self.default_kernel()?;
-        if self.options.lock.is_some() {
-            return Ok(vec![default]);
+    /// `--kernel all[:FLAVOURS]`: every kernel of every platform whose
+    /// flavour matches one of the comma-separated globs in `flavours` (empty:
+    /// each recipe's plain flavour, its architecture: `amd64`, not
+    /// `cloud-amd64` or `rt-amd64`), oldest first within each release, the
+    /// machine's own release first. With a lock given, the lock's kernel alone.
+    pub fn all_kernels(&self, flavours: &str) -> Result<Vec<String>, PipelineError> {
+        if let Some(lock) = &self.options.lock {
+            return Ok(vec![lock.kernel.clone()]);
         }
-        self.memo()?.get_or("all-kernels", || {
-            Ok(self.options.recipe.all_kernels(self.archive()?, &rootfs::kernel_flavour(&default)))
-        })
+        let store = &self.options.store;
+        let mut out = Vec::new();
+        for p in self.platforms.iter().filter(|p| p.platform.has_sources()) {
+            let globs: Vec<String> = if flavours.is_empty() {
+                vec![p.recipe().architecture.clone()]
+            } else {
+                flavours.split(',').map(str::to_owned).collect()
+            };
+            let question = format!("all-kernels {}", globs.join(","));
+            let kernels: Vec<String> = p.memo(store)?.get_or(&question, || {
+                Ok::<_, PipelineError>(p.recipe().all_kernels(p.archive(&store.indices())?, &globs))
+            })?;
+            for kernel in kernels {
+                // The first release that offers a kernel builds it (they are
+                // distinct in practice: +deb12 and +deb13).
+                if !out.contains(&kernel) {
+                    self.chosen.lock().unwrap_or_else(|e| e.into_inner()).entry(kernel.clone()).or_insert_with(|| {
+                        self.platforms.iter().position(|q| std::ptr::eq(q, p)).expect("p is one of them")
+                    });
+                    out.push(kernel);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The kernels a `--kernel` list names: `all[:FLAVOURS]` expanded (see
+    /// [`Context::all_kernels`]), others as given, each once, in order;
+    /// none given is the default kernel.
+    pub fn kernels(&self, asked: &[String]) -> Result<Vec<String>, PipelineError> {
+        let mut kernels: Vec<String> = Vec::new();
+        if asked.is_empty() {
+            kernels.push(self.default_kernel()?);
+        }
+        for kernel in asked {
+            let more = match kernel.strip_prefix("all") {
+                Some("") => self.all_kernels("")?,
+                Some(flavours) if flavours.starts_with(':') => self.all_kernels(&flavours[1..])?,
+                _ => vec![kernel.clone()],
+            };
+            for k in more {
+                if !kernels.contains(&k) {
+                    kernels.push(k);
+                }
+            }
+        }
+        Ok(kernels)
     }
 
     /// The knobs of every build step, from the options.

@@ -96,6 +96,17 @@ impl PackageSources {
         Snapshot::fetch_with_local(&self.archives, local, arch)
     }
 
+    /// The archives' suite names, each once, in order.
+    pub fn suites(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for source in &self.archives {
+            if !out.contains(&source.suite) {
+                out.push(source.suite.clone());
+            }
+        }
+        out
+    }
+
     /// Archive roots and `file:` directories to fetch a known `Filename`
     /// from, in order, without duplicates. Reads nothing.
     pub fn mirrors(&self) -> Vec<String> {

@@ -59,13 +59,13 @@ impl KernelImage {
 }
 
 /// The newest package of the first of `names` the archive offers.
-fn newest<'a>(ctx: &'a Context, names: &[String]) -> Result<Option<&'a Package>, BootCheckError> {
-    let archive = ctx.archive().map_err(|e| BootCheckError::Archive(Box::new(e)))?;
+fn newest<'a>(ctx: &'a Context, kernel: &str, names: &[String]) -> Result<Option<&'a Package>, BootCheckError> {
+    let archive = ctx.archive(kernel).map_err(|e| BootCheckError::Archive(Box::new(e)))?;
     Ok(names.iter().find_map(|n| archive.newest(n)))
 }
 
-fn download(ctx: &Context, package: &Package) -> Result<PathBuf, BootCheckError> {
-    let mirrors = ctx.options.sources.mirrors();
+fn download(ctx: &Context, kernel: &str, package: &Package) -> Result<PathBuf, BootCheckError> {
+    let mirrors = ctx.platform(kernel).map_err(|e| BootCheckError::Archive(Box::new(e)))?.platform.sources.mirrors();
     let store = &ctx.options.store;
     let debs = crate::apt::download_from(std::slice::from_ref(package), &mirrors, store.packages(), ctx.options.quiet)
         .map_err(|e| BootCheckError::Fetch(Box::new(e)))?;
@@ -78,9 +78,9 @@ pub fn kernel_image(ctx: &Context, release: &str) -> Result<KernelImage, BootChe
         return Err(BootCheckError::BadKernel(release.to_owned()));
     }
     let names = [format!("linux-image-{release}"), format!("linux-image-{release}-unsigned")];
-    let Some(package) = newest(ctx, &names)?.cloned() else {
+    let Some(package) = newest(ctx, release, &names)?.cloned() else {
         // The images of the same flavour the archive does offer, oldest first.
-        let archive = ctx.archive().map_err(|e| BootCheckError::Archive(Box::new(e)))?;
+        let archive = ctx.archive(release).map_err(|e| BootCheckError::Archive(Box::new(e)))?;
         let flavour = crate::rootfs::kernel_flavour(release);
         let mut offered = crate::plan::kernels_offered(archive);
         offered.retain(|k| crate::rootfs::kernel_flavour(k) == flavour);
@@ -97,7 +97,7 @@ pub fn kernel_image(ctx: &Context, release: &str) -> Result<KernelImage, BootChe
     if image.vmlinuz().is_file() {
         return Ok(image);
     }
-    let deb = download(ctx, &package)?;
+    let deb = download(ctx, release, &package)?;
     let parent = image.dir.parent().expect("has a parent");
     fs::create_dir_all(parent).map_err(|e| BootCheckError::io(parent, e))?;
     let staging =
@@ -146,12 +146,12 @@ fn unpack_kernel(deb: &Path, release: &str, dest: &Path) -> Result<(), BootCheck
     })
 }
 
-/// `/bin/busybox` of the archive's `busybox-static`: the guest's only program.
-pub fn busybox(ctx: &Context) -> Result<Vec<u8>, BootCheckError> {
-    let package = newest(ctx, &["busybox-static".to_owned()])?
+/// `/bin/busybox` of `busybox-static` from `kernel`'s release: the guest's only program.
+pub fn busybox(ctx: &Context, kernel: &str) -> Result<Vec<u8>, BootCheckError> {
+    let package = newest(ctx, kernel, &["busybox-static".to_owned()])?
         .cloned()
         .ok_or_else(|| BootCheckError::NoBusybox("busybox-static is not in the archive".into()))?;
-    let deb = download(ctx, &package)?;
+    let deb = download(ctx, kernel, &package)?;
     let mut found = None;
     read_data(&deb, |entry| {
         if let EntryKind::File(content) = entry.kind {

@@ -333,12 +333,12 @@ pub fn boot_test(
             });
         }
     }
-    let arch = &ctx.options.recipe.architecture;
+    let arch = &ctx.platform(kernel).map_err(|e| BootCheckError::Archive(Box::new(e)))?.recipe().architecture;
     if arch != "amd64" {
         return Err(BootCheckError::Architecture(arch.clone()));
     }
     let image = image::kernel_image(ctx, kernel)?;
-    let busybox = image::busybox(ctx)?;
+    let busybox = image::busybox(ctx, kernel)?;
     let available = image.modules()?;
     let builtin = image.builtin();
     let tested: Vec<(String, Vec<String>)> = modules.iter().map(|m| (m.name.clone(), m.depends.clone())).collect();

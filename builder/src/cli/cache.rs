@@ -82,7 +82,7 @@ pub(super) fn key_command(global: &Global, args: &KeyArgs) -> Result<(), Pipelin
         Some(k) => k.clone(),
         None => ctx.default_kernel()?,
     };
-    let input = Input::parse(&args.source)?.prepare(&ctx, &args.source, &args.needs.build_depends)?;
+    let input = Input::parse(&args.source)?.prepare(&ctx, &kernel, &args.source, &args.needs.build_depends)?;
     let source = crate::source::SourceTree::scan(&input.dir)?;
     let lock = ctx.lock_with(&kernel, &input.build_depends)?;
     let overrides = ctx.dkms_overrides(Path::new(&input.label), &source, &lock, &ctx.settings(), &mut None)?;

@@ -9,7 +9,10 @@ pub fn exit_code(err: &PipelineError) -> i32 {
     match err {
         PipelineError::Input(e) => e.exit_code(),
         PipelineError::Source(_) => 3,
-        PipelineError::Rootfs(RootfsError::NoHeaders { .. } | RootfsError::BadKernelName(_)) => 4,
+        PipelineError::Rootfs(
+            RootfsError::NoHeaders { .. } | RootfsError::BadKernelName(_) | RootfsError::AmbiguousKernel { .. },
+        ) => 4,
+        PipelineError::Rootfs(RootfsError::LockRecipe { .. }) => 3,
         PipelineError::Rootfs(RootfsError::Link { .. }) => 3,
         PipelineError::Rootfs(
             RootfsError::Apt(_) | RootfsError::Resolve(_) | RootfsError::Fetch(_) | RootfsError::Unpack(_),

@@ -101,7 +101,7 @@ impl Provider for BuildProvider<'_> {
         let Some(source) = &wanted.source else { return Ok(None) };
         let ctx = self.context()?;
         let input = Input::parse(source).map_err(|e| e.to_string())?;
-        let input = input.prepare(ctx, source, &[]).map_err(|e| e.to_string())?;
+        let input = input.prepare(ctx, kernel, source, &[]).map_err(|e| e.to_string())?;
         match ctx.build_one(&input, kernel) {
             Ok(report) => {
                 let deb = report.deb.ok_or_else(|| {

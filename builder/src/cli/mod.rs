@@ -376,11 +376,9 @@ fn open_store(global: &Global) -> Result<Store, PipelineError> {
     Ok(Store::open(&root, global.package_cache.as_deref())?)
 }
 
-fn load_recipe(global: &Global) -> Result<Recipe, PipelineError> {
-    Ok(match &global.recipe {
-        Some(path) => Recipe::load(path)?,
-        None => Recipe::builtin(),
-    })
+/// `--recipe FILE`, if given.
+fn load_recipe(global: &Global) -> Result<Option<Recipe>, PipelineError> {
+    Ok(global.recipe.as_deref().map(Recipe::load).transpose()?)
 }
 
 fn context(
@@ -394,17 +392,17 @@ fn context(
     let jobs = jobs.filter(|&j| j > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let config = Config::load(global.config.as_deref())?;
     let recipe = load_recipe(global)?;
-    let lock = lock.map(|path| Lock::read_file(path, &recipe.name)).transpose().map_err(RootfsError::from)?;
+    let own = recipe.as_ref().map_or("", |r| r.name.as_str());
+    let lock = lock.map(|path| Lock::read_file(path, own)).transpose().map_err(RootfsError::from)?;
     Context::load(Options {
         maintainer: global.maintainer.clone(),
         store: open_store(global)?,
-        recipe,
+        platforms: config.platforms(recipe)?,
         out,
         jobs,
         timeout,
         limits,
         quiet: global.quiet,
-        sources: config.package_sources()?,
         lock,
         signing: None,
         shared: None,
@@ -412,6 +410,58 @@ fn context(
         may_build: true,
         bypass_cache: false,
     })
+}
+
+/// Each SOURCE made ready once per release among `kernels` (parsed,
+/// downloaded, unpacked: all bad inputs are found before anything is built),
+/// in the order asked; and the (input, kernel) pairs to build, each once (two
+/// builds of one key at once would share a log). A kernel no release offers
+/// is paired with the first release's input: its build fails alone, as it
+/// always did, unless no kernel has a release.
+pub(crate) fn prepare_per_release(
+    ctx: &Context,
+    sources: &[String],
+    kernels: &[String],
+    needs: &[String],
+) -> Result<(Vec<Prepared>, Vec<(usize, String)>), PipelineError> {
+    // Releases in the order their first kernel comes, each with its kernels.
+    let mut releases: Vec<(String, Vec<String>)> = Vec::new();
+    let mut homeless: Vec<String> = Vec::new();
+    let mut first_error = None;
+    for kernel in kernels {
+        match ctx.platform(kernel) {
+            Ok(platform) => {
+                let name = &platform.recipe().name;
+                match releases.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, ks)) => ks.push(kernel.clone()),
+                    None => releases.push((name.clone(), vec![kernel.clone()])),
+                }
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+                homeless.push(kernel.clone());
+            }
+        }
+    }
+    match (releases.first_mut(), first_error) {
+        (Some((_, ks)), _) => ks.extend(homeless),
+        (None, Some(e)) => return Err(e),
+        (None, None) => {}
+    }
+    let mut inputs: Vec<Prepared> = Vec::new();
+    let mut pairs = Vec::new();
+    let mut labels: Vec<&String> = Vec::new();
+    for arg in sources {
+        if labels.contains(&arg) {
+            continue;
+        }
+        labels.push(arg);
+        for (_, ks) in &releases {
+            inputs.push(Input::parse(arg)?.prepare(ctx, &ks[0], arg, needs)?);
+            pairs.extend(ks.iter().map(|k| (inputs.len() - 1, k.clone())));
+        }
+    }
+    Ok((inputs, pairs))
 }
 
 /// `hermod rootfs lock`: resolve, then print or write the lock file.
@@ -426,7 +476,7 @@ fn write_lock(
         Some(k) => k.to_owned(),
         None => ctx.default_kernel()?,
     };
-    let extras = crate::input::build_depends(&ctx, needs)?;
+    let extras = crate::input::build_depends(&ctx, &kernel, needs)?;
     let lock = ctx.lock_with(&kernel, &extras)?;
     let text = lock.file_text();
     match out {
@@ -456,8 +506,12 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
         Command::Oci(args) => {
             let limits = BuildLimits::from_args(&args.limits)?;
             let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(3600), limits, None)?;
-            let input = Input::parse(&args.source)?.prepare(&ctx, &args.source, &args.needs.build_depends)?;
-            let config = crate::oci_bundle::write(&ctx, &input, args.kernel.as_deref(), &args.bundle)?;
+            let kernel = match &args.kernel {
+                Some(k) => k.clone(),
+                None => ctx.default_kernel()?,
+            };
+            let input = Input::parse(&args.source)?.prepare(&ctx, &kernel, &args.source, &args.needs.build_depends)?;
+            let config = crate::oci_bundle::write(&ctx, &input, Some(&kernel), &args.bundle)?;
             println!("{config}");
             if !cli.global.quiet {
                 let dir = args.bundle.display();
@@ -575,32 +629,9 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
     let config = Config::load(global.config.as_deref())?;
     let shared = crate::remote::Settings::resolve(&config, &|var| std::env::var(var).ok())?;
     ctx.options.shared = crate::remote::SharedCache::from_settings(&shared)?;
-    let mut kernels = Vec::new();
-    if args.kernels.is_empty() {
-        kernels.push(ctx.default_kernel()?);
-    }
-    for kernel in &args.kernels {
-        if kernel == "all" {
-            kernels.extend(ctx.all_kernels()?);
-        } else {
-            kernels.push(kernel.clone());
-        }
-    }
-    // Each SOURCE made ready once (parsed, downloaded, unpacked: all bad
-    // inputs are found before anything is built), in the order asked.
-    let mut inputs: Vec<Prepared> = Vec::new();
-    for arg in &args.sources {
-        if !inputs.iter().any(|i| &i.label == arg) {
-            inputs.push(Input::parse(arg)?.prepare(&ctx, arg, &args.needs.build_depends)?);
-        }
-    }
-    // Each (source, kernel) once: two builds of one key at once would share a log.
-    let mut seen = std::collections::HashSet::new();
-    let pairs: Vec<(&Prepared, String)> = inputs
-        .iter()
-        .flat_map(|s| kernels.iter().map(move |k| (s, k.clone())))
-        .filter(|(s, k)| seen.insert((s.label.clone(), k.clone())))
-        .collect();
+    let kernels = ctx.kernels(&args.kernels)?;
+    let (inputs, wanted) = prepare_per_release(&ctx, &args.sources, &kernels, &args.needs.build_depends)?;
+    let pairs: Vec<(&Prepared, String)> = wanted.into_iter().map(|(i, k)| (&inputs[i], k)).collect();
     let results = if pairs.len() == 1 { vec![ctx.build_one(pairs[0].0, &pairs[0].1)] } else { ctx.build_many(&pairs) };
     let stdout = std::io::stdout();
     let mut first_error = None;

@@ -10,7 +10,6 @@ use clap::{Args, ValueEnum};
 use super::{context, Global, NeedsArgs, SigningArgs};
 use crate::apt::{self, Archive};
 use crate::config::Config;
-use crate::input::Input;
 use crate::limits::BuildLimits;
 use crate::pipeline::{Context, PipelineError};
 use crate::plan::{self, Cached, Entry, PlanError};
@@ -70,22 +69,24 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), PipelineError> {
     let mut entries = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut left_out = std::collections::BTreeSet::new();
-    for arg in &args.modules {
-        if !seen.insert(arg) {
-            continue;
+    let (inputs, pairs) = super::prepare_per_release(&ctx, &args.modules, &kernels, &args.needs.build_depends)?;
+    let mut scanned: Vec<Option<SourceTree>> = inputs.iter().map(|_| None).collect();
+    for (i, kernel) in &pairs {
+        let input = &inputs[*i];
+        let arg = input.label.as_str();
+        seen.insert(arg);
+        if scanned[*i].is_none() {
+            scanned[*i] = Some(SourceTree::scan(&input.dir)?);
         }
-        let input = Input::parse(arg)?.prepare(&ctx, arg, &args.needs.build_depends)?;
-        let source = SourceTree::scan(&input.dir)?;
-        for kernel in &kernels {
-            match entry(&ctx, arg, &input, &source, kernel) {
-                Ok(entry) => entries.push(entry),
-                // A repository's kernel whose headers the archive lacks cannot be
-                // built by anyone: said, and left out; a kernel asked for by name fails.
-                Err(PipelineError::Rootfs(RootfsError::NoHeaders { .. })) if args.kernels_from.is_some() => {
-                    left_out.insert(kernel.as_str());
-                }
-                Err(e) => return Err(e),
+        let source = scanned[*i].as_ref().expect("scanned above");
+        match entry(&ctx, arg, input, source, kernel) {
+            Ok(entry) => entries.push(entry),
+            // A repository's kernel whose headers the archive lacks cannot be
+            // built by anyone: said, and left out; a kernel asked for by name fails.
+            Err(PipelineError::Rootfs(RootfsError::NoHeaders { .. })) if args.kernels_from.is_some() => {
+                left_out.insert(kernel.as_str());
             }
+            Err(e) => return Err(e),
         }
     }
 
@@ -128,7 +129,7 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), PipelineError> {
 /// `all`), or the default kernel.
 fn kernels(ctx: &Context, args: &PlanArgs) -> Result<Vec<String>, PipelineError> {
     if let Some(file) = &args.kernels_from {
-        let arch = &ctx.options.recipe.architecture;
+        let arch = &ctx.platforms()[0].recipe().architecture;
         let sources = read_sources_file(file)?;
         let archive = Archive::from_sources(&sources, &ctx.options.store.indices(), arch, ctx.options.quiet)?;
         let found = plan::kernels_offered(&archive);
@@ -137,19 +138,7 @@ fn kernels(ctx: &Context, args: &PlanArgs) -> Result<Vec<String>, PipelineError>
         }
         return Ok(found);
     }
-    if args.kernels.is_empty() {
-        return Ok(vec![ctx.default_kernel()?]);
-    }
-    let mut kernels: Vec<String> = Vec::new();
-    for kernel in &args.kernels {
-        let more = if kernel == "all" { ctx.all_kernels()? } else { vec![kernel.clone()] };
-        for k in more {
-            if !kernels.contains(&k) {
-                kernels.push(k);
-            }
-        }
-    }
-    Ok(kernels)
+    ctx.kernels(&args.kernels)
 }
 
 /// An apt sources file of either format, its sources with the machine's

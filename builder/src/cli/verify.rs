@@ -84,7 +84,7 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
         Some(k) => k.clone(),
         None => ctx.default_kernel()?,
     };
-    let input = Input::parse(&args.source)?.prepare(&ctx, &args.source, &args.needs.build_depends)?;
+    let input = Input::parse(&args.source)?.prepare(&ctx, &kernel, &args.source, &args.needs.build_depends)?;
     // The source is checked as a build checks it (special files, symlinks out of
     // the tree: exit 3) before it is copied for the two sides.
     crate::source::SourceTree::scan(&input.dir)?;
@@ -410,7 +410,7 @@ fn one_build(global: &Global, args: &VerifyArgs, lock: &Path, out: &Path) -> Res
     ctx.options.signing = args.signing.load(global)?;
     ctx.options.bypass_cache = true;
     let kernel = ctx.default_kernel()?;
-    let input = Input::Dir(PathBuf::from(&args.source)).prepare(&ctx, &args.source, &args.needs.build_depends)?;
+    let input = Input::Dir(PathBuf::from(&args.source)).prepare(&ctx, &kernel, &args.source, &args.needs.build_depends)?;
     let report = ctx.build_one(&input, &kernel)?;
     println!("{}", serde_json::to_string(&report).expect("the report serializes"));
     Ok(())

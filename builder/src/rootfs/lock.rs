@@ -32,6 +32,11 @@ pub struct Lock {
     /// not part of the lock's text or hash.
     #[serde(skip)]
     pub mirrors: Vec<String>,
+    /// The suites the packages were resolved from (`trixie`,
+    /// `trixie-security`, …): a record of where, for the reader of a lock
+    /// file. Like the mirrors, not part of the lock's text or hash.
+    #[serde(skip)]
+    pub suites: Vec<String>,
 }
 
 impl Lock {
@@ -51,6 +56,7 @@ impl Lock {
                     kernel: kernel.to_owned(),
                     package: headers.clone(),
                     nearest: nearest_headers(archive, recipe, kernel),
+                    searched: Vec::new(),
                 })
             }
         };
@@ -74,6 +80,7 @@ impl Lock {
             headers_version,
             extras,
             mirrors: Vec::new(),
+            suites: Vec::new(),
         })
     }
 
@@ -154,7 +161,7 @@ impl Lock {
 }
 
 /// A kernel release as it may appear in package names and paths.
-pub(super) fn kernel_name_ok(kernel: &str) -> bool {
+pub(crate) fn kernel_name_ok(kernel: &str) -> bool {
     apt::syntax::kernel_release(kernel).is_ok()
 }
 
@@ -229,7 +236,7 @@ impl<'a> Memo<'a> {
 }
 
 /// Release names of the recipe's headers packages, nearest to `kernel` first.
-pub(super) fn nearest_headers(archive: &Archive, recipe: &Recipe, kernel: &str) -> Vec<String> {
+pub fn nearest_headers(archive: &Archive, recipe: &Recipe, kernel: &str) -> Vec<String> {
     let (prefix, suffix) = recipe.headers.split_once("{kernel}").expect("checked in parse");
     let mut releases: Vec<String> = archive
         .names_with_prefix(prefix)
@@ -238,13 +245,21 @@ pub(super) fn nearest_headers(archive: &Archive, recipe: &Recipe, kernel: &str) 
         .filter(|k| super::is_release(k))
         .map(str::to_owned)
         .collect();
-    // Same flavour (the part after the ABI: "amd64", "cloud-amd64", "rt-amd64")
-    // first, then the same series (6.1, 6.12), then the newest.
+    rank_nearest(&mut releases, kernel);
+    releases
+}
+
+/// Order kernel releases nearest to `kernel` first and keep six: the same
+/// flavour (the part after the ABI: "amd64", "cloud-amd64", "rt-amd64")
+/// first, then the same Debian release tag (`+deb13`), then the same series
+/// (6.1, 6.12), then the newest.
+pub fn rank_nearest(releases: &mut Vec<String>, kernel: &str) {
     let flavour = super::kernel_flavour;
     let series = |k: &str| -> String { k.split(['.', '-', '+']).take(2).collect::<Vec<_>>().join(".") };
-    let rank = |k: &str| (flavour(k) == flavour(kernel), series(k) == series(kernel));
+    let tag = |k: &str| -> String { k.split_once('+').map(|(_, t)| t.split('-').next().unwrap_or("").to_owned()).unwrap_or_default() };
+    let rank = |k: &str| (flavour(k) == flavour(kernel), tag(k) == tag(kernel), series(k) == series(kernel));
     let version = |k: &str| apt::Version::parse(&k.replace('-', ".")).ok();
     releases.sort_by(|a, b| rank(b).cmp(&rank(a)).then_with(|| version(b).cmp(&version(a))));
+    releases.dedup();
     releases.truncate(6);
-    releases
 }

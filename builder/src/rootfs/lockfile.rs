@@ -14,10 +14,17 @@
 //! kernel 6.1.0-56-amd64
 //! architecture amd64
 //! headers-version 6.1.192-2
+//! suite bookworm
+//! suite bookworm-security
 //! package NAME VERSION ARCH SHA256 SIZE FILENAME SOURCE
 //! link PATH TARGET
 //! extra NAME
 //! ```
+//!
+//! `suite` records say which suites the packages were resolved from (the
+//! recipe's release: see [`crate::platform`]); a reader's record, not part of
+//! the root's name, and absent from lock files written before releases were
+//! recorded (which read as they always did).
 //!
 //! `extra` records name the declared build needs the root was resolved with
 //! (see [`crate::input`]); each is also one of the `package` records. A lock
@@ -95,6 +102,9 @@ impl Lock {
             "{MAGIC} {FORMAT}\n# package NAME VERSION ARCHITECTURE SHA256 SIZE FILENAME SOURCE\nrecipe {}\nkernel {}\narchitecture {}\nheaders-version {}\n",
             self.recipe, self.kernel, self.architecture, self.headers_version
         );
+        for suite in &self.suites {
+            text.push_str(&format!("suite {suite}\n"));
+        }
         let mut packages: Vec<&Package> = self.packages.iter().collect();
         packages.sort_by(|a, b| a.name.cmp(&b.name));
         for p in packages {
@@ -133,6 +143,7 @@ impl Lock {
         let mut links = BTreeMap::new();
         let mut link_lines: BTreeMap<String, usize> = BTreeMap::new();
         let mut extras: BTreeMap<String, usize> = BTreeMap::new();
+        let mut suites: Vec<String> = Vec::new();
         let mut seen_magic = false;
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
@@ -187,6 +198,18 @@ impl Lock {
                     }
                     links.insert(path.to_owned(), target.to_owned());
                 }
+                "suite" => {
+                    let [_, suite] = words[..] else {
+                        return Err(err("expected `suite NAME`".into()));
+                    };
+                    if !suite.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                        return Err(err(format!("suite {} is not a suite name", quote(suite))));
+                    }
+                    if suites.iter().any(|s| s == suite) {
+                        return Err(err(format!("suite {suite} is listed twice")));
+                    }
+                    suites.push(suite.to_owned());
+                }
                 "extra" => {
                     let [_, name] = words[..] else {
                         return Err(err("expected `extra NAME`".into()));
@@ -196,7 +219,7 @@ impl Lock {
                         return Err(err(format!("extra {name} is listed twice (also on line {first})")));
                     }
                 }
-                other => return Err(err(format!("unknown record {} (expected recipe, kernel, architecture, headers-version, package, link or extra)", quote(other)))),
+                other => return Err(err(format!("unknown record {} (expected recipe, kernel, architecture, headers-version, suite, package, link or extra)", quote(other)))),
             }
         }
         let incomplete = |message: String| LockFileError::Incomplete { origin: origin.to_owned(), message };
@@ -229,7 +252,7 @@ impl Lock {
             return Err(LockFileError::Line { origin: origin.to_owned(), line: link_lines[inner], message });
         }
         let extras = extras.into_keys().collect();
-        Ok(Lock { recipe, kernel, architecture, packages, links, headers_version, extras, mirrors: Vec::new() })
+        Ok(Lock { recipe, kernel, architecture, packages, links, headers_version, extras, mirrors: Vec::new(), suites })
     }
 }
 

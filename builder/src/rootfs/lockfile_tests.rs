@@ -17,6 +17,26 @@ fn lock() -> Lock {
         headers_version: "6.1.192-2".into(),
         extras: Vec::new(),
         mirrors: vec!["http://deb.example".into()],
+        suites: Vec::new(),
+    }
+}
+
+/// `suite` records say where the packages were resolved from: written after
+/// the header, read back, checked, and never part of the root's name; a lock
+/// written before them reads as it did (the round trip above has none).
+#[test]
+fn suites_are_recorded_but_do_not_name_the_root() {
+    let mut lock = lock();
+    let plain = lock.hash();
+    lock.suites = vec!["trixie".into(), "trixie-security".into()];
+    let text = lock.file_text();
+    assert!(text.contains("headers-version 6.1.192-2\nsuite trixie\nsuite trixie-security\npackage "), "{text}");
+    let back = Lock::parse_file(&text, "t.lock").unwrap();
+    assert_eq!(back.suites, lock.suites);
+    assert_eq!(back.hash(), plain);
+    for (bad, why) in [("suite ../x", "not a suite name"), ("suite trixie", "twice"), ("suite", "suite NAME")] {
+        let err = Lock::parse_file(&format!("{text}{bad}\n"), "t.lock").unwrap_err().to_string();
+        assert!(err.contains(why), "{bad}: {err}");
     }
 }
 

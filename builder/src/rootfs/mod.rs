@@ -33,7 +33,8 @@ mod verify;
 
 pub use gc::{gc, GcReport};
 pub use inventory::{inventory, read_roots, Inventory, RootStats};
-pub use lock::{is_compiler_package, is_headers_package, Lock, Memo};
+pub use lock::{is_compiler_package, is_headers_package, nearest_headers, rank_nearest, Lock, Memo};
+pub(crate) use lock::kernel_name_ok;
 pub(crate) use lockfile::package_name_ok;
 pub use lockfile::LockFileError;
 pub use materialize::{materialize, Rootfs};
@@ -71,8 +72,12 @@ pub enum RootfsError {
     RecipeRead { path: PathBuf, source: io::Error },
     #[error("recipe {path} is not valid: {message}")]
     RecipeParse { path: String, message: String },
-    #[error("no headers package {package} in the archive for kernel {kernel}{}", nearest_list(.nearest))]
-    NoHeaders { kernel: String, package: String, nearest: Vec<String> },
+    #[error("no headers package {package} in {} for kernel {kernel}{}", searched_list(.searched), nearest_list(.nearest))]
+    NoHeaders { kernel: String, package: String, nearest: Vec<String>, searched: Vec<String> },
+    #[error("kernel {kernel}: more than one release offers its headers ({}); name one with --recipe or config `releases`", .platforms.join(", "))]
+    AmbiguousKernel { kernel: String, platforms: Vec<String> },
+    #[error("the lock names recipe {recipe}, which is not among the releases built for ({}); check config `releases`", .known.join(", "))]
+    LockRecipe { recipe: String, known: Vec<String> },
     #[error("cannot find the newest kernel: {0}")]
     NoDefaultKernel(String),
     #[error("{0:?} is not a kernel release (expected something like 6.1.0-56-amd64)")]
@@ -125,6 +130,14 @@ impl From<apt::ResolveError> for RootfsError {
 impl From<apt::FetchError> for RootfsError {
     fn from(e: apt::FetchError) -> RootfsError {
         RootfsError::Fetch(Box::new(e))
+    }
+}
+
+fn searched_list(searched: &[String]) -> String {
+    if searched.is_empty() {
+        "the archive".to_owned()
+    } else {
+        searched.join(" or ")
     }
 }
 
@@ -252,15 +265,16 @@ impl Recipe {
         self.headers.replace("{kernel}", kernel)
     }
 
-    /// Every kernel release of `flavour` (see [`kernel_flavour`]) whose
+    /// Every kernel release whose flavour (see [`kernel_flavour`]) matches
+    /// one of the `flavours` globs (`amd64`, `cloud-*`, `*`) and whose
     /// headers the archive offers, oldest first.
-    pub fn all_kernels(&self, archive: &Archive, flavour: &str) -> Vec<String> {
+    pub fn all_kernels(&self, archive: &Archive, flavours: &[String]) -> Vec<String> {
         let (prefix, suffix) = self.headers.split_once("{kernel}").expect("checked in parse");
         let mut releases: Vec<String> = archive
             .names_with_prefix(prefix)
             .into_iter()
             .filter_map(|n| n.strip_prefix(prefix).and_then(|k| k.strip_suffix(suffix)))
-            .filter(|k| is_release(k) && kernel_flavour(k) == flavour)
+            .filter(|k| is_release(k) && flavours.iter().any(|f| apt::resolve::glob_match(f, &kernel_flavour(k))))
             .map(str::to_owned)
             .collect();
         let version = |k: &str| apt::Version::parse(&k.replace('-', ".")).ok();
@@ -354,12 +368,13 @@ mod tests {
     #[test]
     fn all_kernels_are_those_of_one_flavour_oldest_first() {
         let archive = fixture_archive();
-        let all = Recipe::builtin().all_kernels(&archive, "amd64");
+        let all = Recipe::builtin().all_kernels(&archive, &["amd64".into()]);
         assert_eq!(
             all,
             ["6.1.0-9-amd64", "6.1.0-55-amd64", "6.1.0-56-amd64", "6.12.99+deb12-amd64", "6.12.117+deb12-amd64"]
         );
-        assert_eq!(Recipe::builtin().all_kernels(&archive, "cloud-amd64"), ["6.1.0-56-cloud-amd64"]);
+        assert_eq!(Recipe::builtin().all_kernels(&archive, &["cloud-amd64".into()]), ["6.1.0-56-cloud-amd64"]);
+        assert_eq!(Recipe::builtin().all_kernels(&archive, &["*".into()]).len(), 6, "every flavour");
         assert_eq!(kernel_flavour("6.12.117+deb12-rt-amd64"), "rt-amd64");
         assert!(is_release("6.1.0-56-amd64") && is_release("6.12.117+deb12-amd64"));
         assert!(!is_release("6.12-amd64") && !is_release("6.1.0-56-common") && !is_release("amd64"));
@@ -428,6 +443,7 @@ mod tests {
             headers_version: "1".into(),
             extras: Vec::new(),
             mirrors: Vec::new(),
+            suites: Vec::new(),
         };
         let (headers, toolchain, whole) = (lock.headers_hash(), lock.toolchain_hash(), lock.hash());
         assert_ne!(headers, toolchain);

@@ -17,6 +17,7 @@ fn sample_lock() -> Lock {
         headers_version: "6.1.192-2".into(),
         extras: Vec::new(),
         mirrors: Vec::new(),
+        suites: Vec::new(),
     }
 }
 
