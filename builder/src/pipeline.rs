@@ -261,8 +261,13 @@ impl Context {
         }
         let host = &self.platforms[0];
         let store = &self.options.store;
-        host.memo(store)?
-            .get_or("default-kernel", || Ok(host.recipe().default_kernel(host.archive(&store.indices())?)?))
+        let kernel: String = host
+            .memo(store)?
+            .get_or("default-kernel", || Ok::<_, PipelineError>(host.recipe().default_kernel(host.archive(&store.indices())?)?))?;
+        // The machine's own release offers its meta package's kernel: no
+        // other release need be asked.
+        self.chosen.lock().unwrap_or_else(|e| e.into_inner()).entry(kernel.clone()).or_insert(0);
+        Ok(kernel)
     }
 
     /// The exact build-root package set for `kernel`: the given lock, or

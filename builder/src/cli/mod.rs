@@ -157,8 +157,10 @@ pub struct BuildArgs {
     pub sources: Vec<String>,
     #[command(flatten)]
     pub needs: NeedsArgs,
-    /// Kernel release (repeatable), or `all`: every kernel of the default kernel's flavour the
-    /// archive offers [default: the newest linux-headers-amd64 in the archive]
+    /// Kernel release (repeatable; its release, bookworm or trixie, is the one whose suites
+    /// offer its headers), or `all`: every plain-flavour kernel (-amd64) of every release, or
+    /// `all:FLAVOURS` (globs, comma-separated: `all:cloud-amd64`, `all:*`) [default: the newest
+    /// linux-headers-amd64 of the machine's own release]
     #[arg(long = "kernel")]
     pub kernels: Vec<String>,
     /// Build against the exact packages of this lock file (from `hermod rootfs lock`);
@@ -412,6 +414,9 @@ fn context(
     })
 }
 
+/// The inputs, and which of them to build for which kernel (an index into the inputs).
+pub(crate) type PerRelease = (Vec<Prepared>, Vec<(usize, String)>);
+
 /// Each SOURCE made ready once per release among `kernels` (parsed,
 /// downloaded, unpacked: all bad inputs are found before anything is built),
 /// in the order asked; and the (input, kernel) pairs to build, each once (two
@@ -423,7 +428,7 @@ pub(crate) fn prepare_per_release(
     sources: &[String],
     kernels: &[String],
     needs: &[String],
-) -> Result<(Vec<Prepared>, Vec<(usize, String)>), PipelineError> {
+) -> Result<PerRelease, PipelineError> {
     // Releases in the order their first kernel comes, each with its kernels.
     let mut releases: Vec<(String, Vec<String>)> = Vec::new();
     let mut homeless: Vec<String> = Vec::new();
@@ -456,9 +461,14 @@ pub(crate) fn prepare_per_release(
             continue;
         }
         labels.push(arg);
+        let first = inputs.len();
         for (_, ks) in &releases {
             inputs.push(Input::parse(arg)?.prepare(ctx, &ks[0], arg, needs)?);
-            pairs.extend(ks.iter().map(|k| (inputs.len() - 1, k.clone())));
+        }
+        // The kernels in the order asked, each with its release's input.
+        for kernel in kernels {
+            let release = releases.iter().position(|(_, ks)| ks.contains(kernel)).expect("every kernel has a group");
+            pairs.push((first + release, kernel.clone()));
         }
     }
     Ok((inputs, pairs))

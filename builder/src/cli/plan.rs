@@ -22,8 +22,9 @@ pub struct PlanArgs {
     /// *-dkms .debs, pkg:NAME[=VERSION]
     #[arg(long = "modules", value_name = "SOURCE", num_args = 1.., required = true)]
     pub modules: Vec<String>,
-    /// Kernel releases, or `all` (every kernel of the default kernel's flavour the archive
-    /// offers) [default: the newest linux-headers-amd64 in the archive]
+    /// Kernel releases, or `all` (every plain-flavour kernel of every release) or
+    /// `all:FLAVOURS` (globs: `all:cloud-amd64`, `all:*`) [default: the newest
+    /// linux-headers-amd64 of the machine's own release]
     #[arg(long = "kernels", value_name = "KREL", num_args = 1.., conflicts_with = "kernels_from")]
     pub kernels: Vec<String>,
     /// The kernels an APT repository offers (its linux-image-* and linux-headers-* packages),
