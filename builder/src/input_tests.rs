@@ -128,7 +128,8 @@ fn archive() -> Archive {
     let mut xt = pkg("xtables-addons-dkms", "3.23-1", "dkms (>= 2.1.0.0), xtables-addons-common (>= 3.23)", "");
     xt.architecture = "all".into();
     // The builtin recipe's tools, without dependencies.
-    let tools = ["binutils", "dash", "coreutils", "sed", "grep", "findutils", "diffutils", "patch"].map(|n| pkg(n, "1", "", ""));
+    let tools = ["binutils", "dash", "coreutils", "sed", "grep", "findutils", "diffutils", "patch"]
+        .map(|n| pkg(n, "1", "", ""));
     Archive::from_packages(
         "amd64",
         [

@@ -208,11 +208,14 @@ impl Context {
             let asks: Vec<_> = self
                 .platforms
                 .iter()
-                .map(|p| scope.spawn(move || if p.platform.has_sources() { p.offers(kernel, store) } else { Ok(false) }))
+                .map(|p| {
+                    scope.spawn(move || if p.platform.has_sources() { p.offers(kernel, store) } else { Ok(false) })
+                })
                 .collect();
             asks.into_iter().map(|a| a.join().expect("an archive question does not panic")).collect()
         });
-        let offering: Vec<usize> = answers.iter().enumerate().filter(|(_, a)| matches!(a, Ok(true))).map(|(i, _)| i).collect();
+        let offering: Vec<usize> =
+            answers.iter().enumerate().filter(|(_, a)| matches!(a, Ok(true))).map(|(i, _)| i).collect();
         match offering[..] {
             [i] => {
                 self.chosen.lock().unwrap_or_else(|e| e.into_inner()).insert(kernel.to_owned(), i);
@@ -261,9 +264,9 @@ impl Context {
         }
         let host = &self.platforms[0];
         let store = &self.options.store;
-        let kernel: String = host
-            .memo(store)?
-            .get_or("default-kernel", || Ok::<_, PipelineError>(host.recipe().default_kernel(host.archive(&store.indices())?)?))?;
+        let kernel: String = host.memo(store)?.get_or("default-kernel", || {
+            Ok::<_, PipelineError>(host.recipe().default_kernel(host.archive(&store.indices())?)?)
+        })?;
         // The machine's own release offers its meta package's kernel: no
         // other release need be asked.
         self.chosen.lock().unwrap_or_else(|e| e.into_inner()).entry(kernel.clone()).or_insert(0);

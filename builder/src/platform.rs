@@ -139,8 +139,9 @@ pub struct Choice<'a> {
 /// The platforms for `recipes` (oldest release first), each with its sources;
 /// the first of the result is the machine's own release (see [`host_index`]).
 pub fn platforms(recipes: Vec<Recipe>, choice: &Choice<'_>) -> Result<Vec<Platform>, PlatformError> {
-    let recipes = match choice.releases {
-        None => recipes,
+    // Every recipe tells which suites play which role, whether built for or not.
+    let kept: Vec<&Recipe> = match choice.releases {
+        None => recipes.iter().collect(),
         Some(asked) => {
             for name in asked {
                 if !recipes.iter().any(|r| &r.release == name || &r.name == name) {
@@ -151,15 +152,17 @@ pub fn platforms(recipes: Vec<Recipe>, choice: &Choice<'_>) -> Result<Vec<Platfo
                     });
                 }
             }
-            recipes.into_iter().filter(|r| asked.iter().any(|a| a == &r.release || a == &r.name)).collect()
+            recipes.iter().filter(|r| asked.iter().any(|a| a == &r.release || a == &r.name)).collect()
         }
     };
     let backports = choice.backports.unwrap_or_else(|| {
         choice.archives.iter().any(|s| recipes.iter().any(|r| r.backports.as_deref() == Some(s.suite.as_str())))
     });
-    let host = host_index(&recipes, choice.archives);
+    // Sources of no recipe's suites go with the machine's own release; when
+    // that release is not built for, with none.
+    let host = &recipes[host_index(&recipes, choice.archives).min(recipes.len().saturating_sub(1))];
     let mut out: Vec<Platform> = Vec::new();
-    for (i, recipe) in recipes.iter().enumerate() {
+    for recipe in kept {
         let mut archives = Vec::new();
         if recipe.suites.is_empty() {
             // A recipe that names no release reads every source, as before
@@ -169,7 +172,7 @@ pub fn platforms(recipes: Vec<Recipe>, choice: &Choice<'_>) -> Result<Vec<Platfo
             for suite in recipe.suites_with(backports) {
                 archives.extend(sources_for(&recipes, recipe, &suite, choice.archives));
             }
-            if i == host {
+            if recipe.name == host.name {
                 archives.extend(choice.archives.iter().filter(|s| owner(&recipes, &s.suite).is_none()).cloned());
             }
         }
@@ -180,8 +183,8 @@ pub fn platforms(recipes: Vec<Recipe>, choice: &Choice<'_>) -> Result<Vec<Platfo
         });
     }
     // The machine's own release first: it answers "the default kernel".
-    if host < out.len() {
-        let own = out.remove(host);
+    if let Some(own) = out.iter().position(|p| p.recipe.name == host.name) {
+        let own = out.remove(own);
         out.insert(0, own);
     }
     Ok(out)
@@ -191,7 +194,10 @@ pub fn platforms(recipes: Vec<Recipe>, choice: &Choice<'_>) -> Result<Vec<Platfo
 /// config's sources come first, so a config that reads only trixie makes
 /// trixie the default); the first recipe when none does.
 pub fn host_index(recipes: &[Recipe], archives: &[Source]) -> usize {
-    archives.iter().find_map(|s| recipes.iter().position(|r| !r.release.is_empty() && r.release == s.suite)).unwrap_or(0)
+    archives
+        .iter()
+        .find_map(|s| recipes.iter().position(|r| !r.release.is_empty() && r.release == s.suite))
+        .unwrap_or(0)
 }
 
 /// The recipe reading `suite` (its release, -updates, -security or backports).
@@ -305,7 +311,8 @@ mod tests {
 
     #[test]
     fn a_trixie_machine_reads_bookworm_and_puts_its_own_release_first() {
-        let system = [source(DEBIAN, "trixie"), source(SECURITY, "trixie-security"), source(DEBIAN, "trixie-backports")];
+        let system =
+            [source(DEBIAN, "trixie"), source(SECURITY, "trixie-security"), source(DEBIAN, "trixie-backports")];
         let all = platforms(Recipe::builtins(), &choice(&system, None)).unwrap();
         assert_eq!(all[0].recipe.release, "trixie");
         assert!(all[0].backports, "the machine's sources enable backports");
@@ -333,14 +340,23 @@ mod tests {
         assert_eq!(suites(&all[0])[0], ("http://mirror.example/debian".into(), "trixie".into()));
         assert!(suites(&all[0]).contains(&("http://mirror.example/debian".into(), "trixie-backports".into())));
         let only = ["trixie".to_owned()];
-        let narrowed =
-            platforms(Recipe::builtins(), &Choice { releases: Some(&only), ..choice(&config_and_system, None) })
-                .unwrap();
+        let system = [source(DEBIAN, "bookworm"), source(SECURITY, "bookworm-security"), source("http://v.example", "x")];
+        let narrowed = platforms(Recipe::builtins(), &Choice { releases: Some(&only), ..choice(&system, None) }).unwrap();
         assert_eq!(narrowed.len(), 1);
+        assert_eq!(
+            suites(&narrowed[0]),
+            [
+                (DEBIAN.into(), "trixie".into()),
+                (DEBIAN.into(), "trixie-updates".into()),
+                (SECURITY.into(), "trixie-security".into())
+            ],
+            "still read from bookworm's mirrors, without bookworm's vendor sources"
+        );
         let unknown = ["buster".to_owned()];
-        let err = platforms(Recipe::builtins(), &Choice { releases: Some(&unknown), ..choice(&config_and_system, None) })
-            .unwrap_err()
-            .to_string();
+        let err =
+            platforms(Recipe::builtins(), &Choice { releases: Some(&unknown), ..choice(&config_and_system, None) })
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("buster") && err.contains("bookworm, trixie"), "{err}");
     }
 

@@ -410,7 +410,8 @@ fn one_build(global: &Global, args: &VerifyArgs, lock: &Path, out: &Path) -> Res
     ctx.options.signing = args.signing.load(global)?;
     ctx.options.bypass_cache = true;
     let kernel = ctx.default_kernel()?;
-    let input = Input::Dir(PathBuf::from(&args.source)).prepare(&ctx, &kernel, &args.source, &args.needs.build_depends)?;
+    let input =
+        Input::Dir(PathBuf::from(&args.source)).prepare(&ctx, &kernel, &args.source, &args.needs.build_depends)?;
     let report = ctx.build_one(&input, &kernel)?;
     println!("{}", serde_json::to_string(&report).expect("the report serializes"));
     Ok(())

@@ -26,6 +26,8 @@ pub struct RootEntry {
     pub dir: PathBuf,
     /// From its `lock` file; `None` for an incomplete directory.
     pub kernel: Option<String>,
+    /// The recipe (release and architecture) it was made by, from its `lock` file.
+    pub recipe: Option<String>,
     /// (name, version) of its packages.
     pub packages: Vec<(String, String)>,
     /// When a build last used it (or when it was made).
@@ -43,12 +45,27 @@ impl RootEntry {
     }
 }
 
-/// `gcc-NN VERSION` of the first `gcc-<digits>` package.
+/// `gcc-NN VERSION` of the first `gcc-<digits>` package; else of the first
+/// compiler for one target, `gcc-NN-<triplet>` (what a backports kernel's
+/// `gcc-NN-for-host` brings), shown as `gcc-NN`.
 pub fn compiler<'a>(packages: impl Iterator<Item = (&'a str, &'a str)>) -> Option<String> {
-    packages
-        .filter(|(n, _)| n.strip_prefix("gcc-").is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())))
-        .map(|(n, v)| format!("{n} {v}"))
-        .next()
+    let mut for_target = None;
+    for (name, version) in packages {
+        let Some(rest) = name.strip_prefix("gcc-") else { continue };
+        let (number, triplet) = rest.split_once('-').unwrap_or((rest, ""));
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        match triplet {
+            "" => return Some(format!("{name} {version}")),
+            "base" | "for-host" | "for-build" => {}
+            _ if triplet.ends_with("-linux-gnu") => {
+                for_target.get_or_insert_with(|| format!("gcc-{number} {version}"));
+            }
+            _ => {}
+        }
+    }
+    for_target
 }
 
 /// Every `rootfs/<hash>` directory, sorted by kernel then hash.
@@ -62,25 +79,27 @@ pub fn read_roots(store: &Store) -> Result<Vec<RootEntry>, RootfsError> {
             continue;
         }
         let lock_file = entry.path().join("lock");
-        let (kernel, packages) = match fs::read_to_string(&lock_file) {
+        let (kernel, recipe, packages) = match fs::read_to_string(&lock_file) {
             Ok(text) => parse_lock_text(&text),
-            Err(_) => (None, Vec::new()),
+            Err(_) => (None, None, Vec::new()),
         };
         let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
         let last_use = mtime(&use_lock_path(store, &hash))
             .or_else(|| mtime(&lock_file))
             .or_else(|| mtime(&entry.path()))
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        roots.push(RootEntry { hash, dir: entry.path(), kernel, packages, last_use });
+        roots.push(RootEntry { hash, dir: entry.path(), kernel, recipe, packages, last_use });
     }
     roots.sort_by(|a, b| a.kernel.cmp(&b.kernel).then_with(|| a.hash.cmp(&b.hash)));
     Ok(roots)
 }
 
-/// Kernel and packages from a root's `lock` file (`Lock::text`); the kernel
-/// line is what makes a lock file complete.
-fn parse_lock_text(text: &str) -> (Option<String>, Vec<(String, String)>) {
+/// Kernel, recipe and packages from a root's `lock` file (`Lock::text`);
+/// the kernel line is what makes a lock file complete.
+#[allow(clippy::type_complexity)]
+fn parse_lock_text(text: &str) -> (Option<String>, Option<String>, Vec<(String, String)>) {
     let kernel = text.lines().find_map(|l| l.strip_prefix("kernel ")).map(str::to_owned);
+    let recipe = text.lines().find_map(|l| l.strip_prefix("recipe ")).map(str::to_owned);
     let packages = text
         .lines()
         .filter_map(|l| l.strip_prefix("package "))
@@ -89,13 +108,15 @@ fn parse_lock_text(text: &str) -> (Option<String>, Vec<(String, String)>) {
             Some((words.next()?.to_owned(), words.next()?.to_owned()))
         })
         .collect();
-    (kernel, packages)
+    (kernel, recipe, packages)
 }
 
 /// One line of `hermod rootfs list`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RootStats {
     pub kernel: String,
+    /// The recipe that made it (`trixie-amd64`): its release and architecture.
+    pub recipe: String,
     pub lock: String,
     pub compiler: String,
     pub packages: usize,
@@ -167,6 +188,7 @@ pub fn inventory(store: &Store) -> Result<Inventory, RootfsError> {
         unique.extend(w.inodes.iter().map(|(i, s)| (*i, *s)));
         stats.push(RootStats {
             kernel: root.kernel.clone().unwrap_or_default(),
+            recipe: root.recipe.clone().unwrap_or_else(|| "-".into()),
             lock: root.hash.clone(),
             compiler: root.compiler().unwrap_or_else(|| "-".into()),
             packages: root.packages.len(),
@@ -203,11 +225,17 @@ mod tests {
         let text = "hermod-rootfs-lock 3\nrecipe r\nkernel 6.1.0-56-amd64\narchitecture amd64\n\
                     package gcc-12-base 12.2.0-14 amd64 aa\npackage gcc-12 12.2.0-14+deb12u1 amd64 bb\n\
                     package make 4.3-4.1 amd64 cc\nlink /usr/bin/awk mawk\n";
-        let (kernel, packages) = parse_lock_text(text);
+        let (kernel, recipe, packages) = parse_lock_text(text);
         assert_eq!(kernel.as_deref(), Some("6.1.0-56-amd64"));
+        assert_eq!(recipe.as_deref(), Some("r"));
         assert_eq!(packages.len(), 3);
         let compiler = compiler(packages.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         assert_eq!(compiler.as_deref(), Some("gcc-12 12.2.0-14+deb12u1"));
         assert_eq!(parse_lock_text("garbage").0, None);
+        // A backports kernel's root has only a compiler for one target.
+        let backports =
+            [("gcc-14-base", "14.2"), ("gcc-14-for-host", "14.2"), ("gcc-14-x86-64-linux-gnu", "14.2.0-19")];
+        assert_eq!(super::compiler(backports.into_iter()).as_deref(), Some("gcc-14 14.2.0-19"));
+        assert_eq!(super::compiler([("gcc-14-base", "1"), ("make", "4")].into_iter()), None);
     }
 }

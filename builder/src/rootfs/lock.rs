@@ -256,7 +256,9 @@ pub fn nearest_headers(archive: &Archive, recipe: &Recipe, kernel: &str) -> Vec<
 pub fn rank_nearest(releases: &mut Vec<String>, kernel: &str) {
     let flavour = super::kernel_flavour;
     let series = |k: &str| -> String { k.split(['.', '-', '+']).take(2).collect::<Vec<_>>().join(".") };
-    let tag = |k: &str| -> String { k.split_once('+').map(|(_, t)| t.split('-').next().unwrap_or("").to_owned()).unwrap_or_default() };
+    let tag = |k: &str| -> String {
+        k.split_once('+').map(|(_, t)| t.split('-').next().unwrap_or("").to_owned()).unwrap_or_default()
+    };
     let rank = |k: &str| (flavour(k) == flavour(kernel), tag(k) == tag(kernel), series(k) == series(kernel));
     let version = |k: &str| apt::Version::parse(&k.replace('-', ".")).ok();
     releases.sort_by(|a, b| rank(b).cmp(&rank(a)).then_with(|| version(b).cmp(&version(a))));

@@ -33,8 +33,8 @@ mod verify;
 
 pub use gc::{gc, GcReport};
 pub use inventory::{inventory, read_roots, Inventory, RootStats};
-pub use lock::{is_compiler_package, is_headers_package, nearest_headers, rank_nearest, Lock, Memo};
 pub(crate) use lock::kernel_name_ok;
+pub use lock::{is_compiler_package, is_headers_package, nearest_headers, rank_nearest, Lock, Memo};
 pub(crate) use lockfile::package_name_ok;
 pub use lockfile::LockFileError;
 pub use materialize::{materialize, Rootfs};
@@ -202,9 +202,7 @@ impl Recipe {
     pub fn builtins() -> Vec<Recipe> {
         BUILTIN_RECIPE_TEXTS
             .iter()
-            .map(|(name, text)| {
-                Recipe::parse(text, &format!("<builtin {name}>")).expect("the builtin recipes parse")
-            })
+            .map(|(name, text)| Recipe::parse(text, &format!("<builtin {name}>")).expect("the builtin recipes parse"))
             .collect()
     }
 

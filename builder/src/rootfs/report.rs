@@ -54,13 +54,17 @@ pub fn list(inventory: &Inventory, json: bool) -> String {
         let _ = writeln!(out, "{totals}");
         return out;
     }
-    let _ =
-        writeln!(out, "{:<24} {:<16}  {:<26} {:>10} {:>10}  LAST USE", "KERNEL", "LOCK", "COMPILER", "SIZE", "SHARED");
+    let _ = writeln!(
+        out,
+        "{:<24} {:<16} {:<16}  {:<26} {:>10} {:>10}  LAST USE",
+        "KERNEL", "RECIPE", "LOCK", "COMPILER", "SIZE", "SHARED"
+    );
     for r in &inventory.roots {
         let _ = writeln!(
             out,
-            "{:<24} {:<16}  {:<26} {:>10} {:>10}  {}{}",
+            "{:<24} {:<16} {:<16}  {:<26} {:>10} {:>10}  {}{}",
             r.kernel,
+            r.recipe,
             &r.lock[..16],
             r.compiler,
             size(r.apparent_bytes),
