@@ -178,10 +178,11 @@ impl Context {
     }
 
     /// The platform whose archive offers `kernel`'s headers: the lock's when
-    /// building from one, the only one when there is one, else the one
-    /// release (of all configured) whose suites have `linux-headers-<kernel>`.
-    /// An unknown kernel is an error listing what each release offers nearest;
-    /// one offered by two releases, an error naming both.
+    /// building from one, the only one when there is one; else the machine's
+    /// own release if its suites have `linux-headers-<kernel>`, else the one
+    /// other release whose suites have it. An unknown kernel is an error
+    /// listing what each release offers nearest; one that two other releases
+    /// offer (odd sources), an error naming both.
     pub fn platform(&self, kernel: &str) -> Result<&Live, PipelineError> {
         if let Some(lock) = &self.options.lock {
             return self.platforms.iter().find(|p| p.recipe().name == lock.recipe).ok_or_else(|| {
@@ -202,11 +203,20 @@ impl Context {
             return Err(RootfsError::BadKernelName(kernel.to_owned()).into());
         }
         let store = &self.options.store;
-        // Each release's Release files are fetched at once: the question is
-        // answered from the memo when the archives did not change.
+        let remember = |i: usize| {
+            self.chosen.lock().unwrap_or_else(|e| e.into_inner()).insert(kernel.to_owned(), i);
+            &self.platforms[i]
+        };
+        // The machine's own release first: a kernel it offers is its own,
+        // and a cache hit for it fetches no other release's Release files.
+        let host = &self.platforms[0];
+        if host.platform.has_sources() && host.offers(kernel, store)? {
+            return Ok(remember(0));
+        }
+        // Then every other release at once (their Release files fetched in
+        // parallel; answered from the memo while the archives are unchanged).
         let answers: Vec<Result<bool, apt::AptError>> = std::thread::scope(|scope| {
-            let asks: Vec<_> = self
-                .platforms
+            let asks: Vec<_> = self.platforms[1..]
                 .iter()
                 .map(|p| {
                     scope.spawn(move || if p.platform.has_sources() { p.offers(kernel, store) } else { Ok(false) })
@@ -215,12 +225,9 @@ impl Context {
             asks.into_iter().map(|a| a.join().expect("an archive question does not panic")).collect()
         });
         let offering: Vec<usize> =
-            answers.iter().enumerate().filter(|(_, a)| matches!(a, Ok(true))).map(|(i, _)| i).collect();
+            answers.iter().enumerate().filter(|(_, a)| matches!(a, Ok(true))).map(|(i, _)| i + 1).collect();
         match offering[..] {
-            [i] => {
-                self.chosen.lock().unwrap_or_else(|e| e.into_inner()).insert(kernel.to_owned(), i);
-                Ok(&self.platforms[i])
-            }
+            [i] => Ok(remember(i)),
             [] => {
                 if let Some(Err(_)) = answers.iter().find(|a| a.is_err()) {
                     let error = answers.into_iter().find_map(Result::err).expect("found above");
