@@ -417,7 +417,7 @@ impl Context {
             kernel: &lock.kernel,
             architecture: &lock.architecture,
             rootfs_lock: &lock.hash(),
-            params: &self.key_params(),
+            params: &self.key_params(lock),
             extra: vec![
                 Input::new("headers", lock.headers_hash(), lock.part_summary(is_headers_package)),
                 Input::new("compiler", lock.compiler_hash(), lock.part_summary(compilers)),
@@ -429,9 +429,21 @@ impl Context {
         })
     }
 
+    /// Where `lock`'s recipe puts modules (`lib/modules` for a recipe not built for).
+    fn modules_dir(&self, lock: &Lock) -> &str {
+        let recipe = self.platforms.iter().map(Live::recipe).find(|r| r.name == lock.recipe);
+        recipe.map_or("lib/modules", |r| r.modules_dir.as_str())
+    }
+
     /// The build parameters that change the output, for the cache key.
-    fn key_params(&self) -> String {
+    fn key_params(&self, lock: &Lock) -> String {
         let mut params = format!("strip=dkms\nmaintainer={}\n", self.options.maintainer);
+        // Where the modules go is the recipe's; said only where it is not
+        // the long-standing /lib/modules, so older keys stay what they were.
+        let dir = self.modules_dir(lock);
+        if dir != "lib/modules" {
+            params.push_str(&format!("modules_dir={dir}\n"));
+        }
         if let Some(signer) = &self.options.signing {
             params.push_str(&signer.key_param());
         }
@@ -612,7 +624,7 @@ impl Context {
             source,
         })?;
         let compression = Compression::from_kernel_config(&config);
-        let install_dir = format!("lib/modules/{kernel}/updates/dkms");
+        let install_dir = format!("{}/{kernel}/updates/dkms", self.modules_dir(&lock));
         let mut files = Vec::new();
         for module in &output.modules {
             let contents = compression

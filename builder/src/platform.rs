@@ -340,8 +340,10 @@ mod tests {
         assert_eq!(suites(&all[0])[0], ("http://mirror.example/debian".into(), "trixie".into()));
         assert!(suites(&all[0]).contains(&("http://mirror.example/debian".into(), "trixie-backports".into())));
         let only = ["trixie".to_owned()];
-        let system = [source(DEBIAN, "bookworm"), source(SECURITY, "bookworm-security"), source("http://v.example", "x")];
-        let narrowed = platforms(Recipe::builtins(), &Choice { releases: Some(&only), ..choice(&system, None) }).unwrap();
+        let system =
+            [source(DEBIAN, "bookworm"), source(SECURITY, "bookworm-security"), source("http://v.example", "x")];
+        let narrowed =
+            platforms(Recipe::builtins(), &Choice { releases: Some(&only), ..choice(&system, None) }).unwrap();
         assert_eq!(narrowed.len(), 1);
         assert_eq!(
             suites(&narrowed[0]),

@@ -68,11 +68,11 @@ fn one_call_builds_for_a_bookworm_and_a_trixie_kernel() {
     let kernels: Vec<&str> = reports.iter().map(|r| r["kernel"].as_str().unwrap()).collect();
     assert_eq!(kernels, [trixie.as_str(), bookworm.as_str()], "in the order asked, across releases");
 
-    // The trixie module: xz-compressed as trixie's kernels have them, with the kernel's vermagic.
+    // The trixie module: in /usr/lib/modules and xz-compressed as trixie's kernels have them, with its vermagic.
     let deb = reports[0]["deb"].as_str().unwrap();
     let x = tempfile::tempdir().unwrap();
     tool("dpkg-deb", &["-x", deb, x.path().to_str().unwrap()]);
-    let ko = x.path().join(format!("lib/modules/{trixie}/updates/dkms/hello.ko.xz"));
+    let ko = x.path().join(format!("usr/lib/modules/{trixie}/updates/dkms/hello.ko.xz"));
     let vermagic = tool("/sbin/modinfo", &["-F", "vermagic", ko.to_str().unwrap()]);
     assert!(vermagic.starts_with(&format!("{trixie} SMP preempt mod_unload modversions")), "{vermagic}");
     let depends = tool("dpkg-deb", &["-f", deb, "Depends"]);

@@ -174,6 +174,11 @@ pub struct Recipe {
     /// in the release); see [`crate::dkms`].
     #[serde(default = "default_dkms")]
     pub dkms: String,
+    /// Where the release's packages put kernel modules, relative to `/`:
+    /// `lib/modules` until bookworm, `usr/lib/modules` from trixie on (the
+    /// merged-/usr move: trixie's packages ship nothing in aliased `/lib`).
+    #[serde(default = "default_modules_dir")]
+    pub modules_dir: String,
     /// Headers package name with `{kernel}` for the release.
     pub headers: String,
     /// Meta package whose first dependency is the newest kernel's headers.
@@ -190,6 +195,10 @@ pub struct Recipe {
 /// hermod had before recipes named one.
 fn default_dkms() -> String {
     "3.0.10".to_owned()
+}
+
+fn default_modules_dir() -> String {
+    "lib/modules".to_owned()
 }
 
 impl Recipe {
@@ -252,6 +261,12 @@ impl Recipe {
             return Err(bad("`release` and `suites` go together: a release is read from its suites".into()));
         }
         crate::dkms::Semantics::parse(&recipe.dkms).map_err(bad)?;
+        if !["lib/modules", "usr/lib/modules"].contains(&recipe.modules_dir.as_str()) {
+            return Err(bad(format!(
+                "modules_dir = {}: kernel modules live in lib/modules or usr/lib/modules",
+                crate::bounded::excerpt(&recipe.modules_dir)
+            )));
+        }
         let paths = recipe.links.keys().map(|p| (p.clone(), 0)).collect();
         if let Some((inner, outer)) = lockfile::nested_link(&paths) {
             return Err(bad(format!("link {inner:?} lies below link {outer:?}")));
