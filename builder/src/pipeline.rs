@@ -275,6 +275,8 @@ impl Context {
             tmp_space: limits.tmp_space,
             signing: self.options.signing.clone(),
             deadline: crate::source::Deadline::after(self.options.timeout),
+            // Bookworm's until the root's recipe is wired here (dkms branch).
+            semantics: crate::dkms::Semantics::V3_0,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{version_key, Context, DkmsConf, DkmsError, Module, Records};
+use super::{version_key, Context, DkmsConf, DkmsError, Module, Records, Semantics};
 
 /// The arrays whose highest index sets the number of module records (DKMS 3.x).
 const MODULE_ARRAYS: [&str; 4] =
@@ -50,8 +50,11 @@ impl Records {
             modules,
             make_command: self.make_command(ctx),
             patches,
-            pre_build: self.given("PRE_BUILD", 0).map(str::to_owned),
-            post_build: self.given("POST_BUILD", 0).map(str::to_owned),
+            // Untrimmed: DKMS puts `<build dir>/` before the value as it is.
+            pre_build: self.given("PRE_BUILD", 0).and(self.element("PRE_BUILD", 0)).map(str::to_owned),
+            post_build: self.given("POST_BUILD", 0).and(self.element("POST_BUILD", 0)).map(str::to_owned),
+            clean: self.clean_command(ctx),
+            semantics: ctx.semantics,
             build_depends,
             skip: self.skip(ctx),
         })
@@ -140,6 +143,19 @@ impl Records {
         }
     }
 
+    /// DKMS 3.0.10 runs CLEAN (default `make -C <headers> M=<build dir> clean`)
+    /// before make, its status ignored; 3.2 runs nothing (the build directory
+    /// is a fresh copy).
+    fn clean_command(&self, ctx: &Context<'_>) -> Option<String> {
+        match ctx.semantics {
+            Semantics::V3_2 => None,
+            Semantics::V3_0 => Some(match self.element("CLEAN", 0).filter(|c| !c.is_empty()) {
+                Some(clean) => clean.to_owned(),
+                None => format!("make -C {} M={} clean", ctx.kernel_source_dir, ctx.build_dir),
+            }),
+        }
+    }
+
     /// PATCH[i] in index order, unless its PATCH_MATCH[i] is set and does not match.
     fn patches(&self) -> Result<Vec<String>, DkmsError> {
         let mut patches = Vec::new();
@@ -158,18 +174,26 @@ impl Records {
     /// The first BUILD_EXCLUSIVE_* directive the kernel does not satisfy, in DKMS's order.
     fn skip(&self, ctx: &Context<'_>) -> Option<String> {
         let krel = ctx.kernel_release;
+        // 3.0.10 knows no _KERNEL_MIN/_MAX: eval.sh does not hand them over
+        // for it, and they are not read here either.
+        let min_max = ctx.semantics == Semantics::V3_2;
         if let Some(re) = self.given("BUILD_EXCLUSIVE_KERNEL", 0) {
             if !self.matched("BUILD_EXCLUSIVE_KERNEL", 0) {
                 return Some(format!("BUILD_EXCLUSIVE_KERNEL={re:?} does not match kernel {krel}"));
             }
         }
-        if let Some(min) = self.given("BUILD_EXCLUSIVE_KERNEL_MIN", 0) {
+        if let Some(min) = self.given("BUILD_EXCLUSIVE_KERNEL_MIN", 0).filter(|_| min_max) {
             if version_key(krel) < version_key(min) {
                 return Some(format!("kernel {krel} is older than BUILD_EXCLUSIVE_KERNEL_MIN={min:?}"));
             }
         }
-        let max = self.given("BUILD_EXCLUSIVE_KERNEL_MAX", 0).map(|m| ("BUILD_EXCLUSIVE_KERNEL_MAX", m));
-        if let Some((name, max)) = max.or_else(|| self.given("OBSOLETE_BY", 0).map(|m| ("OBSOLETE_BY", m))) {
+        let max = self.given("BUILD_EXCLUSIVE_KERNEL_MAX", 0).filter(|_| min_max);
+        let max = max.map(|m| ("BUILD_EXCLUSIVE_KERNEL_MAX", m));
+        // OBSOLETE_BY stands in for _KERNEL_MAX in 3.2 only (3.0.10 reads it
+        // only when installing).
+        let obsolete_by = || self.given("OBSOLETE_BY", 0).map(|m| ("OBSOLETE_BY", m));
+        let max = if ctx.semantics == Semantics::V3_2 { max.or_else(obsolete_by) } else { max };
+        if let Some((name, max)) = max {
             if version_key(krel) > version_key(max) {
                 return Some(format!("kernel {krel} is newer than {name}={max:?}"));
             }

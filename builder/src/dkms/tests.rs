@@ -28,6 +28,7 @@ fn ctx() -> Context<'static> {
         kernel_source_dir: "/usr/src/linux-headers-6.1.0-56-amd64",
         build_dir: "/build/src",
         parallel_jobs: 2,
+        semantics: Semantics::V3_2,
     }
 }
 
@@ -233,4 +234,72 @@ fn malformed_records_are_rejected() {
     let r = parse_records(b"N\0hello\x000.1\0C\0!CONFIG_X\0").unwrap();
     assert_eq!(r.first_pass, Some(("hello".into(), "0.1".into())));
     assert_eq!(r.config_unmet, ["!CONFIG_X"]);
+}
+
+/// [`EVAL_SCRIPT`] run by the real bash on `conf` (a file in a fresh
+/// directory), as the sandbox runs it, under `semantics`.
+fn evaluated(conf: &std::path::Path, semantics: Semantics) -> Records {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("eval.sh");
+    std::fs::write(&script, EVAL_SCRIPT).unwrap();
+    let out = dir.path().join("records");
+    let status = std::process::Command::new("bash")
+        .env("TMPDIR", dir.path())
+        .arg(&script)
+        .args(["all", conf.to_str().unwrap(), "6.1.0-56-amd64", "x86_64", ctx().kernel_source_dir, "2"])
+        .args([dir.path().join("no-overrides").to_str().unwrap(), out.to_str().unwrap(), semantics.series()])
+        .status()
+        .expect("bash runs");
+    assert!(status.success(), "eval.sh: {status}");
+    parse_records(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+fn evaluated_text(text: &str, semantics: Semantics) -> Records {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("dkms.conf");
+    std::fs::write(&conf, text).unwrap();
+    evaluated(&conf, semantics)
+}
+
+#[test]
+fn values_are_parsed_again_as_dkms_safe_source_does() {
+    // zfs-dkms's 20-line PRE_BUILD (testdata/modules/zfs-prebuild): one
+    // command line, the `""` of --with-qat=""/--host="" gone, in both.
+    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/modules/zfs-prebuild/dkms.conf");
+    for semantics in [Semantics::V3_0, Semantics::V3_2] {
+        let conf = evaluated(&conf, semantics).interpret(&Context { semantics, ..ctx() }).unwrap();
+        let headers = ctx().kernel_source_dir;
+        assert_eq!(
+            conf.pre_build.unwrap(),
+            format!(
+                "configure --disable-dependency-tracking --prefix=/usr --with-config=kernel \
+                 --with-linux={headers} --with-linux-obj={headers} --with-qat= --host= "
+            )
+        );
+    }
+    // `$` escaped once expands on the second reading; DKMS 3.2 cuts a trailing CR.
+    let text = "PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=\"\\$kernelver\"\nCLEAN=$'c\\r'\n";
+    let first = |records: &Records, name: &str| records.arrays[name][&0].clone();
+    let v30 = evaluated_text(text, Semantics::V3_0);
+    assert_eq!(first(&v30, "BUILT_MODULE_NAME"), "6.1.0-56-amd64");
+    assert_eq!(first(&v30, "CLEAN"), "c\r");
+    assert_eq!(first(&evaluated_text(text, Semantics::V3_2), "CLEAN"), "c");
+}
+
+#[test]
+fn kernel_min_max_and_obsolete_by_are_3_2_only() {
+    let text = "PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=x\nBUILD_EXCLUSIVE_KERNEL_MIN=6.2\n";
+    let skip = |text: &str, semantics| {
+        evaluated_text(text, semantics).interpret(&Context { semantics, ..ctx() }).unwrap().skip
+    };
+    assert_eq!(skip(text, Semantics::V3_0), None, "bookworm's DKMS builds it");
+    assert!(skip(text, Semantics::V3_2).unwrap().contains("older than BUILD_EXCLUSIVE_KERNEL_MIN"));
+    let text = "PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=x\nOBSOLETE_BY=5.10\n";
+    assert_eq!(skip(text, Semantics::V3_0), None);
+    assert!(skip(text, Semantics::V3_2).unwrap().contains("OBSOLETE_BY"));
+    // 3.0.10 runs CLEAN (or its default) before make; 3.2 runs none.
+    let records = evaluated_text("PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=x\n", Semantics::V3_0);
+    let conf = records.interpret(&Context { semantics: Semantics::V3_0, ..ctx() }).unwrap();
+    assert_eq!(conf.clean.unwrap(), "make -C /usr/src/linux-headers-6.1.0-56-amd64 M=/build/src clean");
+    assert_eq!(records.interpret(&ctx()).unwrap().clean, None);
 }
