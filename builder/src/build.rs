@@ -10,6 +10,8 @@
 //! /hermod/out       size-limited tmpfs: dkms records and built modules; the
 //!                   sandbox copies its files to the host after the command exits
 //! /tmp              size-limited tmpfs
+//! /usr/src/<m>-<v>  size-limited tmpfs (build step): a writable copy of the
+//!                   source where DKMS has it; the rest of /usr/src read-only
 //! ```
 //!
 //! No host directory is writable inside: the command's only ways to put
@@ -200,7 +202,8 @@ pub fn prepare(
     if nix::unistd::geteuid().is_root() {
         readable_by_sandbox(&script_path)?;
     }
-    let spec = sandbox_spec(rootfs, settings, workdir, log, &["/hermod/in/build.sh"]);
+    let mut spec = sandbox_spec(rootfs, settings, workdir, log, &["/hermod/in/build.sh"]);
+    crate::build_script::give_source_dir(&mut spec, &conf, settings.build_space);
     Ok(Prepared { conf, spec })
 }
 

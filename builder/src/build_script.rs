@@ -16,8 +16,34 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use hermod_sandbox::{Spec, Tmpfs};
+
 use crate::build::{shell_quote, IN_INSIDE, OUT_INSIDE, SRC_INSIDE};
 use crate::dkms::{self, DkmsConf, Semantics};
+
+/// DKMS's `$source_tree`: the installed module sources, where the build
+/// root also holds the headers and other modules' sources.
+pub const SOURCE_TREE: &str = "/usr/src";
+
+/// `$source_tree/<PACKAGE_NAME>-<PACKAGE_VERSION>`: where DKMS has the
+/// module's source (the `-dkms` package's files) and
+/// `$dkms_tree/<m>/<v>/source` points. Some dkms.conf build there
+/// (west-chamber-dkms: `make … M=/usr/src/<m>-<v>/extensions`, then it moves
+/// the modules into the build directory): DKMS runs as root and may.
+pub fn source_dir(conf: &DkmsConf) -> String {
+    format!("{SOURCE_TREE}/{}-{}", conf.package_name, conf.package_version)
+}
+
+/// The build step's private writable copy of the module's source at
+/// [`source_dir`]: `/usr/src` rebuilt as a tmpfs of read-only binds of the
+/// root's entries (the root is read-only, so the mount point can be made
+/// only there), and a size-limited tmpfs at the module's own name, which the
+/// script fills. The rest of `/usr/src` stays read-only; the copy is thrown
+/// away with the sandbox.
+pub fn give_source_dir(spec: &mut Spec, conf: &DkmsConf, size: u64) {
+    spec.shadowed.push(SOURCE_TREE.into());
+    spec.tmpfs.push(Tmpfs::new(source_dir(conf), Some(size)));
+}
 
 /// The file in the outputs where the script names the step that failed.
 pub const FAILED_STEP: &str = "failed-step";
@@ -53,11 +79,19 @@ pub fn build_script(conf: &DkmsConf) -> String {
     // the build then stays in /build/src.
     let tree = format!("{}/{}/{}", dkms::DKMS_TREE, conf.package_name, conf.package_version);
     let tree = shell_quote(&tree);
+    // The module's own source tree, a writable copy (give_source_dir); a
+    // runtime that did not mount it leaves the read-only source in its place.
+    let source = shell_quote(&source_dir(conf));
+    let _ = writeln!(
+        s,
+        "if cp -R --preserve=timestamps {IN_INSIDE}/src/. {source}/ 2>/dev/null; then source={source}\n\
+         else source={IN_INSIDE}/src; echo hermod: note: could not copy the source to {source}; fi"
+    );
     let _ = writeln!(
         s,
         "if mkdir -p {tree} 2>/dev/null && cp -R --preserve=timestamps {SRC_INSIDE} {tree}/build 2>/dev/null; then\n  \
          rm -rf {SRC_INSIDE} && ln -s {tree}/build {SRC_INSIDE} || {{ echo hermod: cannot link {SRC_INSIDE}; exit 1; }}\n  \
-         ln -s {IN_INSIDE}/src {tree}/source 2>/dev/null\n\
+         ln -s \"$source\" {tree}/source 2>/dev/null\n\
          else rm -rf {tree}/build 2>/dev/null; echo hermod: note: could not make {tree}/build, building in {SRC_INSIDE}; fi"
     );
     let _ = writeln!(s, "cd {SRC_INSIDE} || exit 1");
@@ -198,6 +232,8 @@ mod tests {
         assert!(!s.contains("strip -g /hermod/out/module-1.ko"));
         assert!(s.contains("cp -R --preserve=timestamps /build/src '/var/lib/dkms/p/1'/build"), "{s}");
         assert!(s.contains("ln -s '/var/lib/dkms/p/1'/build /build/src"), "{s}");
+        assert!(s.contains("cp -R --preserve=timestamps /hermod/in/src/. '/usr/src/p-1'/ 2>/dev/null; then source='/usr/src/p-1'"));
+        assert!(s.contains("ln -s \"$source\" '/var/lib/dkms/p/1'/source"), "{s}");
         assert!(s.contains("patch -p1 < './patches/fix it.patch' ||"));
         assert!(s.contains("hermod_fail 'patch fix it.patch' $status"), "{s}");
         assert!(s.contains("run='/build/src/configure --fast'\nif [[ -x ${run%% *} ]]; then"), "{s}");

@@ -176,6 +176,14 @@ fn exit_77_from_a_step_is_a_failure_naming_it_never_a_skip() {
 }
 
 #[test]
+fn a_build_may_write_its_own_source_tree_and_nothing_else_of_usr_src() {
+    // west-chamber-dkms's way: make in /usr/src/<name>-<version>, then the
+    // module moved into DKMS's build directory.
+    let (_, work) = built("modules/source-tree", &[]);
+    assert!(module_path(&work, "srctree").is_file());
+}
+
+#[test]
 fn several_modules_locations_and_dest_names() {
     let (_, work) = built("modules/multi", &[]);
     // DEST_MODULE_NAME renames; every module goes to updates/dkms whatever
