@@ -95,6 +95,9 @@ pub fn build_script(conf: &DkmsConf) -> String {
          else rm -rf {tree}/build 2>/dev/null; echo hermod: note: could not make {tree}/build, building in {SRC_INSIDE}; fi"
     );
     let _ = writeln!(s, "cd {SRC_INSIDE} || exit 1");
+    for excluded in &conf.excluded {
+        let _ = writeln!(s, "printf 'hermod: not built: %s\\n' {}", shell_quote(excluded));
+    }
     for patch in &conf.patches {
         let file = shell_quote(&format!("./patches/{patch}"));
         let step = shell_quote(&format!("patch {patch}"));
@@ -219,6 +222,7 @@ mod tests {
             semantics,
             build_depends: Vec::new(),
             skip: None,
+            excluded: vec!["module c ([2]): BUILD_EXCLUSIVE_ARCH[2]=\"arm\" does not match x86_64".into()],
         }
     }
 
@@ -239,6 +243,7 @@ mod tests {
         assert!(s.contains("run='/build/src/configure --fast'\nif [[ -x ${run%% *} ]]; then"), "{s}");
         assert!(s.contains("(eval \"cd /build/src/ && $run\") || hermod_fail PRE_BUILD $?"), "{s}");
         assert!(!s.contains("cleaning"), "3.2 runs no clean command");
+        assert!(s.contains("printf 'hermod: not built: %s\\n' 'module c ([2]): BUILD_EXCLUSIVE_ARCH[2]=\"arm\" does not match x86_64'"), "{s}");
         // In DKMS's order: patches, PRE_BUILD, make, modules, POST_BUILD.
         let at = |needle: &str| s.find(needle).unwrap_or_else(|| panic!("{needle} in {s}"));
         assert!(at("patch -p1") < at("running PRE_BUILD"));

@@ -9,7 +9,7 @@
 #   A NAME INDEX VALUE     one element of a directive (X=v is X[0]=v)
 #   R NAME INDEX           the regex NAME[INDEX] matched (MAKE_MATCH, PATCH_MATCH,
 #                          BUILD_EXCLUSIVE_KERNEL, BUILD_EXCLUSIVE_ARCH)
-#   C WORD                 a BUILD_EXCLUSIVE_CONFIG word the kernel config fails
+#   C INDEX WORD           a word of BUILD_EXCLUSIVE_CONFIG[INDEX] the kernel config fails
 # Exit codes: 0 ok, 65 syntax error.
 #
 # Usage: eval.sh MODE CONF KERNELVER ARCH KERNEL_SOURCE_DIR PARALLEL_JOBS OVERRIDES_DIR OUTFILE DKMS
@@ -147,19 +147,26 @@ done
     for i in "${!PATCH_MATCH[@]}"; do
         [[ $kernelver =~ ${PATCH_MATCH[$i]} ]] && printf 'R\0PATCH_MATCH\0%s\0' "$i"
     done
-    [[ $kernelver =~ $BUILD_EXCLUSIVE_KERNEL ]] && printf 'R\0BUILD_EXCLUSIVE_KERNEL\0%s\0' 0
-    [[ $arch =~ $BUILD_EXCLUSIVE_ARCH ]] && printf 'R\0BUILD_EXCLUSIVE_ARCH\0%s\0' 0
+    # BUILD_EXCLUSIVE_*[i]: element 0 is the whole package's, the others
+    # (3.3's per-module form) module i's.
+    for i in "${!BUILD_EXCLUSIVE_KERNEL[@]}"; do
+        [[ $kernelver =~ ${BUILD_EXCLUSIVE_KERNEL[$i]} ]] && printf 'R\0BUILD_EXCLUSIVE_KERNEL\0%s\0' "$i"
+    done
+    for i in "${!BUILD_EXCLUSIVE_ARCH[@]}"; do
+        [[ $arch =~ ${BUILD_EXCLUSIVE_ARCH[$i]} ]] && printf 'R\0BUILD_EXCLUSIVE_ARCH\0%s\0' "$i"
+    done
     # BUILD_EXCLUSIVE_CONFIG: CONFIG_X must be y or m, !CONFIG_Y must not be
     # (3.0.10, Debian's backport: grep -E on .config; 3.2: grep on $kernel_config).
     grep=(grep -q)
     [[ $dkms == 3.0 ]] && grep=(grep -q -E)
-    if [[ $BUILD_EXCLUSIVE_CONFIG && -e $kernel_config ]]; then
-        for word in $BUILD_EXCLUSIVE_CONFIG; do
+    for i in "${!BUILD_EXCLUSIVE_CONFIG[@]}"; do
+        [[ ${BUILD_EXCLUSIVE_CONFIG[$i]} && -e $kernel_config ]] || continue
+        for word in ${BUILD_EXCLUSIVE_CONFIG[$i]}; do
             case $word in
-                !*) "${grep[@]}" "^${word#!}=[ym]" "$kernel_config" && printf 'C\0%s\0' "$word" ;;
-                *) "${grep[@]}" "^${word}=[ym]" "$kernel_config" || printf 'C\0%s\0' "$word" ;;
+                !*) "${grep[@]}" "^${word#!}=[ym]" "$kernel_config" && printf 'C\0%s\0%s\0' "$i" "$word" ;;
+                *) "${grep[@]}" "^${word}=[ym]" "$kernel_config" || printf 'C\0%s\0%s\0' "$i" "$word" ;;
             esac
         done
-    fi
+    done
     true
 } >"$out"

@@ -49,6 +49,7 @@
 //! | BUILD_EXCLUSIVE_KERNEL_MIN/_MAX | not directives: ignored | skip outside the range |
 //! | OBSOLETE_BY | read only when installing | acts as _KERNEL_MAX when that is unset |
 //! | BUILD_EXCLUSIVE_CONFIG | `grep -E` on the headers' `.config` (Debian's backport) | `grep` on `kernel_config` (`include/config/auto.conf`, else `.config`) |
+//! | `BUILD_EXCLUSIVE_*[i]`, i ≥ 1 (upstream 3.3's per-module form, read as 3.2's superset; `exclusive.rs`) | ignored (element 0 only) | module i left out of the package when its own condition fails |
 //! | override files | `/etc/dkms/<m>.conf`, `<m>-<v>.conf`, `<m>-<v>-<krel>.conf`, `<m>-<v>-<krel>-<arch>.conf` | also `<m>--<krel>.conf`, `<m>--<krel>-<arch>.conf` (hermod's key hashes these for both) |
 //!
 //! In both, `[[ -x ${run%% *} ]]` decides whether PRE_BUILD/POST_BUILD runs
@@ -113,6 +114,7 @@
 //! build directory, which many MAKE lines name), a real directory: the
 //! source copy made in `/build/src` is moved there and `/build/src` links to it.
 
+mod exclusive;
 mod interpret;
 pub mod overrides;
 mod semantics;
@@ -196,6 +198,9 @@ pub struct DkmsConf {
     pub build_depends: Vec<String>,
     /// Why the build is skipped (a BUILD_EXCLUSIVE_* directive does not match).
     pub skip: Option<String>,
+    /// Modules left out by their own `BUILD_EXCLUSIVE_*[i]` (3.3's per-module
+    /// form, [`Semantics::V3_2`]), each with the reason; not in `modules`.
+    pub excluded: Vec<String>,
 }
 
 /// The raw records printed by [`EVAL_SCRIPT`].
@@ -206,10 +211,10 @@ pub struct DkmsConf {
 pub struct Records {
     pub arrays: BTreeMap<String, BTreeMap<u64, String>>,
     /// Regex directives whose entry matched (bash `=~`): (`MAKE_MATCH`, i), (`PATCH_MATCH`, i),
-    /// (`BUILD_EXCLUSIVE_KERNEL`, 0), (`BUILD_EXCLUSIVE_ARCH`, 0).
+    /// (`BUILD_EXCLUSIVE_KERNEL`, i), (`BUILD_EXCLUSIVE_ARCH`, i).
     pub matched: BTreeSet<(String, u64)>,
-    /// Words of BUILD_EXCLUSIVE_CONFIG the kernel config does not satisfy.
-    pub config_unmet: Vec<String>,
+    /// Words of `BUILD_EXCLUSIVE_CONFIG[i]` the kernel config does not satisfy: (i, word).
+    pub config_unmet: Vec<(u64, String)>,
     /// PACKAGE_NAME and PACKAGE_VERSION of the first pass (module and
     /// module_version empty), which named `module` and `module_version`.
     pub first_pass: Option<(String, String)>,
@@ -217,8 +222,8 @@ pub struct Records {
 
 /// Split the NUL-separated output of [`EVAL_SCRIPT`]:
 /// `A NAME INDEX VALUE` (an array element; `S NAME VALUE` is element 0),
-/// `R NAME INDEX` (a regex matched), `C WORD` (an unmet BUILD_EXCLUSIVE_CONFIG
-/// word), `N NAME VERSION` (the first pass).
+/// `R NAME INDEX` (a regex matched), `C INDEX WORD` (an unmet word of
+/// `BUILD_EXCLUSIVE_CONFIG[INDEX]`), `N NAME VERSION` (the first pass).
 pub fn parse_records(raw: &[u8]) -> Result<Records, DkmsError> {
     let text = String::from_utf8_lossy(raw);
     let mut fields = text.split('\0');
@@ -261,7 +266,10 @@ pub fn parse_records(raw: &[u8]) -> Result<Records, DkmsError> {
                 let i = index(&name, next("index")?)?;
                 records.matched.insert((name, i));
             }
-            "C" => records.config_unmet.push(next("config word")?),
+            "C" => {
+                let i = index("BUILD_EXCLUSIVE_CONFIG", next("index")?)?;
+                records.config_unmet.push((i, next("config word")?));
+            }
             "N" => {
                 let name = next("name")?;
                 let version = next("version")?;
