@@ -20,7 +20,7 @@
 //! | tmpfs root + read-only binds of the rootfs's top-level entries (`rootfs.rs`) | `root.path` is the bundle's own `rootfs/` (holding only the rootfs's top-level symlinks), `readonly`; each top-level entry bound read-only, `nosuid`, `nodev` |
 //! | `/proc` `nosuid,noexec,nodev`; `procfs.rs`'s lists | a `proc` mount; `linux.maskedPaths`, `linux.readonlyPaths` |
 //! | `/dev`: tmpfs, six host devices bound in, symlinks, `/dev/shm`, sealed (`dev.rs`) | a `/dev` tmpfs, in which every runtime must supply the same six devices (the runtime spec's *default devices*; runc binds them from the host in a user namespace) and the symlinks; a device cgroup that allows only those; `/dev/shm`; `/dev` in `readonlyPaths` |
-//! | `Spec::shadowed`: a tmpfs of read-only binds of the directory's entries, sealed (`rootfs.rs`) | a `tmpfs` mount and a read-only bind per entry (a symlink among them is not supported), the directory in `readonlyPaths` |
+//! | `Spec::shadowed`: a tmpfs of read-only binds of the directory's entries, sealed (`rootfs.rs`) | a `tmpfs` mount and a read-only bind per entry, the directory in `readonlyPaths` |
 //! | `Spec::binds`, `Spec::tmpfs` (with `size=`) | `bind` mounts (never `rbind`), `tmpfs` mounts with `size=`, parents first |
 //! | `Spec::outputs`: files copied out after the command exits | a writable bind of the host directory (see below) |
 //! | rlimits, soft = hard (`limits.rs`) | `process.rlimits` |
@@ -44,6 +44,9 @@
 //!   a runtime that cannot raise one fails to start.
 //! * **Foreign ABIs** are killed by the runtime's seccomp library as a
 //!   *thread* (`SCMP_ACT_KILL`), not as a whole process (see [`seccomp`]).
+//! * **Symlinks in a shadowed directory** (`/usr/src/linux-kbuild-6.1`) are
+//!   read-only binds of their targets (resolved on the host, refused unless
+//!   inside the rootfs): the directory is there, `readlink` finds none.
 //! * Minor: runc also creates `/dev/ptmx` (a dangling link, there is no
 //!   `/dev/pts`) and does not write `setgroups deny`.
 //!
@@ -325,12 +328,24 @@ fn mounts(spec: &Spec) -> Result<Vec<Mount>, OciError> {
         }
         mounts.push(tmpfs(dir, &opts(&["nosuid", "nodev", "mode=755"]))?);
         for entry in entries_of(&host)? {
-            match entry {
-                Entry::Mount { name, source } => mounts.push(bind(&source, &dir.join(name), false)?),
+            let (name, source) = match entry {
+                Entry::Mount { name, source } => (name, source),
+                // A runtime makes mounts, not links: the link's target is
+                // bound instead, if it lies in the rootfs (see the module doc).
                 Entry::Symlink { name, .. } => {
-                    return Err(OciError::Unsupported(format!("the symlink {} in a shadowed directory", dir.join(name).display())))
+                    let link = host.join(&name);
+                    match link.canonicalize() {
+                        Ok(target) if target.starts_with(&rootfs) => (name, target),
+                        _ => {
+                            return Err(OciError::Unsupported(format!(
+                                "the symlink {} (in a shadowed directory) does not resolve inside the rootfs",
+                                dir.join(name).display()
+                            )))
+                        }
+                    }
                 }
-            }
+            };
+            mounts.push(bind(&source, &dir.join(name), false)?);
         }
     }
     mounts.push(

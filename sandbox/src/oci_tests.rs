@@ -144,8 +144,13 @@ fn a_shadowed_directory_is_a_tmpfs_of_read_only_binds_then_read_only() {
     assert_eq!(mounts[5]["source"], json!(tree.join("usr/src/linux-headers-6")));
     assert_eq!(strings(&mounts[5]["options"]), ["bind", "ro", "nosuid", "nodev"]);
     assert!(strings(&c["linux"]["readonlyPaths"]).contains(&"/usr/src".to_string()));
-    // A symlink in it cannot be made by a runtime.
+    // A runtime makes no links: a link's target is bound in its place, if
+    // it lies inside the rootfs.
     symlink("linux-headers-6", tree.join("usr/src/linux")).unwrap();
+    let c = config_json(&f.spec);
+    let linux = c["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/usr/src/linux").unwrap().clone();
+    assert_eq!(linux["source"], json!(tree.join("usr/src/linux-headers-6")));
+    symlink("/", tree.join("usr/src/host")).unwrap();
     assert!(matches!(runtime_config(&f.spec), Err(OciError::Unsupported(_))));
 }
 
