@@ -10,6 +10,8 @@
 //! /hermod/out       size-limited tmpfs: dkms records and built modules; the
 //!                   sandbox copies its files to the host after the command exits
 //! /tmp              size-limited tmpfs
+//! /usr/src/<m>-<v>  size-limited tmpfs (build step): a writable copy of the
+//!                   source where DKMS has it; the rest of /usr/src read-only
 //! ```
 //!
 //! No host directory is writable inside: the command's only ways to put
@@ -28,7 +30,7 @@ use std::time::Duration;
 
 use hermod_sandbox::{Bind, Cgroup, Exit, Limits, Outcome, Outputs, SandboxError, Spec, Tmpfs};
 
-use crate::dkms::{self, DkmsConf, DkmsError, OverrideFile};
+use crate::dkms::{self, DkmsConf, DkmsError, OverrideFile, Semantics};
 use crate::rootfs::Rootfs;
 use crate::signing::{self, ModuleSigning, SigningError};
 use crate::source::{Deadline, SourceError, SourceTree};
@@ -60,8 +62,9 @@ pub enum BuildError {
     DkmsEval { exit: String, tail: String, log: PathBuf },
     #[error("sandbox: {0}")]
     Sandbox(#[from] SandboxError),
-    #[error("the build failed ({exit}); last lines of the log:\n{tail}\nfull log: {log}")]
-    MakeFailed { exit: String, tail: String, log: PathBuf },
+    /// `step`: the one the build script named (`PRE_BUILD`, `make`, …), if any.
+    #[error("the build failed{} ({exit}); last lines of the log:\n{tail}\nfull log: {log}", .step.as_ref().map(|s| format!(" at step {s}")).unwrap_or_default())]
+    MakeFailed { step: Option<String>, exit: String, tail: String, log: PathBuf },
     #[error("the build ran longer than the {limit:?} timeout and was killed; last lines of the log:\n{tail}\nfull log: {log}")]
     TimedOut { limit: Duration, tail: String, log: PathBuf },
     #[error("dkms.conf's BUILD_DEPENDS names the DKMS module {name}, whose source is not in the build root (no /usr/src/{name}-*): add its -dkms package to the build root (--build-depends {name}-dkms)")]
@@ -102,6 +105,9 @@ pub struct Settings {
     /// When reading and copying the source must have ended (`--timeout` from
     /// the start of this build: the preparation is bounded, not only the steps).
     pub deadline: Deadline,
+    /// Which release's DKMS reads dkms.conf and runs its steps: the build
+    /// root's recipe's (`Recipe::dkms`, [`Semantics::parse`]).
+    pub semantics: Semantics,
 }
 
 /// One built (and, if asked, stripped) module.
@@ -136,7 +142,7 @@ pub fn build(
         return Ok(Output { conf: prepared.conf, modules: Vec::new(), cgroup: Cgroup::default() });
     }
     let outcome = hermod_sandbox::run(&prepared.spec)?;
-    check(&outcome, settings, log)?;
+    check(&outcome, settings, log, &workdir.join("out"))?;
     let mut modules = collect(&prepared.conf, &workdir.join("out"), log)?;
     if let Some(signer) = &settings.signing {
         sign(rootfs, settings, signer, &mut modules, workdir, log)?;
@@ -144,8 +150,9 @@ pub fn build(
     Ok(Output { conf: prepared.conf, modules, cgroup: outcome.cgroup })
 }
 
-/// A step's outcome as a build error, naming the limit that stopped it.
-fn check(outcome: &Outcome, settings: &Settings, log: &Path) -> Result<(), BuildError> {
+/// A step's outcome as a build error, naming the limit that stopped it, or
+/// the step of the build script that failed (named in `out`).
+fn check(outcome: &Outcome, settings: &Settings, log: &Path, out: &Path) -> Result<(), BuildError> {
     match outcome.exit {
         Exit::Code(0) => Ok(()),
         Exit::TimedOut => Err(BuildError::TimedOut { limit: settings.timeout, tail: tail(log), log: log.to_owned() }),
@@ -155,7 +162,8 @@ fn check(outcome: &Outcome, settings: &Settings, log: &Path) -> Result<(), Build
                 let limit = settings.limits.memory.map_or("its".to_owned(), |m| format!("the {m}-byte"));
                 exit.push_str(&format!("; the sandbox hit {limit} memory limit (--limit memory=SIZE)"));
             }
-            Err(BuildError::MakeFailed { exit, tail: tail(log), log: log.to_owned() })
+            let step = crate::build_script::failed_step(out);
+            Err(BuildError::MakeFailed { step, exit, tail: tail(log), log: log.to_owned() })
         }
     }
 }
@@ -194,7 +202,8 @@ pub fn prepare(
     if nix::unistd::geteuid().is_root() {
         readable_by_sandbox(&script_path)?;
     }
-    let spec = sandbox_spec(rootfs, settings, workdir, log, &["/hermod/in/build.sh"]);
+    let mut spec = sandbox_spec(rootfs, settings, workdir, log, &["/hermod/in/build.sh"]);
+    crate::build_script::give_source_dir(&mut spec, &conf, settings.build_space);
     Ok(Prepared { conf, spec })
 }
 
@@ -309,7 +318,7 @@ fn collect(conf: &DkmsConf, out: &Path, log: &Path) -> Result<Vec<BuiltModule>, 
 /// without following links, only if it is a regular file, and only up to
 /// `max_module_size` (the build's outputs may total gigabytes; hermod, outside
 /// the sandbox's memory limit, must not hold them).
-fn read_sandbox_output(path: &Path) -> io::Result<Vec<u8>> {
+pub(crate) fn read_sandbox_output(path: &Path) -> io::Result<Vec<u8>> {
     // By descriptor: another process of the sandbox's host user could have
     // left a link or a FIFO there, which is refused without being opened.
     let (parent, name) = (path.parent().unwrap_or(Path::new("/")), path.file_name().unwrap_or_default());
@@ -501,6 +510,7 @@ fn evaluate_dkms_conf(
         kernel_source_dir: &rootfs.headers_dir_inside(),
         build_dir: SRC_INSIDE,
         parallel_jobs: settings.jobs,
+        semantics: settings.semantics,
     })?)
 }
 
@@ -517,7 +527,9 @@ fn run_eval(
     let records = format!("{OUT_INSIDE}/dkms.records");
     let overrides = format!("{IN_INSIDE}/dkms-overrides");
     let conf = format!("{SRC_INSIDE}/dkms.conf");
-    let step = ["/hermod/in/eval.sh", mode, &conf, &rootfs.lock.kernel, ARCH, &headers, &jobs, &overrides, &records];
+    let series = settings.semantics.series();
+    let step =
+        ["/hermod/in/eval.sh", mode, &conf, &rootfs.lock.kernel, ARCH, &headers, &jobs, &overrides, &records, series];
     let spec = sandbox_spec(rootfs, settings, workdir, log, &step);
     let outcome = hermod_sandbox::run(&spec)?;
     match outcome.exit {

@@ -39,7 +39,7 @@ pub fn write(ctx: &Context, input: &Prepared, kernel: Option<&str>, dir: &Path) 
     let source = SourceTree::scan(&input.dir)?;
     let lock = ctx.lock_with(&kernel, &input.build_depends)?;
     let mut rootfs = None;
-    let overrides = ctx.dkms_overrides(Path::new(&input.label), &source, &lock, &ctx.settings(), &mut rootfs)?;
+    let overrides = ctx.dkms_overrides(Path::new(&input.label), &source, &lock, &ctx.settings(&lock), &mut rootfs)?;
     let rootfs = match rootfs {
         Some(rootfs) => rootfs,
         None => rootfs::materialize(&ctx.options.store, &lock, ctx.options.quiet)?,
@@ -50,7 +50,8 @@ pub fn write(ctx: &Context, input: &Prepared, kernel: Option<&str>, dir: &Path) 
     let log = dir.join("eval.log");
     fs::write(&log, b"").map_err(io(&log))?;
     let failed = |error| PipelineError::Build { source_dir: input.label.clone().into(), error };
-    let prepared = build::prepare(&rootfs, &source, &ctx.settings(), &workdir, &log, &overrides).map_err(failed)?;
+    let prepared =
+        build::prepare(&rootfs, &source, &ctx.settings(&lock), &workdir, &log, &overrides).map_err(failed)?;
     if let Some(reason) = &prepared.conf.skip {
         return Err(PipelineError::Skipped(format!("{} for {kernel} is skipped: {reason}", input.label)));
     }

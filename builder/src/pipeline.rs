@@ -386,12 +386,20 @@ impl Context {
         Ok(kernels)
     }
 
-    /// The knobs of every build step, from the options.
-    pub fn settings(&self) -> Settings {
-        self.settings_with_jobs(self.options.jobs)
+    /// The knobs of every build step in `lock`'s root, from the options and
+    /// its recipe (whose DKMS reads dkms.conf).
+    pub fn settings(&self, lock: &Lock) -> Settings {
+        self.settings_with_jobs(lock, self.options.jobs)
     }
 
-    fn settings_with_jobs(&self, jobs: usize) -> Settings {
+    /// The DKMS whose reading of dkms.conf applies in `lock`'s root: its
+    /// recipe's (bookworm's 3.0 for a recipe not built for).
+    fn semantics(&self, lock: &Lock) -> crate::dkms::Semantics {
+        let recipe = self.platforms.iter().map(Live::recipe).find(|r| r.name == lock.recipe);
+        recipe.and_then(|r| crate::dkms::Semantics::parse(&r.dkms).ok()).unwrap_or(crate::dkms::Semantics::V3_0)
+    }
+
+    fn settings_with_jobs(&self, lock: &Lock, jobs: usize) -> Settings {
         let limits = &self.options.limits;
         Settings {
             jobs,
@@ -402,6 +410,7 @@ impl Context {
             tmp_space: limits.tmp_space,
             signing: self.options.signing.clone(),
             deadline: crate::source::Deadline::after(self.options.timeout),
+            semantics: self.semantics(lock),
         }
     }
 
@@ -438,6 +447,12 @@ impl Context {
     /// The build parameters that change the output, for the cache key.
     fn key_params(&self, lock: &Lock) -> String {
         let mut params = format!("strip=dkms\nmaintainer={}\n", self.options.maintainer);
+        // How dkms.conf is read is the recipe's; said only where it is not
+        // bookworm's 3.0, which every key before releases was built with.
+        let semantics = self.semantics(lock);
+        if semantics != crate::dkms::Semantics::V3_0 {
+            params.push_str(&format!("dkms={semantics:?}\n"));
+        }
         // Where the modules go is the recipe's; said only where it is not
         // the long-standing /lib/modules, so older keys stay what they were.
         let dir = self.modules_dir(lock);
@@ -542,9 +557,11 @@ impl Context {
     fn build_one_with(&self, input: &Prepared, kernel: &str, jobs: usize) -> Result<Report, PipelineError> {
         let started = Instant::now();
         let store = &self.options.store;
-        let settings = self.settings_with_jobs(jobs);
-        let source = SourceTree::scan_until(&input.dir, &settings.deadline)?;
+        // The preparation's deadline starts now, before the lock is resolved.
+        let deadline = crate::source::Deadline::after(self.options.timeout);
+        let source = SourceTree::scan_until(&input.dir, &deadline)?;
         let lock = self.lock_with(kernel, &input.build_depends)?;
+        let settings = Settings { deadline, ..self.settings_with_jobs(&lock, jobs) };
         let mut rootfs = None;
         let overrides = self.dkms_overrides(Path::new(&input.label), &source, &lock, &settings, &mut rootfs)?;
         let key = self.key_for(&source, &lock, &overrides);

@@ -20,6 +20,7 @@
 //! | tmpfs root + read-only binds of the rootfs's top-level entries (`rootfs.rs`) | `root.path` is the bundle's own `rootfs/` (holding only the rootfs's top-level symlinks), `readonly`; each top-level entry bound read-only, `nosuid`, `nodev` |
 //! | `/proc` `nosuid,noexec,nodev`; `procfs.rs`'s lists | a `proc` mount; `linux.maskedPaths`, `linux.readonlyPaths` |
 //! | `/dev`: tmpfs, six host devices bound in, symlinks, `/dev/shm`, sealed (`dev.rs`) | a `/dev` tmpfs, in which every runtime must supply the same six devices (the runtime spec's *default devices*; runc binds them from the host in a user namespace) and the symlinks; a device cgroup that allows only those; `/dev/shm`; `/dev` in `readonlyPaths` |
+//! | `Spec::shadowed`: a tmpfs of read-only binds of the directory's entries, sealed (`rootfs.rs`) | a `tmpfs` mount and a read-only bind per entry, the directory in `readonlyPaths` |
 //! | `Spec::binds`, `Spec::tmpfs` (with `size=`) | `bind` mounts (never `rbind`), `tmpfs` mounts with `size=`, parents first |
 //! | `Spec::outputs`: files copied out after the command exits | a writable bind of the host directory (see below) |
 //! | rlimits, soft = hard (`limits.rs`) | `process.rlimits` |
@@ -43,6 +44,9 @@
 //!   a runtime that cannot raise one fails to start.
 //! * **Foreign ABIs** are killed by the runtime's seccomp library as a
 //!   *thread* (`SCMP_ACT_KILL`), not as a whole process (see [`seccomp`]).
+//! * **Symlinks in a shadowed directory** (`/usr/src/linux-kbuild-6.1`) are
+//!   read-only binds of their targets (resolved on the host, refused unless
+//!   inside the rootfs): the directory is there, `readlink` finds none.
 //! * Minor: runc also creates `/dev/ptmx` (a dangling link, there is no
 //!   `/dev/pts`) and does not write `setgroups deny`.
 //!
@@ -153,7 +157,14 @@ pub fn runtime_config(spec: &Spec) -> Result<oci_spec::runtime::Spec, OciError> 
         .resources(resources(&spec.limits)?)
         .masked_paths(procfs::MASKED.iter().map(|p| p.to_string()).collect::<Vec<_>>())
         // `/dev` last: it is sealed once its devices are in, as dev.rs does.
-        .readonly_paths(procfs::READ_ONLY.iter().chain(&["/dev"]).map(|p| p.to_string()).collect::<Vec<_>>())
+        .readonly_paths(
+            procfs::READ_ONLY
+                .iter()
+                .map(|p| p.to_string())
+                .chain(["/dev".to_string()])
+                .chain(spec.shadowed.iter().map(|d| d.display().to_string()))
+                .collect::<Vec<_>>(),
+        )
         .rootfs_propagation("rprivate")
         .build()?;
     if spec.seccomp {
@@ -249,16 +260,21 @@ enum Entry {
 /// The rootfs's top-level entries, sorted, without `proc` and `dev` (fresh
 /// ones are mounted there), as `init/rootfs.rs` binds them.
 fn top_level(rootfs: &Path) -> Result<Vec<Entry>, OciError> {
-    let rootfs = rootfs.canonicalize().map_err(io_err(rootfs))?;
+    let mut entries = entries_of(&rootfs.canonicalize().map_err(io_err(rootfs))?)?;
+    entries.retain(|e| entry_name(e) != "proc" && entry_name(e) != "dev");
+    Ok(entries)
+}
+
+/// The entries of the host directory `rootfs` (the rootfs or a directory
+/// in it), sorted.
+fn entries_of(rootfs: &Path) -> Result<Vec<Entry>, OciError> {
+    let rootfs = rootfs.to_path_buf();
     let mut entries = Vec::new();
     for entry in fs::read_dir(&rootfs).map_err(io_err(&rootfs))? {
         let entry = entry.map_err(io_err(&rootfs))?;
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             return Err(OciError::Unsupported(format!("{}: a name that is not UTF-8", entry.path().display())));
         };
-        if name == "proc" || name == "dev" {
-            continue;
-        }
         let kind = entry.file_type().map_err(io_err(&entry.path()))?;
         entries.push(if kind.is_symlink() {
             Entry::Symlink { target: fs::read_link(entry.path()).map_err(io_err(&entry.path()))?, name }
@@ -301,6 +317,37 @@ fn mounts(spec: &Spec) -> Result<Vec<Mount>, OciError> {
         }
     }
     let opts = |o: &[&str]| o.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut shadowed: Vec<&PathBuf> = spec.shadowed.iter().collect();
+    shadowed.sort_by_key(|d| d.components().count());
+    for dir in shadowed {
+        // The rootfs's own directory, no symlink on the way (as init/rootfs.rs checks).
+        let rootfs = spec.rootfs.canonicalize().map_err(io_err(&spec.rootfs))?;
+        let host = crate::spec::under(&rootfs, dir);
+        if host.canonicalize().ok().as_ref() != Some(&host) || !host.is_dir() {
+            return Err(OciError::Unsupported(format!("{} is not a directory of the rootfs", dir.display())));
+        }
+        mounts.push(tmpfs(dir, &opts(&["nosuid", "nodev", "mode=755"]))?);
+        for entry in entries_of(&host)? {
+            let (name, source) = match entry {
+                Entry::Mount { name, source } => (name, source),
+                // A runtime makes mounts, not links: the link's target is
+                // bound instead, if it lies in the rootfs (see the module doc).
+                Entry::Symlink { name, .. } => {
+                    let link = host.join(&name);
+                    match link.canonicalize() {
+                        Ok(target) if target.starts_with(&rootfs) => (name, target),
+                        _ => {
+                            return Err(OciError::Unsupported(format!(
+                                "the symlink {} (in a shadowed directory) does not resolve inside the rootfs",
+                                dir.join(name).display()
+                            )))
+                        }
+                    }
+                }
+            };
+            mounts.push(bind(&source, &dir.join(name), false)?);
+        }
+    }
     mounts.push(
         MountBuilder::default()
             .destination("/proc")

@@ -129,6 +129,32 @@ fn mounts_mirror_the_sandbox() {
 }
 
 #[test]
+fn a_shadowed_directory_is_a_tmpfs_of_read_only_binds_then_read_only() {
+    let mut f = fixture();
+    let tree = f.root.join("tree");
+    fs::create_dir_all(tree.join("usr/src/linux-headers-6")).unwrap();
+    f.spec.shadowed = vec!["/usr/src".into()];
+    f.spec.tmpfs.push(Tmpfs::new("/usr/src/m-1", Some(1 << 20)));
+    let c = config_json(&f.spec);
+    let mounts = c["mounts"].as_array().unwrap();
+    let dests: Vec<&str> = mounts.iter().map(|m| m["destination"].as_str().unwrap()).collect();
+    assert_eq!(dests[3..6], ["/usr", "/usr/src", "/usr/src/linux-headers-6"]);
+    assert_eq!(dests.last(), Some(&"/usr/src/m-1"));
+    assert_eq!(strings(&mounts[4]["options"]), ["nosuid", "nodev", "mode=755"]);
+    assert_eq!(mounts[5]["source"], json!(tree.join("usr/src/linux-headers-6")));
+    assert_eq!(strings(&mounts[5]["options"]), ["bind", "ro", "nosuid", "nodev"]);
+    assert!(strings(&c["linux"]["readonlyPaths"]).contains(&"/usr/src".to_string()));
+    // A runtime makes no links: a link's target is bound in its place, if
+    // it lies inside the rootfs.
+    symlink("linux-headers-6", tree.join("usr/src/linux")).unwrap();
+    let c = config_json(&f.spec);
+    let linux = c["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/usr/src/linux").unwrap().clone();
+    assert_eq!(linux["source"], json!(tree.join("usr/src/linux-headers-6")));
+    symlink("/", tree.join("usr/src/host")).unwrap();
+    assert!(matches!(runtime_config(&f.spec), Err(OciError::Unsupported(_))));
+}
+
+#[test]
 fn namespaces_ids_devices_and_proc_paths() {
     let f = fixture();
     let c = config_json(&f.spec);

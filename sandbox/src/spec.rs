@@ -32,6 +32,14 @@ pub struct Spec {
     /// tmpfs mounts inside (e.g. `/tmp`): writable, nosuid, nodev, each
     /// with its own size limit.
     pub tmpfs: Vec<Tmpfs>,
+    /// Directories of the rootfs below its top level (e.g. `/usr/src`) that
+    /// are rebuilt as the root itself is: a tmpfs holding read-only binds of
+    /// their entries (symlinks recreated), sealed read-only once the binds
+    /// and tmpfs mounts are in place. The rootfs is read-only, so a mount
+    /// point it lacks can only be made there (a writable tmpfs at
+    /// `/usr/src/<module>-<version>`). Absent from JSON: none.
+    #[serde(default)]
+    pub shadowed: Vec<PathBuf>,
     /// `argv[0]` is an absolute path inside the rootfs (no `$PATH` search).
     pub argv: Vec<String>,
     /// The complete environment: nothing is inherited from the host.
@@ -233,6 +241,7 @@ impl Spec {
             rootfs: rootfs.into(),
             binds: Vec::new(),
             tmpfs: vec![Tmpfs::new("/tmp", Some(1 << 30))],
+            shadowed: Vec::new(),
             argv,
             env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
             cwd: PathBuf::from("/"),
@@ -279,6 +288,18 @@ impl Spec {
             }
             if t.size == Some(0) {
                 return Err(format!("tmpfs {} has size 0", t.path.display()));
+            }
+        }
+        for dir in &self.shadowed {
+            inside_path("shadowed directory", dir)?;
+            if dir.components().count() < 3 {
+                return Err(format!(
+                    "shadowed directory {} must lie below a top-level directory (those are made so already)",
+                    dir.display()
+                ));
+            }
+            if self.shadowed.iter().any(|other| other != dir && dir.starts_with(other)) {
+                return Err(format!("shadowed directory {} lies in another one", dir.display()));
             }
         }
         if let Some(out) = &self.outputs {

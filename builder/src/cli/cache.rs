@@ -85,7 +85,7 @@ pub(super) fn key_command(global: &Global, args: &KeyArgs) -> Result<(), Pipelin
     let input = Input::parse(&args.source)?.prepare(&ctx, &kernel, &args.source, &args.needs.build_depends)?;
     let source = crate::source::SourceTree::scan(&input.dir)?;
     let lock = ctx.lock_with(&kernel, &input.build_depends)?;
-    let overrides = ctx.dkms_overrides(Path::new(&input.label), &source, &lock, &ctx.settings(), &mut None)?;
+    let overrides = ctx.dkms_overrides(Path::new(&input.label), &source, &lock, &ctx.settings(&lock), &mut None)?;
     let key = ctx.key_for(&source, &lock, &overrides);
     keyinfo::remember(&ctx.options.store, &key);
     let now = KeyRecord::from(&key);

@@ -172,7 +172,7 @@ fn entry(
     kernel: &str,
 ) -> Result<Entry, PipelineError> {
     let lock = ctx.lock_with(kernel, &input.build_depends)?;
-    let overrides = ctx.dkms_overrides(Path::new(&input.label), source, &lock, &ctx.settings(), &mut None)?;
+    let overrides = ctx.dkms_overrides(Path::new(&input.label), source, &lock, &ctx.settings(&lock), &mut None)?;
     let key = ctx.key_for(source, &lock, &overrides);
     let cached_in = if crate::cache::read_entry(&ctx.options.store, &key.hex).is_some() {
         Some(Cached::Local)

@@ -3,27 +3,27 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{version_key, Context, DkmsConf, DkmsError, Module, Records};
+use super::{Context, DkmsConf, DkmsError, Module, Records, Semantics};
 
 /// The arrays whose highest index sets the number of module records (DKMS 3.x).
 const MODULE_ARRAYS: [&str; 4] =
     ["BUILT_MODULE_NAME", "BUILT_MODULE_LOCATION", "DEST_MODULE_NAME", "DEST_MODULE_LOCATION"];
 
 impl Records {
-    fn array(&self, name: &str) -> Option<&BTreeMap<u64, String>> {
+    pub(super) fn array(&self, name: &str) -> Option<&BTreeMap<u64, String>> {
         self.arrays.get(name)
     }
 
-    fn element(&self, name: &str, index: u64) -> Option<&str> {
+    pub(super) fn element(&self, name: &str, index: u64) -> Option<&str> {
         self.array(name).and_then(|a| a.get(&index)).map(String::as_str)
     }
 
     /// Element `index`, unless unset or blank.
-    fn given(&self, name: &str, index: u64) -> Option<&str> {
+    pub(super) fn given(&self, name: &str, index: u64) -> Option<&str> {
         self.element(name, index).map(str::trim).filter(|v| !v.is_empty())
     }
 
-    fn matched(&self, name: &str, index: u64) -> bool {
+    pub(super) fn matched(&self, name: &str, index: u64) -> bool {
         self.matched.contains(&(name.to_owned(), index))
     }
 
@@ -34,7 +34,7 @@ impl Records {
         check_word("PACKAGE_NAME", package_name)?;
         check_word("PACKAGE_VERSION", package_version)?;
 
-        let modules = self.modules(package_name)?;
+        let (modules, excluded, skip) = self.exclusive(ctx, self.modules(package_name)?);
         let patches = self.patches()?;
         let mut build_depends = Vec::new();
         for (_, name) in self.array("BUILD_DEPENDS").into_iter().flatten() {
@@ -50,10 +50,14 @@ impl Records {
             modules,
             make_command: self.make_command(ctx),
             patches,
-            pre_build: self.given("PRE_BUILD", 0).map(str::to_owned),
-            post_build: self.given("POST_BUILD", 0).map(str::to_owned),
+            // Untrimmed: DKMS puts `<build dir>/` before the value as it is.
+            pre_build: self.given("PRE_BUILD", 0).and(self.element("PRE_BUILD", 0)).map(str::to_owned),
+            post_build: self.given("POST_BUILD", 0).and(self.element("POST_BUILD", 0)).map(str::to_owned),
+            clean: self.clean_command(ctx),
+            semantics: ctx.semantics,
             build_depends,
-            skip: self.skip(ctx),
+            skip,
+            excluded,
         })
     }
 
@@ -140,6 +144,19 @@ impl Records {
         }
     }
 
+    /// DKMS 3.0.10 runs CLEAN (default `make -C <headers> M=<build dir> clean`)
+    /// before make, its status ignored; 3.2 runs nothing (the build directory
+    /// is a fresh copy).
+    fn clean_command(&self, ctx: &Context<'_>) -> Option<String> {
+        match ctx.semantics {
+            Semantics::V3_2 => None,
+            Semantics::V3_0 => Some(match self.element("CLEAN", 0).filter(|c| !c.is_empty()) {
+                Some(clean) => clean.to_owned(),
+                None => format!("make -C {} M={} clean", ctx.kernel_source_dir, ctx.build_dir),
+            }),
+        }
+    }
+
     /// PATCH[i] in index order, unless its PATCH_MATCH[i] is set and does not match.
     fn patches(&self) -> Result<Vec<String>, DkmsError> {
         let mut patches = Vec::new();
@@ -153,37 +170,6 @@ impl Records {
             patches.push(name.clone());
         }
         Ok(patches)
-    }
-
-    /// The first BUILD_EXCLUSIVE_* directive the kernel does not satisfy, in DKMS's order.
-    fn skip(&self, ctx: &Context<'_>) -> Option<String> {
-        let krel = ctx.kernel_release;
-        if let Some(re) = self.given("BUILD_EXCLUSIVE_KERNEL", 0) {
-            if !self.matched("BUILD_EXCLUSIVE_KERNEL", 0) {
-                return Some(format!("BUILD_EXCLUSIVE_KERNEL={re:?} does not match kernel {krel}"));
-            }
-        }
-        if let Some(min) = self.given("BUILD_EXCLUSIVE_KERNEL_MIN", 0) {
-            if version_key(krel) < version_key(min) {
-                return Some(format!("kernel {krel} is older than BUILD_EXCLUSIVE_KERNEL_MIN={min:?}"));
-            }
-        }
-        let max = self.given("BUILD_EXCLUSIVE_KERNEL_MAX", 0).map(|m| ("BUILD_EXCLUSIVE_KERNEL_MAX", m));
-        if let Some((name, max)) = max.or_else(|| self.given("OBSOLETE_BY", 0).map(|m| ("OBSOLETE_BY", m))) {
-            if version_key(krel) > version_key(max) {
-                return Some(format!("kernel {krel} is newer than {name}={max:?}"));
-            }
-        }
-        if let Some(re) = self.given("BUILD_EXCLUSIVE_ARCH", 0) {
-            if !self.matched("BUILD_EXCLUSIVE_ARCH", 0) {
-                return Some(format!("BUILD_EXCLUSIVE_ARCH={re:?} does not match {}", ctx.arch));
-            }
-        }
-        let unmet = self.config_unmet.first()?;
-        Some(match unmet.strip_prefix('!') {
-            Some(option) => format!("BUILD_EXCLUSIVE_CONFIG: {option} is set in kernel {krel}'s config"),
-            None => format!("BUILD_EXCLUSIVE_CONFIG: {unmet} is not y or m in kernel {krel}'s config"),
-        })
     }
 }
 

@@ -30,11 +30,44 @@
 //!   copies the ones that exist and apply into the sandbox, and hashes them into
 //!   the cache key (input `dkms-overrides`).
 //!
-//! # Directives, and where hermod differs from DKMS 3.0.10 (Debian bookworm's)
+//! # Which DKMS: 3.0.10 (bookworm) or 3.2.2 (trixie)
 //!
-//! hermod follows upstream DKMS 3.x (3.2) where it fixed 3.0.10:
+//! Each release's `dkms` reads dkms.conf its own way, and hermod reads it as the
+//! build root's release does ([`Semantics`], from the recipe's `dkms`; the
+//! eval script takes it as its last argument, [`Context::semantics`] and
+//! [`DkmsConf::semantics`] carry it to the interpretation and the build script).
+//! Read from DKMS's own `dkms.in` at tags v3.0.10 and v3.2.2, and from
+//! Debian's `dkms_3.0.10-8+deb12u1` (which backports BUILD_EXCLUSIVE_CONFIG).
+//! Every difference hermod implements, once:
 //!
-//! - A bash syntax error (in dkms.conf or an override file) is refused; 3.0.10
+//! | what | 3.0.10 ([`Semantics::V3_0`]) | 3.2.2 ([`Semantics::V3_2`]) |
+//! |---|---|---|
+//! | a directive's value when read (safe_source) | expanded unquoted by `eval echo` (word-split, globbed, joined by spaces) and sourced again as `NAME[i]="…"`: parsed by bash a second time | the same, and one trailing CR cut from each value |
+//! | PRE_BUILD, POST_BUILD | `(cd <build>/; exec $run)`: split and globbed, not parsed again; its status ignored | `( eval "cd <build>/ && $run" )`: parsed again; a failure ends DKMS with the script's status (77 reads as "skipped") |
+//! | the make command | `eval "{ $cmd; } >> log"` in a subshell | `( eval "$cmd" )` |
+//! | CLEAN | run before make (default `make -C <headers> M=<build> clean`), status ignored | not run (the build directory is a fresh copy) |
+//! | BUILD_EXCLUSIVE_KERNEL_MIN/_MAX | not directives: ignored | skip outside the range |
+//! | OBSOLETE_BY | read only when installing | acts as _KERNEL_MAX when that is unset |
+//! | BUILD_EXCLUSIVE_CONFIG | `grep -E` on the headers' `.config` (Debian's backport) | `grep` on `kernel_config` (`include/config/auto.conf`, else `.config`) |
+//! | `BUILD_EXCLUSIVE_*[i]`, i ≥ 1 (upstream 3.3's per-module form, read as 3.2's superset; `exclusive.rs`) | ignored (element 0 only) | module i left out of the package when its own condition fails |
+//! | override files | `/etc/dkms/<m>.conf`, `<m>-<v>.conf`, `<m>-<v>-<krel>.conf`, `<m>-<v>-<krel>-<arch>.conf` | also `<m>--<krel>.conf`, `<m>--<krel>-<arch>.conf` (hermod's key hashes these for both) |
+//!
+//! In both, `[[ -x ${run%% *} ]]` decides whether PRE_BUILD/POST_BUILD runs
+//! (`<build>/` and the value up to its first space; not executable: a warning),
+//! and a failing make is DKMS's exit 10, never the make's status.
+//!
+//! # Exit 77 is DKMS's "skipped"; in hermod a step's 77 is a failure
+//!
+//! DKMS exits 77 when BUILD_EXCLUSIVE_* excludes the kernel, and 3.2 also
+//! passes a failing PRE_BUILD's or POST_BUILD's own status through, so a
+//! configure that exits 77 looks like a skip to DKMS's callers. hermod skips
+//! only for BUILD_EXCLUSIVE_* (decided before the build step exists,
+//! [`DkmsConf::skip`]); a patch, PRE_BUILD, make or POST_BUILD that fails,
+//! with 77 or any status, is a failed build (exit 5) naming the step.
+//!
+//! # Directives, and where hermod differs from both
+//!
+//! - A bash syntax error (in dkms.conf or an override file) is refused; DKMS
 //!   silently drops the rest of the file. CRLF line endings are accepted.
 //! - Modules: their count is the highest index + 1 over BUILT_MODULE_NAME,
 //!   BUILT_MODULE_LOCATION, DEST_MODULE_NAME and DEST_MODULE_LOCATION (3.x; 3.0.10
@@ -54,34 +87,34 @@
 //!   evaluated by bash) wins; then DKMS's `make` → `make -jN KERNELRELEASE=<KREL>`
 //!   rewrite. Every index is considered (DKMS loops to the array's *length*, so it
 //!   misses the last entries of a sparse array); the same for PATCH.
-//! - CLEAN is not run (3.x since 3.1.8: the build directory is a fresh copy of the
-//!   source; 3.0.10 ran it, status ignored, before and after make).
 //! - PATCH[#]/PATCH_MATCH[#]: `patch -p1 < patches/<p>` in index order, those
 //!   without PATCH_MATCH or whose regex matches. A name with a `..` component or a
 //!   leading `/` is refused before building (3.x refuses `..`; 3.0.10 neither), a
 //!   missing file too, naming it; a failing patch fails the build.
-//! - PRE_BUILD/POST_BUILD: a path relative to the build directory (first word;
-//!   arguments may follow), run there; not executable: a warning, as in DKMS. A
-//!   failing PRE_BUILD or POST_BUILD fails the build (3.x; 3.0.10 ignores both).
-//! - BUILD_EXCLUSIVE_KERNEL (regex), _KERNEL_MIN/_KERNEL_MAX (DKMS's padded
-//!   string comparison, [`version_key`]; OBSOLETE_BY acts as _KERNEL_MAX when that
-//!   is unset, 3.x), _ARCH (regex on `x86_64`), _CONFIG (`CONFIG_X` must be `y` or
-//!   `m`, `!CONFIG_Y` must not be, in the kernel config): not matching means the
-//!   build is *skipped*, which is not a failure ([`DkmsConf::skip`]). The comparison
-//!   is bytewise (DKMS compares in the caller's locale).
+//! - PRE_BUILD/POST_BUILD run from the build directory as the table says; hermod
+//!   names it `/build/src` (a link to DKMS's build directory).
+//! - BUILD_EXCLUSIVE_KERNEL (regex), _KERNEL_MIN/_KERNEL_MAX (3.2; DKMS's padded
+//!   string comparison, [`version_key`]), _ARCH (regex on `x86_64`), _CONFIG
+//!   (`CONFIG_X` must be `y` or `m`, `!CONFIG_Y` must not be): not matching means
+//!   the build is *skipped*, which is not a failure ([`DkmsConf::skip`]). The
+//!   comparison is bytewise (DKMS compares in the caller's locale).
 //! - BUILD_DEPENDS[#]: each named DKMS module's source must be in the build root
 //!   (`/usr/src/<name>-*`), else a clear error (DKMS looks for it installed).
 //! - AUTOINSTALL, REMAKE_INITRD, NO_WEAK_MODULES, BUILD_DEPENDS_REBUILD,
 //!   MODULES_CONF*, POST_ADD, PRE_INSTALL, POST_INSTALL, POST_REMOVE: accepted and
-//!   ignored (they are about installing on a host; 3.2 also rejects AUTOINSTALL
-//!   values other than yes/no, hermod does not).
+//!   ignored (they are about installing on a host: PRE_INSTALL runs from DKMS's
+//!   source tree at `dkms install`, which is the farm's dpkg, not a build; 3.2
+//!   also rejects AUTOINSTALL values other than yes/no, hermod does not).
+//! - A directive value's globs match in `/` (DKMS's working directory, not known).
 //! - Not done: DKMS 3.x appends `LLVM=1` for clang-built kernels (Debian's are
-//!   built with gcc) and exports `CC` from CONFIG_CC_VERSION_TEXT (kbuild sets it).
+//!   built with gcc), and DKMS exports `CC` from CONFIG_CC_VERSION_TEXT for
+//!   PRE_BUILD (3.0.10; kbuild sets it for make).
 //!
 //! The build runs in `$dkms_tree/$module/$module_version/build` (DKMS's
 //! build directory, which many MAKE lines name), a real directory: the
 //! source copy made in `/build/src` is moved there and `/build/src` links to it.
 
+mod exclusive;
 mod interpret;
 pub mod overrides;
 mod semantics;
@@ -151,13 +184,23 @@ pub struct DkmsConf {
     pub make_command: String,
     /// Patches to apply, in order (names under `patches/`).
     pub patches: Vec<String>,
-    /// PRE_BUILD and POST_BUILD: a script relative to the build dir, maybe with arguments.
+    /// PRE_BUILD and POST_BUILD: a script relative to the build dir, maybe
+    /// with arguments, as DKMS holds it (re-parsed once when it was read).
     pub pre_build: Option<String>,
     pub post_build: Option<String>,
+    /// The clean command DKMS 3.0.10 runs before make (CLEAN, else
+    /// `make -C <headers> M=<build dir> clean`); `None` for 3.2, which runs none.
+    pub clean: Option<String>,
+    /// Whose DKMS's reading applies: it also decides how the build script
+    /// runs PRE_BUILD/POST_BUILD and the make command.
+    pub semantics: Semantics,
     /// Other DKMS modules whose source must be in the build root.
     pub build_depends: Vec<String>,
     /// Why the build is skipped (a BUILD_EXCLUSIVE_* directive does not match).
     pub skip: Option<String>,
+    /// Modules left out by their own `BUILD_EXCLUSIVE_*[i]` (3.3's per-module
+    /// form, [`Semantics::V3_2`]), each with the reason; not in `modules`.
+    pub excluded: Vec<String>,
 }
 
 /// The raw records printed by [`EVAL_SCRIPT`].
@@ -168,10 +211,10 @@ pub struct DkmsConf {
 pub struct Records {
     pub arrays: BTreeMap<String, BTreeMap<u64, String>>,
     /// Regex directives whose entry matched (bash `=~`): (`MAKE_MATCH`, i), (`PATCH_MATCH`, i),
-    /// (`BUILD_EXCLUSIVE_KERNEL`, 0), (`BUILD_EXCLUSIVE_ARCH`, 0).
+    /// (`BUILD_EXCLUSIVE_KERNEL`, i), (`BUILD_EXCLUSIVE_ARCH`, i).
     pub matched: BTreeSet<(String, u64)>,
-    /// Words of BUILD_EXCLUSIVE_CONFIG the kernel config does not satisfy.
-    pub config_unmet: Vec<String>,
+    /// Words of `BUILD_EXCLUSIVE_CONFIG[i]` the kernel config does not satisfy: (i, word).
+    pub config_unmet: Vec<(u64, String)>,
     /// PACKAGE_NAME and PACKAGE_VERSION of the first pass (module and
     /// module_version empty), which named `module` and `module_version`.
     pub first_pass: Option<(String, String)>,
@@ -179,8 +222,8 @@ pub struct Records {
 
 /// Split the NUL-separated output of [`EVAL_SCRIPT`]:
 /// `A NAME INDEX VALUE` (an array element; `S NAME VALUE` is element 0),
-/// `R NAME INDEX` (a regex matched), `C WORD` (an unmet BUILD_EXCLUSIVE_CONFIG
-/// word), `N NAME VERSION` (the first pass).
+/// `R NAME INDEX` (a regex matched), `C INDEX WORD` (an unmet word of
+/// `BUILD_EXCLUSIVE_CONFIG[INDEX]`), `N NAME VERSION` (the first pass).
 pub fn parse_records(raw: &[u8]) -> Result<Records, DkmsError> {
     let text = String::from_utf8_lossy(raw);
     let mut fields = text.split('\0');
@@ -223,7 +266,10 @@ pub fn parse_records(raw: &[u8]) -> Result<Records, DkmsError> {
                 let i = index(&name, next("index")?)?;
                 records.matched.insert((name, i));
             }
-            "C" => records.config_unmet.push(next("config word")?),
+            "C" => {
+                let i = index("BUILD_EXCLUSIVE_CONFIG", next("index")?)?;
+                records.config_unmet.push((i, next("config word")?));
+            }
             "N" => {
                 let name = next("name")?;
                 let version = next("version")?;
@@ -242,4 +288,6 @@ pub struct Context<'a> {
     pub kernel_source_dir: &'a str,
     pub build_dir: &'a str,
     pub parallel_jobs: usize,
+    /// Which release's DKMS is imitated (from the build root's recipe).
+    pub semantics: Semantics,
 }

@@ -14,6 +14,14 @@ pub enum Semantics {
 }
 
 impl Semantics {
+    /// The series as `eval.sh` takes it (its last argument).
+    pub fn series(self) -> &'static str {
+        match self {
+            Semantics::V3_0 => "3.0",
+            Semantics::V3_2 => "3.2",
+        }
+    }
+
     /// The semantics for a recipe's `dkms` value (`3.0.10`, `3.2.2`, or any
     /// version of those series).
     pub fn parse(version: &str) -> Result<Semantics, String> {

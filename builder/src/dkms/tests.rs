@@ -28,6 +28,7 @@ fn ctx() -> Context<'static> {
         kernel_source_dir: "/usr/src/linux-headers-6.1.0-56-amd64",
         build_dir: "/build/src",
         parallel_jobs: 2,
+        semantics: Semantics::V3_2,
     }
 }
 
@@ -199,8 +200,8 @@ fn build_exclusive_skips_with_a_reason() {
     assert!(skip(&[("OBSOLETE_BY", "5.10")], b"").unwrap().contains("OBSOLETE_BY"));
     assert_eq!(skip(&[("OBSOLETE_BY", "5.10"), ("BUILD_EXCLUSIVE_KERNEL_MAX", "6.2")], b""), None);
     assert!(skip(&[("BUILD_EXCLUSIVE_ARCH", "arm")], b"").unwrap().contains("x86_64"));
-    assert!(skip(&[], b"C\0CONFIG_FOO\0").unwrap().contains("CONFIG_FOO is not y or m"));
-    assert!(skip(&[], b"C\0!CONFIG_BAR\0").unwrap().contains("CONFIG_BAR is set"));
+    assert!(skip(&[], b"C\x000\0CONFIG_FOO\0").unwrap().contains("CONFIG_FOO is not y or m"));
+    assert!(skip(&[], b"C\x000\0!CONFIG_BAR\0").unwrap().contains("CONFIG_BAR is set"));
     assert_eq!(skip(&[("BUILD_EXCLUSIVE_KERNEL", "")], b""), None);
 }
 
@@ -230,7 +231,107 @@ fn malformed_records_are_rejected() {
     assert!(parse_records(b"A\0MAKE\0-1\0x\0").is_err());
     assert!(parse_records(b"R\0MAKE_MATCH\0").is_err());
     assert_eq!(parse_records(b"").unwrap(), Records::default());
-    let r = parse_records(b"N\0hello\x000.1\0C\0!CONFIG_X\0").unwrap();
+    let r = parse_records(b"N\0hello\x000.1\0C\x000\0!CONFIG_X\0").unwrap();
     assert_eq!(r.first_pass, Some(("hello".into(), "0.1".into())));
-    assert_eq!(r.config_unmet, ["!CONFIG_X"]);
+    assert_eq!(r.config_unmet, [(0, "!CONFIG_X".to_owned())]);
+}
+
+/// [`EVAL_SCRIPT`] run by the real bash on `conf` (a file in a fresh
+/// directory), as the sandbox runs it, under `semantics`.
+fn evaluated(conf: &std::path::Path, semantics: Semantics) -> Records {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("eval.sh");
+    std::fs::write(&script, EVAL_SCRIPT).unwrap();
+    let out = dir.path().join("records");
+    let status = std::process::Command::new("bash")
+        .env("TMPDIR", dir.path())
+        .arg(&script)
+        .args(["all", conf.to_str().unwrap(), "6.1.0-56-amd64", "x86_64", ctx().kernel_source_dir, "2"])
+        .args([dir.path().join("no-overrides").to_str().unwrap(), out.to_str().unwrap(), semantics.series()])
+        .status()
+        .expect("bash runs");
+    assert!(status.success(), "eval.sh: {status}");
+    parse_records(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+fn evaluated_text(text: &str, semantics: Semantics) -> Records {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("dkms.conf");
+    std::fs::write(&conf, text).unwrap();
+    evaluated(&conf, semantics)
+}
+
+#[test]
+fn values_are_parsed_again_as_dkms_safe_source_does() {
+    // zfs-dkms's 20-line PRE_BUILD (testdata/modules/zfs-prebuild): one
+    // command line, the `""` of --with-qat=""/--host="" gone, in both.
+    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/modules/zfs-prebuild/dkms.conf");
+    for semantics in [Semantics::V3_0, Semantics::V3_2] {
+        let conf = evaluated(&conf, semantics).interpret(&Context { semantics, ..ctx() }).unwrap();
+        let headers = ctx().kernel_source_dir;
+        assert_eq!(
+            conf.pre_build.unwrap(),
+            format!(
+                "configure --disable-dependency-tracking --prefix=/usr --with-config=kernel \
+                 --with-linux={headers} --with-linux-obj={headers} --with-qat= --host= "
+            )
+        );
+    }
+    // `$` escaped once expands on the second reading; DKMS 3.2 cuts a trailing CR.
+    let text = "PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=\"\\$kernelver\"\nCLEAN=$'c\\r'\n";
+    let first = |records: &Records, name: &str| records.arrays[name][&0].clone();
+    let v30 = evaluated_text(text, Semantics::V3_0);
+    assert_eq!(first(&v30, "BUILT_MODULE_NAME"), "6.1.0-56-amd64");
+    assert_eq!(first(&v30, "CLEAN"), "c\r");
+    assert_eq!(first(&evaluated_text(text, Semantics::V3_2), "CLEAN"), "c");
+}
+
+#[test]
+fn kernel_min_max_and_obsolete_by_are_3_2_only() {
+    let text = "PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=x\nBUILD_EXCLUSIVE_KERNEL_MIN=6.2\n";
+    let skip = |text: &str, semantics| {
+        evaluated_text(text, semantics).interpret(&Context { semantics, ..ctx() }).unwrap().skip
+    };
+    assert_eq!(skip(text, Semantics::V3_0), None, "bookworm's DKMS builds it");
+    assert!(skip(text, Semantics::V3_2).unwrap().contains("older than BUILD_EXCLUSIVE_KERNEL_MIN"));
+    let text = "PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=x\nOBSOLETE_BY=5.10\n";
+    assert_eq!(skip(text, Semantics::V3_0), None);
+    assert!(skip(text, Semantics::V3_2).unwrap().contains("OBSOLETE_BY"));
+    // 3.0.10 runs CLEAN (or its default) before make; 3.2 runs none.
+    let records = evaluated_text("PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=x\n", Semantics::V3_0);
+    let conf = records.interpret(&Context { semantics: Semantics::V3_0, ..ctx() }).unwrap();
+    assert_eq!(conf.clean.unwrap(), "make -C /usr/src/linux-headers-6.1.0-56-amd64 M=/build/src clean");
+    assert_eq!(records.interpret(&ctx()).unwrap().clean, None);
+}
+
+#[test]
+fn per_module_build_exclusive_leaves_modules_out_in_3_2() {
+    // Upstream 3.3's form: element i ≥ 1 is module i's own condition.
+    let text = "PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=a\nBUILT_MODULE_NAME[1]=b\n\
+                BUILT_MODULE_NAME[2]=c\nBUILD_EXCLUSIVE_ARCH[1]=arm\nBUILD_EXCLUSIVE_KERNEL_MIN[2]=6.0\n\
+                BUILD_EXCLUSIVE_KERNEL[2]='^6\\.1\\.'\n";
+    let conf = |semantics| evaluated_text(text, semantics).interpret(&Context { semantics, ..ctx() }).unwrap();
+    let v32 = conf(Semantics::V3_2);
+    assert_eq!(v32.skip, None);
+    let names: Vec<&str> = v32.modules.iter().map(|m| m.built_name.as_str()).collect();
+    assert_eq!(names, ["a", "c"]);
+    assert_eq!(v32.excluded, ["module b ([1]): BUILD_EXCLUSIVE_ARCH[1]=\"arm\" does not match x86_64"]);
+    // 3.0.10 reads element 0 only: every module is built.
+    let v30 = conf(Semantics::V3_0);
+    assert_eq!((v30.modules.len(), v30.excluded.len()), (3, 0));
+    // OBSOLETE_BY stands in for the package's _KERNEL_MAX only when no
+    // module has a _KERNEL_MAX of its own.
+    let text = "PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=a\nBUILT_MODULE_NAME[1]=b\nOBSOLETE_BY=6.0\n";
+    assert!(conf_of(text, Semantics::V3_2).skip.unwrap().contains("newer than OBSOLETE_BY=\"6.0\""));
+    let own = format!("{text}BUILD_EXCLUSIVE_KERNEL_MAX[1]=7\n");
+    let v32 = conf_of(&own, Semantics::V3_2);
+    assert_eq!((v32.skip, v32.modules.len()), (None, 2));
+    // Element 0 is the package's: it skips the whole build.
+    let all = "PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=a\nBUILT_MODULE_NAME[1]=b\n\
+               BUILD_EXCLUSIVE_ARCH[1]=arm\nBUILD_EXCLUSIVE_KERNEL[0]='^5'\n";
+    assert!(conf_of(all, Semantics::V3_2).skip.unwrap().starts_with("BUILD_EXCLUSIVE_KERNEL=\"^5\""));
+}
+
+fn conf_of(text: &str, semantics: Semantics) -> DkmsConf {
+    evaluated_text(text, semantics).interpret(&Context { semantics, ..ctx() }).unwrap()
 }

@@ -14,6 +14,12 @@
 //! top-level directories are simply made in the tmpfs, which is itself
 //! remounted read-only once everything is in place.
 //!
+//! A directory deeper in the rootfs can be rebuilt the same way
+//! (`Spec::shadowed`, e.g. `/usr/src`): a tmpfs over it holding read-only
+//! binds of its entries, so that a mount point it lacks (a writable
+//! `/usr/src/<module>-<version>`) can be made there; it is sealed read-only
+//! with the root.
+//!
 //! Finally `pivot_root(".", ".")` inside `/newroot` stacks the old root on
 //! top of the new one, and a lazy unmount of `.` drops it — scratch tmpfs,
 //! `/oldroot` and the host tree with it.
@@ -47,6 +53,11 @@ pub(crate) fn build(sys: &dyn Sys, spec: &Spec) -> Result<(), SetupError> {
     enter_scratch_root(sys)?;
     mount_tmpfs(sys, Path::new(NEWROOT), Path::new("/"), "mode=0755")?;
     bind_rootfs_entries(sys, &spec.rootfs)?;
+    let mut shadowed: Vec<&Path> = spec.shadowed.iter().map(PathBuf::as_path).collect();
+    shadowed.sort_by_key(|dir| dir.components().count());
+    for dir in &shadowed {
+        shadow(sys, &spec.rootfs, dir)?;
+    }
     mount_proc(sys)?;
     dev::populate(sys)?;
     procfs::seal(sys)?;
@@ -60,6 +71,9 @@ pub(crate) fn build(sys: &dyn Sys, spec: &Spec) -> Result<(), SetupError> {
         }
     }
     place_secrets(sys, &spec.secrets)?;
+    for dir in shadowed.iter().rev() {
+        remount(sys, &under(Path::new(NEWROOT), dir), dir, Want::SEALED)?;
+    }
     remount(sys, Path::new(NEWROOT), Path::new("/"), Want::SEALED)
 }
 
@@ -122,24 +136,58 @@ fn enter_scratch_root(sys: &dyn Sys) -> Result<(), SetupError> {
 fn bind_rootfs_entries(sys: &dyn Sys, rootfs: &Path) -> Result<(), SetupError> {
     let host = under(Path::new(OLDROOT), rootfs);
     let entries = sys.read_dir(&host).step(|| format!("listing rootfs {}", rootfs.display()))?;
+    let entries = entries.into_iter().filter(|e| e.name != "proc" && e.name != "dev");
+    bind_entries(sys, &host, Path::new("/"), entries)
+}
+
+/// A directory of the rootfs rebuilt the way the top level is (see
+/// `Spec::shadowed`): a tmpfs over it, in which each of its entries is bound
+/// read-only again (symlinks recreated), so that mount points can be made
+/// beside them. Only a real directory of the rootfs: a symlink on the way
+/// would resolve against the scratch root.
+fn shadow(sys: &dyn Sys, rootfs: &Path, dir: &Path) -> Result<(), SetupError> {
+    let (mut path, mut shown) = (PathBuf::from(NEWROOT), PathBuf::from("/"));
+    for part in dir.components().skip(1) {
+        path.push(part);
+        shown.push(part);
+        if !matches!(sys.lstat_kind(&path), Ok(FileKind::Dir)) {
+            return Err(SetupError::other(
+                format!("rebuilding {} in the sandbox", dir.display()),
+                format!("{} is not a directory of the rootfs", shown.display()),
+            ));
+        }
+    }
+    let host = under(&under(Path::new(OLDROOT), rootfs), dir);
+    let entries = sys.read_dir(&host).step(|| format!("listing {} in the rootfs", dir.display()))?;
+    mount_tmpfs(sys, &path, dir, "mode=0755")?;
+    bind_entries(sys, &host, dir, entries.into_iter())
+}
+
+/// `entries` of the host directory `host` (the rootfs's `inside`) into the
+/// sandbox's `inside`: each directory or file bound read-only, each symlink
+/// recreated.
+fn bind_entries(
+    sys: &dyn Sys,
+    host: &Path,
+    inside: &Path,
+    entries: impl Iterator<Item = super::sys::DirEntry>,
+) -> Result<(), SetupError> {
     for entry in entries {
         let name = entry.name;
-        if name == "proc" || name == "dev" {
-            continue;
-        }
-        let inside = Path::new("/").join(&name);
+        let shown = inside.join(&name);
+        // (`name` comes from the directory listing: one plain component.)
         let source = host.join(&name);
-        let target = Path::new(NEWROOT).join(&name);
-        let kind = entry.kind.step(|| format!("inspecting {} in the rootfs", inside.display()))?;
+        let target = under(Path::new(NEWROOT), &shown);
+        let kind = entry.kind.step(|| format!("inspecting {} in the rootfs", shown.display()))?;
         if kind == FileKind::Symlink {
-            let link = sys.read_link(&source).step(|| format!("reading symlink {} in the rootfs", inside.display()))?;
-            sys.symlink(&link, &target).step(|| format!("recreating symlink {} in the sandbox", inside.display()))?;
+            let link = sys.read_link(&source).step(|| format!("reading symlink {} in the rootfs", shown.display()))?;
+            sys.symlink(&link, &target).step(|| format!("recreating symlink {} in the sandbox", shown.display()))?;
             continue;
         }
         if kind == FileKind::Dir { sys.mkdir(&target, DIR_MODE) } else { sys.create_file(&target, FILE_MODE) }
-            .step(|| format!("creating mount point {} in the sandbox", inside.display()))?;
-        bind(sys, &source, &target, &inside)?;
-        remount(sys, &target, &inside, Want::SEALED)?;
+            .step(|| format!("creating mount point {} in the sandbox", shown.display()))?;
+        bind(sys, &source, &target, &shown)?;
+        remount(sys, &target, &shown, Want::SEALED)?;
     }
     Ok(())
 }
@@ -488,6 +536,55 @@ mod tests {
                 "create_file(/newroot/build/out/log, 0o644)",
             ]
         );
+    }
+
+    #[test]
+    fn a_shadowed_directory_is_a_sealed_tmpfs_of_read_only_binds_with_room_for_mounts() {
+        let sys = debian()
+            .with_dir(&format!("{HOST_ROOTFS}/usr/src"))
+            .with_dir(&format!("{HOST_ROOTFS}/usr/src/linux-headers-6"))
+            .with_symlink(&format!("{HOST_ROOTFS}/usr/src/linux"), "linux-headers-6")
+            // What the read-only bind of /usr shows.
+            .with_dir("/newroot/usr/src");
+        let spec =
+            Spec { shadowed: vec!["/usr/src".into()], tmpfs: vec![Tmpfs::new("/usr/src/m-1", Some(4096))], ..spec() };
+        build(&sys, &spec).unwrap();
+        let effects = sys.effects();
+        let from = position(&effects, "mount(tmpfs, /newroot/usr/src, tmpfs, MS_NOSUID|MS_NODEV, mode=0755)");
+        assert!(from > position(&effects, &format!("mount(-, /newroot/var, -, {SEALED}, -)")));
+        assert_eq!(
+            effects[from..from + 5],
+            [
+                "mount(tmpfs, /newroot/usr/src, tmpfs, MS_NOSUID|MS_NODEV, mode=0755)".to_string(),
+                "symlink(linux-headers-6, /newroot/usr/src/linux)".into(),
+                "mkdir(/newroot/usr/src/linux-headers-6, 0o755)".into(),
+                format!(
+                    "mount({HOST_ROOTFS}/usr/src/linux-headers-6, /newroot/usr/src/linux-headers-6, -, MS_BIND, -)"
+                ),
+                format!("mount(-, /newroot/usr/src/linux-headers-6, -, {SEALED}, -)"),
+            ]
+        );
+        // The writable tmpfs's mount point is made in it; then it is sealed,
+        // before the root.
+        let end = effects.len();
+        assert_eq!(
+            effects[end - 4..],
+            [
+                "mkdir(/newroot/usr/src/m-1, 0o755)".to_string(),
+                "mount(tmpfs, /newroot/usr/src/m-1, tmpfs, MS_NOSUID|MS_NODEV, mode=1777,size=4096)".into(),
+                format!("mount(-, /newroot/usr/src, -, {SEALED}, -)"),
+                format!("mount(-, /newroot, -, {SEALED}, -)"),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_a_real_directory_of_the_rootfs_is_shadowed() {
+        // /lib is Debian's link to usr/lib: never followed.
+        let err = build(&debian(), &Spec { shadowed: vec!["/lib/modules".into()], ..spec() }).unwrap_err();
+        assert_eq!(err.to_string(), "rebuilding /lib/modules in the sandbox: /lib is not a directory of the rootfs");
+        let err = build(&debian(), &Spec { shadowed: vec!["/usr/absent".into()], ..spec() }).unwrap_err();
+        assert!(err.to_string().contains("/usr/absent is not a directory of the rootfs"), "{err}");
     }
 
     #[test]
