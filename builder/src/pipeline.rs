@@ -447,12 +447,9 @@ impl Context {
     /// The build parameters that change the output, for the cache key.
     fn key_params(&self, lock: &Lock) -> String {
         let mut params = format!("strip=dkms\nmaintainer={}\n", self.options.maintainer);
-        // How dkms.conf is read is the recipe's; said only where it is not
-        // bookworm's 3.0, which every key before releases was built with.
-        let semantics = self.semantics(lock);
-        if semantics != crate::dkms::Semantics::V3_0 {
-            params.push_str(&format!("dkms={semantics:?}\n"));
-        }
+        // How dkms.conf is read is the recipe's DKMS (since it became so,
+        // every key names it: bookworm's reading changed then too).
+        params.push_str(&format!("dkms={:?}\n", self.semantics(lock)));
         // Where the modules go is the recipe's; said only where it is not
         // the long-standing /lib/modules, so older keys stay what they were.
         let dir = self.modules_dir(lock);
