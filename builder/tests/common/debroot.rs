@@ -100,9 +100,13 @@ impl DebRootSpec {
     }
 
     /// [`DebRootSpec::farm`] on another Debian release (`"trixie"`), from
-    /// the host's mirrors (see [`sources_for_release`]).
+    /// the host's mirrors (see [`sources_for_release`]). Since trixie the
+    /// image ships its modules under `/usr/lib/modules` (dpkg matches the
+    /// package's own paths): those are left out too.
     pub fn farm_on(release: &str, kernel: &str) -> DebRootSpec {
-        DebRootSpec { release: Some(release.to_owned()), ..DebRootSpec::farm(kernel) }
+        let mut spec = DebRootSpec { release: Some(release.to_owned()), ..DebRootSpec::farm(kernel) };
+        spec.path_exclude.insert(1, "/usr/lib/modules/*/kernel/*".into());
+        spec
     }
 
     /// The text the tarball's name is hashed from. For the host's release it
@@ -148,37 +152,44 @@ pub fn host_sources() -> Vec<PathBuf> {
 /// suites (a vendor's `nodistro`) are kept as they are.
 pub fn sources_for_release(release: &str) -> Vec<(PathBuf, String)> {
     let host = host_codename();
-    let rename = |suite: &str| -> String {
-        match suite.strip_prefix(host.as_str()) {
-            Some(rest) if rest.is_empty() || rest.starts_with('-') => format!("{release}{rest}"),
-            _ => suite.to_owned(),
-        }
-    };
     host_sources()
         .into_iter()
         .map(|file| {
             let text = fs::read_to_string(&file).unwrap();
             let deb822 = file.extension().is_some_and(|e| e == "sources");
-            let mut out = String::new();
-            for line in text.lines() {
-                let renamed = if deb822 {
-                    // `Suites: a b c` (the field name is case-insensitive).
-                    match line.split_once(':') {
-                        Some((field, value)) if field.trim().eq_ignore_ascii_case("suites") => {
-                            let suites: Vec<String> = value.split_whitespace().map(rename).collect();
-                            format!("{field}: {}", suites.join(" "))
-                        }
-                        _ => line.to_owned(),
-                    }
-                } else {
-                    one_line_renamed(line, &rename)
-                };
-                out.push_str(&renamed);
-                out.push('\n');
-            }
-            (file, out)
+            let renamed = sources_renamed(&text, deb822, &host, release);
+            (file, renamed)
         })
         .collect()
+}
+
+/// The text of a sources file (`deb822`: a `.sources` file, else a
+/// one-line `.list`) with its suites of release `from` renamed to `to`'s.
+pub fn sources_renamed(text: &str, deb822: bool, from: &str, to: &str) -> String {
+    let rename = |suite: &str| -> String {
+        match suite.strip_prefix(from) {
+            Some(rest) if rest.is_empty() || rest.starts_with('-') => format!("{to}{rest}"),
+            _ => suite.to_owned(),
+        }
+    };
+    let mut out = String::new();
+    for line in text.lines() {
+        let renamed = if deb822 {
+            // `Suites: a b c` (the field name is case-insensitive).
+            match line.split_once(':') {
+                Some((field, value)) if field.trim().eq_ignore_ascii_case("suites") => {
+                    let suites: Vec<String> = value.split_whitespace().map(rename).collect();
+                    format!("{field}: {}", suites.join(" "))
+                }
+                _ => line.to_owned(),
+            }
+        } else {
+            one_line_renamed(line, &rename)
+        };
+        out.push_str(&renamed);
+        out.push('\n');
+    }
+    out
 }
 
 /// A one-line-style entry `deb [options] URI SUITE COMPONENT...` with its
