@@ -11,6 +11,10 @@
 //!   no toolchain anywhere; `prepare` (the image hook's command) + `install-pending`
 //!   do the same; what nothing provides is queued (exit 10); a tampered
 //!   package in the repository is refused (exit 7) and nothing is installed.
+//! - a farm machine on trixie (the newest kernel trixie offers, its real
+//!   image): apt installs the module package over http from nginx, then
+//!   `fetch`, `prepare` + `install-pending` and `boot` do it from the same
+//!   repository.
 
 mod common;
 
