@@ -313,3 +313,30 @@ fn publish_command_line() {
     assert!(stderr(&loud).contains("WARNING: the repository is NOT SIGNED"), "{}", stderr(&loud));
     assert!(c.join("dists/hermod/Release").exists() && !c.join("dists/hermod/InRelease").exists());
 }
+
+/// How the tests' roots of another release name their sources: the host's
+/// files with only the suites of the host's release renamed.
+#[test]
+fn sources_of_another_release_rename_only_the_releases_suites() {
+    use common::debroot::sources_renamed;
+    let deb822 = "Types: deb\n# http://mirror.invalid/bookworm/20250520T000000Z\nURIs: http://mirror.invalid/debian\n\
+                  Suites: bookworm bookworm-updates  bookworm-backports\nComponents: main\nSigned-By: /k/bookworm.gpg\n\n\
+                  Types: deb\nURIs: http://mirror.invalid/debian-security\nsuites: bookworm-security\n\n\
+                  Types: deb\nURIs: http://vendor.invalid/bookworm\nSuites: nodistro bookwormish\n";
+    assert_eq!(
+        sources_renamed(deb822, true, "bookworm", "trixie"),
+        "Types: deb\n# http://mirror.invalid/bookworm/20250520T000000Z\nURIs: http://mirror.invalid/debian\n\
+         Suites: trixie trixie-updates trixie-backports\nComponents: main\nSigned-By: /k/bookworm.gpg\n\n\
+         Types: deb\nURIs: http://mirror.invalid/debian-security\nsuites: trixie-security\n\n\
+         Types: deb\nURIs: http://vendor.invalid/bookworm\nSuites: nodistro bookwormish\n"
+    );
+    let list = "# deb http://mirror.invalid/debian bookworm main\ndeb http://mirror.invalid/debian bookworm main contrib\n\
+                deb [signed-by=/k/bookworm.gpg arch=amd64] http://mirror.invalid/debian-security bookworm-security main\n\
+                deb-src http://mirror.invalid/debian bookworm-updates main\ndeb http://vendor.invalid/bookworm stable main\n";
+    assert_eq!(
+        sources_renamed(list, false, "bookworm", "trixie"),
+        "# deb http://mirror.invalid/debian bookworm main\ndeb http://mirror.invalid/debian trixie main contrib\n\
+         deb [signed-by=/k/bookworm.gpg arch=amd64] http://mirror.invalid/debian-security trixie-security main\n\
+         deb-src http://mirror.invalid/debian trixie-updates main\ndeb http://vendor.invalid/bookworm stable main\n"
+    );
+}

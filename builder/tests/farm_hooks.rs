@@ -11,6 +11,10 @@
 //!   no toolchain anywhere; `prepare` (the image hook's command) + `install-pending`
 //!   do the same; what nothing provides is queued (exit 10); a tampered
 //!   package in the repository is refused (exit 7) and nothing is installed.
+//! - a farm machine on trixie (the newest kernel trixie offers, its real
+//!   image): apt installs the module package over http from nginx, then
+//!   `fetch`, `prepare` + `install-pending` and `boot` do it from the same
+//!   repository.
 
 mod common;
 
@@ -28,7 +32,11 @@ fn package() -> String {
 
 /// A root with hermod installed the way its .deb installs it.
 fn root_with_hermod() -> DebRoot {
-    let root = DebRoot::new(&DebRootSpec::farm(&kernel()));
+    root_of_spec_with_hermod(&DebRootSpec::farm(&kernel()))
+}
+
+fn root_of_spec_with_hermod(spec: &DebRootSpec) -> DebRoot {
+    let root = DebRoot::new(spec);
     root.copy_in(&hermod(), "/usr/bin/hermod");
     let dist = repo_root().join("dist/root");
     assert!(dist.is_dir(), "{} is missing", dist.display());
@@ -107,13 +115,17 @@ fn installing_headers_builds_into_pending_and_apt_installs_it() {
 /// hello's package, published (signed) in a fresh repository; returns the
 /// repository directory and the public key file.
 fn published_repository(dir: &Path) -> (PathBuf, PathBuf) {
+    published_repository_for(dir, &kernel())
+}
+
+fn published_repository_for(dir: &Path, kernel: &str) -> (PathBuf, PathBuf) {
     let built = run(
         &shared_store(),
         &[
             "build",
             testdata("modules/hello").to_str().unwrap(),
             "--kernel",
-            &kernel(),
+            kernel,
             "--out",
             dir.join("out").to_str().unwrap(),
         ],
@@ -134,8 +146,12 @@ fn published_repository(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn farm_config(repo: &str, wanted: &str) -> String {
+    farm_config_uri(&format!("file:{repo}"), wanted)
+}
+
+fn farm_config_uri(uri: &str, wanted: &str) -> String {
     format!(
-        "role = \"farm\"\nwanted = {wanted}\n[repository]\nuri = \"file:{repo}\"\nsigned_by = \"/etc/apt/keyrings/hermod.asc\"\n"
+        "role = \"farm\"\nwanted = {wanted}\n[repository]\nuri = \"{uri}\"\nsigned_by = \"/etc/apt/keyrings/hermod.asc\"\n"
     )
 }
 
@@ -220,4 +236,80 @@ fn a_farm_machine_fetches_prepares_and_installs_without_a_toolchain() {
     assert_eq!(code(&refused), Some(7), "{said}");
     assert!(said.contains("SHA256") || said.contains("sha256"), "the refusal names the hash check: {said}");
     assert_eq!(status_of(&root, &package()), "", "a tampered package was installed");
+}
+
+/// The farm on trixie, with real components: hello built by hermod (on this
+/// machine, whatever its release) for the newest kernel trixie's archive
+/// offers, published signed and served over http by nginx on loopback, and a
+/// trixie root (mmdebstrap from this machine's mirrors, suites renamed) with
+/// that kernel's real `linux-image` package and hermod installed as its .deb
+/// lays it out. apt installs the module package from the repository; then
+/// hermod's own farm commands do it over the same http repository: `fetch`,
+/// the image hook's `prepare` + apt's `install-pending`, and the boot
+/// service's `boot` for a kernel that is not the running one.
+#[test]
+fn a_trixie_farm_machine_installs_over_http_with_apt_and_hermod() {
+    let k = common::debroot::newest_kernel("trixie", "amd64");
+    let package = format!("hello-modules-{k}");
+    let dir = tempfile::Builder::new().prefix("hermod-farm-trixie-").tempdir_in("/var/tmp").unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let (repo, public_key) = published_repository_for(dir.path(), &k);
+    let nginx = common::nginx::Nginx::serve(&repo, "hermod");
+    let url = format!("http://127.0.0.1:{}/hermod", nginx.port);
+
+    let root = root_of_spec_with_hermod(&DebRootSpec::farm_on("trixie", &k));
+    assert_eq!(root.sh_ok(". /etc/os-release; echo $VERSION_CODENAME").trim(), "trixie");
+    assert_eq!(status_of(&root, &format!("linux-image-{k}")), "installed");
+    root.copy_in(&public_key, "/etc/apt/keyrings/hermod.asc");
+    // The repository is the root's only apt source.
+    root.sh_ok("rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*");
+    root.write(
+        "/etc/apt/sources.list.d/hermod.sources",
+        &format!("Types: deb\nURIs: {url}\nSuites: hermod\nComponents: main\nSigned-By: /etc/apt/keyrings/hermod.asc\n"),
+    );
+
+    // apt: the signed index over http, the package's Depends on the image hold.
+    let update = root.sh_ok("apt-get update 2>&1");
+    assert!(update.contains(&url) && !update.contains("W:") && !update.contains("E:"), "{update}");
+    let install = root.sh_ok(&format!("apt-get install -y --no-install-recommends {package} 2>&1"));
+    assert!(install.contains(&format!("Get:1 {url} hermod/main amd64 {package}")), "{install}");
+    assert_eq!(status_of(&root, &package), "installed");
+    let module = format!("/lib/modules/{k}/updates/dkms/hello.ko.xz");
+    let listed = root.sh_ok(&format!("dpkg -L {package}"));
+    assert!(listed.lines().any(|l| l == module), "dpkg -L {package} lists {module}:\n{listed}");
+    assert_eq!(root.sh_ok(&format!("dpkg -S {module}")).trim(), format!("{package}: {module}"));
+    assert_eq!(root.sh_ok(&format!("debsums -s {package}")), "", "debsums finds every file intact");
+    assert_eq!(
+        root.sh_ok(&format!("grep -c '^updates/dkms/hello.ko.xz:' /lib/modules/{k}/modules.dep")).trim(),
+        "1",
+        "trixie's depmod ran and indexed the compressed module"
+    );
+    let vermagic = root.sh_ok(&format!("modinfo -F vermagic {module}"));
+    assert!(vermagic.starts_with(&format!("{k} ")), "trixie's kmod reads the module: {vermagic}");
+    root.sh_ok(&format!("apt-get purge -y {package}"));
+    assert_eq!(status_of(&root, &package), "");
+
+    // hermod fetch from the same repository over http, no toolchain anywhere.
+    root.write("/etc/hermod/config.toml", &farm_config_uri(&url, "[{ package = \"hello\" }]"));
+    root.sh_ok(&format!("hermod fetch --kernel {k} hello"));
+    assert_eq!(status_of(&root, &package), "installed");
+    assert_eq!(root.sh_ok("command -v gcc gcc-14 cc || echo none").trim(), "none");
+    assert!(!root.host_path("/var/cache/hermod/rootfs").exists(), "a farm machine made a build root");
+    root.sh_ok(&format!("debsums -s {package} && dpkg --purge {package}"));
+
+    // The image hook's command, then apt's Post-Invoke's.
+    let prepared = root.sh_ok(&format!("hermod prepare --kernel {k} --hook postinst.d"));
+    assert!(prepared.contains(&format!("{package}: pending, from the repository {url} hermod")), "{prepared}");
+    assert_eq!(pending_debs(&root).len(), 1);
+    let installed = root.sh_ok("hermod install-pending");
+    assert!(installed.contains(": installed"), "{installed}");
+    assert_eq!(status_of(&root, &package), "installed");
+    assert!(pending_debs(&root).is_empty());
+
+    // The boot service's command for a kernel that is not the running one.
+    root.sh_ok(&format!("dpkg --purge {package}"));
+    let booted = root.sh_ok(&format!("hermod boot --kernel {k}"));
+    assert!(booted.contains(": installed") && !booted.contains("loaded"), "{booted}");
+    assert_eq!(status_of(&root, &package), "installed");
+    root.sh_ok(&format!("debsums -s {package}"));
 }

@@ -1,7 +1,9 @@
 //! `hermod load-test`: modules built by the real pipeline, loaded and unloaded
 //! in the real Debian kernel they were built for, booted from the archive's
 //! linux-image package under qemu with software emulation; and a module built
-//! for a kernel of another series, refused by that kernel.
+//! for a kernel of another series, refused by that kernel. One test does the
+//! same on another Debian release (trixie's newest kernel, whose packages
+//! ship their modules xz-compressed).
 
 mod common;
 
@@ -64,6 +66,36 @@ fn hello_loads_and_unloads_in_its_kernel() {
     let (code, _, err) = load_test(&["--timeout", "1", deb.to_str().unwrap()]);
     assert_eq!(code, Some(8), "{err}");
     assert!(err.contains("did not boot to the test") && err.contains("wall-clock limit"), "{err}");
+}
+
+/// The farm on trixie: hello built by hermod for the newest kernel trixie's
+/// archive offers (its meta package's, as apt reads the machine's mirrors
+/// renamed to trixie), and `hermod load-test` boots that kernel's own
+/// image, taken from trixie's archive, with trixie's busybox-static. Debian
+/// 13 packages compress modules (`hello.ko.xz`): the load test hands the
+/// kernel the plain ELF.
+#[test]
+fn hello_loads_and_unloads_in_the_newest_trixie_kernel() {
+    let kernel = common::debroot::newest_kernel("trixie", "amd64");
+    let out = tempfile::tempdir().unwrap();
+    let deb = build(testdata("modules/hello").to_str().unwrap(), &kernel, out.path());
+    let (code, report, err) = load_test(&[deb.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["finished"], true, "{report}");
+    assert_eq!(report["kernel"], kernel.as_str());
+    let image = report["image"].as_str().unwrap();
+    assert!(image.starts_with(&format!("linux-image-{kernel} ")), "{report}");
+    let hello = module(&report, "hello");
+    assert!(
+        hello["origin"].as_str().unwrap().ends_with(&format!("lib/modules/{kernel}/updates/dkms/hello.ko.xz")),
+        "trixie's package holds the module compressed, as its kernel's own: {hello}"
+    );
+    assert!(hello["vermagic"].as_str().unwrap().starts_with(&format!("{kernel} ")), "{hello}");
+    assert_eq!(hello["load"]["ok"], true, "{hello}");
+    assert_eq!(hello["unload"]["ok"], true, "{hello}");
+    assert!(kernel_lines(&hello["load"]).contains("hello: hello from hermod"), "{hello}");
+    assert!(kernel_lines(&hello["unload"]).contains("hello: goodbye"), "{hello}");
 }
 
 /// testdata/modules/panics calls panic() in its init: the guest stops in

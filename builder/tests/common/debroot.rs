@@ -7,10 +7,14 @@
 //!   named here) straight into a tarball next to the test package cache
 //!   (`<parent of HERMOD_TEST_PACKAGE_CACHE>/debroot-<hash>.tar`). The hash
 //!   covers everything that shapes the root: the spec (variant, packages,
-//!   dpkg excludes), the sources files' text and mmdebstrap's version. The
+//!   dpkg excludes, release), the sources files' text and mmdebstrap's version. The
 //!   .debs it downloads are kept in `debroot-debs/` beside it and handed to
 //!   the next mmdebstrap run (its documented `sync-in`/`sync-out` hooks), so
 //!   a new spec downloads only what it adds.
+//! - **Another release** ([`DebRootSpec::farm_on`]): the same mirrors, the
+//!   host's sources files with the host's codename replaced by the wanted one
+//!   in their suites (`bookworm-security` becomes `trixie-security`, see
+//!   [`sources_for_release`]), as a machine of that release would name them.
 //! - **A fresh copy per test**: [`DebRoot::new`] extracts the tarball into
 //!   a temporary directory under /var/tmp, removed when the `DebRoot` drops.
 //! - **Commands run inside a mount and pid namespace of their own, with the
@@ -76,6 +80,8 @@ pub struct DebRootSpec {
     /// reads, left out to keep the tarball small); later dpkg runs inside the
     /// root exclude nothing.
     pub path_exclude: Vec<String>,
+    /// The Debian release (codename) of the root; `None`: the host's own.
+    pub release: Option<String>,
 }
 
 impl DebRootSpec {
@@ -89,7 +95,30 @@ impl DebRootSpec {
             variant: "apt".into(),
             include: vec!["debsums".into(), format!("linux-image-{kernel}")],
             path_exclude: vec!["/lib/modules/*/kernel/*".into(), "/etc/kernel/postinst.d/initramfs-tools".into()],
+            release: None,
         }
+    }
+
+    /// [`DebRootSpec::farm`] on another Debian release (`"trixie"`), from
+    /// the host's mirrors (see [`sources_for_release`]). Since trixie the
+    /// image ships its modules under `/usr/lib/modules` (dpkg matches the
+    /// package's own paths): those are left out too.
+    pub fn farm_on(release: &str, kernel: &str) -> DebRootSpec {
+        let mut spec = DebRootSpec { release: Some(release.to_owned()), ..DebRootSpec::farm(kernel) };
+        spec.path_exclude.insert(1, "/usr/lib/modules/*/kernel/*".into());
+        spec
+    }
+
+    /// The text the tarball's name is hashed from. For the host's release it
+    /// is what it was before specs had a release (the derived `Debug` of the
+    /// three other fields), so those roots keep their cached tarballs.
+    fn cache_text(&self) -> String {
+        let DebRootSpec { variant, include, path_exclude, release } = self;
+        let mut text = format!("DebRootSpec {{ variant: {variant:?}, include: {include:?}, path_exclude: {path_exclude:?} }}");
+        if let Some(release) = release {
+            text.push_str(&format!(" release {release:?}"));
+        }
+        text
     }
 }
 
@@ -115,6 +144,77 @@ pub fn host_sources() -> Vec<PathBuf> {
     files
 }
 
+/// The host's apt sources turned into a machine of `release`'s: each file's
+/// path and its text with every suite that is the host's codename, or starts
+/// with it and a dash, renamed (`bookworm` → `trixie`, `bookworm-updates` →
+/// `trixie-updates`, `bookworm-security` → `trixie-security`). Only suites
+/// change: URIs, components, keyrings and comments are the host's. Other
+/// suites (a vendor's `nodistro`) are kept as they are.
+pub fn sources_for_release(release: &str) -> Vec<(PathBuf, String)> {
+    let host = host_codename();
+    host_sources()
+        .into_iter()
+        .map(|file| {
+            let text = fs::read_to_string(&file).unwrap();
+            let deb822 = file.extension().is_some_and(|e| e == "sources");
+            let renamed = sources_renamed(&text, deb822, &host, release);
+            (file, renamed)
+        })
+        .collect()
+}
+
+/// The text of a sources file (`deb822`: a `.sources` file, else a
+/// one-line `.list`) with its suites of release `from` renamed to `to`'s.
+pub fn sources_renamed(text: &str, deb822: bool, from: &str, to: &str) -> String {
+    let rename = |suite: &str| -> String {
+        match suite.strip_prefix(from) {
+            Some(rest) if rest.is_empty() || rest.starts_with('-') => format!("{to}{rest}"),
+            _ => suite.to_owned(),
+        }
+    };
+    let mut out = String::new();
+    for line in text.lines() {
+        let renamed = if deb822 {
+            // `Suites: a b c` (the field name is case-insensitive).
+            match line.split_once(':') {
+                Some((field, value)) if field.trim().eq_ignore_ascii_case("suites") => {
+                    let suites: Vec<String> = value.split_whitespace().map(rename).collect();
+                    format!("{field}: {}", suites.join(" "))
+                }
+                _ => line.to_owned(),
+            }
+        } else {
+            one_line_renamed(line, &rename)
+        };
+        out.push_str(&renamed);
+        out.push('\n');
+    }
+    out
+}
+
+/// A one-line-style entry `deb [options] URI SUITE COMPONENT...` with its
+/// suite renamed; other lines as they are.
+fn one_line_renamed(line: &str, rename: &dyn Fn(&str) -> String) -> String {
+    let trimmed = line.trim_start();
+    if !(trimmed.starts_with("deb ") || trimmed.starts_with("deb-src ") || trimmed.starts_with("deb\t")) {
+        return line.to_owned();
+    }
+    let mut words: Vec<String> = trimmed.split_whitespace().map(str::to_owned).collect();
+    // Skip the type and the `[ ... ]` options; then URI, then the suite.
+    let mut i = 1;
+    if words.get(1).is_some_and(|w| w.starts_with('[')) {
+        while i < words.len() && !words[i].ends_with(']') {
+            i += 1;
+        }
+        i += 1;
+    }
+    let suite = i + 1;
+    if suite < words.len() {
+        words[suite] = rename(&words[suite]);
+    }
+    words.join(" ")
+}
+
 /// The host's Debian codename (mmdebstrap's SUITE argument).
 fn host_codename() -> String {
     let text = fs::read_to_string("/etc/os-release").expect("/etc/os-release");
@@ -127,15 +227,19 @@ fn host_codename() -> String {
 /// The cached tarball for `spec` (made if missing, under a lock).
 pub fn cached_tarball(spec: &DebRootSpec) -> PathBuf {
     assert!(nix::unistd::geteuid().is_root(), "a Debian root for tests needs root (mmdebstrap --mode=root, mounts)");
-    let sources = host_sources();
+    // (path, text) of each sources file: the host's, or derived for another release.
+    let sources: Vec<(PathBuf, String)> = match &spec.release {
+        None => host_sources().into_iter().map(|f| (f.clone(), fs::read_to_string(&f).unwrap())).collect(),
+        Some(release) => sources_for_release(release),
+    };
     let mmdebstrap = Command::new("mmdebstrap").arg("--version").output();
     let mmdebstrap = mmdebstrap.expect("mmdebstrap is not installed (apt-get install mmdebstrap; .ci/run does)");
     let mut hasher = sha2::Sha256::new();
-    hasher.update(format!("debroot 1\n{spec:?}\n").as_bytes());
+    hasher.update(format!("debroot 1\n{}\n", spec.cache_text()).as_bytes());
     hasher.update(&mmdebstrap.stdout);
-    for file in &sources {
+    for (file, text) in &sources {
         hasher.update(file.display().to_string().as_bytes());
-        hasher.update(fs::read(file).unwrap());
+        hasher.update(text.as_bytes());
     }
     let cache = super::package_cache();
     let cache_dir = cache.parent().expect("the package cache has a parent directory");
@@ -171,7 +275,16 @@ pub fn cached_tarball(spec: &DebRootSpec) -> PathBuf {
         // mmdebstrap keeps its dpkg options in the root; the excludes were for making it only.
         cmd.arg("--customize-hook=rm -f \"$1\"/etc/dpkg/dpkg.cfg.d/99mmdebstrap");
     }
-    cmd.arg(host_codename()).arg(&partial).args(&sources);
+    // The sources as files mmdebstrap reads (it tells the formats by extension).
+    let sources_dir = tempfile::tempdir().unwrap();
+    let mut mirrors = Vec::new();
+    for (i, (file, text)) in sources.iter().enumerate() {
+        let name = format!("{i}-{}", file.file_name().unwrap().to_string_lossy());
+        let copy = sources_dir.path().join(name);
+        fs::write(&copy, text).unwrap();
+        mirrors.push(copy);
+    }
+    cmd.arg(spec.release.clone().unwrap_or_else(host_codename)).arg(&partial).args(&mirrors);
     let out = cmd.output().expect("mmdebstrap runs");
     if !out.status.success() {
         let _ = fs::remove_file(&partial);
@@ -280,4 +393,71 @@ impl DebRoot {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// The kernel release `release`'s archive offers now for `flavour`
+/// (`amd64`): what its meta package `linux-image-<flavour>` depends on, as
+/// the host's apt reads it from [`sources_for_release`]. apt's state for this
+/// is kept beside the tarballs (`debroot-apt-<release>/`), so a later
+/// `apt-get update` fetches only what changed. Panics when the archive has no
+/// such meta package: a test asking for it must fail, not skip.
+pub fn newest_kernel(release: &str, flavour: &str) -> String {
+    let cache = super::package_cache();
+    let dir = cache.parent().expect("the package cache has a parent directory").join(format!("debroot-apt-{release}"));
+    fs::create_dir_all(&dir).unwrap();
+    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock"));
+    let _lock = nix::fcntl::Flock::lock(lock.unwrap(), nix::fcntl::FlockArg::LockExclusive).expect("flock");
+    let parts = dir.join("sources.list.d");
+    let _ = fs::remove_dir_all(&parts);
+    fs::create_dir_all(&parts).unwrap();
+    for (i, (file, text)) in sources_for_release(release).iter().enumerate() {
+        fs::write(parts.join(format!("{i}-{}", file.file_name().unwrap().to_string_lossy())), text).unwrap();
+    }
+    for sub in ["state/lists/partial", "cache/archives/partial"] {
+        fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let options = [
+        "-o".to_owned(),
+        "Dir::Etc::SourceList=/dev/null".to_owned(),
+        "-o".to_owned(),
+        format!("Dir::Etc::SourceParts={}", parts.display()),
+        "-o".to_owned(),
+        format!("Dir::State={}", dir.join("state").display()),
+        "-o".to_owned(),
+        format!("Dir::State::status={}", dir.join("state/status").display()),
+        "-o".to_owned(),
+        format!("Dir::Cache={}", dir.join("cache").display()),
+        // The package lists are all it needs (no AppStream metadata, no translations).
+        "-o".to_owned(),
+        "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".to_owned(),
+        "-o".to_owned(),
+        "Acquire::Languages=none".to_owned(),
+    ];
+    fs::write(dir.join("state/status"), "").unwrap();
+    let apt = |program: &str, args: &[&str]| -> String {
+        let out = Command::new(program).args(&options).args(args).env("LC_ALL", "C.UTF-8").output();
+        let out = out.unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} for {release} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let started = Instant::now();
+    let update = apt("apt-get", &["update"]);
+    assert!(!update.contains("\nW:") && !update.contains("\nE:"), "apt-get update for {release}:\n{update}");
+    let meta = format!("linux-image-{flavour}");
+    let depends = apt("apt-cache", &["depends", "--important", &meta]);
+    let suffix = format!("-{flavour}");
+    let kernel = depends
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: linux-image-"))
+        .map(|p| p.trim())
+        .find(|k| k.ends_with(&suffix) && k.starts_with(|c: char| c.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("{release}'s {meta} depends on no linux-image-KREL:\n{depends}"))
+        .to_owned();
+    eprintln!("debroot: {release}'s newest {flavour} kernel is {kernel} ({:.1} s)", started.elapsed().as_secs_f64());
+    kernel
 }
