@@ -274,7 +274,7 @@ fn a_trixie_farm_machine_installs_over_http_with_apt_and_hermod() {
     let install = root.sh_ok(&format!("apt-get install -y --no-install-recommends {package} 2>&1"));
     assert!(install.contains(&format!("Get:1 {url} hermod/main amd64 {package}")), "{install}");
     assert_eq!(status_of(&root, &package), "installed");
-    let module = format!("/lib/modules/{k}/updates/dkms/hello.ko.xz");
+    let module = format!("/usr/lib/modules/{k}/updates/dkms/hello.ko.xz");
     let listed = root.sh_ok(&format!("dpkg -L {package}"));
     assert!(listed.lines().any(|l| l == module), "dpkg -L {package} lists {module}:\n{listed}");
     assert_eq!(root.sh_ok(&format!("dpkg -S {module}")).trim(), format!("{package}: {module}"));

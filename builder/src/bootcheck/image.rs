@@ -18,7 +18,8 @@ use super::modinfo;
 use super::BootCheckError;
 use crate::apt::debfile::{read_data, EntryKind};
 use crate::apt::Package;
-use crate::pipeline::Context;
+use crate::pipeline::{Context, PipelineError};
+use crate::rootfs::RootfsError;
 
 /// A kernel image unpacked in the store.
 #[derive(Debug, Clone)]
@@ -78,13 +79,26 @@ pub fn kernel_image(ctx: &Context, release: &str) -> Result<KernelImage, BootChe
         return Err(BootCheckError::BadKernel(release.to_owned()));
     }
     let names = [format!("linux-image-{release}"), format!("linux-image-{release}-unsigned")];
-    let Some(package) = newest(ctx, release, &names)?.cloned() else {
-        // The images of the same flavour the archive does offer, oldest first.
-        let archive = ctx.archive(release).map_err(|e| BootCheckError::Archive(Box::new(e)))?;
+    // The images of the same flavour the releases do offer, oldest first
+    // within each, the machine's own release first.
+    let no_image = || -> Result<KernelImage, BootCheckError> {
         let flavour = crate::rootfs::kernel_flavour(release);
-        let mut offered = crate::plan::kernels_offered(archive);
+        let mut offered = Vec::new();
+        for platform in ctx.platforms().iter().filter(|p| p.platform.has_sources()) {
+            let archive = platform
+                .archive(&ctx.options.store.indices())
+                .map_err(|e| BootCheckError::Archive(Box::new(PipelineError::from(e))))?;
+            offered.extend(crate::plan::kernels_offered(archive));
+        }
         offered.retain(|k| crate::rootfs::kernel_flavour(k) == flavour);
-        return Err(BootCheckError::NoImage { kernel: release.to_owned(), offered });
+        Err(BootCheckError::NoImage { kernel: release.to_owned(), offered })
+    };
+    // A kernel no release has headers for has no release to look in.
+    if let Err(PipelineError::Rootfs(RootfsError::NoHeaders { .. })) = ctx.platform(release) {
+        return no_image();
+    }
+    let Some(package) = newest(ctx, release, &names)?.cloned() else {
+        return no_image();
     };
     let store = &ctx.options.store;
     let dir = store.root().join("boot-images").join(format!("{}_{}", package.name, &package.sha256[..16]));

@@ -333,11 +333,12 @@ pub fn boot_test(
             });
         }
     }
+    // The image first: a kernel no release offers is told with the images they do.
+    let image = image::kernel_image(ctx, kernel)?;
     let arch = &ctx.platform(kernel).map_err(|e| BootCheckError::Archive(Box::new(e)))?.recipe().architecture;
     if arch != "amd64" {
         return Err(BootCheckError::Architecture(arch.clone()));
     }
-    let image = image::kernel_image(ctx, kernel)?;
     let busybox = image::busybox(ctx, kernel)?;
     let available = image.modules()?;
     let builtin = image.builtin();
