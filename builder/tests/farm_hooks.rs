@@ -265,7 +265,9 @@ fn a_trixie_farm_machine_installs_over_http_with_apt_and_hermod() {
     root.sh_ok("rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*");
     root.write(
         "/etc/apt/sources.list.d/hermod.sources",
-        &format!("Types: deb\nURIs: {url}\nSuites: hermod\nComponents: main\nSigned-By: /etc/apt/keyrings/hermod.asc\n"),
+        &format!(
+            "Types: deb\nURIs: {url}\nSuites: hermod\nComponents: main\nSigned-By: /etc/apt/keyrings/hermod.asc\n"
+        ),
     );
 
     // apt: the signed index over http, the package's Depends on the image hold.
@@ -312,4 +314,34 @@ fn a_trixie_farm_machine_installs_over_http_with_apt_and_hermod() {
     assert!(booted.contains(": installed") && !booted.contains("loaded"), "{booted}");
     assert_eq!(status_of(&root, &package), "installed");
     root.sh_ok(&format!("debsums -s {package}"));
+}
+
+/// A trixie master: hermod inside a trixie machine, whose apt sources name
+/// only trixie, builds for a bookworm kernel (bookworm's suites read from
+/// the same mirrors); its own release's newest kernel is its default.
+#[test]
+fn a_trixie_master_builds_for_bookworm() {
+    let k = common::debroot::newest_kernel("trixie", "amd64");
+    let mut root = root_of_spec_with_hermod(&DebRootSpec::farm_on("trixie", &k));
+    let sources = root.sh_ok("cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null || true");
+    assert!(sources.contains("trixie") && !sources.contains("bookworm"), "a trixie machine's sources: {sources}");
+    // The packages come through the tests' shared package cache (each .deb
+    // verified by SHA256 on use); the store is the root's own.
+    root.bind(&package_cache(), "/var/cache/hermod-packages");
+    root.copy_in(&testdata("modules/hello"), "/usr/src/hello-0.1");
+    let build = |kernel: &str| -> serde_json::Value {
+        let out = root.sh_ok(&format!(
+            "HERMOD_PACKAGE_CACHE=/var/cache/hermod-packages hermod -q build /usr/src/hello-0.1 {kernel} --out /tmp/out --json"
+        ));
+        serde_json::from_str(out.trim()).expect("one JSON report")
+    };
+    let bookworm = kernel();
+    let report = build(&format!("--kernel {bookworm}"));
+    assert_eq!(report["kernel"], bookworm.as_str(), "{report}");
+    // Its own release is the default: resolved (not built: that is the farm test's).
+    let lock = root.sh_ok("hermod -q rootfs lock");
+    assert!(lock.contains(&format!("\nkernel {k}\n")) && lock.contains("\nrecipe trixie-amd64\n"), "{lock}");
+    let roots = root.sh_ok("hermod rootfs list --json");
+    let first: serde_json::Value = serde_json::from_str(roots.lines().next().unwrap()).unwrap();
+    assert_eq!((first["kernel"].as_str(), first["recipe"].as_str()), (Some(bookworm.as_str()), Some("bookworm-amd64")));
 }

@@ -114,7 +114,8 @@ impl DebRootSpec {
     /// three other fields), so those roots keep their cached tarballs.
     fn cache_text(&self) -> String {
         let DebRootSpec { variant, include, path_exclude, release } = self;
-        let mut text = format!("DebRootSpec {{ variant: {variant:?}, include: {include:?}, path_exclude: {path_exclude:?} }}");
+        let mut text =
+            format!("DebRootSpec {{ variant: {variant:?}, include: {include:?}, path_exclude: {path_exclude:?} }}");
         if let Some(release) = release {
             text.push_str(&format!(" release {release:?}"));
         }
