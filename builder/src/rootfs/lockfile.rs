@@ -265,10 +265,10 @@ fn check_header(key: &str, value: &str, recipes: &[&str]) -> Result<(), String> 
     let checked = match key {
         "recipe" => {
             syntax::recipe_name(value).map_err(|e| e.to_string())?;
-            if super::BUILTIN_RECIPES.contains(&value) || recipes.contains(&value) {
+            if super::builtin_recipe_names().contains(&value) || recipes.contains(&value) {
                 Ok(())
             } else {
-                let mut known: Vec<&str> = super::BUILTIN_RECIPES.to_vec();
+                let mut known: Vec<&str> = super::builtin_recipe_names();
                 known.extend(recipes);
                 return Err(format!(
                     "recipe {} is not a known recipe (known: {}; another one is given with --recipe FILE)",

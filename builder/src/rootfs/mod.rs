@@ -49,17 +49,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::apt::{self, Archive};
 
-/// The recipes hermod ships (`rootfs-recipes/<name>.toml`, compiled in), one
-/// per Debian release and architecture, oldest release first; another can be
-/// given with `--recipe`. A new release is a new file here and a line below.
-const BUILTIN_RECIPE_TEXTS: &[(&str, &str)] = &[
-    ("bookworm-amd64", include_str!("../../../rootfs-recipes/bookworm-amd64.toml")),
-    ("trixie-amd64", include_str!("../../../rootfs-recipes/trixie-amd64.toml")),
-];
+/// The recipes hermod ships: every `rootfs-recipes/<name>.toml`, compiled in
+/// by `builder/build.rs` (a new release is a new file there), sorted by name;
+/// another can be given with `--recipe`.
+const BUILTIN_RECIPE_TEXTS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/recipes.rs"));
 
 /// The names of the recipes compiled in: what a lock file's `recipe` may
 /// name besides the one given with `--recipe`.
-pub const BUILTIN_RECIPES: &[&str] = &["bookworm-amd64", "trixie-amd64"];
+pub fn builtin_recipe_names() -> Vec<&'static str> {
+    BUILTIN_RECIPE_TEXTS.iter().map(|(name, _)| *name).collect()
+}
 
 /// Version of the rootfs layout produced by [`materialize`]; part of the lock hash,
 /// so a change in how roots are assembled never reuses an old root.
@@ -191,6 +190,10 @@ pub struct Recipe {
     pub links: BTreeMap<String, String>,
 }
 
+/// Debian's codenames in release order (the Toy Story names), so recipes
+/// list oldest first; a codename not here sorts after them all.
+const RELEASE_ORDER: &[&str] = &["buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid"];
+
 /// The DKMS a recipe that names none is read with: bookworm's, the reading
 /// hermod had before recipes named one.
 fn default_dkms() -> String {
@@ -209,10 +212,14 @@ impl Recipe {
 
     /// Every builtin recipe, oldest release first.
     pub fn builtins() -> Vec<Recipe> {
-        BUILTIN_RECIPE_TEXTS
+        let mut recipes: Vec<Recipe> = BUILTIN_RECIPE_TEXTS
             .iter()
             .map(|(name, text)| Recipe::parse(text, &format!("<builtin {name}>")).expect("the builtin recipes parse"))
-            .collect()
+            .collect();
+        // Oldest release first (a codename not in RELEASE_ORDER after them all).
+        let rank = |r: &Recipe| RELEASE_ORDER.iter().position(|n| *n == r.release).unwrap_or(RELEASE_ORDER.len());
+        recipes.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name)));
+        recipes
     }
 
     /// The builtin recipe called `name`.
@@ -349,7 +356,8 @@ mod tests {
         assert!(recipe.exclude.iter().any(|e| e == "linux-image-*"));
         assert_eq!(recipe.links.get("/usr/bin/awk").map(String::as_str), Some("mawk"));
         let names: Vec<String> = Recipe::builtins().into_iter().map(|r| r.name).collect();
-        assert_eq!(BUILTIN_RECIPES, names, "the compiled-in recipes are the known ones");
+        assert_eq!(names, ["bookworm-amd64", "trixie-amd64"], "every file of rootfs-recipes/, oldest release first");
+        assert_eq!(builtin_recipe_names(), ["bookworm-amd64", "trixie-amd64"]);
         for recipe in Recipe::builtins() {
             assert!(recipe.suites.first() == Some(&recipe.release), "{} reads its release first", recipe.name);
             assert!(recipe.name.starts_with(&recipe.release) && recipe.name.ends_with(&recipe.architecture));
