@@ -19,7 +19,10 @@ fn main() {
     for name in &names {
         let path = dir.join(format!("{name}.toml"));
         println!("cargo:rerun-if-changed={}", path.display());
-        out.push_str(&format!("    ({name:?}, include_str!({:?})),\n", path.canonicalize().expect("the recipe exists")));
+        out.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            path.canonicalize().expect("the recipe exists")
+        ));
     }
     out.push(']');
     let target = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("recipes.rs");

@@ -12,9 +12,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use crate::apt::{self, Archive};
 use crate::build::{self, BuildError, Settings};
 use crate::cache::{self, CacheError, Manifest};
@@ -23,7 +20,7 @@ use crate::debpkg::{self, DebError, DebSpec, ModuleFile};
 use crate::input::{InputError, Prepared};
 use crate::key::{Key, KeyInputs};
 use crate::limits::BuildLimits;
-use crate::platform::{Live, Platform};
+use crate::platform::{Live, Platform, Platforms};
 use crate::rootfs::{self, Lock, RootfsError};
 use crate::source::{SourceError, SourceTree};
 use crate::store::Store;
@@ -164,99 +161,36 @@ pub struct Options {
 /// cache.
 pub struct Context {
     pub options: Options,
-    platforms: Vec<Live>,
-    /// kernel → index into `platforms`, once found.
-    chosen: Mutex<HashMap<String, usize>>,
+    platforms: Platforms,
     /// The "cgroup limits not enforced" note is said once per run.
     cgroup_noted: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
     pub fn load(options: Options) -> Result<Context, PipelineError> {
-        let platforms = options.platforms.iter().cloned().map(Live::new).collect();
-        Ok(Context { options, platforms, chosen: Mutex::new(HashMap::new()), cgroup_noted: Default::default() })
+        let platforms = Platforms::new(options.platforms.clone());
+        Ok(Context { options, platforms, cgroup_noted: Default::default() })
     }
 
-    /// The platform whose archive offers `kernel`'s headers: the lock's when
-    /// building from one, the only one when there is one; else the machine's
-    /// own release if its suites have `linux-headers-<kernel>`, else the one
-    /// other release whose suites have it. An unknown kernel is an error
-    /// listing what each release offers nearest; one that two other releases
-    /// offer (odd sources), an error naming both.
+    /// The platform that builds `kernel`: the lock's recipe's when building
+    /// from one, else the one whose suites offer its headers
+    /// ([`Platforms::for_kernel`]).
     pub fn platform(&self, kernel: &str) -> Result<&Live, PipelineError> {
         if let Some(lock) = &self.options.lock {
-            return self.platforms.iter().find(|p| p.recipe().name == lock.recipe).ok_or_else(|| {
+            return self.platforms.by_recipe(&lock.recipe).ok_or_else(|| {
                 RootfsError::LockRecipe {
                     recipe: lock.recipe.clone(),
-                    known: self.platforms.iter().map(|p| p.recipe().name.clone()).collect(),
+                    known: self.platforms.all().iter().map(|p| p.recipe().name.clone()).collect(),
                 }
                 .into()
             });
         }
-        if self.platforms.len() == 1 {
-            return Ok(&self.platforms[0]);
-        }
-        if let Some(&i) = self.chosen.lock().unwrap_or_else(|e| e.into_inner()).get(kernel) {
-            return Ok(&self.platforms[i]);
-        }
-        if !rootfs::kernel_name_ok(kernel) {
-            return Err(RootfsError::BadKernelName(kernel.to_owned()).into());
-        }
-        let store = &self.options.store;
-        let remember = |i: usize| {
-            self.chosen.lock().unwrap_or_else(|e| e.into_inner()).insert(kernel.to_owned(), i);
-            &self.platforms[i]
-        };
-        // The machine's own release first: a kernel it offers is its own,
-        // and a cache hit for it fetches no other release's Release files.
-        let host = &self.platforms[0];
-        if host.platform.has_sources() && host.offers(kernel, store)? {
-            return Ok(remember(0));
-        }
-        // Then every other release at once (their Release files fetched in
-        // parallel; answered from the memo while the archives are unchanged).
-        let answers: Vec<Result<bool, apt::AptError>> = std::thread::scope(|scope| {
-            let asks: Vec<_> = self.platforms[1..]
-                .iter()
-                .map(|p| {
-                    scope.spawn(move || if p.platform.has_sources() { p.offers(kernel, store) } else { Ok(false) })
-                })
-                .collect();
-            asks.into_iter().map(|a| a.join().expect("an archive question does not panic")).collect()
-        });
-        let offering: Vec<usize> =
-            answers.iter().enumerate().filter(|(_, a)| matches!(a, Ok(true))).map(|(i, _)| i + 1).collect();
-        match offering[..] {
-            [i] => Ok(remember(i)),
-            [] => {
-                if let Some(Err(_)) = answers.iter().find(|a| a.is_err()) {
-                    let error = answers.into_iter().find_map(Result::err).expect("found above");
-                    return Err(error.into());
-                }
-                let mut nearest = Vec::new();
-                for p in self.platforms.iter().filter(|p| p.platform.has_sources()) {
-                    nearest.extend(rootfs::nearest_headers(p.archive(&store.indices())?, p.recipe(), kernel));
-                }
-                rootfs::rank_nearest(&mut nearest, kernel);
-                Err(RootfsError::NoHeaders {
-                    kernel: kernel.to_owned(),
-                    package: self.platforms[0].recipe().headers_package(kernel),
-                    nearest,
-                    searched: self.platforms.iter().map(|p| p.platform.describe()).collect(),
-                }
-                .into())
-            }
-            _ => Err(RootfsError::AmbiguousKernel {
-                kernel: kernel.to_owned(),
-                platforms: offering.iter().map(|&i| self.platforms[i].platform.describe()).collect(),
-            }
-            .into()),
-        }
+        Ok(self.platforms.for_kernel(kernel, &self.options.store)?)
     }
 
     /// Every platform, the machine's own first.
     pub fn platforms(&self) -> &[Live] {
-        &self.platforms
+        self.platforms.all()
     }
 
     /// The archive of `kernel`'s platform (loaded on first use).
@@ -266,18 +200,10 @@ impl Context {
 
     /// The kernel the machine's own release's meta package points at, or the lock's.
     pub fn default_kernel(&self) -> Result<String, PipelineError> {
-        if let Some(lock) = &self.options.lock {
-            return Ok(lock.kernel.clone());
+        match &self.options.lock {
+            Some(lock) => Ok(lock.kernel.clone()),
+            None => Ok(self.platforms.default_kernel(&self.options.store)?),
         }
-        let host = &self.platforms[0];
-        let store = &self.options.store;
-        let kernel: String = host.memo(store)?.get_or("default-kernel", || {
-            Ok::<_, PipelineError>(host.recipe().default_kernel(host.archive(&store.indices())?)?)
-        })?;
-        // The machine's own release offers its meta package's kernel: no
-        // other release need be asked.
-        self.chosen.lock().unwrap_or_else(|e| e.into_inner()).entry(kernel.clone()).or_insert(0);
-        Ok(kernel)
     }
 
     /// The exact build-root package set for `kernel`: the given lock, or
@@ -328,39 +254,13 @@ impl Context {
         Ok(lock)
     }
 
-    /// `--kernel all[:FLAVOURS]`: every kernel of every platform whose
-    /// flavour matches one of the comma-separated globs in `flavours` (empty:
-    /// each recipe's plain flavour, its architecture: `amd64`, not
-    /// `cloud-amd64` or `rt-amd64`), oldest first within each release, the
-    /// machine's own release first. With a lock given, the lock's kernel alone.
+    /// `--kernel all[:FLAVOURS]` ([`Platforms::all_kernels`]); with a lock
+    /// given, the lock's kernel alone.
     pub fn all_kernels(&self, flavours: &str) -> Result<Vec<String>, PipelineError> {
-        if let Some(lock) = &self.options.lock {
-            return Ok(vec![lock.kernel.clone()]);
+        match &self.options.lock {
+            Some(lock) => Ok(vec![lock.kernel.clone()]),
+            None => Ok(self.platforms.all_kernels(flavours, &self.options.store)?),
         }
-        let store = &self.options.store;
-        let mut out = Vec::new();
-        for p in self.platforms.iter().filter(|p| p.platform.has_sources()) {
-            let globs: Vec<String> = if flavours.is_empty() {
-                vec![p.recipe().architecture.clone()]
-            } else {
-                flavours.split(',').map(str::to_owned).collect()
-            };
-            let question = format!("all-kernels {}", globs.join(","));
-            let kernels: Vec<String> = p.memo(store)?.get_or(&question, || {
-                Ok::<_, PipelineError>(p.recipe().all_kernels(p.archive(&store.indices())?, &globs))
-            })?;
-            for kernel in kernels {
-                // The first release that offers a kernel builds it (they are
-                // distinct in practice: +deb12 and +deb13).
-                if !out.contains(&kernel) {
-                    self.chosen.lock().unwrap_or_else(|e| e.into_inner()).entry(kernel.clone()).or_insert_with(|| {
-                        self.platforms.iter().position(|q| std::ptr::eq(q, p)).expect("p is one of them")
-                    });
-                    out.push(kernel);
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// The kernels a `--kernel` list names: `all[:FLAVOURS]` expanded (see
@@ -395,7 +295,7 @@ impl Context {
     /// The DKMS whose reading of dkms.conf applies in `lock`'s root: its
     /// recipe's (bookworm's 3.0 for a recipe not built for).
     fn semantics(&self, lock: &Lock) -> crate::dkms::Semantics {
-        let recipe = self.platforms.iter().map(Live::recipe).find(|r| r.name == lock.recipe);
+        let recipe = self.platforms.by_recipe(&lock.recipe).map(Live::recipe);
         recipe.and_then(|r| crate::dkms::Semantics::parse(&r.dkms).ok()).unwrap_or(crate::dkms::Semantics::V3_0)
     }
 
@@ -440,7 +340,7 @@ impl Context {
 
     /// Where `lock`'s recipe puts modules (`lib/modules` for a recipe not built for).
     fn modules_dir(&self, lock: &Lock) -> &str {
-        let recipe = self.platforms.iter().map(Live::recipe).find(|r| r.name == lock.recipe);
+        let recipe = self.platforms.by_recipe(&lock.recipe).map(Live::recipe);
         recipe.map_or("lib/modules", |r| r.modules_dir.as_str())
     }
 
