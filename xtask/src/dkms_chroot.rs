@@ -157,7 +157,9 @@ fn make_base(dir: &Path, root: &Path, corpus: &Corpus) -> Result<()> {
     // The archives hermod reads for this corpus, as one deb822 file: the
     // machine's own sources for its release, the same mirrors with the
     // suites renamed (and every component) for another (see dkms_corpus.rs).
-    let sources = dir.join("sources").join(format!("{name}.sources"));
+    // apt ignores a sources.list.d file with a `+` in its name (a kernel
+    // release has one), and mmdebstrap keeps the file's name.
+    let sources = dir.join("sources").join(format!("{}.sources", name.replace('+', "_")));
     std::fs::create_dir_all(sources.parent().expect("a file has a directory"))?;
     std::fs::write(&sources, deb822(&corpus.sources)?)?;
     eprintln!("dkms-corpus: making the DKMS base root {} (mmdebstrap, {})", root.display(), sources.display());
