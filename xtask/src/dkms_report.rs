@@ -234,17 +234,21 @@ impl Report {
         let total = |pick: &dyn Fn(&Row) -> Option<&Side>| -> f64 {
             self.rows.iter().filter_map(pick).map(|s| s.seconds).sum()
         };
+        let wall = match (self.hermod_seconds, self.hermod_reused) {
+            (None, 0) => "the side's wall time not run".to_owned(),
+            (None, reused) => format!("all {reused} measured by earlier runs against the same archive and kernel"),
+            (Some(_), 0) => format!("the side's wall time {}", seconds(self.hermod_seconds)),
+            (Some(_), reused) => format!(
+                "the side's wall time {} for the packages this run built; {reused} measured by earlier runs",
+                seconds(self.hermod_seconds)
+            ),
+        };
         md += &format!(
             "- time: hermod {:.0} s summed over the packages (each `hermod build`, its build root included; \
-             the side's wall time {}{}), DKMS {:.0} s summed over the `dkms build` runs (apt-get install not counted; \
+             {}), DKMS {:.0} s summed over the `dkms build` runs (apt-get install not counted; \
              {} of them measured by an earlier run against the same root)\n",
             total(&|r| r.hermod.as_ref()),
-            seconds(self.hermod_seconds),
-            if self.hermod_reused > 0 {
-                format!(" for the packages built by the last run; {} measured by an earlier run", self.hermod_reused)
-            } else {
-                String::new()
-            },
+            wall,
             total(&|r| r.dkms.as_ref()),
             self.dkms_reused
         );
