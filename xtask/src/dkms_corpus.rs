@@ -654,8 +654,11 @@ fn last_line(text: &str) -> Option<String> {
 /// The first compiler or make error of a build log, paths shortened to the
 /// file name (the build directories differ between hermod and DKMS).
 pub fn first_error(log: &str) -> Option<String> {
-    // configure's "error: in `DIR':" only says where; its next line says what.
-    let is_error = |l: &&str| (l.contains("error:") || l.contains("Error:")) && !l.contains("error: in `");
+    // configure's "error: in `DIR':" (newer autoconf: 'DIR') only says
+    // where; its next line says what.
+    let is_error = |l: &&str| {
+        (l.contains("error:") || l.contains("Error:")) && !l.contains("error: in `") && !l.contains("error: in '")
+    };
     let line = log.lines().find(is_error).or_else(|| log.lines().find(|l| l.contains("*** ")))?;
     let line = line.trim();
     let shortened = match line.find(": ") {
@@ -713,6 +716,8 @@ mod tests {
         assert_eq!(first_error("all fine\n"), None);
         let configure = "configure: error: in `/build/src':\nconfigure: error: C compiler cannot create executables\n";
         assert_eq!(first_error(configure).unwrap(), "configure: error: C compiler cannot create executables");
+        let newer = "configure: error: in '/build/src':\nconfigure: error: no acceptable C compiler found in $PATH\n";
+        assert_eq!(first_error(newer).unwrap(), "configure: error: no acceptable C compiler found in $PATH");
     }
 
     #[test]
