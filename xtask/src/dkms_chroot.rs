@@ -2,7 +2,10 @@
 //! in a throwaway Debian root, as a sysadmin's host would.
 //!
 //! - The base root is made once per (kernel, archive content) by `mmdebstrap
-//!   --variant=apt` from the machine's own apt sources with `dkms` and
+//!   --variant=apt` from the archives hermod reads for the corpus (the
+//!   machine's own apt sources for its release; for another release the same
+//!   mirrors, suites renamed, every component: see `dkms_corpus.rs`),
+//!   written as one deb822 file under `sources/`, with `dkms` and
 //!   `linux-headers-KREL` and nothing else but their Depends (mmdebstrap
 //!   leaves Recommends out). It keeps its apt lists, so packages can be
 //!   installed into copies of it later, and gets `/etc/dkms/no-autoinstall`:
@@ -54,10 +57,10 @@ impl Base {
                 return Ok(None);
             }
             std::fs::create_dir_all(&roots)?;
-            make_base(&root, corpus)?;
+            make_base(dir, &root, corpus)?;
             for old in std::fs::read_dir(&roots)?.filter_map(|e| e.ok()) {
                 let file_name = old.file_name().to_string_lossy().into_owned();
-                if file_name != name && file_name.starts_with(&format!("{}-", corpus.kernel)) {
+                if file_name != name && file_name.starts_with(&format!("{}-", corpus.kernel)) && old.path().is_dir() {
                     eprintln!("dkms-corpus: removing the outdated base root {}", old.path().display());
                     std::fs::remove_dir_all(old.path())?;
                     let _ = std::fs::remove_dir_all(dir.join("results").join(&file_name));
@@ -128,8 +131,13 @@ impl Base {
             bail!("the chroot script failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
         }
         // Keep the logs for a look later; the root's copy goes with `work`.
+        // (hermod's own log, `hermod.log`, shares the directory and stays.)
         let logs = self.logs.join(package);
-        let _ = std::fs::remove_dir_all(&logs);
+        for old in std::fs::read_dir(&logs).into_iter().flatten().filter_map(|e| e.ok()) {
+            if old.file_name() != "hermod.log" {
+                let _ = std::fs::remove_file(old.path());
+            }
+        }
         std::fs::create_dir_all(&logs)?;
         for entry in std::fs::read_dir(work.path().join("logs"))?.filter_map(|e| e.ok()) {
             std::fs::copy(entry.path(), logs.join(entry.file_name()))?;
@@ -139,19 +147,29 @@ impl Base {
 }
 
 /// `mmdebstrap` into `<root>.tmp`, renamed into place when complete.
-fn make_base(root: &Path, corpus: &Corpus) -> Result<()> {
-    let tmp = root.with_extension("tmp");
+fn make_base(dir: &Path, root: &Path, corpus: &Corpus) -> Result<()> {
+    // (Not `with_extension`: a kernel release has dots.)
+    let name = root.file_name().expect("a root has a name").to_string_lossy().into_owned();
+    let tmp = root.with_file_name(format!("{name}.tmp"));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
     }
-    eprintln!("dkms-corpus: making the DKMS base root {} (mmdebstrap)", root.display());
+    // The archives hermod reads for this corpus, as one deb822 file: the
+    // machine's own sources for its release, the same mirrors with the
+    // suites renamed (and every component) for another (see dkms_corpus.rs).
+    // apt ignores a sources.list.d file with a `+` in its name (a kernel
+    // release has one), and mmdebstrap keeps the file's name.
+    let sources = dir.join("sources").join(format!("{}.sources", name.replace('+', "_")));
+    std::fs::create_dir_all(sources.parent().expect("a file has a directory"))?;
+    std::fs::write(&sources, deb822(&corpus.sources)?)?;
+    eprintln!("dkms-corpus: making the DKMS base root {} (mmdebstrap, {})", root.display(), sources.display());
     let status = Command::new("mmdebstrap")
         .args(["--variant=apt", "--mode=root", "--format=directory", "--skip=cleanup/apt/lists", "--quiet"])
         .arg(format!("--include=dkms,linux-headers-{}", corpus.kernel))
         .arg("--customize-hook=touch \"$1/etc/dkms/no-autoinstall\"")
         .arg(&corpus.suite)
         .arg(&tmp)
-        .args(crate::bench_rootfs::apt_source_files())
+        .arg(&sources)
         .status()
         .context("running mmdebstrap (apt-get install mmdebstrap)")?;
     if !status.success() {
@@ -159,6 +177,26 @@ fn make_base(root: &Path, corpus: &Corpus) -> Result<()> {
     }
     std::fs::rename(&tmp, root)?;
     Ok(())
+}
+
+/// `sources` as one deb822 `.sources` file (mmdebstrap pastes it into the root).
+fn deb822(sources: &[hermod::apt::Source]) -> Result<String> {
+    let mut text = String::new();
+    for s in sources {
+        let hermod::apt::SignedBy::Keyrings(keys) = &s.signed_by else {
+            bail!("{} {}: an inline Signed-By key is not supported here", s.uri, s.suite);
+        };
+        text += &format!("Types: deb\nURIs: {}\nSuites: {}\nComponents: {}\n", s.uri, s.suite, s.components.join(" "));
+        if !keys.is_empty() {
+            let keys: Vec<String> = keys.iter().map(|k| k.display().to_string()).collect();
+            text += &format!("Signed-By: {}\n", keys.join(" "));
+        }
+        if !s.check_valid_until {
+            text += "Check-Valid-Until: no\n";
+        }
+        text += "\n";
+    }
+    Ok(text)
 }
 
 /// The script's `key value` lines (see `dkms_chroot.sh`) → a [`Side`].
@@ -227,6 +265,24 @@ fn last(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_become_deb822() {
+        let source = hermod::apt::Source {
+            uri: "http://mirror.example/debian".into(),
+            suite: "trixie".into(),
+            components: vec!["main".into(), "contrib".into()],
+            architectures: Vec::new(),
+            signed_by: hermod::apt::SignedBy::Keyrings(vec!["/usr/share/keyrings/k.gpg".into()]),
+            check_valid_until: true,
+            declared_in: "/x".into(),
+        };
+        assert_eq!(
+            deb822(&[source]).unwrap(),
+            "Types: deb\nURIs: http://mirror.example/debian\nSuites: trixie\nComponents: main contrib\n\
+             Signed-By: /usr/share/keyrings/k.gpg\n\n"
+        );
+    }
 
     #[test]
     fn script_output_is_read() {

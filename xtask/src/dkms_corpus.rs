@@ -1,12 +1,26 @@
-//! `cargo xtask dkms-corpus`: every `*-dkms` package of the archive's main
-//! component built by hermod and by DKMS itself for one kernel, side by side,
-//! so that every difference is visible (issue 5: hermod must build at least
-//! what DKMS builds). The DKMS side is in [`crate::dkms_chroot`], the table
-//! and the committed report in [`crate::dkms_report`].
+//! `cargo xtask dkms-corpus`: every `*-dkms` package of one Debian release's
+//! archive (its main component; for another release than the machine's, also
+//! contrib and non-free) built by hermod and by DKMS itself for one kernel,
+//! side by side, so that every difference is visible (issue 5: hermod must
+//! build at least what DKMS builds; issue 15: on every release). The DKMS
+//! side is in [`crate::dkms_chroot`], the table and the committed report in
+//! [`crate::dkms_report`].
+//!
+//! Releases: `--release bookworm` (the default, the machine's own) reads the
+//! machine's apt sources as hermod does without a config file. Any other
+//! release (or `--backports`, or `--components` beyond main) gets a
+//! generated hermod config file (`config-RELEASE[-backports].toml`): the
+//! release's suites from the machine's mirrors, suites renamed (hermod's
+//! [`hermod::platform`] rules), with main, contrib, non-free and
+//! non-free-firmware, and nothing else; DKMS's root is made from the same
+//! sources, so both sides see the same archive.
 //!
 //! Everything it keeps lives under `/var/cache/hermod-corpus/`: hermod's
-//! dedicated store (`store/`), DKMS's base root (`dkms-root/`), apt's download
-//! cache for it (`apt-archives/`), DKMS results (`results/`) and logs (`logs/`).
+//! dedicated store (`store/`, `store-RELEASE/` for other releases), DKMS's
+//! base roots (`dkms-root/`), apt's download cache for them
+//! (`apt-archives/`), results of both sides (`results/ROOT/`, hermod's in
+//! `results/ROOT/hermod/`) and logs (`logs/KREL/PACKAGE/`, hermod's
+//! `hermod.log` there too).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,10 +33,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::{dkms_chroot, dkms_report};
 
-pub const USAGE: &str = "cargo xtask dkms-corpus [--kernel KREL] [--only NAME,...] [--hermod-only | --dkms-only] [--jobs N] [--fresh] [--json] [--out FILE]";
+pub const USAGE: &str = "cargo xtask dkms-corpus [--release NAME] [--backports] [--components LIST] [--kernel KREL] [--only NAME,...] [--hermod-only | --dkms-only | --kept] [--jobs N] [--fresh] [--report] [--json] [--out FILE]";
 
 const CORPUS_DIR: &str = "/var/cache/hermod-corpus";
 const ARCH: &str = "amd64";
+/// The release whose report is `docs/dkms-corpus.md`, read from the machine's
+/// own sources as they are (today's behaviour, issue 5).
+const DEFAULT_RELEASE: &str = "bookworm";
+/// The components of a generated config (and of DKMS's root made from it):
+/// everything a `-dkms` package of main, contrib or non-free may depend on
+/// (nvidia-kernel-dkms needs firmware-nvidia-gsp from non-free-firmware).
+const ALL_COMPONENTS: [&str; 4] = ["main", "contrib", "non-free", "non-free-firmware"];
 
 /// How one side fared on one package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,104 +73,263 @@ pub struct Row {
 }
 
 pub struct Options {
+    pub release: String,
+    pub backports: bool,
+    /// The components whose packages are the corpus (None: main for the
+    /// default release, main, contrib and non-free for any other).
+    pub components: Option<Vec<String>>,
     pub kernel: Option<String>,
     pub only: Vec<String>,
     pub hermod: bool,
     pub dkms: bool,
-    pub jobs: usize,
     /// Run DKMS again even where a result for the same base root is kept.
     pub fresh: bool,
+    /// Write the default report even when some row lacks a side.
+    pub report: bool,
+    pub jobs: usize,
     pub json: bool,
     pub out: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
+        release: DEFAULT_RELEASE.to_owned(),
+        backports: false,
+        components: None,
         kernel: None,
         only: Vec::new(),
         hermod: true,
         dkms: true,
-        jobs: 1,
         fresh: false,
+        report: false,
+        jobs: 1,
         json: false,
         out: None,
     };
+    let list = |v: &str| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value; usage: {USAGE}"));
         match arg.as_str() {
+            "--release" => o.release = value()?.clone(),
+            "--backports" => o.backports = true,
+            "--components" => o.components = Some(list(value()?)),
             "--kernel" => o.kernel = Some(value()?.clone()),
-            "--only" => o.only = value()?.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            "--only" => o.only = list(value()?),
             "--hermod-only" => o.dkms = false,
             "--dkms-only" => o.hermod = false,
+            "--kept" => (o.hermod, o.dkms) = (false, false),
             "--jobs" => o.jobs = value()?.parse().context("--jobs takes a number")?,
             "--fresh" => o.fresh = true,
+            "--report" => o.report = true,
             "--json" => o.json = true,
             "--out" => o.out = Some(PathBuf::from(value()?)),
             _ => bail!("unknown argument {arg}; usage: {USAGE}"),
         }
     }
-    if !o.hermod && !o.dkms {
-        bail!("--hermod-only and --dkms-only exclude each other");
+    if args.iter().any(|a| a == "--kept") && args.iter().any(|a| a == "--hermod-only" || a == "--dkms-only") {
+        bail!("--kept builds nothing: it excludes --hermod-only and --dkms-only");
+    }
+    if args.iter().any(|a| a == "--hermod-only") && args.iter().any(|a| a == "--dkms-only") {
+        bail!("--hermod-only and --dkms-only exclude each other (--kept reports kept results alone)");
+    }
+    if let Some(bad) = o.components.iter().flatten().find(|c| !ALL_COMPONENTS.contains(&c.as_str())) {
+        bail!("--components: {bad} is not one of {}", ALL_COMPONENTS.join(", "));
     }
     o.jobs = o.jobs.max(1);
     Ok(o)
+}
+
+impl Options {
+    /// Whether hermod and DKMS read a generated config rather than the
+    /// machine's sources as they are.
+    fn generated_config(&self) -> bool {
+        self.release != DEFAULT_RELEASE || self.backports || self.components.iter().flatten().any(|c| c != "main")
+    }
+
+    fn corpus_components(&self) -> Vec<String> {
+        self.components.clone().unwrap_or_else(|| {
+            let default: &[&str] =
+                if self.generated_config() { &["main", "contrib", "non-free"] } else { &["main"] };
+            default.iter().map(|c| c.to_string()).collect()
+        })
+    }
+
+    /// `bookworm`, `trixie`, `trixie-backports`: names the report, the store and the config.
+    fn run_name(&self) -> String {
+        format!("{}{}", self.release, if self.backports { "-backports" } else { "" })
+    }
+
+    fn default_report(&self) -> PathBuf {
+        let file = if self.release == DEFAULT_RELEASE && !self.backports {
+            "dkms-corpus.md".to_owned()
+        } else {
+            format!("dkms-corpus-{}.md", self.run_name())
+        };
+        crate::repo_root().join("docs").join(file)
+    }
 }
 
 /// What the archive says: the packages, the kernel, and which index content
 /// they came from.
 pub struct Corpus {
     pub packages: Vec<(String, String)>,
+    /// Packages of the corpus from another component than main, with it.
+    pub component_of: Vec<(String, String)>,
+    /// The components the corpus lists packages of.
+    pub components: Vec<String>,
     /// `*-dkms` names left out, with why.
     pub excluded: Vec<(String, String)>,
     pub kernel: String,
-    /// [`hermod::apt::Snapshot::identity`] of the main component's indices.
+    /// [`hermod::apt::Snapshot::identity`] of every index read for the release.
     pub identity: String,
-    /// The suite mmdebstrap is asked for (the first configured one without a `-`).
+    /// The suite mmdebstrap is asked for (the release).
     pub suite: String,
+    /// The archives read (hermod's and DKMS's alike).
+    pub sources: Vec<hermod::apt::Source>,
+    /// The generated hermod config file, if any (else the machine's sources as they are).
+    pub config: Option<PathBuf>,
 }
 
-/// List the newest version of every `*-dkms` binary package of the **main**
-/// component, through hermod's own verified chain (InRelease signature →
-/// Packages SHA256), never the host's /var/lib/apt/lists. hermod's `Package`
-/// does not record its component, so the sources are narrowed to `main`
-/// before any index is read.
-fn list_corpus(store: &Path, kernel: Option<&str>) -> Result<Corpus> {
-    let config = hermod::config::Config::load(None)?;
-    let mut sources = config.package_sources()?;
-    for s in &mut sources.archives {
-        s.components.retain(|c| c == "main");
+/// The sources of `release` as hermod derives them from the machine's apt
+/// sources (same mirrors, suite renamed; backports if asked), every one with
+/// [`ALL_COMPONENTS`], as a hermod config file's text that reads nothing else.
+fn generated_config(release: &str, backports: bool) -> Result<String> {
+    let system = hermod::apt::PackageSources::system()?;
+    let choice = hermod::platform::Choice {
+        archives: &system.archives,
+        local_dirs: &[],
+        backports: Some(backports),
+        releases: None,
+    };
+    let platforms = hermod::platform::platforms(hermod::rootfs::Recipe::builtins(), &choice)?;
+    let platform = platforms.iter().find(|p| p.recipe.release == release).with_context(|| {
+        let known: Vec<&str> = platforms.iter().map(|p| p.recipe.release.as_str()).collect();
+        format!("no builtin recipe for release {release} (hermod has: {})", known.join(", "))
+    })?;
+    let mut text = format!(
+        "# Generated by `cargo xtask dkms-corpus --release {release}{}`: {release}'s suites on the\n\
+         # machine's mirrors (suites renamed, as hermod derives them), every component.\n\
+         use_system_sources = false\nreleases = [\"{release}\"]\nbackports = {backports}\n",
+        if backports { " --backports" } else { "" }
+    );
+    let mut seen = Vec::new();
+    for source in &platform.sources.archives {
+        if seen.contains(&(&source.uri, &source.suite)) {
+            continue;
+        }
+        seen.push((&source.uri, &source.suite));
+        let hermod::apt::SignedBy::Keyrings(keys) = &source.signed_by else {
+            bail!("{} {}: an inline Signed-By key cannot go into a config file", source.uri, source.suite);
+        };
+        let quoted = |items: &mut dyn Iterator<Item = String>| items.map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ");
+        text += &format!(
+            "\n[[sources]]\nuri = {:?}\nsuites = [{:?}]\ncomponents = [{}]\n",
+            source.uri,
+            source.suite,
+            quoted(&mut ALL_COMPONENTS.iter().map(|c| c.to_string()))
+        );
+        if !keys.is_empty() {
+            text += &format!("signed_by = [{}]\n", quoted(&mut keys.iter().map(|k| k.display().to_string())));
+        }
+        if !source.check_valid_until {
+            text += "check_valid_until = false\n";
+        }
     }
-    sources.archives.retain(|s| !s.components.is_empty());
-    // Local .deb directories have no component: not part of "the archive's main".
+    if seen.is_empty() {
+        bail!("the machine's apt sources give no archive for {release}");
+    }
+    Ok(text)
+}
+
+/// List the newest version of every `*-dkms` binary package of the corpus's
+/// components, through hermod's own verified chain (InRelease signature →
+/// Packages SHA256), never the host's /var/lib/apt/lists. hermod's `Package`
+/// does not record its component, so each component other than main is read
+/// alone to know which packages are its own.
+fn list_corpus(dir: &Path, store: &Path, opts: &Options) -> Result<Corpus> {
+    let config_path = if opts.generated_config() {
+        let path = dir.join(format!("config-{}.toml", opts.run_name()));
+        std::fs::write(&path, generated_config(&opts.release, opts.backports)?)?;
+        Some(path)
+    } else {
+        None
+    };
+    let config = hermod::config::Config::load(config_path.as_deref())?;
+    let platform = config
+        .platforms(None)?
+        .into_iter()
+        .find(|p| p.recipe.release == opts.release)
+        .with_context(|| format!("no platform reads {}", opts.release))?;
+    let mut sources = platform.sources.clone();
+    if config_path.is_none() {
+        // The machine's sources as they are, main only (today's corpus).
+        for s in &mut sources.archives {
+            s.components.retain(|c| c == "main");
+        }
+        sources.archives.retain(|s| !s.components.is_empty());
+    }
+    // Local .deb directories have no component: not part of the archive.
     sources.local_dirs.clear();
-    let suite = sources
-        .archives
-        .iter()
-        .map(|s| s.suite.clone())
-        .find(|s| !s.contains('-'))
-        .context("no configured archive has a plain release suite (like bookworm) with a main component")?;
+    let suite = platform.recipe.release.clone();
     let snapshot = sources.snapshot(ARCH)?;
     let identity = snapshot.identity();
     let store = hermod::store::Store::open(store, None)?;
     let archive = snapshot.load(&store.indices())?;
-    let kernel = match kernel {
+    let kernel = match &opts.kernel {
         Some(k) => k.to_owned(),
-        None => hermod::rootfs::Recipe::builtin().default_kernel(&archive)?,
+        None => platform.recipe.default_kernel(&archive)?,
     };
+    // Which names each other component has.
+    let mut component_names: Vec<(String, Vec<String>)> = Vec::new();
+    let read = sources.archives.iter().flat_map(|s| s.components.iter()).filter(|c| *c != "main");
+    let mut others: Vec<String> = read.cloned().collect();
+    others.sort();
+    others.dedup();
+    for component in others {
+        let mut one = sources.clone();
+        for s in &mut one.archives {
+            s.components.retain(|c| *c == component);
+        }
+        one.archives.retain(|s| !s.components.is_empty());
+        let archive = one.snapshot(ARCH)?.load(&store.indices())?;
+        component_names
+            .push((component, archive.names_matching("", "-dkms").into_iter().map(str::to_owned).collect()));
+    }
+    let component = |name: &str| {
+        component_names.iter().find(|(_, names)| names.iter().any(|n| n == name)).map_or("main", |(c, _)| c)
+    };
+    let wanted = opts.corpus_components();
     let mut packages = Vec::new();
+    let mut component_of = Vec::new();
     let mut excluded = Vec::new();
     for name in archive.names_matching("", "-dkms") {
+        if !wanted.iter().any(|c| c == component(name)) {
+            continue;
+        }
         let p = archive.newest(name).expect("a listed name has a version");
         // dh-dkms (the debhelper add-on) is named like one but builds nothing:
         // a module package is one that needs dkms to be installed.
         if depends_on_dkms(&p.depends) {
             packages.push((p.name.clone(), p.version.clone()));
+            if component(name) != "main" {
+                component_of.push((p.name.clone(), component(name).to_owned()));
+            }
         } else {
             excluded.push((p.name.clone(), "does not depend on dkms (a module package does)".to_owned()));
         }
     }
-    Ok(Corpus { packages, excluded, kernel, identity, suite })
+    Ok(Corpus {
+        packages,
+        component_of,
+        components: wanted,
+        excluded,
+        kernel,
+        identity,
+        suite,
+        sources: sources.archives,
+        config: config_path,
+    })
 }
 
 /// Whether a Depends field names `dkms` (in any alternative).
@@ -157,55 +337,109 @@ fn depends_on_dkms(depends: &str) -> bool {
     depends.split([',', '|']).map(|d| d.trim().split([' ', '(', ':']).next().unwrap_or("")).any(|name| name == "dkms")
 }
 
+/// A hermod result kept for the report of a later run, with the commit it was measured at.
+#[derive(Serialize, Deserialize)]
+struct KeptHermod {
+    commit: String,
+    side: Side,
+}
+
+fn kept_file(results: &Path, package: &str, version: &str) -> PathBuf {
+    results.join(format!("{package}_{}.json", version.replace(':', "%3a")))
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
     let started = Instant::now();
     let dir = PathBuf::from(CORPUS_DIR);
-    let store = std::env::var_os("HERMOD_CORPUS_STORE").map(PathBuf::from).unwrap_or_else(|| dir.join("store"));
+    let default_store =
+        if opts.release == DEFAULT_RELEASE { dir.join("store") } else { dir.join(format!("store-{}", opts.release)) };
+    let store = std::env::var_os("HERMOD_CORPUS_STORE").map(PathBuf::from).unwrap_or(default_store);
     std::fs::create_dir_all(&store)?;
-    let corpus = list_corpus(&store, opts.kernel.as_deref())?;
-    let mut packages = corpus.packages.clone();
-    if !opts.only.is_empty() {
-        for name in &opts.only {
-            if let Some((_, why)) = corpus.excluded.iter().find(|(n, _)| n == name) {
-                bail!("{name} is not in the corpus: it {why}");
-            }
-            if !packages.iter().any(|(n, _)| n == name) {
-                bail!("{name} is not a -dkms package of the main component");
-            }
+    let corpus = list_corpus(&dir, &store, &opts)?;
+    let packages = corpus.packages.clone();
+    for name in &opts.only {
+        if let Some((_, why)) = corpus.excluded.iter().find(|(n, _)| n == name) {
+            bail!("{name} is not in the corpus: it {why}");
         }
-        packages.retain(|(n, _)| opts.only.contains(n));
+        if !packages.iter().any(|(n, _)| n == name) {
+            bail!("{name} is not a -dkms package of {} ({})", opts.release, corpus.components.join(", "));
+        }
     }
-    eprintln!("dkms-corpus: {} packages, kernel {}, archive {}", packages.len(), corpus.kernel, &corpus.identity[..16]);
+    let selected = |name: &str| opts.only.is_empty() || opts.only.iter().any(|n| n == name);
+    let chosen: Vec<(String, String)> = packages.iter().filter(|(n, _)| selected(n)).cloned().collect();
+    eprintln!(
+        "dkms-corpus: {} of {} packages, {} ({}), kernel {}, archive {}{}",
+        chosen.len(),
+        packages.len(),
+        opts.run_name(),
+        corpus.components.join(", "),
+        corpus.kernel,
+        &corpus.identity[..16],
+        corpus.config.as_ref().map(|c| format!(", hermod config {}", c.display())).unwrap_or_default()
+    );
 
+    // Every row of the corpus; those not built now show what an earlier run
+    // against the same archive and kernel measured (if any).
     let mut rows: Vec<Row> = packages
         .iter()
         .map(|(package, version)| Row { package: package.clone(), version: version.clone(), hermod: None, dkms: None })
         .collect();
+    let results = dir.join("results").join(format!("{}-{}", corpus.kernel, &corpus.identity[..16]));
+    let hermod_results = results.join("hermod");
+    std::fs::create_dir_all(&hermod_results)?;
+    let mut commits: Vec<(String, usize)> = Vec::new();
+    let mut count_commit = |commit: &str| match commits.iter_mut().find(|(c, _)| c == commit) {
+        Some((_, n)) => *n += 1,
+        None => commits.push((commit.to_owned(), 1)),
+    };
 
     let hermod_started = Instant::now();
-    let mut hermod_commit = None;
+    let mut hermod_built_now = 0;
     if opts.hermod {
         let bin = crate::hermod_binary_from("HERMOD_BIN")?;
-        hermod_commit = Some(git_commit());
-        let side = HermodSide::new(bin, store.clone(), &corpus.kernel)?;
-        let results = in_parallel(&packages, opts.jobs, |(name, version)| side.build(name, version));
-        for (row, side) in rows.iter_mut().zip(results) {
+        let commit = git_commit();
+        let logs = dir.join("logs").join(&corpus.kernel);
+        let side = HermodSide::new(bin, store.clone(), &corpus.kernel, corpus.config.clone(), logs)?;
+        let built = in_parallel(&chosen, opts.jobs, |(name, version)| {
+            let side = side.build(name, version);
+            let kept = KeptHermod { commit: commit.clone(), side: side.clone() };
+            let _ = std::fs::write(
+                kept_file(&hermod_results, name, version),
+                serde_json::to_string(&kept).unwrap_or_default(),
+            );
+            side
+        });
+        hermod_built_now = built.len();
+        for ((name, _), side) in chosen.iter().zip(built) {
+            let row = rows.iter_mut().find(|r| &r.package == name).expect("chosen from the rows");
             row.hermod = Some(side);
+            count_commit(&commit);
         }
     }
     let hermod_seconds = hermod_started.elapsed().as_secs_f64();
+    let mut hermod_reused = 0;
+    for row in rows.iter_mut().filter(|r| r.hermod.is_none()) {
+        let text = std::fs::read_to_string(kept_file(&hermod_results, &row.package, &row.version));
+        if let Some(kept) = text.ok().and_then(|t| serde_json::from_str::<KeptHermod>(&t).ok()) {
+            row.hermod = Some(kept.side);
+            count_commit(&kept.commit);
+            hermod_reused += 1;
+        }
+    }
 
     let mut dkms_reused = 0;
     // Without --fresh, DKMS results already measured against the same base
-    // root (same kernel, same archive content) are shown again; with
-    // --hermod-only they are shown but nothing new is measured.
+    // root (same kernel, same archive content) are shown again; rows not
+    // chosen (--only) or a run without the DKMS side show them and measure nothing.
     let base = dkms_chroot::Base::ensure(&dir, &corpus, opts.dkms)?;
     if let Some(base) = &base {
         let todo: Vec<usize> = (0..rows.len())
             .filter(|&i| {
-                rows[i].dkms = if opts.fresh { None } else { base.kept(&rows[i].package, &rows[i].version) };
-                rows[i].dkms.is_none() && opts.dkms
+                let run_now = opts.dkms && selected(&rows[i].package);
+                rows[i].dkms =
+                    if opts.fresh && run_now { None } else { base.kept(&rows[i].package, &rows[i].version) };
+                rows[i].dkms.is_none() && run_now
             })
             .collect();
         dkms_reused = rows.iter().filter(|r| r.dkms.is_some()).count();
@@ -218,23 +452,31 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     let report = dkms_report::Report {
+        release: opts.run_name(),
+        components: corpus.components.clone(),
+        component_of: corpus.component_of.clone(),
+        sources: corpus.sources.iter().map(|s| format!("{} {} ({})", s.uri, s.suite, s.components.join(", "))).collect(),
+        generated_config: corpus.config.is_some(),
         kernel: corpus.kernel.clone(),
         identity: corpus.identity.clone(),
-        hermod_commit,
+        hermod_commits: commits,
         dkms_version: base.as_ref().map(|b| b.dkms_version.clone()),
         excluded: corpus.excluded.clone(),
         rows,
-        hermod_seconds: opts.hermod.then_some(hermod_seconds),
+        hermod_seconds: (hermod_built_now > 0).then_some(hermod_seconds),
+        hermod_reused,
         dkms_reused,
     };
     if opts.json {
         print!("{}", report.json_lines());
     } else {
-        print!("{}", report.table());
+        print!("{}", report.table(&|r: &Row| selected(&r.package)));
     }
-    // The committed report only from a whole run, unless a file is named.
+    // The committed report from a whole run, or from any run once every row
+    // has both sides (kept results filling in), or when asked (--report, --out).
     let whole = opts.only.is_empty() && opts.hermod && opts.dkms;
-    let out = opts.out.clone().or_else(|| whole.then(|| crate::repo_root().join("docs/dkms-corpus.md")));
+    let complete = report.missing() == 0;
+    let out = opts.out.clone().or_else(|| (whole || complete || opts.report).then(|| opts.default_report()));
     if let Some(out) = out {
         let previous = std::fs::read_to_string(&out).unwrap_or_default();
         if let Some(parent) = out.parent() {
@@ -242,6 +484,11 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         std::fs::write(&out, report.markdown(&previous))?;
         eprintln!("dkms-corpus: report written to {}", out.display());
+    } else {
+        eprintln!(
+            "dkms-corpus: {} sides not measured yet: no report written (--report writes it anyway)",
+            report.missing()
+        );
     }
     eprintln!("dkms-corpus: done in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
@@ -285,11 +532,15 @@ struct HermodSide {
     store: PathBuf,
     packages: PathBuf,
     kernel: String,
+    /// The generated config file (`--config`), if any.
+    config: Option<PathBuf>,
+    /// `logs/KREL`: each package's hermod output goes to `PACKAGE/hermod.log`.
+    logs: PathBuf,
     out: tempfile::TempDir,
 }
 
 impl HermodSide {
-    fn new(bin: PathBuf, store: PathBuf, kernel: &str) -> Result<HermodSide> {
+    fn new(bin: PathBuf, store: PathBuf, kernel: &str, config: Option<PathBuf>, logs: PathBuf) -> Result<HermodSide> {
         // A corpus run must compile every package: a cache hit would test
         // nothing (hermod's own changes are not in the key) and time nothing.
         // So the dedicated store's build cache goes; its build roots,
@@ -306,21 +557,29 @@ impl HermodSide {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/var/cache/hermod/packages"));
         let out = tempfile::Builder::new().prefix("hermod-corpus-out").tempdir_in("/var/tmp")?;
-        Ok(HermodSide { bin, store, packages, kernel: kernel.to_owned(), out })
+        Ok(HermodSide { bin, store, packages, kernel: kernel.to_owned(), config, logs, out })
     }
 
     fn build(&self, name: &str, version: &str) -> Side {
         let started = Instant::now();
         let out_dir = self.out.path().join(name);
-        let result = Command::new(&self.bin)
-            .env("HERMOD_STORE", &self.store)
-            .env("HERMOD_PACKAGE_CACHE", &self.packages)
+        let mut command = Command::new(&self.bin);
+        command.env("HERMOD_STORE", &self.store).env("HERMOD_PACKAGE_CACHE", &self.packages);
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        let result = command
             // The version listed, so both sides build the same thing.
             .args(["build", &format!("pkg:{name}={version}"), "--kernel", &self.kernel, "--json", "--out"])
             .arg(&out_dir)
             .stdin(Stdio::null())
             .output();
         let seconds = started.elapsed().as_secs_f64();
+        if let Ok(out) = &result {
+            let logs = self.logs.join(name);
+            let _ = std::fs::create_dir_all(&logs);
+            let _ = std::fs::write(logs.join("hermod.log"), [&out.stderr[..], b"\n--- stdout ---\n", &out.stdout].concat());
+        }
         let side = match result {
             Ok(out) => hermod_outcome(out.status.code(), &out.stdout, &out.stderr, seconds),
             Err(e) => failed(format!("could not run {}: {e}", self.bin.display()), seconds),
@@ -395,8 +654,11 @@ fn last_line(text: &str) -> Option<String> {
 /// The first compiler or make error of a build log, paths shortened to the
 /// file name (the build directories differ between hermod and DKMS).
 pub fn first_error(log: &str) -> Option<String> {
-    // configure's "error: in `DIR':" only says where; its next line says what.
-    let is_error = |l: &&str| (l.contains("error:") || l.contains("Error:")) && !l.contains("error: in `");
+    // configure's "error: in `DIR':" (newer autoconf: 'DIR') only says
+    // where; its next line says what.
+    let is_error = |l: &&str| {
+        (l.contains("error:") || l.contains("Error:")) && !l.contains("error: in `") && !l.contains("error: in '")
+    };
     let line = log.lines().find(is_error).or_else(|| log.lines().find(|l| l.contains("*** ")))?;
     let line = line.trim();
     let shortened = match line.find(": ") {
@@ -454,6 +716,8 @@ mod tests {
         assert_eq!(first_error("all fine\n"), None);
         let configure = "configure: error: in `/build/src':\nconfigure: error: C compiler cannot create executables\n";
         assert_eq!(first_error(configure).unwrap(), "configure: error: C compiler cannot create executables");
+        let newer = "configure: error: in '/build/src':\nconfigure: error: no acceptable C compiler found in $PATH\n";
+        assert_eq!(first_error(newer).unwrap(), "configure: error: no acceptable C compiler found in $PATH");
     }
 
     #[test]
@@ -466,6 +730,30 @@ mod tests {
             hermod_outcome(Some(77), b"{\"status\":\"skipped\",\"reason\":\"BUILD_EXCLUSIVE_KERNEL\"}\n", b"", 1.0);
         assert_eq!(skipped.outcome, Outcome::Skipped);
         assert_eq!(skipped.cause.as_deref(), Some("BUILD_EXCLUSIVE_KERNEL"));
+    }
+
+    #[test]
+    fn releases_name_their_report_and_corpus() {
+        let args = |a: &[&str]| parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let default = args(&[]);
+        assert!(!default.generated_config());
+        assert_eq!(default.corpus_components(), ["main"]);
+        assert!(default.default_report().ends_with("docs/dkms-corpus.md"));
+        let trixie = args(&["--release", "trixie"]);
+        assert!(trixie.generated_config());
+        assert_eq!(trixie.corpus_components(), ["main", "contrib", "non-free"]);
+        assert!(trixie.default_report().ends_with("docs/dkms-corpus-trixie.md"));
+        let main_only = args(&["--release", "trixie", "--components", "main"]);
+        assert!(main_only.generated_config());
+        assert_eq!(main_only.corpus_components(), ["main"]);
+        let backports = args(&["--release", "trixie", "--backports", "--kernel", "7.2.12+deb13-amd64"]);
+        assert!(backports.default_report().ends_with("docs/dkms-corpus-trixie-backports.md"));
+        assert_eq!(backports.run_name(), "trixie-backports");
+        let kept = args(&["--kept"]);
+        assert!(!kept.hermod && !kept.dkms);
+        let parse = |a: &[&str]| parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(parse(&["--components", "universe"]).is_err());
+        assert!(parse(&["--hermod-only", "--dkms-only"]).is_err());
     }
 
     #[test]

@@ -16,9 +16,11 @@
 //! - `kill-trials [--trials N]`: kill -9 hermod at random moments of builds
 //!   and store commits; after each, the store must serve nothing torn and the
 //!   next run must give the reference bytes (`kill_trials.rs`).
-//! - `dkms-corpus`: every `*-dkms` package of the archive's main component built
-//!   by hermod and by DKMS (in a throwaway chroot), side by side; writes
-//!   `docs/dkms-corpus.md` (see `dkms_corpus.rs`).
+//! - `dkms-corpus [--release NAME] [--backports]`: every `*-dkms` package of
+//!   the archive's main component (another release: also contrib, non-free)
+//!   built by hermod and by DKMS (in a throwaway chroot), side by side; writes
+//!   `docs/dkms-corpus.md`, `docs/dkms-corpus-RELEASE[-backports].md` (see
+//!   `dkms_corpus.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
