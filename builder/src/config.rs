@@ -380,6 +380,7 @@ impl Config {
             signed_by: SignedBy::Keyrings(repo.signed_by.paths()),
             check_valid_until: true,
             declared_in: self.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH)),
+            derived_from: None,
         })
     }
 
@@ -423,6 +424,7 @@ impl Config {
                     signed_by: signed_by.clone(),
                     check_valid_until: entry.check_valid_until,
                     declared_in: declared_in.clone(),
+                    derived_from: None,
                 });
             }
         }

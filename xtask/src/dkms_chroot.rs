@@ -276,6 +276,7 @@ mod tests {
             signed_by: hermod::apt::SignedBy::Keyrings(vec!["/usr/share/keyrings/k.gpg".into()]),
             check_valid_until: true,
             declared_in: "/x".into(),
+            derived_from: None,
         };
         assert_eq!(
             deb822(&[source]).unwrap(),

@@ -50,9 +50,18 @@ impl Snapshot {
         if sources.is_empty() && local.is_empty() {
             return Err(AptError::NoSources { arch: arch.to_string() });
         }
-        let releases = sources.par_iter().map(|s| fetch_release(s)).collect::<Result<Vec<_>, _>>()?;
+        let releases: Vec<_> = sources.par_iter().map(|s| fetch_release(s)).collect();
         let mut jobs = Vec::new();
         for (source, release) in sources.into_iter().zip(releases) {
+            let release = match (release, &source.derived_from) {
+                (Ok(release), _) => release,
+                // A suite guessed for another release: the mirror may not carry it.
+                (Err(e), Some(from)) => {
+                    tracing::warn!(uri = %source.uri, suite = %source.suite, derived_from = %from, "not read: {e}");
+                    continue;
+                }
+                (Err(e), None) => return Err(e.into()),
+            };
             if !release.architectures.is_empty() && !release.architectures.iter().any(|a| a == arch) {
                 tracing::warn!(uri = %source.uri, suite = %source.suite, arch, "suite does not offer this architecture; skipped");
                 continue;

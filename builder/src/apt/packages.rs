@@ -306,6 +306,7 @@ mod tests {
             signed_by: SignedBy::Keyrings(vec![]),
             check_valid_until: true,
             declared_in: "test".into(),
+            derived_from: None,
         };
         let mut release = Release::default();
         let good = FileHash { sha256: sha256_hex(&gz), size: gz.len() as u64 };

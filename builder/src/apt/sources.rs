@@ -56,6 +56,11 @@ pub struct Source {
     pub check_valid_until: bool,
     /// The file that declared it, for error messages.
     pub declared_in: PathBuf,
+    /// Not configured but derived, for another Debian release, from the
+    /// source of this suite (see [`crate::platform`]): a mirror that does not
+    /// carry it, or serves nothing verifiable, means only that the release is
+    /// not read there (a warning), never an error.
+    pub derived_from: Option<String>,
 }
 
 impl Source {
@@ -177,6 +182,7 @@ pub fn parse_one_line_file(text: &str, path: &Path, defaults: &[PathBuf]) -> Res
             signed_by: SignedBy::Keyrings(signed_by.unwrap_or_else(|| defaults.to_vec())),
             check_valid_until,
             declared_in: path.to_path_buf(),
+            derived_from: None,
         });
     }
     Ok(out)
@@ -236,6 +242,7 @@ pub fn parse_deb822_file(text: &str, path: &Path, defaults: &[PathBuf]) -> Resul
                     signed_by: signed_by.clone(),
                     check_valid_until: !st.get("Check-Valid-Until").is_some_and(|v| v.eq_ignore_ascii_case("no")),
                     declared_in: path.to_path_buf(),
+                    derived_from: None,
                 });
             }
         }

@@ -185,7 +185,8 @@ fn sources_for(recipes: &[Recipe], recipe: &Recipe, suite: &str, archives: &[Sou
             if out.iter().any(|o| o.uri == source.uri) {
                 continue;
             }
-            out.push(Source { suite: suite.to_owned(), ..source.clone() });
+            let derived_from = Some(source.suite.clone());
+            out.push(Source { suite: suite.to_owned(), derived_from, ..source.clone() });
         }
         out
     };
@@ -193,7 +194,10 @@ fn sources_for(recipes: &[Recipe], recipe: &Recipe, suite: &str, archives: &[Sou
     if found.is_empty() && !wanted.is_empty() && wanted != "-security" {
         // The release's own archive carries its -updates and -backports.
         found = sources_for(recipes, recipe, &recipe.release, archives);
-        found.iter_mut().for_each(|s| s.suite = suite.to_owned());
+        for source in &mut found {
+            source.derived_from.get_or_insert_with(|| source.suite.clone());
+            source.suite = suite.to_owned();
+        }
     }
     found
 }
@@ -212,6 +216,7 @@ mod tests {
             signed_by: SignedBy::Keyrings(vec!["/usr/share/keyrings/debian-archive-keyring.gpg".into()]),
             check_valid_until: true,
             declared_in: "/etc/apt/sources.list.d/debian.sources".into(),
+            derived_from: None,
         }
     }
 
@@ -256,6 +261,10 @@ mod tests {
             "never the vendor's bookworm-era suite"
         );
         assert!(!all[0].backports && all[1].describe().contains("trixie-security"));
+        // Derived suites say so (a mirror that lacks one is skipped, not fatal); configured ones do not.
+        assert!(all[0].sources.archives.iter().all(|s| s.derived_from.is_none()));
+        let from: Vec<Option<&str>> = all[1].sources.archives.iter().map(|s| s.derived_from.as_deref()).collect();
+        assert_eq!(from, [Some("bookworm"), Some("bookworm-updates"), Some("bookworm-security")]);
         assert_eq!(all[1].sources.archives[2].signed_by, system[2].signed_by, "the same keyring verifies");
     }
 

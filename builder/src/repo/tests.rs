@@ -385,6 +385,7 @@ fn hermods_archive_reader_finds_and_downloads_the_published_package() {
         signed_by: SignedBy::Keyrings(vec![f.dir.path().join("key.asc")]),
         check_valid_until: true,
         declared_in: PathBuf::from("test"),
+        derived_from: None,
     };
     let lists = f.dir.path().join("lists");
     let archive = crate::apt::Archive::from_sources(std::slice::from_ref(&source), &lists, "amd64", true).unwrap();
