@@ -94,7 +94,12 @@ pub fn build_script(conf: &DkmsConf) -> String {
          ln -s \"$source\" {tree}/source 2>/dev/null\n\
          else rm -rf {tree}/build 2>/dev/null; echo hermod: note: could not make {tree}/build, building in {SRC_INSIDE}; fi"
     );
-    let _ = writeln!(s, "cd {SRC_INSIDE} || exit 1");
+    // `cd -P`: the build directory by its real path, as DKMS has it, so what
+    // a configure step records (`pwd`) is what make's CURDIR says; through
+    // the /build/src link they differ and a header reached by both paths is
+    // read twice (zfs-dkms's asm: "Macro `stack_frame_non_standard' was
+    // already defined").
+    let _ = writeln!(s, "cd -P {SRC_INSIDE} || exit 1");
     for excluded in &conf.excluded {
         let _ = writeln!(s, "printf 'hermod: not built: %s\\n' {}", shell_quote(excluded));
     }
@@ -115,11 +120,11 @@ pub fn build_script(conf: &DkmsConf) -> String {
         // 3.0.10's `invoke_command "$clean"`: from the build directory, its
         // status ignored (its output, which DKMS discards, goes to the log).
         let _ = writeln!(s, "printf 'hermod: cleaning (DKMS 3.0.10): %s\\n' {}", shell_quote(clean));
-        let _ = writeln!(s, "(eval {})\ncd {SRC_INSIDE} || exit 1", shell_quote(clean));
+        let _ = writeln!(s, "(eval {})\ncd -P {SRC_INSIDE} || exit 1", shell_quote(clean));
     }
     let _ = writeln!(s, "printf 'hermod: running: %s\\n' {}", shell_quote(&conf.make_command));
     let _ = writeln!(s, "{}", run_make(conf.semantics, &conf.make_command));
-    let _ = writeln!(s, "cd {SRC_INSIDE} || exit 1");
+    let _ = writeln!(s, "cd -P {SRC_INSIDE} || exit 1");
     for (index, module) in conf.modules.iter().enumerate() {
         let location = if module.built_location.is_empty() { ".".to_owned() } else { module.built_location.clone() };
         let built = format!("{}/{}.ko", shell_quote(&location), shell_quote(&module.built_name));
@@ -165,14 +170,14 @@ pub(crate) fn run_build_script(s: &mut String, semantics: Semantics, directive: 
     let _ = writeln!(s, "  printf 'hermod: running {directive}: %s\\n' \"$run\"");
     match semantics {
         Semantics::V3_0 => {
-            let _ = writeln!(s, "  (cd {SRC_INSIDE}/; exec $run)");
+            let _ = writeln!(s, "  (cd -P {SRC_INSIDE}/; exec $run)");
             let _ = writeln!(
                 s,
                 "  status=$?; [ $status -eq 0 ] || echo \"hermod: note: {directive} exited with status $status, which DKMS 3.0.10 ignores\""
             );
         }
         Semantics::V3_2 => {
-            let _ = writeln!(s, "  (eval \"cd {SRC_INSIDE}/ && $run\") || hermod_fail {directive} $?");
+            let _ = writeln!(s, "  (eval \"cd -P {SRC_INSIDE}/ && $run\") || hermod_fail {directive} $?");
         }
     }
     let _ = writeln!(s, "else echo hermod: warning: {directive} {} is not executable, not run; fi", shell_quote(value));
@@ -243,7 +248,7 @@ mod tests {
         assert!(s.contains("patch -p1 < './patches/fix it.patch' ||"));
         assert!(s.contains("hermod_fail 'patch fix it.patch' $status"), "{s}");
         assert!(s.contains("run='/build/src/configure --fast'\nif [[ -x ${run%% *} ]]; then"), "{s}");
-        assert!(s.contains("(eval \"cd /build/src/ && $run\") || hermod_fail PRE_BUILD $?"), "{s}");
+        assert!(s.contains("(eval \"cd -P /build/src/ && $run\") || hermod_fail PRE_BUILD $?"), "{s}");
         assert!(!s.contains("cleaning"), "3.2 runs no clean command");
         assert!(s.contains("printf 'hermod: not built: %s\\n' 'module c ([2]): BUILD_EXCLUSIVE_ARCH[2]=\"arm\" does not match x86_64'"), "{s}");
         // In DKMS's order: patches, PRE_BUILD, make, modules, POST_BUILD.
@@ -261,7 +266,7 @@ mod tests {
         assert!(s.contains("(eval '{ make -j2 KERNELRELEASE=k -C /usr/src/h M=/build/src; }') || hermod_fail make $?"));
         assert!(s.find("(eval 'make clean')").unwrap() > s.find("running PRE_BUILD").unwrap());
         assert!(s.find("(eval 'make clean')").unwrap() < s.find("(eval '{ make -j2").unwrap());
-        assert!(s.contains("(cd /build/src/; exec $run)"), "{s}");
+        assert!(s.contains("(cd -P /build/src/; exec $run)"), "{s}");
     }
 
     /// The script's helpers and `run_build_script`'s text for `value`, run by
