@@ -389,15 +389,24 @@ impl Config {
     /// each with its sources; the machine's own release first.
     pub fn platforms(&self, recipe: Option<Recipe>) -> Result<Vec<Platform>, ConfigError> {
         let all = self.package_sources().map_err(|e| self.invalid(e.to_string()))?;
+        // A `--recipe` is built for alone, but the builtin recipes still say
+        // which suite plays which role: a trixie recipe on a bookworm machine
+        // reads trixie's suites from bookworm's mirrors, never bookworm's.
+        let (recipes, only) = match recipe {
+            Some(recipe) => {
+                let only = vec![recipe.name.clone()];
+                let mut recipes: Vec<Recipe> =
+                    Recipe::builtins().into_iter().filter(|r| r.name != recipe.name).collect();
+                recipes.push(recipe);
+                (recipes, Some(only))
+            }
+            None => (Recipe::builtins(), self.releases.clone()),
+        };
         let choice = platform::Choice {
             archives: &all.archives,
             local_dirs: &all.local_dirs,
             backports: self.backports,
-            releases: if recipe.is_some() { None } else { self.releases.as_deref() },
-        };
-        let recipes = match recipe {
-            Some(recipe) => vec![recipe],
-            None => Recipe::builtins(),
+            releases: only.as_deref(),
         };
         platform::platforms(recipes, &choice).map_err(|e| self.invalid(e.to_string()))
     }

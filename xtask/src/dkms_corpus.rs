@@ -149,8 +149,7 @@ impl Options {
 
     fn corpus_components(&self) -> Vec<String> {
         self.components.clone().unwrap_or_else(|| {
-            let default: &[&str] =
-                if self.generated_config() { &["main", "contrib", "non-free"] } else { &["main"] };
+            let default: &[&str] = if self.generated_config() { &["main", "contrib", "non-free"] } else { &["main"] };
             default.iter().map(|c| c.to_string()).collect()
         })
     }
@@ -222,7 +221,8 @@ fn generated_config(release: &str, backports: bool) -> Result<String> {
         let hermod::apt::SignedBy::Keyrings(keys) = &source.signed_by else {
             bail!("{} {}: an inline Signed-By key cannot go into a config file", source.uri, source.suite);
         };
-        let quoted = |items: &mut dyn Iterator<Item = String>| items.map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ");
+        let quoted =
+            |items: &mut dyn Iterator<Item = String>| items.map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ");
         text += &format!(
             "\n[[sources]]\nuri = {:?}\nsuites = [{:?}]\ncomponents = [{}]\n",
             source.uri,
@@ -293,8 +293,7 @@ fn list_corpus(dir: &Path, store: &Path, opts: &Options) -> Result<Corpus> {
         }
         one.archives.retain(|s| !s.components.is_empty());
         let archive = one.snapshot(ARCH)?.load(&store.indices())?;
-        component_names
-            .push((component, archive.names_matching("", "-dkms").into_iter().map(str::to_owned).collect()));
+        component_names.push((component, archive.names_matching("", "-dkms").into_iter().map(str::to_owned).collect()));
     }
     let component = |name: &str| {
         component_names.iter().find(|(_, names)| names.iter().any(|n| n == name)).map_or("main", |(c, _)| c)
@@ -437,8 +436,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let todo: Vec<usize> = (0..rows.len())
             .filter(|&i| {
                 let run_now = opts.dkms && selected(&rows[i].package);
-                rows[i].dkms =
-                    if opts.fresh && run_now { None } else { base.kept(&rows[i].package, &rows[i].version) };
+                rows[i].dkms = if opts.fresh && run_now { None } else { base.kept(&rows[i].package, &rows[i].version) };
                 rows[i].dkms.is_none() && run_now
             })
             .collect();
@@ -455,7 +453,11 @@ pub fn run(args: &[String]) -> Result<()> {
         release: opts.run_name(),
         components: corpus.components.clone(),
         component_of: corpus.component_of.clone(),
-        sources: corpus.sources.iter().map(|s| format!("{} {} ({})", s.uri, s.suite, s.components.join(", "))).collect(),
+        sources: corpus
+            .sources
+            .iter()
+            .map(|s| format!("{} {} ({})", s.uri, s.suite, s.components.join(", ")))
+            .collect(),
         generated_config: corpus.config.is_some(),
         kernel: corpus.kernel.clone(),
         identity: corpus.identity.clone(),
@@ -578,7 +580,8 @@ impl HermodSide {
         if let Ok(out) = &result {
             let logs = self.logs.join(name);
             let _ = std::fs::create_dir_all(&logs);
-            let _ = std::fs::write(logs.join("hermod.log"), [&out.stderr[..], b"\n--- stdout ---\n", &out.stdout].concat());
+            let _ =
+                std::fs::write(logs.join("hermod.log"), [&out.stderr[..], b"\n--- stdout ---\n", &out.stdout].concat());
         }
         let side = match result {
             Ok(out) => hermod_outcome(out.status.code(), &out.stdout, &out.stderr, seconds),

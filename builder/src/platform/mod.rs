@@ -322,6 +322,18 @@ mod tests {
     }
 
     #[test]
+    fn a_given_trixie_recipe_reads_trixie_from_a_bookworm_machines_mirrors() {
+        // `--recipe trixie-amd64.toml`: built for alone, its suites by role as a builtin's.
+        let mut recipes: Vec<Recipe> = Recipe::builtins().into_iter().filter(|r| r.release != "trixie").collect();
+        recipes.push(Recipe::named("trixie-amd64").unwrap());
+        let system = [source(DEBIAN, "bookworm"), source(SECURITY, "bookworm-security")];
+        let only = ["trixie-amd64".to_owned()];
+        let all = platforms(recipes, &Choice { releases: Some(&only), ..choice(&system, None) }).unwrap();
+        assert_eq!(all.len(), 1);
+        assert!(suites(&all[0]).iter().all(|(_, suite)| suite.starts_with("trixie")), "{:?}", suites(&all[0]));
+    }
+
+    #[test]
     fn a_recipe_without_a_release_reads_every_source() {
         let mut recipe = Recipe::builtin();
         recipe.release.clear();
