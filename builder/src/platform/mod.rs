@@ -55,12 +55,7 @@ pub struct Platform {
 impl Platform {
     /// `bookworm-amd64 (bookworm, bookworm-updates, bookworm-security)`: for messages.
     pub fn describe(&self) -> String {
-        let mut suites: Vec<&str> = Vec::new();
-        for source in &self.sources.archives {
-            if !suites.contains(&source.suite.as_str()) {
-                suites.push(&source.suite);
-            }
-        }
+        let suites = self.sources.suites();
         if suites.is_empty() {
             format!("{} (no configured source)", self.recipe.name)
         } else {
