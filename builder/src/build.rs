@@ -198,7 +198,8 @@ pub fn prepare(
 
     let input = workdir.join("in");
     let script_path = input.join("build.sh");
-    fs::write(&script_path, crate::build_script::build_script(&conf)).map_err(io_err(&script_path))?;
+    fs::write(&script_path, crate::build_script::build_script(&conf, &rootfs.lock.kernel, ARCH))
+        .map_err(io_err(&script_path))?;
     if nix::unistd::geteuid().is_root() {
         readable_by_sandbox(&script_path)?;
     }
@@ -507,7 +508,7 @@ fn evaluate_dkms_conf(
     Ok(records.interpret(&dkms::Context {
         kernel_release: &rootfs.lock.kernel,
         arch: ARCH,
-        kernel_source_dir: &rootfs.headers_dir_inside(),
+        kernel_source_dir: &rootfs.kernel_source_dir_inside(),
         build_dir: SRC_INSIDE,
         parallel_jobs: settings.jobs,
         semantics: settings.semantics,
@@ -522,7 +523,7 @@ fn run_eval(
     log: &Path,
     mode: &str,
 ) -> Result<dkms::Records, BuildError> {
-    let headers = rootfs.headers_dir_inside();
+    let headers = rootfs.kernel_source_dir_inside();
     let jobs = settings.jobs.to_string();
     let records = format!("{OUT_INSIDE}/dkms.records");
     let overrides = format!("{IN_INSIDE}/dkms-overrides");

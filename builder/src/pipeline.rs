@@ -350,6 +350,9 @@ impl Context {
         // How dkms.conf is read is the recipe's DKMS (since it became so,
         // every key names it: bookworm's reading changed then too).
         params.push_str(&format!("dkms={:?}\n", self.semantics(lock)));
+        // dkms.conf sees `$kernel_source_dir` as DKMS sets it (since it
+        // became so; before, the headers directory under /usr/src).
+        params.push_str("kernel_source_dir=/lib/modules/<kernel>/build\n");
         // Where the modules go is the recipe's; said only where it is not
         // the long-standing /lib/modules, so older keys stay what they were.
         let dir = self.modules_dir(lock);

@@ -147,15 +147,24 @@ fn a_multi_line_pre_build_runs_as_one_command_as_dkms_reparses_it() {
     // zfs-dkms's PRE_BUILD: configure writes the Makefile the plain `make`
     // needs; its checks fail on a quote or newline in an argument.
     let (report, work) = built("modules/zfs-prebuild", &[]);
-    assert!(module_path(&work, "zfsprebuild").is_file());
+    let module = std::fs::read(module_path(&work, "zfsprebuild")).unwrap();
+    // `$kernel_source_dir` is DKMS's /lib/modules/<KREL>/build, so zfs's
+    // `${kernel_source_dir/%build/source}` names the headers package's
+    // `source` link (the -common headers, where zfs greps objtool.h).
+    for info in [
+        format!("configure_linux=/lib/modules/{}/source\0", kernel()),
+        format!("configure_linux_obj=/lib/modules/{}/build\0", kernel()),
+    ] {
+        assert!(module.windows(info.len()).any(|w| w == info.as_bytes()), "{info:?} not in the module");
+    }
     let key = report["key"].as_str().unwrap();
     let log = shared_store().join("logs").join(format!("{}-{}.log", &key[..16], kernel()));
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    if !text.is_empty() {
-        let headers = format!("/usr/src/linux-headers-{}", kernel());
+    if let Ok(text) = std::fs::read_to_string(&log) {
+        // (A cache hit writes no fresh log.)
         let line = format!(
-            "configure: --disable-dependency-tracking --prefix=/usr --with-config=kernel --with-linux={headers} \
-             --with-linux-obj={headers} --with-qat= --host=\n"
+            "configure: --disable-dependency-tracking --prefix=/usr --with-config=kernel \
+             --with-linux=/lib/modules/{k}/source --with-linux-obj=/lib/modules/{k}/build --with-qat= --host=\n",
+            k = kernel()
         );
         assert!(text.contains(&line), "{text}");
     }

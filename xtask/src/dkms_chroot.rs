@@ -15,6 +15,11 @@
 //!   build into apt's run and its time. With the file it only says so and
 //!   stops; `dkms_chroot.sh` then adds and builds the tree for KREL alone,
 //!   timed. DKMS itself honours that file, so nothing of DKMS is patched.
+//! - A tree whose dkms.conf names BUILD_DEPENDS: DKMS builds it only when
+//!   those modules are *installed* for the kernel, as they are on a host where
+//!   the package's Depends brought them (their postinst built them). Here the
+//!   postinsts stopped at no-autoinstall, so the script adds and installs
+//!   each such module for KREL first (untimed; log `depends-NAME.log`).
 //! - Each package is built in its own overlay of the base root (see the
 //!   script): no package sees another's Depends or leftovers, so a build that
 //!   only works after another package was installed shows up as a failure,

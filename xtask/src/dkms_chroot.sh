@@ -62,6 +62,25 @@ for tree in $trees; do
     n=$((n + 1))
     echo "tree $tree"
     in_root dkms add "$tree" >"$work/logs/add-$n.log" 2>&1
+    # BUILD_DEPENDS: DKMS builds a module only when the modules it names are
+    # *installed* for the kernel (exit 13 otherwise). On a DKMS host they are
+    # (the dependency's postinst and autoinstall build them first); here the
+    # postinsts stopped at no-autoinstall, so each one whose tree the
+    # package's Depends brought is added and installed for KREL first,
+    # untimed, like apt-get install above.
+    deps=$(in_root bash -c 'kernelver=$1 arch=$2 kernel_source_dir=/lib/modules/$1/build; . "$3/dkms.conf" >/dev/null 2>&1; echo "${BUILD_DEPENDS[@]}"' \
+        deps "$krel" "$(uname -m)" "$tree")
+    for dep in $deps; do
+        for dep_conf in "$r"/usr/src/"$dep"-*/dkms.conf; do
+            [ -f "$dep_conf" ] || continue
+            dep_tree=${dep_conf#"$r"}
+            dep_tree=${dep_tree%/dkms.conf}
+            in_root dkms add "$dep_tree" >"$work/logs/depends-$dep.log" 2>&1
+            in_root dkms install -m "$dep" -v "${dep_tree#/usr/src/"$dep"-}" -k "$krel" >>"$work/logs/depends-$dep.log" 2>&1
+            echo "depends $dep $?"
+            echo "log $work/logs/depends-$dep.log"
+        done
+    done
     # Whatever registered this tree (our add, or a postinst's own), build it.
     for src in "$r"/var/lib/dkms/*/*/source; do
         [ "$(readlink "$src")" = "$tree" ] || continue

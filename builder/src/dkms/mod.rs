@@ -11,7 +11,9 @@
 //! # What DKMS provides, and how hermod provides it
 //!
 //! - Variables while sourcing: `kernelver`, `arch` (`x86_64`), `kernel_source_dir`
-//!   (`/usr/src/linux-headers-<KREL>`, where `/lib/modules/<KREL>/build` points),
+//!   (`/lib/modules/<KREL>/build`, as DKMS sets it: the headers package's link
+//!   to `/usr/src/linux-headers-<KREL>`, beside its `source` link to the
+//!   `-common` headers, which zfs's configure takes by `${kernel_source_dir/%build/source}`),
 //!   `kernel_config` (its `include/config/auto.conf`, else `.config`, as DKMS 3.x),
 //!   `dkms_tree` (`/var/lib/dkms`), `source_tree` (`/usr/src`), `install_tree`
 //!   (`/lib/modules`), `tmp_location` (`/tmp`), `parallel_jobs`, `module`,
@@ -92,7 +94,10 @@
 //!   leading `/` is refused before building (3.x refuses `..`; 3.0.10 neither), a
 //!   missing file too, naming it; a failing patch fails the build.
 //! - PRE_BUILD/POST_BUILD run from the build directory as the table says; hermod
-//!   names it `/build/src` (a link to DKMS's build directory).
+//!   names it `/build/src` (a link to DKMS's build directory). POST_BUILD finds
+//!   `/var/lib/dkms/<module>/<version>/<KREL>/x86_64/module/` holding the built
+//!   modules under their DEST_MODULE_NAMEs, as DKMS leaves them (zfs's
+//!   POST_BUILD copies files beside them).
 //! - BUILD_EXCLUSIVE_KERNEL (regex), _KERNEL_MIN/_KERNEL_MAX (3.2; DKMS's padded
 //!   string comparison, [`version_key`]), _ARCH (regex on `x86_64`), _CONFIG
 //!   (`CONFIG_X` must be `y` or `m`, `!CONFIG_Y` must not be): not matching means

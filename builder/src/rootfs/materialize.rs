@@ -47,6 +47,22 @@ impl Rootfs {
         format!("/usr/src/linux-headers-{}", self.lock.kernel)
     }
 
+    /// `$kernel_source_dir` as DKMS sets it: `/lib/modules/<kernel>/build`
+    /// (DKMS's `install_tree` is `/lib/modules` on every release; a merged-/usr
+    /// root reaches it through `lib -> usr/lib`), the link the headers package
+    /// ships. dkms.conf files derive paths from it (zfs takes its sibling
+    /// `source`, the `-common` headers). A headers package without that link:
+    /// the headers directory itself.
+    pub fn kernel_source_dir_inside(&self) -> String {
+        let dkms = format!("/lib/modules/{}/build", self.lock.kernel);
+        let linked = Dir::open_nofollow(&self.tree).and_then(|root| root.open_dir_in_root(&dkms[1..])).is_ok();
+        if linked {
+            dkms
+        } else {
+            self.headers_dir_inside()
+        }
+    }
+
     /// The kernel's `.config`, read from the headers.
     pub fn kernel_config(&self) -> io::Result<String> {
         // By descriptor: the headers directory as the chroot sees it, the

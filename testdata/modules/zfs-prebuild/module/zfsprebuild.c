@@ -8,6 +8,8 @@
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 
+#include "configure.h"
+
 static char *greeting = "zfsprebuild from hermod";
 module_param(greeting, charp, 0444);
 MODULE_PARM_DESC(greeting, "Message printed when the module is loaded");
@@ -28,5 +30,7 @@ module_exit(zfsprebuild_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("hermod developers");
+MODULE_INFO(configure_linux, CONFIGURE_LINUX);
+MODULE_INFO(configure_linux_obj, CONFIGURE_LINUX_OBJ);
 MODULE_DESCRIPTION("Minimal out-of-tree module used to test hermod end to end");
 MODULE_VERSION("0.1");
