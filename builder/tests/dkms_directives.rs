@@ -138,6 +138,9 @@ fn patches_pre_build_and_post_build_run_in_dkms_order() {
         // (A cache hit has no fresh log; the first run of the store writes it.)
         // In DKMS's build directory by its real path, as DKMS runs it (not through /build/src).
         assert!(text.contains("hermod-fixture: POST_BUILD ran in /var/lib/dkms/patched/1.0/build"), "{text}");
+        let found =
+            format!("hermod-fixture: POST_BUILD found /var/lib/dkms/patched/1.0/{}/x86_64/module/patched.ko", kernel());
+        assert!(text.contains(&found), "{text}");
         assert!(text.contains("applying patch kernel6.patch") && !text.contains("never.patch"), "{text}");
     }
 }
