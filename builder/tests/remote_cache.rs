@@ -19,7 +19,7 @@ const USER: &str = "builder";
 const PASSWORD: &str = "s3cret";
 const TOKEN: &str = "t0ken";
 
-/// The shared cache on nginx (WebDAV PUT) as the README shows it, with its
+/// The shared cache on nginx (WebDAV PUT) as docs/cache.md shows it, with its
 /// document root in nginx's prefix.
 struct Nginx {
     server: nginx::Nginx,
@@ -46,7 +46,7 @@ impl Nginx {
             format!(
                 r#"
         root {p}/www;
-        # The shared cache as the README shows it: reads open, writes with a password.
+        # The shared cache as docs/cache.md shows it: reads open, writes with a password.
         location /hermod/ {{
             dav_methods PUT;
             create_full_put_path on;

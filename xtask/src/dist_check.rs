@@ -3,7 +3,7 @@
 //! - `cargo xtask dist --check`: the package built twice from the same binary,
 //!   in two different directories, must be the same bytes (else the files that
 //!   differ are listed); then lintian must report no error (its warnings are
-//!   printed; README lists each one that stays, with the reason).
+//!   printed; docs/farm.md lists each one that stays, with the reason).
 //! - `cargo xtask dist --check-binary`: the release binary itself, built twice
 //!   from the same commit in two different directories (each with its own
 //!   target directory), must be the same bytes, stripped and unstripped. Two

@@ -322,7 +322,7 @@ fn sandbox_start(tree: &Path, runs: usize) -> Result<()> {
 }
 
 /// `make` for the module in `src` inside `tree`, with only unshare + chroot
-/// (the anchor DESIGN.md measured): the floor hermod's sandbox is compared to.
+/// (the baseline the project was first measured against): the floor hermod's sandbox is compared to.
 /// The source is bound over the root's empty /tmp, the one mount point it has;
 /// `-j` is the same as hermod's default.
 fn bare_make(tree: &Path, src: &Path, kernel: &str) -> Result<Duration> {

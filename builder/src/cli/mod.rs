@@ -1,5 +1,5 @@
 //! Command-line interface: the argument grammar and what each command does.
-//! The names follow the contract in DESIGN.md §1; extend, never rename.
+//! Command and flag names are a contract with users and scripts: extend, never rename.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! The shared cache's settings: each an environment variable and a config
-//! file key (DESIGN.md §1); the environment wins.
+//! file key; the environment wins.
 
 use std::path::PathBuf;
 

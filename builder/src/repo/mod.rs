@@ -77,7 +77,7 @@ use input::Input;
 use release::{DateSource, FutureDate, IndexFile, ReleaseInfo};
 pub use sign::{SignError, SigningKey};
 
-/// Defaults of DESIGN.md §1: a farm's source line says `hermod main`.
+/// The defaults a farm's source line assumes: `hermod main`.
 pub const DEFAULT_SUITE: &str = "hermod";
 pub const DEFAULT_COMPONENT: &str = "main";
 
