@@ -1,4 +1,6 @@
-//! Module compression, as the kernel itself is configured to do it.
+//! Compression: of modules, as the kernel itself is configured to do it, and
+//! the one decoder of every compressed input hermod reads (package members,
+//! archive indices, modules), chosen by file-name suffix.
 //!
 //! A kernel built with `CONFIG_MODULE_COMPRESS_XZ=y` (Debian's 6.12 backports)
 //! ships `foo.ko.xz` and its kmod looks for that name; DKMS compresses its
@@ -6,7 +8,14 @@
 //! guessed. Every encoder here is single-threaded with fixed settings, so the
 //! bytes depend only on the input.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+
+/// The most memory the xz decoder may use: liblzma's default has no limit (a
+/// header may ask for a 4 GiB dictionary); `xz -9` needs 65 MiB.
+const XZ_MEMORY: u64 = 128 << 20;
+/// The largest zstd window accepted (2^27 = 128 MiB, zstd's own default cap,
+/// stated): a frame asking for more is refused.
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// How a kernel wants its modules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +39,37 @@ impl Compression {
         } else {
             Compression::None
         }
+    }
+
+    /// The format a file-name suffix names (`.xz`, `xz`, `.zst`, `.gz`; ``
+    /// is plain); `None` for a suffix that names no format hermod reads.
+    pub fn from_suffix(suffix: &str) -> Option<Compression> {
+        match suffix.strip_prefix('.').unwrap_or(suffix) {
+            "" => Some(Compression::None),
+            "xz" => Some(Compression::Xz),
+            "zst" => Some(Compression::Zstd),
+            "gz" => Some(Compression::Gzip),
+            _ => None,
+        }
+    }
+
+    /// The plain bytes of `input`, compressed this way, with every decoder's
+    /// memory bounded ([`XZ_MEMORY`], [`ZSTD_WINDOW_LOG_MAX`]). How much
+    /// *output* may be read is the caller's bound (`crate::bounded`).
+    pub fn decoder<'a, R: Read + 'a>(self, input: R) -> io::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Compression::None => Box::new(input),
+            Compression::Xz => {
+                let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMORY, 0).map_err(io::Error::other)?;
+                Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
+            }
+            Compression::Zstd => {
+                let mut d = zstd::stream::read::Decoder::new(input)?;
+                d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                Box::new(d)
+            }
+            Compression::Gzip => Box::new(flate2::read::GzDecoder::new(input)),
+        })
     }
 
     /// File name suffix after `.ko`.
@@ -72,7 +112,6 @@ impl Compression {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     #[test]
     fn reads_the_kernel_choice() {
@@ -95,6 +134,22 @@ mod tests {
         let mut back = Vec::new();
         liblzma::read::XzDecoder::new(&a[..]).read_to_end(&mut back).unwrap();
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn every_format_decodes_what_it_encodes() {
+        let data = b"module bytes".repeat(100);
+        for (suffix, c) in
+            [("", Compression::None), (".xz", Compression::Xz), ("zst", Compression::Zstd), (".gz", Compression::Gzip)]
+        {
+            assert_eq!(Compression::from_suffix(suffix), Some(c));
+            let mut back = Vec::new();
+            c.decoder(&c.apply(&data).unwrap()[..]).unwrap().read_to_end(&mut back).unwrap();
+            assert_eq!(back, data, "{c:?}");
+        }
+        assert_eq!(Compression::from_suffix(".bz2"), None);
+        let mut out = Vec::new();
+        assert!(Compression::Xz.decoder(&b"junk"[..]).unwrap().read_to_end(&mut out).is_err());
     }
 
     #[test]

@@ -38,6 +38,7 @@ use super::stanza::{self, Stanza, StanzaError};
 use super::tarwalk::walk;
 pub(crate) use super::tarwalk::{DataEntry, EntryKind};
 use crate::bounded::{self, Bounded, Exceeded, InputLimits, Limit};
+use crate::compress::Compression;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DebFileError {
@@ -137,29 +138,13 @@ fn member_reader_of<'a>(
             });
         }
         let body = r.take(size);
-        let plain: Box<dyn Read + 'a> = match ext {
-            "" => Box::new(body),
-            ".gz" => Box::new(flate2::read::GzDecoder::new(body)),
-            ".xz" => {
-                // liblzma's default has no memory limit: a header may ask for a 4 GiB dictionary.
-                let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMORY, 0)
-                    .map_err(|e| io_err(io::Error::other(e)))?;
-                Box::new(liblzma::read::XzDecoder::new_stream(body, stream))
-            }
-            ".zst" => {
-                let mut d = zstd::stream::read::Decoder::new(body).map_err(io_err)?;
-                // zstd's default cap (a 128 MiB window), stated: a frame asking for more is refused.
-                d.window_log_max(27).map_err(io_err)?;
-                Box::new(d)
-            }
-            _ => return Err(DebFileError::Compression { deb: deb.to_path_buf(), member: bounded::excerpt(&name) }),
+        let Some(format) = Compression::from_suffix(ext) else {
+            return Err(DebFileError::Compression { deb: deb.to_path_buf(), member: bounded::excerpt(&name) });
         };
+        let plain = format.decoder(body).map_err(io_err)?;
         return Ok((name, Box::new(Bounded::new(plain, budget, limits))));
     }
 }
-
-/// The memory an xz decoder may use: xz -9 needs 65 MiB.
-const XZ_MEMORY: u64 = 128 << 20;
 
 /// Reads until `buf` is full or the input ends; the bytes read.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

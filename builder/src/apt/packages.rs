@@ -23,6 +23,7 @@ use super::sources::Source;
 use super::stanza::{self, RawStanza, StanzaError};
 use super::transport::{self, TransportError};
 use crate::bounded::{Bounded, Exceeded, InputLimits, Limit};
+use crate::compress::Compression;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackagesError {
@@ -241,15 +242,8 @@ fn cached_or_download(url: &str, expected: &FileHash, ext: &str, cache_dir: &Pat
 
 /// The index's text, at most `max_index_size` of it (an xz bomb stops there).
 fn decompress(bytes: &[u8], ext: &str, limits: &InputLimits) -> std::io::Result<String> {
-    let plain: Box<dyn Read + '_> = match ext {
-        "xz" => {
-            // liblzma's default has no memory limit; xz -9 needs 65 MiB.
-            let stream = liblzma::stream::Stream::new_stream_decoder(128 << 20, 0).map_err(std::io::Error::other)?;
-            Box::new(liblzma::read::XzDecoder::new_stream(bytes, stream))
-        }
-        "gz" => Box::new(flate2::read::GzDecoder::new(bytes)),
-        _ => Box::new(bytes),
-    };
+    // An unknown suffix is read as plain text (the index names only these).
+    let plain = Compression::from_suffix(ext).unwrap_or(Compression::None).decoder(bytes)?;
     let mut text = String::new();
     Bounded::new(plain, Limit::IndexSize, limits).read_to_string(&mut text)?;
     Ok(text)

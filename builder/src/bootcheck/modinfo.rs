@@ -1,13 +1,14 @@
 //! What `modinfo` reads: the `.modinfo` section of a kernel module, a list of
 //! NUL-separated `key=value` strings (`name=hello`, `vermagic=6.1.0-56-amd64
 //! SMP preempt mod_unload modversions`, `depends=videodev,v4l2-common`), read
-//! here straight from the ELF file so no host tool is needed.
+//! here straight from the ELF file (the `object` crate, as `verify` reads
+//! modules) so no host tool is needed.
 //!
 //! Modules may be stored compressed (`.ko.xz`, `.ko.zst`, `.ko.gz`, as the
 //! kernel's `CONFIG_MODULE_COMPRESS_*` says); [`module_bytes`] undoes that,
 //! since the initramfs's `insmod` hands the kernel the plain ELF image.
 
-use std::io::Read;
+use crate::compress::Compression;
 
 /// A module file's name without directory and suffix, in the kernel's
 /// spelling (`v4l2-common.ko.xz` → `v4l2_common`): module names treat `-` and
@@ -25,65 +26,31 @@ pub fn normalize(name: &str) -> String {
 /// The plain ELF bytes of a module file, decompressed by its suffix, at most
 /// `max_module_size` of them (a `.ko.xz` may be a bomb; see [`crate::bounded`]).
 pub fn module_bytes(file_name: &str, raw: Vec<u8>) -> Result<Vec<u8>, String> {
-    let plain: Box<dyn Read + '_> = if file_name.ends_with(".ko.xz") {
-        // liblzma's default has no memory limit; xz -9 needs 65 MiB.
-        let stream = liblzma::stream::Stream::new_stream_decoder(128 << 20, 0).map_err(|e| e.to_string())?;
-        Box::new(liblzma::read::XzDecoder::new_stream(&raw[..], stream))
-    } else if file_name.ends_with(".ko.zst") {
-        Box::new(zstd::stream::read::Decoder::new(&raw[..]).map_err(|e| format!("cannot decompress: {e}"))?)
-    } else if file_name.ends_with(".ko.gz") {
-        Box::new(flate2::read::GzDecoder::new(&raw[..]))
-    } else {
+    let suffix = file_name.rsplit_once(".ko").map_or("", |(_, z)| z);
+    let format = Compression::from_suffix(suffix).ok_or_else(|| format!("unknown compression {suffix:?}"))?;
+    if format == Compression::None {
         return Ok(raw);
-    };
+    }
+    let plain = format.decoder(&raw[..]).map_err(|e| format!("cannot decompress: {e}"))?;
     let limits = crate::bounded::current();
     crate::bounded::read_capped(plain, crate::bounded::Limit::ModuleSize, &limits)
         .map_err(|e| format!("cannot decompress: {e}"))
 }
 
-/// The `.modinfo` fields of a (decompressed) 64-bit little-endian ELF module,
+/// The `.modinfo` fields of a (decompressed) ELF module,
 /// in file order.
 pub fn fields(elf: &[u8]) -> Result<Vec<(String, String)>, String> {
-    if elf.len() < 64 || &elf[..4] != b"\x7fELF" {
-        return Err("not an ELF file".into());
-    }
-    if elf[4] != 2 || elf[5] != 1 {
-        return Err("not a 64-bit little-endian ELF file".into());
-    }
-    let u16_at = |at: usize| elf.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
-    let u32_at = |at: usize| elf.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
-    let u64_at = |at: usize| elf.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize);
-    let truncated = || "truncated ELF section table".to_string();
-    let shoff = u64_at(0x28).ok_or_else(truncated)?;
-    let shentsize = u16_at(0x3a).ok_or_else(truncated)?;
-    let shnum = u16_at(0x3c).ok_or_else(truncated)?;
-    let shstrndx = u16_at(0x3e).ok_or_else(truncated)?;
-    if shentsize < 64 || shstrndx >= shnum {
-        return Err("bad ELF section table".into());
-    }
-    // (name offset, file offset, size) of section i.
-    let section = |i: usize| -> Option<(usize, usize, usize)> {
-        let at = shoff.checked_add(i.checked_mul(shentsize)?)?;
-        Some((u32_at(at)?, u64_at(at.checked_add(24)?)?, u64_at(at.checked_add(32)?)?))
-    };
-    let bytes_of = |off: usize, size: usize| elf.get(off..off.checked_add(size)?);
-    let (_, str_off, str_size) = section(shstrndx).ok_or_else(truncated)?;
-    let names = bytes_of(str_off, str_size).ok_or_else(truncated)?;
-    for i in 0..shnum {
-        let (name_off, off, size) = section(i).ok_or_else(truncated)?;
-        let name = names.get(name_off..).and_then(|n| n.split(|&b| b == 0).next()).unwrap_or_default();
-        if name == b".modinfo" {
-            let data = bytes_of(off, size).ok_or("truncated .modinfo section")?;
-            return Ok(data
-                .split(|&b| b == 0)
-                .filter_map(|s| {
-                    let s = String::from_utf8_lossy(s);
-                    s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))
-                })
-                .collect());
-        }
-    }
-    Err("no .modinfo section (not a kernel module)".into())
+    use object::{Object, ObjectSection};
+    let file = object::File::parse(elf).map_err(|e| format!("not an ELF file: {e}"))?;
+    let section = file.section_by_name(".modinfo").ok_or("no .modinfo section (not a kernel module)")?;
+    let data = section.data().map_err(|_| "truncated .modinfo section")?;
+    Ok(data
+        .split(|&b| b == 0)
+        .filter_map(|s| {
+            let s = String::from_utf8_lossy(s);
+            s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect())
 }
 
 /// The first value of `key`.
@@ -111,8 +78,13 @@ pub(crate) mod tests {
         }
         let mut elf = vec![0u8; 64];
         elf[..4].copy_from_slice(b"\x7fELF");
-        elf[4] = 2;
-        elf[5] = 1;
+        elf[4] = 2; // ELFCLASS64
+        elf[5] = 1; // little-endian
+        elf[6] = 1; // EV_CURRENT
+        elf[0x10] = 1; // ET_REL, as modules are
+        elf[0x12] = 62; // EM_X86_64
+        elf[0x14] = 1; // e_version
+        elf[0x34] = 64; // e_ehsize
         let str_off = elf.len();
         elf.extend_from_slice(shstrtab);
         let info_off = elf.len();
@@ -121,16 +93,17 @@ pub(crate) mod tests {
             elf.push(0);
         }
         let shoff = elf.len();
-        let mut header = |name: u32, off: usize, size: usize| {
+        let mut header = |name: u32, kind: u32, off: usize, size: usize| {
             let mut sh = vec![0u8; 64];
             sh[..4].copy_from_slice(&name.to_le_bytes());
+            sh[4..8].copy_from_slice(&kind.to_le_bytes());
             sh[24..32].copy_from_slice(&(off as u64).to_le_bytes());
             sh[32..40].copy_from_slice(&(size as u64).to_le_bytes());
             elf.extend_from_slice(&sh);
         };
-        header(0, 0, 0);
-        header(1, str_off, shstrtab.len());
-        header(11, info_off, modinfo.len());
+        header(0, 0, 0, 0);
+        header(1, 3, str_off, shstrtab.len()); // SHT_STRTAB
+        header(11, 1, info_off, modinfo.len()); // SHT_PROGBITS
         elf[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
         elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
         elf[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());

@@ -25,6 +25,7 @@ use super::index::{self, Entry};
 use super::input::Input;
 use super::release::IndexFile;
 use super::RepoError;
+use crate::compress::Compression;
 
 /// The publish lock's file name in the repository's root.
 pub(super) const LOCK_FILE: &str = ".hermod-publish.lock";
@@ -169,7 +170,9 @@ fn packages_text(root: &Dir, dir: &Path) -> Result<Option<String>, RepoError> {
             let packed = dir.join("Packages.xz");
             let Some(xz) = read_if_any(root, &packed)? else { return Ok(None) };
             let mut out = Vec::new();
-            liblzma::read::XzDecoder::new(&xz[..])
+            Compression::Xz
+                .decoder(&xz[..])
+                .map_err(|e| damaged(format!("{}: {e}", root.shown(&packed).display())))?
                 .take(MAX_INDEX_BYTES + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| damaged(format!("{}: {e}", root.shown(&packed).display())))?;
