@@ -18,10 +18,13 @@
 //! bytes on the host disk are the outputs copy (bounded) and its log
 //! (bounded by `RLIMIT_FSIZE`).
 //!
-//! The source is always at `/build/src` and the headers at
-//! `/usr/src/linux-headers-<KREL>`, because those absolute paths end up in the
-//! module (DWARF, `__FILE__`, and with them the build-id that survives
-//! `strip -g`): fixed paths are what makes two builds bit-identical.
+//! The build runs in DKMS's build directory `/var/lib/dkms/<name>/<version>/build`
+//! (`/build/src` links to it; a writable copy of the source is also at
+//! `/usr/src/<name>-<version>`) against the headers at
+//! `/usr/src/linux-headers-<KREL>`: paths that depend only on dkms.conf and the
+//! kernel, because they end up in the module (DWARF, `__FILE__`, and with them
+//! the build-id that survives `strip -g`): fixed paths are what makes two
+//! builds bit-identical.
 
 use std::fs;
 use std::io;
@@ -69,6 +72,8 @@ pub enum BuildError {
     TimedOut { limit: Duration, tail: String, log: PathBuf },
     #[error("dkms.conf's BUILD_DEPENDS names the DKMS module {name}, whose source is not in the build root (no /usr/src/{name}-*): add its -dkms package to the build root (--build-depends {name}-dkms)")]
     BuildDepends { name: String },
+    #[error("dkms.conf's PACKAGE_NAME-PACKAGE_VERSION is {dir}, which the build root already holds in /usr/src (a kernel headers or another module's tree): the module's own source would hide it")]
+    SourceDirTaken { dir: String },
     #[error("module {name} was declared in dkms.conf but not built (expected {expected}); full log: {log}")]
     ModuleMissing { name: String, expected: String, log: PathBuf },
     #[error("the build left {path}: its {exceeded}; full log: {log}")]
@@ -242,6 +247,13 @@ fn lay_out(
 /// the BUILD_DEPENDS modules' sources are in the build root, the patches exist.
 fn check_before_building(conf: &DkmsConf, rootfs: &Rootfs, source: &SourceTree) -> Result<(), BuildError> {
     let usr_src = hermod_hostfs::Dir::open_nofollow(&rootfs.tree)?.open_dir("usr/src")?.entries()?;
+    // The module's source goes to /usr/src/<name>-<version> (a writable copy
+    // mounted there): never over a tree of the root, such as the headers
+    // the build is keyed on.
+    let own = format!("{}-{}", conf.package_name, conf.package_version);
+    if usr_src.iter().any(|(e, _)| e.as_encoded_bytes() == own.as_bytes()) {
+        return Err(BuildError::SourceDirTaken { dir: own });
+    }
     for name in &conf.build_depends {
         let prefix = format!("{name}-");
         let present = usr_src

@@ -120,6 +120,16 @@ fn build_depends_not_in_the_build_root() {
 }
 
 #[test]
+fn a_module_source_never_hides_a_tree_of_the_build_root() {
+    refused("bad/hides-the-headers", 3, &[&format!("linux-headers-{}", kernel()), "already holds in /usr/src"]);
+}
+
+#[test]
+fn package_version_dotdot() {
+    refused("bad/dotdot-version", 3, &["PACKAGE_VERSION", "plain file name"]);
+}
+
+#[test]
 fn crlf_line_endings_are_accepted() {
     let (report, work) = built("modules/crlf", &[]);
     assert_eq!(report["package"], format!("crlf-modules-{}", kernel()));

@@ -44,6 +44,7 @@ pub fn exit_code(err: &PipelineError) -> i32 {
             BuildError::Source(_)
             | BuildError::Dkms(_)
             | BuildError::BuildDepends { .. }
+            | BuildError::SourceDirTaken { .. }
             | BuildError::DkmsSyntax { .. }
             | BuildError::DkmsEval { .. } => 3,
             BuildError::Signing(_) => 3,

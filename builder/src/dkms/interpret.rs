@@ -31,8 +31,17 @@ impl Records {
     pub fn interpret(&self, ctx: &Context<'_>) -> Result<DkmsConf, DkmsError> {
         let package_name = self.given("PACKAGE_NAME", 0).ok_or(DkmsError::Missing("PACKAGE_NAME"))?;
         let package_version = self.given("PACKAGE_VERSION", 0).ok_or(DkmsError::Missing("PACKAGE_VERSION"))?;
-        check_word("PACKAGE_NAME", package_name)?;
-        check_word("PACKAGE_VERSION", package_version)?;
+        // They name directories (`/usr/src/<name>-<version>`,
+        // `/var/lib/dkms/<name>/<version>`): plain names, and one file name together.
+        check_file_name("PACKAGE_NAME", package_name)?;
+        check_file_name("PACKAGE_VERSION", package_version)?;
+        if package_name.len() + 1 + package_version.len() > MAX_FILE_NAME {
+            return Err(invalid(
+                "PACKAGE_VERSION",
+                package_version,
+                "PACKAGE_NAME-PACKAGE_VERSION names a directory and must fit in one file name (255 bytes)",
+            ));
+        }
 
         let (modules, excluded, skip) = self.exclusive(ctx, self.modules(package_name)?);
         let patches = self.patches()?;
@@ -184,6 +193,9 @@ fn slash(location: &str) -> String {
 fn invalid(name: &str, value: &str, why: &'static str) -> DkmsError {
     DkmsError::Invalid { name: name.to_owned(), value: value.to_owned(), why }
 }
+
+/// The longest file name (NAME_MAX).
+const MAX_FILE_NAME: usize = 255;
 
 fn check_word(name: &str, value: &str) -> Result<(), DkmsError> {
     if value.chars().all(|c| c.is_ascii_alphanumeric() || "+-.~_".contains(c)) {

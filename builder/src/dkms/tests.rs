@@ -335,3 +335,15 @@ fn per_module_build_exclusive_leaves_modules_out_in_3_2() {
 fn conf_of(text: &str, semantics: Semantics) -> DkmsConf {
     evaluated_text(text, semantics).interpret(&Context { semantics, ..ctx() }).unwrap()
 }
+
+#[test]
+fn name_and_version_are_directory_names() {
+    let long = "v".repeat(254);
+    let conf = |name: &str, version: &str| {
+        interpret(&records(&[("PACKAGE_NAME", name), ("PACKAGE_VERSION", version), ("BUILT_MODULE_NAME[0]", "m")]))
+    };
+    assert!(conf("x", &long[..253]).is_ok(), "x-<253 bytes> is 255 bytes");
+    assert!(conf("x", &long).unwrap_err().to_string().contains("255 bytes"));
+    assert!(conf("..", "1").unwrap_err().to_string().contains("plain file name"));
+    assert!(conf("x", ".").unwrap_err().to_string().contains("plain file name"));
+}
