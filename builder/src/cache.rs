@@ -117,12 +117,13 @@ pub(crate) fn parse_manifest(text: &[u8]) -> Option<Manifest> {
     ok.then_some(manifest)
 }
 
-/// Move a bad blob out of `cas/` (kept for inspection; `cache gc` removes it).
+/// Move a bad blob out of `cas/` (kept for inspection; `cache gc` removes
+/// it). The caller goes on as for a miss either way: a blob that cannot be
+/// moved is only warned about (it is re-hashed, and refused, on every read).
 pub(crate) fn quarantine(store: &Store, blob: &Path, name: &str) {
-    let dir = store.quarantine_dir();
-    let _ = fs::create_dir_all(&dir);
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let _ = fs::rename(blob, dir.join(format!("cas-{name}-{stamp}")));
+    if let Err(e) = crate::store::quarantine(&store.quarantine_dir(), blob, &format!("cas-{name}")) {
+        tracing::warn!(blob = %blob.display(), error = %e, "cannot move a corrupt cache blob to quarantine/");
+    }
 }
 
 /// Held while one process builds one key (see the module doc).
@@ -130,7 +131,7 @@ pub(crate) struct KeyLock(#[allow(dead_code)] crate::rootfs::locks::FileLock);
 
 /// Wait until no other process builds `key`, then hold it.
 pub(crate) fn lock_key(store: &Store, key: &str) -> Result<KeyLock, CacheError> {
-    let dir = store.root().join("keylocks");
+    let dir = store.keylocks_dir();
     fs::create_dir_all(&dir).map_err(|source| CacheError::Io { path: dir.clone(), source })?;
     let path = dir.join(format!("{key}.lock"));
     let held = crate::rootfs::locks::lock(&path, crate::rootfs::locks::Mode::Exclusive, true)
@@ -143,7 +144,7 @@ pub(crate) fn cache_lock(
     store: &Store,
     mode: crate::rootfs::locks::Mode,
 ) -> Result<crate::rootfs::locks::FileLock, CacheError> {
-    let path = store.root().join("cache.lock");
+    let path = store.cache_lock();
     let held = crate::rootfs::locks::lock(&path, mode, true)
         .map_err(|source| CacheError::Io { path: path.clone(), source })?;
     Ok(held.expect("a waiting lock is always taken"))

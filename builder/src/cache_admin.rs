@@ -192,7 +192,7 @@ pub fn gc(store: &Store, max_bytes: Option<u64>, older_than: Option<Duration>) -
         }
     }
     // Quarantined blobs (kept for inspection until now) and idle key locks.
-    for dir in [store.quarantine_dir(), store.root().join("keylocks")] {
+    for dir in [store.quarantine_dir(), store.keylocks_dir()] {
         for item in fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = item.file_name().to_string_lossy().into_owned();
             let idle = name.ends_with(".lock") && !crate::rootfs::locks::is_held(&item.path());

@@ -43,7 +43,7 @@ impl From<&Key> for KeyRecord {
 }
 
 fn keys_dir(store: &Store) -> PathBuf {
-    store.root().join("keys")
+    store.keys_dir()
 }
 
 /// Remember `key`'s inputs (best effort: a failure only costs a later

@@ -3,7 +3,8 @@
 //! ```text
 //! <store>/packages/        verified .debs downloaded from the archive (by name_version_arch)
 //! <store>/indices/         verified archive indices, by SHA256
-//! <store>/locks/           resolutions remembered per archive snapshot (rootfs::Memo)
+//! <store>/locks/           resolutions remembered per archive snapshot (rootfs::Memo),
+//!                          and `release-of-<blake3 of a kernel>`: the release that offered it
 //! <store>/files/           the build roots' file store: one read-only blob per file content
 //!                          and mode, <2 hex>/<blake3>-<mode> (rootfs::cas)
 //! <store>/unpacked/        one manifest per unpacked .deb: its entries, files by blob name
@@ -15,6 +16,10 @@
 //! <store>/files.lock       held shared while blobs are added, exclusive while gc deletes
 //! <store>/cas/<blake3>     content-addressed outputs (.deb files)
 //! <store>/ac/<key>         action entries: cache key -> outputs
+//! <store>/cache.lock       held shared by cache writers, exclusive by cache gc
+//! <store>/keylocks/<key>   held while one key is built (one build per key)
+//! <store>/keys/            the signing certificates' public records (keyinfo)
+//! <store>/boot-images/     kernels and initramfs material unpacked for load tests
 //! <store>/logs/            build logs
 //! <store>/tmp/             staging; everything in the store proper appears by rename
 //! ```
@@ -128,6 +133,24 @@ impl Store {
     pub fn ac_dir(&self) -> PathBuf {
         self.root.join("ac")
     }
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+    pub fn files_lock(&self) -> PathBuf {
+        self.root.join("files.lock")
+    }
+    pub fn cache_lock(&self) -> PathBuf {
+        self.root.join("cache.lock")
+    }
+    pub fn keylocks_dir(&self) -> PathBuf {
+        self.root.join("keylocks")
+    }
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+    pub fn boot_images_dir(&self) -> PathBuf {
+        self.root.join("boot-images")
+    }
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
@@ -147,6 +170,24 @@ impl Store {
 
 /// Entries of `tmp/` one opening of the store reads at most.
 const STAGING_SWEEP: u64 = 100_000;
+
+/// Move a file found corrupt (`from`) into the store's `quarantine/` as
+/// `<name>.<seconds>-<pid>`, kept for inspection until a gc removes it (the
+/// file store's gc its blobs, `cache gc` the cache's, named `cas-…`).
+/// `Ok(None)` when `from` is already gone (another process moved it first).
+pub fn quarantine(dir: &Path, from: &Path, name: &str) -> io::Result<Option<PathBuf>> {
+    fs::create_dir_all(dir)?;
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let to = dir.join(format!("{name}.{secs}-{}", std::process::id()));
+    match fs::rename(from, &to) {
+        Ok(()) => {
+            tracing::warn!(file = %from.display(), to = %to.display(), "corrupt file moved out of the store");
+            Ok(Some(to))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 /// Remove the staging directories under `tmp` whose creator is certainly
 /// dead (killed, or interrupted by a signal before it could remove them):

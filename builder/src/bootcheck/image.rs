@@ -101,7 +101,7 @@ pub fn kernel_image(ctx: &Context, release: &str) -> Result<KernelImage, BootChe
         return no_image();
     };
     let store = &ctx.options.store;
-    let dir = store.root().join("boot-images").join(format!("{}_{}", package.name, &package.sha256[..16]));
+    let dir = store.boot_images_dir().join(format!("{}_{}", package.name, &package.sha256[..16]));
     let image = KernelImage {
         release: release.to_owned(),
         package: package.name.clone(),

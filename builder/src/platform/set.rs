@@ -60,8 +60,7 @@ impl Platforms {
         }
         // Where this kernel was found last time (a hint, checked below: a
         // kernel release names one Debian release, so it seldom moves).
-        let hint_path =
-            store.root().join("locks").join(format!("release-of-{}", blake3::hash(kernel.as_bytes()).to_hex()));
+        let hint_path = store.locks_dir().join(format!("release-of-{}", blake3::hash(kernel.as_bytes()).to_hex()));
         let hinted = fs::read(&hint_path)
             .ok()
             .and_then(|name| self.list.iter().skip(1).position(|p| p.recipe().name.as_bytes() == name).map(|i| i + 1));
@@ -69,7 +68,7 @@ impl Platforms {
             self.place(kernel, i);
             if i != 0 && hinted != Some(i) {
                 let name = self.list[i].recipe().name.as_bytes();
-                let _ = fs::create_dir_all(store.root().join("locks"))
+                let _ = fs::create_dir_all(store.locks_dir())
                     .and_then(|()| crate::store::write_atomically(&hint_path, name));
             }
             &self.list[i]

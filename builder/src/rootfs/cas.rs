@@ -151,7 +151,7 @@ impl Cas {
             unpacked: store.unpacked_dir(),
             quarantine: store.quarantine_dir(),
             tmp: store.tmp(),
-            lock: store.root().join("files.lock"),
+            lock: store.files_lock(),
         };
         for dir in [&cas.files, &cas.unpacked, &cas.quarantine, &cas.tmp] {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -271,16 +271,7 @@ impl Cas {
     /// where it went, or `None` if it was not there.
     pub fn quarantine(&self, name: &str) -> Result<Option<PathBuf>, CasError> {
         let from = self.blob_path(name);
-        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let to = self.quarantine.join(format!("{name}.{secs}-{}", std::process::id()));
-        match fs::rename(&from, &to) {
-            Ok(()) => {
-                tracing::warn!(blob = name, to = %to.display(), "corrupt file moved out of the store");
-                Ok(Some(to))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(CasError::Io { path: from, source: e }),
-        }
+        crate::store::quarantine(&self.quarantine, &from, name).map_err(|source| CasError::Io { path: from, source })
     }
 
     /// The manifest file of a package: by name for people, by SHA256 for exactness.

@@ -204,7 +204,7 @@ pub struct Memo<'a> {
 
 impl<'a> Memo<'a> {
     pub fn new(store: &Store, identity: &'a str, recipe: &'a Recipe) -> Memo<'a> {
-        Memo { dir: store.root().join("locks"), identity, recipe }
+        Memo { dir: store.locks_dir(), identity, recipe }
     }
 
     fn path(&self, question: &str) -> PathBuf {

@@ -1,13 +1,19 @@
 //! Advisory file locks (flock) that the store's writers and readers agree on.
 //!
-//! Which lock guards what (always taken in this order, never the reverse):
+//! Every lock file hermod takes, and what it guards. Within a group, always
+//! taken in the table's order, never the reverse; a build takes its key lock
+//! before any build-root lock, and the cache lock only around a cache write.
 //!
 //! | file | shared | exclusive |
 //! |---|---|---|
+//! | `keylocks/<key>.lock` (`cache::lock_key`) | – | one process builds that key (others wait, then hit) |
 //! | `rootfs/<hash>.use` | a process uses (or is creating) that root | `gc` removes it |
 //! | `rootfs/<hash>.lock` | – | one process creates that root |
 //! | `files.lock` | unpacking, assembling, verifying | `gc` deletes blobs |
 //! | `unpacked/<package>.lock` | – | one process unpacks that package |
+//! | `cache.lock` (`cache::cache_lock`) | a cache entry is written | `cache gc` deletes entries and blobs |
+//! | `<repository>/.hermod-publish.lock` (`repo/state.rs`, not under the store) | – | one `publish` writes that repository |
+//! | `<farm state>/pending/.lock` (`farm/pending.rs`, not under the store) | – | one installer of pending packages at a time |
 //!
 //! A lock file may be deleted by whoever holds it exclusively (gc does, so
 //! removed roots leave nothing behind). A process that opened the old file and

@@ -439,7 +439,7 @@ mod tests {
         assert_eq!(memo.get_or("q", compute).unwrap(), "answer 1", "second call is remembered");
         assert_eq!(Memo::new(&store, "archive-2", &recipe).get_or("q", compute).unwrap(), "answer 2");
         // A damaged memo is recomputed, never trusted.
-        for entry in fs::read_dir(store.root().join("locks")).unwrap() {
+        for entry in fs::read_dir(store.locks_dir()).unwrap() {
             fs::write(entry.unwrap().path(), b"{not json").unwrap();
         }
         assert_eq!(memo.get_or("q", compute).unwrap(), "answer 3");
