@@ -37,3 +37,4 @@ pub mod source;
 pub mod store;
 pub mod trust;
 pub mod verify;
+pub mod work;

@@ -435,22 +435,9 @@ impl Context {
         }
         let at_once = self.options.jobs.clamp(1, pairs.len().max(1));
         let jobs_each = (self.options.jobs / at_once).max(1);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<std::sync::Mutex<Option<Result<Report, PipelineError>>>> =
-            pairs.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..at_once {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((source, kernel)) = pairs.get(i) else { break };
-                    let result = self.build_one_with(source, kernel, jobs_each);
-                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-                });
-            }
-        });
-        results
+        crate::work::run(pairs, at_once, |(source, kernel)| self.build_one_with(source, kernel, jobs_each), |_| false)
             .into_iter()
-            .map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every pair was built"))
+            .map(|result| result.expect("nothing stops the queue: every pair was built"))
             .collect()
     }
 

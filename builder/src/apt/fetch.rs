@@ -20,8 +20,6 @@
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
@@ -78,27 +76,9 @@ pub fn download_from(
     std::fs::create_dir_all(dir).map_err(|source| FetchError::Io { path: dir.to_path_buf(), source })?;
     let total: u64 = pkgs.iter().map(|p| p.size).sum();
     let bar = progress_bar(total, quiet);
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<PathBuf, FetchError>>>> = Mutex::new((0..pkgs.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..PARALLEL.min(pkgs.len()) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(p) = pkgs.get(i) else { break };
-                let r = fetch_one(p, mirrors, dir, &bar);
-                let failed = r.is_err();
-                if let Ok(mut res) = results.lock() {
-                    res[i] = Some(r);
-                }
-                if failed {
-                    // Stop handing out work; running downloads finish.
-                    next.store(pkgs.len(), Ordering::SeqCst);
-                }
-            });
-        }
-    });
+    // A failure stops handing out work; running downloads finish.
+    let results = crate::work::run(pkgs, PARALLEL, |p| fetch_one(p, mirrors, dir, &bar), Result::is_err);
     bar.finish_and_clear();
-    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     // Report the first failure in list order; entries never started stay None.
     let mut out = Vec::with_capacity(pkgs.len());
     for r in results {
