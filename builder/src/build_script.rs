@@ -82,17 +82,32 @@ pub fn build_script(conf: &DkmsConf, kernel: &str, arch: &str) -> String {
     // The module's own source tree, a writable copy (give_source_dir); a
     // runtime that did not mount it leaves the read-only source in its place.
     let source = shell_quote(&source_dir(conf));
+    // Where the directory is there and writable (hermod's sandbox), a copy
+    // that fails (space, inodes) fails the build: falling back would build
+    // at other paths, other bytes. Only where it is not (another runtime)
+    // does the build fall back, saying so. The entries are copied, not `.`:
+    // the mount point's own times are not the build user's to set (runc).
+    let copy_source = shell_quote(&format!("copy the source to {}", source_dir(conf)));
     let _ = writeln!(
         s,
-        "if cp -R --preserve=timestamps {IN_INSIDE}/src/. {source}/ 2>/dev/null; then source={source}\n\
+        "if [ -d {source} ] && [ -w {source} ]; then\n  \
+         (shopt -s dotglob nullglob; set -- {IN_INSIDE}/src/*; [ $# -eq 0 ] || cp -R --preserve=timestamps \"$@\" {source}/) || hermod_fail {copy_source} $?\n  \
+         source={source}\n\
          else source={IN_INSIDE}/src; echo hermod: note: could not copy the source to {source}; fi"
     );
+    let copy_build = shell_quote(&format!(
+        "copy the source to {}/{}/{}/build",
+        dkms::DKMS_TREE,
+        conf.package_name,
+        conf.package_version
+    ));
     let _ = writeln!(
         s,
-        "if mkdir -p {tree} 2>/dev/null && cp -R --preserve=timestamps {SRC_INSIDE} {tree}/build 2>/dev/null; then\n  \
+        "if mkdir -p {tree} 2>/dev/null; then\n  \
+         cp -R --preserve=timestamps {SRC_INSIDE} {tree}/build || hermod_fail {copy_build} $?\n  \
          rm -rf {SRC_INSIDE} && ln -s {tree}/build {SRC_INSIDE} || {{ echo hermod: cannot link {SRC_INSIDE}; exit 1; }}\n  \
          ln -s \"$source\" {tree}/source 2>/dev/null\n\
-         else rm -rf {tree}/build 2>/dev/null; echo hermod: note: could not make {tree}/build, building in {SRC_INSIDE}; fi"
+         else echo hermod: note: could not make {tree}/build, building in {SRC_INSIDE}; fi"
     );
     // `cd -P`: the build directory by its real path, as DKMS has it, so what
     // a configure step records (`pwd`) is what make's CURDIR says; through
@@ -256,10 +271,11 @@ mod tests {
         assert!(s.contains("strip -g /hermod/out/module-0.ko"));
         assert!(s.contains("cp 'sub dir'/'b'.ko /hermod/out/module-1.ko"));
         assert!(!s.contains("strip -g /hermod/out/module-1.ko"));
-        assert!(s.contains("cp -R --preserve=timestamps /build/src '/var/lib/dkms/p/1'/build"), "{s}");
+        assert!(s.contains("cp -R --preserve=timestamps /build/src '/var/lib/dkms/p/1'/build || hermod_fail 'copy the source to /var/lib/dkms/p/1/build' $?"), "{s}");
         assert!(s.contains("ln -s '/var/lib/dkms/p/1'/build /build/src"), "{s}");
+        assert!(s.contains("if [ -d '/usr/src/p-1' ] && [ -w '/usr/src/p-1' ]; then"), "{s}");
         assert!(s.contains(
-            "cp -R --preserve=timestamps /hermod/in/src/. '/usr/src/p-1'/ 2>/dev/null; then source='/usr/src/p-1'"
+            "cp -R --preserve=timestamps \"$@\" '/usr/src/p-1'/) || hermod_fail 'copy the source to /usr/src/p-1' $?"
         ));
         assert!(s.contains("ln -s \"$source\" '/var/lib/dkms/p/1'/source"), "{s}");
         assert!(s.contains("patch -p1 < './patches/fix it.patch' ||"));
