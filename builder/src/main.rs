@@ -13,15 +13,22 @@ fn main() {
     }
 
     let cli = hermod::cli::Cli::parse();
+    // hermod's own crates get the asked level; dependencies stay at warn
+    // until -vvv (at debug, the OpenPGP crate dumps every packet it parses).
     let level = match (cli.global.quiet, cli.global.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
-        (false, 1) => "info",
+        (false, 1) => "warn,hermod=info,hermod_sandbox=info,hermod_hostfs=info",
+        (false, 2) => "warn,hermod=debug,hermod_sandbox=debug,hermod_hostfs=debug",
         (false, _) => "debug",
     };
+    // Colours only for a terminal, and never with NO_COLOR (https://no-color.org).
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HERMOD_LOG").unwrap_or_else(|_| level.into()))
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .without_time()
         .init();
 

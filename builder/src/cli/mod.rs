@@ -82,7 +82,7 @@ pub struct Global {
     /// Config file: package sources and more [default: /etc/hermod/config.toml if it exists]
     #[arg(long, env = "HERMOD_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// More log output (-v, -vv)
+    /// More log output: -v what hermod does, -vv its details, -vvv its dependencies' too
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Maintainer field of the packages written (it is part of the cache key)
