@@ -96,11 +96,11 @@ pub(crate) fn read_entry(store: &Store, key: &str) -> Option<(Manifest, Vec<u8>)
     let blob = blob_path(store, &manifest.blake3);
     let bytes = fs::read(&blob).ok()?;
     if blake3::hash(&bytes).to_hex().as_str() != manifest.blake3 || bytes.len() as u64 != manifest.size {
-        eprintln!(
-            "hermod: warning: cached {} (key {}) does not match its hash; quarantined, rebuilding",
+        crate::say::warning(format_args!(
+            "cached {} (key {}) does not match its hash; quarantined, rebuilding",
             manifest.deb,
             &key[..16.min(key.len())]
-        );
+        ));
         quarantine(store, &blob, &manifest.blake3);
         let _ = fs::remove_file(&entry);
         return None;

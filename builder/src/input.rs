@@ -346,12 +346,12 @@ fn unpack(ctx: &Context, deb: &Path, origin: &str) -> Result<(PathBuf, Option<te
     let dir = extract(deb, staging.path(), origin)?;
     let dropped = drop_escaping_links(&dir)?;
     if !dropped.is_empty() && !ctx.options.quiet {
-        eprintln!(
-            "hermod: note: {origin}: left out {} link(s) that point outside its source tree ({}); \
+        crate::say::note(format_args!(
+            "note: {origin}: left out {} link(s) that point outside its source tree ({}); \
              DKMS copies them but no build can follow them",
             dropped.len(),
             dropped.join(", ")
-        );
+        ));
     }
     Ok((dir, Some(staging)))
 }

@@ -32,6 +32,7 @@ pub mod platform;
 pub mod remote;
 pub mod repo;
 pub mod rootfs;
+pub mod say;
 pub mod signing;
 pub mod source;
 pub mod store;

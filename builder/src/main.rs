@@ -13,6 +13,7 @@ fn main() {
     }
 
     let cli = hermod::cli::Cli::parse();
+    hermod::say::set_quiet(cli.global.quiet);
     // hermod's own crates get the asked level; dependencies stay at warn
     // until -vvv (at debug, the OpenPGP crate dumps every packet it parses).
     let level = match (cli.global.quiet, cli.global.verbose) {

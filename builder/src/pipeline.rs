@@ -412,7 +412,7 @@ impl Context {
 
     fn say(&self, message: &str) {
         if !self.options.quiet {
-            eprintln!("hermod: {message}");
+            crate::say::note(message);
         }
     }
 

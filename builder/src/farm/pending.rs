@@ -108,7 +108,7 @@ pub fn install(
     }
     match result {
         Err(e) if left > 0 => {
-            eprintln!("hermod: {e}");
+            crate::say::failure(&e);
             Err(FarmError::InstallFailed(left, state.pending()))
         }
         // dpkg said yes but does not have one of them at that version.

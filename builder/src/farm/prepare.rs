@@ -159,7 +159,7 @@ pub fn obtain(
             }
             Ok(None) => answers.push(format!("{}: not there", provider.name())),
             Err(e) => {
-                eprintln!("hermod: {}: {package} from {}: {e}", wanted.label, provider.name());
+                crate::say::failure(format_args!("{}: {package} from {}: {e}", wanted.label, provider.name()));
                 answers.push(format!("{}: {e}", provider.name()));
                 failed = true;
             }

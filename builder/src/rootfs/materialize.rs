@@ -250,11 +250,11 @@ pub(super) fn repair<'m>(
         manifests.filter(|m| m.blobs().any(|b| wanted.contains(b))).map(|m| m.package.clone()).collect();
     if !quiet {
         let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
-        eprintln!(
-            "hermod: {} file(s) in the store failed their hash check; restoring from {}",
+        crate::say::note(format_args!(
+            "{} file(s) in the store failed their hash check; restoring from {}",
             bad.len(),
             names.join(", ")
-        );
+        ));
     }
     for blob in bad {
         cas.quarantine(blob)?;
