@@ -582,6 +582,44 @@ pub fn cycles(graph: &Graph) -> Vec<Vec<String>> {
     s.found
 }
 
+/// A shortest cycle through the component (the first node repeated last).
+pub fn shortest_cycle(graph: &Graph, component: &[String]) -> Vec<String> {
+    let mut best: Vec<String> = Vec::new();
+    for start in component {
+        // Breadth first from `start` back to it, inside the component.
+        let mut parent: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([start.as_str()]);
+        'search: while let Some(v) = queue.pop_front() {
+            for w in graph.get(v).into_iter().flat_map(|e| e.keys()) {
+                if !component.contains(w) {
+                    continue;
+                }
+                if w == start {
+                    // v, its parent, … back to (not including) start.
+                    let mut chain = Vec::new();
+                    let mut at = v;
+                    while at != start {
+                        chain.push(at.to_owned());
+                        at = parent[at];
+                    }
+                    chain.reverse();
+                    let path: Vec<String> =
+                        std::iter::once(start.clone()).chain(chain).chain([start.clone()]).collect();
+                    if best.is_empty() || path.len() < best.len() {
+                        best = path;
+                    }
+                    break 'search;
+                }
+                if !parent.contains_key(w.as_str()) && w != start {
+                    parent.insert(w, v);
+                    queue.push_back(w);
+                }
+            }
+        }
+    }
+    best
+}
+
 /// The edges inside one component, as `a -> b (file:line)` lines.
 pub fn describe(graph: &Graph, component: &[String]) -> Vec<String> {
     let mut lines = Vec::new();
@@ -664,6 +702,7 @@ mod tests {
         let found = cycles(graph);
         assert_eq!(found, [vec!["a".to_string(), "b".into(), "c".into()]]);
         assert_eq!(describe(graph, &found[0]), ["a -> b (a.rs:1)", "b -> c (b.rs:2)", "c -> a (c.rs:1)"]);
+        assert_eq!(shortest_cycle(graph, &found[0]), ["a", "b", "c", "a"]);
     }
 
     #[test]
@@ -682,6 +721,7 @@ mod tests {
         // The re-exports are not edges; `super::Renamed` is y's, `super::Base` mod.rs's.
         assert_eq!(edges(g), ["r/mod.rs->r/y.rs", "r/x.rs->r/mod.rs", "r/x.rs->r/y.rs", "r/y.rs->r/x.rs"]);
         assert_eq!(cycles(g), [vec!["r/mod.rs".to_string(), "r/x.rs".into(), "r/y.rs".into()]]);
+        assert_eq!(shortest_cycle(g, &cycles(g)[0]), ["r/x.rs", "r/y.rs", "r/x.rs"]);
         assert_eq!(cycles(&graphs[0].1), [vec!["other".to_string(), "r".into()]]);
     }
 

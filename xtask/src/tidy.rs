@@ -150,8 +150,9 @@ fn check(root: &Path) -> Result<Report> {
                 format!("the files of builder/src/{scope}")
             };
             let message = format!(
-                "cycle between {what} {}:\n    {}",
+                "cycle between {what} {} (shortest: {}):\n    {}",
                 cycle.join(", "),
+                modgraph::shortest_cycle(graph, &cycle).join(" -> "),
                 modgraph::describe(graph, &cycle).join("\n    ")
             );
             if ENFORCE_ACYCLIC {
