@@ -2,6 +2,7 @@
 //! release is a new `<release>-<arch>.toml` there, not code. The list is
 //! written to `$OUT_DIR/recipes.rs` as `(name, text)` pairs, sorted by name
 //! (the recipes' own `release` order is applied at run time).
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::path::Path;

@@ -2,6 +2,7 @@
 //!
 //! The pipeline, one module per stage: source → key → cache → rootfs → sandbox → .deb → store.
 //! See ARCHITECTURE.md for the codemap and the invariants.
+#![forbid(unsafe_code)]
 
 pub mod apt;
 #[doc(hidden)]

@@ -1,4 +1,5 @@
 //! The hermod binary: parse the command line, run it, map errors to exit codes.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
 

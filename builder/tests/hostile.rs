@@ -236,8 +236,7 @@ fn hostile_builds_are_contained_as_root() {
 
 #[test]
 fn hostile_builds_are_contained_as_an_unprivileged_user() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("note: not root; cannot switch to an unprivileged user");
+    if !require_root() {
         return;
     }
     let _one = ONE_SUITE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -6,19 +6,10 @@ mod common;
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
-
-/// runc on PATH or where Debian installs it.
-fn runc() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join("runc"))
-        .find(|p| p.is_file())
-}
 
 /// The module file in an unpacked .deb, decompressed if the kernel wants
 /// compressed modules (see `compress.rs`).
@@ -39,13 +30,10 @@ fn packaged_module(root: &Path, kernel: &str, name: &str) -> Vec<u8> {
 
 #[test]
 fn runc_builds_the_same_module_from_the_exported_config() {
-    let Some(runc) = runc() else {
-        if std::env::var_os("CI").is_some() {
-            panic!("runc is not installed, and CI is set: .ci/run installs it (apt-get install runc)");
-        }
-        eprintln!("\n*** SKIPPED oci_runc: runc is not installed (apt-get install runc); the exported OCI config was NOT run ***\n");
+    if !require_tool("runc") {
         return;
-    };
+    }
+    let runc = tool_path("runc").unwrap();
     let kernel = kernel();
     let store = shared_store();
     let source = testdata("modules/hello");

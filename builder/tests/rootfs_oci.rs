@@ -152,8 +152,7 @@ fn a_flipped_byte_in_the_layer_is_refused_and_nothing_is_imported() {
 
 #[test]
 fn skopeo_reads_and_copies_the_layout() {
-    if Command::new("skopeo").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: skopeo is not installed (apt-get install skopeo)");
+    if !require_tool("skopeo") {
         return;
     }
     let files = tempfile::tempdir().unwrap();

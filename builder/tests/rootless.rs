@@ -10,8 +10,7 @@ use common::*;
 
 #[test]
 fn unprivileged_build_gives_the_same_bytes_as_root() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("note: not root; this test switches to an unprivileged user and needs root to do so");
+    if !require_root() {
         return;
     }
     let kernel = kernel();

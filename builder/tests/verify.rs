@@ -109,8 +109,7 @@ fn nondeterministic_module_is_a_mismatch_naming_the_ko_and_its_section() {
     assert!(kept.join("first.deb").is_file() && kept.join("second.deb").is_file(), "{}", kept.display());
     // diffoscope's report beside them when it is installed (CI installs diffoscope-minimal);
     // otherwise the report says why there is none.
-    let installed = std::process::Command::new("diffoscope").arg("--version").output().is_ok();
-    if installed {
+    if require_tool("diffoscope") {
         let text = std::fs::read_to_string(report["diffoscope"].as_str().expect("diffoscope ran")).unwrap();
         assert!(text.contains("nondeterministic.ko"), "{text}");
     } else {

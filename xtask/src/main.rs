@@ -21,6 +21,7 @@
 //!   built by hermod and by DKMS (in a throwaway chroot), side by side; writes
 //!   `docs/dkms-corpus.md`, `docs/dkms-corpus-RELEASE[-backports].md` (see
 //!   `dkms_corpus.rs`).
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -40,6 +41,7 @@ mod dkms_chroot;
 mod dkms_corpus;
 mod dkms_report;
 mod kill_trials;
+mod modgraph;
 mod tidy;
 
 fn main() -> Result<()> {

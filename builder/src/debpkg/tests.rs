@@ -86,12 +86,23 @@ fn spec() -> DebSpec {
     }
 }
 
+/// Whether `tool` is installed; if not, the test says it skips, or fails when
+/// `HERMOD_TEST_REQUIRE_TOOLS` is set (as builder/tests/common's `require_tool`).
 fn have(tool: &str) -> bool {
-    Command::new("sh")
+    let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool} >/dev/null 2>&1")])
         .status()
         .map(|s| s.success())
-        .unwrap_or(false)
+        .unwrap_or(false);
+    if !found {
+        let test = std::thread::current().name().unwrap_or("this test").to_owned();
+        let package = if tool == "dpkg-deb" { "dpkg" } else { tool };
+        if std::env::var_os("HERMOD_TEST_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
+            panic!("{test} needs {tool} (apt-get install {package}), and HERMOD_TEST_REQUIRE_TOOLS is set");
+        }
+        eprintln!("skipped: {test} needs {tool} (apt-get install {package})");
+    }
+    found
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -366,7 +377,6 @@ fn write_atomically() {
 #[test]
 fn dpkg_deb_parses_it() {
     if !have("dpkg-deb") {
-        eprintln!("note: dpkg-deb not installed, skipping");
         return;
     }
     let s = spec();
@@ -429,7 +439,6 @@ fn dpkg_deb_parses_it() {
 #[test]
 fn lintian_has_no_errors() {
     if !have("lintian") {
-        eprintln!("note: lintian not installed, skipping (apt-get install -y lintian)");
         return;
     }
     let deb = build_deb(&spec()).unwrap();
@@ -451,7 +460,6 @@ fn lintian_has_no_errors() {
 #[test]
 fn dpkg_installs_into_throwaway_root() {
     if !have("dpkg") {
-        eprintln!("note: dpkg not installed, skipping");
         return;
     }
     let s = spec();

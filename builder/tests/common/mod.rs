@@ -146,3 +146,71 @@ pub fn spawn(store: &Path, args: &[&str]) -> std::process::Child {
         .spawn()
         .expect("hermod starts")
 }
+
+/// The Debian package that installs `tool` (for the messages below).
+pub fn package_of(tool: &str) -> &str {
+    match tool {
+        "qemu-system-x86_64" => "qemu-system-x86",
+        "nginx" => "nginx-light",
+        "diffoscope" => "diffoscope-minimal",
+        "bwrap" => "bubblewrap",
+        "unshare" | "chroot" => "util-linux",
+        "dpkg-deb" => "dpkg",
+        "dpkg-shlibdeps" => "dpkg-dev",
+        "modinfo" => "kmod",
+        "readelf" => "binutils",
+        other => other,
+    }
+}
+
+/// Where `tool` is: on PATH, or in /usr/sbin, /sbin (a non-root PATH may
+/// lack them).
+pub fn tool_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// Whether the tests must not skip (`HERMOD_TEST_REQUIRE_TOOLS` set and
+/// non-empty; `.ci/run` sets it).
+pub fn tools_required() -> bool {
+    std::env::var_os("HERMOD_TEST_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty())
+}
+
+/// The running test's name (libtest names its threads after the tests).
+fn test_name() -> String {
+    std::thread::current().name().unwrap_or("this test").to_owned()
+}
+
+/// Whether `tool` is installed. If not: a panic naming its package when
+/// `HERMOD_TEST_REQUIRE_TOOLS` is set; otherwise `skipped: <test> needs
+/// <tool>` on stderr and false, and the test (or the part that needs the
+/// tool) returns early.
+pub fn require_tool(tool: &str) -> bool {
+    if tool_path(tool).is_some() {
+        return true;
+    }
+    skip_or_panic(&format!("{tool} (apt-get install {})", package_of(tool)))
+}
+
+/// Whether this process runs as root (what the tests that switch users or
+/// make Debian roots need); like `require_tool` otherwise.
+pub fn require_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    skip_or_panic("root")
+}
+
+/// false after `skipped: <test> needs <need>` on stderr; a panic instead when
+/// `HERMOD_TEST_REQUIRE_TOOLS` is set.
+pub fn skip_or_panic(need: &str) -> bool {
+    let test = test_name();
+    if tools_required() {
+        panic!("{test} needs {need}, and HERMOD_TEST_REQUIRE_TOOLS is set: nothing may be skipped");
+    }
+    eprintln!("skipped: {test} needs {need}");
+    false
+}

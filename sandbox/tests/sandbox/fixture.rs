@@ -103,18 +103,19 @@ fn build_probe(base: &Path, rootfs: &Path) -> bool {
             copy_with_libs(&out, rootfs);
             true
         }
-        Ok(o) => {
-            println!(
-                "note: gcc could not build probe.c, its tests are skipped:\n{}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            false
-        }
-        Err(e) => {
-            println!("note: no gcc ({e}), the probe.c tests are skipped");
-            false
-        }
+        Ok(o) => probe_skipped(&format!("gcc could not build probe.c:\n{}", String::from_utf8_lossy(&o.stderr))),
+        Err(e) => probe_skipped(&format!("no gcc ({e}; apt-get install gcc)")),
     }
+}
+
+/// Without gcc the probe.c tests are skipped, with a note; with
+/// `HERMOD_TEST_REQUIRE_TOOLS` set (`.ci/run` sets it) that is a failure.
+fn probe_skipped(why: &str) -> bool {
+    if std::env::var_os("HERMOD_TEST_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
+        panic!("the probe.c tests cannot run, and HERMOD_TEST_REQUIRE_TOOLS is set: {why}");
+    }
+    println!("skipped: the probe.c tests: {why}");
+    false
 }
 
 /// Copies `tool` and everything `ldd` says it loads to the same paths under
