@@ -37,9 +37,8 @@ use crate::apt::depends::{parse_depends, Dependency};
 use crate::apt::{self, resolve::glob_match, Archive, Package, Version};
 use crate::pipeline::{Context, PipelineError};
 
-/// What a build root must never get as a declared need, besides the recipe's
-/// own exclusions: DKMS itself (see the module docs).
-pub const NEVER_A_BUILD_NEED: &str = "dkms";
+/// Defined with the lock that applies it (a module below this one).
+pub use crate::rootfs::NEVER_A_BUILD_NEED;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {

@@ -18,6 +18,7 @@ pub mod config;
 pub mod debpkg;
 pub mod dkms;
 pub mod farm;
+pub(crate) mod flock;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod input;
@@ -32,6 +33,7 @@ pub mod platform;
 pub mod remote;
 pub mod repo;
 pub mod rootfs;
+mod sandbox_io;
 pub mod signing;
 pub mod source;
 pub mod store;

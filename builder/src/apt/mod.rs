@@ -25,6 +25,7 @@
 //! fetched from, without reading any index.
 
 pub mod archive;
+mod deb_error;
 pub mod debfile;
 pub mod depends;
 pub mod fetch;

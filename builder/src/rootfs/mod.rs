@@ -34,7 +34,9 @@ mod verify;
 pub use gc::{gc, GcReport};
 pub use inventory::{inventory, read_roots, Inventory, RootStats};
 pub(crate) use lock::kernel_name_ok;
-pub use lock::{is_compiler_package, is_headers_package, nearest_headers, rank_nearest, Lock, Memo};
+pub use lock::{
+    is_compiler_package, is_headers_package, nearest_headers, rank_nearest, Lock, Memo, NEVER_A_BUILD_NEED,
+};
 pub(crate) use lockfile::package_name_ok;
 pub use lockfile::LockFileError;
 pub use materialize::{materialize, Rootfs};
