@@ -81,6 +81,27 @@ pub enum BuildError {
     Io { path: PathBuf, source: io::Error },
 }
 
+impl crate::exit::HasExitCode for BuildError {
+    fn exit_code(&self) -> crate::exit::Code {
+        use crate::exit::Code;
+        match self {
+            BuildError::Source(_)
+            | BuildError::Dkms(_)
+            | BuildError::BuildDepends { .. }
+            | BuildError::DkmsSyntax { .. }
+            | BuildError::DkmsEval { .. }
+            | BuildError::Signing(_) => Code::BadInput,
+            BuildError::MakeFailed { .. }
+            | BuildError::TimedOut { .. }
+            | BuildError::SignFailed { .. }
+            | BuildError::ModuleTooLarge { .. } => Code::BuildFailed,
+            BuildError::ModuleMissing { .. } => Code::ModuleMissing,
+            BuildError::Sandbox(_) => Code::Sandbox,
+            BuildError::Io { .. } | BuildError::NotReachable { .. } => Code::Io,
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
     move |source| BuildError::Io { path: path.to_owned(), source }
 }

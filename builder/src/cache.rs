@@ -34,6 +34,16 @@ pub enum CacheError {
     Corrupt { count: usize },
 }
 
+impl crate::exit::HasExitCode for CacheError {
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            // `cache gc --max-size` given something that is no size.
+            CacheError::BadSize { .. } => crate::exit::Code::Usage,
+            CacheError::Io { .. } | CacheError::Corrupt { .. } => crate::exit::Code::Io,
+        }
+    }
+}
+
 /// What one cache entry records about its output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {

@@ -109,6 +109,16 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+impl crate::exit::HasExitCode for ConfigError {
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            ConfigError::Read { .. } | ConfigError::Parse { .. } | ConfigError::Invalid { .. } => {
+                crate::exit::Code::BadInput
+            }
+        }
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -69,14 +69,14 @@ pub enum InputError {
     Io { path: PathBuf, source: io::Error },
 }
 
-impl InputError {
-    /// The documented exit status (see `cli::EXIT_CODES`): a bad SOURCE is
-    /// bad input (3), a failed download an archive error (7).
-    pub fn exit_code(&self) -> i32 {
+impl crate::exit::HasExitCode for InputError {
+    /// A bad SOURCE is bad input, a failed download an archive error.
+    fn exit_code(&self) -> crate::exit::Code {
+        use crate::exit::Code;
         match self {
-            InputError::PackageWithLock { .. } => 2,
-            InputError::Fetch(_) => 7,
-            InputError::Io { .. } => 9,
+            InputError::PackageWithLock { .. } => Code::Usage,
+            InputError::Fetch(_) => Code::Archive,
+            InputError::Io { .. } => Code::Io,
             InputError::BadSpec { .. }
             | InputError::UnknownPackage { .. }
             | InputError::UnknownVersion { .. }
@@ -85,7 +85,7 @@ impl InputError {
             | InputError::BadDepends { .. }
             | InputError::Unmet { .. }
             | InputError::NotInLock { .. }
-            | InputError::Deb(_) => 3,
+            | InputError::Deb(_) => Code::BadInput,
         }
     }
 }

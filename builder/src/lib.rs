@@ -17,6 +17,7 @@ pub mod compress;
 pub mod config;
 pub mod debpkg;
 pub mod dkms;
+pub mod exit;
 pub mod farm;
 pub(crate) mod flock;
 #[doc(hidden)]

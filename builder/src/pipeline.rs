@@ -17,6 +17,7 @@ use crate::build::{self, BuildError, Settings};
 use crate::cache::{self, CacheError, Manifest};
 use crate::compress::Compression;
 use crate::debpkg::{self, DebError, DebSpec, ModuleFile};
+use crate::exit::{Code, HasExitCode};
 use crate::input::{InputError, Prepared};
 use crate::key::{Key, KeyInputs};
 use crate::limits::BuildLimits;
@@ -29,6 +30,9 @@ use crate::store::Store;
 /// (2024-01-01T00:00:00Z): a constant, so it is derived from no host state.
 pub const SOURCE_DATE_EPOCH: u64 = 1_704_067_200;
 
+/// What can stop the pipeline: its own steps' failures and those of the
+/// modules below it, never those of a command above it (`cli::AppError`
+/// gathers those).
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
@@ -71,16 +75,32 @@ pub enum PipelineError {
     /// A farm machine (config `role = "farm"`) found no prebuilt package.
     #[error("{source_label} for {kernel}: not in the shared cache, and this machine may not build ({why})")]
     BuildNotAllowed { source_label: String, kernel: String, why: String },
-    #[error(transparent)]
-    Farm(#[from] crate::farm::FarmError),
-    #[error(transparent)]
-    Repo(#[from] crate::repo::RepoError),
-    #[error(transparent)]
-    BootCheck(#[from] crate::bootcheck::BootCheckError),
-    #[error(transparent)]
-    Plan(#[from] crate::plan::PlanError),
-    #[error(transparent)]
-    Verify(#[from] crate::verify::VerifyError),
+}
+
+impl HasExitCode for PipelineError {
+    fn exit_code(&self) -> Code {
+        match self {
+            PipelineError::Input(e) => e.exit_code(),
+            PipelineError::Source(e) => e.exit_code(),
+            PipelineError::Rootfs(e) => e.exit_code(),
+            PipelineError::Build { error, .. } => error.exit_code(),
+            PipelineError::Deb(e) => e.exit_code(),
+            PipelineError::Cache(e) => e.exit_code(),
+            PipelineError::Apt(e) => e.exit_code(),
+            PipelineError::Store(e) => e.exit_code(),
+            PipelineError::Io { .. } => Code::Io,
+            PipelineError::Limit(e) => e.exit_code(),
+            PipelineError::Config(e) => e.exit_code(),
+            PipelineError::Signing(e) => e.exit_code(),
+            PipelineError::KeyInfo(e) => e.exit_code(),
+            PipelineError::Remote(e) => e.exit_code(),
+            PipelineError::Trust(e) => e.exit_code(),
+            PipelineError::Overrides(e) => e.exit_code(),
+            PipelineError::Skipped(_) => Code::NothingBuilt,
+            PipelineError::LockedKernel { .. } => Code::Usage,
+            PipelineError::BuildNotAllowed { .. } => Code::NotAvailable,
+        }
+    }
 }
 
 /// What became of one (source, kernel) pair, as `--json` reports it.

@@ -73,6 +73,19 @@ pub enum AptError {
     NoSources { arch: String },
 }
 
+impl crate::exit::HasExitCode for AptError {
+    /// Whatever went wrong with the archive, it is the archive's error.
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            AptError::Sources(_)
+            | AptError::Release(_)
+            | AptError::Packages(_)
+            | AptError::Local(_)
+            | AptError::NoSources { .. } => crate::exit::Code::Archive,
+        }
+    }
+}
+
 /// Everything packages may come from, in order of preference.
 #[derive(Debug, Clone, Default)]
 pub struct PackageSources {

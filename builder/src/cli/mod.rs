@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::build::BuildError;
 use crate::config::Config;
 use crate::input::{Input, Prepared};
 use crate::limits::BuildLimits;
 use crate::pipeline::{Context, Options, PipelineError, Status};
-use crate::rootfs::{self, Lock, LockFileError, OciImageError, Recipe, RootfsError};
+use crate::rootfs::{self, Lock, LockFileError, Recipe, RootfsError};
 use crate::signing::ModuleSigning;
 use crate::store::Store;
-use crate::trust::TrustError;
 
 mod cache;
 mod exit;
@@ -26,41 +24,18 @@ mod repo;
 mod verify;
 
 use cache::{cache_command, key_command};
-pub use exit::exit_code;
+pub use exit::{exit_code, AppError};
 
-pub const EXIT_CODES: &str = "\
-Exit status:
-  0  success
-  1  internal error
-  2  usage error
-  3  bad input: the source, its dkms.conf, a recipe, a lock file, the config file, a shared-cache setting
-     or key, a .deb to publish or the repository's signing key, or an image is unusable (a shared cache
-     that fails is only a warning)
-  4  no headers in the archive for the requested kernel
-  5  the build failed (make error or timeout); the log's tail is shown
-  6  a module declared in dkms.conf was not built
-  7  archive error: network, signature or checksum verification (an image's digests too)
-  8  the sandbox could not be set up
-  9  store or output I/O error
- 10  a wanted module package is not available: not in debs/, the repository or the shared cache,
-     and this machine may not build it (config role = farm); `prepare` queued it for the boot service
- 11  dpkg or modprobe failed (what dpkg did not install stays in /var/lib/hermod/pending)
- 12  the repository refused the change: a published name+version+architecture with other bytes
-     (a published version is immutable), or an unsigned publish into a signed repository
- 13  verify: the two builds (or the rebuild and the --against package) differ; the report names
-     each differing file in the .deb and, for a module, its differing ELF sections
- 14  load-test, verify --boot: a module failed to load or unload in its kernel under qemu (or that kernel lacks a
-     module it depends on, or crashed or hung during the test); the report says what the kernel said
- 77  nothing built: dkms.conf's BUILD_EXCLUSIVE_* directives exclude every requested kernel
-     (as DKMS's 77); with some builds done and the rest skipped, the status is 0
-130  interrupted by SIGINT (143: by SIGTERM): the running sandboxes were killed, this run's
-     staging directories and cgroups removed";
+/// The exit-status table of `--help`, made from [`crate::exit::Code`].
+pub fn exit_codes() -> String {
+    crate::exit::Code::table()
+}
 
 /// A fixed default, so packages do not depend on the host that built them.
 pub const DEFAULT_MAINTAINER: &str = "hermod module builder <hermod@packages.invalid>";
 
 #[derive(Debug, Parser)]
-#[command(name = "hermod", version, about = "Build out-of-tree Linux kernel modules once, hermetically, into reproducible .debs", after_help = EXIT_CODES)]
+#[command(name = "hermod", version, about = "Build out-of-tree Linux kernel modules once, hermetically, into reproducible .debs", after_help = exit_codes())]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -475,12 +450,7 @@ pub(crate) fn prepare_per_release(
 }
 
 /// `hermod rootfs lock`: resolve, then print or write the lock file.
-fn write_lock(
-    global: &Global,
-    kernel: Option<&str>,
-    out: Option<&Path>,
-    needs: &[String],
-) -> Result<(), PipelineError> {
+fn write_lock(global: &Global, kernel: Option<&str>, out: Option<&Path>, needs: &[String]) -> Result<(), AppError> {
     let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
     let kernel = match kernel {
         Some(k) => k.to_owned(),
@@ -509,7 +479,7 @@ fn write_lock(
 }
 
 /// Run a parsed command line.
-pub fn run(cli: &Cli) -> Result<(), PipelineError> {
+pub fn run(cli: &Cli) -> Result<(), AppError> {
     match &cli.command {
         Command::Build(args) => build(&cli.global, args),
         Command::Key(args) => key_command(&cli.global, args),
@@ -544,7 +514,7 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
 }
 
 /// `hermod rootfs ...`: the work is in `rootfs`; this is glue.
-fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), PipelineError> {
+fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), AppError> {
     let locked = |kernel: &Option<String>, lock: Option<&Path>| -> Result<(Context, Lock), PipelineError> {
         let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), lock)?;
         let kernel = match kernel {
@@ -589,7 +559,7 @@ fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), Pipeli
             } else {
                 let roots =
                     report.roots_failed.iter().map(|(kernel, hash)| format!("{kernel} {}", &hash[..16])).collect();
-                Err(PipelineError::Rootfs(RootfsError::GcIncomplete { roots }))
+                Err(RootfsError::GcIncomplete { roots }.into())
             }
         }
         RootfsCommand::Export { kernel, lock, out } => {
@@ -625,13 +595,13 @@ fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), Pipeli
             if report.foreign.is_empty() {
                 Ok(())
             } else {
-                Err(PipelineError::Rootfs(RootfsError::Foreign { count: report.foreign.len() }))
+                Err(RootfsError::Foreign { count: report.foreign.len() }.into())
             }
         }
     }
 }
 
-fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
+fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
     let limits = BuildLimits::from_args(&args.limits)?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let mut ctx = context(global, args.out.clone(), args.jobs, timeout, limits, args.lock.as_deref())?;
@@ -672,14 +642,14 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
         // Every requested build skipped: nothing built, as DKMS's exit 77 says.
         None if skipped == pairs.len() => {
             let what = if pairs.len() == 1 { "the build was" } else { "every requested build was" };
-            Err(PipelineError::Skipped(format!("{what} skipped (dkms.conf's BUILD_EXCLUSIVE_* directives)")))
+            Err(PipelineError::Skipped(format!("{what} skipped (dkms.conf's BUILD_EXCLUSIVE_* directives)")).into())
         }
         None => Ok(()),
         Some(e) => {
             if pairs.len() > 1 {
                 eprintln!("hermod: {failures} of {} builds failed", pairs.len());
             }
-            Err(e)
+            Err(e.into())
         }
     }
 }

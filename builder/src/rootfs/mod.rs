@@ -116,6 +116,36 @@ pub enum RootfsError {
     GcIncomplete { roots: Vec<String> },
 }
 
+impl crate::exit::HasExitCode for RootfsError {
+    fn exit_code(&self) -> crate::exit::Code {
+        use crate::exit::Code;
+        match self {
+            RootfsError::NoHeaders { .. } | RootfsError::BadKernelName(_) | RootfsError::AmbiguousKernel { .. } => {
+                Code::NoHeaders
+            }
+            RootfsError::LockRecipe { .. }
+            | RootfsError::Link { .. }
+            | RootfsError::RecipeParse { .. }
+            | RootfsError::RecipeRead { .. } => Code::BadInput,
+            RootfsError::Apt(_)
+            | RootfsError::Resolve(_)
+            | RootfsError::Fetch(_)
+            | RootfsError::Unpack(_)
+            | RootfsError::NoDefaultKernel(_) => Code::Archive,
+            RootfsError::LockFile(e) => e.exit_code(),
+            RootfsError::OciImage(e) => e.exit_code(),
+            RootfsError::Io { .. }
+            | RootfsError::Gc { .. }
+            | RootfsError::GcIncomplete { .. }
+            | RootfsError::Store(_)
+            | RootfsError::Cas(_)
+            | RootfsError::Assemble { .. }
+            | RootfsError::Unrepairable { .. }
+            | RootfsError::Foreign { .. } => Code::Io,
+        }
+    }
+}
+
 impl From<apt::AptError> for RootfsError {
     fn from(e: apt::AptError) -> RootfsError {
         RootfsError::Apt(Box::new(e))
