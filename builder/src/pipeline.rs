@@ -593,6 +593,26 @@ impl Context {
     }
 }
 
+/// The input stage's view of the context (see [`crate::input::Archives`]).
+impl crate::input::Archives for Context {
+    type Error = PipelineError;
+    fn platform(&self, kernel: &str) -> Result<&Live, PipelineError> {
+        Context::platform(self, kernel)
+    }
+    fn archive(&self, kernel: &str) -> Result<&Archive, PipelineError> {
+        Context::archive(self, kernel)
+    }
+    fn given_lock(&self) -> Option<&Lock> {
+        self.options.lock.as_ref()
+    }
+    fn store(&self) -> &Store {
+        &self.options.store
+    }
+    fn quiet(&self) -> bool {
+        self.options.quiet
+    }
+}
+
 fn report(m: Manifest, deb: PathBuf, key: &Key, cache: CacheStatus, started: Instant) -> Report {
     Report {
         package: m.package,
