@@ -44,7 +44,7 @@ pub enum StoreError {
 impl crate::exit::HasExitCode for StoreError {
     fn exit_code(&self) -> crate::exit::Code {
         match self {
-            StoreError::Io { .. } | StoreError::NoDefault { .. } => crate::exit::Code::Io,
+            StoreError::Io { .. } | StoreError::NoDefault => crate::exit::Code::Io,
         }
     }
 }
