@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::input::{Input, Prepared};
 use crate::limits::BuildLimits;
 use crate::pipeline::{Context, Options, PipelineError, Status};
-use crate::rootfs::{self, Lock, LockFileError, Recipe, RootfsError};
+use crate::rootfs::{Lock, Recipe, RootfsError};
 use crate::signing::ModuleSigning;
 use crate::store::Store;
 
@@ -21,6 +21,7 @@ mod farm;
 mod load_test;
 mod plan;
 mod repo;
+mod roots;
 mod verify;
 
 use cache::{cache_command, key_command};
@@ -449,35 +450,6 @@ pub(crate) fn prepare_per_release(
     Ok((inputs, pairs))
 }
 
-/// `hermod rootfs lock`: resolve, then print or write the lock file.
-fn write_lock(global: &Global, kernel: Option<&str>, out: Option<&Path>, needs: &[String]) -> Result<(), AppError> {
-    let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
-    let kernel = match kernel {
-        Some(k) => k.to_owned(),
-        None => ctx.default_kernel()?,
-    };
-    let extras = crate::input::build_depends(&ctx, &kernel, needs)?;
-    let lock = ctx.lock_with(&kernel, &extras)?;
-    let text = lock.file_text();
-    match out {
-        Some(path) => {
-            crate::store::write_atomically(path, text.as_bytes())
-                .map_err(|source| RootfsError::from(LockFileError::Write { path: path.to_owned(), source }))?;
-            println!("{} {} {}", lock.hash(), kernel, path.display());
-        }
-        None => print!("{text}"),
-    }
-    if !global.quiet {
-        eprintln!(
-            "hermod: lock for {kernel}: {} packages, {:.1} MiB, lock hash {}",
-            lock.packages.len(),
-            lock.download_size() as f64 / 1048576.0,
-            lock.hash()
-        );
-    }
-    Ok(())
-}
-
 /// Run a parsed command line.
 pub fn run(cli: &Cli) -> Result<(), AppError> {
     match &cli.command {
@@ -499,7 +471,7 @@ pub fn run(cli: &Cli) -> Result<(), AppError> {
             }
             Ok(())
         }
-        Command::Rootfs { command } => rootfs_command(&cli.global, command),
+        Command::Rootfs { command } => roots::rootfs_command(&cli.global, command),
         Command::Cache { command } => cache_command(&cli.global, command),
         Command::Fetch(args) => farm::fetch(&cli.global, args),
         Command::Prepare(args) => farm::prepare(&cli.global, args),
@@ -510,94 +482,6 @@ pub fn run(cli: &Cli) -> Result<(), AppError> {
         Command::Repo { command } => repo::repo_command(&cli.global, command),
         Command::LoadTest(args) => load_test::load_test(&cli.global, args),
         Command::Verify(args) => verify::verify(&cli.global, args),
-    }
-}
-
-/// `hermod rootfs ...`: the work is in `rootfs`; this is glue.
-fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), AppError> {
-    let locked = |kernel: &Option<String>, lock: Option<&Path>| -> Result<(Context, Lock), PipelineError> {
-        let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), lock)?;
-        let kernel = match kernel {
-            Some(k) => k.clone(),
-            None => ctx.default_kernel()?,
-        };
-        let lock = ctx.lock(&kernel)?;
-        Ok((ctx, lock))
-    };
-    match command {
-        RootfsCommand::Lock { kernel, out, needs } => {
-            write_lock(global, kernel.as_deref(), out.as_deref(), &needs.build_depends)
-        }
-        RootfsCommand::Build { kernel, lock } => {
-            let (ctx, lock) = locked(kernel, lock.as_deref())?;
-            let root = rootfs::materialize(&ctx.options.store, &lock, global.quiet)?;
-            if root.created && !global.quiet {
-                eprintln!("hermod: build root {} made in {:.2} s", &root.hash[..16], root.seconds);
-            }
-            println!("{} {} {}", root.hash, lock.kernel, root.tree.display());
-            Ok(())
-        }
-        RootfsCommand::Show { kernel, lock } => {
-            let (ctx, lock) = locked(kernel, lock.as_deref())?;
-            print!("{}", rootfs::report::show(&ctx.options.store, &lock));
-            Ok(())
-        }
-        RootfsCommand::List { json } => {
-            let inventory = rootfs::inventory(&open_store(global)?)?;
-            print!("{}", rootfs::report::list(&inventory, *json));
-            Ok(())
-        }
-        RootfsCommand::Gc { older_than, kernel } => {
-            let days = older_than.unwrap_or(if kernel.is_some() { 0.0 } else { 30.0 });
-            let report = rootfs::gc(&open_store(global)?, Duration::from_secs_f64(days * 86400.0), kernel.as_deref())?;
-            for (path, why) in &report.failed {
-                eprintln!("hermod: warning: rootfs gc could not remove {}, skipped: {why}", path.display());
-            }
-            print!("{}", rootfs::report::gc(&report));
-            if report.roots_failed.is_empty() {
-                Ok(())
-            } else {
-                let roots =
-                    report.roots_failed.iter().map(|(kernel, hash)| format!("{kernel} {}", &hash[..16])).collect();
-                Err(RootfsError::GcIncomplete { roots }.into())
-            }
-        }
-        RootfsCommand::Export { kernel, lock, out } => {
-            let (ctx, lock) = locked(kernel, lock.as_deref())?;
-            let root = rootfs::materialize(&ctx.options.store, &lock, global.quiet)?;
-            let exported = rootfs::oci_image::export(&root.tree, &lock, out).map_err(RootfsError::from)?;
-            println!("{}", exported.manifest_digest);
-            if !global.quiet {
-                eprintln!(
-                    "hermod: wrote {} ({}, layer {:.1} MiB); e.g. `skopeo copy oci:{}:{} docker://REGISTRY/NAME:TAG`",
-                    out.display(),
-                    exported.ref_name,
-                    exported.layer_size as f64 / 1048576.0,
-                    out.display(),
-                    exported.ref_name
-                );
-            }
-            Ok(())
-        }
-        RootfsCommand::Import { dir } => {
-            let imported = rootfs::oci_image::import(&open_store(global)?, dir)?;
-            if !global.quiet {
-                let what = if imported.created { "imported" } else { "already in the store:" };
-                eprintln!("hermod: {what} {} ({})", imported.manifest_digest, imported.kernel);
-            }
-            println!("{} {} {}", imported.hash, imported.kernel, imported.tree.display());
-            Ok(())
-        }
-        RootfsCommand::Verify => {
-            let mirrors = Config::load(global.config.as_deref())?.package_sources()?.mirrors();
-            let report = rootfs::verify(&open_store(global)?, &mirrors, global.quiet)?;
-            print!("{}", rootfs::report::verify(&report));
-            if report.foreign.is_empty() {
-                Ok(())
-            } else {
-                Err(RootfsError::Foreign { count: report.foreign.len() }.into())
-            }
-        }
     }
 }
 
