@@ -1,7 +1,8 @@
 //! hermod: build out-of-tree Linux kernel modules once, hermetically, into reproducible .debs.
 //!
 //! The pipeline, one module per stage: source → key → cache → rootfs → sandbox → .deb → store.
-//! See ARCHITECTURE.md for the codemap and the invariants.
+//! See ARCHITECTURE.md for the codemap, the layers of these modules (a module uses only its
+//! own layer and those below) and the invariants.
 
 pub mod apt;
 #[doc(hidden)]

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::AppError;
-use super::Global;
+use super::{AppError, Global};
 use crate::config::{Config, Role};
 use crate::farm::prepare::{obtain, LocalDebs, Outcome, Provider};
 use crate::farm::repository::RepositoryProvider;

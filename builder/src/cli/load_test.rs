@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::AppError;
-use super::Global;
+use super::{AppError, Global};
 use crate::bootcheck::guest::Op;
 use crate::bootcheck::{self, BootOptions, BootReport, Outcome};
 use crate::limits::BuildLimits;

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::AppError;
-use super::{context, Global, NeedsArgs, SigningArgs};
+use super::{context, AppError, Global, NeedsArgs, SigningArgs};
 use crate::apt::{self, Archive};
 use crate::config::Config;
 use crate::limits::BuildLimits;

@@ -15,8 +15,7 @@ use std::time::Duration;
 use clap::Args;
 use sha2::{Digest, Sha256};
 
-use super::AppError;
-use super::{Global, NeedsArgs, SigningArgs};
+use super::{AppError, Global, NeedsArgs, SigningArgs};
 use crate::input::Input;
 use crate::limits::BuildLimits;
 use crate::pipeline::{Context, PipelineError};
