@@ -22,6 +22,20 @@ pub enum AppError {
     Plan(#[from] crate::plan::PlanError),
     #[error(transparent)]
     Verify(#[from] crate::verify::VerifyError),
+    // What the commands read before any pipeline runs: the config, the
+    // flags' values, keys.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
+    #[error(transparent)]
+    KeyInfo(#[from] crate::keyinfo::KeyInfoError),
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
 }
 
 /// The errors of the layers below the pipeline reach a command through it,
@@ -44,12 +58,6 @@ through_pipeline!(
     crate::cache::CacheError,
     crate::apt::AptError,
     crate::store::StoreError,
-    crate::limits::LimitError,
-    crate::config::ConfigError,
-    crate::signing::SigningError,
-    crate::keyinfo::KeyInfoError,
-    crate::remote::RemoteError,
-    crate::trust::TrustError,
     crate::dkms::OverridesError,
 );
 
@@ -62,6 +70,12 @@ impl HasExitCode for AppError {
             AppError::BootCheck(e) => e.exit_code(),
             AppError::Plan(e) => e.exit_code(),
             AppError::Verify(e) => e.exit_code(),
+            AppError::Config(e) => e.exit_code(),
+            AppError::Limit(e) => e.exit_code(),
+            AppError::Signing(e) => e.exit_code(),
+            AppError::KeyInfo(e) => e.exit_code(),
+            AppError::Remote(e) => e.exit_code(),
+            AppError::Trust(e) => e.exit_code(),
         }
     }
 }

@@ -75,7 +75,7 @@ impl<'a> BuildProvider<'a> {
     }
 
     fn context(&self) -> Result<&Context, String> {
-        let make = || -> Result<Context, PipelineError> {
+        let make = || -> Result<Context, AppError> {
             let limits = BuildLimits::default();
             let mut ctx = super::context(self.global, self.out.clone(), None, Duration::from_secs(3600), limits, None)?;
             let config = Config::load(self.global.config.as_deref())?;

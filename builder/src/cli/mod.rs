@@ -179,7 +179,7 @@ pub struct SigningArgs {
 
 impl SigningArgs {
     /// The flags, else the config file's keys.
-    fn load(&self, global: &Global) -> Result<Option<ModuleSigning>, PipelineError> {
+    fn load(&self, global: &Global) -> Result<Option<ModuleSigning>, AppError> {
         let config = Config::load(global.config.as_deref())?;
         Ok(ModuleSigning::from_paths(
             self.mok_signing_key.as_deref().or(config.mok_signing_key.as_deref()),
@@ -366,13 +366,13 @@ fn context(
     timeout: Duration,
     limits: BuildLimits,
     lock: Option<&Path>,
-) -> Result<Context, PipelineError> {
+) -> Result<Context, AppError> {
     let jobs = jobs.filter(|&j| j > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let config = Config::load(global.config.as_deref())?;
     let recipe = load_recipe(global)?;
     let own = recipe.as_ref().map_or("", |r| r.name.as_str());
     let lock = lock.map(|path| Lock::read_file(path, own)).transpose().map_err(RootfsError::from)?;
-    Context::load(Options {
+    Ok(Context::load(Options {
         maintainer: global.maintainer.clone(),
         store: open_store(global)?,
         platforms: config.platforms(recipe)?,
@@ -387,7 +387,7 @@ fn context(
         dkms_overrides: global.dkms_overrides.clone(),
         may_build: true,
         bypass_cache: false,
-    })
+    })?)
 }
 
 /// The inputs, and which of them to build for which kernel (an index into the inputs).

@@ -6,12 +6,12 @@ use std::time::Duration;
 use super::{context, open_store, AppError, Global, RootfsCommand};
 use crate::config::Config;
 use crate::limits::BuildLimits;
-use crate::pipeline::{Context, PipelineError};
+use crate::pipeline::Context;
 use crate::rootfs::{self, Lock, LockFileError, RootfsError};
 
 /// `hermod rootfs ...`: the work is in `rootfs`; this is glue.
 pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), AppError> {
-    let locked = |kernel: &Option<String>, lock: Option<&Path>| -> Result<(Context, Lock), PipelineError> {
+    let locked = |kernel: &Option<String>, lock: Option<&Path>| -> Result<(Context, Lock), AppError> {
         let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), lock)?;
         let kernel = match kernel {
             Some(k) => k.clone(),

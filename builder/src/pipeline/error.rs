@@ -36,18 +36,6 @@ pub enum PipelineError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
-    Limit(#[from] crate::limits::LimitError),
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    Signing(#[from] crate::signing::SigningError),
-    #[error(transparent)]
-    KeyInfo(#[from] crate::keyinfo::KeyInfoError),
-    #[error(transparent)]
-    Remote(#[from] crate::remote::RemoteError),
-    #[error(transparent)]
-    Trust(#[from] crate::trust::TrustError),
-    #[error(transparent)]
     Overrides(#[from] crate::dkms::OverridesError),
     /// Nothing built, and nothing failed: BUILD_EXCLUSIVE excluded every build (exit 77, as DKMS).
     #[error("nothing to build: {0}")]
@@ -71,12 +59,6 @@ impl HasExitCode for PipelineError {
             PipelineError::Apt(e) => e.exit_code(),
             PipelineError::Store(e) => e.exit_code(),
             PipelineError::Io { .. } => Code::Io,
-            PipelineError::Limit(e) => e.exit_code(),
-            PipelineError::Config(e) => e.exit_code(),
-            PipelineError::Signing(e) => e.exit_code(),
-            PipelineError::KeyInfo(e) => e.exit_code(),
-            PipelineError::Remote(e) => e.exit_code(),
-            PipelineError::Trust(e) => e.exit_code(),
             PipelineError::Overrides(e) => e.exit_code(),
             PipelineError::Skipped(_) => Code::NothingBuilt,
             PipelineError::LockedKernel { .. } => Code::Usage,
