@@ -35,12 +35,10 @@ use hermod_sandbox::{Bind, Cgroup, Exit, Limits, Outcome, Outputs, SandboxError,
 
 use crate::dkms::{self, DkmsConf, DkmsError, OverrideFile, Semantics};
 use crate::rootfs::Rootfs;
+use crate::sandbox_io::{read_sandbox_output, IN_INSIDE, OUT_INSIDE, SRC_INSIDE};
 use crate::signing::{self, ModuleSigning, SigningError};
 use crate::source::{Deadline, SourceError, SourceTree};
 
-pub(crate) const SRC_INSIDE: &str = "/build/src";
-pub(crate) const IN_INSIDE: &str = "/hermod/in";
-pub(crate) const OUT_INSIDE: &str = "/hermod/out";
 const BUILD_UID: u32 = 1000;
 /// `uname -m` as DKMS sees it on amd64: `$arch` and BUILD_EXCLUSIVE_ARCH's subject.
 pub const ARCH: &str = "x86_64";
@@ -86,6 +84,28 @@ pub enum BuildError {
     SignFailed { exit: String, tail: String, log: PathBuf },
     #[error("build stage I/O on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+}
+
+impl crate::exit::HasExitCode for BuildError {
+    fn exit_code(&self) -> crate::exit::Code {
+        use crate::exit::Code;
+        match self {
+            BuildError::Source(_)
+            | BuildError::Dkms(_)
+            | BuildError::BuildDepends { .. }
+            | BuildError::SourceDirTaken { .. }
+            | BuildError::DkmsSyntax { .. }
+            | BuildError::DkmsEval { .. }
+            | BuildError::Signing(_) => Code::BadInput,
+            BuildError::MakeFailed { .. }
+            | BuildError::TimedOut { .. }
+            | BuildError::SignFailed { .. }
+            | BuildError::ModuleTooLarge { .. } => Code::BuildFailed,
+            BuildError::ModuleMissing { .. } => Code::ModuleMissing,
+            BuildError::Sandbox(_) => Code::Sandbox,
+            BuildError::Io { .. } | BuildError::NotReachable { .. } => Code::Io,
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
@@ -327,29 +347,6 @@ fn collect(conf: &DkmsConf, out: &Path, log: &Path) -> Result<Vec<BuiltModule>, 
     Ok(modules)
 }
 
-/// A file a step left in its `out/`, which belongs to the sandbox user: read
-/// without following links, only if it is a regular file, and only up to
-/// `max_module_size` (the build's outputs may total gigabytes; hermod, outside
-/// the sandbox's memory limit, must not hold them).
-pub(crate) fn read_sandbox_output(path: &Path) -> io::Result<Vec<u8>> {
-    // By descriptor: another process of the sandbox's host user could have
-    // left a link or a FIFO there, which is refused without being opened.
-    let (parent, name) = (path.parent().unwrap_or(Path::new("/")), path.file_name().unwrap_or_default());
-    let (file, meta) = hermod_hostfs::Dir::open_nofollow(parent)?.open_regular(name)?;
-    let limits = crate::bounded::current();
-    let limit = crate::bounded::Limit::ModuleSize;
-    // The file no longer changes (the sandbox is gone): its size decides
-    // before a byte is read, and the read is capped all the same.
-    let len = meta.size;
-    if len > limit.of(&limits) {
-        return Err(crate::bounded::Exceeded::new(limit, &limits).into_io());
-    }
-    // Sized once: growing by doubling would touch up to twice the module.
-    let mut contents = Vec::with_capacity(len as usize);
-    io::Read::read_to_end(&mut crate::bounded::Bounded::new(file, limit, &limits), &mut contents)?;
-    Ok(contents)
-}
-
 /// The sign step: a sandbox of its own, in which only the build root's
 /// `sign-file` runs, gets the stripped modules and the certificate
 /// read-only under `/hermod/unsigned`, the key as a secret that exists only
@@ -562,10 +559,6 @@ fn run_eval(
     Ok(dkms::parse_records(&raw)?)
 }
 
-pub(crate) fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// The sandbox spec of one step: `step` (a script under `/hermod/in`, with
 /// its arguments) run by `enter.sh` in a fresh copy of the source.
 pub fn sandbox_spec(rootfs: &Rootfs, settings: &Settings, workdir: &Path, log: &Path, step: &[&str]) -> Spec {
@@ -639,22 +632,5 @@ pub fn tail(log: &Path) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("log");
-        let body: String = (0..100).map(|i| format!("line {i}\n")).collect();
-        fs::write(&log, body).unwrap();
-        let t = tail(&log);
-        assert!(t.contains("line 99") && t.contains("line 75") && !t.contains("line 74\n"));
-        // A huge log with one endless line: only its end is read, cut short.
-        let mut huge = "y".repeat(1 << 20);
-        huge.push_str("\nlast words\n");
-        fs::write(&log, huge).unwrap();
-        let t = tail(&log);
-        assert!(t.len() < 1000 && t.ends_with("  | last words"), "{t}");
-    }
-}
+#[path = "build_tests.rs"]
+mod tests;

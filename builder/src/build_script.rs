@@ -18,8 +18,8 @@ use std::path::Path;
 
 use hermod_sandbox::{Spec, Tmpfs};
 
-use crate::build::{shell_quote, IN_INSIDE, OUT_INSIDE, SRC_INSIDE};
 use crate::dkms::{self, DkmsConf, Semantics};
+use crate::sandbox_io::{shell_quote, IN_INSIDE, OUT_INSIDE, SRC_INSIDE};
 
 /// DKMS's `$source_tree`: the installed module sources, where the build
 /// root also holds the headers and other modules' sources.
@@ -218,7 +218,7 @@ pub(crate) fn run_build_script(s: &mut String, semantics: Semantics, directive: 
 /// The step the script named when it failed ([`FAILED_STEP`] in the step's
 /// outputs `out`), if it named one: one short line, read as any output.
 pub fn failed_step(out: &Path) -> Option<String> {
-    let bytes = crate::build::read_sandbox_output(&out.join(FAILED_STEP)).ok()?;
+    let bytes = crate::sandbox_io::read_sandbox_output(&out.join(FAILED_STEP)).ok()?;
     let text = String::from_utf8_lossy(&bytes);
     let line = text.lines().next()?.trim();
     (!line.is_empty()).then(|| crate::bounded::excerpt(line))

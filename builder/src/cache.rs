@@ -34,6 +34,16 @@ pub enum CacheError {
     Corrupt { count: usize },
 }
 
+impl crate::exit::HasExitCode for CacheError {
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            // `cache gc --max-size` given something that is no size.
+            CacheError::BadSize { .. } => crate::exit::Code::Usage,
+            CacheError::Io { .. } | CacheError::Corrupt { .. } => crate::exit::Code::Io,
+        }
+    }
+}
+
 /// What one cache entry records about its output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -127,32 +137,28 @@ pub(crate) fn quarantine(store: &Store, blob: &Path, name: &str) {
 }
 
 /// Held while one process builds one key (see the module doc).
-pub(crate) struct KeyLock(#[allow(dead_code)] crate::rootfs::locks::FileLock);
+pub(crate) struct KeyLock(#[allow(dead_code)] crate::flock::FileLock);
 
 /// Wait until no other process builds `key`, then hold it.
 pub(crate) fn lock_key(store: &Store, key: &str) -> Result<KeyLock, CacheError> {
     let dir = store.keylocks_dir();
     fs::create_dir_all(&dir).map_err(|source| CacheError::Io { path: dir.clone(), source })?;
     let path = dir.join(format!("{key}.lock"));
-    let held = crate::rootfs::locks::lock(&path, crate::rootfs::locks::Mode::Exclusive, true)
+    let held = crate::flock::lock(&path, crate::flock::Mode::Exclusive, true)
         .map_err(|source| CacheError::Io { path: path.clone(), source })?;
     Ok(KeyLock(held.expect("a waiting lock is always taken")))
 }
 
 /// `cache.lock`: shared while adding, exclusive while gc deletes.
-pub(crate) fn cache_lock(
-    store: &Store,
-    mode: crate::rootfs::locks::Mode,
-) -> Result<crate::rootfs::locks::FileLock, CacheError> {
+pub(crate) fn cache_lock(store: &Store, mode: crate::flock::Mode) -> Result<crate::flock::FileLock, CacheError> {
     let path = store.cache_lock();
-    let held = crate::rootfs::locks::lock(&path, mode, true)
-        .map_err(|source| CacheError::Io { path: path.clone(), source })?;
+    let held = crate::flock::lock(&path, mode, true).map_err(|source| CacheError::Io { path: path.clone(), source })?;
     Ok(held.expect("a waiting lock is always taken"))
 }
 
 /// Record `bytes` as the output for `key`: blob first, entry last.
 pub fn insert(store: &Store, key: &str, manifest: &Manifest, bytes: &[u8]) -> Result<(), CacheError> {
-    let _adding = cache_lock(store, crate::rootfs::locks::Mode::Shared)?;
+    let _adding = cache_lock(store, crate::flock::Mode::Shared)?;
     let blob = blob_path(store, &manifest.blake3);
     write_atomically(&blob, bytes).map_err(|source| CacheError::Io { path: blob.clone(), source })?;
     let entry = entry_path(store, key);

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::cache::{self, CacheError, Manifest};
-use crate::rootfs::locks::Mode;
+use crate::flock::Mode;
 use crate::store::Store;
 
 fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
@@ -195,7 +195,7 @@ pub fn gc(store: &Store, max_bytes: Option<u64>, older_than: Option<Duration>) -
     for dir in [store.quarantine_dir(), store.keylocks_dir()] {
         for item in fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = item.file_name().to_string_lossy().into_owned();
-            let idle = name.ends_with(".lock") && !crate::rootfs::locks::is_held(&item.path());
+            let idle = name.ends_with(".lock") && !crate::flock::is_held(&item.path());
             if name.starts_with("cas-") || idle {
                 let _ = fs::remove_file(item.path());
             }

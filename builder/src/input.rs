@@ -35,11 +35,28 @@ use std::path::{Path, PathBuf};
 
 use crate::apt::depends::{parse_depends, Dependency};
 use crate::apt::{self, resolve::glob_match, Archive, Package, Version};
-use crate::pipeline::{Context, PipelineError};
+use crate::platform::Live;
+use crate::rootfs::Lock;
+use crate::store::{Store, StoreError};
 
-/// What a build root must never get as a declared need, besides the recipe's
-/// own exclusions: DKMS itself (see the module docs).
-pub const NEVER_A_BUILD_NEED: &str = "dkms";
+/// What preparing a SOURCE asks of the build's context: `pipeline::Context`
+/// is the one. A trait defined here, so this first stage of the pipeline uses
+/// nothing of the pipeline above it; the errors are the caller's, which
+/// carry this module's and the store's.
+pub trait Archives {
+    type Error: From<InputError> + From<StoreError>;
+    /// The platform that builds `kernel`.
+    fn platform(&self, kernel: &str) -> Result<&Live, Self::Error>;
+    /// The archive of `kernel`'s platform.
+    fn archive(&self, kernel: &str) -> Result<&Archive, Self::Error>;
+    /// The lock file's package set, when building from one (then no index is read).
+    fn given_lock(&self) -> Option<&Lock>;
+    fn store(&self) -> &Store;
+    fn quiet(&self) -> bool;
+}
+
+/// Defined with the lock that applies it (a module below this one).
+pub use crate::rootfs::NEVER_A_BUILD_NEED;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -70,14 +87,14 @@ pub enum InputError {
     Io { path: PathBuf, source: io::Error },
 }
 
-impl InputError {
-    /// The documented exit status (see `cli::EXIT_CODES`): a bad SOURCE is
-    /// bad input (3), a failed download an archive error (7).
-    pub fn exit_code(&self) -> i32 {
+impl crate::exit::HasExitCode for InputError {
+    /// A bad SOURCE is bad input, a failed download an archive error.
+    fn exit_code(&self) -> crate::exit::Code {
+        use crate::exit::Code;
         match self {
-            InputError::PackageWithLock { .. } => 2,
-            InputError::Fetch(_) => 7,
-            InputError::Io { .. } => 9,
+            InputError::PackageWithLock { .. } => Code::Usage,
+            InputError::Fetch(_) => Code::Archive,
+            InputError::Io { .. } => Code::Io,
             InputError::BadSpec { .. }
             | InputError::UnknownPackage { .. }
             | InputError::UnknownVersion { .. }
@@ -86,7 +103,7 @@ impl InputError {
             | InputError::BadDepends { .. }
             | InputError::Unmet { .. }
             | InputError::NotInLock { .. }
-            | InputError::Deb(_) => 3,
+            | InputError::Deb(_) => Code::BadInput,
         }
     }
 }
@@ -163,13 +180,13 @@ impl Input {
     /// The archive is that of `kernel`'s release: `pkg:NAME` is the release's
     /// own package (what DKMS on a machine of that release would build), and
     /// the needs are that release's packages; prepare once per release.
-    pub fn prepare(
+    pub fn prepare<C: Archives>(
         &self,
-        ctx: &Context,
+        ctx: &C,
         kernel: &str,
         label: &str,
         cli_needs: &[String],
-    ) -> Result<Prepared, PipelineError> {
+    ) -> Result<Prepared, C::Error> {
         let mut needs = build_depends(ctx, kernel, cli_needs)?;
         let (dir, staging) = match self {
             Input::Dir(dir) => (dir.clone(), None),
@@ -182,15 +199,14 @@ impl Input {
                 unpacked
             }
             Input::Package { name, version } => {
-                if ctx.options.lock.is_some() {
+                if ctx.given_lock().is_some() {
                     return Err(InputError::PackageWithLock { name: name.clone() }.into());
                 }
                 let package = find_package(ctx.archive(kernel)?, name, version.as_deref())?.clone();
                 let mirrors = ctx.platform(kernel)?.platform.sources.mirrors();
-                let store = &ctx.options.store;
-                let debs =
-                    apt::download_from(std::slice::from_ref(&package), &mirrors, store.packages(), ctx.options.quiet)
-                        .map_err(|e| InputError::Fetch(Box::new(e)))?;
+                let store = ctx.store();
+                let debs = apt::download_from(std::slice::from_ref(&package), &mirrors, store.packages(), ctx.quiet())
+                    .map_err(|e| InputError::Fetch(Box::new(e)))?;
                 let unpacked = unpack(ctx, &debs[0], label)?;
                 // The index's Depends: the same field as the .deb's control, verified.
                 needs.extend(declared_needs(ctx, kernel, &package.depends, label)?);
@@ -205,7 +221,7 @@ impl Input {
 
 /// `--build-depends` values (each in Depends syntax, e.g. `libelf-dev` or
 /// `gawk | mawk`) as package names, checked against `kernel`'s archive or the lock.
-pub fn build_depends(ctx: &Context, kernel: &str, cli_needs: &[String]) -> Result<Vec<String>, PipelineError> {
+pub fn build_depends<C: Archives>(ctx: &C, kernel: &str, cli_needs: &[String]) -> Result<Vec<String>, C::Error> {
     let mut names = Vec::new();
     for text in cli_needs.iter().filter(|t| !t.trim().is_empty()) {
         let origin = format!("--build-depends {text}");
@@ -220,7 +236,7 @@ pub fn build_depends(ctx: &Context, kernel: &str, cli_needs: &[String]) -> Resul
 }
 
 /// A package's `Depends` as build needs (dkms and the recipe's exclusions dropped).
-fn declared_needs(ctx: &Context, kernel: &str, depends: &str, origin: &str) -> Result<Vec<String>, PipelineError> {
+fn declared_needs<C: Archives>(ctx: &C, kernel: &str, depends: &str, origin: &str) -> Result<Vec<String>, C::Error> {
     let deps = parse_depends(depends).map_err(|e| InputError::BadDepends {
         origin: origin.to_owned(),
         field: "its Depends field".into(),
@@ -234,17 +250,17 @@ fn declared_needs(ctx: &Context, kernel: &str, depends: &str, origin: &str) -> R
 /// dependency whose first alternative is excluded is met by the outside world
 /// (as in [`apt::resolve()`]): dropped from a package's Depends, refused on the
 /// command line. The archive is only loaded when there is something to choose.
-fn choose(
-    ctx: &Context,
+fn choose<C: Archives>(
+    ctx: &C,
     kernel: &str,
     deps: &[Dependency],
     origin: &str,
     skip_excluded: bool,
-) -> Result<Vec<String>, PipelineError> {
+) -> Result<Vec<String>, C::Error> {
     let recipe = ctx.platform(kernel)?.recipe();
     let mut exclude = recipe.exclude.clone();
     exclude.push(NEVER_A_BUILD_NEED.to_owned());
-    let from_lock = ctx.options.lock.as_ref().map(|l| Archive::from_packages(&l.architecture, l.packages.clone()));
+    let from_lock = ctx.given_lock().map(|l| Archive::from_packages(&l.architecture, l.packages.clone()));
     let mut names = Vec::new();
     for dep in deps {
         let archive = match &from_lock {
@@ -340,12 +356,12 @@ pub(crate) fn find_package<'a>(
 }
 
 /// Unpack `deb` into a staging directory of the store and find its tree.
-fn unpack(ctx: &Context, deb: &Path, origin: &str) -> Result<(PathBuf, Option<tempfile::TempDir>), PipelineError> {
+fn unpack<C: Archives>(ctx: &C, deb: &Path, origin: &str) -> Result<(PathBuf, Option<tempfile::TempDir>), C::Error> {
     // `build-` prefix: if hermod is killed, `rootfs gc` removes it like a build's work dir.
-    let staging = ctx.options.store.staging_dir("build-src-")?;
+    let staging = ctx.store().staging_dir("build-src-")?;
     let dir = extract(deb, staging.path(), origin)?;
     let dropped = drop_escaping_links(&dir)?;
-    if !dropped.is_empty() && !ctx.options.quiet {
+    if !dropped.is_empty() && !ctx.quiet() {
         crate::say::note(format_args!(
             "note: {origin}: left out {} link(s) that point outside its source tree ({}); \
              DKMS copies them but no build can follow them",

@@ -29,6 +29,18 @@ pub enum KeyInfoError {
     Malformed { path: PathBuf, message: String },
 }
 
+impl crate::exit::HasExitCode for KeyInfoError {
+    /// `--against` names no usable key record.
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            KeyInfoError::Unknown { .. }
+            | KeyInfoError::Ambiguous { .. }
+            | KeyInfoError::Read { .. }
+            | KeyInfoError::Malformed { .. } => crate::exit::Code::BadInput,
+        }
+    }
+}
+
 /// A key and its inputs, as stored and as `hermod key --json` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {

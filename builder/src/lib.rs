@@ -1,7 +1,8 @@
 //! hermod: build out-of-tree Linux kernel modules once, hermetically, into reproducible .debs.
 //!
 //! The pipeline, one module per stage: source → key → cache → rootfs → sandbox → .deb → store.
-//! See ARCHITECTURE.md for the codemap and the invariants.
+//! See ARCHITECTURE.md for the codemap, the layers of these modules (a module uses only its
+//! own layer and those below) and the invariants.
 #![forbid(unsafe_code)]
 
 pub mod apt;
@@ -18,7 +19,9 @@ pub mod compress;
 pub mod config;
 pub mod debpkg;
 pub mod dkms;
+pub mod exit;
 pub mod farm;
+pub(crate) mod flock;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod input;
@@ -33,6 +36,7 @@ pub mod platform;
 pub mod remote;
 pub mod repo;
 pub mod rootfs;
+mod sandbox_io;
 pub mod say;
 pub mod signing;
 pub mod source;

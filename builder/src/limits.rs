@@ -31,6 +31,17 @@ pub enum LimitError {
     BadValue { name: String, value: String, why: String },
 }
 
+impl crate::exit::HasExitCode for LimitError {
+    /// A `--limit` that cannot be read is a usage error.
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            LimitError::Syntax { .. } | LimitError::UnknownName { .. } | LimitError::BadValue { .. } => {
+                crate::exit::Code::Usage
+            }
+        }
+    }
+}
+
 const NAMES: [&str; 9] = ["memory", "pids", "build-space", "tmp-space", "nproc", "fsize", "cpu", "nofile", "core"];
 
 /// Every limit of a build's sandboxed steps.

@@ -40,6 +40,17 @@ pub enum PlanError {
     NoKernels { origin: String, arch: String },
 }
 
+impl crate::exit::HasExitCode for PlanError {
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            PlanError::TooManyForGithub { .. } | PlanError::SourcesFile { .. } | PlanError::NoSources { .. } => {
+                crate::exit::Code::BadInput
+            }
+            PlanError::NoKernels { .. } => crate::exit::Code::NoHeaders,
+        }
+    }
+}
+
 /// Where a build's package already is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

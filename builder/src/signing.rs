@@ -64,6 +64,19 @@ pub enum SigningError {
     NoHash(String),
 }
 
+impl crate::exit::HasExitCode for SigningError {
+    /// A key or certificate hermod cannot use is bad input.
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            SigningError::Incomplete { .. }
+            | SigningError::Read { .. }
+            | SigningError::BadCertificate { .. }
+            | SigningError::BadKey { .. }
+            | SigningError::NoHash { .. } => crate::exit::Code::BadInput,
+        }
+    }
+}
+
 /// A key and certificate to sign modules with.
 #[derive(Clone)]
 pub struct ModuleSigning {

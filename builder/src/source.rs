@@ -65,6 +65,24 @@ pub enum SourceError {
     Io { path: PathBuf, source: io::Error },
 }
 
+impl crate::exit::HasExitCode for SourceError {
+    /// Whatever stops the scan, the source is what cannot be used.
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            SourceError::NotADirectory { .. }
+            | SourceError::NoDkmsConf { .. }
+            | SourceError::SymlinkEscape { .. }
+            | SourceError::SpecialFile { .. }
+            | SourceError::NonUtf8 { .. }
+            | SourceError::Changed { .. }
+            | SourceError::TimedOut { .. }
+            | SourceError::OverLimit { .. }
+            | SourceError::ForeignHardLink { .. }
+            | SourceError::Io { .. } => crate::exit::Code::BadInput,
+        }
+    }
+}
+
 impl From<hermod_hostfs::Error> for SourceError {
     fn from(e: hermod_hostfs::Error) -> SourceError {
         match e {

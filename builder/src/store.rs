@@ -46,6 +46,14 @@ pub enum StoreError {
     NoDefault,
 }
 
+impl crate::exit::HasExitCode for StoreError {
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            StoreError::Io { .. } | StoreError::NoDefault => crate::exit::Code::Io,
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_owned(), source }
 }

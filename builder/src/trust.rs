@@ -73,6 +73,19 @@ pub enum TrustError {
     DuplicateName { what: String, name: String },
 }
 
+impl crate::exit::HasExitCode for TrustError {
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            TrustError::Write { .. } | TrustError::Read { .. } => crate::exit::Code::Io,
+            TrustError::Exists { .. }
+            | TrustError::BadSecretKey { .. }
+            | TrustError::BadPublicKey { .. }
+            | TrustError::BadName { .. }
+            | TrustError::DuplicateName { .. } => crate::exit::Code::BadInput,
+        }
+    }
+}
+
 /// Why a shared-cache entry was refused. Each is a reason to build locally.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {

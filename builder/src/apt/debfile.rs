@@ -34,31 +34,12 @@ use std::path::{Path, PathBuf};
 
 use hermod_hostfs::{Dir, Error as HostError, Kind};
 
-use super::stanza::{self, Stanza, StanzaError};
+pub use super::deb_error::DebFileError;
+use super::stanza::{self, Stanza};
 use super::tarwalk::walk;
 pub(crate) use super::tarwalk::{DataEntry, EntryKind};
 use crate::bounded::{self, Bounded, Exceeded, InputLimits, Limit};
 use crate::compress::Compression;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DebFileError {
-    #[error("cannot read {deb}: {source}")]
-    Io { deb: PathBuf, source: io::Error },
-    #[error("{deb} is not a Debian package: {reason}")]
-    NotADeb { deb: PathBuf, reason: String },
-    #[error("{deb}: unsupported member {member} (expected .tar, .tar.gz, .tar.xz or .tar.zst)")]
-    Compression { deb: PathBuf, member: String },
-    #[error("{deb}: unsafe path {path} in {member}: {reason}")]
-    UnsafePath { deb: PathBuf, member: String, path: String, reason: &'static str },
-    #[error("{deb}: cannot unpack {path} to {dest}: {source}")]
-    Unpack { deb: PathBuf, path: String, dest: PathBuf, source: io::Error },
-    #[error("{deb}: {member}: {exceeded}")]
-    Limit { deb: PathBuf, member: String, exceeded: Exceeded },
-    #[error("{deb}: control.tar has no ./control file")]
-    NoControl { deb: PathBuf },
-    #[error(transparent)]
-    Control(#[from] StanzaError),
-}
 
 /// The ar archive's magic, then 60-byte member headers (`ar(5)`).
 const AR_MAGIC: &[u8; 8] = b"!<arch>\n";

@@ -1,6 +1,7 @@
 //! Tests for [`super`], with .deb files built in memory.
 
 use super::*;
+use crate::apt::stanza::StanzaError;
 use crate::bounded::{InputLimits, Limit};
 use std::fs::File;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

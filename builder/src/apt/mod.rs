@@ -25,6 +25,7 @@
 //! fetched from, without reading any index.
 
 pub mod archive;
+mod deb_error;
 pub mod debfile;
 pub mod depends;
 pub mod fetch;
@@ -70,6 +71,19 @@ pub enum AptError {
     Local(#[from] LocalError),
     #[error("no configured package source serves architecture {arch} (check /etc/apt/sources.list.d and hermod's config file)")]
     NoSources { arch: String },
+}
+
+impl crate::exit::HasExitCode for AptError {
+    /// Whatever went wrong with the archive, it is the archive's error.
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            AptError::Sources(_)
+            | AptError::Release(_)
+            | AptError::Packages(_)
+            | AptError::Local(_)
+            | AptError::NoSources { .. } => crate::exit::Code::Archive,
+        }
+    }
 }
 
 /// Everything packages may come from, in order of preference.

@@ -18,7 +18,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::debfile::DebFileError;
+use super::deb_error::DebFileError;
 use crate::bounded::{Exceeded, InputLimits, Limit};
 
 /// Archive path → relative path; `Ok(None)` for the root (`./`).

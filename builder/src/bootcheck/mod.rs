@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::exit::{Code, HasExitCode};
 use crate::pipeline::{Context, PipelineError};
 use guest::{Load, Op, Role};
 pub use image::KernelImage;
@@ -84,21 +85,23 @@ impl BootCheckError {
     pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> BootCheckError {
         BootCheckError::Io { path: path.as_ref().to_owned(), source }
     }
+}
 
-    /// The documented exit status (see `cli::EXIT_CODES`).
-    pub fn exit_code(&self) -> i32 {
+impl HasExitCode for BootCheckError {
+    fn exit_code(&self) -> Code {
         match self {
-            BootCheckError::Input { .. } | BootCheckError::NoModules(_) => 3,
-            BootCheckError::WhichKernel(_) | BootCheckError::Architecture(_) => 2,
-            BootCheckError::BadKernel(_) | BootCheckError::NoImage { .. } => 4,
+            BootCheckError::Input { .. } | BootCheckError::NoModules(_) => Code::BadInput,
+            BootCheckError::WhichKernel(_) | BootCheckError::Architecture(_) => Code::Usage,
+            BootCheckError::BadKernel(_) | BootCheckError::NoImage { .. } => Code::NoHeaders,
             BootCheckError::NoBusybox(_)
             | BootCheckError::BadImage { .. }
             | BootCheckError::ImageDeb(_)
-            | BootCheckError::Fetch(_) => 7,
-            BootCheckError::Archive(e) => crate::cli::exit_code(e),
-            BootCheckError::Io { .. } => 9,
-            BootCheckError::Qemu(_) | BootCheckError::NoBoot { .. } => 8,
-            BootCheckError::NotLoaded(_) => 14,
+            | BootCheckError::Fetch(_) => Code::Archive,
+            // The pipeline's step (the archive, the platform, the store) says its own.
+            BootCheckError::Archive(e) => e.exit_code(),
+            BootCheckError::Io { .. } => Code::Io,
+            BootCheckError::Qemu(_) | BootCheckError::NoBoot { .. } => Code::Sandbox,
+            BootCheckError::NotLoaded(_) => Code::LoadFailed,
         }
     }
 }
@@ -530,7 +533,7 @@ mod tests {
         let junk = dir.path().join("junk.bin");
         std::fs::write(&junk, b"not a deb").unwrap();
         let err = modules_in(&junk).unwrap_err();
-        assert_eq!(err.exit_code(), 3, "{err}");
+        assert_eq!(err.exit_code(), Code::BadInput, "{err}");
         let sneaky = modinfo::tests::fake_module(&["name=../../init", "vermagic=6.1.0-9-amd64 SMP"]);
         std::fs::write(dir.path().join("sneaky.ko"), sneaky).unwrap();
         let err = modules_in(&dir.path().join("sneaky.ko")).unwrap_err();

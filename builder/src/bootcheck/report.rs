@@ -204,7 +204,7 @@ mod tests {
         assert!(report(vec![module(outcome(true, &[]), outcome(true, &[]))], true).failures().is_empty());
         let refused = report(vec![module(outcome(false, &["hello: bad", "hello: bad"]), None)], true);
         assert_eq!(refused.failures(), ["hello: failed to load: hello: bad"], "repeated kernel lines said once");
-        assert_eq!(refused.verdict().unwrap_err().exit_code(), 14);
+        assert_eq!(crate::exit::HasExitCode::exit_code(&refused.verdict().unwrap_err()), crate::exit::Code::LoadFailed);
         let stuck = report(vec![module(outcome(true, &[]), outcome(false, &["busy"]))], true);
         assert_eq!(stuck.failures(), ["hello: failed to unload: busy"]);
         let unfinished = report(vec![module(outcome(true, &[]), outcome(true, &[]))], false);

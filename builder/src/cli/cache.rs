@@ -4,7 +4,7 @@
 use super::*;
 
 /// `hermod cache ...`: the work is in `cache_admin`; this is glue.
-pub(super) fn cache_command(global: &Global, command: &CacheCommand) -> Result<(), PipelineError> {
+pub(super) fn cache_command(global: &Global, command: &CacheCommand) -> Result<(), AppError> {
     use crate::cache_admin;
     if let CacheCommand::Keygen { file, name } = command {
         return keygen(global, file, name.as_deref());
@@ -45,7 +45,7 @@ pub(super) fn cache_command(global: &Global, command: &CacheCommand) -> Result<(
                 println!("  bad: {key}");
             }
             if !r.bad.is_empty() {
-                return Err(PipelineError::Cache(crate::cache::CacheError::Corrupt { count: r.bad.len() }));
+                return Err(crate::cache::CacheError::Corrupt { count: r.bad.len() }.into());
             }
         }
     }
@@ -53,7 +53,7 @@ pub(super) fn cache_command(global: &Global, command: &CacheCommand) -> Result<(
 }
 
 /// `hermod cache keygen`: a new signing key for the shared cache (see `trust.rs`).
-fn keygen(global: &Global, file: &Path, name: Option<&str>) -> Result<(), PipelineError> {
+fn keygen(global: &Global, file: &Path, name: Option<&str>) -> Result<(), AppError> {
     let name = match name {
         Some(name) => name.to_owned(),
         None => crate::trust::name_from_path(file)?,
@@ -73,7 +73,7 @@ fn keygen(global: &Global, file: &Path, name: Option<&str>) -> Result<(), Pipeli
 }
 
 /// `hermod key`: compute the key as a build would, without building.
-pub(super) fn key_command(global: &Global, args: &KeyArgs) -> Result<(), PipelineError> {
+pub(super) fn key_command(global: &Global, args: &KeyArgs) -> Result<(), AppError> {
     use crate::keyinfo::{self, KeyRecord};
     let limits = BuildLimits::default();
     let mut ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), limits, args.lock.as_deref())?;

@@ -1,95 +1,86 @@
-//! The documented exit status of each error (the table is `EXIT_CODES`).
+//! The error of a whole command, and its exit status. Each module's error
+//! says its own status ([`HasExitCode`], beside its definition; the table is
+//! [`crate::exit::Code`]); this is only where the commands' errors meet.
 //! 130 and 143, an interrupted run, come from no error: `interrupt.rs`.
 
-use super::*;
-use crate::farm::FarmError;
+use crate::exit::{Code, HasExitCode};
+use crate::pipeline::PipelineError;
 
-/// The documented exit status for an error (see [`EXIT_CODES`]).
-pub fn exit_code(err: &PipelineError) -> i32 {
-    match err {
-        PipelineError::Input(e) => e.exit_code(),
-        PipelineError::Source(_) => 3,
-        PipelineError::Rootfs(
-            RootfsError::NoHeaders { .. } | RootfsError::BadKernelName(_) | RootfsError::AmbiguousKernel { .. },
-        ) => 4,
-        PipelineError::Rootfs(RootfsError::LockRecipe { .. }) => 3,
-        PipelineError::Rootfs(RootfsError::Link { .. }) => 3,
-        PipelineError::Rootfs(
-            RootfsError::Apt(_) | RootfsError::Resolve(_) | RootfsError::Fetch(_) | RootfsError::Unpack(_),
-        )
-        | PipelineError::Apt(_) => 7,
-        PipelineError::Rootfs(RootfsError::RecipeParse { .. } | RootfsError::RecipeRead { .. }) => 3,
-        PipelineError::Rootfs(RootfsError::LockFile(LockFileError::Write { .. })) => 9,
-        PipelineError::Rootfs(RootfsError::LockFile(_)) | PipelineError::Config(_) => 3,
-        PipelineError::LockedKernel { .. } => 2,
-        PipelineError::Skipped(_) => 77,
-        PipelineError::Overrides(_) => 3,
-        PipelineError::Rootfs(RootfsError::NoDefaultKernel(_)) => 7,
-        PipelineError::Rootfs(RootfsError::OciImage(e)) => match **e {
-            OciImageError::Size { .. } | OciImageError::Digest { .. } | OciImageError::DiffId { .. } => 7,
-            OciImageError::Layout { .. } | OciImageError::LockHash { .. } | OciImageError::Layer(_) => 3,
-            OciImageError::Io { .. } | OciImageError::NotEmpty { .. } | OciImageError::Export { .. } => 9,
-        },
-        PipelineError::Rootfs(
-            RootfsError::Io { .. }
-            | RootfsError::Gc { .. }
-            | RootfsError::GcIncomplete { .. }
-            | RootfsError::Store(_)
-            | RootfsError::Cas(_)
-            | RootfsError::Assemble { .. }
-            | RootfsError::Unrepairable { .. }
-            | RootfsError::Foreign { .. },
-        ) => 9,
-        PipelineError::Build { error, .. } => match error {
-            BuildError::Source(_)
-            | BuildError::Dkms(_)
-            | BuildError::BuildDepends { .. }
-            | BuildError::SourceDirTaken { .. }
-            | BuildError::DkmsSyntax { .. }
-            | BuildError::DkmsEval { .. } => 3,
-            BuildError::Signing(_) => 3,
-            BuildError::MakeFailed { .. }
-            | BuildError::TimedOut { .. }
-            | BuildError::SignFailed { .. }
-            | BuildError::ModuleTooLarge { .. } => 5,
-            BuildError::ModuleMissing { .. } => 6,
-            BuildError::Sandbox(_) => 8,
-            BuildError::Io { .. } | BuildError::NotReachable { .. } => 9,
-        },
-        PipelineError::Signing(_) | PipelineError::KeyInfo(_) => 3,
-        // Only the settings are errors: the server itself is never a reason to fail.
-        PipelineError::Remote(_) => 3,
-        PipelineError::Trust(TrustError::Write { .. } | TrustError::Read { .. }) => 9,
-        PipelineError::Trust(_) => 3,
-        PipelineError::Deb(_) => 1,
-        PipelineError::BuildNotAllowed { .. } => 10,
-        PipelineError::Farm(e) => match e {
-            FarmError::NotAvailable { .. } | FarmError::Queued { .. } => 10,
-            FarmError::Tool { .. } | FarmError::InstallFailed(..) => 11,
-            FarmError::NoRepository { .. } | FarmError::UnknownPackageName { .. } | FarmError::BadDeb { .. } => 3,
-            FarmError::Apt(_) | FarmError::Fetch(_) | FarmError::Unavailable { .. } => 7,
-            FarmError::Io { .. } => 9,
-        },
-        PipelineError::Repo(e) => {
-            use crate::repo::{RepoError, SignError};
-            match e {
-                RepoError::Immutable { .. } | RepoError::WouldUnsign { .. } => 12,
-                RepoError::Unsafe(_) => 3,
-                RepoError::Damaged(_) | RepoError::Index(_) | RepoError::Io { .. } => 9,
-                RepoError::Key(SignError::Write { .. }) => 9,
-                _ => 3,
+/// What a command can fail with: the pipeline's errors, and those of the
+/// commands above it, which the pipeline does not know.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Farm(#[from] crate::farm::FarmError),
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
+    #[error(transparent)]
+    BootCheck(#[from] crate::bootcheck::BootCheckError),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
+    // What the commands read before any pipeline runs: the config, the
+    // flags' values, keys.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
+    #[error(transparent)]
+    KeyInfo(#[from] crate::keyinfo::KeyInfoError),
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
+}
+
+/// The errors of the layers below the pipeline reach a command through it,
+/// as they always did (same message, same status).
+macro_rules! through_pipeline {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for AppError {
+            fn from(e: $error) -> AppError {
+                AppError::Pipeline(e.into())
             }
+        })*
+    };
+}
+
+through_pipeline!(
+    crate::input::InputError,
+    crate::source::SourceError,
+    crate::rootfs::RootfsError,
+    crate::debpkg::DebError,
+    crate::cache::CacheError,
+    crate::apt::AptError,
+    crate::store::StoreError,
+    crate::dkms::OverridesError,
+);
+
+impl HasExitCode for AppError {
+    fn exit_code(&self) -> Code {
+        match self {
+            AppError::Pipeline(e) => e.exit_code(),
+            AppError::Farm(e) => e.exit_code(),
+            AppError::Repo(e) => e.exit_code(),
+            AppError::BootCheck(e) => e.exit_code(),
+            AppError::Plan(e) => e.exit_code(),
+            AppError::Verify(e) => e.exit_code(),
+            AppError::Config(e) => e.exit_code(),
+            AppError::Limit(e) => e.exit_code(),
+            AppError::Signing(e) => e.exit_code(),
+            AppError::KeyInfo(e) => e.exit_code(),
+            AppError::Remote(e) => e.exit_code(),
+            AppError::Trust(e) => e.exit_code(),
         }
-        PipelineError::BootCheck(e) => e.exit_code(),
-        PipelineError::Plan(
-            crate::plan::PlanError::TooManyForGithub { .. }
-            | crate::plan::PlanError::SourcesFile { .. }
-            | crate::plan::PlanError::NoSources { .. },
-        ) => 3,
-        PipelineError::Plan(crate::plan::PlanError::NoKernels { .. }) => 4,
-        PipelineError::Verify(e) => e.exit_code(),
-        PipelineError::Limit(_) => 2,
-        PipelineError::Cache(crate::cache::CacheError::BadSize { .. }) => 2,
-        PipelineError::Cache(_) | PipelineError::Store(_) | PipelineError::Io { .. } => 9,
     }
+}
+
+/// The documented exit status for an error (see [`Code::table`]).
+pub fn exit_code(err: &AppError) -> i32 {
+    err.exit_code().number()
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::Global;
+use super::{AppError, Global};
 use crate::config::{Config, Role};
 use crate::farm::prepare::{obtain, LocalDebs, Outcome, Provider};
 use crate::farm::repository::RepositoryProvider;
@@ -75,7 +75,7 @@ impl<'a> BuildProvider<'a> {
     }
 
     fn context(&self) -> Result<&Context, String> {
-        let make = || -> Result<Context, PipelineError> {
+        let make = || -> Result<Context, AppError> {
             let limits = BuildLimits::default();
             let mut ctx = super::context(self.global, self.out.clone(), None, Duration::from_secs(3600), limits, None)?;
             let config = Config::load(self.global.config.as_deref())?;
@@ -164,7 +164,7 @@ fn as_list<'a>(
 }
 
 /// `hermod fetch`.
-pub fn fetch(global: &Global, args: &FetchArgs) -> Result<(), PipelineError> {
+pub fn fetch(global: &Global, args: &FetchArgs) -> Result<(), AppError> {
     let config = Config::load(global.config.as_deref())?;
     let state = StateDir::from_config(&config);
     let configured = wanted(&config)?;
@@ -233,7 +233,7 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<(), PipelineError> {
 }
 
 /// `hermod prepare`: the kernel hooks' command.
-pub fn prepare(global: &Global, args: &PrepareArgs) -> Result<(), PipelineError> {
+pub fn prepare(global: &Global, args: &PrepareArgs) -> Result<(), AppError> {
     let config = Config::load(global.config.as_deref())?;
     let state = StateDir::from_config(&config);
     let wanted = wanted(&config)?;
@@ -260,7 +260,7 @@ fn report(prepared: &crate::farm::Prepared) {
     }
 }
 
-fn finish_prepare(prepared: &crate::farm::Prepared, state: &StateDir) -> Result<(), PipelineError> {
+fn finish_prepare(prepared: &crate::farm::Prepared, state: &StateDir) -> Result<(), AppError> {
     match prepared.queued() {
         0 => Ok(()),
         n => Err(FarmError::Queued {
@@ -273,7 +273,7 @@ fn finish_prepare(prepared: &crate::farm::Prepared, state: &StateDir) -> Result<
 }
 
 /// `hermod install-pending`.
-pub fn install_pending(global: &Global) -> Result<(), PipelineError> {
+pub fn install_pending(global: &Global) -> Result<(), AppError> {
     let config = Config::load(global.config.as_deref())?;
     let state = StateDir::from_config(&config);
     let done = pending::install(&state, &SystemTools, &|v| std::env::var(v).ok())?;
@@ -294,7 +294,7 @@ fn report_installed(done: &pending::Installed, state: &StateDir) {
 }
 
 /// `hermod boot`: the running kernel's wanted modules, installed and loaded.
-pub fn boot(global: &Global, args: &BootArgs) -> Result<(), PipelineError> {
+pub fn boot(global: &Global, args: &BootArgs) -> Result<(), AppError> {
     let config = Config::load(global.config.as_deref())?;
     let state = StateDir::from_config(&config);
     let wanted = wanted(&config)?;

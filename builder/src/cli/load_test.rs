@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::Global;
+use super::{AppError, Global};
 use crate::bootcheck::guest::Op;
 use crate::bootcheck::{self, BootOptions, BootReport, Outcome};
 use crate::limits::BuildLimits;
-use crate::pipeline::PipelineError;
 
 #[derive(Debug, Args)]
 pub struct LoadTestArgs {
@@ -35,7 +34,7 @@ pub struct LoadTestArgs {
     pub json: bool,
 }
 
-pub fn load_test(global: &Global, args: &LoadTestArgs) -> Result<(), PipelineError> {
+pub fn load_test(global: &Global, args: &LoadTestArgs) -> Result<(), AppError> {
     let ctx = super::context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
     let options = BootOptions { memory: args.memory.clone(), timeout: Duration::from_secs(args.timeout.max(1)) };
     let report = bootcheck::load_test(&ctx, args.kernel.as_deref(), &args.modules, &options)?;

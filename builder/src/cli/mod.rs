@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::build::BuildError;
 use crate::config::Config;
 use crate::input::{Input, Prepared};
 use crate::limits::BuildLimits;
 use crate::pipeline::{Context, Options, PipelineError, Status};
-use crate::rootfs::{self, Lock, LockFileError, OciImageError, Recipe, RootfsError};
+use crate::rootfs::{Lock, Recipe, RootfsError};
 use crate::signing::ModuleSigning;
 use crate::store::Store;
-use crate::trust::TrustError;
 
 mod cache;
 mod exit;
@@ -23,44 +21,22 @@ mod farm;
 mod load_test;
 mod plan;
 mod repo;
+mod roots;
 mod verify;
 
 use cache::{cache_command, key_command};
-pub use exit::exit_code;
+pub use exit::{exit_code, AppError};
 
-pub const EXIT_CODES: &str = "\
-Exit status:
-  0  success
-  1  internal error
-  2  usage error
-  3  bad input: the source, its dkms.conf, a recipe, a lock file, the config file, a shared-cache setting
-     or key, a .deb to publish or the repository's signing key, or an image is unusable (a shared cache
-     that fails is only a warning)
-  4  no headers in the archive for the requested kernel
-  5  the build failed (make error or timeout); the log's tail is shown
-  6  a module declared in dkms.conf was not built
-  7  archive error: network, signature or checksum verification (an image's digests too)
-  8  the sandbox could not be set up
-  9  store or output I/O error
- 10  a wanted module package is not available: not in debs/, the repository or the shared cache,
-     and this machine may not build it (config role = farm); `prepare` queued it for the boot service
- 11  dpkg or modprobe failed (what dpkg did not install stays in /var/lib/hermod/pending)
- 12  the repository refused the change: a published name+version+architecture with other bytes
-     (a published version is immutable), or an unsigned publish into a signed repository
- 13  verify: the two builds (or the rebuild and the --against package) differ; the report names
-     each differing file in the .deb and, for a module, its differing ELF sections
- 14  load-test, verify --boot: a module failed to load or unload in its kernel under qemu (or that kernel lacks a
-     module it depends on, or crashed or hung during the test); the report says what the kernel said
- 77  nothing built: dkms.conf's BUILD_EXCLUSIVE_* directives exclude every requested kernel
-     (as DKMS's 77); with some builds done and the rest skipped, the status is 0
-130  interrupted by SIGINT (143: by SIGTERM): the running sandboxes were killed, this run's
-     staging directories and cgroups removed";
+/// The exit-status table of `--help`, made from [`crate::exit::Code`].
+pub fn exit_codes() -> String {
+    crate::exit::Code::table()
+}
 
 /// A fixed default, so packages do not depend on the host that built them.
 pub const DEFAULT_MAINTAINER: &str = "hermod module builder <hermod@packages.invalid>";
 
 #[derive(Debug, Parser)]
-#[command(name = "hermod", version, about = "Build out-of-tree Linux kernel modules once, hermetically, into reproducible .debs", after_help = EXIT_CODES)]
+#[command(name = "hermod", version, about = "Build out-of-tree Linux kernel modules once, hermetically, into reproducible .debs", after_help = exit_codes())]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -203,7 +179,7 @@ pub struct SigningArgs {
 
 impl SigningArgs {
     /// The flags, else the config file's keys.
-    fn load(&self, global: &Global) -> Result<Option<ModuleSigning>, PipelineError> {
+    fn load(&self, global: &Global) -> Result<Option<ModuleSigning>, AppError> {
         let config = Config::load(global.config.as_deref())?;
         Ok(ModuleSigning::from_paths(
             self.mok_signing_key.as_deref().or(config.mok_signing_key.as_deref()),
@@ -390,13 +366,13 @@ fn context(
     timeout: Duration,
     limits: BuildLimits,
     lock: Option<&Path>,
-) -> Result<Context, PipelineError> {
+) -> Result<Context, AppError> {
     let jobs = jobs.filter(|&j| j > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let config = Config::load(global.config.as_deref())?;
     let recipe = load_recipe(global)?;
     let own = recipe.as_ref().map_or("", |r| r.name.as_str());
     let lock = lock.map(|path| Lock::read_file(path, own)).transpose().map_err(RootfsError::from)?;
-    Context::load(Options {
+    Ok(Context::load(Options {
         maintainer: global.maintainer.clone(),
         store: open_store(global)?,
         platforms: config.platforms(recipe)?,
@@ -411,7 +387,7 @@ fn context(
         dkms_overrides: global.dkms_overrides.clone(),
         may_build: true,
         bypass_cache: false,
-    })
+    })?)
 }
 
 /// The inputs, and which of them to build for which kernel (an index into the inputs).
@@ -474,42 +450,8 @@ pub(crate) fn prepare_per_release(
     Ok((inputs, pairs))
 }
 
-/// `hermod rootfs lock`: resolve, then print or write the lock file.
-fn write_lock(
-    global: &Global,
-    kernel: Option<&str>,
-    out: Option<&Path>,
-    needs: &[String],
-) -> Result<(), PipelineError> {
-    let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
-    let kernel = match kernel {
-        Some(k) => k.to_owned(),
-        None => ctx.default_kernel()?,
-    };
-    let extras = crate::input::build_depends(&ctx, &kernel, needs)?;
-    let lock = ctx.lock_with(&kernel, &extras)?;
-    let text = lock.file_text();
-    match out {
-        Some(path) => {
-            crate::store::write_atomically(path, text.as_bytes())
-                .map_err(|source| RootfsError::from(LockFileError::Write { path: path.to_owned(), source }))?;
-            println!("{} {} {}", lock.hash(), kernel, path.display());
-        }
-        None => print!("{text}"),
-    }
-    if !global.quiet {
-        eprintln!(
-            "hermod: lock for {kernel}: {} packages, {:.1} MiB, lock hash {}",
-            lock.packages.len(),
-            lock.download_size() as f64 / 1048576.0,
-            lock.hash()
-        );
-    }
-    Ok(())
-}
-
 /// Run a parsed command line.
-pub fn run(cli: &Cli) -> Result<(), PipelineError> {
+pub fn run(cli: &Cli) -> Result<(), AppError> {
     match &cli.command {
         Command::Build(args) => build(&cli.global, args),
         Command::Key(args) => key_command(&cli.global, args),
@@ -529,7 +471,7 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
             }
             Ok(())
         }
-        Command::Rootfs { command } => rootfs_command(&cli.global, command),
+        Command::Rootfs { command } => roots::rootfs_command(&cli.global, command),
         Command::Cache { command } => cache_command(&cli.global, command),
         Command::Fetch(args) => farm::fetch(&cli.global, args),
         Command::Prepare(args) => farm::prepare(&cli.global, args),
@@ -543,95 +485,7 @@ pub fn run(cli: &Cli) -> Result<(), PipelineError> {
     }
 }
 
-/// `hermod rootfs ...`: the work is in `rootfs`; this is glue.
-fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), PipelineError> {
-    let locked = |kernel: &Option<String>, lock: Option<&Path>| -> Result<(Context, Lock), PipelineError> {
-        let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), lock)?;
-        let kernel = match kernel {
-            Some(k) => k.clone(),
-            None => ctx.default_kernel()?,
-        };
-        let lock = ctx.lock(&kernel)?;
-        Ok((ctx, lock))
-    };
-    match command {
-        RootfsCommand::Lock { kernel, out, needs } => {
-            write_lock(global, kernel.as_deref(), out.as_deref(), &needs.build_depends)
-        }
-        RootfsCommand::Build { kernel, lock } => {
-            let (ctx, lock) = locked(kernel, lock.as_deref())?;
-            let root = rootfs::materialize(&ctx.options.store, &lock, global.quiet)?;
-            if root.created && !global.quiet {
-                eprintln!("hermod: build root {} made in {:.2} s", &root.hash[..16], root.seconds);
-            }
-            println!("{} {} {}", root.hash, lock.kernel, root.tree.display());
-            Ok(())
-        }
-        RootfsCommand::Show { kernel, lock } => {
-            let (ctx, lock) = locked(kernel, lock.as_deref())?;
-            print!("{}", rootfs::report::show(&ctx.options.store, &lock));
-            Ok(())
-        }
-        RootfsCommand::List { json } => {
-            let inventory = rootfs::inventory(&open_store(global)?)?;
-            print!("{}", rootfs::report::list(&inventory, *json));
-            Ok(())
-        }
-        RootfsCommand::Gc { older_than, kernel } => {
-            let days = older_than.unwrap_or(if kernel.is_some() { 0.0 } else { 30.0 });
-            let report = rootfs::gc(&open_store(global)?, Duration::from_secs_f64(days * 86400.0), kernel.as_deref())?;
-            for (path, why) in &report.failed {
-                eprintln!("hermod: warning: rootfs gc could not remove {}, skipped: {why}", path.display());
-            }
-            print!("{}", rootfs::report::gc(&report));
-            if report.roots_failed.is_empty() {
-                Ok(())
-            } else {
-                let roots =
-                    report.roots_failed.iter().map(|(kernel, hash)| format!("{kernel} {}", &hash[..16])).collect();
-                Err(PipelineError::Rootfs(RootfsError::GcIncomplete { roots }))
-            }
-        }
-        RootfsCommand::Export { kernel, lock, out } => {
-            let (ctx, lock) = locked(kernel, lock.as_deref())?;
-            let root = rootfs::materialize(&ctx.options.store, &lock, global.quiet)?;
-            let exported = rootfs::oci_image::export(&root.tree, &lock, out).map_err(RootfsError::from)?;
-            println!("{}", exported.manifest_digest);
-            if !global.quiet {
-                eprintln!(
-                    "hermod: wrote {} ({}, layer {:.1} MiB); e.g. `skopeo copy oci:{}:{} docker://REGISTRY/NAME:TAG`",
-                    out.display(),
-                    exported.ref_name,
-                    exported.layer_size as f64 / 1048576.0,
-                    out.display(),
-                    exported.ref_name
-                );
-            }
-            Ok(())
-        }
-        RootfsCommand::Import { dir } => {
-            let imported = rootfs::oci_image::import(&open_store(global)?, dir)?;
-            if !global.quiet {
-                let what = if imported.created { "imported" } else { "already in the store:" };
-                eprintln!("hermod: {what} {} ({})", imported.manifest_digest, imported.kernel);
-            }
-            println!("{} {} {}", imported.hash, imported.kernel, imported.tree.display());
-            Ok(())
-        }
-        RootfsCommand::Verify => {
-            let mirrors = Config::load(global.config.as_deref())?.package_sources()?.mirrors();
-            let report = rootfs::verify(&open_store(global)?, &mirrors, global.quiet)?;
-            print!("{}", rootfs::report::verify(&report));
-            if report.foreign.is_empty() {
-                Ok(())
-            } else {
-                Err(PipelineError::Rootfs(RootfsError::Foreign { count: report.foreign.len() }))
-            }
-        }
-    }
-}
-
-fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
+fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
     let limits = BuildLimits::from_args(&args.limits)?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let mut ctx = context(global, args.out.clone(), args.jobs, timeout, limits, args.lock.as_deref())?;
@@ -672,14 +526,14 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), PipelineError> {
         // Every requested build skipped: nothing built, as DKMS's exit 77 says.
         None if skipped == pairs.len() => {
             let what = if pairs.len() == 1 { "the build was" } else { "every requested build was" };
-            Err(PipelineError::Skipped(format!("{what} skipped (dkms.conf's BUILD_EXCLUSIVE_* directives)")))
+            Err(PipelineError::Skipped(format!("{what} skipped (dkms.conf's BUILD_EXCLUSIVE_* directives)")).into())
         }
         None => Ok(()),
         Some(e) => {
             if pairs.len() > 1 {
                 eprintln!("hermod: {failures} of {} builds failed", pairs.len());
             }
-            Err(e)
+            Err(e.into())
         }
     }
 }

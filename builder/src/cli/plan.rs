@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::{context, Global, NeedsArgs, SigningArgs};
+use super::{context, AppError, Global, NeedsArgs, SigningArgs};
 use crate::apt::{self, Archive};
 use crate::config::Config;
 use crate::limits::BuildLimits;
@@ -59,7 +59,7 @@ pub enum Format {
 }
 
 /// `hermod plan`.
-pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), PipelineError> {
+pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), AppError> {
     let mut ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
     ctx.options.signing = args.signing.load(global)?;
     let config = Config::load(global.config.as_deref())?;
@@ -87,7 +87,7 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), PipelineError> {
             Err(PipelineError::Rootfs(RootfsError::NoHeaders { .. })) if args.kernels_from.is_some() => {
                 left_out.insert(kernel.as_str());
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 
@@ -123,12 +123,13 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), PipelineError> {
     };
     // One line: what `echo "matrix=$(hermod plan …)" >> $GITHUB_OUTPUT` needs.
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{document}").map_err(|source| PipelineError::Io { path: PathBuf::from("<stdout>"), source })
+    Ok(writeln!(stdout, "{document}")
+        .map_err(|source| PipelineError::Io { path: PathBuf::from("<stdout>"), source })?)
 }
 
 /// The kernels asked for: `--kernels-from`'s repository, `--kernels` (with
 /// `all`), or the default kernel.
-fn kernels(ctx: &Context, args: &PlanArgs) -> Result<Vec<String>, PipelineError> {
+fn kernels(ctx: &Context, args: &PlanArgs) -> Result<Vec<String>, AppError> {
     if let Some(file) = &args.kernels_from {
         let arch = &ctx.platforms()[0].recipe().architecture;
         let sources = read_sources_file(file)?;
@@ -139,7 +140,7 @@ fn kernels(ctx: &Context, args: &PlanArgs) -> Result<Vec<String>, PipelineError>
         }
         return Ok(found);
     }
-    ctx.kernels(&args.kernels)
+    Ok(ctx.kernels(&args.kernels)?)
 }
 
 /// An apt sources file of either format, its sources with the machine's

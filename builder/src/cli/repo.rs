@@ -60,7 +60,7 @@ fn now() -> i64 {
 }
 
 /// `hermod publish`.
-pub(super) fn publish(global: &Global, args: &PublishArgs) -> Result<(), PipelineError> {
+pub(super) fn publish(global: &Global, args: &PublishArgs) -> Result<(), AppError> {
     let key = args.sign_key.as_deref().map(SigningKey::read).transpose().map_err(RepoError::from)?;
     let request = Publish {
         repo: &args.repo,
@@ -103,7 +103,7 @@ pub(super) fn publish(global: &Global, args: &PublishArgs) -> Result<(), Pipelin
 }
 
 /// `hermod repo ...`.
-pub(super) fn repo_command(global: &Global, command: &RepoCommand) -> Result<(), PipelineError> {
+pub(super) fn repo_command(global: &Global, command: &RepoCommand) -> Result<(), AppError> {
     match command {
         RepoCommand::Keygen { out, url, name } => {
             let created = u32::try_from(now()).unwrap_or(u32::MAX);

@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::Args;
 use sha2::{Digest, Sha256};
 
-use super::{Global, NeedsArgs, SigningArgs};
+use super::{AppError, Global, NeedsArgs, SigningArgs};
 use crate::input::Input;
 use crate::limits::BuildLimits;
 use crate::pipeline::{Context, PipelineError};
@@ -67,7 +67,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> VerifyError + '_ {
 }
 
 /// `hermod verify`.
-pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), PipelineError> {
+pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), AppError> {
     if let (Some(lock), Some(out)) = (&args.child_lock, &args.child_out) {
         return one_build(global, args, lock, out);
     }
@@ -323,7 +323,7 @@ fn child_args(
 }
 
 /// The child's .deb, from its `hermod build --json` line.
-fn child_result(which: &str, out: &std::process::Output) -> Result<PathBuf, PipelineError> {
+fn child_result(which: &str, out: &std::process::Output) -> Result<PathBuf, AppError> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         let lines: Vec<&str> = stderr.lines().collect();
@@ -337,7 +337,7 @@ fn child_result(which: &str, out: &std::process::Output) -> Result<PathBuf, Pipe
         .map_err(|e| no_report(format!("{e} in {:?} (stderr: {stderr})", stdout.trim())))?;
     if value["status"] == "skipped" {
         let reason = value["reason"].as_str().unwrap_or("excluded by dkms.conf").to_owned();
-        return Err(PipelineError::Skipped(format!("nothing to verify: the build was skipped ({reason})")));
+        return Err(PipelineError::Skipped(format!("nothing to verify: the build was skipped ({reason})")).into());
     }
     let deb = value["deb"].as_str().ok_or_else(|| no_report(format!("no deb in {value}")))?;
     Ok(PathBuf::from(deb))
@@ -403,7 +403,7 @@ fn keep(
 }
 
 /// The child: one build of the copied source, the cache bypassed.
-fn one_build(global: &Global, args: &VerifyArgs, lock: &Path, out: &Path) -> Result<(), PipelineError> {
+fn one_build(global: &Global, args: &VerifyArgs, lock: &Path, out: &Path) -> Result<(), AppError> {
     let limits = BuildLimits::from_args(&args.limits)?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let mut ctx = super::context(global, out.to_owned(), args.jobs, timeout, limits, Some(lock))?;

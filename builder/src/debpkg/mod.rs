@@ -105,6 +105,18 @@ pub enum DebError {
     },
 }
 
+impl crate::exit::HasExitCode for DebError {
+    /// hermod made the package from checked parts: a failure is its own.
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            DebError::Invalid { .. }
+            | DebError::NoFiles { .. }
+            | DebError::DuplicatePath { .. }
+            | DebError::Io { .. } => crate::exit::Code::Internal,
+        }
+    }
+}
+
 fn invalid(field: impl Into<String>, value: &str, reason: impl Into<String>) -> DebError {
     DebError::Invalid { field: field.into(), value: value.to_string(), reason: reason.into() }
 }

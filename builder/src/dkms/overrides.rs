@@ -21,6 +21,14 @@ pub enum OverridesError {
     Read { path: PathBuf, source: io::Error },
 }
 
+impl crate::exit::HasExitCode for OverridesError {
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            OverridesError::Read { .. } => crate::exit::Code::BadInput,
+        }
+    }
+}
+
 /// One override file that applies: its name in the directory and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverrideFile {

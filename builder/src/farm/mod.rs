@@ -68,6 +68,21 @@ pub enum FarmError {
     Fetch(#[from] crate::apt::FetchError),
 }
 
+impl crate::exit::HasExitCode for FarmError {
+    fn exit_code(&self) -> crate::exit::Code {
+        use crate::exit::Code;
+        match self {
+            FarmError::NotAvailable { .. } | FarmError::Queued { .. } => Code::NotAvailable,
+            FarmError::Tool { .. } | FarmError::InstallFailed(..) => Code::Install,
+            FarmError::NoRepository { .. } | FarmError::UnknownPackageName { .. } | FarmError::BadDeb { .. } => {
+                Code::BadInput
+            }
+            FarmError::Apt(_) | FarmError::Fetch(_) | FarmError::Unavailable { .. } => Code::Archive,
+            FarmError::Io { .. } => Code::Io,
+        }
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FarmError + '_ {
     move |source| FarmError::Io { path: path.to_owned(), source }
 }

@@ -56,6 +56,20 @@ pub enum RemoteError {
     Status { method: &'static str, url: String, status: u16, hint: &'static str },
 }
 
+impl crate::exit::HasExitCode for RemoteError {
+    /// Only the settings are errors: the server itself is never a reason to
+    /// fail, so even a trust key that cannot be read is a bad setting here.
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            RemoteError::Setting { .. }
+            | RemoteError::Url { .. }
+            | RemoteError::Trust { .. }
+            | RemoteError::Http { .. }
+            | RemoteError::Status { .. } => crate::exit::Code::BadInput,
+        }
+    }
+}
+
 /// A result pulled from the shared cache, verified.
 #[derive(Debug)]
 pub struct Pulled {

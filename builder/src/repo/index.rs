@@ -27,6 +27,22 @@ use crate::apt::syntax;
 use crate::apt::version::Version;
 use crate::debpkg::{check_version, is_package_name};
 
+/// The most of a file's content an error message quotes. Here, at the
+/// bottom of `repo`, because the indices' own errors quote with it too.
+pub const EXCERPT_BYTES: usize = 200;
+
+/// `text` cut to [`EXCERPT_BYTES`] (on a character boundary), marked when cut.
+pub fn excerpt(text: &str) -> String {
+    if text.len() <= EXCERPT_BYTES {
+        return text.to_owned();
+    }
+    let mut end = EXCERPT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// Why a .deb's control file cannot be indexed.
 #[derive(Debug, thiserror::Error)]
 #[error("{deb}: {problem}")]
@@ -198,7 +214,7 @@ pub fn parse_packages(text: &str, path: &str) -> Result<Vec<Entry>, IndexError> 
 
 fn entry_of(lines: &[&str], path: &str, line: usize) -> Result<Entry, IndexError> {
     // The problem may quote the file: bounded, like every repository message.
-    let bad = |problem: String| IndexError { path: path.into(), line, problem: super::state::excerpt(&problem) };
+    let bad = |problem: String| IndexError { path: path.into(), line, problem: excerpt(&problem) };
     let mut stanza_text = lines.join("\n");
     stanza_text.push('\n');
     let parsed = stanza::parse_one(&stanza_text, path).map_err(|e| bad(e.to_string()))?;

@@ -124,6 +124,26 @@ pub enum RepoError {
     Unsafe(hermod_hostfs::Error),
 }
 
+impl crate::exit::HasExitCode for RepoError {
+    fn exit_code(&self) -> crate::exit::Code {
+        use crate::exit::Code;
+        match self {
+            RepoError::Immutable { .. } | RepoError::WouldUnsign { .. } => Code::Refused,
+            RepoError::Damaged(_) | RepoError::Index(_) | RepoError::Io { .. } => Code::Io,
+            RepoError::Key(e) => e.exit_code(),
+            RepoError::Unsafe(_)
+            | RepoError::BadName { .. }
+            | RepoError::ReadInput { .. }
+            | RepoError::Deb { .. }
+            | RepoError::Control { .. }
+            | RepoError::FutureDate { .. }
+            | RepoError::InputsDiffer { .. }
+            | RepoError::PoolClash { .. }
+            | RepoError::BadSourceDateEpoch(_) => Code::BadInput,
+        }
+    }
+}
+
 pub(crate) fn io_error(path: &Path) -> impl Fn(io::Error) -> RepoError + '_ {
     move |source| RepoError::Io { path: path.to_owned(), source }
 }

@@ -56,6 +56,20 @@ pub enum SignError {
     BadName(String),
 }
 
+impl crate::exit::HasExitCode for SignError {
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            SignError::Write { .. } => crate::exit::Code::Io,
+            SignError::Read { .. }
+            | SignError::NotASecretKey { .. }
+            | SignError::Unusable { .. }
+            | SignError::Exists { .. }
+            | SignError::Pgp { .. }
+            | SignError::BadName { .. } => crate::exit::Code::BadInput,
+        }
+    }
+}
+
 fn pgp_error(what: &'static str) -> impl Fn(pgp::errors::Error) -> SignError {
     move |e| SignError::Pgp { what, detail: e.to_string() }
 }

@@ -21,6 +21,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
+pub use super::index::excerpt;
 use super::index::{self, Entry};
 use super::input::Input;
 use super::release::IndexFile;
@@ -32,21 +33,6 @@ pub(super) const LOCK_FILE: &str = ".hermod-publish.lock";
 
 /// The most an index, Release or InRelease may hold (decompressed, too).
 pub const MAX_INDEX_BYTES: u64 = 256 << 20;
-
-/// The most of a file's content an error message quotes.
-pub const EXCERPT_BYTES: usize = 200;
-
-/// `text` cut to [`EXCERPT_BYTES`] (on a character boundary), marked when cut.
-pub fn excerpt(text: &str) -> String {
-    if text.len() <= EXCERPT_BYTES {
-        return text.to_owned();
-    }
-    let mut end = EXCERPT_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
 
 /// A [`hermod_hostfs::Error`] as the publish's error: a link, a special
 /// file, an oversized file are bad input (the repository is not one hermod
@@ -370,6 +356,7 @@ mod tests {
 
     #[test]
     fn excerpts_are_bounded_on_a_character_boundary() {
+        use super::super::index::EXCERPT_BYTES;
         assert_eq!(excerpt("short"), "short");
         let long = "é".repeat(300);
         let cut = excerpt(&long);

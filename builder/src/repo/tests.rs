@@ -406,7 +406,7 @@ fn hermods_archive_reader_finds_and_downloads_the_published_package() {
 
 /// The exit status `hermod publish` gives for `e`.
 fn exit_status(e: RepoError) -> i32 {
-    crate::cli::exit_code(&crate::pipeline::PipelineError::Repo(e))
+    crate::exit::HasExitCode::exit_code(&e).number()
 }
 
 /// A directory outside the repository that must stay empty.

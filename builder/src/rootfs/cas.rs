@@ -439,6 +439,24 @@ fn read_manifest(path: &Path) -> Option<Manifest> {
     serde_json::from_slice::<Manifest>(&bytes).ok().filter(|m| m.format == MANIFEST_FORMAT && m.is_plain())
 }
 
+/// Call `f` with the name and metadata of every blob in `files/`.
+pub(crate) fn for_each_blob(files: &Path, mut f: impl FnMut(&str, &fs::Metadata)) -> Result<(), super::RootfsError> {
+    for shard in fs::read_dir(files).map_err(super::io_err(files))? {
+        let shard = shard.map_err(super::io_err(files))?.path();
+        if !shard.is_dir() {
+            continue;
+        }
+        for entry in fs::read_dir(&shard).map_err(super::io_err(&shard))? {
+            let entry = entry.map_err(super::io_err(&shard))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str().filter(|n| parse_blob_name(n).is_some()) else { continue };
+            let meta = entry.metadata().map_err(super::io_err(&entry.path()))?;
+            f(name, &meta);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[path = "cas_tests.rs"]
 mod tests;

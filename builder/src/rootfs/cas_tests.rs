@@ -68,7 +68,7 @@ fn a_package_is_unpacked_into_read_only_blobs_once() {
     assert_eq!(file_blob(&m2, "opt/hi"), hello);
     assert_eq!(file_blob(&m2, "opt/ro"), &format!("{}-444", &hello[..64]));
     let mut blobs = 0;
-    crate::rootfs::gc::for_each_blob(cas.files_dir(), |_, _| blobs += 1).unwrap();
+    crate::rootfs::cas::for_each_blob(cas.files_dir(), |_, _| blobs += 1).unwrap();
     assert_eq!(blobs, 3, "hello, libx.so, and hello as 0444");
     assert_eq!(cas.manifests().unwrap().len(), 2);
 }

@@ -26,10 +26,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::cas::{parse_blob_name, Cas};
+use super::cas::{for_each_blob, Cas};
 use super::inventory::{read_roots, RootEntry};
-use super::locks::{self, Mode};
-use super::materialize::{create_lock_path, use_lock_path};
+use super::locks::{self, create_lock_path, use_lock_path, Mode};
+use super::tree::remove_tree;
 use super::RootfsError;
 use crate::store::Store;
 
@@ -241,24 +241,6 @@ fn sweep(store: &Store, cas: &Cas, report: &mut GcReport) -> Result<(), RootfsEr
     Ok(())
 }
 
-/// Call `f` with the name and metadata of every blob in `files/`.
-pub(super) fn for_each_blob(files: &Path, mut f: impl FnMut(&str, &fs::Metadata)) -> Result<(), RootfsError> {
-    for shard in fs::read_dir(files).map_err(super::io_err(files))? {
-        let shard = shard.map_err(super::io_err(files))?.path();
-        if !shard.is_dir() {
-            continue;
-        }
-        for entry in fs::read_dir(&shard).map_err(super::io_err(&shard))? {
-            let entry = entry.map_err(super::io_err(&shard))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str().filter(|n| parse_blob_name(n).is_some()) else { continue };
-            let meta = entry.metadata().map_err(super::io_err(&entry.path()))?;
-            f(name, &meta);
-        }
-    }
-    Ok(())
-}
-
 fn entry_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
@@ -268,23 +250,6 @@ fn remove_file(path: &Path) -> Result<(), RootfsError> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(path)(e)),
         _ => Ok(()),
     }
-}
-
-/// Delete a directory tree, making its directories writable first if a
-/// read-only one stops an unprivileged owner.
-pub(super) fn remove_tree(path: &Path) -> Result<(), RootfsError> {
-    // By descriptor (hermod_hostfs): a tree built from packages holds their
-    // symlinks and read-only directories; a symlink is removed, never
-    // entered, and a read-only directory is opened up before it is emptied.
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(super::io_err(path)(io::Error::other("not a directory to remove")));
-    };
-    let dir = match hermod_hostfs::Dir::open_nofollow(parent) {
-        Ok(dir) => dir,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(super::io_err(parent)(e.into())),
-    };
-    dir.remove_all(name).map_err(|e| super::io_err(path)(e.into()))
 }
 
 #[cfg(test)]

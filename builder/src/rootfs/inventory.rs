@@ -14,8 +14,7 @@ use std::time::SystemTime;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::locks;
-use super::materialize::use_lock_path;
+use super::locks::{self, use_lock_path};
 use super::{io_err, RootfsError};
 use crate::store::Store;
 
@@ -205,7 +204,7 @@ pub fn inventory(store: &Store) -> Result<Inventory, RootfsError> {
     let mut store_files_bytes = 0;
     let files = store.files_dir();
     if files.is_dir() {
-        super::gc::for_each_blob(&files, |_, meta| store_files_bytes += meta.blocks() * 512)?;
+        super::cas::for_each_blob(&files, |_, meta| store_files_bytes += meta.blocks() * 512)?;
     }
     Ok(Inventory {
         apparent_bytes: stats.iter().map(|s| s.apparent_bytes).sum(),

@@ -10,6 +10,10 @@ use super::{Recipe, RootfsError, LAYOUT_VERSION};
 use crate::apt::{self, Archive, Package};
 use crate::store::Store;
 
+/// What a build root must never get as a declared need, besides the recipe's
+/// own exclusions: DKMS itself (see `crate::input`'s docs).
+pub const NEVER_A_BUILD_NEED: &str = "dkms";
+
 /// The exact package set of one build root.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Lock {
@@ -68,7 +72,7 @@ impl Lock {
         roots.extend(extras.iter().cloned());
         let mut exclude = recipe.exclude.clone();
         if !extras.is_empty() {
-            exclude.push(crate::input::NEVER_A_BUILD_NEED.to_owned());
+            exclude.push(NEVER_A_BUILD_NEED.to_owned());
         }
         let packages = apt::resolve(archive, &roots, &exclude)?;
         Ok(Lock {

@@ -95,6 +95,17 @@ pub enum LockFileError {
     Incomplete { origin: String, message: String },
 }
 
+impl crate::exit::HasExitCode for LockFileError {
+    fn exit_code(&self) -> crate::exit::Code {
+        match self {
+            LockFileError::Write { .. } => crate::exit::Code::Io,
+            LockFileError::Read { .. } | LockFileError::Line { .. } | LockFileError::Incomplete { .. } => {
+                crate::exit::Code::BadInput
+            }
+        }
+    }
+}
+
 impl Lock {
     /// The lock as a file: header fields, then one line per package and link.
     pub fn file_text(&self) -> String {

@@ -20,7 +20,7 @@ use hermod_hostfs::Dir;
 use rayon::prelude::*;
 
 use super::cas::{BlobState, Cas, Manifest};
-use super::locks::{self, FileLock, Mode};
+use super::locks::{self, create_lock_path, use_lock_path, FileLock, Mode};
 use super::tree::Assembly;
 use super::{io_err, Lock, RootfsError};
 use crate::apt;
@@ -71,16 +71,6 @@ impl Rootfs {
         let headers = root.open_dir_in_root(self.headers_dir_inside().trim_start_matches('/'))?;
         String::from_utf8(headers.read_limited(".config", MAX_CONFIG)?).map_err(io::Error::other)
     }
-}
-
-/// `rootfs/<hash>.use`: shared while in use, its mtime the root's last use.
-pub(super) fn use_lock_path(store: &Store, hash: &str) -> PathBuf {
-    store.rootfs_dir().join(format!("{hash}.use"))
-}
-
-/// `rootfs/<hash>.lock`: held by the one process creating that root.
-pub(super) fn create_lock_path(store: &Store, hash: &str) -> PathBuf {
-    store.rootfs_dir().join(format!("{hash}.lock"))
 }
 
 /// Staging directories of a root are named after its full hash, so the
@@ -169,7 +159,7 @@ pub fn materialize(store: &Store, lock: &Lock, quiet: bool) -> Result<Rootfs, Ro
     if !bad.is_empty() {
         let names: Vec<&str> = bad.iter().map(String::as_str).collect();
         repair(store, &cas, manifests.iter(), &names, &lock.mirrors, quiet)?;
-        super::gc::remove_tree(&tree)?;
+        super::tree::remove_tree(&tree)?;
         assemble(&cas, &manifests, &tree, lock)?;
     } else {
         assembled?;
@@ -187,7 +177,7 @@ pub(super) fn remove_stale_staging(store: &Store, hash: &str) -> Result<(), Root
     for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
         let entry = entry.map_err(io_err(&tmp))?;
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            super::gc::remove_tree(&entry.path())?;
+            super::tree::remove_tree(&entry.path())?;
         }
     }
     Ok(())

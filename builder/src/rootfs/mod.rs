@@ -34,7 +34,9 @@ mod verify;
 pub use gc::{gc, GcReport};
 pub use inventory::{inventory, read_roots, Inventory, RootStats};
 pub(crate) use lock::kernel_name_ok;
-pub use lock::{is_compiler_package, is_headers_package, nearest_headers, rank_nearest, Lock, Memo};
+pub use lock::{
+    is_compiler_package, is_headers_package, nearest_headers, rank_nearest, Lock, Memo, NEVER_A_BUILD_NEED,
+};
 pub(crate) use lockfile::package_name_ok;
 pub use lockfile::LockFileError;
 pub use materialize::{materialize, Rootfs};
@@ -112,6 +114,36 @@ pub enum RootfsError {
     Gc { path: PathBuf, source: io::Error },
     #[error("rootfs gc could not remove {} build root(s), named above: {}", .roots.len(), .roots.join(", "))]
     GcIncomplete { roots: Vec<String> },
+}
+
+impl crate::exit::HasExitCode for RootfsError {
+    fn exit_code(&self) -> crate::exit::Code {
+        use crate::exit::Code;
+        match self {
+            RootfsError::NoHeaders { .. } | RootfsError::BadKernelName(_) | RootfsError::AmbiguousKernel { .. } => {
+                Code::NoHeaders
+            }
+            RootfsError::LockRecipe { .. }
+            | RootfsError::Link { .. }
+            | RootfsError::RecipeParse { .. }
+            | RootfsError::RecipeRead { .. } => Code::BadInput,
+            RootfsError::Apt(_)
+            | RootfsError::Resolve(_)
+            | RootfsError::Fetch(_)
+            | RootfsError::Unpack(_)
+            | RootfsError::NoDefaultKernel(_) => Code::Archive,
+            RootfsError::LockFile(e) => e.exit_code(),
+            RootfsError::OciImage(e) => e.exit_code(),
+            RootfsError::Io { .. }
+            | RootfsError::Gc { .. }
+            | RootfsError::GcIncomplete { .. }
+            | RootfsError::Store(_)
+            | RootfsError::Cas(_)
+            | RootfsError::Assemble { .. }
+            | RootfsError::Unrepairable { .. }
+            | RootfsError::Foreign { .. } => Code::Io,
+        }
+    }
 }
 
 impl From<apt::AptError> for RootfsError {

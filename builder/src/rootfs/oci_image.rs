@@ -96,6 +96,18 @@ pub enum OciImageError {
     Layer(#[from] DebFileError),
 }
 
+impl crate::exit::HasExitCode for OciImageError {
+    fn exit_code(&self) -> crate::exit::Code {
+        use crate::exit::Code;
+        match self {
+            // The image's bytes are not what it claims: as an archive's checksum.
+            OciImageError::Size { .. } | OciImageError::Digest { .. } | OciImageError::DiffId { .. } => Code::Archive,
+            OciImageError::Layout { .. } | OciImageError::LockHash { .. } | OciImageError::Layer(_) => Code::BadInput,
+            OciImageError::Io { .. } | OciImageError::NotEmpty { .. } | OciImageError::Export { .. } => Code::Io,
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OciImageError + '_ {
     move |source| OciImageError::Io { path: path.to_owned(), source }
 }

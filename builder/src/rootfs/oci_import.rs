@@ -11,8 +11,8 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest,
 use sha2::{Digest as _, Sha256};
 
 use super::super::cas::{self, BlobState, Cas, Entry};
-use super::super::locks::{self, Mode};
-use super::super::materialize::{create_lock_path, publish, remove_stale_staging, staging_prefix, use_lock_path};
+use super::super::locks::{self, create_lock_path, use_lock_path, Mode};
+use super::super::materialize::{publish, remove_stale_staging, staging_prefix};
 use super::super::tree::Assembly;
 use super::super::{Lock, RootfsError};
 use super::{io_err, Hashing, OciImageError, LABEL_KERNEL, LABEL_LOCK_HASH, LOCK_PATH, MAX_JSON};

@@ -140,3 +140,20 @@ fn place(dir: &Dir, name: &OsStr, make: &mut dyn FnMut(&Dir, &OsStr) -> io::Resu
         other => other,
     }
 }
+
+/// Delete a directory tree, making its directories writable first if a
+/// read-only one stops an unprivileged owner.
+pub(crate) fn remove_tree(path: &Path) -> Result<(), RootfsError> {
+    // By descriptor (hermod_hostfs): a tree built from packages holds their
+    // symlinks and read-only directories; a symlink is removed, never
+    // entered, and a read-only directory is opened up before it is emptied.
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(super::io_err(path)(io::Error::other("not a directory to remove")));
+    };
+    let dir = match hermod_hostfs::Dir::open_nofollow(parent) {
+        Ok(dir) => dir,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(super::io_err(parent)(e.into())),
+    };
+    dir.remove_all(name).map_err(|e| super::io_err(path)(e.into()))
+}

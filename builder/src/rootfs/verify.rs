@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::cas::{BlobState, Cas, Linker};
-use super::gc::for_each_blob;
+use super::cas::{for_each_blob, BlobState, Cas, Linker};
 use super::inventory::read_roots;
 use super::locks::Mode;
 use super::materialize::repair;

@@ -26,9 +26,6 @@ mod render;
 
 pub use render::text;
 
-/// The exit status of a mismatch (see `cli::EXIT_CODES`).
-pub const MISMATCH_EXIT: i32 = 13;
-
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("{package}: {what} ({count} difference(s), listed above)")]
@@ -48,16 +45,16 @@ pub enum VerifyError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-impl VerifyError {
-    /// The documented exit status (see `cli::EXIT_CODES`).
-    pub fn exit_code(&self) -> i32 {
+impl crate::exit::HasExitCode for VerifyError {
+    fn exit_code(&self) -> crate::exit::Code {
+        use crate::exit::Code;
         match self {
-            VerifyError::Mismatch { .. } => MISMATCH_EXIT,
-            VerifyError::BuildFailed { code, .. } => *code,
-            VerifyError::NoReport { .. } => 1,
-            VerifyError::Spawn { .. } | VerifyError::Vary { .. } => 8,
-            VerifyError::BadAgainst { .. } => 3,
-            VerifyError::Io { .. } => 9,
+            VerifyError::Mismatch { .. } => Code::Differs,
+            VerifyError::BuildFailed { code, .. } => Code::Relayed(*code),
+            VerifyError::NoReport { .. } => Code::Internal,
+            VerifyError::Spawn { .. } | VerifyError::Vary { .. } => Code::Sandbox,
+            VerifyError::BadAgainst { .. } => Code::BadInput,
+            VerifyError::Io { .. } => Code::Io,
         }
     }
 }

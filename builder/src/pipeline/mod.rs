@@ -6,82 +6,30 @@
 //! `--out` or the store until the .deb is complete.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::apt::{self, Archive};
-use crate::build::{self, BuildError, Settings};
-use crate::cache::{self, CacheError, Manifest};
+use crate::apt::Archive;
+use crate::build::{self, Settings};
+use crate::cache::{self, Manifest};
 use crate::compress::Compression;
-use crate::debpkg::{self, DebError, DebSpec, ModuleFile};
+use crate::debpkg::{self, ModuleFile};
 use crate::input::{InputError, Prepared};
 use crate::key::{Key, KeyInputs};
 use crate::limits::BuildLimits;
 use crate::platform::{Live, Platform, Platforms};
 use crate::rootfs::{self, Lock, RootfsError};
-use crate::source::{SourceError, SourceTree};
+use crate::source::SourceTree;
 use crate::store::Store;
 
-/// SOURCE_DATE_EPOCH for builds and the mtime of every packaged file
-/// (2024-01-01T00:00:00Z): a constant, so it is derived from no host state.
-pub const SOURCE_DATE_EPOCH: u64 = 1_704_067_200;
+mod error;
+mod package;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error(transparent)]
-    Input(#[from] InputError),
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    Rootfs(#[from] RootfsError),
-    #[error("{source_dir}: {error}")]
-    Build { source_dir: PathBuf, error: BuildError },
-    #[error("packaging: {0}")]
-    Deb(#[from] DebError),
-    #[error(transparent)]
-    Cache(#[from] CacheError),
-    #[error("reading the archive: {0}")]
-    Apt(#[from] apt::AptError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error(transparent)]
-    Limit(#[from] crate::limits::LimitError),
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    Signing(#[from] crate::signing::SigningError),
-    #[error(transparent)]
-    KeyInfo(#[from] crate::keyinfo::KeyInfoError),
-    #[error(transparent)]
-    Remote(#[from] crate::remote::RemoteError),
-    #[error(transparent)]
-    Trust(#[from] crate::trust::TrustError),
-    #[error(transparent)]
-    Overrides(#[from] crate::dkms::OverridesError),
-    /// Nothing built, and nothing failed: BUILD_EXCLUSIVE excluded every build (exit 77, as DKMS).
-    #[error("nothing to build: {0}")]
-    Skipped(String),
-    #[error("the lock is for kernel {locked}, not {wanted}")]
-    LockedKernel { locked: String, wanted: String },
-    /// A farm machine (config `role = "farm"`) found no prebuilt package.
-    #[error("{source_label} for {kernel}: not in the shared cache, and this machine may not build ({why})")]
-    BuildNotAllowed { source_label: String, kernel: String, why: String },
-    #[error(transparent)]
-    Farm(#[from] crate::farm::FarmError),
-    #[error(transparent)]
-    Repo(#[from] crate::repo::RepoError),
-    #[error(transparent)]
-    BootCheck(#[from] crate::bootcheck::BootCheckError),
-    #[error(transparent)]
-    Plan(#[from] crate::plan::PlanError),
-    #[error(transparent)]
-    Verify(#[from] crate::verify::VerifyError),
-}
+pub use error::PipelineError;
+use package::deb_spec;
+pub use package::{package_name, package_version, SOURCE_DATE_EPOCH};
 
 /// What became of one (source, kernel) pair, as `--json` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -560,6 +508,26 @@ impl Context {
     }
 }
 
+/// The input stage's view of the context (see [`crate::input::Archives`]).
+impl crate::input::Archives for Context {
+    type Error = PipelineError;
+    fn platform(&self, kernel: &str) -> Result<&Live, PipelineError> {
+        Context::platform(self, kernel)
+    }
+    fn archive(&self, kernel: &str) -> Result<&Archive, PipelineError> {
+        Context::archive(self, kernel)
+    }
+    fn given_lock(&self) -> Option<&Lock> {
+        self.options.lock.as_ref()
+    }
+    fn store(&self) -> &Store {
+        &self.options.store
+    }
+    fn quiet(&self) -> bool {
+        self.options.quiet
+    }
+}
+
 fn report(m: Manifest, deb: PathBuf, key: &Key, cache: CacheStatus, started: Instant) -> Report {
     Report {
         package: m.package,
@@ -577,72 +545,4 @@ fn report(m: Manifest, deb: PathBuf, key: &Key, cache: CacheStatus, started: Ins
 
 fn seconds(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
-}
-
-/// Debian package name for a module package: lower case, `_` → `-`.
-pub fn package_name(module: &str, kernel: &str) -> String {
-    format!("{module}-modules-{kernel}").to_ascii_lowercase().replace('_', "-")
-}
-
-/// `<PACKAGE_VERSION>+<headers version>`: derived from inputs only, and higher
-/// when either the module or the kernel build moves forward.
-pub fn package_version(module_version: &str, headers_version: &str) -> String {
-    let mut v = module_version.replace('_', ".");
-    if !v.starts_with(|c: char| c.is_ascii_digit()) {
-        v = format!("0~{v}");
-    }
-    // A `-` in the upstream part would be misread as the start of the revision;
-    // the headers' own revision supplies the one `-` of the result.
-    format!("{}+{}", v.replace('-', "."), headers_version.replace(':', "."))
-}
-
-fn deb_spec(conf: &crate::dkms::DkmsConf, lock: &Lock, key: &Key, maintainer: &str, files: Vec<ModuleFile>) -> DebSpec {
-    let kernel = &lock.kernel;
-    let module_names: Vec<&str> = files.iter().map(|f| f.file_name.as_str()).collect();
-    DebSpec {
-        package: package_name(&conf.package_name, kernel),
-        version: package_version(&conf.package_version, &lock.headers_version),
-        architecture: lock.architecture.clone(),
-        kernel_release: kernel.clone(),
-        maintainer: maintainer.to_owned(),
-        description_short: format!("{} kernel modules for Linux {kernel}", conf.package_name),
-        description_long: format!(
-            "Built by hermod from the {} {} DKMS source against\nlinux-headers-{kernel} {} in a hermetic build root.\nModules: {}.",
-            conf.package_name,
-            conf.package_version,
-            lock.headers_version,
-            module_names.join(", ")
-        ),
-        source_name: conf.package_name.to_ascii_lowercase().replace('_', "-"),
-        depends: format!("linux-image-{kernel} | linux-image-{kernel}-unsigned"),
-        extra_fields: vec![
-            ("X-Hermod-Key".into(), key.hex.clone()),
-            ("X-Hermod-Rootfs".into(), lock.hash()),
-        ],
-        files,
-        copyright: format!(
-            "This package contains Linux kernel modules built by hermod from the\n{name} {version} module source (a DKMS source tree).\n\nCopyright: the authors of {name}, as stated in its source files.\nLicense: that of the {name} source; each module states its license in\nits modinfo (`modinfo -F license`).\n",
-            name = conf.package_name,
-            version = conf.package_version
-        ),
-        changelog_entry: format!(
-            "Built from {} {} for Linux {kernel} (headers {}).",
-            conf.package_name, conf.package_version, lock.headers_version
-        ),
-        mtime: SOURCE_DATE_EPOCH,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_versions_are_debian_valid() {
-        assert_eq!(package_name("hello", "6.1.0-56-amd64"), "hello-modules-6.1.0-56-amd64");
-        assert_eq!(package_name("My_Mod", "6.1.0-56-amd64"), "my-mod-modules-6.1.0-56-amd64");
-        assert_eq!(package_version("0.1", "6.1.192-2"), "0.1+6.1.192-2");
-        assert_eq!(package_version("v2-rc1", "6.12.117-1~deb12u1"), "0~v2.rc1+6.12.117-1~deb12u1");
-        assert_eq!(package_version("1_2", "1:6.1-1"), "1.2+1.6.1-1");
-    }
 }

@@ -1,0 +1,127 @@
+//! `hermod rootfs ...`: the build roots' commands (the work is in `crate::rootfs`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{context, open_store, AppError, Global, RootfsCommand};
+use crate::config::Config;
+use crate::limits::BuildLimits;
+use crate::pipeline::Context;
+use crate::rootfs::{self, Lock, LockFileError, RootfsError};
+
+/// `hermod rootfs ...`: the work is in `rootfs`; this is glue.
+pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), AppError> {
+    let locked = |kernel: &Option<String>, lock: Option<&Path>| -> Result<(Context, Lock), AppError> {
+        let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), lock)?;
+        let kernel = match kernel {
+            Some(k) => k.clone(),
+            None => ctx.default_kernel()?,
+        };
+        let lock = ctx.lock(&kernel)?;
+        Ok((ctx, lock))
+    };
+    match command {
+        RootfsCommand::Lock { kernel, out, needs } => {
+            write_lock(global, kernel.as_deref(), out.as_deref(), &needs.build_depends)
+        }
+        RootfsCommand::Build { kernel, lock } => {
+            let (ctx, lock) = locked(kernel, lock.as_deref())?;
+            let root = rootfs::materialize(&ctx.options.store, &lock, global.quiet)?;
+            if root.created && !global.quiet {
+                eprintln!("hermod: build root {} made in {:.2} s", &root.hash[..16], root.seconds);
+            }
+            println!("{} {} {}", root.hash, lock.kernel, root.tree.display());
+            Ok(())
+        }
+        RootfsCommand::Show { kernel, lock } => {
+            let (ctx, lock) = locked(kernel, lock.as_deref())?;
+            print!("{}", rootfs::report::show(&ctx.options.store, &lock));
+            Ok(())
+        }
+        RootfsCommand::List { json } => {
+            let inventory = rootfs::inventory(&open_store(global)?)?;
+            print!("{}", rootfs::report::list(&inventory, *json));
+            Ok(())
+        }
+        RootfsCommand::Gc { older_than, kernel } => {
+            let days = older_than.unwrap_or(if kernel.is_some() { 0.0 } else { 30.0 });
+            let report = rootfs::gc(&open_store(global)?, Duration::from_secs_f64(days * 86400.0), kernel.as_deref())?;
+            for (path, why) in &report.failed {
+                eprintln!("hermod: warning: rootfs gc could not remove {}, skipped: {why}", path.display());
+            }
+            print!("{}", rootfs::report::gc(&report));
+            if report.roots_failed.is_empty() {
+                Ok(())
+            } else {
+                let roots =
+                    report.roots_failed.iter().map(|(kernel, hash)| format!("{kernel} {}", &hash[..16])).collect();
+                Err(RootfsError::GcIncomplete { roots }.into())
+            }
+        }
+        RootfsCommand::Export { kernel, lock, out } => {
+            let (ctx, lock) = locked(kernel, lock.as_deref())?;
+            let root = rootfs::materialize(&ctx.options.store, &lock, global.quiet)?;
+            let exported = rootfs::oci_image::export(&root.tree, &lock, out).map_err(RootfsError::from)?;
+            println!("{}", exported.manifest_digest);
+            if !global.quiet {
+                eprintln!(
+                    "hermod: wrote {} ({}, layer {:.1} MiB); e.g. `skopeo copy oci:{}:{} docker://REGISTRY/NAME:TAG`",
+                    out.display(),
+                    exported.ref_name,
+                    exported.layer_size as f64 / 1048576.0,
+                    out.display(),
+                    exported.ref_name
+                );
+            }
+            Ok(())
+        }
+        RootfsCommand::Import { dir } => {
+            let imported = rootfs::oci_image::import(&open_store(global)?, dir)?;
+            if !global.quiet {
+                let what = if imported.created { "imported" } else { "already in the store:" };
+                eprintln!("hermod: {what} {} ({})", imported.manifest_digest, imported.kernel);
+            }
+            println!("{} {} {}", imported.hash, imported.kernel, imported.tree.display());
+            Ok(())
+        }
+        RootfsCommand::Verify => {
+            let mirrors = Config::load(global.config.as_deref())?.package_sources()?.mirrors();
+            let report = rootfs::verify(&open_store(global)?, &mirrors, global.quiet)?;
+            print!("{}", rootfs::report::verify(&report));
+            if report.foreign.is_empty() {
+                Ok(())
+            } else {
+                Err(RootfsError::Foreign { count: report.foreign.len() }.into())
+            }
+        }
+    }
+}
+
+/// `hermod rootfs lock`: resolve, then print or write the lock file.
+fn write_lock(global: &Global, kernel: Option<&str>, out: Option<&Path>, needs: &[String]) -> Result<(), AppError> {
+    let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
+    let kernel = match kernel {
+        Some(k) => k.to_owned(),
+        None => ctx.default_kernel()?,
+    };
+    let extras = crate::input::build_depends(&ctx, &kernel, needs)?;
+    let lock = ctx.lock_with(&kernel, &extras)?;
+    let text = lock.file_text();
+    match out {
+        Some(path) => {
+            crate::store::write_atomically(path, text.as_bytes())
+                .map_err(|source| RootfsError::from(LockFileError::Write { path: path.to_owned(), source }))?;
+            println!("{} {} {}", lock.hash(), kernel, path.display());
+        }
+        None => print!("{text}"),
+    }
+    if !global.quiet {
+        eprintln!(
+            "hermod: lock for {kernel}: {} packages, {:.1} MiB, lock hash {}",
+            lock.packages.len(),
+            lock.download_size() as f64 / 1048576.0,
+            lock.hash()
+        );
+    }
+    Ok(())
+}
