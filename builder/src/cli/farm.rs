@@ -15,7 +15,7 @@ use crate::farm::system::{inside_dpkg, module_names};
 use crate::farm::{pending, FarmError, StateDir, System, SystemTools, Wanted};
 use crate::input::Input;
 use crate::limits::BuildLimits;
-use crate::pipeline::{Context, PipelineError};
+use crate::pipeline::{CachePolicy, Context, PipelineError};
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
@@ -64,14 +64,14 @@ fn wanted(config: &Config) -> Result<Vec<Wanted>, FarmError> {
 /// never opens a store.
 struct BuildProvider<'a> {
     global: &'a Global,
-    may_build: bool,
+    policy: CachePolicy,
     out: PathBuf,
     context: OnceLock<Result<Context, String>>,
 }
 
 impl<'a> BuildProvider<'a> {
-    fn new(global: &'a Global, may_build: bool, out: PathBuf) -> BuildProvider<'a> {
-        BuildProvider { global, may_build, out, context: OnceLock::new() }
+    fn new(global: &'a Global, policy: CachePolicy, out: PathBuf) -> BuildProvider<'a> {
+        BuildProvider { global, policy, out, context: OnceLock::new() }
     }
 
     fn context(&self) -> Result<&Context, String> {
@@ -85,7 +85,7 @@ impl<'a> BuildProvider<'a> {
             )?;
             let shared = crate::remote::Settings::resolve(&config, &|var| std::env::var(var).ok())?;
             ctx.options.shared = crate::remote::SharedCache::from_settings(&shared)?;
-            ctx.options.may_build = self.may_build;
+            ctx.options.cache_policy = self.policy;
             Ok(ctx)
         };
         self.context.get_or_init(|| make().map_err(|e| e.to_string())).as_ref().map_err(Clone::clone)
@@ -94,7 +94,7 @@ impl<'a> BuildProvider<'a> {
 
 impl Provider for BuildProvider<'_> {
     fn name(&self) -> String {
-        if self.may_build { "the caches or a build here" } else { "the local or shared cache" }.into()
+        if self.policy.may_build() { "the caches or a build here" } else { "the local or shared cache" }.into()
     }
 
     fn provide(&self, wanted: &Wanted, kernel: &str, dir: &Path) -> Result<Option<PathBuf>, String> {
@@ -130,7 +130,8 @@ fn providers<'a>(
         .map(|source| RepositoryProvider::new(source, state.root().join("lists"), host_architecture(), global.quiet));
     let may_build = config.role == Role::Master;
     let shared = config.remote.is_some() || std::env::var_os("HERMOD_REMOTE").is_some();
-    let build = (may_build || shared).then(|| BuildProvider::new(global, may_build, state.pending().join(".built")));
+    let policy = if may_build { CachePolicy::UseOrBuild } else { CachePolicy::CachedOnly };
+    let build = (may_build || shared).then(|| BuildProvider::new(global, policy, state.pending().join(".built")));
     (local, repository, build)
 }
 
@@ -187,7 +188,7 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<(), AppError> {
     // `fetch` never builds: it is the farm's command, whatever the role.
     let mut parts = providers(global, &config, &state, false);
     parts.2 = parts.2.map(|mut b| {
-        b.may_build = false;
+        b.policy = CachePolicy::CachedOnly;
         b
     });
     let list = as_list(&parts);

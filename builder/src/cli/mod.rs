@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::input::{Input, Prepared};
 use crate::limits::BuildLimits;
-use crate::pipeline::{Context, Options, PipelineError, Status};
+use crate::pipeline::{CachePolicy, Context, Options, PipelineError, Status};
 use crate::rootfs::{Lock, Recipe, RootfsError};
 use crate::signing::ModuleSigning;
 use crate::store::Store;
@@ -385,8 +385,7 @@ fn context(
         signing: None,
         shared: None,
         dkms_overrides: global.dkms_overrides.clone(),
-        may_build: true,
-        bypass_cache: false,
+        cache_policy: CachePolicy::UseOrBuild,
     })?)
 }
 

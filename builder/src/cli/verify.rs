@@ -408,7 +408,7 @@ fn one_build(global: &Global, args: &VerifyArgs, lock: &Path, out: &Path) -> Res
     let timeout = Duration::from_secs(args.timeout.max(1));
     let mut ctx = super::context(global, out.to_owned(), args.jobs, timeout, limits, Some(lock))?;
     ctx.options.signing = args.signing.load(global)?;
-    ctx.options.bypass_cache = true;
+    ctx.options.cache_policy = crate::pipeline::CachePolicy::Bypass;
     let kernel = ctx.default_kernel()?;
     let input =
         Input::Dir(PathBuf::from(&args.source)).prepare(&ctx, &kernel, &args.source, &args.needs.build_depends)?;

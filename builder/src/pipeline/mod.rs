@@ -93,12 +93,33 @@ pub struct Options {
     pub shared: Option<crate::remote::SharedCache>,
     /// The directory of dkms.conf override files (`/etc/dkms`, see [`crate::dkms::overrides`]).
     pub dkms_overrides: PathBuf,
-    /// `false` on a farm machine: results come from the caches or not at all;
-    /// no build root is made and nothing is compiled.
-    pub may_build: bool,
-    /// `hermod verify`: build even when a cache holds the result, and put
-    /// nothing in any cache (neither the store's nor the shared one).
-    pub bypass_cache: bool,
+    /// Whether results come from the caches, from a build, or both.
+    pub cache_policy: CachePolicy,
+}
+
+/// How a build uses the caches (the store's and the shared one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// A cached result if there is one, else a build whose result is cached
+    /// (`hermod build`, a master).
+    UseOrBuild,
+    /// A cached result or none: no build root is made and nothing is
+    /// compiled (a farm machine, `fetch`).
+    CachedOnly,
+    /// Always a build, and nothing put in any cache (`hermod verify`'s builds).
+    Bypass,
+}
+
+impl CachePolicy {
+    /// Whether a result may be taken from a cache, and a new one put there.
+    pub fn uses_caches(self) -> bool {
+        self != CachePolicy::Bypass
+    }
+
+    /// Whether a miss may be built here.
+    pub fn may_build(self) -> bool {
+        self != CachePolicy::CachedOnly
+    }
 }
 
 /// The platforms and their archives, loaded once for many builds.
@@ -339,7 +360,7 @@ impl Context {
         if !overrides::any_candidate(dir)? {
             return Ok(Vec::new());
         }
-        if !self.options.may_build {
+        if !self.options.cache_policy.may_build() {
             return Err(PipelineError::BuildNotAllowed {
                 source_label: source_dir.display().to_string(),
                 kernel: lock.kernel.clone(),
@@ -400,7 +421,8 @@ impl Context {
         let mut rootfs = None;
         let overrides = self.dkms_overrides(Path::new(&input.label), &source, &lock, &settings, &mut rootfs)?;
         let key = self.key_for(&source, &lock, &overrides);
-        if !self.options.bypass_cache {
+        let bypass = !self.options.cache_policy.uses_caches();
+        if !bypass {
             crate::keyinfo::remember(store, &key);
         }
 
@@ -410,7 +432,6 @@ impl Context {
             self.say(&format!("{} for {kernel}: {from} ({})", manifest.package, deb.display()));
             Ok::<_, PipelineError>(report(manifest, deb, &key, cache, started))
         };
-        let bypass = self.options.bypass_cache;
         if let Some((manifest, bytes)) = (!bypass).then(|| cache::lookup(store, &key.hex)).flatten() {
             return deliver(manifest, &bytes, CacheStatus::Hit, "cache hit");
         }
@@ -430,7 +451,7 @@ impl Context {
             return deliver(pulled.manifest, &pulled.bytes, CacheStatus::Remote, &from);
         }
 
-        if !self.options.may_build {
+        if !self.options.cache_policy.may_build() {
             return Err(PipelineError::BuildNotAllowed {
                 source_label: input.label.clone(),
                 kernel: kernel.to_owned(),
