@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 
-/// `--quiet`: from now on [`note`] prints nothing (set once by `cli::run`).
+/// `--quiet`: from now on [`note`] prints nothing (set once, by `main`).
 pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }

@@ -100,17 +100,19 @@ impl Store {
         Ok(store)
     }
 
-    /// The default location: /var/cache/hermod for root, else $XDG_CACHE_HOME/hermod.
+    /// The default location: /var/cache/hermod for root, else
+    /// $XDG_CACHE_HOME/hermod, else $HOME/.cache/hermod (`env` reads the
+    /// caller's environment: settings are read once, in `cli`).
     ///
     /// (For a root caller, see [`open_to_sandbox_user`].)
-    pub fn default_root() -> Result<PathBuf, StoreError> {
+    pub fn default_root(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf, StoreError> {
         if nix::unistd::geteuid().is_root() {
             return Ok(PathBuf::from("/var/cache/hermod"));
         }
-        if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        if let Some(xdg) = env("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
             return Ok(PathBuf::from(xdg).join("hermod"));
         }
-        let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or(StoreError::NoDefault)?;
+        let home = env("HOME").filter(|v| !v.is_empty()).ok_or(StoreError::NoDefault)?;
         Ok(PathBuf::from(home).join(".cache/hermod"))
     }
 

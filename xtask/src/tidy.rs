@@ -31,6 +31,22 @@ use anyhow::{bail, Context, Result};
 
 use crate::modgraph;
 
+/// Where the builder may read the environment or print to stderr itself:
+/// settings are resolved once in `cli` (flags, environment, config file) and
+/// passed down; user-facing lines go through `say.rs`. `verify/` reads the
+/// caller's environment on purpose (it varies it, and finds diffoscope on PATH);
+/// `interrupt.rs` prints from its signal thread.
+const ENV_AND_STDERR_ALLOWED: &[&str] = &[
+    "builder/src/cli/",
+    "builder/src/main.rs",
+    "builder/src/say.rs",
+    "builder/src/interrupt.rs",
+    "builder/src/verify/conditions.rs",
+    "builder/src/verify/mod.rs",
+    // Test modules (`#[cfg(test)] mod live;`; files named `*tests.rs` are skipped).
+    "builder/src/apt/live.rs",
+];
+
 /// Modules that handle untrusted trees on the host (invariant 15).
 const UNTRUSTED_TREE_MODULES: &[&str] = &[
     "builder/src/source.rs",
@@ -145,6 +161,22 @@ fn check(root: &Path) -> Result<Report> {
         if !rel.starts_with("sandbox/") {
             for (n, _) in unsafe_lines(&code) {
                 problems.push(format!("{rel}:{}: `unsafe` outside sandbox/", n + 1));
+            }
+        }
+        if rel.starts_with("builder/src/")
+            && !rel.ends_with("tests.rs")
+            && !ENV_AND_STDERR_ALLOWED.iter().any(|a| rel.starts_with(a))
+        {
+            // Test code may do either (a test's own skips and environment).
+            for (n, line) in modgraph::without_cfg_test(&code).lines().enumerate() {
+                for call in ["std::env::var", "env::var_os(", "env::var(", "eprintln!(", "eprint!("] {
+                    if line.contains(call) {
+                        problems.push(format!(
+                            "{rel}:{}: `{call}` below cli/ (read settings in cli and pass them down; print through say.rs)",
+                            n + 1
+                        ));
+                    }
+                }
             }
         }
         if UNTRUSTED_TREE_MODULES.contains(&rel.as_str()) {

@@ -78,12 +78,12 @@ impl<'a> BuildProvider<'a> {
         let make = || -> Result<Context, AppError> {
             let limits = BuildLimits::default();
             let mut ctx = super::context(self.global, self.out.clone(), None, Duration::from_secs(3600), limits, None)?;
-            let config = Config::load(self.global.config.as_deref())?;
+            let config = super::loaded_config(self.global)?;
             ctx.options.signing = crate::signing::ModuleSigning::from_paths(
                 config.mok_signing_key.as_deref(),
                 config.mok_certificate.as_deref(),
             )?;
-            let shared = crate::remote::Settings::resolve(&config, &|var| std::env::var(var).ok())?;
+            let shared = crate::remote::Settings::resolve(config, &|var| std::env::var(var).ok())?;
             ctx.options.shared = crate::remote::SharedCache::from_settings(&shared)?;
             ctx.options.cache_policy = self.policy;
             Ok(ctx)
@@ -166,9 +166,9 @@ fn as_list<'a>(
 
 /// `hermod fetch`.
 pub fn fetch(global: &Global, args: &FetchArgs) -> Result<(), AppError> {
-    let config = Config::load(global.config.as_deref())?;
-    let state = StateDir::from_config(&config);
-    let configured = wanted(&config)?;
+    let config = super::loaded_config(global)?;
+    let state = state_dir(config);
+    let configured = wanted(config)?;
     let mut wanted = Vec::new();
     for arg in &args.packages {
         let mut w = Wanted::from_argument(arg, &args.kernel)?;
@@ -186,7 +186,7 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<(), AppError> {
         .into());
     }
     // `fetch` never builds: it is the farm's command, whatever the role.
-    let mut parts = providers(global, &config, &state, false);
+    let mut parts = providers(global, config, &state, false);
     parts.2 = parts.2.map(|mut b| {
         b.policy = CachePolicy::CachedOnly;
         b
@@ -235,14 +235,14 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<(), AppError> {
 
 /// `hermod prepare`: the kernel hooks' command.
 pub fn prepare(global: &Global, args: &PrepareArgs) -> Result<(), AppError> {
-    let config = Config::load(global.config.as_deref())?;
-    let state = StateDir::from_config(&config);
-    let wanted = wanted(&config)?;
+    let config = super::loaded_config(global)?;
+    let state = state_dir(config);
+    let wanted = wanted(config)?;
     if !global.quiet {
         let from = args.hook.as_deref().map(|h| format!(" (from /etc/kernel/{h})")).unwrap_or_default();
         eprintln!("hermod: preparing {} wanted module package(s) for {}{from}", wanted.len(), args.kernel);
     }
-    let parts = providers(global, &config, &state, true);
+    let parts = providers(global, config, &state, true);
     let prepared = crate::farm::prepare(&args.kernel, &wanted, &state, &SystemTools, &as_list(&parts))?;
     report(&prepared);
     finish_prepare(&prepared, &state)
@@ -275,8 +275,8 @@ fn finish_prepare(prepared: &crate::farm::Prepared, state: &StateDir) -> Result<
 
 /// `hermod install-pending`.
 pub fn install_pending(global: &Global) -> Result<(), AppError> {
-    let config = Config::load(global.config.as_deref())?;
-    let state = StateDir::from_config(&config);
+    let config = super::loaded_config(global)?;
+    let state = state_dir(config);
     let done = pending::install(&state, &SystemTools, &|v| std::env::var(v).ok())?;
     report_installed(&done, &state);
     Ok(())
@@ -296,15 +296,15 @@ fn report_installed(done: &pending::Installed, state: &StateDir) {
 
 /// `hermod boot`: the running kernel's wanted modules, installed and loaded.
 pub fn boot(global: &Global, args: &BootArgs) -> Result<(), AppError> {
-    let config = Config::load(global.config.as_deref())?;
-    let state = StateDir::from_config(&config);
-    let wanted = wanted(&config)?;
+    let config = super::loaded_config(global)?;
+    let state = state_dir(config);
+    let wanted = wanted(config)?;
     let system = SystemTools;
     let running = system.running_kernel()?;
     let kernel = args.kernel.clone().unwrap_or_else(|| running.clone());
     // Only the running kernel can load modules; another's are installed for its next boot.
     let load = !args.no_load && kernel == running;
-    let parts = providers(global, &config, &state, true);
+    let parts = providers(global, config, &state, true);
     let prepared = crate::farm::prepare(&kernel, &wanted, &state, &system, &as_list(&parts))?;
     report(&prepared);
     // Install what is there even when something is queued: one missing module
@@ -341,4 +341,9 @@ pub fn boot(global: &Global, args: &BootArgs) -> Result<(), AppError> {
         .into());
     }
     Ok(())
+}
+
+/// The farm's state directory: `HERMOD_STATE_DIR`, else the config's, else the default.
+fn state_dir(config: &Config) -> StateDir {
+    StateDir::resolve(std::env::var_os("HERMOD_STATE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from), config)
 }

@@ -180,7 +180,7 @@ pub struct SigningArgs {
 impl SigningArgs {
     /// The flags, else the config file's keys.
     fn load(&self, global: &Global) -> Result<Option<ModuleSigning>, AppError> {
-        let config = Config::load(global.config.as_deref())?;
+        let config = loaded_config(global)?;
         Ok(ModuleSigning::from_paths(
             self.mok_signing_key.as_deref().or(config.mok_signing_key.as_deref()),
             self.mok_certificate.as_deref().or(config.mok_certificate.as_deref()),
@@ -346,10 +346,20 @@ fn parse_days(text: &str) -> Result<f64, String> {
     }
 }
 
+/// The config file, read once per process: every command reads it through here.
+fn loaded_config(global: &Global) -> Result<&'static Config, crate::config::ConfigError> {
+    static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+    if let Some(config) = CONFIG.get() {
+        return Ok(config);
+    }
+    let config = Config::load(global.config.as_deref())?;
+    Ok(CONFIG.get_or_init(|| config))
+}
+
 fn open_store(global: &Global) -> Result<Store, PipelineError> {
     let root = match &global.store {
         Some(root) => root.clone(),
-        None => Store::default_root()?,
+        None => Store::default_root(&|name| std::env::var_os(name))?,
     };
     Ok(Store::open(&root, global.package_cache.as_deref())?)
 }
@@ -368,7 +378,7 @@ fn context(
     lock: Option<&Path>,
 ) -> Result<Context, AppError> {
     let jobs = jobs.filter(|&j| j > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let config = Config::load(global.config.as_deref())?;
+    let config = loaded_config(global)?;
     let recipe = load_recipe(global)?;
     let own = recipe.as_ref().map_or("", |r| r.name.as_str());
     let lock = lock.map(|path| Lock::read_file(path, own)).transpose().map_err(RootfsError::from)?;
@@ -489,8 +499,8 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
     let timeout = Duration::from_secs(args.timeout.max(1));
     let mut ctx = context(global, args.out.clone(), args.jobs, timeout, limits, args.lock.as_deref())?;
     ctx.options.signing = args.signing.load(global)?;
-    let config = Config::load(global.config.as_deref())?;
-    let shared = crate::remote::Settings::resolve(&config, &|var| std::env::var(var).ok())?;
+    let config = loaded_config(global)?;
+    let shared = crate::remote::Settings::resolve(config, &|var| std::env::var(var).ok())?;
     ctx.options.shared = crate::remote::SharedCache::from_settings(&shared)?;
     let kernels = ctx.kernels(&args.kernels)?;
     let (inputs, wanted) = prepare_per_release(&ctx, &args.sources, &kernels, &args.needs.build_depends)?;

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{context, open_store, AppError, Global, RootfsCommand};
-use crate::config::Config;
 use crate::limits::BuildLimits;
 use crate::pipeline::Context;
 use crate::rootfs::{self, Lock, LockFileError, RootfsError};
@@ -85,7 +84,7 @@ pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result
             Ok(())
         }
         RootfsCommand::Verify => {
-            let mirrors = Config::load(global.config.as_deref())?.package_sources()?.mirrors();
+            let mirrors = super::loaded_config(global)?.package_sources()?.mirrors();
             let report = rootfs::verify(&open_store(global)?, &mirrors, global.quiet)?;
             print!("{}", rootfs::report::verify(&report));
             if report.foreign.is_empty() {

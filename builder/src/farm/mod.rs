@@ -112,12 +112,10 @@ impl StateDir {
         StateDir { root: root.into() }
     }
 
-    /// `HERMOD_STATE_DIR`, else the config's `state_dir`, else [`DEFAULT_STATE_DIR`].
-    pub fn from_config(config: &crate::config::Config) -> StateDir {
-        let root = std::env::var_os("HERMOD_STATE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| config.state_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    /// `from_env` (`HERMOD_STATE_DIR`, which the caller read), else the
+    /// config's `state_dir`, else [`DEFAULT_STATE_DIR`].
+    pub fn resolve(from_env: Option<PathBuf>, config: &crate::config::Config) -> StateDir {
+        let root = from_env.or_else(|| config.state_dir.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         StateDir::new(root)
     }
 
