@@ -195,7 +195,7 @@ fn check(outcome: &Outcome, settings: &Settings, log: &Path, out: &Path) -> Resu
 
 /// A build made ready to run: dkms.conf evaluated, the build script written.
 #[derive(Debug)]
-pub struct Prepared {
+pub struct ReadyBuild {
     pub conf: DkmsConf,
     /// The sandbox spec of the build step proper.
     pub spec: Spec,
@@ -203,7 +203,7 @@ pub struct Prepared {
 
 /// Everything up to the build step: lays out `workdir` (`in/` with the
 /// source and scripts, `out/` for results), evaluates dkms.conf in the
-/// sandbox, and writes the build script. Running `Prepared::spec` then does
+/// sandbox, and writes the build script. Running `ReadyBuild::spec` then does
 /// the build; `hermod oci` hands the same spec to another runtime.
 pub fn prepare(
     rootfs: &Rootfs,
@@ -212,12 +212,12 @@ pub fn prepare(
     workdir: &Path,
     log: &Path,
     overrides: &[OverrideFile],
-) -> Result<Prepared, BuildError> {
+) -> Result<ReadyBuild, BuildError> {
     lay_out(rootfs, source, settings, workdir, overrides)?;
     let conf = evaluate_dkms_conf(rootfs, settings, workdir, log)?;
     if conf.skip.is_some() {
         let spec = sandbox_spec(rootfs, settings, workdir, log, &["/bin/true"]);
-        return Ok(Prepared { conf, spec });
+        return Ok(ReadyBuild { conf, spec });
     }
     check_before_building(&conf, rootfs, source)?;
 
@@ -230,7 +230,7 @@ pub fn prepare(
     }
     let mut spec = sandbox_spec(rootfs, settings, workdir, log, &["/hermod/in/build.sh"]);
     crate::build_script::give_source_dir(&mut spec, &conf, settings.build_space);
-    Ok(Prepared { conf, spec })
+    Ok(ReadyBuild { conf, spec })
 }
 
 /// `workdir/in` (the source, the scripts, the override files) and `workdir/out`.

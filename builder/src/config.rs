@@ -36,7 +36,7 @@
 //! trusted.gpg.d when absent), and every index against that InRelease, exactly
 //! as for the machine's own sources (see [`crate::apt`]).
 //!
-//! The shared cache (see [`crate::remote`]; each key also an environment
+//! The shared cache (see [`crate::shared_cache`]; each key also an environment
 //! variable, which wins):
 //!
 //! ```toml

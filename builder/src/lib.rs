@@ -8,7 +8,6 @@
 pub mod apt;
 #[doc(hidden)]
 pub mod bombs;
-pub mod bootcheck;
 pub mod bounded;
 pub mod build;
 pub mod build_script;
@@ -29,15 +28,16 @@ pub mod interrupt;
 pub mod key;
 pub mod keyinfo;
 pub mod limits;
+pub mod load_test;
 pub mod oci_bundle;
 pub mod pipeline;
 pub mod plan;
 pub mod platform;
-pub mod remote;
 pub mod repo;
 pub mod rootfs;
 mod sandbox_io;
 pub mod say;
+pub mod shared_cache;
 pub mod signing;
 pub mod source;
 pub mod store;

@@ -1,6 +1,6 @@
 //! Trust for the shared cache: ed25519 keys and signed cache entries.
 //!
-//! A shared cache is a plain HTTP server (see [`crate::remote`]); whoever can
+//! A shared cache is a plain HTTP server (see [`crate::shared_cache`]); whoever can
 //! write to it, or sits between it and a client, can serve any bytes. So a
 //! client trusts nothing because of where it came from. The builders that push
 //! sign each entry with an ed25519 key; a client accepts an entry only if a key

@@ -208,7 +208,7 @@ fn a_signed_shared_cache_on_nginx_serves_builds_and_refuses_tampering() {
     assert_eq!(planned["include"][0]["cached_in"], "shared");
 
     // Writes without the password are refused by the server; reads are open.
-    let anonymous = hermod::remote::Client::new(&nginx.url(), None).unwrap();
+    let anonymous = hermod::shared_cache::Client::new(&nginx.url(), None).unwrap();
     let refused = anonymous.put("cas/x", b"x").unwrap_err().to_string();
     assert!(refused.contains("HTTP 401"), "{refused}");
     assert_eq!(anonymous.head(&format!("cas/{}", entry.blake3)).unwrap(), Some(blob.len() as u64));
@@ -249,7 +249,8 @@ fn a_signed_shared_cache_on_nginx_serves_builds_and_refuses_tampering() {
     ];
     let by_token = report(&hermod_with(b.path(), no_packages.path(), &with_token, &as_strs(&build_args(out_b.path()))));
     assert_eq!(by_token["cache"], "remote");
-    let wrong = hermod::remote::Client::new(&format!("http://127.0.0.1:{}/tok", nginx.port), Some("wrong")).unwrap();
+    let wrong =
+        hermod::shared_cache::Client::new(&format!("http://127.0.0.1:{}/tok", nginx.port), Some("wrong")).unwrap();
     assert!(wrong.get(&format!("ac/{key}"), 1 << 16).unwrap_err().to_string().contains("HTTP 401"));
 
     // Tampering: each refused with a warning naming the entry and the reason; B then

@@ -82,9 +82,9 @@ const LAYERS: &[&[&str]] = &[
         "say",
         "work",
     ],
-    &["rootfs", "platform", "config", "cache", "trust", "remote", "build", "build_script"],
+    &["rootfs", "platform", "config", "cache", "trust", "shared_cache", "build", "build_script"],
     &["input", "pipeline"],
-    &["oci_bundle", "plan", "bootcheck", "verify", "farm", "repo", "cache_admin"],
+    &["oci_bundle", "plan", "load_test", "verify", "farm", "repo", "cache_admin"],
     &["cli"],
 ];
 

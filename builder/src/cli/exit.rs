@@ -17,7 +17,7 @@ pub enum AppError {
     #[error(transparent)]
     Repo(#[from] crate::repo::RepoError),
     #[error(transparent)]
-    BootCheck(#[from] crate::bootcheck::BootCheckError),
+    BootCheck(#[from] crate::load_test::BootCheckError),
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),
     #[error(transparent)]
@@ -33,7 +33,7 @@ pub enum AppError {
     #[error(transparent)]
     KeyInfo(#[from] crate::keyinfo::KeyInfoError),
     #[error(transparent)]
-    Remote(#[from] crate::remote::RemoteError),
+    Remote(#[from] crate::shared_cache::RemoteError),
     #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
 }

@@ -83,8 +83,8 @@ impl<'a> BuildProvider<'a> {
                 config.mok_signing_key.as_deref(),
                 config.mok_certificate.as_deref(),
             )?;
-            let shared = crate::remote::Settings::resolve(config, &|var| std::env::var(var).ok())?;
-            ctx.options.shared = crate::remote::SharedCache::from_settings(&shared)?;
+            let shared = crate::shared_cache::Settings::resolve(config, &|var| std::env::var(var).ok())?;
+            ctx.options.shared = crate::shared_cache::SharedCache::from_settings(&shared)?;
             ctx.options.cache_policy = self.policy;
             Ok(ctx)
         };
@@ -248,7 +248,7 @@ pub fn prepare(global: &Global, args: &PrepareArgs) -> Result<(), AppError> {
     finish_prepare(&prepared, &state)
 }
 
-fn report(prepared: &crate::farm::Prepared) {
+fn report(prepared: &crate::farm::PrepareReport) {
     for (w, outcome) in &prepared.outcomes {
         let package = w.package(&prepared.kernel);
         let line = match outcome {
@@ -261,7 +261,7 @@ fn report(prepared: &crate::farm::Prepared) {
     }
 }
 
-fn finish_prepare(prepared: &crate::farm::Prepared, state: &StateDir) -> Result<(), AppError> {
+fn finish_prepare(prepared: &crate::farm::PrepareReport, state: &StateDir) -> Result<(), AppError> {
     match prepared.queued() {
         0 => Ok(()),
         n => Err(FarmError::Queued {

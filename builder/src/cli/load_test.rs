@@ -1,5 +1,5 @@
 //! `hermod load-test`: boot a Debian kernel under qemu and load, then unload,
-//! built modules in it (see [`crate::bootcheck`]); the glue between the
+//! built modules in it (see [`crate::load_test`]); the glue between the
 //! command line and that module.
 
 use std::io::Write;
@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{AppError, Global};
-use crate::bootcheck::guest::Op;
-use crate::bootcheck::{self, BootOptions, BootReport, Outcome};
 use crate::limits::BuildLimits;
+use crate::load_test::guest::Op;
+use crate::load_test::{self, BootOptions, BootReport, Outcome};
 
 #[derive(Debug, Args)]
 pub struct LoadTestArgs {
@@ -37,7 +37,7 @@ pub struct LoadTestArgs {
 pub fn load_test(global: &Global, args: &LoadTestArgs) -> Result<(), AppError> {
     let ctx = super::context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
     let options = BootOptions { memory: args.memory.clone(), timeout: Duration::from_secs(args.timeout.max(1)) };
-    let report = bootcheck::load_test(&ctx, args.kernel.as_deref(), &args.modules, &options)?;
+    let report = load_test::load_test(&ctx, args.kernel.as_deref(), &args.modules, &options)?;
     let mut stdout = std::io::stdout().lock();
     let text =
         if args.json { serde_json::to_string(&report).expect("report serializes") + "\n" } else { human(&report) };

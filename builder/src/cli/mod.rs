@@ -500,8 +500,8 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
     let mut ctx = context(global, args.out.clone(), args.jobs, timeout, limits, args.lock.as_deref())?;
     ctx.options.signing = args.signing.load(global)?;
     let config = loaded_config(global)?;
-    let shared = crate::remote::Settings::resolve(config, &|var| std::env::var(var).ok())?;
-    ctx.options.shared = crate::remote::SharedCache::from_settings(&shared)?;
+    let shared = crate::shared_cache::Settings::resolve(config, &|var| std::env::var(var).ok())?;
+    ctx.options.shared = crate::shared_cache::SharedCache::from_settings(&shared)?;
     let kernels = ctx.kernels(&args.kernels)?;
     let (inputs, wanted) = prepare_per_release(&ctx, &args.sources, &kernels, &args.needs.build_depends)?;
     let pairs: Vec<(&Prepared, String)> = wanted.into_iter().map(|(i, k)| (&inputs[i], k)).collect();

@@ -63,8 +63,8 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), AppError> {
     let mut ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
     ctx.options.signing = args.signing.load(global)?;
     let config = Config::load(global.config.as_deref())?;
-    let shared = crate::remote::Settings::resolve(&config, &|var| std::env::var(var).ok())?;
-    ctx.options.shared = crate::remote::SharedCache::from_settings(&shared)?;
+    let shared = crate::shared_cache::Settings::resolve(&config, &|var| std::env::var(var).ok())?;
+    ctx.options.shared = crate::shared_cache::SharedCache::from_settings(&shared)?;
 
     let kernels = kernels(&ctx, args)?;
     let mut entries = Vec::new();

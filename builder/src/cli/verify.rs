@@ -215,8 +215,8 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), AppError> {
     // --against, the rebuild): what the fleet would install, if they match.
     let mut boot_error = None;
     if args.boot {
-        let options = crate::bootcheck::BootOptions::default();
-        match crate::bootcheck::load_test(&ctx, Some(&kernel), std::slice::from_ref(&built[0].0), &options) {
+        let options = crate::load_test::BootOptions::default();
+        match crate::load_test::load_test(&ctx, Some(&kernel), std::slice::from_ref(&built[0].0), &options) {
             Ok(boot) => report.boot = Some(boot),
             Err(e) => boot_error = Some(e),
         }

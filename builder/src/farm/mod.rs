@@ -35,7 +35,7 @@ pub mod system;
 
 use std::path::{Path, PathBuf};
 
-pub use prepare::{prepare, Outcome, Prepared};
+pub use prepare::{prepare, Outcome, PrepareReport};
 pub use system::{System, SystemTools};
 
 /// Default state directory.

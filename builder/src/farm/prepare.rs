@@ -37,12 +37,12 @@ pub enum Outcome {
 }
 
 #[derive(Debug)]
-pub struct Prepared {
+pub struct PrepareReport {
     pub kernel: String,
     pub outcomes: Vec<(Wanted, Outcome)>,
 }
 
-impl Prepared {
+impl PrepareReport {
     pub fn queued(&self) -> usize {
         self.outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Queued(_))).count()
     }
@@ -88,7 +88,7 @@ pub fn prepare(
     state: &StateDir,
     system: &dyn System,
     providers: &[&dyn Provider],
-) -> Result<Prepared, FarmError> {
+) -> Result<PrepareReport, FarmError> {
     let pending_dir = state.pending();
     state.ensure(&pending_dir)?;
     let mut outcomes = Vec::new();
@@ -121,7 +121,7 @@ pub fn prepare(
         };
         outcomes.push((w.clone(), outcome));
     }
-    let prepared = Prepared { kernel: kernel.to_owned(), outcomes };
+    let prepared = PrepareReport { kernel: kernel.to_owned(), outcomes };
     write_queue(state, &prepared)?;
     Ok(prepared)
 }
@@ -169,7 +169,7 @@ pub fn obtain(
 }
 
 /// `queue/<kernel>`: one wanted label per line, or no file when nothing is queued.
-fn write_queue(state: &StateDir, prepared: &Prepared) -> Result<(), FarmError> {
+fn write_queue(state: &StateDir, prepared: &PrepareReport) -> Result<(), FarmError> {
     let path = state.queue().join(&prepared.kernel);
     let queued: Vec<&str> = prepared
         .outcomes

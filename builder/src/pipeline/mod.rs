@@ -89,8 +89,8 @@ pub struct Options {
     /// Sign modules with this key (see [`crate::signing`]).
     pub signing: Option<crate::signing::ModuleSigning>,
     /// The shared cache: pulled from on a local miss, pushed to after a build
-    /// (see [`crate::remote`]).
-    pub shared: Option<crate::remote::SharedCache>,
+    /// (see [`crate::shared_cache`]).
+    pub shared: Option<crate::shared_cache::SharedCache>,
     /// The directory of dkms.conf override files (`/etc/dkms`, see [`crate::dkms::overrides`]).
     pub dkms_overrides: PathBuf,
     /// Whether results come from the caches, from a build, or both.

@@ -111,7 +111,7 @@ pub struct Report {
     pub diffoscope_note: Option<String>,
     /// With `--boot`: the load test of the built package in its kernel under qemu.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub boot: Option<crate::bootcheck::BootReport>,
+    pub boot: Option<crate::load_test::BootReport>,
 }
 
 /// Every difference between two .debs (empty when the bytes are equal).
