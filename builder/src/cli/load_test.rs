@@ -9,7 +9,6 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{AppError, Global};
-use crate::limits::BuildLimits;
 use crate::load_test::guest::Op;
 use crate::load_test::{self, BootOptions, BootReport, Outcome};
 
@@ -35,7 +34,7 @@ pub struct LoadTestArgs {
 }
 
 pub fn load_test(global: &Global, args: &LoadTestArgs) -> Result<(), AppError> {
-    let ctx = super::context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
+    let ctx = super::archive_context(global, None)?;
     let options = BootOptions { memory: args.memory.clone(), timeout: Duration::from_secs(args.timeout.max(1)) };
     let report = load_test::load_test(&ctx, args.kernel.as_deref(), &args.modules, &options)?;
     let mut stdout = std::io::stdout().lock();

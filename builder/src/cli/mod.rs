@@ -369,6 +369,13 @@ fn load_recipe(global: &Global) -> Result<Option<Recipe>, PipelineError> {
     Ok(global.recipe.as_deref().map(Recipe::load).transpose()?)
 }
 
+/// The context of a command that reads the archive, the store and the lock
+/// but builds nothing (`rootfs`, `plan`, `load-test`, …): the build options
+/// get their defaults, which no such command reads.
+fn archive_context(global: &Global, lock: Option<&Path>) -> Result<Context, AppError> {
+    context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), lock)
+}
+
 fn context(
     global: &Global,
     out: PathBuf,

@@ -3,14 +3,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::{context, AppError, Global, NeedsArgs, SigningArgs};
+use super::{archive_context, AppError, Global, NeedsArgs, SigningArgs};
 use crate::apt::{self, Archive};
 use crate::config::Config;
-use crate::limits::BuildLimits;
 use crate::pipeline::{Context, PipelineError};
 use crate::plan::{self, Cached, Entry, PlanError};
 use crate::rootfs::RootfsError;
@@ -60,7 +58,7 @@ pub enum Format {
 
 /// `hermod plan`.
 pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), AppError> {
-    let mut ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
+    let mut ctx = archive_context(global, None)?;
     ctx.options.signing = args.signing.load(global)?;
     let config = Config::load(global.config.as_deref())?;
     let shared = crate::shared_cache::Settings::resolve(&config, &|var| std::env::var(var).ok())?;

@@ -1,17 +1,16 @@
 //! `hermod rootfs ...`: the build roots' commands (the work is in `crate::rootfs`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use super::{context, open_store, AppError, Global, RootfsCommand};
-use crate::limits::BuildLimits;
+use super::{archive_context, open_store, AppError, Global, RootfsCommand};
 use crate::pipeline::Context;
 use crate::rootfs::{self, Lock, LockFileError, RootfsError};
 
 /// `hermod rootfs ...`: the work is in `rootfs`; this is glue.
 pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), AppError> {
     let locked = |kernel: &Option<String>, lock: Option<&Path>| -> Result<(Context, Lock), AppError> {
-        let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), lock)?;
+        let ctx = archive_context(global, lock)?;
         let kernel = match kernel {
             Some(k) => k.clone(),
             None => ctx.default_kernel()?,
@@ -98,7 +97,7 @@ pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result
 
 /// `hermod rootfs lock`: resolve, then print or write the lock file.
 fn write_lock(global: &Global, kernel: Option<&str>, out: Option<&Path>, needs: &[String]) -> Result<(), AppError> {
-    let ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), None)?;
+    let ctx = archive_context(global, None)?;
     let kernel = match kernel {
         Some(k) => k.to_owned(),
         None => ctx.default_kernel()?,
