@@ -34,9 +34,9 @@ use std::time::Duration;
 use hermod_sandbox::{Bind, Cgroup, Exit, Limits, Outcome, Outputs, SandboxError, Spec, Tmpfs};
 
 use crate::dkms::{self, DkmsConf, DkmsError, OverrideFile, Semantics};
+use crate::module_signing::{self, ModuleSigning, SigningError};
 use crate::rootfs::Rootfs;
 use crate::sandbox_io::{read_sandbox_output, IN_INSIDE, OUT_INSIDE, SRC_INSIDE};
-use crate::signing::{self, ModuleSigning, SigningError};
 use crate::source::{Deadline, SourceError, SourceTree};
 
 const BUILD_UID: u32 = 1000;
@@ -125,7 +125,7 @@ pub struct Settings {
     pub build_space: u64,
     /// Size of the `/tmp` tmpfs.
     pub tmp_space: u64,
-    /// Sign the modules after stripping (see [`crate::signing`]).
+    /// Sign the modules after stripping (see [`crate::module_signing`]).
     pub signing: Option<ModuleSigning>,
     /// When reading and copying the source must have ended (`--timeout` from
     /// the start of this build: the preparation is bounded, not only the steps).
@@ -350,7 +350,7 @@ fn collect(conf: &DkmsConf, out: &Path, log: &Path) -> Result<Vec<BuiltModule>, 
 /// The sign step: a sandbox of its own, in which only the build root's
 /// `sign-file` runs, gets the stripped modules and the certificate
 /// read-only under `/hermod/unsigned`, the key as a secret that exists only
-/// inside it (see [`crate::signing`]), and leaves the signed modules in its
+/// inside it (see [`crate::module_signing`]), and leaves the signed modules in its
 /// outputs. A root caller runs it as host ids of its own, which own `out/`.
 fn sign(
     rootfs: &Rootfs,
@@ -361,14 +361,14 @@ fn sign(
     log: &Path,
 ) -> Result<(), BuildError> {
     let config = rootfs.kernel_config().map_err(io_err(&rootfs.tree))?;
-    let hash = signing::signature_hash(&config)?;
+    let hash = module_signing::signature_hash(&config)?;
     let dir = workdir.join("sign");
     let unsigned = dir.join("unsigned");
     for d in [&dir, &dir.join("in"), &dir.join("out"), &unsigned] {
         fs::create_dir(d).map_err(io_err(d))?;
     }
     let script = dir.join("in").join("sign.sh");
-    fs::write(&script, signing::sign_script(&rootfs.headers_dir_inside(), &hash, modules.len()))
+    fs::write(&script, module_signing::sign_script(&rootfs.headers_dir_inside(), &hash, modules.len()))
         .map_err(io_err(&script))?;
     for (index, module) in modules.iter().enumerate() {
         let path = unsigned.join(format!("module-{index}.ko"));
@@ -393,7 +393,7 @@ fn sign(
     for (index, module) in modules.iter_mut().enumerate() {
         let signed = dir.join("out").join(format!("module-{index}.ko"));
         let contents = read_sandbox_output(&signed).map_err(io_err(&signed))?;
-        if signing::split_signed(&contents).map(|(content, _)| content) != Some(&module.contents[..]) {
+        if module_signing::split_signed(&contents).map(|(content, _)| content) != Some(&module.contents[..]) {
             return Err(BuildError::SignFailed {
                 exit: format!("{} is not the module with a signature appended", signed.display()),
                 tail: tail(log),

@@ -72,7 +72,7 @@ fn modules_are_signed_after_stripping_with_one_fleet_key_reproducibly() {
     // The signed module is the unsigned (stripped) one plus an appended signature.
     let plain = module_of(unsigned["deb"].as_str().unwrap());
     let module = module_of(signed["deb"].as_str().unwrap());
-    let (content, signature) = hermod::signing::split_signed(&module).expect("a signature is appended");
+    let (content, signature) = hermod::module_signing::split_signed(&module).expect("a signature is appended");
     let first_difference = content.iter().zip(&plain).position(|(a, b)| a != b);
     assert!(
         content == &plain[..],
@@ -241,7 +241,7 @@ fn the_signing_key_is_never_a_file_on_the_host_and_logs_are_private() {
 
     // Still a valid signature by that key.
     let module = module_of(signed["deb"].as_str().unwrap());
-    let (content, signature) = hermod::signing::split_signed(&module).expect("a signature is appended");
+    let (content, signature) = hermod::module_signing::split_signed(&module).expect("a signature is appended");
     let dir = tempfile::tempdir().unwrap();
     let (content_path, sig_path) = (dir.path().join("content"), dir.path().join("sig.der"));
     std::fs::write(&content_path, content).unwrap();

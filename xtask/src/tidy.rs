@@ -69,7 +69,7 @@ const LAYERS: &[&[&str]] = &[
         "store",
         "flock",
         "compress",
-        "signing",
+        "module_signing",
         "source",
         "dkms",
         "apt",

@@ -29,7 +29,7 @@ pub enum AppError {
     #[error(transparent)]
     Limit(#[from] crate::limits::LimitError),
     #[error(transparent)]
-    Signing(#[from] crate::signing::SigningError),
+    Signing(#[from] crate::module_signing::SigningError),
     #[error(transparent)]
     KeyInfo(#[from] crate::keyinfo::KeyInfoError),
     #[error(transparent)]

@@ -79,7 +79,7 @@ impl<'a> BuildProvider<'a> {
             let limits = BuildLimits::default();
             let mut ctx = super::context(self.global, self.out.clone(), None, Duration::from_secs(3600), limits, None)?;
             let config = super::loaded_config(self.global)?;
-            ctx.options.signing = crate::signing::ModuleSigning::from_paths(
+            ctx.options.signing = crate::module_signing::ModuleSigning::from_paths(
                 config.mok_signing_key.as_deref(),
                 config.mok_certificate.as_deref(),
             )?;

@@ -10,9 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::input::{Input, Prepared};
 use crate::limits::BuildLimits;
+use crate::module_signing::ModuleSigning;
 use crate::pipeline::{CachePolicy, Context, Options, PipelineError, Status};
 use crate::rootfs::{Lock, Recipe, RootfsError};
-use crate::signing::ModuleSigning;
 use crate::store::Store;
 
 mod cache;

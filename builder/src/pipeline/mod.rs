@@ -86,8 +86,8 @@ pub struct Options {
     pub quiet: bool,
     /// A lock file's package set: then no index is ever read.
     pub lock: Option<Lock>,
-    /// Sign modules with this key (see [`crate::signing`]).
-    pub signing: Option<crate::signing::ModuleSigning>,
+    /// Sign modules with this key (see [`crate::module_signing`]).
+    pub signing: Option<crate::module_signing::ModuleSigning>,
     /// The shared cache: pulled from on a local miss, pushed to after a build
     /// (see [`crate::shared_cache`]).
     pub shared: Option<crate::shared_cache::SharedCache>,

@@ -63,8 +63,8 @@
 
 pub mod index;
 mod input;
+pub mod openpgp;
 pub mod release;
-pub mod sign;
 mod state;
 
 use std::collections::BTreeMap;
@@ -74,8 +74,8 @@ use std::path::{Path, PathBuf};
 use crate::apt::debfile::DebFileError;
 use index::{ControlError, Entry, IndexError};
 use input::Input;
+pub use openpgp::{SignError, SigningKey};
 use release::{DateSource, FutureDate, IndexFile, ReleaseInfo};
-pub use sign::{SignError, SigningKey};
 
 /// The defaults a farm's source line assumes: `hermod main`.
 pub const DEFAULT_SUITE: &str = "hermod";
