@@ -138,7 +138,7 @@ pub struct Config {
     /// The releases built for (codenames or recipe names) [default: every builtin recipe].
     #[serde(default)]
     pub releases: Option<Vec<String>>,
-    /// Sign modules with this private key (DKMS's `framework.conf` name; see `signing.rs`).
+    /// Sign modules with this private key (DKMS's `framework.conf` name; see `module_signing.rs`).
     #[serde(default)]
     pub mok_signing_key: Option<PathBuf>,
     /// The certificate of `mok_signing_key`.

@@ -164,7 +164,7 @@ pub struct BuildArgs {
     pub signing: SigningArgs,
 }
 
-/// Module signing for Secure Boot (see `signing.rs`).
+/// Module signing for Secure Boot (see `module_signing.rs`).
 #[derive(Debug, Args)]
 pub struct SigningArgs {
     /// Sign each module with this private key (PEM or DER, unencrypted) for Secure Boot, with
