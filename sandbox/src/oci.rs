@@ -45,8 +45,9 @@
 //! * **Foreign ABIs** are killed by the runtime's seccomp library as a
 //!   *thread* (`SCMP_ACT_KILL`), not as a whole process (see [`seccomp`]).
 //! * **Symlinks in a shadowed directory** (`/usr/src/linux-kbuild-6.1`) are
-//!   read-only binds of their targets (resolved on the host, refused unless
-//!   inside the rootfs): the directory is there, `readlink` finds none.
+//!   read-only binds of their targets (resolved as the container would,
+//!   inside the rootfs, never through the host's paths; refused if they
+//!   resolve nowhere): the directory is there, `readlink` finds none.
 //! * Minor: runc also creates `/dev/ptmx` (a dangling link, there is no
 //!   `/dev/pts`) and does not write `setgroups deny`.
 //!
@@ -303,6 +304,26 @@ fn bind(source: &Path, target: &Path, writable: bool) -> Result<Mount, OciError>
         .build()?)
 }
 
+/// Where `inside` (a path of the container, through the rootfs's own
+/// symlinks) is on the host, resolved as the container would resolve it:
+/// `openat2(RESOLVE_IN_ROOT)` from the rootfs, so an absolute target or `..`
+/// never leaves it and no path of the host is followed. `None` if it does not
+/// resolve (dangling, a loop, or refused).
+fn resolve_in_rootfs(rootfs: &Path, inside: &Path) -> Option<PathBuf> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use std::os::fd::AsRawFd;
+    let root =
+        nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .ok()?;
+    let rel = inside.strip_prefix("/").unwrap_or(inside);
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = openat2(&root, rel, how).ok()?;
+    // The kernel's name for what was opened: the real path, inside the rootfs.
+    fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+}
+
 fn tmpfs(target: &Path, options: &[String]) -> Result<Mount, OciError> {
     Ok(MountBuilder::default().destination(target).typ("tmpfs").source("tmpfs").options(options.to_vec()).build()?)
 }
@@ -332,18 +353,15 @@ fn mounts(spec: &Spec) -> Result<Vec<Mount>, OciError> {
                 Entry::Mount { name, source } => (name, source),
                 // A runtime makes mounts, not links: the link's target is
                 // bound instead, if it lies in the rootfs (see the module doc).
-                Entry::Symlink { name, .. } => {
-                    let link = host.join(&name);
-                    match link.canonicalize() {
-                        Ok(target) if target.starts_with(&rootfs) => (name, target),
-                        _ => {
-                            return Err(OciError::Unsupported(format!(
-                                "the symlink {} (in a shadowed directory) does not resolve inside the rootfs",
-                                dir.join(name).display()
-                            )))
-                        }
+                Entry::Symlink { name, .. } => match resolve_in_rootfs(&rootfs, &dir.join(&name)) {
+                    Some(target) if target.starts_with(&rootfs) => (name, target),
+                    _ => {
+                        return Err(OciError::Unsupported(format!(
+                            "the symlink {} (in a shadowed directory) does not resolve inside the rootfs",
+                            dir.join(name).display()
+                        )))
                     }
-                }
+                },
             };
             mounts.push(bind(&source, &dir.join(name), false)?);
         }

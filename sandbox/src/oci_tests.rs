@@ -150,7 +150,17 @@ fn a_shadowed_directory_is_a_tmpfs_of_read_only_binds_then_read_only() {
     let c = config_json(&f.spec);
     let linux = c["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/usr/src/linux").unwrap().clone();
     assert_eq!(linux["source"], json!(tree.join("usr/src/linux-headers-6")));
-    symlink("/", tree.join("usr/src/host")).unwrap();
+    // Resolved as the container resolves it, inside the rootfs: an absolute
+    // target names the rootfs's own file, never the host's.
+    symlink("/usr/src/linux-headers-6", tree.join("usr/src/abs")).unwrap();
+    symlink("../../../../../../usr/src/linux-headers-6", tree.join("usr/src/up")).unwrap();
+    let c = config_json(&f.spec);
+    let source =
+        |d: &str| c["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == d).unwrap()["source"].clone();
+    assert_eq!(source("/usr/src/abs"), json!(tree.join("usr/src/linux-headers-6")));
+    assert_eq!(source("/usr/src/up"), json!(tree.join("usr/src/linux-headers-6")));
+    // A link that resolves nowhere in the rootfs is refused.
+    symlink("/no/such/dir", tree.join("usr/src/dangling")).unwrap();
     assert!(matches!(runtime_config(&f.spec), Err(OciError::Unsupported(_))));
 }
 
