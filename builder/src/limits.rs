@@ -8,7 +8,7 @@
 //! |---------------|---------|-----------------------------------------------------|
 //! | `memory`      | 8G      | cgroup `memory.max` (v2) / `limit_in_bytes` (v1)    |
 //! | `pids`        | 2048    | cgroup `pids.max`                                   |
-//! | `build-space` | 4G      | size of the `/build` tmpfs, and of the outputs      |
+//! | `build-space` | 4G      | size of each writable tmpfs (`/build`, outputs, `/var/lib/dkms`, `/usr/src/<m>-<v>`), and of the outputs |
 //! | `tmp-space`   | 1G      | size of the `/tmp` tmpfs                            |
 //! | `nproc`       | 4096    | `RLIMIT_NPROC` (per host uid, see the sandbox docs) |
 //! | `fsize`       | 4G      | `RLIMIT_FSIZE`: the largest file, the log included  |
