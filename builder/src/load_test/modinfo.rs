@@ -14,8 +14,14 @@ use crate::compress::Compression;
 /// spelling (`v4l2-common.ko.xz` → `v4l2_common`): module names treat `-` and
 /// `_` alike, and `depends` may use either.
 pub fn module_name_of_file(file_name: &str) -> Option<String> {
-    let stem = ["", ".xz", ".zst", ".gz"].iter().find_map(|z| file_name.strip_suffix(&format!(".ko{z}")))?;
+    let (stem, _) = split_module_file(file_name)?;
     (!stem.is_empty()).then(|| normalize(stem))
+}
+
+/// `name.ko[.xz|.zst|.gz]` as its stem and compression; `None` for any other name.
+fn split_module_file(file_name: &str) -> Option<(&str, Compression)> {
+    let (stem, suffix) = file_name.rsplit_once(".ko")?;
+    Some((stem, Compression::from_suffix(suffix)?))
 }
 
 /// `-` and `_` are the same in module names; the kernel uses `_`.
@@ -26,8 +32,11 @@ pub fn normalize(name: &str) -> String {
 /// The plain ELF bytes of a module file, decompressed by its suffix, at most
 /// `max_module_size` of them (a `.ko.xz` may be a bomb; see [`crate::bounded`]).
 pub fn module_bytes(file_name: &str, raw: Vec<u8>) -> Result<Vec<u8>, String> {
-    let suffix = file_name.rsplit_once(".ko").map_or("", |(_, z)| z);
-    let format = Compression::from_suffix(suffix).ok_or_else(|| format!("unknown compression {suffix:?}"))?;
+    let format = match split_module_file(file_name) {
+        Some((_, format)) => format,
+        None if file_name.contains(".ko") => return Err(format!("unknown compression: {file_name}")),
+        None => Compression::None,
+    };
     if format == Compression::None {
         return Ok(raw);
     }
