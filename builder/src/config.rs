@@ -30,6 +30,7 @@
 //! ```toml
 //! releases = ["bookworm", "trixie"]   # default: every builtin recipe
 //! backports = true                    # read <release>-backports too (default: if a source names one)
+//! architectures = ["amd64", "arm64"]  # what `--kernel all` covers (default: the master's own, amd64)
 //! ```
 //!
 //! Every archive's InRelease is verified with its `signed_by` keyrings (APT's
@@ -138,6 +139,11 @@ pub struct Config {
     /// The releases built for (codenames or recipe names) [default: every builtin recipe].
     #[serde(default)]
     pub releases: Option<Vec<String>>,
+    /// The kernel architectures `--kernel all` covers [default: the master's
+    /// own: every recipe that is not a cross recipe]. A kernel named
+    /// explicitly is built whatever its architecture.
+    #[serde(default)]
+    pub architectures: Option<Vec<String>>,
     /// Sign modules with this private key (DKMS's `framework.conf` name; see `module_signing.rs`).
     #[serde(default)]
     pub mok_signing_key: Option<PathBuf>,
@@ -288,6 +294,7 @@ impl Default for Config {
             use_system_sources: true,
             backports: None,
             releases: None,
+            architectures: None,
             local_debs: Vec::new(),
             sources: Vec::new(),
             mok_signing_key: None,
@@ -417,6 +424,7 @@ impl Config {
             local_dirs: &all.local_dirs,
             backports: self.backports,
             releases: only.as_deref(),
+            architectures: self.architectures.as_deref(),
         };
         platform::platforms(recipes, &choice).map_err(|e| self.invalid(e.to_string()))
     }

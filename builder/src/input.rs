@@ -260,7 +260,9 @@ fn choose<C: Archives>(
     let recipe = ctx.platform(kernel)?.recipe();
     let mut exclude = recipe.exclude.clone();
     exclude.push(NEVER_A_BUILD_NEED.to_owned());
-    let from_lock = ctx.given_lock().map(|l| Archive::from_packages(&l.architecture, l.packages.clone()));
+    let from_lock = ctx
+        .given_lock()
+        .map(|l| Archive::from_packages_cross(&l.architecture, l.host_architecture.as_deref(), l.packages.clone()));
     let mut names = Vec::new();
     for dep in deps {
         let archive = match &from_lock {

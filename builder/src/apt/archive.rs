@@ -1,6 +1,14 @@
 //! [`Archive`]: every package version of every configured source, for one
 //! architecture, indexed for the resolver.
 //!
+//! A cross archive ([`Snapshot::fetch_cross`]) holds a second, *host*
+//! architecture's packages too, as apt's multiarch does: names of the
+//! archive's own architecture (and `Architecture: all`) stand bare, the
+//! host's carry their architecture, `make:amd64` ([`Archive::host_key`]). So
+//! everything that asks about the kernels (headers, images, busybox) reads
+//! the target's packages as before, and the resolver finds the programs that
+//! run on the master under their qualified names.
+//!
 //! Loading walks the chain of trust source by source: signed InRelease →
 //! verified Packages index → package records (each carrying the SHA256 of
 //! its .deb). Suites are independent, so their InRelease files and indexes
@@ -26,8 +34,10 @@ use super::AptError;
 /// indices (a resolved package set) without downloading or parsing them.
 pub struct Snapshot {
     arch: String,
-    /// (source, its verified Release, component) for every index to load.
-    jobs: Vec<(Source, Release, String)>,
+    /// The host architecture of a cross archive.
+    host: Option<String>,
+    /// (source, its verified Release, component, architecture) for every index to load.
+    jobs: Vec<(Source, Release, String, String)>,
     /// Packages of local .deb directories (see [`super::local`]), already
     /// hashed; they follow the archives' packages.
     local: Vec<Package>,
@@ -46,7 +56,20 @@ impl Snapshot {
 
     /// [`Snapshot::fetch`], plus the packages of local .deb directories.
     pub fn fetch_with_local(sources: &[Source], local: Vec<Package>, arch: &str) -> Result<Snapshot, AptError> {
-        let sources: Vec<&Source> = sources.iter().filter(|s| s.serves(arch)).collect();
+        Snapshot::fetch_cross(sources, local, arch, None)
+    }
+
+    /// [`Snapshot::fetch_with_local`] for `arch`, and with `host` also that
+    /// architecture's indices of the same sources (a cross archive: see the
+    /// module's docs). Each InRelease is fetched once.
+    pub fn fetch_cross(
+        sources: &[Source],
+        local: Vec<Package>,
+        arch: &str,
+        host: Option<&str>,
+    ) -> Result<Snapshot, AptError> {
+        let arches: Vec<&str> = std::iter::once(arch).chain(host).collect();
+        let sources: Vec<&Source> = sources.iter().filter(|s| arches.iter().any(|a| s.serves(a))).collect();
         if sources.is_empty() && local.is_empty() {
             return Err(AptError::NoSources { arch: arch.to_string() });
         }
@@ -62,22 +85,24 @@ impl Snapshot {
                 }
                 (Err(e), None) => return Err(e.into()),
             };
-            if !release.architectures.is_empty() && !release.architectures.iter().any(|a| a == arch) {
-                tracing::warn!(uri = %source.uri, suite = %source.suite, arch, "suite does not offer this architecture; skipped");
-                continue;
-            }
-            for component in &source.components {
-                // Judge by the hash list, not `Components:` — the security
-                // archive lists `updates/main` yet serves `main/binary-amd64/`.
-                let prefix = format!("{component}/binary-{arch}/Packages");
-                if !release.sha256.keys().any(|k| k.starts_with(&prefix)) {
-                    tracing::warn!(uri = %source.uri, suite = %source.suite, component, "suite has no Packages index for this component; skipped");
+            for &arch in arches.iter().filter(|a| source.serves(a)) {
+                if !release.architectures.is_empty() && !release.architectures.iter().any(|a| a == arch) {
+                    tracing::warn!(uri = %source.uri, suite = %source.suite, arch, "suite does not offer this architecture; skipped");
                     continue;
                 }
-                jobs.push((source.clone(), release.clone(), component.clone()));
+                for component in &source.components {
+                    // Judge by the hash list, not `Components:` — the security
+                    // archive lists `updates/main` yet serves `main/binary-amd64/`.
+                    let prefix = format!("{component}/binary-{arch}/Packages");
+                    if !release.sha256.keys().any(|k| k.starts_with(&prefix)) {
+                        tracing::warn!(uri = %source.uri, suite = %source.suite, component, arch, "suite has no Packages index for this component; skipped");
+                        continue;
+                    }
+                    jobs.push((source.clone(), release.clone(), component.clone(), arch.to_owned()));
+                }
             }
         }
-        Ok(Snapshot { arch: arch.to_string(), jobs, local })
+        Ok(Snapshot { arch: arch.to_string(), host: host.map(str::to_owned), jobs, local })
     }
 
     /// A hash naming exactly the package indices this snapshot would load:
@@ -86,12 +111,17 @@ impl Snapshot {
         let mut h = blake3::Hasher::new();
         h.update(b"hermod-archive-identity-v1\0");
         h.update(self.arch.as_bytes());
-        for (source, release, component) in &self.jobs {
+        if let Some(host) = &self.host {
+            // Said only for a cross archive: a native one keeps its identity.
+            h.update(b"\0cross-host\0");
+            h.update(host.as_bytes());
+        }
+        for (source, release, component, arch) in &self.jobs {
             for field in [source.uri.as_str(), source.suite.as_str(), component.as_str()] {
                 h.update(&(field.len() as u64).to_le_bytes());
                 h.update(field.as_bytes());
             }
-            let prefix = format!("{component}/binary-{}/Packages", self.arch);
+            let prefix = format!("{component}/binary-{arch}/Packages");
             for (path, hash) in release.sha256.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
                 h.update(path.as_bytes());
                 h.update(b"\0");
@@ -113,20 +143,23 @@ impl Snapshot {
         let lists = self
             .jobs
             .par_iter()
-            .map(|(s, r, c)| {
-                let mut list = load_index(s, r, c, &self.arch, cache_dir)?;
+            .map(|(s, r, c, arch)| {
+                let mut list = load_index(s, r, c, arch, cache_dir)?;
                 list.iter_mut().for_each(|p| p.not_automatic = r.not_automatic);
                 Ok::<_, AptError>(list)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let packages = lists.into_iter().flatten().chain(self.local.iter().cloned()).collect();
-        Ok(Archive::from_packages(&self.arch, packages))
+        Ok(Archive::from_packages_cross(&self.arch, self.host.as_deref(), packages))
     }
 }
 
-/// All packages of all configured sources for one architecture.
+/// All packages of all configured sources for one architecture (and, in a
+/// cross archive, those of the host architecture too).
 pub struct Archive {
     arch: String,
+    /// The host architecture of a cross archive.
+    host: Option<String>,
     packages: Vec<Package>,
     /// Parsed `packages[i].version`.
     versions: Vec<Version>,
@@ -154,6 +187,12 @@ impl Archive {
 
     /// Index an already loaded package list (also handy for tests).
     pub fn from_packages(arch: &str, packages: Vec<Package>) -> Archive {
+        Archive::from_packages_cross(arch, None, packages)
+    }
+
+    /// [`Archive::from_packages`] of a cross archive: packages of `host`
+    /// are indexed as `name:host`.
+    pub fn from_packages_cross(arch: &str, host: Option<&str>, packages: Vec<Package>) -> Archive {
         let mut versions = Vec::with_capacity(packages.len());
         let mut keep = Vec::with_capacity(packages.len());
         for p in packages {
@@ -167,8 +206,15 @@ impl Archive {
         }
         let packages = keep;
         let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let key = |name: &str, p: &Package| {
+            if p.architecture == arch || p.architecture == "all" {
+                name.to_owned()
+            } else {
+                format!("{name}:{}", p.architecture)
+            }
+        };
         for (i, p) in packages.iter().enumerate() {
-            by_name.entry(p.name.clone()).or_default().push(i);
+            by_name.entry(key(&p.name, p)).or_default().push(i);
         }
         for idxs in by_name.values_mut() {
             // Stable sort keeps source order among equal versions; dedup keeps the first.
@@ -188,18 +234,44 @@ impl Archive {
                 match parse_provides(&packages[i].provides) {
                     Ok(list) => {
                         for pr in list {
-                            providers.entry(pr.name).or_default().push((i, pr.version));
+                            providers.entry(key(&pr.name, &packages[i])).or_default().push((i, pr.version));
                         }
                     }
                     Err(e) => tracing::warn!(package = %packages[i].name, "ignoring unparsable Provides: {e}"),
                 }
             }
         }
-        Archive { arch: arch.to_string(), packages, versions, by_name, providers }
+        Archive { arch: arch.to_string(), host: host.map(str::to_owned), packages, versions, by_name, providers }
     }
 
     pub fn arch(&self) -> &str {
         &self.arch
+    }
+
+    /// The host architecture of a cross archive.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The name under which the host's `name` is indexed: `name:host` in a
+    /// cross archive where the host has it, else `name` (an `all` package,
+    /// or any package of a native archive).
+    pub fn host_key(&self, name: &str) -> String {
+        match &self.host {
+            Some(host) => {
+                let qualified = format!("{name}:{host}");
+                if self.by_name.contains_key(&qualified) || self.providers.contains_key(&qualified) {
+                    qualified
+                } else if !self.candidates(name).is_empty()
+                    && self.candidates(name).iter().all(|&i| self.packages[i].architecture == "all")
+                {
+                    name.to_owned()
+                } else {
+                    qualified
+                }
+            }
+            None => name.to_owned(),
+        }
     }
 
     /// Number of distinct (name, version) entries.

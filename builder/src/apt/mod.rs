@@ -102,12 +102,16 @@ impl PackageSources {
     }
 
     /// Verify every archive's InRelease and index the local directories.
-    pub fn snapshot(&self, arch: &str) -> Result<Snapshot, AptError> {
+    /// With `host`, that architecture's packages too (a cross archive:
+    /// see [`Archive`]).
+    pub fn snapshot(&self, arch: &str, host: Option<&str>) -> Result<Snapshot, AptError> {
         let mut local = Vec::new();
         for dir in &self.local_dirs {
-            local.extend(local::scan(dir, arch)?);
+            for arch in std::iter::once(arch).chain(host) {
+                local.extend(local::scan(dir, arch)?);
+            }
         }
-        Snapshot::fetch_with_local(&self.archives, local, arch)
+        Snapshot::fetch_cross(&self.archives, local, arch, host)
     }
 
     /// The archives' suite names, each once, in order.

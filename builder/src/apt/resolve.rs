@@ -20,6 +20,16 @@
 //!   backtracking is out of scope.
 //!
 //! The output is sorted by name, so the same archive gives the same list.
+//!
+//! In a cross archive (see [`Archive`]) the roots name their architecture
+//! ([`Archive::host_key`] for the programs, bare for the target's headers)
+//! and each dependency is read as dpkg would on a host of the host
+//! architecture with the target added: a host or `all` package's
+//! dependencies are met by the host's packages (or `all` ones); a target
+//! package's by the host's package when that one is `Multi-Arch: foreign`
+//! (kbuild's tools, which run on the master), by the [`Mapping`]'s host
+//! package where it names one (the target's native compiler is the cross
+//! compiler), else by the target's own.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -35,6 +45,8 @@ pub enum ResolveError {
     NoCandidate { chain: String, dependency: String, detail: String },
     #[error("{chain} → {dependency} : conflicts with {name} {chosen} already chosen for {chosen_chain} (one version per package; no backtracking)")]
     Conflict { chain: String, dependency: String, name: String, chosen: String, chosen_chain: String },
+    #[error("the build root would need {name} of two architectures, {first} and {second} (a cross root holds each package once)")]
+    TwoArchitectures { name: String, first: String, second: String },
     #[error("{name} {version}: cannot read its {field} field: {source}")]
     BadField { name: String, version: String, field: &'static str, source: DependsError },
 }
@@ -58,9 +70,14 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     true
 }
 
+/// A cross build's stand-ins: the host package that meets a target
+/// package's dependency on a name (`gcc-14` → `gcc-14-aarch64-linux-gnu`).
+pub type Mapping<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 struct Resolver<'a> {
     archive: &'a Archive,
     exclude: &'a [String],
+    mapping: Mapping<'a>,
     /// name → chosen package index.
     chosen: BTreeMap<String, usize>,
     /// name → the name that pulled it in (roots have none).
@@ -72,7 +89,20 @@ struct Resolver<'a> {
 /// names) for the archive's architecture, skipping anything matching
 /// `exclude`. Sorted by name, one version per name.
 pub fn resolve(archive: &Archive, roots: &[String], exclude: &[String]) -> Result<Vec<Package>, ResolveError> {
-    let mut r = Resolver { archive, exclude, chosen: BTreeMap::new(), parent: HashMap::new(), queue: VecDeque::new() };
+    resolve_cross(archive, roots, exclude, &|_| None)
+}
+
+/// [`resolve`] in a cross archive, with `mapping` for the target's
+/// dependencies (see the module's docs). Roots are index names: bare for
+/// the archive's architecture, [`Archive::host_key`] for the host's.
+pub fn resolve_cross(
+    archive: &Archive,
+    roots: &[String],
+    exclude: &[String],
+    mapping: Mapping<'_>,
+) -> Result<Vec<Package>, ResolveError> {
+    let mut r =
+        Resolver { archive, exclude, mapping, chosen: BTreeMap::new(), parent: HashMap::new(), queue: VecDeque::new() };
     // Choose all roots first so their exact versions win over anything a
     // dependency could pick for them (e.g. `awk` → mawk when mawk is a root).
     for root in roots {
@@ -93,22 +123,79 @@ pub fn resolve(archive: &Archive, roots: &[String], exclude: &[String]) -> Resul
                 field,
                 source,
             })?;
+            let from = r.key_of(i);
             for dep in deps {
-                let alts: Vec<&Alternative> =
-                    dep.alternatives.iter().filter(|a| a.applies_to(archive.arch())).collect();
+                let alts: Vec<Alternative> = dep
+                    .alternatives
+                    .iter()
+                    .filter(|a| a.applies_to(r.arch_of(p)))
+                    .map(|a| Alternative { name: r.dependency_key(p, a), ..a.clone() })
+                    .collect();
+                let alts: Vec<&Alternative> = alts.iter().collect();
                 if alts.is_empty() || alts.iter().any(|a| r.satisfied(a)) {
                     continue;
                 }
-                r.satisfy(&p.name, &alts)?;
+                r.satisfy(&from, &alts)?;
             }
+        }
+    }
+    // One architecture per name: both would unpack the same paths.
+    let mut seen: HashMap<&str, &Package> = HashMap::new();
+    for &i in r.chosen.values() {
+        let p = archive.package(i);
+        if let Some(other) = seen.insert(&p.name, p) {
+            return Err(ResolveError::TwoArchitectures {
+                name: p.name.clone(),
+                first: other.architecture.clone(),
+                second: p.architecture.clone(),
+            });
         }
     }
     Ok(r.chosen.values().map(|&i| archive.package(i).clone()).collect())
 }
 
 impl Resolver<'_> {
+    /// The name `i` is indexed under (`make:amd64` for a cross archive's host package).
+    fn key_of(&self, i: usize) -> String {
+        let p = self.archive.package(i);
+        match self.archive.host() {
+            Some(host) if p.architecture == host => format!("{}:{host}", p.name),
+            _ => p.name.clone(),
+        }
+    }
+
+    /// The architecture whose packages meet `p`'s dependencies: an `all`
+    /// package is the host's (dpkg's native), as in a native archive.
+    fn arch_of<'p>(&'p self, p: &'p Package) -> &'p str {
+        match self.archive.host() {
+            Some(host) if p.architecture != self.archive.arch() => host,
+            _ => self.archive.arch(),
+        }
+    }
+
+    /// The index name that meets `p`'s dependency `alt`.
+    fn dependency_key(&self, p: &Package, alt: &Alternative) -> String {
+        let Some(_) = self.archive.host() else { return alt.name.clone() };
+        if p.architecture != self.archive.arch() {
+            return self.archive.host_key(&alt.name); // the host's (or `all`)
+        }
+        if let Some(stand_in) = (self.mapping)(&alt.name) {
+            return self.archive.host_key(&stand_in);
+        }
+        let host = self.archive.host_key(&alt.name);
+        let foreign = self.archive.candidates(&host).first().is_some_and(|&i| {
+            let h = self.archive.package(i);
+            h.architecture != "all" && h.multi_arch.as_deref() == Some("foreign")
+        });
+        if foreign {
+            host
+        } else {
+            alt.name.clone()
+        }
+    }
+
     fn choose(&mut self, i: usize, parent: Option<&str>) {
-        let name = self.archive.package(i).name.clone();
+        let name = self.key_of(i);
         if let Some(p) = parent {
             self.parent.insert(name.clone(), p.to_string());
         }
@@ -130,7 +217,7 @@ impl Resolver<'_> {
         self.archive
             .providers(&alt.name)
             .iter()
-            .any(|(i, pv)| self.chosen.get(&self.archive.package(*i).name) == Some(i) && provide_ok(alt, pv.as_ref()))
+            .any(|(i, pv)| self.chosen.get(&self.key_of(*i)) == Some(i) && provide_ok(alt, pv.as_ref()))
     }
 
     /// Pick a package for the first workable alternative, or explain why none.
@@ -193,10 +280,7 @@ impl Resolver<'_> {
             .iter()
             .filter(|(_, pv)| provide_ok(alt, pv.as_ref()))
             .map(|(i, _)| *i)
-            .filter(|&i| {
-                let name = &self.archive.package(i).name;
-                !self.excluded(name) && !self.chosen.contains_key(name)
-            })
+            .filter(|&i| !self.excluded(&self.archive.package(i).name) && !self.chosen.contains_key(&self.key_of(i)))
             .collect();
         providers.sort_by(|&a, &b| {
             let (pa, pb) = (self.archive.package(a), self.archive.package(b));
@@ -261,6 +345,75 @@ mod tests {
     }
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// An arm64 archive with the amd64 host's packages: the headers are
+    /// arm64's, kbuild's tools (Multi-Arch: foreign) and the compiler the
+    /// master's, the target's native compiler mapped to the cross one.
+    fn cross_archive() -> Archive {
+        let on = |arch: &str, mut p: Package| {
+            p.architecture = arch.into();
+            p
+        };
+        let foreign = |mut p: Package| {
+            p.multi_arch = Some("foreign".into());
+            p
+        };
+        Archive::from_packages_cross(
+            "arm64",
+            Some("amd64"),
+            vec![
+                on("arm64", pkg("linux-headers-6.12.1+deb13-arm64", "1", "linux-base, linux-headers-6.12.1+deb13-common (= 1), linux-image-6.12.1+deb13-arm64 (= 1), linux-kbuild-6.12.1+deb13, gcc-14", "")),
+                on("all", pkg("linux-headers-6.12.1+deb13-common", "1", "", "")),
+                on("all", pkg("linux-base", "4.12", "", "")),
+                on("arm64", foreign(pkg("linux-kbuild-6.12.1+deb13", "1", "libc6 (>= 2.38)", ""))),
+                on("amd64", foreign(pkg("linux-kbuild-6.12.1+deb13", "1", "libc6 (>= 2.38)", ""))),
+                on("arm64", pkg("gcc-14", "14.2", "cpp-14, libc6", "")),
+                on("amd64", pkg("gcc-14", "14.2", "cpp-14, libc6", "")),
+                on("arm64", pkg("cpp-14", "14.2", "", "")),
+                on("amd64", foreign(pkg("gcc-14-aarch64-linux-gnu", "14.2", "libc6 (>= 2.38), libgcc-14-dev-arm64-cross", ""))),
+                on("all", pkg("libgcc-14-dev-arm64-cross", "14.2", "", "")),
+                on("arm64", pkg("libc6", "2.41", "", "")),
+                on("amd64", pkg("libc6", "2.41", "", "")),
+                on("amd64", pkg("make", "4.4", "libc6", "")),
+                on("arm64", pkg("make", "4.4", "libc6", "")),
+                on("arm64", pkg("only-arm64", "1", "", "")),
+                on("arm64", pkg("linux-headers-6.12.1+deb13-odd", "1", "only-arm64, libc6", "")),
+            ],
+        )
+    }
+
+    #[test]
+    fn a_cross_root_takes_the_targets_headers_and_the_hosts_programs() {
+        let a = cross_archive();
+        let mapping = |n: &str| (n == "gcc-14").then(|| "gcc-14-aarch64-linux-gnu".to_owned());
+        let roots = vec!["linux-headers-6.12.1+deb13-arm64".to_owned(), a.host_key("make")];
+        assert_eq!(roots[1], "make:amd64");
+        let got = resolve_cross(&a, &roots, &s(&["linux-image-*", "linux-base"]), &mapping).unwrap();
+        let arches: Vec<String> = got.iter().map(|p| format!("{}:{}", p.name, p.architecture)).collect();
+        assert_eq!(
+            arches,
+            [
+                "gcc-14-aarch64-linux-gnu:amd64",
+                "libc6:amd64",
+                "libgcc-14-dev-arm64-cross:all",
+                "linux-headers-6.12.1+deb13-arm64:arm64",
+                "linux-headers-6.12.1+deb13-common:all",
+                "linux-kbuild-6.12.1+deb13:amd64",
+                "make:amd64",
+            ],
+            "kbuild (Multi-Arch: foreign) and the compiler are the master's; no arm64 gcc-14 or libc6"
+        );
+        // Without the mapping the target's native compiler would be arm64's,
+        // and with it arm64's libc6 beside amd64's: refused, one per name.
+        let e = resolve_cross(&a, &roots, &s(&["linux-image-*", "linux-base"]), &|_| None).unwrap_err().to_string();
+        assert!(e.contains("libc6 of two architectures"), "{e}");
+        // A target dependency the host has not as Multi-Arch: foreign is the target's own.
+        let odd = resolve_cross(&a, &s(&["linux-headers-6.12.1+deb13-odd"]), &[], &mapping).unwrap();
+        let odd: Vec<String> = odd.iter().map(|p| format!("{}:{}", p.name, p.architecture)).collect();
+        assert_eq!(odd, ["libc6:arm64", "linux-headers-6.12.1+deb13-odd:arm64", "only-arm64:arm64"]);
+        // A native archive indexes every package bare, as before.
+        assert_eq!(kernel_archive().host_key("make"), "make");
     }
 
     fn kernel_archive() -> Archive {

@@ -268,6 +268,15 @@ impl Context {
         recipe.and_then(|r| crate::dkms::Semantics::parse(&r.dkms).ok()).unwrap_or(crate::dkms::Semantics::V3_0)
     }
 
+    /// The machine `lock`'s root builds for, from its recipe (an amd64
+    /// machine for a recipe not built for: a lock of an older hermod).
+    pub fn target(&self, lock: &Lock) -> crate::build::Target {
+        match self.platforms.by_recipe(&lock.recipe).map(Live::recipe) {
+            Some(recipe) => recipe.target(),
+            None => crate::build::Target::native_amd64(),
+        }
+    }
+
     fn settings_with_jobs(&self, lock: &Lock, jobs: usize) -> Settings {
         let limits = &self.options.limits;
         Settings {
@@ -280,6 +289,7 @@ impl Context {
             signing: self.options.signing.clone(),
             deadline: crate::source::Deadline::after(self.options.timeout),
             semantics: self.semantics(lock),
+            target: self.target(lock),
         }
     }
 
@@ -327,6 +337,13 @@ impl Context {
         let dir = self.modules_dir(lock);
         if dir != "lib/modules" {
             params.push_str(&format!("modules_dir={dir}\n"));
+        }
+        // A cross build's environment (what runs is the root's, named by
+        // the lock; the machine and tools are the recipe's). Said only for
+        // one, so native keys stay what they were.
+        let target = self.target(lock);
+        if let Some((arch, prefix)) = &target.cross {
+            params.push_str(&format!("machine={}\ncross=ARCH={arch} CROSS_COMPILE={prefix}\n", target.machine));
         }
         if let Some(signer) = &self.options.signing {
             params.push_str(&signer.key_param());
@@ -376,7 +393,7 @@ impl Context {
         let (name, version) = build::package_names(&root, source, settings, workdir.path(), &log)
             .map_err(|error| PipelineError::Build { source_dir: source_dir.to_owned(), error })?;
         *rootfs = Some(root);
-        Ok(overrides::applicable(dir, &name, &version, &lock.kernel, build::ARCH)?)
+        Ok(overrides::applicable(dir, &name, &version, &lock.kernel, &self.target(lock).machine)?)
     }
 
     fn say(&self, message: &str) {

@@ -35,7 +35,9 @@ impl Live {
         if let Some(snapshot) = self.snapshot.get() {
             return Ok(snapshot);
         }
-        let snapshot = self.platform.sources.snapshot(&self.platform.recipe.architecture)?;
+        let recipe = &self.platform.recipe;
+        let host = recipe.cross.as_ref().map(|c| c.host.as_str());
+        let snapshot = self.platform.sources.snapshot(&recipe.architecture, host)?;
         let identity = snapshot.identity();
         Ok(self.snapshot.get_or_init(|| (snapshot, identity)))
     }

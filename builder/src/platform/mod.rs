@@ -50,6 +50,9 @@ pub struct Platform {
     pub sources: PackageSources,
     /// Whether its backports suite is read.
     pub backports: bool,
+    /// Whether `--kernel all` covers its kernels (config `architectures`;
+    /// by default a native recipe's, not a cross one's).
+    pub in_kernel_all: bool,
 }
 
 impl Platform {
@@ -79,6 +82,9 @@ pub struct Choice<'a> {
     pub backports: Option<bool>,
     /// Config `releases` (None: every recipe).
     pub releases: Option<&'a [String]>,
+    /// Config `architectures`: what `--kernel all` covers (None: the
+    /// native recipes, those without `cross`).
+    pub architectures: Option<&'a [String]>,
 }
 
 /// The platforms for `recipes` (oldest release first), each with its sources;
@@ -121,10 +127,15 @@ pub fn platforms(recipes: Vec<Recipe>, choice: &Choice<'_>) -> Result<Vec<Platfo
                 archives.extend(choice.archives.iter().filter(|s| owner(&recipes, &s.suite).is_none()).cloned());
             }
         }
+        let in_kernel_all = match choice.architectures {
+            Some(asked) => asked.contains(&recipe.architecture),
+            None => recipe.cross.is_none(),
+        };
         out.push(Platform {
             recipe: recipe.clone(),
             sources: PackageSources { archives, local_dirs: choice.local_dirs.to_vec() },
             backports,
+            in_kernel_all,
         });
     }
     // The machine's own release first: it answers "the default kernel".
@@ -139,9 +150,12 @@ pub fn platforms(recipes: Vec<Recipe>, choice: &Choice<'_>) -> Result<Vec<Platfo
 /// config's sources come first, so a config that reads only trixie makes
 /// trixie the default); the first recipe when none does.
 pub fn host_index(recipes: &[Recipe], archives: &[Source]) -> usize {
+    // The machine's own recipe is a native one: a cross recipe of the same
+    // release builds for another architecture on it.
     archives
         .iter()
-        .find_map(|s| recipes.iter().position(|r| !r.release.is_empty() && r.release == s.suite))
+        .find_map(|s| recipes.iter().position(|r| r.cross.is_none() && !r.release.is_empty() && r.release == s.suite))
+        .or_else(|| recipes.iter().position(|r| r.cross.is_none()))
         .unwrap_or(0)
 }
 
@@ -223,7 +237,7 @@ mod tests {
     }
 
     fn choice<'a>(archives: &'a [Source], backports: Option<bool>) -> Choice<'a> {
-        Choice { archives, local_dirs: &[], backports, releases: None }
+        Choice { archives, local_dirs: &[], backports, releases: None, architectures: None }
     }
 
     #[test]
@@ -235,7 +249,15 @@ mod tests {
             source("https://deb.nodesource.com/node_20.x", "nodistro"),
         ];
         let all = platforms(Recipe::builtins(), &choice(&system, None)).unwrap();
-        assert_eq!(all.iter().map(|p| p.recipe.name.as_str()).collect::<Vec<_>>(), ["bookworm-amd64", "trixie-amd64"]);
+        assert_eq!(
+            all.iter().map(|p| p.recipe.name.as_str()).collect::<Vec<_>>(),
+            ["bookworm-amd64", "bookworm-arm64", "trixie-amd64", "trixie-arm64"]
+        );
+        let trixie = all.iter().find(|p| p.recipe.name == "trixie-amd64").unwrap();
+        // A cross recipe of the machine's release reads its release's suites, not the vendor's.
+        assert_eq!(suites(&all[1]), suites(&all[0])[..3]);
+        assert_eq!(suites(trixie), suites(&all[3]), "both architectures of a release read the same suites");
+        assert!(all[0].in_kernel_all && trixie.in_kernel_all && !all[1].in_kernel_all && !all[3].in_kernel_all);
         assert_eq!(
             suites(&all[0]),
             [
@@ -247,7 +269,7 @@ mod tests {
             "the machine's own release keeps its sources, the vendor's too"
         );
         assert_eq!(
-            suites(&all[1]),
+            suites(trixie),
             [
                 (DEBIAN.into(), "trixie".into()),
                 (DEBIAN.into(), "trixie-updates".into()),
@@ -255,12 +277,12 @@ mod tests {
             ],
             "never the vendor's bookworm-era suite"
         );
-        assert!(!all[0].backports && all[1].describe().contains("trixie-security"));
+        assert!(!all[0].backports && trixie.describe().contains("trixie-security"));
         // Derived suites say so (a mirror that lacks one is skipped, not fatal); configured ones do not.
         assert!(all[0].sources.archives.iter().all(|s| s.derived_from.is_none()));
-        let from: Vec<Option<&str>> = all[1].sources.archives.iter().map(|s| s.derived_from.as_deref()).collect();
+        let from: Vec<Option<&str>> = trixie.sources.archives.iter().map(|s| s.derived_from.as_deref()).collect();
         assert_eq!(from, [Some("bookworm"), Some("bookworm-updates"), Some("bookworm-security")]);
-        assert_eq!(all[1].sources.archives[2].signed_by, system[2].signed_by, "the same keyring verifies");
+        assert_eq!(trixie.sources.archives[2].signed_by, system[2].signed_by, "the same keyring verifies");
     }
 
     #[test]
@@ -298,7 +320,8 @@ mod tests {
             [source(DEBIAN, "bookworm"), source(SECURITY, "bookworm-security"), source("http://v.example", "x")];
         let narrowed =
             platforms(Recipe::builtins(), &Choice { releases: Some(&only), ..choice(&system, None) }).unwrap();
-        assert_eq!(narrowed.len(), 1);
+        let names: Vec<&str> = narrowed.iter().map(|p| p.recipe.name.as_str()).collect();
+        assert_eq!(names, ["trixie-amd64", "trixie-arm64"], "a release is built for on every architecture");
         assert_eq!(
             suites(&narrowed[0]),
             [

@@ -137,13 +137,18 @@ impl Platforms {
     }
 
     /// Every kernel of every platform whose flavour matches one of the
-    /// comma-separated globs in `flavours` (empty: each recipe's plain
-    /// flavour, its architecture: `amd64`, not `cloud-amd64` or `rt-amd64`),
+    /// comma-separated globs in `flavours` (`all:arm64`, `all:cloud-*`); empty:
+    /// each recipe's plain flavour, its architecture (`amd64`, not
+    /// `cloud-amd64` or `rt-amd64`), of the platforms `--kernel all` covers
+    /// ([`super::Platform::in_kernel_all`]),
     /// oldest first within each release, the machine's own release first.
     pub fn all_kernels(&self, flavours: &str, store: &Store) -> Result<Vec<String>, RootfsError> {
         let mut out = Vec::new();
         for (i, p) in self.list.iter().enumerate().filter(|(_, p)| p.platform.has_sources()) {
             let globs: Vec<String> = if flavours.is_empty() {
+                if !p.platform.in_kernel_all {
+                    continue; // another architecture than asked for (config `architectures`)
+                }
                 vec![p.recipe().architecture.clone()]
             } else {
                 flavours.split(',').map(str::to_owned).collect()

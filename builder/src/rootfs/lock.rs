@@ -20,6 +20,10 @@ pub struct Lock {
     pub recipe: String,
     pub kernel: String,
     pub architecture: String,
+    /// A cross root's programs' architecture ([`super::Cross::host`]); none
+    /// in a native root, whose text and hash stay as they were.
+    #[serde(default)]
+    pub host_architecture: Option<String>,
     pub packages: Vec<Package>,
     pub links: BTreeMap<String, String>,
     /// Version of the kernel's headers package (it names the kernel build).
@@ -67,18 +71,21 @@ impl Lock {
         let mut extras = extras.to_vec();
         extras.sort();
         extras.dedup();
+        // The headers are the kernel's architecture's; what runs in the root
+        // (the recipe's packages, declared build needs) the host's.
         let mut roots = vec![headers];
-        roots.extend(recipe.packages.iter().cloned());
-        roots.extend(extras.iter().cloned());
+        roots.extend(recipe.packages.iter().chain(&extras).map(|n| archive.host_key(n)));
         let mut exclude = recipe.exclude.clone();
         if !extras.is_empty() {
             exclude.push(NEVER_A_BUILD_NEED.to_owned());
         }
-        let packages = apt::resolve(archive, &roots, &exclude)?;
+        let mapping = |name: &str| recipe.cross.as_ref().and_then(|c| c.mapped(name));
+        let packages = apt::resolve::resolve_cross(archive, &roots, &exclude, &mapping)?;
         Ok(Lock {
             recipe: recipe.name.clone(),
             kernel: kernel.to_owned(),
             architecture: recipe.architecture.clone(),
+            host_architecture: recipe.cross.as_ref().map(|c| c.host.clone()),
             packages,
             links: recipe.links.clone(),
             headers_version,
@@ -94,6 +101,9 @@ impl Lock {
             "hermod-rootfs-lock {LAYOUT_VERSION}\nrecipe {}\nkernel {}\narchitecture {}\n",
             self.recipe, self.kernel, self.architecture
         );
+        if let Some(host) = &self.host_architecture {
+            text.push_str(&format!("host-architecture {host}\n"));
+        }
         let mut packages: Vec<&Package> = self.packages.iter().collect();
         packages.sort_by(|a, b| a.name.cmp(&b.name));
         for p in packages {

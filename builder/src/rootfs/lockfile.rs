@@ -21,6 +21,10 @@
 //! extra NAME
 //! ```
 //!
+//! A cross root (see [`super::Cross`]) has a `host-architecture` line after
+//! `architecture`: the architecture of its programs, where `architecture`
+//! is its kernel's; a native root has none, and its lock reads as before.
+//!
 //! `suite` records say which suites the packages were resolved from (the
 //! recipe's release: see [`crate::platform`]); a reader's record, not part of
 //! the root's name, and absent from lock files written before releases were
@@ -110,9 +114,13 @@ impl Lock {
     /// The lock as a file: header fields, then one line per package and link.
     pub fn file_text(&self) -> String {
         let mut text = format!(
-            "{MAGIC} {FORMAT}\n# package NAME VERSION ARCHITECTURE SHA256 SIZE FILENAME SOURCE\nrecipe {}\nkernel {}\narchitecture {}\nheaders-version {}\n",
-            self.recipe, self.kernel, self.architecture, self.headers_version
+            "{MAGIC} {FORMAT}\n# package NAME VERSION ARCHITECTURE SHA256 SIZE FILENAME SOURCE\nrecipe {}\nkernel {}\narchitecture {}\n",
+            self.recipe, self.kernel, self.architecture
         );
+        if let Some(host) = &self.host_architecture {
+            text.push_str(&format!("host-architecture {host}\n"));
+        }
+        text.push_str(&format!("headers-version {}\n", self.headers_version));
         for suite in &self.suites {
             text.push_str(&format!("suite {suite}\n"));
         }
@@ -180,7 +188,7 @@ impl Lock {
                 continue;
             }
             match words[0] {
-                key @ ("recipe" | "kernel" | "architecture" | "headers-version") => {
+                key @ ("recipe" | "kernel" | "architecture" | "host-architecture" | "headers-version") => {
                     let [_, value] = words[..] else {
                         return Err(err(format!("`{key}` takes exactly one value")));
                     };
@@ -230,7 +238,7 @@ impl Lock {
                         return Err(err(format!("extra {name} is listed twice (also on line {first})")));
                     }
                 }
-                other => return Err(err(format!("unknown record {} (expected recipe, kernel, architecture, headers-version, suite, package, link or extra)", quote(other)))),
+                other => return Err(err(format!("unknown record {} (expected recipe, kernel, architecture, host-architecture, headers-version, suite, package, link or extra)", quote(other)))),
             }
         }
         let incomplete = |message: String| LockFileError::Incomplete { origin: origin.to_owned(), message };
@@ -241,6 +249,7 @@ impl Lock {
             |key: &str| header.remove(key).map(|(_, v)| v).ok_or_else(|| incomplete(format!("no `{key}` line")));
         let (recipe, kernel, architecture, headers_version) =
             (field("recipe")?, field("kernel")?, field("architecture")?, field("headers-version")?);
+        let host_architecture = header.remove("host-architecture").map(|(_, v)| v);
         if packages.is_empty() {
             return Err(incomplete("lists no packages".into()));
         }
@@ -263,7 +272,18 @@ impl Lock {
             return Err(LockFileError::Line { origin: origin.to_owned(), line: link_lines[inner], message });
         }
         let extras = extras.into_keys().collect();
-        Ok(Lock { recipe, kernel, architecture, packages, links, headers_version, extras, mirrors: Vec::new(), suites })
+        Ok(Lock {
+            recipe,
+            kernel,
+            architecture,
+            host_architecture,
+            packages,
+            links,
+            headers_version,
+            extras,
+            mirrors: Vec::new(),
+            suites,
+        })
     }
 }
 
@@ -289,7 +309,7 @@ fn check_header(key: &str, value: &str, recipes: &[&str]) -> Result<(), String> 
             }
         }
         "kernel" => syntax::kernel_release(value),
-        "architecture" => syntax::architecture(value),
+        "architecture" | "host-architecture" => syntax::architecture(value),
         "headers-version" => syntax::version(value),
         _ => unreachable!("the header keys are matched by the caller"),
     };

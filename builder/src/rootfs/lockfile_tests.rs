@@ -12,6 +12,7 @@ fn lock() -> Lock {
         recipe: "bookworm-amd64".into(),
         kernel: "6.1.0-56-amd64".into(),
         architecture: "amd64".into(),
+        host_architecture: None,
         packages: vec![make, diff],
         links: [("/usr/bin/awk".to_string(), "mawk".to_string())].into(),
         headers_version: "6.1.192-2".into(),
@@ -235,4 +236,26 @@ fn parsed_locks_round_trip() {
         assert_eq!(Lock::parse_file(&back.file_text(), "t").unwrap().file_text(), back.file_text());
         assert_eq!(back.hash(), lock.hash());
     }
+}
+
+/// A cross root's `host-architecture` is written, read back, and part of the
+/// root's name; a native root's text has no such line.
+#[test]
+fn a_cross_roots_host_architecture_round_trips_and_names_the_root() {
+    let native = lock();
+    assert!(!native.file_text().contains("host-architecture"));
+    assert!(!native.text().contains("host-architecture"));
+    let mut cross = lock();
+    cross.architecture = "arm64".into();
+    cross.host_architecture = Some("amd64".into());
+    let text = cross.file_text();
+    assert!(text.contains("\narchitecture arm64\nhost-architecture amd64\n"), "{text}");
+    let back = Lock::parse_file(&text, "t").unwrap();
+    assert_eq!(back.host_architecture.as_deref(), Some("amd64"));
+    assert_eq!(back.hash(), cross.hash());
+    let mut other = cross.clone();
+    other.host_architecture = Some("i386".into());
+    assert_ne!(other.hash(), cross.hash(), "the host architecture names the root");
+    let bad = text.replace("host-architecture amd64", "host-architecture AMD/64");
+    assert!(Lock::parse_file(&bad, "t").unwrap_err().to_string().contains("host-architecture"));
 }

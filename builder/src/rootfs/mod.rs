@@ -189,7 +189,17 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ 
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
     pub name: String,
+    /// The kernels' (and the built packages') Debian architecture.
     pub architecture: String,
+    /// `uname -m` on a machine of that architecture: what a DKMS host there
+    /// calls `$arch` (and matches BUILD_EXCLUSIVE_ARCH against). Defaults by
+    /// architecture ([`default_machine`]).
+    #[serde(default)]
+    pub machine: String,
+    /// Set when the root's programs run on another architecture than the
+    /// kernels': a cross build ([`Cross`]).
+    #[serde(default)]
+    pub cross: Option<Cross>,
     /// The Debian release (codename) the root is resolved from. Empty in a
     /// recipe that names none: it then reads every configured source.
     #[serde(default)]
@@ -220,6 +230,59 @@ pub struct Recipe {
     /// Link path (absolute, inside the root) → target, as update-alternatives would make.
     #[serde(default)]
     pub links: BTreeMap<String, String>,
+}
+
+/// How a cross recipe builds for [`Recipe::architecture`] on a master of
+/// another: the headers are the target's, everything that runs is the host's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Cross {
+    /// The Debian architecture of the root's programs (the master's).
+    pub host: String,
+    /// The target's GNU triplet: the cross tools' prefix
+    /// (`CROSS_COMPILE=<triplet>-`).
+    pub triplet: String,
+    /// The kernel's name for the architecture (`ARCH=arm64`).
+    pub kernel_arch: String,
+    /// A target package's dependency on a name on the left is met by the
+    /// host's package on the right, `{N}` standing for a version number:
+    /// the target's native compiler (`gcc-14`) is the cross compiler
+    /// (`gcc-14-aarch64-linux-gnu`).
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+}
+
+impl Cross {
+    /// The host package that stands in for the target's `name`, if the map says so.
+    pub fn mapped(&self, name: &str) -> Option<String> {
+        self.map.iter().find_map(|(from, to)| {
+            let (prefix, suffix) = from.split_once("{N}")?;
+            let n = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+            let version = !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.');
+            version.then(|| to.replace("{N}", n))
+        })
+    }
+
+    /// The prefix of the cross tools: `aarch64-linux-gnu-`.
+    pub fn prefix(&self) -> String {
+        format!("{}-", self.triplet)
+    }
+}
+
+/// `uname -m` of a Debian architecture's machines, for the ones Debian's
+/// kernels are built for.
+pub fn default_machine(architecture: &str) -> Option<&'static str> {
+    Some(match architecture {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "armhf" | "armel" => "armv7l",
+        "i386" => "i686",
+        "ppc64el" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        "loong64" => "loongarch64",
+        _ => return None,
+    })
 }
 
 /// Debian's codenames in release order (the Toy Story names), so recipes
@@ -275,7 +338,7 @@ impl Recipe {
     }
 
     fn parse(text: &str, origin: &str) -> Result<Recipe, RootfsError> {
-        let recipe: Recipe = toml::from_str(text)
+        let mut recipe: Recipe = toml::from_str(text)
             .map_err(|e| RootfsError::RecipeParse { path: origin.to_owned(), message: e.to_string() })?;
         if !recipe.headers.contains("{kernel}") {
             return Err(RootfsError::RecipeParse {
@@ -288,6 +351,38 @@ impl Recipe {
         // the lock file's rules hold for them.
         apt::syntax::recipe_name(&recipe.name).map_err(|e| bad(e.to_string()))?;
         apt::syntax::architecture(&recipe.architecture).map_err(|e| bad(e.to_string()))?;
+        if recipe.machine.is_empty() {
+            recipe.machine = default_machine(&recipe.architecture)
+                .ok_or_else(|| bad(format!("architecture {}: say its `machine` (uname -m)", recipe.architecture)))?
+                .to_owned();
+        }
+        if !recipe.machine.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad(format!("machine = {}: not a machine name", crate::bounded::excerpt(&recipe.machine))));
+        }
+        if let Some(cross) = &recipe.cross {
+            apt::syntax::architecture(&cross.host).map_err(|e| bad(format!("cross.host: {e}")))?;
+            if cross.host == recipe.architecture {
+                return Err(bad(format!("cross.host is the recipe's own architecture {}", cross.host)));
+            }
+            let word_ok = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+            if !word_ok(&cross.triplet) {
+                return Err(bad(format!(
+                    "cross.triplet = {}: not a GNU triplet",
+                    crate::bounded::excerpt(&cross.triplet)
+                )));
+            }
+            if !word_ok(&cross.kernel_arch) {
+                return Err(bad(format!(
+                    "cross.kernel_arch = {}: not an ARCH",
+                    crate::bounded::excerpt(&cross.kernel_arch)
+                )));
+            }
+            for (from, to) in &cross.map {
+                if from.matches("{N}").count() != 1 || to.matches("{N}").count() > 1 {
+                    return Err(bad(format!("cross.map {from:?} = {to:?}: the name on the left holds {{N}} once")));
+                }
+            }
+        }
         for (link, target) in &recipe.links {
             lockfile::check_link(link, target).map_err(bad)?;
         }
@@ -311,6 +406,14 @@ impl Recipe {
             return Err(bad(format!("link {inner:?} lies below link {outer:?}")));
         }
         Ok(recipe)
+    }
+
+    /// The machine this recipe's roots build for (see [`crate::build::Target`]).
+    pub fn target(&self) -> crate::build_script::Target {
+        crate::build_script::Target {
+            machine: self.machine.clone(),
+            cross: self.cross.as_ref().map(|c| (c.kernel_arch.clone(), c.prefix())),
+        }
     }
 
     pub fn headers_package(&self, kernel: &str) -> String {
@@ -388,11 +491,45 @@ mod tests {
         assert!(recipe.exclude.iter().any(|e| e == "linux-image-*"));
         assert_eq!(recipe.links.get("/usr/bin/awk").map(String::as_str), Some("mawk"));
         let names: Vec<String> = Recipe::builtins().into_iter().map(|r| r.name).collect();
-        assert_eq!(names, ["bookworm-amd64", "trixie-amd64"], "every file of rootfs-recipes/, oldest release first");
-        assert_eq!(builtin_recipe_names(), ["bookworm-amd64", "trixie-amd64"]);
+        let all = ["bookworm-amd64", "bookworm-arm64", "trixie-amd64", "trixie-arm64"];
+        assert_eq!(names, all, "every file of rootfs-recipes/, oldest release first");
+        assert_eq!(builtin_recipe_names(), all);
         for recipe in Recipe::builtins() {
             assert!(recipe.suites.first() == Some(&recipe.release), "{} reads its release first", recipe.name);
             assert!(recipe.name.starts_with(&recipe.release) && recipe.name.ends_with(&recipe.architecture));
+            assert_eq!(Some(recipe.machine.as_str()), default_machine(&recipe.architecture));
+        }
+        let arm64 = Recipe::named("trixie-arm64").unwrap();
+        let cross = arm64.cross.as_ref().expect("trixie-arm64 is a cross recipe");
+        assert_eq!((cross.host.as_str(), arm64.machine.as_str()), ("amd64", "aarch64"));
+        assert_eq!(cross.mapped("gcc-14").as_deref(), Some("gcc-14-aarch64-linux-gnu"));
+        assert_eq!(cross.mapped("gcc-14-for-host").as_deref(), Some("gcc-14-aarch64-linux-gnu"));
+        assert_eq!(cross.mapped("gcc-14-base"), None, "{{N}} is a version, nothing more");
+        assert_eq!(cross.mapped("libgcc-s1"), None);
+        let target = arm64.target();
+        assert_eq!(
+            target.env(),
+            [("ARCH".into(), "arm64".into()), ("CROSS_COMPILE".into(), "aarch64-linux-gnu-".into())]
+        );
+        assert_eq!(target.tool("strip"), "aarch64-linux-gnu-strip");
+        assert!(Recipe::builtin().target().env().is_empty() && Recipe::builtin().target().tool("strip") == "strip");
+    }
+
+    #[test]
+    fn a_cross_recipe_is_checked() {
+        let base = "name='x-arm64'\narchitecture='arm64'\nheaders='h-{kernel}'\ndefault_kernel_from='m'\npackages=[]\n";
+        let ok = format!("{base}[cross]\nhost='amd64'\ntriplet='aarch64-linux-gnu'\nkernel_arch='arm64'\n");
+        assert_eq!(Recipe::parse(&ok, "t").unwrap().machine, "aarch64", "the machine defaults by architecture");
+        for (bad, says) in [
+            (ok.replace("host='amd64'", "host='arm64'"), "own architecture"),
+            (ok.replace("triplet='aarch64-linux-gnu'", "triplet='a b'"), "triplet"),
+            (ok.replace("kernel_arch='arm64'", "kernel_arch='$(x)'"), "kernel_arch"),
+            (format!("{ok}[cross.map]\n'gcc'='gcc-cross'\n"), "{N}"),
+            (base.replace("arm64'\nh", "sparc9'\nh"), "machine"),
+            (format!("{base}machine='a/b'\n"), "machine"),
+        ] {
+            let e = Recipe::parse(&bad, "t").unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
         }
     }
 
@@ -487,6 +624,7 @@ mod tests {
             recipe: "r".into(),
             kernel: "6.1.0-56-amd64".into(),
             architecture: "amd64".into(),
+            host_architecture: None,
             packages: vec![
                 package("linux-headers-6.1.0-56-amd64", "1", ""),
                 package("linux-kbuild-6.1", "1", ""),

@@ -12,6 +12,7 @@ fn sample_lock() -> Lock {
         recipe: "bookworm-amd64".into(),
         kernel: "6.1.0-56-amd64".into(),
         architecture: "amd64".into(),
+        host_architecture: None,
         packages: vec![make],
         links: Default::default(),
         headers_version: "6.1.192-2".into(),
