@@ -403,8 +403,18 @@ impl DebRoot {
 /// `apt-get update` fetches only what changed. Panics when the archive has no
 /// such meta package: a test asking for it must fail, not skip.
 pub fn newest_kernel(release: &str, flavour: &str) -> String {
+    newest_kernel_of(release, flavour, None)
+}
+
+/// [`newest_kernel`] of another architecture than the host's (`arm64`):
+/// apt reads that architecture's indices (`APT::Architecture`).
+pub fn newest_kernel_of(release: &str, flavour: &str, arch: Option<&str>) -> String {
     let cache = super::package_cache();
-    let dir = cache.parent().expect("the package cache has a parent directory").join(format!("debroot-apt-{release}"));
+    let state = match arch {
+        Some(arch) => format!("debroot-apt-{release}-{arch}"),
+        None => format!("debroot-apt-{release}"),
+    };
+    let dir = cache.parent().expect("the package cache has a parent directory").join(state);
     fs::create_dir_all(&dir).unwrap();
     let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock"));
     let _lock = nix::fcntl::Flock::lock(lock.unwrap(), nix::fcntl::FlockArg::LockExclusive).expect("flock");
@@ -417,7 +427,7 @@ pub fn newest_kernel(release: &str, flavour: &str) -> String {
     for sub in ["state/lists/partial", "cache/archives/partial"] {
         fs::create_dir_all(dir.join(sub)).unwrap();
     }
-    let options = [
+    let mut options = vec![
         "-o".to_owned(),
         "Dir::Etc::SourceList=/dev/null".to_owned(),
         "-o".to_owned(),
@@ -434,6 +444,10 @@ pub fn newest_kernel(release: &str, flavour: &str) -> String {
         "-o".to_owned(),
         "Acquire::Languages=none".to_owned(),
     ];
+    if let Some(arch) = arch {
+        options.extend(["-o".to_owned(), format!("APT::Architecture={arch}")]);
+        options.extend(["-o".to_owned(), format!("APT::Architectures={arch}")]);
+    }
     fs::write(dir.join("state/status"), "").unwrap();
     let apt = |program: &str, args: &[&str]| -> String {
         let out = Command::new(program).args(&options).args(args).env("LC_ALL", "C.UTF-8").output();
