@@ -67,6 +67,9 @@ pub struct Entry {
     /// The SOURCE argument, as `hermod build` takes it.
     pub source: String,
     pub kernel: String,
+    /// The kernel's Debian architecture (`amd64`, `arm64`): the package's,
+    /// and what a CI job may pick its runner by (every one builds on amd64).
+    pub architecture: String,
     /// The cache key `hermod build SOURCE --kernel KERNEL` computes.
     pub key: String,
     /// Whether a cache holds the package: what a CI job then pulls instead of building.
@@ -76,10 +79,11 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(source: &str, kernel: &str, key: &str, cached_in: Option<Cached>) -> Entry {
+    pub fn new(source: &str, kernel: &str, architecture: &str, key: &str, cached_in: Option<Cached>) -> Entry {
         Entry {
             source: source.to_owned(),
             kernel: kernel.to_owned(),
+            architecture: architecture.to_owned(),
             key: key.to_owned(),
             cached: cached_in.is_some(),
             cached_in,
@@ -108,7 +112,7 @@ pub struct Gitlab {
 
 /// GitLab: a whole child-pipeline document (JSON is YAML) whose build jobs
 /// extend `settings.extends` with `parallel:matrix` over HERMOD_SOURCE,
-/// HERMOD_KERNEL, HERMOD_KEY and HERMOD_CACHED (GitLab variables are
+/// HERMOD_KERNEL, HERMOD_ARCHITECTURE, HERMOD_KEY and HERMOD_CACHED (GitLab variables are
 /// strings). Over 200 entries the jobs are split; with no entry at all, one
 /// job says so, since GitLab refuses a child pipeline without jobs.
 pub fn gitlab(entries: &[Entry], settings: &Gitlab) -> Value {
@@ -133,6 +137,7 @@ pub fn gitlab(entries: &[Entry], settings: &Gitlab) -> Value {
                 json!({
                     "HERMOD_SOURCE": e.source,
                     "HERMOD_KERNEL": e.kernel,
+                    "HERMOD_ARCHITECTURE": e.architecture,
                     "HERMOD_KEY": e.key,
                     "HERMOD_CACHED": if e.cached { "true" } else { "false" },
                 })
@@ -170,7 +175,7 @@ mod tests {
     use crate::apt::packages::parse_packages;
 
     fn entry(kernel: &str, cached: Option<Cached>) -> Entry {
-        Entry::new("testdata/modules/hello", kernel, &format!("key-{kernel}"), cached)
+        Entry::new("testdata/modules/hello", kernel, "amd64", &format!("key-{kernel}"), cached)
     }
 
     #[test]
@@ -180,6 +185,7 @@ mod tests {
         let include = value["include"].as_array().unwrap();
         assert_eq!(include.len(), 2);
         assert_eq!(include[0]["kernel"], "6.1.0-9-amd64");
+        assert_eq!(include[0]["architecture"], "amd64");
         assert_eq!(include[0]["cached"], true);
         assert_eq!(include[0]["cached_in"], "local");
         assert_eq!(include[1]["cached"], false);

@@ -72,6 +72,13 @@ fn hello_and_v4l2loopback_build_for_a_trixie_arm64_kernel_on_this_amd64_master()
         let header = tool("readelf", &["-h", ko.to_str().unwrap()]);
         assert!(header.contains("AArch64") && header.contains("REL (Relocatable file)"), "{deb}:\n{header}");
     }
+    // The plan's entry names the architecture and the key the build computed.
+    let plan = run(&shared_store(), &["plan", "--modules", hello.to_str().unwrap(), "--kernels", &kernel]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let plan: serde_json::Value = serde_json::from_str(stdout(&plan).trim()).unwrap();
+    let entry = &plan["include"][0];
+    assert_eq!((&entry["architecture"], &entry["key"]), (&"arm64".into(), &reports[0]["key"]), "{plan}");
+
     // BUILD_EXCLUSIVE_ARCH saw `aarch64` above; for an amd64 kernel it skips.
     let skipped = run(
         &shared_store(),

@@ -180,7 +180,7 @@ fn entry(
     } else {
         None
     };
-    Ok(Entry::new(arg, kernel, &key.hex, cached_in))
+    Ok(Entry::new(arg, kernel, &lock.architecture, &key.hex, cached_in))
 }
 
 #[cfg(test)]
