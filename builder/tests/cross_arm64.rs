@@ -103,6 +103,10 @@ fn hello_and_v4l2loopback_build_for_a_trixie_arm64_kernel_on_this_amd64_master()
     );
     assert_eq!(again[0]["key"], reports[0]["key"]);
 
+    // verify: two builds under varied conditions, bypassing the cache, the same bytes.
+    let verify = run(&shared_store(), &["verify", hello.to_str().unwrap(), "--kernel", &kernel]);
+    assert!(verify.status.success() && stdout(&verify).contains("MATCH: the same bytes"), "{}", stderr(&verify));
+
     // The lock names both architectures: the arm64 headers, the master's tools and compiler.
     let lock = run(store.path(), &["rootfs", "lock", "--kernel", &kernel]);
     assert!(lock.status.success(), "{}", stderr(&lock));

@@ -8,6 +8,8 @@
 //! - `bench`: speed figures measured side by side in one run (ratios, not
 //!   absolute times: machines are noisy). Targets are printed next to them.
 //!   `--only verify`: just `hermod verify` against one cold build (`bench_verify.rs`).
+//!   `--only cross`: an arm64 cross build against the amd64 build of the same
+//!   module and kernel version (`bench_cross.rs`).
 //!   `--only bombs`: hermod's peak RSS on hostile .debs and a 1 GiB build output
 //!   (`bench_bombs.rs`; goal <= 256 MiB each).
 //! - `all-kernels [SOURCE]`: build SOURCE (default: the hello module) for every
@@ -31,6 +33,7 @@ use anyhow::{bail, Context, Result};
 
 mod bench_bombs;
 mod bench_cache;
+mod bench_cross;
 mod bench_remote;
 mod bench_rootfs;
 mod bench_verify;
@@ -59,7 +62,7 @@ fn main() -> Result<()> {
         Some("dist") => dist::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | tidy\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs | --only cache | --only verify | --only bombs]\n       \
+                "usage: cargo xtask ci | tidy\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs | --only cache | --only verify | --only cross | --only bombs]\n       \
                  cargo xtask all-kernels [SOURCE]\n       cargo xtask kill-trials [--trials N] [--kernel KREL] [--seed N]\n       {}\n       {}",
                 dkms_corpus::USAGE,
                 dist::USAGE
@@ -183,6 +186,10 @@ fn bench(args: &[String]) -> Result<()> {
         c
     };
 
+    if flag(args, "--only").as_deref() == Some("cross") {
+        println!("hermod bench: {runs} runs each, medians");
+        return bench_cross::bench(&hermod_cmd, work.path(), runs);
+    }
     if only_verify {
         println!("hermod bench: kernel {kernel}, {runs} runs each, medians");
         // The build root first, so no sample pays for making it.
@@ -231,6 +238,8 @@ fn bench(args: &[String]) -> Result<()> {
 
     // 1b. verify: two cold builds bypassing the cache, against one cold build.
     bench_verify::bench(&hermod_cmd, &kernel, work.path(), runs)?;
+    // 1c. arm64 from this amd64 master, against amd64.
+    bench_cross::bench(&hermod_cmd, work.path(), runs)?;
 
     // 2. Reusing an existing build root: resolve + find it, no download.
     let mut reuse = Vec::new();
