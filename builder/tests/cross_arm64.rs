@@ -107,6 +107,29 @@ fn hello_and_v4l2loopback_build_for_a_trixie_arm64_kernel_on_this_amd64_master()
     let verify = run(&shared_store(), &["verify", hello.to_str().unwrap(), "--kernel", &kernel]);
     assert!(verify.status.success() && stdout(&verify).contains("MATCH: the same bytes"), "{}", stderr(&verify));
 
+    // Signed for Secure Boot by kbuild's sign-file (an amd64 program of the root).
+    if require_tool("openssl") {
+        let keys = tempfile::tempdir().unwrap();
+        let (key, cert) = (keys.path().join("mok.key"), keys.path().join("mok.crt"));
+        let subject = ["-subj", "/CN=hermod cross test/", "-days", "30", "-keyout", key.to_str().unwrap()];
+        let made = std::process::Command::new("openssl")
+            .args(["req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-out", cert.to_str().unwrap()])
+            .args(subject)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let signed_out = tempfile::tempdir().unwrap();
+        let mut args = vec!["build", hello.to_str().unwrap(), "--kernel", &kernel, "--json", "--out"];
+        args.extend([signed_out.path().to_str().unwrap(), "--mok-signing-key", key.to_str().unwrap()]);
+        args.extend(["--mok-certificate", cert.to_str().unwrap()]);
+        let signed = run(store.path(), &args);
+        assert!(signed.status.success(), "{}", stderr(&signed));
+        let report: serde_json::Value = serde_json::from_str(stdout(&signed).trim()).unwrap();
+        let (ko, _, _x) = module_of(report["deb"].as_str().unwrap(), &kernel);
+        let signer = tool("/sbin/modinfo", &["-F", "signer", ko.to_str().unwrap()]);
+        assert_eq!(signer.trim(), "hermod cross test");
+    }
+
     // The lock names both architectures: the arm64 headers, the master's tools and compiler.
     let lock = run(store.path(), &["rootfs", "lock", "--kernel", &kernel]);
     assert!(lock.status.success(), "{}", stderr(&lock));
