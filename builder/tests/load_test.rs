@@ -3,8 +3,9 @@
 //! linux-image package under qemu with software emulation; and a module built
 //! for a kernel of another series, refused by that kernel. One test does the
 //! same on another Debian release (trixie's newest kernel, whose packages
-//! ship their modules xz-compressed), one on another architecture (trixie's
-//! newest arm64 kernel under qemu-system-aarch64).
+//! ship their modules xz-compressed), two on another architecture (hello
+//! cross-built for trixie's newest arm64 kernel, and that image's own
+//! modules, under qemu-system-aarch64).
 
 mod common;
 
@@ -232,25 +233,6 @@ fn verify_boot_rebuilds_compares_and_loads_hello() {
     assert!(kernel_lines(&hello["load"]).contains("hello from hermod"), "{hello}");
 }
 
-/// A recipe file for trixie's arm64 platform: trixie-amd64's with its
-/// architecture. Until hermod has a builtin `trixie-arm64` recipe, this is
-/// what makes `ctx.platform(<KREL>-arm64)` find trixie's arm64 archive.
-fn trixie_arm64_recipe(dir: &Path) -> PathBuf {
-    let amd64 = std::fs::read_to_string(repo_root().join("rootfs-recipes/trixie-amd64.toml")).unwrap();
-    let mut arm64 = amd64.clone();
-    for (from, to) in [
-        ("name = \"trixie-amd64\"", "name = \"trixie-arm64\""),
-        ("architecture = \"amd64\"", "architecture = \"arm64\""),
-        ("default_kernel_from = \"linux-headers-amd64\"", "default_kernel_from = \"linux-headers-arm64\""),
-    ] {
-        assert!(arm64.contains(from), "trixie-amd64.toml has no {from}");
-        arm64 = arm64.replace(from, to);
-    }
-    let path = dir.join("trixie-arm64.toml");
-    std::fs::write(&path, arm64).unwrap();
-    path
-}
-
 /// A relocatable ELF64 of `machine` (62 x86-64, 183 aarch64) whose only
 /// content is a `.modinfo` section of `strings`: what `hermod load-test`
 /// reads of a module, and a module every kernel refuses to load.
@@ -286,43 +268,68 @@ fn fake_module(machine: u16, strings: &[&str]) -> Vec<u8> {
     elf
 }
 
-/// The arm64 guest: trixie's newest arm64 kernel (the newest of the arm64
-/// images hermod lists for trixie), booted with `qemu-system-aarch64
-/// -machine virt` from its arm64 image and trixie's arm64 busybox-static.
-/// In-kernel modules of that image stand for modules hermod built (`.ko.xz`,
-/// as trixie ships them): `macvtap` with its dependencies `tap` and
-/// `macvlan` found in the image, and `tun`, whose init prints a line. A
-/// module that is no real module is refused by the arm64 kernel (exit 14);
-/// an amd64 module is refused before anything boots (exit 2).
+/// The newest trixie arm64 kernel, as apt reads the archive's arm64 indices.
+fn arm64_kernel() -> String {
+    common::debroot::newest_kernel_of("trixie", "arm64", Some("arm64"))
+}
+
+/// The arm64 guest: hello cross-built by hermod for trixie's newest arm64
+/// kernel, load-tested in that kernel's own arm64 image, booted with
+/// `qemu-system-aarch64 -machine virt` and trixie's arm64 busybox-static.
+/// The kernel comes from the module's vermagic, the machine from the
+/// kernel's platform (trixie-arm64). A module of another architecture is
+/// refused before anything boots.
 #[test]
-fn in_kernel_modules_load_and_unload_in_the_newest_trixie_arm64_kernel() {
+fn hello_loads_and_unloads_in_the_newest_trixie_arm64_kernel() {
     if !require_tool("qemu-system-aarch64") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = trixie_arm64_recipe(dir.path());
-    let recipe = recipe.to_str().unwrap();
-    let bogus = dir.path().join("bogus.ko");
-    std::fs::write(&bogus, fake_module(183, &["name=bogus", "vermagic=0.0.1-1-arm64 SMP aarch64"])).unwrap();
+    let kernel = arm64_kernel();
+    let out = tempfile::tempdir().unwrap();
+    let deb = build(testdata("modules/hello").to_str().unwrap(), &kernel, out.path());
+    assert!(deb.to_str().unwrap().ends_with("_arm64.deb"), "{}", deb.display());
+    let (code, report, err) = load_test(&[deb.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["finished"], true, "{report}");
+    assert_eq!(report["kernel"], kernel.as_str());
+    assert_eq!(report["architecture"], "arm64", "{report}");
+    assert!(report["image"].as_str().unwrap().starts_with(&format!("linux-image-{kernel} ")), "{report}");
+    let hello = module(&report, "hello");
+    assert!(hello["origin"].as_str().unwrap().ends_with("/hello.ko.xz"), "{hello}");
+    assert!(hello["vermagic"].as_str().unwrap().ends_with(" aarch64"), "{hello}");
+    assert_eq!(hello["load"]["ok"], true, "{hello}");
+    assert_eq!(hello["unload"]["ok"], true, "{hello}");
+    // hello's own init and exit ran in the arm64 kernel: their printk lines.
+    assert!(kernel_lines(&hello["load"]).contains("hello: hello from hermod"), "{hello}");
+    assert!(kernel_lines(&hello["unload"]).contains("hello: goodbye"), "{hello}");
+    eprintln!("arm64: {kernel} booted, loaded and unloaded hello in {} s", report["seconds"]);
 
-    // The arm64 images trixie's archive offers, oldest first: the kernel
-    // asked for is absent (exit 4) and the error lists them.
-    let (code, _, err) = load_test(&["--recipe", recipe, bogus.to_str().unwrap()]);
-    assert_eq!(code, Some(4), "{err}");
-    let list = err.split("of that flavour: ").nth(1).expect("the offered kernels are listed").split(')').next();
-    let kernel = list.unwrap().split_whitespace().rfind(|k| k.contains("+deb13")).expect("a trixie kernel");
-    assert!(kernel.ends_with("-arm64"), "{kernel}");
-
-    // A module of another architecture: told before anything is downloaded or booted.
-    let amd64 = dir.path().join("amd64.ko");
+    // An amd64 module: refused with both architectures named, before the boot.
+    let amd64 = out.path().join("amd64.ko");
     std::fs::write(&amd64, fake_module(62, &["name=amd64", &format!("vermagic={kernel} SMP")])).unwrap();
-    let (code, _, err) = load_test(&["--recipe", recipe, "--kernel", kernel, amd64.to_str().unwrap()]);
+    let (code, report, err) = load_test(&["--kernel", &kernel, amd64.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains(&format!("a module for amd64, but {kernel} is an arm64 kernel")), "{err}");
+    assert!(report.is_null(), "no report: nothing booted: {report}");
+}
 
-    // No real module: the arm64 kernel itself refuses it. (This also fetches
-    // and unpacks the image into the store.)
-    let (code, report, err) = load_test(&["--recipe", recipe, "--kernel", kernel, bogus.to_str().unwrap()]);
+/// The arm64 image's own modules (`.ko.xz`, as trixie ships them):
+/// `macvtap` with its dependencies `tap` and `macvlan` found in the image,
+/// and `tun`, whose init prints a line, load and unload; a module that is
+/// no real module is refused by the arm64 kernel itself (exit 14).
+#[test]
+fn the_arm64_images_own_modules_load_with_their_dependencies_and_a_fake_one_is_refused() {
+    if !require_tool("qemu-system-aarch64") {
+        return;
+    }
+    let kernel = arm64_kernel();
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus.ko");
+    let vermagic = format!("vermagic={kernel} SMP mod_unload modversions aarch64");
+    std::fs::write(&bogus, fake_module(183, &["name=bogus", &vermagic])).unwrap();
+    // (This also fetches the image and unpacks it into the store.)
+    let (code, report, err) = load_test(&[bogus.to_str().unwrap()]);
     assert_eq!(code, Some(14), "{err}");
     assert_eq!(report["architecture"], "arm64", "{report}");
     assert_eq!(report["finished"], true, "a refused module is no crash: {report}");
@@ -331,7 +338,6 @@ fn in_kernel_modules_load_and_unload_in_the_newest_trixie_arm64_kernel() {
     assert!(refused["load"]["output"].to_string().contains("invalid module format"), "{refused}");
     eprintln!("arm64: {kernel} booted, refused a fake module, powered off in {} s", report["seconds"]);
 
-    // The image's own modules, as a module package would hold them (.ko.xz).
     let images = shared_store().join("boot-images");
     let image = std::fs::read_dir(&images)
         .unwrap()
@@ -344,31 +350,24 @@ fn in_kernel_modules_load_and_unload_in_the_newest_trixie_arm64_kernel() {
         let file = format!("{name}.ko.xz");
         std::fs::copy(image.join("modules/kernel/drivers/net").join(&file), modules.join(&file)).unwrap();
     }
-    // No --kernel: the one they were built for (their vermagic).
-    let (code, report, err) = load_test(&["--recipe", recipe, modules.to_str().unwrap()]);
+    let (code, report, err) = load_test(&[modules.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(report["passed"], true, "{report}");
-    assert_eq!(report["finished"], true, "{report}");
-    assert_eq!(report["kernel"], kernel);
+    assert_eq!(report["kernel"], kernel.as_str());
     assert_eq!(report["architecture"], "arm64", "{report}");
-    assert!(report["image"].as_str().unwrap().starts_with(&format!("linux-image-{kernel} ")), "{report}");
     for name in ["macvtap", "tun"] {
         let m = module(&report, name);
-        assert!(m["vermagic"].as_str().unwrap().ends_with(" aarch64"), "{m}");
         assert_eq!(m["load"]["ok"], true, "{m}");
         assert_eq!(m["unload"]["ok"], true, "{m}");
     }
-    // tun's init ran in that kernel: its printk line.
     assert!(kernel_lines(&module(&report, "tun")["load"]).contains("Universal TUN/TAP device driver"), "{report}");
     let deps: Vec<&str> =
         report["dependencies"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
     assert_eq!(deps, ["tap", "macvlan"], "macvtap's depends, from the arm64 image: {report}");
     for dep in report["dependencies"].as_array().unwrap() {
         assert_eq!(dep["load"]["ok"], true, "{dep}");
-        assert!(
-            dep["path"].as_str().unwrap().starts_with(&format!("/lib/modules/{kernel}/kernel/drivers/net/")),
-            "{dep}"
-        );
+        let path = dep["path"].as_str().unwrap();
+        assert!(path.starts_with(&format!("/lib/modules/{kernel}/kernel/drivers/net/")), "{dep}");
     }
     eprintln!("arm64: {kernel} booted, loaded and unloaded macvtap and tun in {} s", report["seconds"]);
 }
