@@ -3,7 +3,9 @@
 //! linux-image package under qemu with software emulation; and a module built
 //! for a kernel of another series, refused by that kernel. One test does the
 //! same on another Debian release (trixie's newest kernel, whose packages
-//! ship their modules xz-compressed).
+//! ship their modules xz-compressed), two on another architecture (hello
+//! cross-built for trixie's newest arm64 kernel, and that image's own
+//! modules, under qemu-system-aarch64).
 
 mod common;
 
@@ -229,4 +231,143 @@ fn verify_boot_rebuilds_compares_and_loads_hello() {
     assert_eq!(boot["passed"], true, "{boot}");
     let hello = module(boot, "hello");
     assert!(kernel_lines(&hello["load"]).contains("hello from hermod"), "{hello}");
+}
+
+/// A relocatable ELF64 of `machine` (62 x86-64, 183 aarch64) whose only
+/// content is a `.modinfo` section of `strings`: what `hermod load-test`
+/// reads of a module, and a module every kernel refuses to load.
+fn fake_module(machine: u16, strings: &[&str]) -> Vec<u8> {
+    let shstrtab = b"\0.shstrtab\0.modinfo\0";
+    let modinfo: Vec<u8> = strings.iter().flat_map(|s| s.bytes().chain([0])).collect();
+    let mut elf = vec![0u8; 64];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4..7].copy_from_slice(&[2, 1, 1]); // ELFCLASS64, little-endian, EV_CURRENT
+    elf[0x10] = 1; // ET_REL
+    elf[0x12..0x14].copy_from_slice(&machine.to_le_bytes());
+    elf[0x14] = 1; // e_version
+    elf[0x34] = 64; // e_ehsize
+    let (str_off, info_off) = (elf.len(), elf.len() + shstrtab.len());
+    elf.extend_from_slice(shstrtab);
+    elf.extend_from_slice(&modinfo);
+    elf.resize(elf.len().next_multiple_of(8), 0);
+    let shoff = elf.len();
+    for (name, kind, off, size) in
+        [(0u32, 0u32, 0, 0), (1, 3, str_off, shstrtab.len()), (11, 1, info_off, modinfo.len())]
+    {
+        let mut sh = [0u8; 64];
+        sh[..4].copy_from_slice(&name.to_le_bytes());
+        sh[4..8].copy_from_slice(&kind.to_le_bytes());
+        sh[24..32].copy_from_slice(&(off as u64).to_le_bytes());
+        sh[32..40].copy_from_slice(&(size as u64).to_le_bytes());
+        elf.extend_from_slice(&sh);
+    }
+    elf[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+    elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes()); // e_shentsize
+    elf[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes()); // e_shnum
+    elf[0x3e..0x40].copy_from_slice(&1u16.to_le_bytes()); // e_shstrndx
+    elf
+}
+
+/// The newest trixie arm64 kernel, as apt reads the archive's arm64 indices.
+fn arm64_kernel() -> String {
+    common::debroot::newest_kernel_of("trixie", "arm64", Some("arm64"))
+}
+
+/// The arm64 guest: hello cross-built by hermod for trixie's newest arm64
+/// kernel, load-tested in that kernel's own arm64 image, booted with
+/// `qemu-system-aarch64 -machine virt` and trixie's arm64 busybox-static.
+/// The kernel comes from the module's vermagic, the machine from the
+/// kernel's platform (trixie-arm64). A module of another architecture is
+/// refused before anything boots.
+#[test]
+fn hello_loads_and_unloads_in_the_newest_trixie_arm64_kernel() {
+    if !require_tool("qemu-system-aarch64") {
+        return;
+    }
+    let kernel = arm64_kernel();
+    let out = tempfile::tempdir().unwrap();
+    let deb = build(testdata("modules/hello").to_str().unwrap(), &kernel, out.path());
+    assert!(deb.to_str().unwrap().ends_with("_arm64.deb"), "{}", deb.display());
+    let (code, report, err) = load_test(&[deb.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["finished"], true, "{report}");
+    assert_eq!(report["kernel"], kernel.as_str());
+    assert_eq!(report["architecture"], "arm64", "{report}");
+    assert!(report["image"].as_str().unwrap().starts_with(&format!("linux-image-{kernel} ")), "{report}");
+    let hello = module(&report, "hello");
+    assert!(hello["origin"].as_str().unwrap().ends_with("/hello.ko.xz"), "{hello}");
+    assert!(hello["vermagic"].as_str().unwrap().ends_with(" aarch64"), "{hello}");
+    assert_eq!(hello["load"]["ok"], true, "{hello}");
+    assert_eq!(hello["unload"]["ok"], true, "{hello}");
+    // hello's own init and exit ran in the arm64 kernel: their printk lines.
+    assert!(kernel_lines(&hello["load"]).contains("hello: hello from hermod"), "{hello}");
+    assert!(kernel_lines(&hello["unload"]).contains("hello: goodbye"), "{hello}");
+    eprintln!("arm64: {kernel} booted, loaded and unloaded hello in {} s", report["seconds"]);
+
+    // An amd64 module: refused with both architectures named, before the boot.
+    let amd64 = out.path().join("amd64.ko");
+    std::fs::write(&amd64, fake_module(62, &["name=amd64", &format!("vermagic={kernel} SMP")])).unwrap();
+    let (code, report, err) = load_test(&["--kernel", &kernel, amd64.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&format!("a module for amd64, but {kernel} is an arm64 kernel")), "{err}");
+    assert!(report.is_null(), "no report: nothing booted: {report}");
+}
+
+/// The arm64 image's own modules (`.ko.xz`, as trixie ships them):
+/// `macvtap` with its dependencies `tap` and `macvlan` found in the image,
+/// and `tun`, whose init prints a line, load and unload; a module that is
+/// no real module is refused by the arm64 kernel itself (exit 14).
+#[test]
+fn the_arm64_images_own_modules_load_with_their_dependencies_and_a_fake_one_is_refused() {
+    if !require_tool("qemu-system-aarch64") {
+        return;
+    }
+    let kernel = arm64_kernel();
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus.ko");
+    let vermagic = format!("vermagic={kernel} SMP mod_unload modversions aarch64");
+    std::fs::write(&bogus, fake_module(183, &["name=bogus", &vermagic])).unwrap();
+    // (This also fetches the image and unpacks it into the store.)
+    let (code, report, err) = load_test(&[bogus.to_str().unwrap()]);
+    assert_eq!(code, Some(14), "{err}");
+    assert_eq!(report["architecture"], "arm64", "{report}");
+    assert_eq!(report["finished"], true, "a refused module is no crash: {report}");
+    let refused = module(&report, "bogus");
+    assert_eq!(refused["load"]["ok"], false, "{refused}");
+    assert!(refused["load"]["output"].to_string().contains("invalid module format"), "{refused}");
+    eprintln!("arm64: {kernel} booted, refused a fake module, powered off in {} s", report["seconds"]);
+
+    let images = shared_store().join("boot-images");
+    let image = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(&format!("linux-image-{kernel}_")))
+        .unwrap_or_else(|| panic!("{kernel}'s image is not unpacked in {}", images.display()));
+    let modules = dir.path().join("modules");
+    std::fs::create_dir(&modules).unwrap();
+    for name in ["macvtap", "tun"] {
+        let file = format!("{name}.ko.xz");
+        std::fs::copy(image.join("modules/kernel/drivers/net").join(&file), modules.join(&file)).unwrap();
+    }
+    let (code, report, err) = load_test(&[modules.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["kernel"], kernel.as_str());
+    assert_eq!(report["architecture"], "arm64", "{report}");
+    for name in ["macvtap", "tun"] {
+        let m = module(&report, name);
+        assert_eq!(m["load"]["ok"], true, "{m}");
+        assert_eq!(m["unload"]["ok"], true, "{m}");
+    }
+    assert!(kernel_lines(&module(&report, "tun")["load"]).contains("Universal TUN/TAP device driver"), "{report}");
+    let deps: Vec<&str> =
+        report["dependencies"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(deps, ["tap", "macvlan"], "macvtap's depends, from the arm64 image: {report}");
+    for dep in report["dependencies"].as_array().unwrap() {
+        assert_eq!(dep["load"]["ok"], true, "{dep}");
+        let path = dep["path"].as_str().unwrap();
+        assert!(path.starts_with(&format!("/lib/modules/{kernel}/kernel/drivers/net/")), "{dep}");
+    }
+    eprintln!("arm64: {kernel} booted, loaded and unloaded macvtap and tun in {} s", report["seconds"]);
 }

@@ -43,7 +43,10 @@ pub fn load_test(global: &Global, args: &LoadTestArgs) -> Result<(), AppError> {
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
     if !global.quiet {
-        eprintln!("hermod: booted {} under qemu (software emulation) in {:.1} s", report.image, report.seconds);
+        eprintln!(
+            "hermod: booted {} ({}) under qemu (software emulation) in {:.1} s",
+            report.image, report.architecture, report.seconds
+        );
     }
     Ok(report.verdict()?)
 }

@@ -1,8 +1,13 @@
 //! The guest's parts, from the configured archive: the kernel image package
 //! `linux-image-<KREL>` (else `linux-image-<KREL>-unsigned`; either holds
-//! `/boot/vmlinuz-<KREL>` and `/lib/modules/<KREL>`) and `busybox-static`.
+//! `/boot/vmlinuz-<KREL>` and `[/usr]/lib/modules/<KREL>`) and `busybox-static`,
+//! and the [`Machine`] that boots them.
 //!
-//! Both are found in the verified Packages indices and downloaded into the
+//! All come from the platform whose archive offers the kernel: its recipe's
+//! architecture is the machine's, and its Packages indices (of that
+//! architecture) hold the image and busybox; both are checked to be of that
+//! machine (the image's boot header, busybox's ELF machine).
+//! They are found in the verified Packages indices and downloaded into the
 //! package cache with their SHA256 checked (`apt::download_from`), as build
 //! roots are. The kernel and its module tree are unpacked once per image
 //! .deb into the store (`boot-images/<package>_<sha256 prefix>/`: `vmlinuz`
@@ -12,8 +17,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::machine::{self, Machine};
 use super::modinfo;
 use super::BootCheckError;
 use crate::apt::debfile::{read_data, EntryKind};
@@ -25,6 +32,8 @@ use crate::rootfs::RootfsError;
 #[derive(Debug, Clone)]
 pub struct KernelImage {
     pub release: String,
+    /// The machine it boots on.
+    pub machine: Machine,
     /// The image package and its version.
     pub package: String,
     pub version: String,
@@ -73,37 +82,52 @@ fn download(ctx: &Context, kernel: &str, package: &Package) -> Result<PathBuf, B
     Ok(debs.into_iter().next().expect("one package asked, one path"))
 }
 
-/// `linux-image-<release>` (or `-unsigned`) from the archive, unpacked in the store.
-pub fn kernel_image(ctx: &Context, release: &str) -> Result<KernelImage, BootCheckError> {
+/// The machine that boots `release`: that of the architecture of the
+/// platform (the recipe) whose archive offers the kernel's headers. A kernel
+/// no release offers has no image either: the error lists those of its
+/// flavour the releases do have.
+pub fn machine(ctx: &Context, release: &str) -> Result<Machine, BootCheckError> {
+    if !crate::rootfs::is_release(release) {
+        return Err(BootCheckError::BadKernel(release.to_owned()));
+    }
+    match ctx.platform(release) {
+        Ok(platform) => Machine::for_architecture(&platform.recipe().architecture),
+        Err(PipelineError::Rootfs(RootfsError::NoHeaders { .. })) => Err(no_image(ctx, release)?),
+        Err(e) => Err(BootCheckError::Archive(Box::new(e))),
+    }
+}
+
+/// [`BootCheckError::NoImage`] for `release`, with the images of the same
+/// flavour the releases do offer, oldest first within each, the machine's own
+/// release first.
+fn no_image(ctx: &Context, release: &str) -> Result<BootCheckError, BootCheckError> {
+    let flavour = crate::rootfs::kernel_flavour(release);
+    let mut offered = Vec::new();
+    for platform in ctx.platforms().iter().filter(|p| p.platform.has_sources()) {
+        let archive = platform
+            .archive(&ctx.options.store.indices())
+            .map_err(|e| BootCheckError::Archive(Box::new(PipelineError::from(e))))?;
+        offered.extend(crate::plan::kernels_offered(archive));
+    }
+    offered.retain(|k| crate::rootfs::kernel_flavour(k) == flavour);
+    Ok(BootCheckError::NoImage { kernel: release.to_owned(), offered })
+}
+
+/// `linux-image-<release>` (or `-unsigned`) from the archive of its platform,
+/// whose [`machine`] is `machine`, unpacked in the store.
+pub fn kernel_image(ctx: &Context, release: &str, machine: Machine) -> Result<KernelImage, BootCheckError> {
     if !crate::rootfs::is_release(release) {
         return Err(BootCheckError::BadKernel(release.to_owned()));
     }
     let names = [format!("linux-image-{release}"), format!("linux-image-{release}-unsigned")];
-    // The images of the same flavour the releases do offer, oldest first
-    // within each, the machine's own release first.
-    let no_image = || -> Result<KernelImage, BootCheckError> {
-        let flavour = crate::rootfs::kernel_flavour(release);
-        let mut offered = Vec::new();
-        for platform in ctx.platforms().iter().filter(|p| p.platform.has_sources()) {
-            let archive = platform
-                .archive(&ctx.options.store.indices())
-                .map_err(|e| BootCheckError::Archive(Box::new(PipelineError::from(e))))?;
-            offered.extend(crate::plan::kernels_offered(archive));
-        }
-        offered.retain(|k| crate::rootfs::kernel_flavour(k) == flavour);
-        Err(BootCheckError::NoImage { kernel: release.to_owned(), offered })
-    };
-    // A kernel no release has headers for has no release to look in.
-    if let Err(PipelineError::Rootfs(RootfsError::NoHeaders { .. })) = ctx.platform(release) {
-        return no_image();
-    }
     let Some(package) = newest(ctx, release, &names)?.cloned() else {
-        return no_image();
+        return Err(no_image(ctx, release)?);
     };
     let store = &ctx.options.store;
     let dir = store.boot_images_dir().join(format!("{}_{}", package.name, &package.sha256[..16]));
     let image = KernelImage {
         release: release.to_owned(),
+        machine,
         package: package.name.clone(),
         version: package.version.clone(),
         dir,
@@ -117,9 +141,14 @@ pub fn kernel_image(ctx: &Context, release: &str) -> Result<KernelImage, BootChe
     let staging =
         tempfile::Builder::new().prefix(".unpacking-").tempdir_in(parent).map_err(|e| BootCheckError::io(parent, e))?;
     unpack_kernel(&deb, release, staging.path())?;
-    if !staging.path().join("vmlinuz").is_file() {
+    let vmlinuz = staging.path().join("vmlinuz");
+    let Ok(file) = fs::File::open(&vmlinuz) else {
         return Err(BootCheckError::BadImage { deb, reason: format!("no boot/vmlinuz-{release}") });
-    }
+    };
+    let mut head = Vec::new();
+    file.take(4096).read_to_end(&mut head).map_err(|e| BootCheckError::io(&vmlinuz, e))?;
+    // A package of another architecture than its archive's would not boot.
+    machine.check_image(&head).map_err(|reason| BootCheckError::BadImage { deb: deb.clone(), reason })?;
     match fs::rename(staging.path(), &image.dir) {
         Ok(()) => {}
         // Another run unpacked the same image first: use that one.
@@ -160,8 +189,9 @@ fn unpack_kernel(deb: &Path, release: &str, dest: &Path) -> Result<(), BootCheck
     })
 }
 
-/// `/bin/busybox` of `busybox-static` from `kernel`'s release: the guest's only program.
-pub fn busybox(ctx: &Context, kernel: &str) -> Result<Vec<u8>, BootCheckError> {
+/// `/bin/busybox` of `busybox-static` from `kernel`'s release, a program of
+/// `machine`: the guest's only program.
+pub fn busybox(ctx: &Context, kernel: &str, machine: Machine) -> Result<Vec<u8>, BootCheckError> {
     let package = newest(ctx, kernel, &["busybox-static".to_owned()])?
         .cloned()
         .ok_or_else(|| BootCheckError::NoBusybox("busybox-static is not in the archive".into()))?;
@@ -177,5 +207,18 @@ pub fn busybox(ctx: &Context, kernel: &str) -> Result<Vec<u8>, BootCheckError> {
         }
         Ok::<(), BootCheckError>(())
     })?;
-    found.ok_or_else(|| BootCheckError::NoBusybox(format!("{} holds no bin/busybox", deb.display())))
+    let busybox = found.ok_or_else(|| BootCheckError::NoBusybox(format!("{} holds no bin/busybox", deb.display())))?;
+    // The kernel would not run an init of another machine: say so before it boots.
+    match machine::elf_architecture(&busybox) {
+        Ok(arch) if arch == machine.elf() => Ok(busybox),
+        Ok(arch) => Err(BootCheckError::BadImage {
+            deb,
+            reason: format!(
+                "bin/busybox is a program for {}, not for the {} kernel",
+                machine::architecture_name(arch),
+                machine.architecture()
+            ),
+        }),
+        Err(reason) => Err(BootCheckError::BadImage { deb, reason: format!("bin/busybox: {reason}") }),
+    }
 }

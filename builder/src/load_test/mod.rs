@@ -12,6 +12,13 @@
 //! log lines on the serial console. [`qemu`] runs the machine with a
 //! wall-clock limit; the markers on the console become a [`BootReport`].
 //!
+//! The guest's architecture is the kernel's: that of the platform (recipe)
+//! whose archive offers it, decided once ([`image::machine`]) as a
+//! [`Machine`] (amd64: `qemu-system-x86_64`; arm64: `qemu-system-aarch64
+//! -machine virt`), whose image and busybox come from that platform's
+//! archive. A module under test of another architecture (its ELF machine) is
+//! refused before anything boots.
+//!
 //! The kernel decides, not hermod: a module built for another kernel is
 //! refused by the kernel's own checks (vermagic, symbol versions), and its
 //! message is what the report shows.
@@ -19,6 +26,7 @@
 pub mod cpio;
 pub mod guest;
 pub mod image;
+pub mod machine;
 pub mod modinfo;
 pub mod qemu;
 pub mod report;
@@ -33,9 +41,15 @@ use crate::exit::{Code, HasExitCode};
 use crate::pipeline::{Context, PipelineError};
 use guest::{Load, Op, Role};
 pub use image::KernelImage;
+pub use machine::Machine;
 use report::printable;
 pub use report::{BootReport, DependencyReport, Interrupted, ModuleReport, Outcome};
 
+/// Why a load test could not give its verdict, or the verdict itself
+/// ([`BootCheckError::NotLoaded`], exit 14). Bad inputs (3) and a wrong
+/// request (2: modules of several kernels, an architecture no [`Machine`]
+/// emulates, a module of another architecture than the kernel's) are found
+/// before the kernel image is fetched or booted.
 #[derive(Debug, thiserror::Error)]
 pub enum BootCheckError {
     #[error("{path}: {reason}")]
@@ -44,8 +58,13 @@ pub enum BootCheckError {
     NoModules(PathBuf),
     #[error("the modules are built for different kernels ({0}); say which to boot with --kernel")]
     WhichKernel(String),
-    #[error("the recipe's architecture is {0}: load tests boot amd64 kernels only (qemu-system-x86_64)")]
+    /// The kernel's platform is of an architecture no [`Machine`] emulates.
+    #[error("the kernel's recipe is for {0}: load tests boot amd64 and arm64 kernels only (qemu-system-x86_64, qemu-system-aarch64)")]
     Architecture(String),
+    /// A module under test is of another architecture than the kernel to
+    /// boot (whose kernel would refuse it).
+    #[error("{origin}: a module for {module}, but {kernel} is an {machine} kernel: load-test it in a kernel of its own architecture")]
+    ForeignModule { origin: String, module: String, kernel: String, machine: String },
     #[error("bad kernel release {0:?}")]
     BadKernel(String),
     #[error("no kernel image linux-image-{kernel} (or -unsigned) in the archive{}", offered_list(.offered))]
@@ -91,7 +110,9 @@ impl HasExitCode for BootCheckError {
     fn exit_code(&self) -> Code {
         match self {
             BootCheckError::Input { .. } | BootCheckError::NoModules(_) => Code::BadInput,
-            BootCheckError::WhichKernel(_) | BootCheckError::Architecture(_) => Code::Usage,
+            BootCheckError::WhichKernel(_) | BootCheckError::Architecture(_) | BootCheckError::ForeignModule { .. } => {
+                Code::Usage
+            }
             BootCheckError::BadKernel(_) | BootCheckError::NoImage { .. } => Code::NoHeaders,
             BootCheckError::NoBusybox(_)
             | BootCheckError::BadImage { .. }
@@ -115,6 +136,8 @@ pub struct ModuleUnderTest {
     pub origin: String,
     pub vermagic: Option<String>,
     pub depends: Vec<String>,
+    /// Its ELF machine.
+    pub architecture: object::Architecture,
     /// The plain ELF image.
     pub elf: Vec<u8>,
 }
@@ -137,6 +160,7 @@ impl ModuleUnderTest {
             name,
             vermagic: modinfo::field(&fields, "vermagic").map(str::to_owned),
             depends: modinfo::depends(&fields),
+            architecture: machine::elf_architecture(&elf).map_err(bad)?,
             origin,
             elf,
         })
@@ -336,13 +360,20 @@ pub fn boot_test(
             });
         }
     }
-    // The image first: a kernel no release offers is told with the images they do.
-    let image = image::kernel_image(ctx, kernel)?;
-    let arch = &ctx.platform(kernel).map_err(|e| BootCheckError::Archive(Box::new(e)))?.recipe().architecture;
-    if arch != "amd64" {
-        return Err(BootCheckError::Architecture(arch.clone()));
+    // The machine first: a kernel no release offers is told with the images
+    // they do, one of an architecture no machine emulates before any download.
+    let machine = image::machine(ctx, kernel)?;
+    // The kernel would refuse a module of another architecture; this says why.
+    if let Some(m) = modules.iter().find(|m| m.architecture != machine.elf()) {
+        return Err(BootCheckError::ForeignModule {
+            origin: m.origin.clone(),
+            module: machine::architecture_name(m.architecture),
+            kernel: kernel.to_owned(),
+            machine: machine.architecture().to_owned(),
+        });
     }
-    let busybox = image::busybox(ctx, kernel)?;
+    let image = image::kernel_image(ctx, kernel, machine)?;
+    let busybox = image::busybox(ctx, kernel, machine)?;
     let available = image.modules()?;
     let builtin = image.builtin();
     let tested: Vec<(String, Vec<String>)> = modules.iter().map(|m| (m.name.clone(), m.depends.clone())).collect();
@@ -388,7 +419,7 @@ pub fn boot_test(
     let bytes = initramfs.finish().map_err(|e| BootCheckError::io(&initrd, e))?;
     std::fs::write(&initrd, bytes).map_err(|e| BootCheckError::io(&initrd, e))?;
 
-    let run = qemu::run(&image.vmlinuz(), &initrd, &options.memory, options.timeout)?;
+    let run = qemu::run(machine, &image.vmlinuz(), &initrd, &options.memory, options.timeout)?;
     let console = printable(&run.console);
     let transcript = guest::parse(&console);
     let tail = || -> Vec<String> {
@@ -434,6 +465,7 @@ pub fn boot_test(
     let mut report = BootReport {
         kernel: kernel.to_owned(),
         image: format!("{} {}", image.package, image.version),
+        architecture: machine.architecture().to_owned(),
         passed: false,
         modules: module_reports,
         dependencies,

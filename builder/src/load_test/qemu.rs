@@ -1,5 +1,6 @@
-//! Running the guest: `qemu-system-x86_64` with software emulation (TCG, so
-//! no /dev/kvm is needed and the host kernel is never touched), no display,
+//! Running the guest: the [`Machine`]'s qemu (`qemu-system-x86_64`,
+//! `qemu-system-aarch64 -machine virt -cpu max,…`) with software emulation
+//! (TCG, so no /dev/kvm is needed and the host kernel is never touched), no display,
 //! the serial console on a pipe, and a wall-clock limit after which the
 //! machine is killed. `-no-reboot` with `panic=-1` turns a kernel panic into
 //! qemu exiting, so a crashing module ends the run at once.
@@ -11,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::BootCheckError;
-
-/// The emulator hermod runs (from PATH).
-pub const QEMU: &str = "qemu-system-x86_64";
+use super::Machine;
 
 /// What the serial console showed, and how the machine ended.
 #[derive(Debug, Clone)]
@@ -26,26 +25,28 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// The qemu arguments for booting `kernel` with `initramfs`.
-pub fn arguments(kernel: &Path, initramfs: &Path, memory: &str) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "-accel",
-        "tcg",
-        "-m",
-        memory,
-        "-smp",
-        "1",
-        "-nographic",
-        "-nodefaults",
-        "-no-user-config",
-        "-serial",
-        "stdio",
-        "-no-reboot",
-        "-kernel",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+/// The qemu arguments for booting `kernel` with `initramfs` on `machine`.
+pub fn arguments(machine: Machine, kernel: &Path, initramfs: &Path, memory: &str) -> Vec<String> {
+    let mut args: Vec<String> = machine.board_arguments().iter().map(|s| s.to_string()).collect();
+    args.extend(
+        [
+            "-accel",
+            "tcg",
+            "-m",
+            memory,
+            "-smp",
+            "1",
+            "-nographic",
+            "-nodefaults",
+            "-no-user-config",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+            "-kernel",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
     args.push(kernel.display().to_string());
     args.push("-initrd".into());
     args.push(initramfs.display().to_string());
@@ -53,20 +54,27 @@ pub fn arguments(kernel: &Path, initramfs: &Path, memory: &str) -> Vec<String> {
     // loglevel=1: only emergencies on the console, so the init script's
     // marker lines are not interleaved with kernel messages (it reads the
     // log itself with dmesg).
-    args.push("console=ttyS0 loglevel=1 panic=-1 rdinit=/init".into());
+    args.push(format!("console={} loglevel=1 panic=-1 rdinit=/init", machine.console()));
     args
 }
 
-/// Boot and wait for the machine to power off, at most `timeout`.
-pub fn run(kernel: &Path, initramfs: &Path, memory: &str, timeout: Duration) -> Result<Run, BootCheckError> {
+/// Boot `machine` and wait for it to power off, at most `timeout`.
+pub fn run(
+    machine: Machine,
+    kernel: &Path,
+    initramfs: &Path,
+    memory: &str,
+    timeout: Duration,
+) -> Result<Run, BootCheckError> {
     let started = Instant::now();
-    let mut child = Command::new(QEMU)
-        .args(arguments(kernel, initramfs, memory))
+    let qemu = machine.qemu();
+    let mut child = Command::new(qemu)
+        .args(arguments(machine, kernel, initramfs, memory))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| BootCheckError::Qemu(format!("cannot run {QEMU} (install qemu-system-x86): {e}")))?;
+        .map_err(|e| BootCheckError::Qemu(format!("cannot run {qemu} (install {}): {e}", machine.qemu_package())))?;
     let console = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let readers: Vec<_> = [
@@ -103,7 +111,7 @@ pub fn run(kernel: &Path, initramfs: &Path, memory: &str, timeout: Duration) -> 
                 // Not a guest left running behind an error.
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(BootCheckError::Qemu(format!("waiting for {QEMU}: {e}")));
+                return Err(BootCheckError::Qemu(format!("waiting for {qemu}: {e}")));
             }
         }
     }
@@ -122,7 +130,7 @@ mod tests {
 
     #[test]
     fn software_emulation_serial_console_and_no_reboot() {
-        let args = arguments(Path::new("/k/vmlinuz"), Path::new("/k/initrd"), "512M").join(" ");
+        let args = arguments(Machine::Amd64, Path::new("/k/vmlinuz"), Path::new("/k/initrd"), "512M").join(" ");
         for wanted in [
             "-accel tcg",
             "-m 512M",
@@ -137,5 +145,16 @@ mod tests {
             assert!(args.contains(wanted), "{wanted} not in {args}");
         }
         assert!(!args.contains("kvm"), "{args}");
+        assert!(!args.contains("-machine"), "the PC is qemu-system-x86_64's default: {args}");
+    }
+
+    #[test]
+    fn arm64_boots_the_virt_board_with_its_pl011_console() {
+        let args = arguments(Machine::Arm64, Path::new("/k/vmlinuz"), Path::new("/k/initrd"), "512M").join(" ");
+        assert!(args.starts_with("-machine virt -cpu max,pauth-impdef=on -accel tcg "), "{args}");
+        for wanted in ["-serial stdio", "-no-reboot", "-kernel /k/vmlinuz", "console=ttyAMA0 ", "panic=-1"] {
+            assert!(args.contains(wanted), "{wanted} not in {args}");
+        }
+        assert!(!args.contains("ttyS0"), "{args}");
     }
 }

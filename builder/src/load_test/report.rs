@@ -50,6 +50,8 @@ pub struct BootReport {
     pub kernel: String,
     /// The image package and version booted.
     pub image: String,
+    /// The kernel's Debian architecture (`amd64`, `arm64`): the machine qemu emulated.
+    pub architecture: String,
     /// Every module under test loaded and unloaded, and the guest finished.
     pub passed: bool,
     pub modules: Vec<ModuleReport>,
@@ -183,6 +185,7 @@ mod tests {
         BootReport {
             kernel: "6.1.0-1-amd64".into(),
             image: "linux-image-6.1.0-1-amd64 6.1.1-1".into(),
+            architecture: "amd64".into(),
             passed: false,
             modules,
             dependencies: Vec::new(),

@@ -151,6 +151,7 @@ pub fn spawn(store: &Path, args: &[&str]) -> std::process::Child {
 pub fn package_of(tool: &str) -> &str {
     match tool {
         "qemu-system-x86_64" => "qemu-system-x86",
+        "qemu-system-aarch64" => "qemu-system-arm",
         "nginx" => "nginx-light",
         "diffoscope" => "diffoscope-minimal",
         "bwrap" => "bubblewrap",
