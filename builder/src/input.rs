@@ -39,8 +39,8 @@ use crate::platform::Live;
 use crate::rootfs::Lock;
 use crate::store::{Store, StoreError};
 
-/// What preparing a SOURCE asks of the build's context: `pipeline::Context`
-/// is the one. A trait defined here, so this first stage of the pipeline uses
+/// What preparing a SOURCE asks of the archives: `pipeline::Archives` is
+/// the one. A trait defined here, so this first stage of the pipeline uses
 /// nothing of the pipeline above it; the errors are the caller's, which
 /// carry this module's and the store's.
 pub trait Archives {

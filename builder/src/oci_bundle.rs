@@ -34,15 +34,15 @@ pub fn write(ctx: &Context, input: &Prepared, kernel: Option<&str>, dir: &Path) 
     empty_dir(dir).map_err(io(dir))?;
     let kernel = match kernel {
         Some(k) => k.to_owned(),
-        None => ctx.default_kernel()?,
+        None => ctx.archives.default_kernel()?,
     };
     let source = SourceTree::scan(&input.dir)?;
-    let lock = ctx.lock_with(&kernel, &input.build_depends)?;
+    let lock = ctx.archives.lock_with(&kernel, &input.build_depends)?;
     let mut rootfs = None;
     let overrides = ctx.dkms_overrides(Path::new(&input.label), &source, &lock, &ctx.settings(&lock), &mut rootfs)?;
     let rootfs = match rootfs {
         Some(rootfs) => rootfs,
-        None => rootfs::materialize(&ctx.options.store, &lock, ctx.options.quiet)?,
+        None => rootfs::materialize(ctx.archives.store(), &lock, ctx.archives.quiet())?,
     };
 
     let workdir = dir.join("work");

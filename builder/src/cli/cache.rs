@@ -75,24 +75,29 @@ fn keygen(global: &Global, file: &Path, name: Option<&str>) -> Result<(), AppErr
 /// `hermod key`: compute the key as a build would, without building.
 pub(super) fn key_command(global: &Global, args: &KeyArgs) -> Result<(), AppError> {
     use crate::keyinfo::{self, KeyRecord};
-    let limits = BuildLimits::default();
-    let mut ctx = context(global, PathBuf::from("out"), None, Duration::from_secs(1), limits, args.lock.as_deref())?;
-    ctx.options.signing = args.signing.load(global)?;
+    let ctx = Context::new(
+        archives(global, args.lock.as_deref())?,
+        BuildOptions {
+            signing: args.signing.load(global)?,
+            ..build_options(global, None, NAMES_TIMEOUT, BuildLimits::default())
+        },
+    );
     let kernel = match &args.kernel {
         Some(k) => k.clone(),
-        None => ctx.default_kernel()?,
+        None => ctx.archives.default_kernel()?,
     };
-    let input = Input::parse(&args.source)?.prepare(&ctx, &kernel, &args.source, &args.needs.build_depends)?;
+    let needs = &args.needs.build_depends;
+    let input = Input::parse(&args.source)?.prepare(&ctx.archives, &kernel, &args.source, needs)?;
     let source = crate::source::SourceTree::scan(&input.dir)?;
-    let lock = ctx.lock_with(&kernel, &input.build_depends)?;
+    let lock = ctx.archives.lock_with(&kernel, &input.build_depends)?;
     let overrides = ctx.dkms_overrides(Path::new(&input.label), &source, &lock, &ctx.settings(&lock), &mut None)?;
     let key = ctx.key_for(&source, &lock, &overrides);
-    keyinfo::remember(&ctx.options.store, &key);
+    keyinfo::remember(ctx.archives.store(), &key);
     let now = KeyRecord::from(&key);
     let mut stdout = std::io::stdout().lock();
     let text = match &args.against {
         Some(spec) => {
-            let before = keyinfo::load(&ctx.options.store, spec)?;
+            let before = keyinfo::load(ctx.archives.store(), spec)?;
             let differences = keyinfo::diff(&before, &now);
             if args.json {
                 serde_json::json!({"key": now.key, "against": before.key, "differs": differences}).to_string() + "\n"

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use clap::Args;
 
@@ -15,7 +14,7 @@ use crate::farm::system::{inside_dpkg, module_names};
 use crate::farm::{pending, FarmError, StateDir, System, SystemTools, Wanted};
 use crate::input::Input;
 use crate::limits::BuildLimits;
-use crate::pipeline::{CachePolicy, Context, PipelineError};
+use crate::pipeline::{BuildOptions, CachePolicy, Context, PipelineError};
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
@@ -76,17 +75,19 @@ impl<'a> BuildProvider<'a> {
 
     fn context(&self) -> Result<&Context, String> {
         let make = || -> Result<Context, AppError> {
-            let limits = BuildLimits::default();
-            let mut ctx = super::context(self.global, self.out.clone(), None, Duration::from_secs(3600), limits, None)?;
+            let archives = super::archives(self.global, None)?;
             let config = super::loaded_config(self.global)?;
-            ctx.options.signing = crate::module_signing::ModuleSigning::from_paths(
+            let signing = crate::module_signing::ModuleSigning::from_paths(
                 config.mok_signing_key.as_deref(),
                 config.mok_certificate.as_deref(),
             )?;
-            let shared = crate::shared_cache::Settings::resolve(config, &|var| std::env::var(var).ok())?;
-            ctx.options.shared = crate::shared_cache::SharedCache::from_settings(&shared)?;
-            ctx.options.cache_policy = self.policy;
-            Ok(ctx)
+            let options = BuildOptions {
+                signing,
+                shared: super::shared_cache(self.global)?,
+                cache_policy: self.policy,
+                ..super::build_options(self.global, None, super::DEFAULT_TIMEOUT, BuildLimits::default())
+            };
+            Ok(Context::new(archives, options))
         };
         self.context.get_or_init(|| make().map_err(|e| e.to_string())).as_ref().map_err(Clone::clone)
     }
@@ -101,8 +102,8 @@ impl Provider for BuildProvider<'_> {
         let Some(source) = &wanted.source else { return Ok(None) };
         let ctx = self.context()?;
         let input = Input::parse(source).map_err(|e| e.to_string())?;
-        let input = input.prepare(ctx, kernel, source, &[]).map_err(|e| e.to_string())?;
-        match ctx.build_one(&input, kernel) {
+        let input = input.prepare(&ctx.archives, kernel, source, &[]).map_err(|e| e.to_string())?;
+        match ctx.build_one(&input, kernel, &self.out) {
             Ok(report) => {
                 let deb = report.deb.ok_or_else(|| {
                     format!("no package: {}", report.reason.unwrap_or_else(|| "excluded by dkms.conf".into()))

@@ -34,9 +34,9 @@ pub struct LoadTestArgs {
 }
 
 pub fn load_test(global: &Global, args: &LoadTestArgs) -> Result<(), AppError> {
-    let ctx = super::archive_context(global, None)?;
+    let archives = super::archives(global, None)?;
     let options = BootOptions { memory: args.memory.clone(), timeout: Duration::from_secs(args.timeout.max(1)) };
-    let report = load_test::load_test(&ctx, args.kernel.as_deref(), &args.modules, &options)?;
+    let report = load_test::load_test(&archives, args.kernel.as_deref(), &args.modules, &options)?;
     let mut stdout = std::io::stdout().lock();
     let text =
         if args.json { serde_json::to_string(&report).expect("report serializes") + "\n" } else { human(&report) };

@@ -11,8 +11,9 @@ use crate::config::Config;
 use crate::input::{Input, Prepared};
 use crate::limits::BuildLimits;
 use crate::module_signing::ModuleSigning;
-use crate::pipeline::{CachePolicy, Context, Options, PipelineError, Status};
+use crate::pipeline::{Archives, BuildOptions, CachePolicy, Context, PipelineError, Status};
 use crate::rootfs::{Lock, Recipe, RootfsError};
+use crate::shared_cache::SharedCache;
 use crate::store::Store;
 
 mod cache;
@@ -151,7 +152,7 @@ pub struct BuildArgs {
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Wall-clock limit for one build, in seconds
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT.as_secs())]
     pub timeout: u64,
     /// Resource limit of the build sandbox, NAME=VALUE (repeatable): memory, pids,
     /// build-space, tmp-space, nproc, fsize, cpu, nofile, core; sizes as 512M or 4G; none lifts one
@@ -369,41 +370,46 @@ fn load_recipe(global: &Global) -> Result<Option<Recipe>, PipelineError> {
     Ok(global.recipe.as_deref().map(Recipe::load).transpose()?)
 }
 
-/// The context of a command that reads the archive, the store and the lock
-/// but builds nothing (`rootfs`, `plan`, `load-test`, …): the build options
-/// get their defaults, which no such command reads.
-fn archive_context(global: &Global, lock: Option<&Path>) -> Result<Context, AppError> {
-    context(global, PathBuf::from("out"), None, Duration::from_secs(1), BuildLimits::default(), lock)
-}
-
-fn context(
-    global: &Global,
-    out: PathBuf,
-    jobs: Option<usize>,
-    timeout: Duration,
-    limits: BuildLimits,
-    lock: Option<&Path>,
-) -> Result<Context, AppError> {
-    let jobs = jobs.filter(|&j| j > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+/// The store, the platforms and the lock file given: what every command that
+/// reads the archive uses, whether it builds or not.
+fn archives(global: &Global, lock: Option<&Path>) -> Result<Archives, AppError> {
     let config = loaded_config(global)?;
     let recipe = load_recipe(global)?;
     let own = recipe.as_ref().map_or("", |r| r.name.as_str());
     let lock = lock.map(|path| Lock::read_file(path, own)).transpose().map_err(RootfsError::from)?;
-    Ok(Context::load(Options {
+    Ok(Archives::new(open_store(global)?, config.platforms(recipe)?, lock, global.quiet))
+}
+
+/// The wall-clock limit of one build when none is given (`--timeout` of `build` and `verify`).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The timeout of `key` and `plan`, which run a build step only to match
+/// `/etc/dkms` overrides (dkms.conf's names evaluated in the build root): the
+/// one second they have always had, from before the root is made.
+const NAMES_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The build options of the global flags and a command's `jobs` (none or 0:
+/// one per CPU), `timeout` and `limits`; no module signing, no shared cache,
+/// and a cached result or a build ([`CachePolicy::UseOrBuild`]): a command
+/// that has those sets them.
+fn build_options(global: &Global, jobs: Option<usize>, timeout: Duration, limits: BuildLimits) -> BuildOptions {
+    let jobs = jobs.filter(|&j| j > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    BuildOptions {
         maintainer: global.maintainer.clone(),
-        store: open_store(global)?,
-        platforms: config.platforms(recipe)?,
-        out,
         jobs,
         timeout,
         limits,
-        quiet: global.quiet,
-        lock,
         signing: None,
         shared: None,
         dkms_overrides: global.dkms_overrides.clone(),
         cache_policy: CachePolicy::UseOrBuild,
-    })?)
+    }
+}
+
+/// The shared cache the config file and the environment name, if any.
+fn shared_cache(global: &Global) -> Result<Option<SharedCache>, AppError> {
+    let settings = crate::shared_cache::Settings::resolve(loaded_config(global)?, &|var| std::env::var(var).ok())?;
+    Ok(SharedCache::from_settings(&settings)?)
 }
 
 /// The inputs, and which of them to build for which kernel (an index into the inputs).
@@ -416,7 +422,7 @@ pub(crate) type PerRelease = (Vec<Prepared>, Vec<(usize, String)>);
 /// is paired with the first release's input: its build fails alone, as it
 /// always did, unless no kernel has a release.
 pub(crate) fn prepare_per_release(
-    ctx: &Context,
+    archives: &Archives,
     sources: &[String],
     kernels: &[String],
     needs: &[String],
@@ -426,7 +432,7 @@ pub(crate) fn prepare_per_release(
     let mut homeless: Vec<String> = Vec::new();
     let mut first_error = None;
     for kernel in kernels {
-        match ctx.platform(kernel) {
+        match archives.platform(kernel) {
             Ok(platform) => {
                 let name = &platform.recipe().name;
                 match releases.iter_mut().find(|(n, _)| n == name) {
@@ -455,7 +461,7 @@ pub(crate) fn prepare_per_release(
         labels.push(arg);
         let first = inputs.len();
         for (_, ks) in &releases {
-            inputs.push(Input::parse(arg)?.prepare(ctx, &ks[0], arg, needs)?);
+            inputs.push(Input::parse(arg)?.prepare(archives, &ks[0], arg, needs)?);
         }
         // The kernels in the order asked, each with its release's input.
         for kernel in kernels {
@@ -473,12 +479,14 @@ pub fn run(cli: &Cli) -> Result<(), AppError> {
         Command::Key(args) => key_command(&cli.global, args),
         Command::Oci(args) => {
             let limits = BuildLimits::from_args(&args.limits)?;
-            let ctx = context(&cli.global, PathBuf::from("out"), None, Duration::from_secs(3600), limits, None)?;
+            let options = build_options(&cli.global, None, DEFAULT_TIMEOUT, limits);
+            let ctx = Context::new(archives(&cli.global, None)?, options);
             let kernel = match &args.kernel {
                 Some(k) => k.clone(),
-                None => ctx.default_kernel()?,
+                None => ctx.archives.default_kernel()?,
             };
-            let input = Input::parse(&args.source)?.prepare(&ctx, &kernel, &args.source, &args.needs.build_depends)?;
+            let needs = &args.needs.build_depends;
+            let input = Input::parse(&args.source)?.prepare(&ctx.archives, &kernel, &args.source, needs)?;
             let config = crate::oci_bundle::write(&ctx, &input, Some(&kernel), &args.bundle)?;
             println!("{config}");
             if !cli.global.quiet {
@@ -504,15 +512,20 @@ pub fn run(cli: &Cli) -> Result<(), AppError> {
 fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
     let limits = BuildLimits::from_args(&args.limits)?;
     let timeout = Duration::from_secs(args.timeout.max(1));
-    let mut ctx = context(global, args.out.clone(), args.jobs, timeout, limits, args.lock.as_deref())?;
-    ctx.options.signing = args.signing.load(global)?;
-    let config = loaded_config(global)?;
-    let shared = crate::shared_cache::Settings::resolve(config, &|var| std::env::var(var).ok())?;
-    ctx.options.shared = crate::shared_cache::SharedCache::from_settings(&shared)?;
-    let kernels = ctx.kernels(&args.kernels)?;
-    let (inputs, wanted) = prepare_per_release(&ctx, &args.sources, &kernels, &args.needs.build_depends)?;
+    let ctx = Context::new(
+        archives(global, args.lock.as_deref())?,
+        BuildOptions {
+            signing: args.signing.load(global)?,
+            shared: shared_cache(global)?,
+            ..build_options(global, args.jobs, timeout, limits)
+        },
+    );
+    let kernels = ctx.archives.kernels(&args.kernels)?;
+    let (inputs, wanted) = prepare_per_release(&ctx.archives, &args.sources, &kernels, &args.needs.build_depends)?;
     let pairs: Vec<(&Prepared, String)> = wanted.into_iter().map(|(i, k)| (&inputs[i], k)).collect();
-    let results = if pairs.len() == 1 { vec![ctx.build_one(pairs[0].0, &pairs[0].1)] } else { ctx.build_many(&pairs) };
+    let out = &args.out;
+    let results =
+        if pairs.len() == 1 { vec![ctx.build_one(pairs[0].0, &pairs[0].1, out)] } else { ctx.build_many(&pairs, out) };
     let stdout = std::io::stdout();
     let mut first_error = None;
     let failures = results.iter().filter(|r| r.is_err()).count();

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
-use super::{archive_context, AppError, Global, NeedsArgs, SigningArgs};
+use super::{archives, build_options, shared_cache, AppError, Global, NeedsArgs, SigningArgs, NAMES_TIMEOUT};
 use crate::apt::{self, Archive};
-use crate::config::Config;
-use crate::pipeline::{Context, PipelineError};
+use crate::limits::BuildLimits;
+use crate::pipeline::{Archives, BuildOptions, Context, PipelineError};
 use crate::plan::{self, Cached, Entry, PlanError};
 use crate::rootfs::RootfsError;
 use crate::source::SourceTree;
@@ -58,17 +58,21 @@ pub enum Format {
 
 /// `hermod plan`.
 pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), AppError> {
-    let mut ctx = archive_context(global, None)?;
-    ctx.options.signing = args.signing.load(global)?;
-    let config = Config::load(global.config.as_deref())?;
-    let shared = crate::shared_cache::Settings::resolve(&config, &|var| std::env::var(var).ok())?;
-    ctx.options.shared = crate::shared_cache::SharedCache::from_settings(&shared)?;
+    let ctx = Context::new(
+        archives(global, None)?,
+        BuildOptions {
+            signing: args.signing.load(global)?,
+            shared: shared_cache(global)?,
+            ..build_options(global, None, NAMES_TIMEOUT, BuildLimits::default())
+        },
+    );
 
-    let kernels = kernels(&ctx, args)?;
+    let kernels = kernels(&ctx.archives, args)?;
     let mut entries = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut left_out = std::collections::BTreeSet::new();
-    let (inputs, pairs) = super::prepare_per_release(&ctx, &args.modules, &kernels, &args.needs.build_depends)?;
+    let (inputs, pairs) =
+        super::prepare_per_release(&ctx.archives, &args.modules, &kernels, &args.needs.build_depends)?;
     let mut scanned: Vec<Option<SourceTree>> = inputs.iter().map(|_| None).collect();
     for (i, kernel) in &pairs {
         let input = &inputs[*i];
@@ -127,18 +131,18 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), AppError> {
 
 /// The kernels asked for: `--kernels-from`'s repository, `--kernels` (with
 /// `all`), or the default kernel.
-fn kernels(ctx: &Context, args: &PlanArgs) -> Result<Vec<String>, AppError> {
+fn kernels(archives: &Archives, args: &PlanArgs) -> Result<Vec<String>, AppError> {
     if let Some(file) = &args.kernels_from {
-        let arch = &ctx.platforms()[0].recipe().architecture;
+        let arch = &archives.platforms()[0].recipe().architecture;
         let sources = read_sources_file(file)?;
-        let archive = Archive::from_sources(&sources, &ctx.options.store.indices(), arch, ctx.options.quiet)?;
+        let archive = Archive::from_sources(&sources, &archives.store().indices(), arch, archives.quiet())?;
         let found = plan::kernels_offered(&archive);
         if found.is_empty() {
             return Err(PlanError::NoKernels { origin: file.display().to_string(), arch: arch.clone() }.into());
         }
         return Ok(found);
     }
-    Ok(ctx.kernels(&args.kernels)?)
+    Ok(archives.kernels(&args.kernels)?)
 }
 
 /// An apt sources file of either format, its sources with the machine's
@@ -170,10 +174,10 @@ fn entry(
     source: &SourceTree,
     kernel: &str,
 ) -> Result<Entry, PipelineError> {
-    let lock = ctx.lock_with(kernel, &input.build_depends)?;
+    let lock = ctx.archives.lock_with(kernel, &input.build_depends)?;
     let overrides = ctx.dkms_overrides(Path::new(&input.label), source, &lock, &ctx.settings(&lock), &mut None)?;
     let key = ctx.key_for(source, &lock, &overrides);
-    let cached_in = if crate::cache::read_entry(&ctx.options.store, &key.hex).is_some() {
+    let cached_in = if crate::cache::read_entry(ctx.archives.store(), &key.hex).is_some() {
         Some(Cached::Local)
     } else if ctx.options.shared.as_ref().is_some_and(|shared| shared.holds(&key.hex, kernel).is_some()) {
         Some(Cached::Shared)

@@ -3,28 +3,28 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{archive_context, open_store, AppError, Global, RootfsCommand};
-use crate::pipeline::Context;
+use super::{archives, open_store, AppError, Global, RootfsCommand};
+use crate::pipeline::Archives;
 use crate::rootfs::{self, Lock, LockFileError, RootfsError};
 
 /// `hermod rootfs ...`: the work is in `rootfs`; this is glue.
 pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), AppError> {
-    let locked = |kernel: &Option<String>, lock: Option<&Path>| -> Result<(Context, Lock), AppError> {
-        let ctx = archive_context(global, lock)?;
+    let locked = |kernel: &Option<String>, lock: Option<&Path>| -> Result<(Archives, Lock), AppError> {
+        let archives = archives(global, lock)?;
         let kernel = match kernel {
             Some(k) => k.clone(),
-            None => ctx.default_kernel()?,
+            None => archives.default_kernel()?,
         };
-        let lock = ctx.lock(&kernel)?;
-        Ok((ctx, lock))
+        let lock = archives.lock(&kernel)?;
+        Ok((archives, lock))
     };
     match command {
         RootfsCommand::Lock { kernel, out, needs } => {
             write_lock(global, kernel.as_deref(), out.as_deref(), &needs.build_depends)
         }
         RootfsCommand::Build { kernel, lock } => {
-            let (ctx, lock) = locked(kernel, lock.as_deref())?;
-            let root = rootfs::materialize(&ctx.options.store, &lock, global.quiet)?;
+            let (archives, lock) = locked(kernel, lock.as_deref())?;
+            let root = rootfs::materialize(archives.store(), &lock, global.quiet)?;
             if root.created && !global.quiet {
                 eprintln!("hermod: build root {} made in {:.2} s", &root.hash[..16], root.seconds);
             }
@@ -32,8 +32,8 @@ pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result
             Ok(())
         }
         RootfsCommand::Show { kernel, lock } => {
-            let (ctx, lock) = locked(kernel, lock.as_deref())?;
-            print!("{}", rootfs::report::show(&ctx.options.store, &lock));
+            let (archives, lock) = locked(kernel, lock.as_deref())?;
+            print!("{}", rootfs::report::show(archives.store(), &lock));
             Ok(())
         }
         RootfsCommand::List { json } => {
@@ -57,8 +57,8 @@ pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result
             }
         }
         RootfsCommand::Export { kernel, lock, out } => {
-            let (ctx, lock) = locked(kernel, lock.as_deref())?;
-            let root = rootfs::materialize(&ctx.options.store, &lock, global.quiet)?;
+            let (archives, lock) = locked(kernel, lock.as_deref())?;
+            let root = rootfs::materialize(archives.store(), &lock, global.quiet)?;
             let exported = rootfs::oci_image::export(&root.tree, &lock, out).map_err(RootfsError::from)?;
             println!("{}", exported.manifest_digest);
             if !global.quiet {
@@ -97,13 +97,13 @@ pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result
 
 /// `hermod rootfs lock`: resolve, then print or write the lock file.
 fn write_lock(global: &Global, kernel: Option<&str>, out: Option<&Path>, needs: &[String]) -> Result<(), AppError> {
-    let ctx = archive_context(global, None)?;
+    let archives = archives(global, None)?;
     let kernel = match kernel {
         Some(k) => k.to_owned(),
-        None => ctx.default_kernel()?,
+        None => archives.default_kernel()?,
     };
-    let extras = crate::input::build_depends(&ctx, &kernel, needs)?;
-    let lock = ctx.lock_with(&kernel, &extras)?;
+    let extras = crate::input::build_depends(&archives, &kernel, needs)?;
+    let lock = archives.lock_with(&kernel, &extras)?;
     let text = lock.file_text();
     match out {
         Some(path) => {

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{AppError, Global, NeedsArgs, SigningArgs};
 use crate::input::Input;
 use crate::limits::BuildLimits;
-use crate::pipeline::{Context, PipelineError};
+use crate::pipeline::{Archives, BuildOptions, Context, PipelineError};
 use crate::verify::conditions::{wait_past, Side};
 use crate::verify::{self, BuildRecord, Report, Variation, VerifyError};
 
@@ -35,7 +35,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DEB")]
     pub against: Option<PathBuf>,
     /// Wall-clock limit for each build, in seconds
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = super::DEFAULT_TIMEOUT.as_secs())]
     pub timeout: u64,
     /// Resource limit of the build sandbox, NAME=VALUE (repeatable), as for `hermod build`
     #[arg(long = "limit", value_name = "NAME=VALUE")]
@@ -71,10 +71,11 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), AppError> {
     if let (Some(lock), Some(out)) = (&args.child_lock, &args.child_out) {
         return one_build(global, args, lock, out);
     }
-    let limits = BuildLimits::from_args(&args.limits)?;
-    let timeout = Duration::from_secs(args.timeout.max(1));
-    let mut ctx = super::context(global, PathBuf::from("out"), None, timeout, limits, None)?;
-    ctx.options.signing = args.signing.load(global)?;
+    // The children build; the parent checks their limits and signing key
+    // before anything is built.
+    BuildLimits::from_args(&args.limits)?;
+    let archives = super::archives(global, None)?;
+    args.signing.load(global)?;
     // The published package is checked before anything is built.
     let published = match &args.against {
         Some(path) => Some((path.clone(), read_published(path)?)),
@@ -82,23 +83,23 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), AppError> {
     };
     let kernel = match &args.kernel {
         Some(k) => k.clone(),
-        None => ctx.default_kernel()?,
+        None => archives.default_kernel()?,
     };
-    let input = Input::parse(&args.source)?.prepare(&ctx, &kernel, &args.source, &args.needs.build_depends)?;
+    let input = Input::parse(&args.source)?.prepare(&archives, &kernel, &args.source, &args.needs.build_depends)?;
     // The source is checked as a build checks it (special files, symlinks out of
     // the tree: exit 3) before it is copied for the two sides.
     crate::source::SourceTree::scan(&input.dir)?;
-    let lock = ctx.lock_with(&kernel, &input.build_depends)?;
+    let lock = archives.lock_with(&kernel, &input.build_depends)?;
 
     // The first side lives in the store's staging area, the second in the
     // system's temporary directory: two unrelated host paths.
-    let store = &ctx.options.store;
+    let store = archives.store();
     let here = store.staging_dir("verify-")?;
     let elsewhere = tempfile::Builder::new().prefix("hermod-verify-").tempdir().map_err(io_err(Path::new("/tmp")))?;
     let lock_file = here.path().join("build-root.lock");
     std::fs::write(&lock_file, lock.file_text()).map_err(io_err(&lock_file))?;
     let name = input.dir.file_name().map_or_else(|| "source".into(), |n| n.to_string_lossy().into_owned());
-    let child_args = |side: &Side| child_args(global, args, &ctx, &input.build_depends, &lock_file, side);
+    let child_args = |side: &Side| child_args(global, args, &archives, &input.build_depends, &lock_file, side);
     let exe = std::env::current_exe().map_err(io_err(Path::new("/proc/self/exe")))?;
 
     let mut sides = Vec::new();
@@ -216,7 +217,7 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), AppError> {
     let mut boot_error = None;
     if args.boot {
         let options = crate::load_test::BootOptions::default();
-        match crate::load_test::load_test(&ctx, Some(&kernel), std::slice::from_ref(&built[0].0), &options) {
+        match crate::load_test::load_test(&archives, Some(&kernel), std::slice::from_ref(&built[0].0), &options) {
             Ok(boot) => report.boot = Some(boot),
             Err(e) => boot_error = Some(e),
         }
@@ -277,7 +278,7 @@ fn absolute(path: &Path) -> PathBuf {
 fn child_args(
     global: &Global,
     args: &VerifyArgs,
-    ctx: &Context,
+    archives: &Archives,
     build_depends: &[String],
     lock_file: &Path,
     side: &Side,
@@ -287,8 +288,8 @@ fn child_args(
         a.push(name.into());
         a.push(value.as_ref().to_owned());
     };
-    flag("--store", &absolute(ctx.options.store.root()));
-    flag("--package-cache", &absolute(ctx.options.store.packages()));
+    flag("--store", &absolute(archives.store().root()));
+    flag("--package-cache", &absolute(archives.store().packages()));
     flag("--maintainer", &global.maintainer);
     flag("--dkms-overrides", &absolute(&global.dkms_overrides));
     if let Some(recipe) = &global.recipe {
@@ -406,13 +407,18 @@ fn keep(
 fn one_build(global: &Global, args: &VerifyArgs, lock: &Path, out: &Path) -> Result<(), AppError> {
     let limits = BuildLimits::from_args(&args.limits)?;
     let timeout = Duration::from_secs(args.timeout.max(1));
-    let mut ctx = super::context(global, out.to_owned(), args.jobs, timeout, limits, Some(lock))?;
-    ctx.options.signing = args.signing.load(global)?;
-    ctx.options.cache_policy = crate::pipeline::CachePolicy::Bypass;
-    let kernel = ctx.default_kernel()?;
-    let input =
-        Input::Dir(PathBuf::from(&args.source)).prepare(&ctx, &kernel, &args.source, &args.needs.build_depends)?;
-    let report = ctx.build_one(&input, &kernel)?;
+    let ctx = Context::new(
+        super::archives(global, Some(lock))?,
+        BuildOptions {
+            signing: args.signing.load(global)?,
+            cache_policy: crate::pipeline::CachePolicy::Bypass,
+            ..super::build_options(global, args.jobs, timeout, limits)
+        },
+    );
+    let kernel = ctx.archives.default_kernel()?;
+    let needs = &args.needs.build_depends;
+    let input = Input::Dir(PathBuf::from(&args.source)).prepare(&ctx.archives, &kernel, &args.source, needs)?;
+    let report = ctx.build_one(&input, &kernel, out)?;
     println!("{}", serde_json::to_string(&report).expect("the report serializes"));
     Ok(())
 }

@@ -25,7 +25,7 @@ use super::modinfo;
 use super::BootCheckError;
 use crate::apt::debfile::{read_data, EntryKind};
 use crate::apt::Package;
-use crate::pipeline::{Context, PipelineError};
+use crate::pipeline::{Archives, PipelineError};
 use crate::rootfs::RootfsError;
 
 /// A kernel image unpacked in the store.
@@ -69,15 +69,15 @@ impl KernelImage {
 }
 
 /// The newest package of the first of `names` the archive offers.
-fn newest<'a>(ctx: &'a Context, kernel: &str, names: &[String]) -> Result<Option<&'a Package>, BootCheckError> {
+fn newest<'a>(ctx: &'a Archives, kernel: &str, names: &[String]) -> Result<Option<&'a Package>, BootCheckError> {
     let archive = ctx.archive(kernel).map_err(|e| BootCheckError::Archive(Box::new(e)))?;
     Ok(names.iter().find_map(|n| archive.newest(n)))
 }
 
-fn download(ctx: &Context, kernel: &str, package: &Package) -> Result<PathBuf, BootCheckError> {
+fn download(ctx: &Archives, kernel: &str, package: &Package) -> Result<PathBuf, BootCheckError> {
     let mirrors = ctx.platform(kernel).map_err(|e| BootCheckError::Archive(Box::new(e)))?.platform.sources.mirrors();
-    let store = &ctx.options.store;
-    let debs = crate::apt::download_from(std::slice::from_ref(package), &mirrors, store.packages(), ctx.options.quiet)
+    let store = ctx.store();
+    let debs = crate::apt::download_from(std::slice::from_ref(package), &mirrors, store.packages(), ctx.quiet())
         .map_err(|e| BootCheckError::Fetch(Box::new(e)))?;
     Ok(debs.into_iter().next().expect("one package asked, one path"))
 }
@@ -86,7 +86,7 @@ fn download(ctx: &Context, kernel: &str, package: &Package) -> Result<PathBuf, B
 /// platform (the recipe) whose archive offers the kernel's headers. A kernel
 /// no release offers has no image either: the error lists those of its
 /// flavour the releases do have.
-pub fn machine(ctx: &Context, release: &str) -> Result<Machine, BootCheckError> {
+pub fn machine(ctx: &Archives, release: &str) -> Result<Machine, BootCheckError> {
     if !crate::rootfs::is_release(release) {
         return Err(BootCheckError::BadKernel(release.to_owned()));
     }
@@ -100,12 +100,12 @@ pub fn machine(ctx: &Context, release: &str) -> Result<Machine, BootCheckError> 
 /// [`BootCheckError::NoImage`] for `release`, with the images of the same
 /// flavour the releases do offer, oldest first within each, the machine's own
 /// release first.
-fn no_image(ctx: &Context, release: &str) -> Result<BootCheckError, BootCheckError> {
+fn no_image(ctx: &Archives, release: &str) -> Result<BootCheckError, BootCheckError> {
     let flavour = crate::rootfs::kernel_flavour(release);
     let mut offered = Vec::new();
     for platform in ctx.platforms().iter().filter(|p| p.platform.has_sources()) {
         let archive = platform
-            .archive(&ctx.options.store.indices())
+            .archive(&ctx.store().indices())
             .map_err(|e| BootCheckError::Archive(Box::new(PipelineError::from(e))))?;
         offered.extend(crate::plan::kernels_offered(archive));
     }
@@ -115,7 +115,7 @@ fn no_image(ctx: &Context, release: &str) -> Result<BootCheckError, BootCheckErr
 
 /// `linux-image-<release>` (or `-unsigned`) from the archive of its platform,
 /// whose [`machine`] is `machine`, unpacked in the store.
-pub fn kernel_image(ctx: &Context, release: &str, machine: Machine) -> Result<KernelImage, BootCheckError> {
+pub fn kernel_image(ctx: &Archives, release: &str, machine: Machine) -> Result<KernelImage, BootCheckError> {
     if !crate::rootfs::is_release(release) {
         return Err(BootCheckError::BadKernel(release.to_owned()));
     }
@@ -123,7 +123,7 @@ pub fn kernel_image(ctx: &Context, release: &str, machine: Machine) -> Result<Ke
     let Some(package) = newest(ctx, release, &names)?.cloned() else {
         return Err(no_image(ctx, release)?);
     };
-    let store = &ctx.options.store;
+    let store = ctx.store();
     let dir = store.boot_images_dir().join(format!("{}_{}", package.name, &package.sha256[..16]));
     let image = KernelImage {
         release: release.to_owned(),
@@ -191,7 +191,7 @@ fn unpack_kernel(deb: &Path, release: &str, dest: &Path) -> Result<(), BootCheck
 
 /// `/bin/busybox` of `busybox-static` from `kernel`'s release, a program of
 /// `machine`: the guest's only program.
-pub fn busybox(ctx: &Context, kernel: &str, machine: Machine) -> Result<Vec<u8>, BootCheckError> {
+pub fn busybox(ctx: &Archives, kernel: &str, machine: Machine) -> Result<Vec<u8>, BootCheckError> {
     let package = newest(ctx, kernel, &["busybox-static".to_owned()])?
         .cloned()
         .ok_or_else(|| BootCheckError::NoBusybox("busybox-static is not in the archive".into()))?;

@@ -38,7 +38,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::exit::{Code, HasExitCode};
-use crate::pipeline::{Context, PipelineError};
+use crate::pipeline::{Archives, PipelineError};
 use guest::{Load, Op, Role};
 pub use image::KernelImage;
 pub use machine::Machine;
@@ -327,7 +327,7 @@ impl Default for BootOptions {
 /// for. A module that fails is in the report, not an error: see
 /// [`BootReport::verdict`].
 pub fn load_test(
-    ctx: &Context,
+    ctx: &Archives,
     kernel: Option<&str>,
     paths: &[PathBuf],
     options: &BootOptions,
@@ -345,7 +345,7 @@ pub fn load_test(
 
 /// Boot `kernel` from the archive under qemu and load, then unload, `modules`.
 pub fn boot_test(
-    ctx: &Context,
+    ctx: &Archives,
     kernel: &str,
     modules: &[ModuleUnderTest],
     options: &BootOptions,
@@ -414,7 +414,7 @@ pub fn boot_test(
         initramfs.file("init", 0o755, guest::init_script(&loads).as_bytes())
     };
     cpio_ok().map_err(|e| BootCheckError::io("initramfs", e))?;
-    let staging = ctx.options.store.staging_dir("boot-").map_err(|e| BootCheckError::Archive(Box::new(e.into())))?;
+    let staging = ctx.store().staging_dir("boot-").map_err(|e| BootCheckError::Archive(Box::new(e.into())))?;
     let initrd = staging.path().join("initramfs.cpio");
     let bytes = initramfs.finish().map_err(|e| BootCheckError::io(&initrd, e))?;
     std::fs::write(&initrd, bytes).map_err(|e| BootCheckError::io(&initrd, e))?;

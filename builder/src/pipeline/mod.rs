@@ -11,22 +11,21 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::apt::Archive;
 use crate::build::{self, Settings};
 use crate::cache::{self, Manifest};
 use crate::compress::Compression;
 use crate::debpkg::{self, ModuleFile};
-use crate::input::{InputError, Prepared};
+use crate::input::Prepared;
 use crate::key::{Key, KeyInputs};
 use crate::limits::BuildLimits;
-use crate::platform::{Live, Platform, Platforms};
-use crate::rootfs::{self, Lock, RootfsError};
+use crate::rootfs::{self, Lock};
 use crate::source::SourceTree;
-use crate::store::Store;
 
+mod archives;
 mod error;
 mod package;
 
+pub use archives::Archives;
 pub use error::PipelineError;
 use package::deb_spec;
 pub use package::{package_name, package_version, SOURCE_DATE_EPOCH};
@@ -72,20 +71,16 @@ pub struct Report {
     pub seconds: f64,
 }
 
-pub struct Options {
+/// What a build makes and how, beyond the archives: the knobs of its steps,
+/// what goes into its package (and so into its key), and which caches it uses.
+/// Only the commands that build, or compute what a build would (`key`,
+/// `plan`, `oci`), take them.
+pub struct BuildOptions {
     /// The Maintainer of the packages hermod writes (part of the cache key: it is in the bytes).
     pub maintainer: String,
-    pub store: Store,
-    /// The releases built for, each a recipe and its sources (see
-    /// [`crate::platform`]); the machine's own first.
-    pub platforms: Vec<Platform>,
-    pub out: PathBuf,
     pub jobs: usize,
     pub timeout: Duration,
     pub limits: BuildLimits,
-    pub quiet: bool,
-    /// A lock file's package set: then no index is ever read.
-    pub lock: Option<Lock>,
     /// Sign modules with this key (see [`crate::module_signing`]).
     pub signing: Option<crate::module_signing::ModuleSigning>,
     /// The shared cache: pulled from on a local miss, pushed to after a build
@@ -122,137 +117,17 @@ impl CachePolicy {
     }
 }
 
-/// The platforms and their archives, loaded once for many builds.
-///
-/// Nothing is fetched up front (see [`platform::Live`]). With a lock given
-/// ([`Options::lock`]) there are no questions about any archive: the build
-/// reads no index and needs no network when its packages are in the package
-/// cache.
+/// A build's context: the archives (see [`Archives`]) and the build options.
 pub struct Context {
-    pub options: Options,
-    platforms: Platforms,
+    pub archives: Archives,
+    pub options: BuildOptions,
     /// The "cgroup limits not enforced" note is said once per run.
     cgroup_noted: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
-    pub fn load(options: Options) -> Result<Context, PipelineError> {
-        let platforms = Platforms::new(options.platforms.clone());
-        Ok(Context { options, platforms, cgroup_noted: Default::default() })
-    }
-
-    /// The platform that builds `kernel`: the lock's recipe's when building
-    /// from one, else the one whose suites offer its headers
-    /// ([`Platforms::for_kernel`]).
-    pub fn platform(&self, kernel: &str) -> Result<&Live, PipelineError> {
-        if let Some(lock) = &self.options.lock {
-            return self.platforms.by_recipe(&lock.recipe).ok_or_else(|| {
-                RootfsError::LockRecipe {
-                    recipe: lock.recipe.clone(),
-                    known: self.platforms.all().iter().map(|p| p.recipe().name.clone()).collect(),
-                }
-                .into()
-            });
-        }
-        Ok(self.platforms.for_kernel(kernel, &self.options.store)?)
-    }
-
-    /// Every platform, the machine's own first.
-    pub fn platforms(&self) -> &[Live] {
-        self.platforms.all()
-    }
-
-    /// The archive of `kernel`'s platform (loaded on first use).
-    pub fn archive(&self, kernel: &str) -> Result<&Archive, PipelineError> {
-        Ok(self.platform(kernel)?.archive(&self.options.store.indices())?)
-    }
-
-    /// The kernel the machine's own release's meta package points at, or the lock's.
-    pub fn default_kernel(&self) -> Result<String, PipelineError> {
-        match &self.options.lock {
-            Some(lock) => Ok(lock.kernel.clone()),
-            None => Ok(self.platforms.default_kernel(&self.options.store)?),
-        }
-    }
-
-    /// The exact build-root package set for `kernel`: the given lock, or
-    /// resolved from the archive.
-    pub fn lock(&self, kernel: &str) -> Result<Lock, PipelineError> {
-        self.lock_with(kernel, &[])
-    }
-
-    /// [`Context::lock`] with declared build needs (package names, see
-    /// [`crate::input`]) as further roots. A given lock is used as it is, and
-    /// must already contain them.
-    pub fn lock_with(&self, kernel: &str, extras: &[String]) -> Result<Lock, PipelineError> {
-        let platform = self.platform(kernel)?;
-        let mut lock = match &self.options.lock {
-            Some(lock) if lock.kernel == kernel => {
-                let names: std::collections::HashSet<&str> = lock.packages.iter().map(|p| p.name.as_str()).collect();
-                if let Some(name) = extras.iter().find(|n| !names.contains(n.as_str())) {
-                    return Err(InputError::NotInLock { origin: "the source".into(), name: name.clone() }.into());
-                }
-                lock.clone()
-            }
-            Some(lock) => {
-                return Err(PipelineError::LockedKernel { locked: lock.kernel.clone(), wanted: kernel.to_owned() })
-            }
-            None => {
-                // Without extras, the question is the one it always was, so
-                // remembered resolutions still answer it.
-                let mut question = format!("lock {kernel}");
-                if !extras.is_empty() {
-                    question.push_str(&format!(" extras {}", extras.join(" ")));
-                }
-                let store = &self.options.store;
-                let mut lock = platform.memo(store)?.get_or(&question, || {
-                    Ok::<_, PipelineError>(Lock::resolve(
-                        platform.archive(&store.indices())?,
-                        platform.recipe(),
-                        kernel,
-                        extras,
-                    )?)
-                })?;
-                lock.suites = platform.platform.sources.suites();
-                lock
-            }
-        };
-        // A resolved package comes from its own archive first; a locked one
-        // only from these.
-        lock.mirrors = platform.platform.sources.mirrors();
-        Ok(lock)
-    }
-
-    /// `--kernel all[:FLAVOURS]` ([`Platforms::all_kernels`]); with a lock
-    /// given, the lock's kernel alone.
-    pub fn all_kernels(&self, flavours: &str) -> Result<Vec<String>, PipelineError> {
-        match &self.options.lock {
-            Some(lock) => Ok(vec![lock.kernel.clone()]),
-            None => Ok(self.platforms.all_kernels(flavours, &self.options.store)?),
-        }
-    }
-
-    /// The kernels a `--kernel` list names: `all[:FLAVOURS]` expanded (see
-    /// [`Context::all_kernels`]), others as given, each once, in order;
-    /// none given is the default kernel.
-    pub fn kernels(&self, asked: &[String]) -> Result<Vec<String>, PipelineError> {
-        let mut kernels: Vec<String> = Vec::new();
-        if asked.is_empty() {
-            kernels.push(self.default_kernel()?);
-        }
-        for kernel in asked {
-            let more = match kernel.strip_prefix("all") {
-                Some("") => self.all_kernels("")?,
-                Some(flavours) if flavours.starts_with(':') => self.all_kernels(&flavours[1..])?,
-                _ => vec![kernel.clone()],
-            };
-            for k in more {
-                if !kernels.contains(&k) {
-                    kernels.push(k);
-                }
-            }
-        }
-        Ok(kernels)
+    pub fn new(archives: Archives, options: BuildOptions) -> Context {
+        Context { archives, options, cgroup_noted: Default::default() }
     }
 
     /// The knobs of every build step in `lock`'s root, from the options and
@@ -264,14 +139,16 @@ impl Context {
     /// The DKMS whose reading of dkms.conf applies in `lock`'s root: its
     /// recipe's (bookworm's 3.0 for a recipe not built for).
     fn semantics(&self, lock: &Lock) -> crate::dkms::Semantics {
-        let recipe = self.platforms.by_recipe(&lock.recipe).map(Live::recipe);
-        recipe.and_then(|r| crate::dkms::Semantics::parse(&r.dkms).ok()).unwrap_or(crate::dkms::Semantics::V3_0)
+        self.archives
+            .recipe_of(lock)
+            .and_then(|r| crate::dkms::Semantics::parse(&r.dkms).ok())
+            .unwrap_or(crate::dkms::Semantics::V3_0)
     }
 
     /// The machine `lock`'s root builds for, from its recipe (an amd64
     /// machine for a recipe not built for: a lock of an older hermod).
     pub fn target(&self, lock: &Lock) -> crate::build::Target {
-        match self.platforms.by_recipe(&lock.recipe).map(Live::recipe) {
+        match self.archives.recipe_of(lock) {
             Some(recipe) => recipe.target(),
             None => crate::build::Target::native_amd64(),
         }
@@ -319,8 +196,7 @@ impl Context {
 
     /// Where `lock`'s recipe puts modules (`lib/modules` for a recipe not built for).
     fn modules_dir(&self, lock: &Lock) -> &str {
-        let recipe = self.platforms.by_recipe(&lock.recipe).map(Live::recipe);
-        recipe.map_or("lib/modules", |r| r.modules_dir.as_str())
+        self.archives.recipe_of(lock).map_or("lib/modules", |r| r.modules_dir.as_str())
     }
 
     /// The build parameters that change the output, for the cache key.
@@ -353,7 +229,7 @@ impl Context {
 
     /// The build root of `lock`, made if the store lacks it.
     fn materialize(&self, lock: &Lock) -> Result<rootfs::Rootfs, PipelineError> {
-        let rootfs = rootfs::materialize(&self.options.store, lock, self.options.quiet)?;
+        let rootfs = rootfs::materialize(self.archives.store(), lock, self.archives.quiet())?;
         if rootfs.created {
             self.say(&format!("build root {} ready ({} packages)", &rootfs.hash[..16], lock.packages.len()));
         }
@@ -385,7 +261,7 @@ impl Context {
             });
         }
         let root = self.materialize(lock)?;
-        let store = &self.options.store;
+        let store = self.archives.store();
         let workdir = store.staging_dir("names-")?;
         let source_hash = crate::key::source_hash(source);
         let log = store.logs().join(format!("{}-{}-names.log", &source_hash[..16], lock.kernel));
@@ -397,19 +273,20 @@ impl Context {
     }
 
     fn say(&self, message: &str) {
-        if !self.options.quiet {
+        if !self.archives.quiet() {
             crate::say::note(message);
         }
     }
 
-    /// Build (or reuse) the package of `source` for `kernel`.
-    pub fn build_one(&self, source: &Prepared, kernel: &str) -> Result<Report, PipelineError> {
-        self.build_one_with(source, kernel, self.options.jobs)
+    /// Build (or reuse) the package of `source` for `kernel`, and put it in `out`.
+    pub fn build_one(&self, source: &Prepared, kernel: &str, out: &Path) -> Result<Report, PipelineError> {
+        self.build_one_with(source, kernel, self.options.jobs, out)
     }
 
     /// Every (source, kernel) pair, up to `--jobs` at once, each build's make
-    /// getting its share of the jobs. Results come back in the pairs' order.
-    pub fn build_many(&self, pairs: &[(&Prepared, String)]) -> Vec<Result<Report, PipelineError>> {
+    /// getting its share of the jobs, each package put in `out`. Results come
+    /// back in the pairs' order.
+    pub fn build_many(&self, pairs: &[(&Prepared, String)], out: &Path) -> Vec<Result<Report, PipelineError>> {
         // Resolve each lock first, one after the other: the first one loads
         // the archive, which the threads would otherwise each load at once.
         // An error here is found again, and reported, per pair.
@@ -417,23 +294,28 @@ impl Context {
         locks.sort();
         locks.dedup();
         for (kernel, extras) in locks {
-            let _ = self.lock_with(kernel, extras);
+            let _ = self.archives.lock_with(kernel, extras);
         }
         let at_once = self.options.jobs.clamp(1, pairs.len().max(1));
         let jobs_each = (self.options.jobs / at_once).max(1);
-        crate::work::run(pairs, at_once, |(source, kernel)| self.build_one_with(source, kernel, jobs_each), |_| false)
-            .into_iter()
-            .map(|result| result.expect("nothing stops the queue: every pair was built"))
-            .collect()
+        crate::work::run(
+            pairs,
+            at_once,
+            |(source, kernel)| self.build_one_with(source, kernel, jobs_each, out),
+            |_| false,
+        )
+        .into_iter()
+        .map(|result| result.expect("nothing stops the queue: every pair was built"))
+        .collect()
     }
 
-    fn build_one_with(&self, input: &Prepared, kernel: &str, jobs: usize) -> Result<Report, PipelineError> {
+    fn build_one_with(&self, input: &Prepared, kernel: &str, jobs: usize, out: &Path) -> Result<Report, PipelineError> {
         let started = Instant::now();
-        let store = &self.options.store;
+        let store = self.archives.store();
         // The preparation's deadline starts now, before the lock is resolved.
         let deadline = crate::source::Deadline::after(self.options.timeout);
         let source = SourceTree::scan_until(&input.dir, &deadline)?;
-        let lock = self.lock_with(kernel, &input.build_depends)?;
+        let lock = self.archives.lock_with(kernel, &input.build_depends)?;
         let settings = Settings { deadline, ..self.settings_with_jobs(&lock, jobs) };
         let mut rootfs = None;
         let overrides = self.dkms_overrides(Path::new(&input.label), &source, &lock, &settings, &mut rootfs)?;
@@ -445,7 +327,7 @@ impl Context {
 
         // Hand out a cached result: export it to --out and say where it came from.
         let deliver = |manifest: Manifest, bytes: &[u8], cache: CacheStatus, from: &str| {
-            let deb = cache::export(&self.options.out, &manifest.deb, bytes)?;
+            let deb = cache::export(out, &manifest.deb, bytes)?;
             self.say(&format!("{} for {kernel}: {from} ({})", manifest.package, deb.display()));
             Ok::<_, PipelineError>(report(manifest, deb, &key, cache, started))
         };
@@ -535,7 +417,7 @@ impl Context {
         if !bypass {
             cache::insert(store, &key.hex, &manifest, &bytes)?;
         }
-        let deb = cache::export(&self.options.out, &name, &bytes)?;
+        let deb = cache::export(out, &name, &bytes)?;
         self.say(&format!("wrote {}", deb.display()));
         if let Some(shared) = shared {
             if shared.push(&key.hex, &manifest, &bytes) {
@@ -543,26 +425,6 @@ impl Context {
             }
         }
         Ok(report(manifest, deb, &key, CacheStatus::Miss, started))
-    }
-}
-
-/// The input stage's view of the context (see [`crate::input::Archives`]).
-impl crate::input::Archives for Context {
-    type Error = PipelineError;
-    fn platform(&self, kernel: &str) -> Result<&Live, PipelineError> {
-        Context::platform(self, kernel)
-    }
-    fn archive(&self, kernel: &str) -> Result<&Archive, PipelineError> {
-        Context::archive(self, kernel)
-    }
-    fn given_lock(&self) -> Option<&Lock> {
-        self.options.lock.as_ref()
-    }
-    fn store(&self) -> &Store {
-        &self.options.store
-    }
-    fn quiet(&self) -> bool {
-        self.options.quiet
     }
 }
 
