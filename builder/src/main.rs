@@ -10,7 +10,7 @@ fn main() {
     // Before any thread starts (they inherit the signal mask): SIGINT and
     // SIGTERM then remove this run's staging and cgroups before exiting.
     if let Err(e) = hermod::interrupt::install() {
-        eprintln!("hermod: warning: {e}; an interrupted run leaves its staging to the next one");
+        hermod::say::warning(format_args!("{e}; an interrupted run leaves its staging to the next one"));
     }
 
     let cli = hermod::cli::Cli::parse();
@@ -35,7 +35,7 @@ fn main() {
         .init();
 
     if let Err(err) = hermod::cli::run(&cli) {
-        eprintln!("hermod: error: {err}");
+        hermod::say::failure(format_args!("error: {err}"));
         std::process::exit(hermod::cli::exit_code(&err));
     }
 }

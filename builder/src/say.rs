@@ -3,9 +3,10 @@
 //!
 //! Results go to stdout (text or `--json`, from `cli/`); diagnostics go
 //! through `tracing` (`-v`, `HERMOD_LOG`). Library code never writes to
-//! stderr itself: it calls [`note`] (progress and remarks, silenced by
-//! `--quiet`) or [`warning`] (something the user should act on, always
-//! shown), so `--quiet` and the line format are decided here only.
+//! stderr itself, nor does `cli/`: they call [`note`] (progress and remarks,
+//! silenced by `--quiet`), [`warning`] (something the user should act on,
+//! always shown), [`failure`] or [`notice`], so `--quiet` and the line format
+//! are decided here only.
 
 use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,5 +37,12 @@ pub fn warning(message: impl Display) {
 /// An error that does not stop the command (one of several items failed):
 /// `hermod: MESSAGE`, always shown; the command's exit status reports it.
 pub fn failure(message: impl Display) {
+    eprintln!("hermod: {message}");
+}
+
+/// What the user must know even when quiet, though nothing failed (an
+/// install deferred until dpkg is done, a repository left unsigned):
+/// `hermod: MESSAGE`, always shown.
+pub fn notice(message: impl Display) {
     eprintln!("hermod: {message}");
 }

@@ -7,7 +7,7 @@ use super::*;
 pub(super) fn cache_command(global: &Global, command: &CacheCommand) -> Result<(), AppError> {
     use crate::cache_admin;
     if let CacheCommand::Keygen { file, name } = command {
-        return keygen(global, file, name.as_deref());
+        return keygen(file, name.as_deref());
     }
     let store = open_store(global)?;
     match command {
@@ -53,7 +53,7 @@ pub(super) fn cache_command(global: &Global, command: &CacheCommand) -> Result<(
 }
 
 /// `hermod cache keygen`: a new signing key for the shared cache (see `trust.rs`).
-fn keygen(global: &Global, file: &Path, name: Option<&str>) -> Result<(), AppError> {
+fn keygen(file: &Path, name: Option<&str>) -> Result<(), AppError> {
     let name = match name {
         Some(name) => name.to_owned(),
         None => crate::trust::name_from_path(file)?,
@@ -61,14 +61,12 @@ fn keygen(global: &Global, file: &Path, name: Option<&str>) -> Result<(), AppErr
     let key = crate::trust::SecretKey::generate(&name)?;
     key.write_new(file)?;
     println!("{}", key.public());
-    if !global.quiet {
-        eprintln!(
-            "hermod: wrote the secret key {} (keep it private; HERMOD_SIGNING_KEY on the hosts that push); \
-             trust it with HERMOD_TRUSTED_KEYS={}",
-            file.display(),
-            key.public()
-        );
-    }
+    crate::say::note(format_args!(
+        "wrote the secret key {} (keep it private; HERMOD_SIGNING_KEY on the hosts that push); \
+         trust it with HERMOD_TRUSTED_KEYS={}",
+        file.display(),
+        key.public()
+    ));
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use crate::farm::{pending, FarmError, StateDir, System, SystemTools, Wanted};
 use crate::input::Input;
 use crate::limits::BuildLimits;
 use crate::pipeline::{BuildOptions, CachePolicy, Context, PipelineError};
+use crate::say;
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
@@ -211,9 +212,7 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<(), AppError> {
     for w in &wanted {
         match obtain(w, &args.kernel, &list, &out)? {
             Ok((deb, from)) => {
-                if !global.quiet {
-                    eprintln!("hermod: {} from {from}", w.package(&args.kernel));
-                }
+                say::note(format_args!("{} from {from}", w.package(&args.kernel)));
                 println!("{}", deb.display());
                 debs.push(deb);
             }
@@ -239,10 +238,8 @@ pub fn prepare(global: &Global, args: &PrepareArgs) -> Result<(), AppError> {
     let config = super::loaded_config(global)?;
     let state = state_dir(config);
     let wanted = wanted(config)?;
-    if !global.quiet {
-        let from = args.hook.as_deref().map(|h| format!(" (from /etc/kernel/{h})")).unwrap_or_default();
-        eprintln!("hermod: preparing {} wanted module package(s) for {}{from}", wanted.len(), args.kernel);
-    }
+    let from = args.hook.as_deref().map(|h| format!(" (from /etc/kernel/{h})")).unwrap_or_default();
+    say::note(format_args!("preparing {} wanted module package(s) for {}{from}", wanted.len(), args.kernel));
     let parts = providers(global, config, &state, true);
     let prepared = crate::farm::prepare(&args.kernel, &wanted, &state, &SystemTools, &as_list(&parts))?;
     report(&prepared);
@@ -285,7 +282,7 @@ pub fn install_pending(global: &Global) -> Result<(), AppError> {
 
 fn report_installed(done: &pending::Installed, state: &StateDir) {
     if done.deferred {
-        eprintln!("hermod: dpkg is running: pending packages are installed when it is done (apt's DPkg::Post-Invoke runs `hermod install-pending`; by hand: hermod install-pending)");
+        say::notice("dpkg is running: pending packages are installed when it is done (apt's DPkg::Post-Invoke runs `hermod install-pending`; by hand: hermod install-pending)");
     }
     for (package, version) in &done.installed {
         println!("{package} {version}: installed");
@@ -325,7 +322,7 @@ pub fn boot(global: &Global, args: &BootArgs) -> Result<(), AppError> {
                 match system.load_module(&module) {
                     Ok(()) => println!("{module}: loaded"),
                     Err(e) => {
-                        eprintln!("hermod: {e}");
+                        say::failure(&e);
                         failed_loads.push(module);
                     }
                 }

@@ -42,12 +42,10 @@ pub fn load_test(global: &Global, args: &LoadTestArgs) -> Result<(), AppError> {
         if args.json { serde_json::to_string(&report).expect("report serializes") + "\n" } else { human(&report) };
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
-    if !global.quiet {
-        eprintln!(
-            "hermod: booted {} ({}) under qemu (software emulation) in {:.1} s",
-            report.image, report.architecture, report.seconds
-        );
-    }
+    crate::say::note(format_args!(
+        "booted {} ({}) under qemu (software emulation) in {:.1} s",
+        report.image, report.architecture, report.seconds
+    ));
     Ok(report.verdict()?)
 }
 

@@ -13,6 +13,7 @@ use crate::limits::BuildLimits;
 use crate::module_signing::ModuleSigning;
 use crate::pipeline::{Archives, BuildOptions, CachePolicy, Context, PipelineError, Status};
 use crate::rootfs::{Lock, Recipe, RootfsError};
+use crate::say;
 use crate::shared_cache::SharedCache;
 use crate::store::Store;
 
@@ -489,10 +490,10 @@ pub fn run(cli: &Cli) -> Result<(), AppError> {
             let input = Input::parse(&args.source)?.prepare(&ctx.archives, &kernel, &args.source, needs)?;
             let config = crate::oci_bundle::write(&ctx, &input, Some(&kernel), &args.bundle)?;
             println!("{config}");
-            if !cli.global.quiet {
-                let dir = args.bundle.display();
-                eprintln!("hermod: wrote {dir}/config.json; `runc run --bundle {dir} ID` builds into {dir}/work/out/module-N.ko");
-            }
+            let dir = args.bundle.display();
+            say::note(format_args!(
+                "wrote {dir}/config.json; `runc run --bundle {dir} ID` builds into {dir}/work/out/module-N.ko"
+            ));
             Ok(())
         }
         Command::Rootfs { command } => roots::rootfs_command(&cli.global, command),
@@ -502,8 +503,8 @@ pub fn run(cli: &Cli) -> Result<(), AppError> {
         Command::InstallPending => farm::install_pending(&cli.global),
         Command::Boot(args) => farm::boot(&cli.global, args),
         Command::Plan(args) => plan::plan(&cli.global, args),
-        Command::Publish(args) => repo::publish(&cli.global, args),
-        Command::Repo { command } => repo::repo_command(&cli.global, command),
+        Command::Publish(args) => repo::publish(args),
+        Command::Repo { command } => repo::repo_command(command),
         Command::LoadTest(args) => load_test::load_test(&cli.global, args),
         Command::Verify(args) => verify::verify(&cli.global, args),
     }
@@ -548,7 +549,7 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
             // With several builds, each failure is told as it is found; the
             // first decides the exit status (main prints it last).
             Err(e) if first_error.is_none() => first_error = Some(e),
-            Err(e) => eprintln!("hermod: error: {e}"),
+            Err(e) => say::failure(format_args!("error: {e}")),
         }
     }
     match first_error {
@@ -560,7 +561,7 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
         None => Ok(()),
         Some(e) => {
             if pairs.len() > 1 {
-                eprintln!("hermod: {failures} of {} builds failed", pairs.len());
+                say::failure(format_args!("{failures} of {} builds failed", pairs.len()));
             }
             Err(e.into())
         }

@@ -95,24 +95,22 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), AppError> {
 
     if !left_out.is_empty() {
         let list: Vec<&str> = left_out.iter().copied().collect();
-        eprintln!(
-            "hermod: warning: {} kernel(s) of --kernels-from left out of the plan: the archive has no headers for them: {}",
+        crate::say::warning(format_args!(
+            "{} kernel(s) of --kernels-from left out of the plan: the archive has no headers for them: {}",
             list.len(),
             list.join(", ")
-        );
+        ));
     }
     let cached = entries.iter().filter(|e| e.cached).count();
-    if !global.quiet {
-        let shared = entries.iter().filter(|e| e.cached_in == Some(Cached::Shared)).count();
-        eprintln!(
-            "hermod: plan: {} builds ({} modules x {} kernels), {cached} cached ({} local, {shared} shared), {} to build",
-            entries.len(),
-            seen.len(),
-            kernels.len() - left_out.len(),
-            cached - shared,
-            entries.len() - cached
-        );
-    }
+    let shared = entries.iter().filter(|e| e.cached_in == Some(Cached::Shared)).count();
+    crate::say::note(format_args!(
+        "plan: {} builds ({} modules x {} kernels), {cached} cached ({} local, {shared} shared), {} to build",
+        entries.len(),
+        seen.len(),
+        kernels.len() - left_out.len(),
+        cached - shared,
+        entries.len() - cached
+    ));
     if args.misses_only {
         entries.retain(|e| !e.cached);
     }

@@ -60,7 +60,7 @@ fn now() -> i64 {
 }
 
 /// `hermod publish`.
-pub(super) fn publish(global: &Global, args: &PublishArgs) -> Result<(), AppError> {
+pub(super) fn publish(args: &PublishArgs) -> Result<(), AppError> {
     let key = args.sign_key.as_deref().map(SigningKey::read).transpose().map_err(RepoError::from)?;
     let request = Publish {
         repo: &args.repo,
@@ -76,34 +76,30 @@ pub(super) fn publish(global: &Global, args: &PublishArgs) -> Result<(), AppErro
         let _ = writeln!(stdout, "{}", args.repo.join(pool_path).display());
     }
     let added = report.packages.iter().filter(|(_, new)| *new).count();
-    if !global.quiet {
-        let date = repo::release::rfc2822(report.date);
-        let from = report.date_source.as_ref().map(|s| s.to_string()).unwrap_or_default();
-        eprintln!(
-            "hermod: {} ({} {}): {added} added, {} already published; {} files written; Date {date} ({from})",
-            args.repo.display(),
-            args.suite,
-            args.component,
-            report.packages.len() - added,
-            report.written.len(),
-        );
-        if let Some(key) = &key {
-            eprintln!("hermod: dists/{}/InRelease signed by {}", args.suite, key.fingerprint());
-        }
-    }
-    if key.is_none() {
+    let date = repo::release::rfc2822(report.date);
+    let from = report.date_source.as_ref().map(|s| s.to_string()).unwrap_or_default();
+    say::note(format_args!(
+        "{} ({} {}): {added} added, {} already published; {} files written; Date {date} ({from})",
+        args.repo.display(),
+        args.suite,
+        args.component,
+        report.packages.len() - added,
+        report.written.len(),
+    ));
+    match &key {
+        Some(key) => say::note(format_args!("dists/{}/InRelease signed by {}", args.suite, key.fingerprint())),
         // Loud even with -q: this repository is not usable as it stands.
-        eprintln!(
-            "hermod: WARNING: the repository is NOT SIGNED (no --sign-key, no HERMOD_REPO_SIGN_KEY): it has no \
+        None => say::notice(
+            "WARNING: the repository is NOT SIGNED (no --sign-key, no HERMOD_REPO_SIGN_KEY): it has no \
              InRelease, and apt refuses it. Only a source marked [trusted=yes] would use it, trusting anyone who \
-             can change the files or the network path. Make a key with `hermod repo keygen --out PREFIX`."
-        );
+             can change the files or the network path. Make a key with `hermod repo keygen --out PREFIX`.",
+        ),
     }
     Ok(())
 }
 
 /// `hermod repo ...`.
-pub(super) fn repo_command(global: &Global, command: &RepoCommand) -> Result<(), AppError> {
+pub(super) fn repo_command(command: &RepoCommand) -> Result<(), AppError> {
     match command {
         RepoCommand::Keygen { out, url, name } => {
             let created = u32::try_from(now()).unwrap_or(u32::MAX);
@@ -112,18 +108,16 @@ pub(super) fn repo_command(global: &Global, command: &RepoCommand) -> Result<(),
             let public =
                 std::path::absolute(&public).map_err(|source| RepoError::Io { path: public.clone(), source })?;
             print!("{}", sources_stanza(url.as_deref(), &public));
-            if !global.quiet {
-                eprintln!(
-                    "hermod: wrote {} (secret: keep it on the publishing host; `hermod publish --sign-key {}`) and {} \
-                     (public: copy it to that path on every farm machine); key {}",
-                    secret.display(),
-                    secret.display(),
-                    public.display(),
-                    key.fingerprint()
-                );
-                if url.is_none() {
-                    eprintln!("hermod: no --url given: replace the URIs line with the repository's URL");
-                }
+            say::note(format_args!(
+                "wrote {} (secret: keep it on the publishing host; `hermod publish --sign-key {}`) and {} \
+                 (public: copy it to that path on every farm machine); key {}",
+                secret.display(),
+                secret.display(),
+                public.display(),
+                key.fingerprint()
+            ));
+            if url.is_none() {
+                say::note("no --url given: replace the URIs line with the repository's URL");
             }
             Ok(())
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{archives, open_store, AppError, Global, RootfsCommand};
 use crate::pipeline::Archives;
 use crate::rootfs::{self, Lock, LockFileError, RootfsError};
+use crate::say;
 
 /// `hermod rootfs ...`: the work is in `rootfs`; this is glue.
 pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result<(), AppError> {
@@ -25,8 +26,8 @@ pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result
         RootfsCommand::Build { kernel, lock } => {
             let (archives, lock) = locked(kernel, lock.as_deref())?;
             let root = rootfs::materialize(archives.store(), &lock, global.quiet)?;
-            if root.created && !global.quiet {
-                eprintln!("hermod: build root {} made in {:.2} s", &root.hash[..16], root.seconds);
+            if root.created {
+                say::note(format_args!("build root {} made in {:.2} s", &root.hash[..16], root.seconds));
             }
             println!("{} {} {}", root.hash, lock.kernel, root.tree.display());
             Ok(())
@@ -45,7 +46,7 @@ pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result
             let days = older_than.unwrap_or(if kernel.is_some() { 0.0 } else { 30.0 });
             let report = rootfs::gc(&open_store(global)?, Duration::from_secs_f64(days * 86400.0), kernel.as_deref())?;
             for (path, why) in &report.failed {
-                eprintln!("hermod: warning: rootfs gc could not remove {}, skipped: {why}", path.display());
+                say::warning(format_args!("rootfs gc could not remove {}, skipped: {why}", path.display()));
             }
             print!("{}", rootfs::report::gc(&report));
             if report.roots_failed.is_empty() {
@@ -61,24 +62,20 @@ pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result
             let root = rootfs::materialize(archives.store(), &lock, global.quiet)?;
             let exported = rootfs::oci_image::export(&root.tree, &lock, out).map_err(RootfsError::from)?;
             println!("{}", exported.manifest_digest);
-            if !global.quiet {
-                eprintln!(
-                    "hermod: wrote {} ({}, layer {:.1} MiB); e.g. `skopeo copy oci:{}:{} docker://REGISTRY/NAME:TAG`",
-                    out.display(),
-                    exported.ref_name,
-                    exported.layer_size as f64 / 1048576.0,
-                    out.display(),
-                    exported.ref_name
-                );
-            }
+            say::note(format_args!(
+                "wrote {} ({}, layer {:.1} MiB); e.g. `skopeo copy oci:{}:{} docker://REGISTRY/NAME:TAG`",
+                out.display(),
+                exported.ref_name,
+                exported.layer_size as f64 / 1048576.0,
+                out.display(),
+                exported.ref_name
+            ));
             Ok(())
         }
         RootfsCommand::Import { dir } => {
             let imported = rootfs::oci_image::import(&open_store(global)?, dir)?;
-            if !global.quiet {
-                let what = if imported.created { "imported" } else { "already in the store:" };
-                eprintln!("hermod: {what} {} ({})", imported.manifest_digest, imported.kernel);
-            }
+            let what = if imported.created { "imported" } else { "already in the store:" };
+            say::note(format_args!("{what} {} ({})", imported.manifest_digest, imported.kernel));
             println!("{} {} {}", imported.hash, imported.kernel, imported.tree.display());
             Ok(())
         }
@@ -113,13 +110,11 @@ fn write_lock(global: &Global, kernel: Option<&str>, out: Option<&Path>, needs: 
         }
         None => print!("{text}"),
     }
-    if !global.quiet {
-        eprintln!(
-            "hermod: lock for {kernel}: {} packages, {:.1} MiB, lock hash {}",
-            lock.packages.len(),
-            lock.download_size() as f64 / 1048576.0,
-            lock.hash()
-        );
-    }
+    say::note(format_args!(
+        "lock for {kernel}: {} packages, {:.1} MiB, lock hash {}",
+        lock.packages.len(),
+        lock.download_size() as f64 / 1048576.0,
+        lock.hash()
+    ));
     Ok(())
 }

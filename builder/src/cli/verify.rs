@@ -121,10 +121,8 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<(), AppError> {
         if let Some((after, _, _)) = running.last() {
             wait_past(*after);
         }
-        if !global.quiet {
-            let (role, from) = (&side.role, side.source.display());
-            eprintln!("hermod: verify: {role} build: {} for {kernel}, from {from}", args.source);
-        }
+        let (role, from) = (&side.role, side.source.display());
+        crate::say::note(format_args!("verify: {role} build: {} for {kernel}, from {from}", args.source));
         let child = match side.spawn(&exe, &child_args(side)) {
             Ok(child) => child,
             Err(e) => {
