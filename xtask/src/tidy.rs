@@ -12,6 +12,9 @@
 //!   them only through `hermod-hostfs`; `walkdir` and path-based `std::fs`
 //!   calls that follow links (`set_permissions`, `read_link`, `fs::copy`,
 //!   `symlink_metadata`, `read_dir`) do not appear in them.
+//! - Settings are read once, in `cli`, and user-facing lines go through
+//!   `say.rs`: no environment read outside `ENV_ALLOWED`, no `eprintln!`
+//!   outside `STDERR_ALLOWED` (test code aside).
 //! - The codemap is complete: every `.rs` and `.sh` file under
 //!   `{builder,sandbox,hostfs,xtask}/src` is named in ARCHITECTURE.md, by its
 //!   path relative to the crate's `src/` (`rootfs/cas.rs`; a `mod.rs` also by
@@ -31,18 +34,19 @@ use anyhow::{bail, Context, Result};
 
 use crate::modgraph;
 
-/// Where the builder may read the environment or print to stderr itself:
-/// settings are resolved once in `cli` (flags, environment, config file) and
-/// passed down; user-facing lines go through `say.rs`. `verify/` reads the
-/// caller's environment on purpose (it varies it, and finds diffoscope on PATH);
-/// `interrupt.rs` prints from its signal thread.
-const ENV_AND_STDERR_ALLOWED: &[&str] = &[
-    "builder/src/cli/",
-    "builder/src/main.rs",
+/// Where the builder may read the environment: settings are resolved once in
+/// `cli` (flags, environment, config file) and passed down; `main.rs` reads
+/// `NO_COLOR`. `verify/` reads the caller's environment on purpose (it varies
+/// it, and finds diffoscope on PATH).
+const ENV_ALLOWED: &[&str] =
+    &["builder/src/cli/", "builder/src/main.rs", "builder/src/verify/conditions.rs", "builder/src/verify/mod.rs"];
+
+/// Where the builder may print to stderr itself: user-facing lines go through
+/// `say.rs`, `cli/` and `main.rs` included; `interrupt.rs` prints from its
+/// signal thread.
+const STDERR_ALLOWED: &[&str] = &[
     "builder/src/say.rs",
     "builder/src/interrupt.rs",
-    "builder/src/verify/conditions.rs",
-    "builder/src/verify/mod.rs",
     // Test modules (`#[cfg(test)] mod live;`; files named `*tests.rs` are skipped).
     "builder/src/apt/live.rs",
 ];
@@ -163,18 +167,26 @@ fn check(root: &Path) -> Result<Report> {
                 problems.push(format!("{rel}:{}: `unsafe` outside sandbox/", n + 1));
             }
         }
-        if rel.starts_with("builder/src/")
-            && !rel.ends_with("tests.rs")
-            && !ENV_AND_STDERR_ALLOWED.iter().any(|a| rel.starts_with(a))
-        {
+        if rel.starts_with("builder/src/") && !rel.ends_with("tests.rs") {
             // Test code may do either (a test's own skips and environment).
-            for (n, line) in modgraph::without_cfg_test(&code).lines().enumerate() {
-                for call in ["std::env::var", "env::var_os(", "env::var(", "eprintln!(", "eprint!("] {
-                    if line.contains(call) {
-                        problems.push(format!(
-                            "{rel}:{}: `{call}` below cli/ (read settings in cli and pass them down; print through say.rs)",
-                            n + 1
-                        ));
+            let checks: [(&[&str], &[&str], &str); 2] = [
+                (
+                    ENV_ALLOWED,
+                    &["std::env::var", "env::var_os(", "env::var("],
+                    "below cli/ (read settings in cli and pass them down)",
+                ),
+                (STDERR_ALLOWED, &["eprintln!(", "eprint!("], "outside say.rs (print through say.rs)"),
+            ];
+            let code = modgraph::without_cfg_test(&code);
+            for (allowed, calls, why) in checks {
+                if allowed.iter().any(|a| rel.starts_with(a)) {
+                    continue;
+                }
+                for (n, line) in code.lines().enumerate() {
+                    for call in calls {
+                        if line.contains(call) {
+                            problems.push(format!("{rel}:{}: `{call}` {why}", n + 1));
+                        }
                     }
                 }
             }
