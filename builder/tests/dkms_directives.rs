@@ -269,3 +269,26 @@ fn etc_dkms_overrides_that_apply_change_the_build_and_the_key() {
     let (none, _) = built("modules/crlf", &["--dkms-overrides", empty.path().to_str().unwrap()]);
     assert_eq!(plain["key"], none["key"]);
 }
+
+/// `key` and `plan` match the overrides as a build does, in a store whose
+/// build root must be made first (the root was once made inside a 1 s limit
+/// on reading the source, which then failed).
+#[test]
+fn key_and_plan_match_etc_dkms_overrides_in_a_store_without_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = dir.path().to_str().unwrap();
+    std::fs::write(dir.path().join("crlf.conf"), "DEST_MODULE_NAME[0]=crlf_first\n").unwrap();
+    let (report, _) = built("modules/crlf", &["--dkms-overrides", overrides]);
+    let (source, kernel) = (testdata("modules/crlf"), kernel());
+    let source = source.to_str().unwrap();
+
+    let fresh = tempfile::tempdir().unwrap();
+    let key = run(fresh.path(), &["key", source, "--kernel", &kernel, "--dkms-overrides", overrides]);
+    assert!(key.status.success(), "{}", stderr(&key));
+    assert_eq!(stdout(&key).trim(), report["key"].as_str().unwrap());
+
+    let fresh = tempfile::tempdir().unwrap();
+    let plan = run(fresh.path(), &["plan", "--modules", source, "--kernels", &kernel, "--dkms-overrides", overrides]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(stdout(&plan).contains(report["key"].as_str().unwrap()), "{}", stdout(&plan));
+}

@@ -77,7 +77,7 @@ pub(super) fn key_command(global: &Global, args: &KeyArgs) -> Result<(), AppErro
         archives(global, args.lock.as_deref())?,
         BuildOptions {
             signing: args.signing.load(global)?,
-            ..build_options(global, None, NAMES_TIMEOUT, BuildLimits::default())
+            ..build_options(global, None, DEFAULT_TIMEOUT, BuildLimits::default())
         },
     );
     let kernel = match &args.kernel {

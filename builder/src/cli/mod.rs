@@ -384,11 +384,6 @@ fn archives(global: &Global, lock: Option<&Path>) -> Result<Archives, AppError> 
 /// The wall-clock limit of one build when none is given (`--timeout` of `build` and `verify`).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// The timeout of `key` and `plan`, which run a build step only to match
-/// `/etc/dkms` overrides (dkms.conf's names evaluated in the build root): the
-/// one second they have always had, from before the root is made.
-const NAMES_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// The build options of the global flags and a command's `jobs` (none or 0:
 /// one per CPU), `timeout` and `limits`; no module signing, no shared cache,
 /// and a cached result or a build ([`CachePolicy::UseOrBuild`]): a command

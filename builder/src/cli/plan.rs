@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
-use super::{archives, build_options, shared_cache, AppError, Global, NeedsArgs, SigningArgs, NAMES_TIMEOUT};
+use super::{archives, build_options, shared_cache, AppError, Global, NeedsArgs, SigningArgs, DEFAULT_TIMEOUT};
 use crate::apt::{self, Archive};
 use crate::limits::BuildLimits;
 use crate::pipeline::{Archives, BuildOptions, Context, PipelineError};
@@ -63,7 +63,7 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), AppError> {
         BuildOptions {
             signing: args.signing.load(global)?,
             shared: shared_cache(global)?,
-            ..build_options(global, None, NAMES_TIMEOUT, BuildLimits::default())
+            ..build_options(global, None, DEFAULT_TIMEOUT, BuildLimits::default())
         },
     );
 
