@@ -117,7 +117,8 @@ impl CachePolicy {
     }
 }
 
-/// A build's context: the archives (see [`Archives`]) and the build options.
+/// A build's context: the [`Archives`] and the [`BuildOptions`]. Where a
+/// package goes is each build's own (`out` of [`Context::build_one`]).
 pub struct Context {
     pub archives: Archives,
     pub options: BuildOptions,
