@@ -280,7 +280,7 @@ fn arm64_kernel() -> String {
 /// kernel's platform (trixie-arm64). A module of another architecture is
 /// refused before anything boots.
 #[test]
-fn hello_loads_and_unloads_in_the_newest_trixie_arm64_kernel() {
+fn hello_and_v4l2loopback_load_and_unload_in_the_newest_trixie_arm64_kernel() {
     if !require_tool("qemu-system-aarch64") {
         return;
     }
@@ -288,7 +288,10 @@ fn hello_loads_and_unloads_in_the_newest_trixie_arm64_kernel() {
     let out = tempfile::tempdir().unwrap();
     let deb = build(testdata("modules/hello").to_str().unwrap(), &kernel, out.path());
     assert!(deb.to_str().unwrap().ends_with("_arm64.deb"), "{}", deb.display());
-    let (code, report, err) = load_test(&[deb.to_str().unwrap()]);
+    // Debian's v4l2loopback-dkms, cross-built too: its in-kernel dependencies
+    // (videodev, mc) come from the arm64 image.
+    let v4l2 = build("pkg:v4l2loopback-dkms", &kernel, out.path());
+    let (code, report, err) = load_test(&[deb.to_str().unwrap(), v4l2.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(report["passed"], true, "{report}");
     assert_eq!(report["finished"], true, "{report}");
@@ -303,7 +306,10 @@ fn hello_loads_and_unloads_in_the_newest_trixie_arm64_kernel() {
     // hello's own init and exit ran in the arm64 kernel: their printk lines.
     assert!(kernel_lines(&hello["load"]).contains("hello: hello from hermod"), "{hello}");
     assert!(kernel_lines(&hello["unload"]).contains("hello: goodbye"), "{hello}");
-    eprintln!("arm64: {kernel} booted, loaded and unloaded hello in {} s", report["seconds"]);
+    let v4l2 = module(&report, "v4l2loopback");
+    assert_eq!((&v4l2["load"]["ok"], &v4l2["unload"]["ok"]), (&true.into(), &true.into()), "{v4l2}");
+    assert!(kernel_lines(&v4l2["load"]).contains("v4l2-loopback driver version"), "{v4l2}");
+    eprintln!("arm64: {kernel} booted, loaded and unloaded hello and v4l2loopback in {} s", report["seconds"]);
 
     // An amd64 module: refused with both architectures named, before the boot.
     let amd64 = out.path().join("amd64.ko");
