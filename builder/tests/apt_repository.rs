@@ -6,7 +6,9 @@
 //! `hello-modules-KREL` from it over `file:` and over http (nginx on
 //! loopback); dpkg owns the module, debsums finds it intact, purge leaves
 //! nothing behind; an unsigned repository, one signed by another key, a
-//! tampered index and a tampered package are refused by apt.
+//! tampered index and a tampered package are refused by apt. A farm root
+//! with Debian's sources, hermod's and the metapackage `hello-modules-amd64`
+//! (no hermod installed) follows a new kernel with `apt full-upgrade`.
 
 mod common;
 
@@ -32,12 +34,15 @@ fn hermod_cmd(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// The hello module's package for the test kernel, built by the real binary
 /// (a cache hit after the first test that builds it).
 fn hello_deb(out: &Path) -> PathBuf {
+    hello_deb_for(out, &kernel())
+}
+
+/// [`hello_deb`] for `kernel`.
+fn hello_deb_for(out: &Path, kernel: &str) -> PathBuf {
     let source = testdata("modules/hello");
-    let built = run(
-        &shared_store(),
-        &["build", source.to_str().unwrap(), "--kernel", &kernel(), "--out", out.to_str().unwrap()],
-    );
-    assert!(built.status.success(), "building hello: {}", stderr(&built));
+    let built =
+        run(&shared_store(), &["build", source.to_str().unwrap(), "--kernel", kernel, "--out", out.to_str().unwrap()]);
+    assert!(built.status.success(), "building hello for {kernel}: {}", stderr(&built));
     PathBuf::from(stdout(&built).trim())
 }
 
@@ -339,4 +344,66 @@ fn sources_of_another_release_rename_only_the_releases_suites() {
          deb [signed-by=/k/bookworm.gpg arch=amd64] http://mirror.invalid/debian-security trixie-security main\n\
          deb-src http://mirror.invalid/debian trixie-updates main\ndeb http://vendor.invalid/bookworm stable main\n"
     );
+}
+
+/// The issue's farm: Debian's sources plus hermod's, `linux-image-amd64` and
+/// `hello-modules-amd64` installed, no hermod. The root runs the test kernel
+/// (older than the archive's newest); its `linux-image-amd64` is a stand-in
+/// at a version below the archive's that depends on that kernel, as Debian's
+/// did when it was the newest. The repository first has hello for that kernel
+/// only; then hello for the newest kernel is published, and one `apt-get
+/// full-upgrade` brings the newest kernel and its hello package together.
+#[test]
+fn full_upgrade_brings_the_newest_kernel_and_its_module_through_the_metapackage() {
+    let old = kernel();
+    let new = common::debroot::newest_kernel("bookworm", "amd64");
+    assert_ne!(old, new, "the test kernel must be older than the archive's newest (HERMOD_TEST_KERNEL)");
+    let work = scratch("meta");
+    let old_deb = hello_deb_for(&work.path().join("out-old"), &old);
+    let new_deb = hello_deb_for(&work.path().join("out-new"), &new);
+    let repo = work.path().join("repo");
+    let (prefix, stanza) = keygen(work.path(), "farm", &format!("file:{}", repo.display()));
+    let key = with_ext(&prefix, "key");
+    let publish = |deb: &Path| {
+        let args = ["publish", "--repo", repo.to_str().unwrap(), "--sign-key", key.to_str().unwrap()];
+        let out = hermod_cmd(&[&args[..], &[deb.to_str().unwrap()]].concat(), &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stderr(&out).contains("metapackage"), "{}", stderr(&out));
+    };
+    publish(&old_deb);
+
+    let mut root = DebRoot::new(&DebRootSpec::farm(&old));
+    root.ro_bind(work.path(), work.path().to_str().unwrap());
+    root.write("/etc/apt/sources.list.d/hermod.sources", &stanza);
+    // The new kernel's 390 MB of modules are not needed to see dpkg and apt's decisions.
+    root.write("/etc/dpkg/dpkg.cfg.d/hermod-test", "path-exclude=/lib/modules/*/kernel/*\n");
+    root.sh_ok(&format!(
+        "mkdir -p /tmp/li/DEBIAN && printf '%s\\n' 'Package: linux-image-amd64' 'Version: 6.1~hermodtest' \
+         'Architecture: amd64' 'Maintainer: test <test@example.org>' 'Depends: linux-image-{old}' \
+         'Description: linux-image-amd64 as it was when {old} was the newest' > /tmp/li/DEBIAN/control && \
+         dpkg-deb -b /tmp/li /tmp/li.deb >/dev/null && dpkg -i /tmp/li.deb"
+    ));
+    root.sh_ok("apt-get update 2>&1");
+    root.sh_ok("DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends hello-modules-amd64");
+    let status = |package: &str| {
+        root.sh(&format!("dpkg-query -W -f '${{Status}}' {package}")).stdout.iter().map(|&b| b as char).collect::<String>()
+    };
+    assert_eq!(status(&format!("hello-modules-{old}")), "install ok installed");
+    assert_ne!(status(&format!("linux-image-{new}")), "install ok installed");
+
+    publish(&new_deb);
+    root.sh_ok("apt-get update 2>&1");
+    let upgrade =
+        root.sh_ok("DEBIAN_FRONTEND=noninteractive apt-get full-upgrade -y --no-install-recommends 2>&1");
+    for package in [format!("linux-image-{new}"), format!("hello-modules-{new}"), "hello-modules-amd64".into()] {
+        assert_eq!(status(&package), "install ok installed", "{package} after full-upgrade:\n{upgrade}");
+    }
+    assert!(status("linux-image-amd64").contains("installed"));
+    assert!(root.sh_ok("dpkg-query -W -f '${Version}' linux-image-amd64") != "6.1~hermodtest", "{upgrade}");
+    let module = format!("/lib/modules/{new}/updates/dkms/hello.ko");
+    assert_eq!(root.sh_ok(&format!("dpkg -S {module}")).trim(), format!("hello-modules-{new}: {module}"));
+    // The older kernel keeps its module; hermod was never on the machine.
+    assert_eq!(status(&format!("hello-modules-{old}")), "install ok installed");
+    assert!(!root.sh("dpkg -s hermod").status.success(), "hermod is not installed");
+    assert!(!root.sh("command -v hermod").status.success(), "no hermod on PATH");
 }

@@ -86,6 +86,9 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), AppError> {
         report.packages.len() - added,
         report.written.len(),
     ));
+    for meta in &report.metapackages {
+        say::note(format_args!("metapackage {}", args.repo.join(meta).display()));
+    }
     match &key {
         Some(key) => say::note(format_args!("dists/{}/InRelease signed by {}", args.suite, key.fingerprint())),
         // Loud even with -q: this repository is not usable as it stands.

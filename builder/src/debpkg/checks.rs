@@ -41,7 +41,7 @@ pub(super) fn check_component(field: &str, whole: &str, comp: &str) -> Result<()
     Ok(())
 }
 
-pub(super) fn validate(spec: &DebSpec) -> Result<(), DebError> {
+pub(super) fn validate(spec: &DebSpec, kind: PackageKind) -> Result<(), DebError> {
     if !is_package_name(&spec.package) {
         return Err(invalid(
             "package name",
@@ -151,8 +151,14 @@ pub(super) fn validate(spec: &DebSpec) -> Result<(), DebError> {
         ));
     }
 
-    if spec.files.is_empty() {
-        return Err(DebError::NoFiles { package: spec.package.clone() });
+    match kind {
+        PackageKind::Modules if spec.files.is_empty() => {
+            return Err(DebError::NoFiles { package: spec.package.clone() })
+        }
+        PackageKind::Meta if !spec.files.is_empty() => {
+            return Err(invalid("files", &spec.package, "a metapackage ships no module files"))
+        }
+        _ => {}
     }
     for f in &spec.files {
         let dir_field = format!("install_dir of {}", f.file_name);

@@ -137,7 +137,28 @@ pub fn file_name(spec: &DebSpec) -> String {
 
 /// Build the `.deb` in memory.
 pub fn build_deb(spec: &DebSpec) -> Result<Vec<u8>, DebError> {
-    validate(spec)?;
+    build(spec, PackageKind::Modules)
+}
+
+/// Build a metapackage in memory: `spec.files` must be empty, and the package
+/// has no maintainer scripts (nothing to run depmod for); its only files are
+/// the copyright and the changelog. Same writer, same rules, same bytes for
+/// the same spec (`repo/meta.rs` makes the specs).
+pub fn build_metapackage(spec: &DebSpec) -> Result<Vec<u8>, DebError> {
+    build(spec, PackageKind::Meta)
+}
+
+/// What [`build`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PackageKind {
+    /// Module files and the depmod maintainer scripts.
+    Modules,
+    /// No files but the documentation, no scripts.
+    Meta,
+}
+
+fn build(spec: &DebSpec, kind: PackageKind) -> Result<Vec<u8>, DebError> {
+    validate(spec, kind)?;
 
     let data_entries = data_entries(spec)?;
     let installed_size_kib: u64 = data_entries
@@ -156,13 +177,15 @@ pub fn build_deb(spec: &DebSpec) -> Result<Vec<u8>, DebError> {
         }
     }
 
-    let control_entries = vec![
+    let mut control_entries = vec![
         Entry::dir(""),
         Entry::file("control", control_file(spec, installed_size_kib).into_bytes(), 0o644),
         Entry::file("md5sums", md5sums.into_bytes(), 0o644),
-        Entry::file("postinst", postinst(spec).into_bytes(), 0o755),
-        Entry::file("postrm", postrm(spec).into_bytes(), 0o755),
     ];
+    if kind == PackageKind::Modules {
+        control_entries.push(Entry::file("postinst", postinst(spec).into_bytes(), 0o755));
+        control_entries.push(Entry::file("postrm", postrm(spec).into_bytes(), 0o755));
+    }
 
     let control_tar_xz = xz(&tar(control_entries, spec.mtime)?)?;
     let data_tar_xz = xz(&tar(data_entries, spec.mtime)?)?;

@@ -25,14 +25,27 @@
 //! refused before anything is written (a farm machine that installed the
 //! first would never see the second; a new build needs a new version).
 //!
+//! ## Module metapackages
+//!
+//! After the inputs are added, every publish makes the metapackages the
+//! whole repository now calls for (`meta.rs`): `<module>-modules-<flavour>`
+//! per module, kernel flavour and architecture, depending on the module
+//! package of the newest kernel the repository has it for. They are derived
+//! from the Packages state alone (not from this call's inputs), so publishing
+//! A then B gives the same repository as publishing both at once; a version
+//! already published is kept as it is; they obey the immutability rule like
+//! every other package, and their version only goes up.
+//!
 //! ## Order of writes, and crashes
 //!
 //! Every file appears by rename from a temporary file in its own directory
-//! (created exclusively, synced, renamed by descriptor), in this order: pool files, then the Packages
+//! (created exclusively, synced, renamed by descriptor), in this order: pool files
+//! (the inputs, then the metapackages made for them), then the Packages
 //! indices, then Release, then InRelease last. A file whose bytes are already
 //! right is not touched, so publishing the same inputs twice writes nothing.
 //! A crash at any point leaves at worst: pool files no index names yet
-//! (the next publish of them finds them in place; others are harmless), or
+//! (the next publish of them finds them in place, and makes the same
+//! metapackages again, byte for byte; others are harmless), or
 //! indices newer than Release (apt then reports a hash mismatch until the next
 //! publish, which rewrites Release and InRelease from the indices). Temporary
 //! files of a killed publish (`.tmp-*`) are removed by the next one. One
@@ -63,6 +76,7 @@
 
 pub mod index;
 mod input;
+mod meta;
 pub mod openpgp;
 pub mod release;
 mod state;
@@ -166,6 +180,8 @@ pub struct Publish<'a> {
 pub struct Report {
     /// Each input: its pool path and whether it was new.
     pub packages: Vec<(String, bool)>,
+    /// The pool paths of the metapackages made (meta.rs): new versions only.
+    pub metapackages: Vec<String>,
     /// Files written (0 when everything was already in place).
     pub written: Vec<String>,
     pub date: i64,
@@ -293,6 +309,12 @@ fn publish_locked(p: &Publish, root: &hermod_hostfs::Dir, inputs: &[Input]) -> R
     for input in inputs {
         published.insert(input.entry.id(), input.entry.clone());
     }
+    // The metapackages the whole repository now calls for (meta.rs).
+    let metas = meta::metapackages(&published, p.component);
+    for m in &metas {
+        report.metapackages.push(m.entry.filename.clone());
+        published.insert(m.entry.id(), m.entry.clone());
+    }
     // The component's indices, one per architecture.
     let mut by_arch: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
     for entry in published.values() {
@@ -326,6 +348,9 @@ fn publish_locked(p: &Publish, root: &hermod_hostfs::Dir, inputs: &[Input]) -> R
     let mut writer = state::Writer { root, written: &mut report.written };
     for input in &pool_writes {
         writer.pool_file(input)?;
+    }
+    for m in &metas {
+        writer.file(&m.entry.filename, &m.bytes)?;
     }
     for (rel, bytes) in &ours {
         writer.file(&format!("dists/{}/{rel}", p.suite), bytes)?;
