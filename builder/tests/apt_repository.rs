@@ -386,15 +386,18 @@ fn full_upgrade_brings_the_newest_kernel_and_its_module_through_the_metapackage(
     root.sh_ok("apt-get update 2>&1");
     root.sh_ok("DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends hello-modules-amd64");
     let status = |package: &str| {
-        root.sh(&format!("dpkg-query -W -f '${{Status}}' {package}")).stdout.iter().map(|&b| b as char).collect::<String>()
+        root.sh(&format!("dpkg-query -W -f '${{Status}}' {package}"))
+            .stdout
+            .iter()
+            .map(|&b| b as char)
+            .collect::<String>()
     };
     assert_eq!(status(&format!("hello-modules-{old}")), "install ok installed");
     assert_ne!(status(&format!("linux-image-{new}")), "install ok installed");
 
     publish(&new_deb);
     root.sh_ok("apt-get update 2>&1");
-    let upgrade =
-        root.sh_ok("DEBIAN_FRONTEND=noninteractive apt-get full-upgrade -y --no-install-recommends 2>&1");
+    let upgrade = root.sh_ok("DEBIAN_FRONTEND=noninteractive apt-get full-upgrade -y --no-install-recommends 2>&1");
     for package in [format!("linux-image-{new}"), format!("hello-modules-{new}"), "hello-modules-amd64".into()] {
         assert_eq!(status(&package), "install ok installed", "{package} after full-upgrade:\n{upgrade}");
     }

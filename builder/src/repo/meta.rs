@@ -146,9 +146,10 @@ fn spec(package: &ModulePackage) -> DebSpec {
         maintainer: package.maintainer.clone(),
         description_short: format!("{module} kernel modules for the newest Linux {flavour} kernel"),
         description_long: format!(
-            "Depends on the {module} modules package of the newest {flavour} kernel\nthis repository has them for \
-             ({target}). Installed beside\nlinux-image-{flavour}, `apt full-upgrade` brings a new kernel and its\n\
-             {module} modules together. Made by hermod publish."
+            "This metapackage depends on the {module} modules of the newest {flavour}\n\
+             kernel this repository has them for: {target}.\n\
+             Installed beside linux-image-{flavour}, `apt full-upgrade` brings a new\n\
+             kernel and its {module} modules together. Made by hermod publish."
         ),
         source_name: package.source.clone(),
         depends: format!("{target} (>= {})", package.entry.version),
@@ -279,7 +280,7 @@ mod tests {
         let deb = dir.path().join("m.deb");
         std::fs::write(&deb, &meta.bytes).unwrap();
         let out = std::process::Command::new("dpkg-deb").arg("--contents").arg(&deb).output();
-        if let Ok(out) = out.filter(|o| o.status.success()) {
+        if let Some(out) = out.ok().filter(|o| o.status.success()) {
             let list = String::from_utf8_lossy(&out.stdout);
             assert!(list.contains("./usr/share/doc/hello-modules-amd64/copyright"), "{list}");
             assert!(!list.contains(".ko"), "{list}");

@@ -119,7 +119,14 @@ fn layout_stanza_and_release_hashes() {
     let control = crate::apt::debfile::control_text_of(&hello, &fs::read(&hello).unwrap()).unwrap();
     let sha = hex::encode(Sha256::digest(fs::read(&hello).unwrap()));
     let size = fs::metadata(&hello).unwrap().len();
-    assert_eq!(packages, format!("{control}Filename: {pool}\nSize: {size}\nSHA256: {sha}\n"));
+    let (module, meta) = packages.split_once("\n\n").unwrap();
+    assert_eq!(format!("{module}\n"), format!("{control}Filename: {pool}\nSize: {size}\nSHA256: {sha}\n"));
+    // The metapackage publish made for it (meta.rs), indexed beside it.
+    let meta_pool = "pool/main/h/hello/hello-modules-amd64_6.1.0.99+1.0+6.1.0-1_amd64.deb";
+    assert_eq!(report.metapackages, [meta_pool]);
+    assert!(meta.starts_with("Package: hello-modules-amd64\nSource: hello\nVersion: 6.1.0.99+1.0+6.1.0-1\n"), "{meta}");
+    assert!(meta.contains(&format!("Depends: hello-modules-{KERNEL} (>= 1.0+6.1.0-1)\n")), "{meta}");
+    assert!(meta.contains(&format!("Filename: {meta_pool}\n")) && repo.join(meta_pool).is_file(), "{meta}");
 
     // Release lists both indices with their true sizes and hashes, and is what InRelease signs.
     let r = release(&repo);
@@ -154,6 +161,7 @@ fn layout_stanza_and_release_hashes() {
             "dists/hermod/main/binary-amd64/Packages",
             "dists/hermod/main/binary-amd64/Packages.xz",
             pool.as_str(),
+            meta_pool,
         ]
     );
 }
@@ -212,7 +220,8 @@ fn a_published_version_is_immutable() {
     .into_iter()
     .map(|e| e.version)
     .collect();
-    assert_eq!(versions, ["1.0", "1.1"]);
+    // The module package's versions, and the metapackage's for each (meta.rs): it only goes up.
+    assert_eq!(versions, ["1.0", "1.1", "6.1.0.99+1.0", "6.1.0.99+1.1"]);
 }
 
 #[test]
@@ -311,10 +320,13 @@ fn a_crashed_publish_is_repaired_by_the_next() {
     assert_eq!(snapshot(&repo), snapshot(&reference), "the same repository as an uninterrupted publish");
 
     // Killed after the indices, before Release: any next publish rewrites Release and InRelease.
+    // (The pool files were all written before the indices: b's and its metapackage's.)
     let repo = f.dir.path().join("killed-late");
     f.publish_into(&repo, Some(&f.key), std::slice::from_ref(&a)).unwrap();
     fs::create_dir_all(repo.join(pool_b).parent().unwrap()).unwrap();
-    fs::copy(reference.join(pool_b), repo.join(pool_b)).unwrap();
+    for file in [pool_b, "pool/main/b/beta/beta-modules-amd64_6.1.0.99+1.0_amd64.deb"] {
+        fs::copy(reference.join(file), repo.join(file)).unwrap();
+    }
     for name in ["Packages", "Packages.xz"] {
         let rel = format!("dists/hermod/main/binary-amd64/{name}");
         fs::copy(reference.join(&rel), repo.join(&rel)).unwrap();
