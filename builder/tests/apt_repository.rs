@@ -215,9 +215,12 @@ fn unsigned_foreign_and_tampered_repositories_are_refused() {
     let text = fs::read_to_string(&packages).unwrap().replace("hermod module builder", "hermod module Builder");
     fs::write(&packages, &text).unwrap();
     tool("sh", &["-c", &format!("xz -T1 -c {0} > {0}.xz", packages.display())]);
-    // ... or flips a byte of the package in the pool.
-    let pool =
-        walkdir::WalkDir::new(bad_deb.join("pool")).into_iter().map(Result::unwrap).find(|e| e.file_type().is_file());
+    // ... or flips a byte of the package in the pool (the module's, not its metapackage's).
+    let module = format!("{}_", package());
+    let pool = walkdir::WalkDir::new(bad_deb.join("pool"))
+        .into_iter()
+        .map(Result::unwrap)
+        .find(|e| e.file_type().is_file() && e.file_name().to_string_lossy().starts_with(&module));
     let pool = pool.unwrap().into_path();
     let mut bytes = fs::read(&pool).unwrap();
     let last = bytes.len() - 1;

@@ -222,8 +222,8 @@ fn a_farm_machine_fetches_prepares_and_installs_without_a_toolchain() {
     tool("cp", &["-a", repo.to_str().unwrap(), tampered.to_str().unwrap()]);
     let pool_deb = files_under(&tampered.join("pool"))
         .into_iter()
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .expect("a .deb in the pool");
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{}_", package()))))
+        .expect("the module's .deb in the pool (not its metapackage)");
     let mut bytes = fs::read(&pool_deb).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
