@@ -42,6 +42,7 @@ mod dist_check;
 mod dist_files;
 mod dkms_chroot;
 mod dkms_corpus;
+mod dkms_cross;
 mod dkms_report;
 mod kill_trials;
 mod modgraph;
