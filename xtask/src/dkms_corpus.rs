@@ -6,6 +6,12 @@
 //! side is in [`crate::dkms_chroot`], the table and the committed report in
 //! [`crate::dkms_report`].
 //!
+//! `--arch arm64` (issue 17): the release's arm64 corpus, cross-built by
+//! hermod for an arm64 kernel through the release's cross recipe; no DKMS
+//! side (it would need an arm64 machine), the report
+//! ([`crate::dkms_cross`]) judges each package against the committed amd64
+//! report instead.
+//!
 //! Releases: `--release bookworm` (the default, the machine's own) reads the
 //! machine's apt sources as hermod does without a config file. Any other
 //! release (or `--backports`, or `--components` beyond main) gets a
