@@ -89,7 +89,9 @@ pub enum Judgement {
     /// Built for arm64, and by hermod and DKMS for amd64.
     BuildsOnBoth,
     /// Skipped for arm64 because BUILD_EXCLUSIVE_ARCH does not match
-    /// aarch64: what DKMS on an arm64 machine does (it matches `uname -m`).
+    /// aarch64 (DKMS on an arm64 machine matches `uname -m`), or because
+    /// BUILD_EXCLUSIVE_CONFIG is not met by the arm64 kernel's config (which
+    /// DKMS there reads from the same headers): what DKMS on arm64 does.
     SkippedAsDeclared,
     /// Fails for arm64 at a compiler error in the module's own x86-specific
     /// code (x86 headers, asm, cpuid, MSRs), where amd64 built it.
@@ -179,9 +181,12 @@ pub fn judge(arm64: &Side, native: Option<&Native>) -> Judgement {
     }
 }
 
-/// hermod's skip names BUILD_EXCLUSIVE_ARCH not matching the target (`… does not match aarch64`).
+/// hermod's skip names BUILD_EXCLUSIVE_ARCH not matching the target (`… does
+/// not match aarch64`) or BUILD_EXCLUSIVE_CONFIG not met by the target kernel's config.
 fn skipped_by_arch(side: &Side) -> bool {
-    side.cause.as_deref().is_some_and(|c| c.contains("BUILD_EXCLUSIVE_ARCH") && c.contains("does not match"))
+    side.cause.as_deref().is_some_and(|c| {
+        (c.contains("BUILD_EXCLUSIVE_ARCH") && c.contains("does not match")) || c.starts_with("BUILD_EXCLUSIVE_CONFIG")
+    })
 }
 
 /// The cross report: the arm64 rows (hermod's side) and the native report's.
@@ -408,7 +413,8 @@ DKMS would do on one, by these rules, in this order (`judge` in `xtask/src/dkms_
 - **skipped as declared**: hermod skipped it because its `BUILD_EXCLUSIVE_ARCH` does not match \
   `aarch64`. hermod's `$arch` is the recipe's `machine`, `aarch64`, what `uname -m` says on an \
   arm64 machine, and DKMS matches `BUILD_EXCLUSIVE_ARCH` against `uname -m`, so DKMS on an arm64 \
-  machine skips it too.
+  machine skips it too. Likewise a `BUILD_EXCLUSIVE_CONFIG` the arm64 kernel's config does not \
+  meet: DKMS reads the same config, from the same headers package.
 - **fails on both**: not built for {arch}, and built by neither hermod nor DKMS for amd64.
 - **x86-only source**: failed for {arch}, built for amd64, and the first error is a compiler \
   error in the module's own source file (`FILE.c:LINE:COL: error: …`) naming x86-only things \
@@ -481,6 +487,9 @@ mod tests {
         let declared = side(Outcome::Skipped, &[], Some("BUILD_EXCLUSIVE_ARCH=\"x86_64\" does not match aarch64"));
         assert_eq!(judge(&declared, row("tp-smapi-dkms")), Judgement::SkippedAsDeclared);
         assert_eq!(judge(&declared, None), Judgement::SkippedAsDeclared);
+        let config =
+            side(Outcome::Skipped, &[], Some("BUILD_EXCLUSIVE_CONFIG: CONFIG_HDLC is not y or m in kernel k's config"));
+        assert_eq!(judge(&config, row("ddcci-dkms")), Judgement::SkippedAsDeclared);
         let kernel_skip = side(Outcome::Skipped, &[], Some("BUILD_EXCLUSIVE_KERNEL=\"^5\" does not match 6.12"));
         assert_eq!(judge(&kernel_skip, row("acpi-call-dkms")), Judgement::CrossProblem);
         let both = side(Outcome::Failed, &[], Some("exit 5: make failed: a.c:1:1: error: x"));
