@@ -304,7 +304,7 @@ impl CrossReport {
              [docs/cross.md](cross.md) describes. There is no DKMS side: DKMS would need an {} machine. Beside each \
              package, its amd64 outcome by hermod and by DKMS, read from the committed [{}]({}){}.\n\n",
             self.flags,
-            self.run_name,
+            self.run_name.strip_suffix(&format!("-{}", self.arch)).unwrap_or(&self.run_name),
             self.arch,
             self.arch,
             self.native_file,
