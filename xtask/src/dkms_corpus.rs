@@ -182,7 +182,10 @@ impl Options {
 
     fn corpus_components(&self) -> Vec<String> {
         self.components.clone().unwrap_or_else(|| {
-            let default: &[&str] = if self.generated_config() { &["main", "contrib", "non-free"] } else { &["main"] };
+            // The default release's corpus is its main component, on any
+            // architecture (so that an arm64 run compares with docs/dkms-corpus.md).
+            let main_only = self.release == DEFAULT_RELEASE && !self.backports;
+            let default: &[&str] = if main_only { &["main"] } else { &["main", "contrib", "non-free"] };
             default.iter().map(|c| c.to_string()).collect()
         })
     }
@@ -899,6 +902,7 @@ mod tests {
         let bookworm = parse(&["--arch", "arm64"]).unwrap();
         assert!(bookworm.generated_config(), "the cross platform's sources come from a generated config");
         assert!(bookworm.default_report().ends_with("docs/dkms-corpus-bookworm-arm64.md"));
+        assert_eq!(bookworm.corpus_components(), ["main"], "as docs/dkms-corpus.md, its amd64 side");
         assert!(parse(&["--arch", "arm64", "--dkms-only"]).is_err());
         assert!(parse(&["--arch", "riscv64"]).is_err());
         let kept = parse(&["--arch", "arm64", "--kept"]).unwrap();
