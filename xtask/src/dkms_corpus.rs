@@ -589,6 +589,7 @@ fn cross_report(
             .iter()
             .map(|s| format!("{} {} ({})", s.uri, s.suite, s.components.join(", ")))
             .collect(),
+        components: corpus.components.clone(),
         component_of: corpus.component_of.clone(),
         excluded: corpus.excluded.clone(),
         hermod_commits,
