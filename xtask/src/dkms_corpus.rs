@@ -6,6 +6,12 @@
 //! side is in [`crate::dkms_chroot`], the table and the committed report in
 //! [`crate::dkms_report`].
 //!
+//! `--arch arm64` (issue 17): the release's arm64 corpus, cross-built by
+//! hermod for an arm64 kernel through the release's cross recipe; no DKMS
+//! side (it would need an arm64 machine), the report
+//! ([`crate::dkms_cross`]) judges each package against the committed amd64
+//! report instead.
+//!
 //! Releases: `--release bookworm` (the default, the machine's own) reads the
 //! machine's apt sources as hermod does without a config file. Any other
 //! release (or `--backports`, or `--components` beyond main) gets a
@@ -31,12 +37,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{dkms_chroot, dkms_report};
+use crate::{dkms_chroot, dkms_cross, dkms_report};
 
-pub const USAGE: &str = "cargo xtask dkms-corpus [--release NAME] [--backports] [--components LIST] [--kernel KREL] [--only NAME,...] [--hermod-only | --dkms-only | --kept] [--jobs N] [--fresh] [--report] [--json] [--out FILE]";
+pub const USAGE: &str = "cargo xtask dkms-corpus [--release NAME] [--backports] [--components LIST] [--arch amd64|arm64] [--kernel KREL] [--only NAME,...] [--hermod-only | --dkms-only | --kept] [--jobs N] [--fresh] [--report] [--json] [--out FILE]";
 
 const CORPUS_DIR: &str = "/var/cache/hermod-corpus";
-const ARCH: &str = "amd64";
+/// The master's architecture: the one DKMS can run on here.
+const NATIVE_ARCH: &str = "amd64";
+/// The architectures `--arch` takes (a recipe of each release builds for each).
+const ARCHES: [&str; 2] = ["amd64", "arm64"];
 /// The release whose report is `docs/dkms-corpus.md`, read from the machine's
 /// own sources as they are (today's behaviour, issue 5).
 const DEFAULT_RELEASE: &str = "bookworm";
@@ -72,8 +81,12 @@ pub struct Row {
     pub dkms: Option<Side>,
 }
 
+#[derive(Clone)]
 pub struct Options {
     pub release: String,
+    /// The kernels' architecture (`--arch`): amd64, or arm64 cross-built by
+    /// hermod on this amd64 master (no DKMS side: it would need an arm64 machine).
+    pub arch: String,
     pub backports: bool,
     /// The components whose packages are the corpus (None: main for the
     /// default release, main, contrib and non-free for any other).
@@ -94,6 +107,7 @@ pub struct Options {
 fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
         release: DEFAULT_RELEASE.to_owned(),
+        arch: NATIVE_ARCH.to_owned(),
         backports: false,
         components: None,
         kernel: None,
@@ -112,6 +126,7 @@ fn parse(args: &[String]) -> Result<Options> {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value; usage: {USAGE}"));
         match arg.as_str() {
             "--release" => o.release = value()?.clone(),
+            "--arch" => o.arch = value()?.clone(),
             "--backports" => o.backports = true,
             "--components" => o.components = Some(list(value()?)),
             "--kernel" => o.kernel = Some(value()?.clone()),
@@ -136,6 +151,17 @@ fn parse(args: &[String]) -> Result<Options> {
     if let Some(bad) = o.components.iter().flatten().find(|c| !ALL_COMPONENTS.contains(&c.as_str())) {
         bail!("--components: {bad} is not one of {}", ALL_COMPONENTS.join(", "));
     }
+    if !ARCHES.contains(&o.arch.as_str()) {
+        bail!("--arch: {} is not one of {}", o.arch, ARCHES.join(", "));
+    }
+    if o.arch != NATIVE_ARCH {
+        if args.iter().any(|a| a == "--dkms-only") {
+            bail!("--arch {}: DKMS runs only on an {} machine; this is an {NATIVE_ARCH} master", o.arch, o.arch);
+        }
+        // The DKMS side would need an arm64 machine (its `dkms build` runs
+        // the target's compiler natively): hermod's side alone.
+        o.dkms = false;
+    }
     o.jobs = o.jobs.max(1);
     Ok(o)
 }
@@ -144,23 +170,34 @@ impl Options {
     /// Whether hermod and DKMS read a generated config rather than the
     /// machine's sources as they are.
     fn generated_config(&self) -> bool {
-        self.release != DEFAULT_RELEASE || self.backports || self.components.iter().flatten().any(|c| c != "main")
+        self.release != DEFAULT_RELEASE
+            || self.arch != NATIVE_ARCH
+            || self.backports
+            || self.components.iter().flatten().any(|c| c != "main")
+    }
+
+    fn cross(&self) -> bool {
+        self.arch != NATIVE_ARCH
     }
 
     fn corpus_components(&self) -> Vec<String> {
         self.components.clone().unwrap_or_else(|| {
-            let default: &[&str] = if self.generated_config() { &["main", "contrib", "non-free"] } else { &["main"] };
+            // The default release's corpus is its main component, on any
+            // architecture (so that an arm64 run compares with docs/dkms-corpus.md).
+            let main_only = self.release == DEFAULT_RELEASE && !self.backports;
+            let default: &[&str] = if main_only { &["main"] } else { &["main", "contrib", "non-free"] };
             default.iter().map(|c| c.to_string()).collect()
         })
     }
 
-    /// `bookworm`, `trixie`, `trixie-backports`: names the report, the store and the config.
+    /// `bookworm`, `trixie`, `trixie-backports`, `trixie-arm64`: names the report and the config.
     fn run_name(&self) -> String {
-        format!("{}{}", self.release, if self.backports { "-backports" } else { "" })
+        let arch = if self.cross() { format!("-{}", self.arch) } else { String::new() };
+        format!("{}{}{arch}", self.release, if self.backports { "-backports" } else { "" })
     }
 
     fn default_report(&self) -> PathBuf {
-        let file = if self.release == DEFAULT_RELEASE && !self.backports {
+        let file = if self.release == DEFAULT_RELEASE && !self.backports && !self.cross() {
             "dkms-corpus.md".to_owned()
         } else {
             format!("dkms-corpus-{}.md", self.run_name())
@@ -193,7 +230,7 @@ pub struct Corpus {
 /// The sources of `release` as hermod derives them from the machine's apt
 /// sources (same mirrors, suite renamed; backports if asked), every one with
 /// [`ALL_COMPONENTS`], as a hermod config file's text that reads nothing else.
-fn generated_config(release: &str, backports: bool) -> Result<String> {
+fn generated_config(release: &str, arch: &str, backports: bool) -> Result<String> {
     let system = hermod::apt::PackageSources::system()?;
     let choice = hermod::platform::Choice {
         archives: &system.archives,
@@ -203,15 +240,15 @@ fn generated_config(release: &str, backports: bool) -> Result<String> {
         architectures: None,
     };
     let platforms = hermod::platform::platforms(hermod::rootfs::Recipe::builtins(), &choice)?;
-    let platform =
-        platforms.iter().find(|p| p.recipe.release == release && p.recipe.cross.is_none()).with_context(|| {
-            let known: Vec<&str> = platforms.iter().map(|p| p.recipe.release.as_str()).collect();
-            format!("no builtin recipe for release {release} (hermod has: {})", known.join(", "))
-        })?;
+    let platform = platforms.iter().find(|p| builds_for(p, release, arch)).with_context(|| {
+        let known: Vec<&str> = platforms.iter().map(|p| p.recipe.name.as_str()).collect();
+        format!("no builtin recipe for release {release} on {arch} (hermod has: {})", known.join(", "))
+    })?;
     let mut text = format!(
-        "# Generated by `cargo xtask dkms-corpus --release {release}{}`: {release}'s suites on the\n\
+        "# Generated by `cargo xtask dkms-corpus --release {release}{}{}`: {release}'s suites on the\n\
          # machine's mirrors (suites renamed, as hermod derives them), every component.\n\
          use_system_sources = false\nreleases = [\"{release}\"]\nbackports = {backports}\n",
+        if arch != NATIVE_ARCH { format!(" --arch {arch}") } else { String::new() },
         if backports { " --backports" } else { "" }
     );
     let mut seen = Vec::new();
@@ -252,7 +289,7 @@ fn generated_config(release: &str, backports: bool) -> Result<String> {
 fn list_corpus(dir: &Path, store: &Path, opts: &Options) -> Result<Corpus> {
     let config_path = if opts.generated_config() {
         let path = dir.join(format!("config-{}.toml", opts.run_name()));
-        std::fs::write(&path, generated_config(&opts.release, opts.backports)?)?;
+        std::fs::write(&path, generated_config(&opts.release, &opts.arch, opts.backports)?)?;
         Some(path)
     } else {
         None
@@ -261,8 +298,8 @@ fn list_corpus(dir: &Path, store: &Path, opts: &Options) -> Result<Corpus> {
     let platform = config
         .platforms(None)?
         .into_iter()
-        .find(|p| p.recipe.release == opts.release)
-        .with_context(|| format!("no platform reads {}", opts.release))?;
+        .find(|p| builds_for(p, &opts.release, &opts.arch))
+        .with_context(|| format!("no platform reads {} for {}", opts.release, opts.arch))?;
     let mut sources = platform.sources.clone();
     if config_path.is_none() {
         // The machine's sources as they are, main only (today's corpus).
@@ -274,7 +311,9 @@ fn list_corpus(dir: &Path, store: &Path, opts: &Options) -> Result<Corpus> {
     // Local .deb directories have no component: not part of the archive.
     sources.local_dirs.clear();
     let suite = platform.recipe.release.clone();
-    let snapshot = sources.snapshot(ARCH, None)?;
+    // The target's own indices: the packages (and `Architecture: all` ones)
+    // an apt of that architecture sees, its kernels' headers.
+    let snapshot = sources.snapshot(&opts.arch, None)?;
     let identity = snapshot.identity();
     let store = hermod::store::Store::open(store, None)?;
     let archive = snapshot.load(&store.indices())?;
@@ -294,7 +333,7 @@ fn list_corpus(dir: &Path, store: &Path, opts: &Options) -> Result<Corpus> {
             s.components.retain(|c| *c == component);
         }
         one.archives.retain(|s| !s.components.is_empty());
-        let archive = one.snapshot(ARCH, None)?.load(&store.indices())?;
+        let archive = one.snapshot(&opts.arch, None)?.load(&store.indices())?;
         component_names.push((component, archive.names_matching("", "-dkms").into_iter().map(str::to_owned).collect()));
     }
     let component = |name: &str| {
@@ -333,6 +372,12 @@ fn list_corpus(dir: &Path, store: &Path, opts: &Options) -> Result<Corpus> {
     })
 }
 
+/// Whether `p` is the platform of `release` building for `arch`: the native
+/// recipe for the master's architecture, the cross recipe for another.
+fn builds_for(p: &hermod::platform::Platform, release: &str, arch: &str) -> bool {
+    p.recipe.release == release && p.recipe.architecture == arch && p.recipe.cross.is_none() == (arch == NATIVE_ARCH)
+}
+
 /// Whether a Depends field names `dkms` (in any alternative).
 fn depends_on_dkms(depends: &str) -> bool {
     depends.split([',', '|']).map(|d| d.trim().split([' ', '(', ':']).next().unwrap_or("")).any(|name| name == "dkms")
@@ -352,6 +397,12 @@ fn kept_file(results: &Path, package: &str, version: &str) -> PathBuf {
 pub fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
     let started = Instant::now();
+    if opts.cross() {
+        eprintln!(
+            "dkms-corpus: --arch {}: hermod's side only (--hermod-only): DKMS would need an {} machine",
+            opts.arch, opts.arch
+        );
+    }
     let dir = PathBuf::from(CORPUS_DIR);
     let default_store =
         if opts.release == DEFAULT_RELEASE { dir.join("store") } else { dir.join(format!("store-{}", opts.release)) };
@@ -433,7 +484,7 @@ pub fn run(args: &[String]) -> Result<()> {
     // Without --fresh, DKMS results already measured against the same base
     // root (same kernel, same archive content) are shown again; rows not
     // chosen (--only) or a run without the DKMS side show them and measure nothing.
-    let base = dkms_chroot::Base::ensure(&dir, &corpus, opts.dkms)?;
+    let base = if opts.cross() { None } else { dkms_chroot::Base::ensure(&dir, &corpus, opts.dkms)? };
     if let Some(base) = &base {
         let todo: Vec<usize> = (0..rows.len())
             .filter(|&i| {
@@ -451,6 +502,9 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
 
+    if opts.cross() {
+        return cross_report(&opts, &corpus, rows, commits, hermod_built_now, hermod_seconds, hermod_reused, started);
+    }
     let report = dkms_report::Report {
         release: opts.run_name(),
         components: corpus.components.clone(),
@@ -496,6 +550,79 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     eprintln!("dkms-corpus: done in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The end of an `--arch arm64` run: the arm64 rows beside the committed
+/// native report's ([`crate::dkms_cross`]), written when every row has a
+/// result (or with --report / --out: marked partial).
+#[allow(clippy::too_many_arguments)]
+fn cross_report(
+    opts: &Options,
+    corpus: &Corpus,
+    rows: Vec<Row>,
+    hermod_commits: Vec<(String, usize)>,
+    built_now: usize,
+    seconds: f64,
+    reused: usize,
+    started: Instant,
+) -> Result<()> {
+    let native_opts = Options { arch: NATIVE_ARCH.to_owned(), ..opts.clone() };
+    let native_path = native_opts.default_report();
+    let native_text = std::fs::read_to_string(&native_path).with_context(|| {
+        format!("reading the native report {} (its table is the amd64 side)", native_path.display())
+    })?;
+    let (native_kernel, native) = dkms_cross::parse_native(&native_text);
+    let mut flags = format!("--release {} --arch {}", opts.release, opts.arch);
+    if opts.backports {
+        flags += &format!(" --backports --kernel {}", corpus.kernel);
+    } else if opts.kernel.is_some() {
+        flags += &format!(" --kernel {}", corpus.kernel);
+    }
+    let report = dkms_cross::CrossReport {
+        run_name: opts.run_name(),
+        flags,
+        arch: opts.arch.clone(),
+        kernel: corpus.kernel.clone(),
+        identity: corpus.identity.clone(),
+        sources: corpus
+            .sources
+            .iter()
+            .map(|s| format!("{} {} ({})", s.uri, s.suite, s.components.join(", ")))
+            .collect(),
+        components: corpus.components.clone(),
+        component_of: corpus.component_of.clone(),
+        excluded: corpus.excluded.clone(),
+        hermod_commits,
+        hermod_seconds: (built_now > 0).then_some(seconds),
+        hermod_reused: reused,
+        rows,
+        native_file: native_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+        native_kernel,
+        native,
+    };
+    print!("{}", report.table());
+    let complete = report.missing().is_empty();
+    let out = opts.out.clone().or_else(|| (complete || opts.report).then(|| opts.default_report()));
+    if let Some(out) = out {
+        let previous = std::fs::read_to_string(&out).unwrap_or_default();
+        std::fs::write(&out, report.markdown(&previous, &utc_now()))?;
+        eprintln!("dkms-corpus: report written to {}", out.display());
+    } else {
+        eprintln!(
+            "dkms-corpus: {} packages not measured yet: no report written (--report writes it anyway)",
+            report.missing().len()
+        );
+    }
+    eprintln!("dkms-corpus: done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn utc_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// `f` over `items`, `jobs` at a time; results in the items' order.
@@ -759,6 +886,28 @@ mod tests {
         let parse = |a: &[&str]| parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert!(parse(&["--components", "universe"]).is_err());
         assert!(parse(&["--hermod-only", "--dkms-only"]).is_err());
+    }
+
+    #[test]
+    fn arm64_is_hermod_alone_with_its_own_report() {
+        let parse = |a: &[&str]| parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let arm64 = parse(&["--release", "trixie", "--arch", "arm64"]).unwrap();
+        assert!(arm64.cross() && arm64.hermod && !arm64.dkms, "--arch arm64 implies --hermod-only");
+        assert!(arm64.generated_config());
+        assert_eq!(arm64.run_name(), "trixie-arm64");
+        assert!(arm64.default_report().ends_with("docs/dkms-corpus-trixie-arm64.md"));
+        assert_eq!(arm64.corpus_components(), ["main", "contrib", "non-free"]);
+        let amd64 = parse(&["--release", "trixie", "--arch", "amd64"]).unwrap();
+        assert!(!amd64.cross() && amd64.dkms);
+        assert!(amd64.default_report().ends_with("docs/dkms-corpus-trixie.md"));
+        let bookworm = parse(&["--arch", "arm64"]).unwrap();
+        assert!(bookworm.generated_config(), "the cross platform's sources come from a generated config");
+        assert!(bookworm.default_report().ends_with("docs/dkms-corpus-bookworm-arm64.md"));
+        assert_eq!(bookworm.corpus_components(), ["main"], "as docs/dkms-corpus.md, its amd64 side");
+        assert!(parse(&["--arch", "arm64", "--dkms-only"]).is_err());
+        assert!(parse(&["--arch", "riscv64"]).is_err());
+        let kept = parse(&["--arch", "arm64", "--kept"]).unwrap();
+        assert!(!kept.hermod && !kept.dkms);
     }
 
     #[test]

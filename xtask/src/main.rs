@@ -22,7 +22,8 @@
 //!   the archive's main component (another release: also contrib, non-free)
 //!   built by hermod and by DKMS (in a throwaway chroot), side by side; writes
 //!   `docs/dkms-corpus.md`, `docs/dkms-corpus-RELEASE[-backports].md` (see
-//!   `dkms_corpus.rs`).
+//!   `dkms_corpus.rs`); `--arch arm64`: hermod alone, cross-built, judged
+//!   against the amd64 report (`docs/dkms-corpus-RELEASE-arm64.md`, `dkms_cross.rs`).
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,7 @@ mod dist_check;
 mod dist_files;
 mod dkms_chroot;
 mod dkms_corpus;
+mod dkms_cross;
 mod dkms_report;
 mod kill_trials;
 mod modgraph;
