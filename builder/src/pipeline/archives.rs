@@ -100,7 +100,8 @@ impl Archives {
         let mut lock = match &self.lock {
             Some(lock) if lock.kernel == kernel => {
                 let names: HashSet<&str> = lock.packages.iter().map(|p| p.name.as_str()).collect();
-                if let Some(name) = extras.iter().find(|n| !names.contains(n.as_str())) {
+                let recipe = platform.recipe();
+                if let Some(name) = extras.iter().find(|n| !names.contains(recipe.stand_in(n).as_str())) {
                     return Err(InputError::NotInLock { origin: "the source".into(), name: name.clone() }.into());
                 }
                 lock.clone()

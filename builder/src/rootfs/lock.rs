@@ -68,7 +68,9 @@ impl Lock {
                 })
             }
         };
-        let mut extras = extras.to_vec();
+        // A need the cross map names (the C library's headers) is its
+        // stand-in, which the cross compiler reads: recorded as such.
+        let mut extras: Vec<String> = extras.iter().map(|n| recipe.stand_in(n)).collect();
         extras.sort();
         extras.dedup();
         // The headers are the kernel's architecture's; what runs in the root

@@ -244,10 +244,12 @@ pub struct Cross {
     pub triplet: String,
     /// The kernel's name for the architecture (`ARCH=arm64`).
     pub kernel_arch: String,
-    /// A target package's dependency on a name on the left is met by the
-    /// host's package on the right, `{N}` standing for a version number:
-    /// the target's native compiler (`gcc-14`) is the cross compiler
-    /// (`gcc-14-aarch64-linux-gnu`).
+    /// A target package's dependency on a name on the left (and a declared
+    /// build need of that name) is met by the host's package on the right,
+    /// `{N}` standing for a version number: the target's native compiler
+    /// (`gcc-14`) is the cross compiler (`gcc-14-aarch64-linux-gnu`), the
+    /// target's C library headers the cross compiler's (`libc6-dev` →
+    /// `libc6-dev-arm64-cross`).
     #[serde(default)]
     pub map: BTreeMap<String, String>,
 }
@@ -256,7 +258,9 @@ impl Cross {
     /// The host package that stands in for the target's `name`, if the map says so.
     pub fn mapped(&self, name: &str) -> Option<String> {
         self.map.iter().find_map(|(from, to)| {
-            let (prefix, suffix) = from.split_once("{N}")?;
+            let Some((prefix, suffix)) = from.split_once("{N}") else {
+                return (from == name).then(|| to.clone());
+            };
             let n = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
             let version = !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.');
             version.then(|| to.replace("{N}", n))
@@ -378,8 +382,8 @@ impl Recipe {
                 )));
             }
             for (from, to) in &cross.map {
-                if from.matches("{N}").count() != 1 || to.matches("{N}").count() > 1 {
-                    return Err(bad(format!("cross.map {from:?} = {to:?}: the name on the left holds {{N}} once")));
+                if from.matches("{N}").count() > 1 || to.matches("{N}").count() > from.matches("{N}").count() {
+                    return Err(bad(format!("cross.map {from:?} = {to:?}: {{N}} at most once, and on the right only if on the left")));
                 }
             }
         }
@@ -406,6 +410,12 @@ impl Recipe {
             return Err(bad(format!("link {inner:?} lies below link {outer:?}")));
         }
         Ok(recipe)
+    }
+
+    /// The package that meets a declared build need `name` in this
+    /// recipe's roots: its cross stand-in ([`Cross::map`]) or itself.
+    pub fn stand_in(&self, name: &str) -> String {
+        self.cross.as_ref().and_then(|c| c.mapped(name)).unwrap_or_else(|| name.to_owned())
     }
 
     /// The machine this recipe's roots build for (see [`crate::build::Target`]).
@@ -505,6 +515,7 @@ mod tests {
         assert_eq!(cross.mapped("gcc-14").as_deref(), Some("gcc-14-aarch64-linux-gnu"));
         assert_eq!(cross.mapped("gcc-14-for-host").as_deref(), Some("gcc-14-aarch64-linux-gnu"));
         assert_eq!(cross.mapped("gcc-14-base"), None, "{{N}} is a version, nothing more");
+        assert_eq!(cross.mapped("libc6-dev").as_deref(), Some("libc6-dev-arm64-cross"), "a name without {{N}} is itself");
         assert_eq!(cross.mapped("libgcc-s1"), None);
         let target = arm64.target();
         assert_eq!(
@@ -524,7 +535,7 @@ mod tests {
             (ok.replace("host='amd64'", "host='arm64'"), "own architecture"),
             (ok.replace("triplet='aarch64-linux-gnu'", "triplet='a b'"), "triplet"),
             (ok.replace("kernel_arch='arm64'", "kernel_arch='$(x)'"), "kernel_arch"),
-            (format!("{ok}[cross.map]\n'gcc'='gcc-cross'\n"), "{N}"),
+            (format!("{ok}[cross.map]\n'gcc'='gcc-{{N}}-cross'\n"), "{N}"),
             (base.replace("arm64'\nh", "sparc9'\nh"), "machine"),
             (format!("{base}machine='a/b'\n"), "machine"),
         ] {
