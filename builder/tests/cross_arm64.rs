@@ -148,6 +148,14 @@ fn hello_and_v4l2loopback_build_for_a_trixie_arm64_kernel_on_this_amd64_master()
     let kbuild = text.lines().find(|l| l.starts_with("package linux-kbuild-")).expect("kbuild is in the root");
     assert_eq!(kbuild.split(' ').nth(3), Some("amd64"), "kbuild's tools run on the master: {kbuild}");
     assert!(!text.contains(" gcc-14 "), "no native arm64 compiler:\n{text}");
+
+    // A declared need of the C library's headers is the cross compiler's own
+    // (what libc6-dev:arm64 is on an arm64 machine), never the master's.
+    let needs = run(store.path(), &["rootfs", "lock", "--kernel", &kernel, "--build-depends", "libc6-dev"]);
+    assert!(needs.status.success(), "{}", stderr(&needs));
+    let text = stdout(&needs);
+    assert!(text.contains("\nextra libc6-dev-arm64-cross\n"), "{text}");
+    assert!(!text.contains("package libc6-dev "), "{text}");
 }
 
 #[test]

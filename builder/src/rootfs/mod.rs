@@ -383,7 +383,9 @@ impl Recipe {
             }
             for (from, to) in &cross.map {
                 if from.matches("{N}").count() > 1 || to.matches("{N}").count() > from.matches("{N}").count() {
-                    return Err(bad(format!("cross.map {from:?} = {to:?}: {{N}} at most once, and on the right only if on the left")));
+                    return Err(bad(format!(
+                        "cross.map {from:?} = {to:?}: {{N}} at most once, and on the right only if on the left"
+                    )));
                 }
             }
         }
@@ -515,7 +517,11 @@ mod tests {
         assert_eq!(cross.mapped("gcc-14").as_deref(), Some("gcc-14-aarch64-linux-gnu"));
         assert_eq!(cross.mapped("gcc-14-for-host").as_deref(), Some("gcc-14-aarch64-linux-gnu"));
         assert_eq!(cross.mapped("gcc-14-base"), None, "{{N}} is a version, nothing more");
-        assert_eq!(cross.mapped("libc6-dev").as_deref(), Some("libc6-dev-arm64-cross"), "a name without {{N}} is itself");
+        assert_eq!(
+            cross.mapped("libc6-dev").as_deref(),
+            Some("libc6-dev-arm64-cross"),
+            "a name without {{N}} is itself"
+        );
         assert_eq!(cross.mapped("libgcc-s1"), None);
         let target = arm64.target();
         assert_eq!(
