@@ -102,18 +102,24 @@ pub enum Judgement {
     Arm64Only,
     /// Not in the native report (an arm64-only package, or another archive).
     NoAmd64Row,
+    /// Fails for arm64 where a configure step runs a program it compiled
+    /// ("cannot run C compiled programs"): an arm64 machine runs it, the
+    /// amd64 master cannot (no emulation in the sandbox). A known limit of
+    /// cross building, not of the source.
+    RunsTargetPrograms,
     /// Anything else: possibly hermod's cross setup, not the source. Looked at one by one.
     CrossProblem,
 }
 
 impl Judgement {
-    pub const ALL: [Judgement; 7] = [
+    pub const ALL: [Judgement; 8] = [
         Judgement::BuildsOnBoth,
         Judgement::SkippedAsDeclared,
         Judgement::X86OnlySource,
         Judgement::FailsOnBoth,
         Judgement::Arm64Only,
         Judgement::NoAmd64Row,
+        Judgement::RunsTargetPrograms,
         Judgement::CrossProblem,
     ];
 
@@ -125,6 +131,7 @@ impl Judgement {
             Judgement::FailsOnBoth => "fails on both",
             Judgement::Arm64Only => "builds on arm64 only",
             Judgement::NoAmd64Row => "no amd64 result",
+            Judgement::RunsTargetPrograms => "runs target programs",
             Judgement::CrossProblem => "cross problem",
         }
     }
@@ -134,6 +141,13 @@ impl Judgement {
 /// shortens it) in the module's own source that names x86-only things.
 /// `machine` is the target's `uname -m` (aarch64): an error that says the
 /// source does not know it counts too.
+/// A configure step that ran a program it cross-compiled (autoconf's words).
+pub fn runs_target_programs(cause: &str) -> bool {
+    ["cannot run C compiled programs", "cannot run test program while cross compiling"]
+        .iter()
+        .any(|w| cause.contains(w))
+}
+
 pub fn x86_specific(cause: &str) -> bool {
     let Some(error) = cause.split("make failed: ").nth(1) else { return false };
     let at_source = error.split(": ").next().is_some_and(|loc| {
@@ -180,6 +194,7 @@ pub fn judge(arm64: &Side, native: Option<&Native>) -> Judgement {
         Outcome::Skipped if skipped_by_arch(arm64) => Judgement::SkippedAsDeclared,
         _ if !amd64_built => Judgement::FailsOnBoth,
         Outcome::Failed if arm64.cause.as_deref().is_some_and(x86_specific) => Judgement::X86OnlySource,
+        Outcome::Failed if arm64.cause.as_deref().is_some_and(runs_target_programs) => Judgement::RunsTargetPrograms,
         _ => Judgement::CrossProblem,
     }
 }
@@ -428,6 +443,7 @@ DKMS would do on one, by these rules, in this order (`judge` in `xtask/src/dkms_
   cpuid, rdmsr/wrmsr, `x86`, `boot_cpu_data`, x86 inline-asm constraints). DKMS on an arm64 machine compiles the same code with the same \
   compiler version and fails the same way.
 - **builds on arm64 only**: built for {arch}, failed or skipped for amd64.
+- **runs target programs**: failed for {arch}, built for amd64, at a configure step that runs a program it compiled (\"cannot run C compiled programs\"): a machine of that architecture runs it; the amd64 master cannot (no emulation in the sandbox). A limit of cross building, not of the source.
 - **cross problem**: anything else that failed for {arch} and built for amd64: a missing tool, \
   a wrong ARCH, a Makefile asking `uname -m`, … Each is looked at in the notes below: is it \
   hermod's cross root, or the source?
@@ -524,6 +540,9 @@ mod tests {
             Some("exit 5: make failed: gcc: error: unrecognized command-line option '-mno-red-zone'"),
         );
         assert_eq!(judge(&flags, row("r8125-dkms")), Judgement::CrossProblem);
+        let runs =
+            side(Outcome::Failed, &[], Some("exit 5: make failed: configure: error: cannot run C compiled programs."));
+        assert_eq!(judge(&runs, row("r8125-dkms")), Judgement::RunsTargetPrograms);
         assert_eq!(judge(&side(Outcome::Built, &[], None), row("lttng-modules-dkms")), Judgement::Arm64Only);
         assert_eq!(judge(&side(Outcome::Built, &[], None), None), Judgement::NoAmd64Row);
     }
