@@ -7,6 +7,7 @@
 //! declares, x86-only source, failing on both, or a cross problem to look at.
 
 use crate::dkms_corpus::{truncate, Outcome, Row, Side};
+use crate::dkms_report::{escape, notes_section};
 
 /// One package's row of the committed native (amd64) report.
 #[derive(Debug, Clone, PartialEq)]
@@ -420,7 +421,7 @@ impl CrossReport {
                 escape(&cause)
             );
         }
-        md += &format!("\n{NOTES_START}\n{}\n{NOTES_END}\n", kept_notes(previous));
+        md += &notes_section(previous);
         md
     }
 }
@@ -448,20 +449,6 @@ DKMS would do on one, by these rules, in this order (`judge` in `xtask/src/dkms_
   a wrong ARCH, a Makefile asking `uname -m`, … Each is looked at in the notes below: is it \
   hermod's cross root, or the source?
 ";
-
-/// Hand-written explanations between these markers survive a regenerated report.
-const NOTES_START: &str = "<!-- notes: kept when the report is regenerated -->";
-const NOTES_END: &str = "<!-- end of notes -->";
-
-fn kept_notes(previous: &str) -> &str {
-    let Some(start) = previous.find(NOTES_START) else { return "" };
-    let body = &previous[start + NOTES_START.len()..];
-    body[..body.find(NOTES_END).unwrap_or(body.len())].trim()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
-}
 
 #[cfg(test)]
 mod tests {

@@ -285,7 +285,7 @@ impl Report {
         for row in differing {
             md += &format!("- **{}**: {}\n", row.package, escape(&difference(row)));
         }
-        md += &format!("\n{NOTES_START}\n{}\n{NOTES_END}\n", kept_notes(previous));
+        md += &notes_section(previous);
         md
     }
 }
@@ -308,6 +308,12 @@ impl Report {
     }
 }
 
+/// The hand-written notes of `previous` (a report), between their markers,
+/// as the end of a regenerated report (also the cross reports', `dkms_cross.rs`).
+pub(crate) fn notes_section(previous: &str) -> String {
+    format!("\n{NOTES_START}\n{}\n{NOTES_END}\n", kept_notes(previous))
+}
+
 fn kept_notes(previous: &str) -> &str {
     let Some(start) = previous.find(NOTES_START) else { return "" };
     let body = &previous[start + NOTES_START.len()..];
@@ -315,7 +321,7 @@ fn kept_notes(previous: &str) -> &str {
 }
 
 /// A table cell: no pipes, no newlines.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
