@@ -144,6 +144,11 @@ pub struct Config {
     /// explicitly is built whatever its architecture.
     #[serde(default)]
     pub architectures: Option<Vec<String>>,
+    /// The kernel flavours a master keeps built (`hermod sync`, `hermod status`), as
+    /// `--kernel all:FLAVOURS` takes them (globs: `amd64`, `cloud-amd64`, `*`)
+    /// [default: the plain flavour of each architecture, what `--kernel all` covers].
+    #[serde(default)]
+    pub flavours: Option<Vec<String>>,
     /// Sign modules with this private key (DKMS's `framework.conf` name; see `module_signing.rs`).
     #[serde(default)]
     pub mok_signing_key: Option<PathBuf>,
@@ -178,6 +183,10 @@ pub struct Config {
     /// The hermod APT repository this machine fetches module packages from.
     #[serde(default)]
     pub repository: Option<RepositoryEntry>,
+    /// `[publish]`: the APT repository a master writes (`hermod sync` publishes there;
+    /// `hermod status` reads it).
+    #[serde(default)]
+    pub publish: Option<PublishEntry>,
     /// Budgets for untrusted input (see [`crate::bounded`]).
     #[serde(default)]
     pub input_limits: InputLimits,
@@ -255,6 +264,22 @@ pub struct RepositoryEntry {
     pub signed_by: OneOrMany,
 }
 
+/// `[publish]`: the directory of the APT repository a master maintains, as
+/// `hermod publish --repo DIR --suite S --component C --sign-key FILE` takes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishEntry {
+    /// The repository's root directory (absolute).
+    pub dir: PathBuf,
+    #[serde(default = "default_suite")]
+    pub suite: String,
+    #[serde(default = "default_component")]
+    pub component: String,
+    /// The armored secret key that signs InRelease (`hermod repo keygen`'s PREFIX.key).
+    #[serde(default)]
+    pub sign_key: Option<PathBuf>,
+}
+
 fn default_suite() -> String {
     "hermod".into()
 }
@@ -295,6 +320,7 @@ impl Default for Config {
             backports: None,
             releases: None,
             architectures: None,
+            flavours: None,
             local_debs: Vec::new(),
             sources: Vec::new(),
             mok_signing_key: None,
@@ -308,6 +334,7 @@ impl Default for Config {
             wanted: Vec::new(),
             state_dir: None,
             repository: None,
+            publish: None,
             input_limits: InputLimits::default(),
             path: None,
         }
@@ -374,6 +401,20 @@ impl Config {
             if let Some(key) = keys.iter().find(|k| !k.is_absolute()) {
                 return Err(invalid(at(&format!("signed_by {} is not an absolute path", key.display()))));
             }
+        }
+        if let Some(publish) = &config.publish {
+            if !publish.dir.is_absolute() {
+                return Err(invalid(format!("publish: dir {} is not an absolute path", publish.dir.display())));
+            }
+            if let Some(bad) = [&publish.suite, &publish.component].into_iter().find(|w| !is_word(w)) {
+                return Err(invalid(format!("publish: {bad:?} is not a suite or component name")));
+            }
+            if let Some(key) = publish.sign_key.as_ref().filter(|k| !k.is_absolute()) {
+                return Err(invalid(format!("publish: sign_key {} is not an absolute path", key.display())));
+            }
+        }
+        if let Some(bad) = config.flavours.iter().flatten().find(|f| f.is_empty() || f.contains([',', ' '])) {
+            return Err(invalid(format!("flavours: {bad:?} is not a kernel flavour (or glob)")));
         }
         if let Some(dir) = config.state_dir.as_ref().filter(|d| !d.is_absolute()) {
             return Err(invalid(format!("state_dir: {} is not an absolute path", dir.display())));

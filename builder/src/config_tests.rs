@@ -107,6 +107,23 @@ signed_by = "/etc/apt/keyrings/hermod.asc"
 }
 
 #[test]
+fn master_settings() {
+    let text = r#"
+flavours = ["amd64", "cloud-*"]
+[publish]
+dir = "/srv/hermod/repo"
+sign_key = "/etc/hermod/repo.key"
+"#;
+    let config = Config::parse(text, Path::new("/etc/hermod/config.toml")).unwrap();
+    assert_eq!(config.flavours.as_deref(), Some(&["amd64".to_owned(), "cloud-*".to_owned()][..]));
+    let publish = config.publish.unwrap();
+    assert_eq!(publish.dir, Path::new("/srv/hermod/repo"));
+    assert_eq!((publish.suite.as_str(), publish.component.as_str()), ("hermod", "main"));
+    assert_eq!(publish.sign_key.as_deref(), Some(Path::new("/etc/hermod/repo.key")));
+    assert!(Config::parse("", Path::new("c")).unwrap().publish.is_none());
+}
+
+#[test]
 fn fleet_mistakes_are_named() {
     let cases = [
         ("role = \"builder\"", "unknown variant `builder`"),
@@ -117,6 +134,11 @@ fn fleet_mistakes_are_named() {
         ("[repository]\nuri = \"file:/r\"\nsigned_by = \"k.asc\"", "signed_by k.asc is not an absolute path"),
         ("[repository]\nuri = \"file:/r\"", "missing field `signed_by`"),
         ("[repository]\nuri = \"file:/r\"\nsuite = \"a b\"\nsigned_by = \"/k\"", "\"a b\" is not a suite"),
+        ("[publish]\ndir = \"srv/repo\"", "publish: dir srv/repo is not an absolute path"),
+        ("[publish]\ndir = \"/srv/repo\"\nsign_key = \"k.key\"", "publish: sign_key k.key is not an absolute path"),
+        ("[publish]\ndir = \"/srv/repo\"\ncomponent = \"a/b\"", "publish: \"a/b\" is not a suite"),
+        ("[publish]\nsuite = \"x\"", "missing field `dir`"),
+        ("flavours = [\"amd64,cloud-amd64\"]", "flavours: \"amd64,cloud-amd64\" is not a kernel flavour"),
     ];
     for (text, message) in cases {
         let e = Config::parse(text, Path::new("/etc/hermod/config.toml")).unwrap_err().to_string();
