@@ -28,6 +28,8 @@ const MANIFEST_FORMAT: u32 = 1;
 pub enum CacheError {
     #[error("cache I/O on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("cannot write the built package to {path} (the output directory, --out): {source}")]
+    Out { path: PathBuf, source: io::Error },
     #[error("--max-size {value}: {why}")]
     BadSize { value: String, why: String },
     #[error("{count} cached package(s) were corrupt (now quarantined; they are rebuilt when next needed)")]
@@ -39,7 +41,7 @@ impl crate::exit::HasExitCode for CacheError {
         match self {
             // `cache gc --max-size` given something that is no size.
             CacheError::BadSize { .. } => crate::exit::Code::Usage,
-            CacheError::Io { .. } | CacheError::Corrupt { .. } => crate::exit::Code::Io,
+            CacheError::Io { .. } | CacheError::Out { .. } | CacheError::Corrupt { .. } => crate::exit::Code::Io,
         }
     }
 }
@@ -175,11 +177,11 @@ pub(crate) fn is_hex_name(s: &str) -> bool {
 /// and a hit must not wait for the disk. A file already there with the
 /// same bytes is left as it is.
 pub fn export(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, CacheError> {
-    fs::create_dir_all(dir).map_err(|source| CacheError::Io { path: dir.to_owned(), source })?;
+    fs::create_dir_all(dir).map_err(|source| CacheError::Out { path: dir.to_owned(), source })?;
     let path = dir.join(name);
     // What is already there is compared by descriptor: a link planted at the
     // name is never read through (and the rename below replaces the link).
-    let out = hermod_hostfs::Dir::open(dir).map_err(|e| CacheError::Io { path: dir.to_owned(), source: e.into() })?;
+    let out = hermod_hostfs::Dir::open(dir).map_err(|e| CacheError::Out { path: dir.to_owned(), source: e.into() })?;
     let same = out
         .meta(name)
         .ok()
@@ -190,7 +192,7 @@ pub fn export(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, CacheErro
         return Ok(path);
     }
     crate::store::write_replacing(&path, bytes, false)
-        .map_err(|source| CacheError::Io { path: path.clone(), source })?;
+        .map_err(|source| CacheError::Out { path: path.clone(), source })?;
     Ok(path)
 }
 

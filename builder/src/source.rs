@@ -41,7 +41,7 @@ use crate::bounded::{excerpt, Exceeded, InputLimits, Limit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("source {0} does not exist or is not a directory")]
+    #[error("source {} does not exist or is not a directory{}", .0.display(), package_hint(.0))]
     NotADirectory(PathBuf),
     #[error(
         "{0} has no dkms.conf: a module source is a directory with a dkms.conf (as under /usr/src/<module>-<version>)"
@@ -63,6 +63,17 @@ pub enum SourceError {
     ForeignHardLink { path: PathBuf, uid: u32 },
     #[error("reading source {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+}
+
+/// For a missing source that reads as a package name (`v4l2loopback-dkms`):
+/// the SOURCE syntax that names an archive package.
+fn package_hint(path: &Path) -> String {
+    match path.to_str() {
+        Some(name) if !name.contains('/') && crate::apt::syntax::package_name(name).is_ok() => {
+            format!("; to build the archive's package {name}, say pkg:{name}")
+        }
+        _ => String::new(),
+    }
 }
 
 impl crate::exit::HasExitCode for SourceError {
@@ -323,6 +334,16 @@ mod tests {
             fs::write(p, body).unwrap();
         }
         dir
+    }
+
+    #[test]
+    fn a_missing_source_named_like_a_package_suggests_pkg() {
+        let e = SourceTree::scan(Path::new("v4l2loopback-dkms-does-not-exist")).unwrap_err().to_string();
+        assert!(e.ends_with("; to build the archive's package v4l2loopback-dkms-does-not-exist, say pkg:v4l2loopback-dkms-does-not-exist"), "{e}");
+        let e = SourceTree::scan(Path::new("/nonexistent/hello")).unwrap_err().to_string();
+        assert_eq!(e, "source /nonexistent/hello does not exist or is not a directory");
+        let e = SourceTree::scan(Path::new("Hello_World")).unwrap_err().to_string();
+        assert!(!e.contains("pkg:"), "not a package name: {e}");
     }
 
     #[test]

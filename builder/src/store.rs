@@ -40,7 +40,7 @@ use hermod_sandbox::owner::Owner;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot use the store at {path}: {source}")]
+    #[error("cannot use the store at {path}: {source} (choose another with --store or HERMOD_STORE)")]
     Io { path: PathBuf, source: io::Error },
     #[error("no store directory: set --store or HERMOD_STORE (HOME is not set either)")]
     NoDefault,

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::*;
 
 fn build_expecting_failure(source: &std::path::Path, kernel: &str, code: i32, needles: &[&str]) {
@@ -28,6 +30,40 @@ fn source_without_dkms_conf() {
 #[test]
 fn source_that_does_not_exist() {
     build_expecting_failure(&testdata("bad/nowhere"), &kernel(), 3, &["does not exist"]);
+}
+
+#[test]
+fn a_package_name_without_pkg_is_answered_with_the_pkg_form() {
+    let scratch = tempfile::tempdir().unwrap();
+    let result = run_in(
+        &shared_store(),
+        &["build", "v4l2loopback-dkms", "--kernel", &kernel(), "--out", "out"],
+        Some(scratch.path()),
+    );
+    let err = stderr(&result);
+    assert_eq!(result.status.code(), Some(3), "stderr:\n{err}");
+    assert!(err.contains("say pkg:v4l2loopback-dkms"), "{err}");
+}
+
+#[test]
+fn an_unusable_out_or_store_is_named_with_its_flag() {
+    let hello = testdata("modules/hello");
+    let result = run(
+        &shared_store(),
+        &["build", hello.to_str().unwrap(), "--kernel", &kernel(), "--out", "/proc/hermod-no-such-out"],
+    );
+    let err = stderr(&result);
+    assert_eq!(result.status.code(), Some(9), "stderr:\n{err}");
+    assert!(err.contains("/proc/hermod-no-such-out (the output directory, --out)"), "{err}");
+
+    let result =
+        run(Path::new("/proc/hermod-no-such-store"), &["build", hello.to_str().unwrap(), "--kernel", &kernel()]);
+    let err = stderr(&result);
+    assert_eq!(result.status.code(), Some(9), "stderr:\n{err}");
+    assert!(
+        err.contains("cannot use the store at /proc/hermod-no-such-store") && err.contains("--store or HERMOD_STORE"),
+        "{err}"
+    );
 }
 
 #[test]

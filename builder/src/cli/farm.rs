@@ -195,8 +195,7 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<(), AppError> {
     });
     let list = as_list(&parts);
     if list.is_empty() {
-        let config = config.path.as_deref().unwrap_or(Path::new(crate::config::DEFAULT_PATH)).display().to_string();
-        return Err(FarmError::NoRepository { config }.into());
+        return Err(FarmError::NoRepository { config: config_origin(config) }.into());
     }
     let scratch;
     let out = match (&args.out, args.download_only) {
@@ -233,12 +232,29 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The config file as messages name it: its path, or that there is none.
+fn config_origin(config: &Config) -> String {
+    match &config.path {
+        Some(path) => format!("the config file {}", path.display()),
+        None => format!(
+            "the configuration (no config file: {} does not exist, and neither --config nor HERMOD_CONFIG names one)",
+            crate::config::DEFAULT_PATH
+        ),
+    }
+}
+
 /// `hermod prepare`: the kernel hooks' command.
 pub fn prepare(global: &Global, args: &PrepareArgs) -> Result<(), AppError> {
     let config = super::loaded_config(global)?;
     let state = state_dir(config);
     let wanted = wanted(config)?;
     let from = args.hook.as_deref().map(|h| format!(" (from /etc/kernel/{h})")).unwrap_or_default();
+    if wanted.is_empty() {
+        say::warning(format_args!(
+            "nothing to prepare: {} names no `wanted` modules (see /usr/share/doc/hermod/examples/config.toml)",
+            config_origin(config)
+        ));
+    }
     say::note(format_args!("preparing {} wanted module package(s) for {}{from}", wanted.len(), args.kernel));
     let parts = providers(global, config, &state, true);
     let prepared = crate::farm::prepare(&args.kernel, &wanted, &state, &SystemTools, &as_list(&parts))?;

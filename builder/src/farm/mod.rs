@@ -45,7 +45,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/hermod";
 pub enum FarmError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("no [repository] in the config file {config}: a farm machine needs one to fetch from (see `hermod repo keygen`)")]
+    #[error("no [repository] in {config}: a farm machine needs one to fetch from (see `hermod repo keygen`, and the example /usr/share/doc/hermod/examples/config.toml)")]
     NoRepository { config: String },
     #[error("{package} is not available: {answers}")]
     NotAvailable { package: String, answers: String },
