@@ -167,6 +167,11 @@ pub fn build(inputs: &Inputs, work: &Path) -> Result<PathBuf> {
     for (name, page) in dist_files::man_pages()? {
         write_file(&man.join(format!("{name}.gz")), &gzip(&page)?, 0o644)?;
     }
+    for (path, script) in dist_files::completions() {
+        let file = root.join(path);
+        make_dir(file.parent().expect("a completion path has a directory"))?;
+        write_file(&file, &script, 0o644)?;
+    }
     let doc = root.join("usr/share/doc").join(PACKAGE);
     make_dir(&doc)?;
     let template = fs::read_to_string(inputs.dist.join("copyright"))?;

@@ -28,6 +28,51 @@ pub fn man_pages() -> Result<Vec<(String, Vec<u8>)>> {
     Ok(pages)
 }
 
+/// The shell completion scripts of `hermod::cli::Cli`, as `(path in the
+/// package, script)`: where bash-completion, zsh and fish look for vendors' scripts.
+pub fn completions() -> Vec<(&'static str, Vec<u8>)> {
+    use clap_complete::Shell;
+    [
+        (Shell::Bash, "usr/share/bash-completion/completions/hermod"),
+        (Shell::Zsh, "usr/share/zsh/vendor-completions/_hermod"),
+        (Shell::Fish, "usr/share/fish/vendor_completions.d/hermod.fish"),
+    ]
+    .into_iter()
+    .map(|(shell, path)| {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut hermod::cli::Cli::command(), "hermod", &mut script);
+        (path, script)
+    })
+    .collect()
+}
+
+/// `cargo xtask man --out DIR`: the man pages (and completion scripts), as the
+/// package installs them, without building the package.
+pub fn write_docs(args: &[String]) -> Result<()> {
+    let out = match args {
+        [flag, dir] if flag == "--out" => Path::new(dir).to_owned(),
+        _ => bail!("usage: cargo xtask man --out DIR"),
+    };
+    let man = out.join("man1");
+    std::fs::create_dir_all(&man)?;
+    let pages = man_pages()?;
+    for (name, page) in &pages {
+        std::fs::write(man.join(name), page)?;
+    }
+    for (path, script) in completions() {
+        let file = out.join("completions").join(Path::new(path).file_name().expect("a file name"));
+        std::fs::create_dir_all(file.parent().expect("a parent"))?;
+        std::fs::write(file, script)?;
+    }
+    println!(
+        "{} man pages in {}; read one with `man -l {}`",
+        pages.len(),
+        man.display(),
+        man.join("hermod.1").display()
+    );
+    Ok(())
+}
+
 /// One crate linked into the binary: name, version, license expression.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LinkedCrate {
@@ -153,6 +198,22 @@ mod tests {
         let main = String::from_utf8(pages.iter().find(|(n, _)| n == "hermod.1").unwrap().1.clone()).unwrap();
         assert!(main.starts_with(".ie"), "not roff: {}", &main[..main.len().min(80)]);
         assert!(main.contains("hermod\\-build(1)"), "hermod.1 does not refer to hermod-build(1)");
+    }
+
+    #[test]
+    fn completions_know_every_command() {
+        let scripts = completions();
+        assert_eq!(scripts.len(), 3);
+        let commands: Vec<String> =
+            hermod::cli::Cli::command().get_subcommands().map(|c| c.get_name().to_owned()).collect();
+        assert!(commands.len() > 10, "{commands:?}");
+        for (path, script) in scripts {
+            let text = String::from_utf8(script).unwrap();
+            for command in &commands {
+                assert!(text.contains(command.as_str()), "{path} does not complete {command}");
+            }
+            assert!(text.contains("--kernel"), "{path} does not complete --kernel");
+        }
     }
 
     /// A resolve graph: hermod → serde (→ serde_derive, a proc macro), →

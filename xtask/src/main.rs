@@ -1,10 +1,13 @@
 //! Developer tasks: `cargo xtask <task>`.
 //!
 //! - `tidy`: the codemap's invariants that no single file shows (`tidy.rs`).
-//! - `ci`: what `.ci/run` runs after installing packages: tidy, the whole test suite,
-//!   then hermod's own package from the test build's binary (`dist --check`).
+//! - `ci`: the README's test command: installs the Debian packages the tests use
+//!   when missing (as root; `setup.rs`), then tidy, the whole test suite, then
+//!   hermod's own package from the test build's binary (`dist --check`).
 //! - `dist [--binary PATH] [--out DIR] [--check] | --check-binary`: hermod as a
 //!   Debian package (`dist.rs`), its reproducibility and lintian checks.
+//! - `man --out DIR`: the man pages (DIR/man1) and shell completion scripts
+//!   (DIR/completions) the package installs, without building it (`dist_files.rs`).
 //! - `bench`: speed figures measured side by side in one run (ratios, not
 //!   absolute times: machines are noisy). Targets are printed next to them.
 //!   `--only verify`: just `hermod verify` against one cold build (`bench_verify.rs`).
@@ -47,6 +50,7 @@ mod dkms_cross;
 mod dkms_report;
 mod kill_trials;
 mod modgraph;
+mod setup;
 mod tidy;
 
 fn main() -> Result<()> {
@@ -62,10 +66,11 @@ fn main() -> Result<()> {
         Some("kill-trials") => kill_trials::run(&hermod_binary()?, &args[1..]),
         Some("dkms-corpus") => dkms_corpus::run(&args[1..]),
         Some("dist") => dist::run(&args[1..]),
+        Some("man") => dist_files::write_docs(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask ci | tidy\n       cargo xtask bench [--kernel KREL] [--runs N] [--only sandbox --tree DIR | --only rootfs | --only cache | --only verify | --only cross | --only bombs]\n       \
-                 cargo xtask all-kernels [SOURCE]\n       cargo xtask kill-trials [--trials N] [--kernel KREL] [--seed N]\n       {}\n       {}",
+                 cargo xtask all-kernels [SOURCE]\n       cargo xtask man --out DIR\n       cargo xtask kill-trials [--trials N] [--kernel KREL] [--seed N]\n       {}\n       {}",
                 dkms_corpus::USAGE,
                 dist::USAGE
             );
@@ -81,8 +86,14 @@ fn repo_root() -> PathBuf {
 /// The README's test command: the tests, then the package of the binary the
 /// tests just built (a debug build: CI compiles hermod once).
 fn ci() -> Result<()> {
+    setup::ensure_test_packages()?;
     tidy::run()?;
-    let status = Command::new("cargo").args(["test", "--workspace"]).current_dir(repo_root()).status()?;
+    // The tools are there now: a test that finds one missing fails, never skips.
+    let status = Command::new("cargo")
+        .args(["test", "--workspace"])
+        .env("HERMOD_TEST_REQUIRE_TOOLS", "1")
+        .current_dir(repo_root())
+        .status()?;
     if !status.success() {
         bail!("tests failed");
     }

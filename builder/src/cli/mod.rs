@@ -125,6 +125,12 @@ pub enum Command {
     /// name, environment, locale, TZ, jobs, file order) and compare the .debs byte for byte;
     /// --against DEB: rebuild once and compare with a published package
     Verify(verify::VerifyArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
+    /// `hermod completions bash > /etc/bash_completion.d/hermod`; the package installs them
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -349,6 +355,14 @@ fn parse_days(text: &str) -> Result<f64, String> {
 }
 
 /// The config file, read once per process: every command reads it through here.
+/// `hermod completions SHELL`: the completion script clap makes from the grammar.
+fn completions(shell: clap_complete::Shell) -> Result<(), AppError> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "hermod", &mut script);
+    let mut stdout = std::io::stdout().lock();
+    Ok(stdout.write_all(&script).map_err(|source| PipelineError::Io { path: PathBuf::from("<stdout>"), source })?)
+}
+
 fn loaded_config(global: &Global) -> Result<&'static Config, crate::config::ConfigError> {
     static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
     if let Some(config) = CONFIG.get() {
@@ -502,6 +516,7 @@ pub fn run(cli: &Cli) -> Result<(), AppError> {
         Command::Repo { command } => repo::repo_command(command),
         Command::LoadTest(args) => load_test::load_test(&cli.global, args),
         Command::Verify(args) => verify::verify(&cli.global, args),
+        Command::Completions { shell } => completions(*shell),
     }
 }
 

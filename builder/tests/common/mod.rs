@@ -175,7 +175,7 @@ pub fn tool_path(tool: &str) -> Option<PathBuf> {
 }
 
 /// Whether the tests must not skip (`HERMOD_TEST_REQUIRE_TOOLS` set and
-/// non-empty; `.ci/run` sets it).
+/// non-empty; `cargo xtask ci` sets it).
 pub fn tools_required() -> bool {
     std::env::var_os("HERMOD_TEST_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty())
 }

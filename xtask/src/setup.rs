@@ -1,0 +1,118 @@
+//! `cargo xtask ci`'s first step: the Debian packages the tests use, installed
+//! when missing, so the README's test command works on a fresh machine.
+//!
+//! The tests run real tools (dpkg, apt in a throwaway root, qemu, nginx…) and
+//! fail when one is missing (`HERMOD_TEST_REQUIRE_TOOLS`), never skip. Rather
+//! than a list in a CI script that a developer's machine does not run, the list
+//! lives here: as root, what dpkg does not report installed is installed with
+//! apt-get (from the machine's own apt sources); as another user, the exact
+//! command to run is printed and the task fails.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// Each package the tests need, and why.
+pub const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("kmod", "modinfo reads the built modules"),
+    ("binutils", "readelf checks their ELF headers"),
+    ("dpkg", "dpkg-deb reads and builds packages"),
+    ("dpkg-dev", "dpkg-shlibdeps: the Depends of hermod's own package (cargo xtask dist)"),
+    ("ca-certificates", "https archives"),
+    ("lintian", "checks hermod's own package and the module packages"),
+    ("runc", "the second OCI runtime that runs `hermod oci` bundles"),
+    ("skopeo", "reads and copies the image layouts of `hermod rootfs export`"),
+    ("openssl", "makes test MOK keys and verifies module signatures"),
+    ("nginx-light", "the shared cache's WebDAV server (remote_cache.rs starts its own on loopback)"),
+    ("mmdebstrap", "the throwaway Debian roots where apt installs from a published repository"),
+    ("gpg", "mmdebstrap's and apt's signature checks in those roots"),
+    ("bubblewrap", "the sandbox tests compare with bwrap's behaviour"),
+    ("debsums", "checks the installed package's files in a throwaway root"),
+    ("qemu-system-x86", "hermod load-test boots the archive's amd64 kernels"),
+    ("qemu-system-arm", "hermod load-test boots the archive's arm64 kernels"),
+    ("cpio", "reads back the initramfs writer's output"),
+    ("diffoscope-minimal", "hermod verify runs it on a mismatch"),
+    ("gcc", "builds the sandbox tests' probe.c (cargo links with it anyway)"),
+];
+
+/// The packages of `TEST_PACKAGES` dpkg does not report installed.
+pub fn missing() -> Result<Vec<&'static str>> {
+    let names: Vec<&str> = TEST_PACKAGES.iter().map(|(name, _)| *name).collect();
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Package} ${db:Status-Abbrev}\n"])
+        .args(&names)
+        .output()
+        .context("running dpkg-query: the tests need a Debian machine")?;
+    // Unknown packages make dpkg-query exit 1 but still list the known ones.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let installed: Vec<&str> =
+        text.lines().filter_map(|l| l.split_once(' ')).filter(|(_, s)| s.starts_with("ii")).map(|(n, _)| n).collect();
+    Ok(names.into_iter().filter(|n| !installed.contains(n)).collect())
+}
+
+/// Install what is missing (as root), or say how.
+pub fn ensure_test_packages() -> Result<()> {
+    let missing = missing()?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let command = format!("apt-get install --no-install-recommends {}", missing.join(" "));
+    if !is_root() {
+        bail!(
+            "the tests need these Debian packages, not installed here: {}\nrun as root: {command}",
+            missing.join(", ")
+        );
+    }
+    eprintln!("xtask: installing the test tools this machine lacks: {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    // nginx-light's service must not start: the tests run their own servers.
+    // A policy-rc.d that denies every start, unless the machine has one.
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    let own_policy = !policy.exists();
+    if own_policy {
+        std::fs::write(policy, "#!/bin/sh\nexit 101\n")?;
+        std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let result = run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    if own_policy {
+        std::fs::remove_file(policy)?;
+    }
+    result?;
+    let still = self::missing()?;
+    if !still.is_empty() {
+        bail!("apt-get installed, but dpkg still lacks: {}", still.join(", "));
+    }
+    Ok(())
+}
+
+/// /proc/self belongs to the process's effective user.
+fn is_root() -> bool {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("/proc is mounted")) == 0
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ci_script_and_list_agree() {
+        // .ci/run no longer lists packages: the list is here, once.
+        let script = std::fs::read_to_string(crate::repo_root().join(".ci/run")).unwrap();
+        assert!(!script.contains("apt-get install"), ".ci/run installs packages itself again");
+        let names: Vec<&str> = TEST_PACKAGES.iter().map(|(n, _)| *n).collect();
+        let mut sorted = names.clone();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "a package listed twice");
+    }
+}
