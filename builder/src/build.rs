@@ -166,7 +166,11 @@ pub fn build(
     if prepared.conf.skip.is_some() {
         return Ok(Output { conf: prepared.conf, modules: Vec::new(), cgroup: Cgroup::default() });
     }
-    let outcome = hermod_sandbox::run(&prepared.spec)?;
+    let what = format!("{} {}", prepared.conf.package_name, rootfs.lock.kernel);
+    let watch = crate::watch::Watch::start(log, what, crate::watch::mode());
+    let outcome = hermod_sandbox::run(&prepared.spec);
+    drop(watch);
+    let outcome = outcome?;
     check(&outcome, settings, log, &workdir.join("out"))?;
     let mut modules = collect(&prepared.conf, &workdir.join("out"), log)?;
     if let Some(signer) = &settings.signing {

@@ -205,8 +205,9 @@ impl Input {
                 let package = find_package(ctx.archive(kernel)?, name, version.as_deref())?.clone();
                 let mirrors = ctx.platform(kernel)?.platform.sources.mirrors();
                 let store = ctx.store();
-                let debs = apt::download_from(std::slice::from_ref(&package), &mirrors, store.packages(), ctx.quiet())
-                    .map_err(|e| InputError::Fetch(Box::new(e)))?;
+                let debs =
+                    apt::download_from(std::slice::from_ref(&package), &mirrors, store.packages(), ctx.quiet(), label)
+                        .map_err(|e| InputError::Fetch(Box::new(e)))?;
                 let unpacked = unpack(ctx, &debs[0], label)?;
                 // The index's Depends: the same field as the .deb's control, verified.
                 needs.extend(declared_needs(ctx, kernel, &package.depends, label)?);

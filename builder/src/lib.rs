@@ -43,4 +43,5 @@ pub mod source;
 pub mod store;
 pub mod trust;
 pub mod verify;
+pub mod watch;
 pub mod work;

@@ -15,6 +15,8 @@ fn main() {
 
     let cli = hermod::cli::Cli::parse();
     hermod::say::set_quiet(cli.global.quiet);
+    // -v: the build logs line by line as the sandbox writes them.
+    hermod::watch::set_follow(!cli.global.quiet && cli.global.verbose >= 1);
     // hermod's own crates get the asked level; dependencies stay at warn
     // until -vvv (at debug, the OpenPGP crate dumps every packet it parses).
     let level = match (cli.global.quiet, cli.global.verbose) {

@@ -137,3 +137,29 @@ fn one_command_builds_for_a_6_1_and_a_6_12_kernel() {
     let vermagic = tool("/sbin/modinfo", &["-F", "vermagic", ko_xz.to_str().unwrap()]);
     assert!(vermagic.starts_with(&format!("{k612} SMP preempt mod_unload modversions")), "vermagic: {vermagic}");
 }
+
+/// `-v` follows the build log as the sandbox writes it, each line naming the
+/// build; without it (and on a pipe) the log stays in its file.
+#[test]
+fn verbose_follows_the_build_log_line_by_line() {
+    let out = tempfile::tempdir().unwrap();
+    let hello = testdata("modules/hello");
+    // A Maintainer of its own: a cache miss, so the compile step runs.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let maintainer = format!("follow test {now} <follow@hermod.invalid>");
+    let args = ["build", "-v", "--maintainer", &maintainer, hello.to_str().unwrap(), "--kernel", &kernel(), "--out"];
+    let mut cmd = std::process::Command::new(hermod());
+    cmd.args(args).arg(out.path()).env("HERMOD_STORE", shared_store()).env("HERMOD_PACKAGE_CACHE", package_cache());
+    let result = run_logged(&mut cmd, &args);
+    let err = stderr(&result);
+    assert!(result.status.success(), "{err}");
+    let prefix = format!("hermod: [hello {}] ", kernel());
+    assert!(err.lines().any(|l| l.starts_with(&prefix) && l.contains("CC [M]") && l.contains("hello.o")), "{err}");
+    assert!(err.lines().any(|l| l.starts_with(&prefix) && l.contains("LD [M]")), "{err}");
+
+    let quiet = run(
+        &shared_store(),
+        &["build", hello.to_str().unwrap(), "--kernel", &kernel(), "--out", out.path().to_str().unwrap()],
+    );
+    assert!(!stderr(&quiet).contains("CC [M]"), "no log lines without -v");
+}

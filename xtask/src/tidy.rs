@@ -84,6 +84,7 @@ const LAYERS: &[&[&str]] = &[
         "bombs",
         "fuzzing",
         "say",
+        "watch",
         "work",
     ],
     &["rootfs", "platform", "config", "cache", "trust", "shared_cache", "build", "build_script"],

@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use super::packages::Package;
@@ -62,20 +62,23 @@ pub fn deb_file_name(p: &Package) -> Result<String, SyntaxError> {
 /// order of `pkgs`. A progress bar is drawn on stderr when it is a terminal
 /// and `quiet` is false.
 pub fn download(pkgs: &[Package], dir: &Path, quiet: bool) -> Result<Vec<PathBuf>, FetchError> {
-    download_from(pkgs, &[], dir, quiet)
+    download_from(pkgs, &[], dir, quiet, "packages")
 }
 
 /// [`download`], trying each package's own archive first, then `mirrors`
 /// (archive roots such as `http://deb.debian.org/debian` or `file:/srv/debs`).
+/// `label` names what the packages are for on the progress bar (`build root
+/// 6.1.0-56-amd64`): several downloads at once each get their own line.
 pub fn download_from(
     pkgs: &[Package],
     mirrors: &[String],
     dir: &Path,
     quiet: bool,
+    label: &str,
 ) -> Result<Vec<PathBuf>, FetchError> {
     std::fs::create_dir_all(dir).map_err(|source| FetchError::Io { path: dir.to_path_buf(), source })?;
     let total: u64 = pkgs.iter().map(|p| p.size).sum();
-    let bar = progress_bar(total, quiet);
+    let bar = progress_bar(total, quiet, label);
     // A failure stops handing out work; running downloads finish.
     let results = crate::work::run(pkgs, PARALLEL, |p| fetch_one(p, mirrors, dir, &bar), Result::is_err);
     bar.finish_and_clear();
@@ -95,16 +98,19 @@ pub fn download_from(
     Ok(out)
 }
 
-fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
+fn progress_bar(total: u64, quiet: bool, label: &str) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    // One line per download running in this process (two cold kernels built
+    // at once fetch two build roots side by side), among the build spinners.
+    let bar = crate::watch::bars().add(ProgressBar::new(total));
     if let Ok(style) = ProgressStyle::with_template(
-        "fetching packages {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+        "fetching {prefix}: {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
     ) {
         bar.set_style(style);
     }
+    bar.set_prefix(label.to_owned());
     bar
 }
 
@@ -317,13 +323,15 @@ mod tests {
         let e = download(std::slice::from_ref(&p), cache.path(), true).unwrap_err();
         assert!(matches!(e, FetchError::NoMirror { .. }) && e.to_string().contains("hello 1:2.10-3"), "{e}");
 
-        let got = download_from(std::slice::from_ref(&p), &[uri(&empty), uri(&evil), uri(&good)], cache.path(), true)
-            .unwrap();
+        let got =
+            download_from(std::slice::from_ref(&p), &[uri(&empty), uri(&evil), uri(&good)], cache.path(), true, "test")
+                .unwrap();
         assert_eq!(std::fs::read(&got[0]).unwrap(), b"deb contents");
 
         // Tampered in the cache, and no mirror has a good copy: both are said.
         std::fs::write(&got[0], b"deb c0ntents").unwrap();
-        let e = download_from(std::slice::from_ref(&p), &[uri(&empty), uri(&evil)], cache.path(), true).unwrap_err();
+        let e = download_from(std::slice::from_ref(&p), &[uri(&empty), uri(&evil)], cache.path(), true, "test")
+            .unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, FetchError::Unavailable { .. }), "{msg}");
         assert!(msg.starts_with(&format!("hello 1:2.10-3: no copy has the expected SHA256 {}", p.sha256)), "{msg}");
@@ -336,7 +344,7 @@ mod tests {
         assert_eq!(std::fs::read(&got[0]).unwrap(), b"deb c0ntents", "a failed download replaces nothing");
         // Its own archive (base_uri) comes first, mirrors after.
         p.base_uri = uri(&evil);
-        download_from(std::slice::from_ref(&p), &[uri(&good)], cache.path(), true).unwrap();
+        download_from(std::slice::from_ref(&p), &[uri(&good)], cache.path(), true, "test").unwrap();
         assert_eq!(std::fs::read(&got[0]).unwrap(), b"deb contents");
     }
 }

@@ -77,8 +77,14 @@ fn newest<'a>(ctx: &'a Archives, kernel: &str, names: &[String]) -> Result<Optio
 fn download(ctx: &Archives, kernel: &str, package: &Package) -> Result<PathBuf, BootCheckError> {
     let mirrors = ctx.platform(kernel).map_err(|e| BootCheckError::Archive(Box::new(e)))?.platform.sources.mirrors();
     let store = ctx.store();
-    let debs = crate::apt::download_from(std::slice::from_ref(package), &mirrors, store.packages(), ctx.quiet())
-        .map_err(|e| BootCheckError::Fetch(Box::new(e)))?;
+    let debs = crate::apt::download_from(
+        std::slice::from_ref(package),
+        &mirrors,
+        store.packages(),
+        ctx.quiet(),
+        &package.name,
+    )
+    .map_err(|e| BootCheckError::Fetch(Box::new(e)))?;
     Ok(debs.into_iter().next().expect("one package asked, one path"))
 }
 

@@ -141,7 +141,8 @@ pub fn materialize(store: &Store, lock: &Lock, quiet: bool) -> Result<Rootfs, Ro
     remove_stale_staging(store, &hash)?;
     let cas = Cas::open(store)?;
     let _adding = cas.lock(Mode::Shared)?;
-    let manifests = unpacked(store, &cas, &lock.packages, &lock.mirrors, quiet)?;
+    let label = format!("build root {}", lock.kernel);
+    let manifests = unpacked(store, &cas, &lock.packages, &lock.mirrors, quiet, &label)?;
     tracing::debug!("manifests ready after {:.3} s", started.elapsed().as_secs_f64());
 
     let staging = store.staging_dir(&staging_prefix(&hash))?;
@@ -191,12 +192,13 @@ pub(super) fn unpacked(
     packages: &[apt::Package],
     mirrors: &[String],
     quiet: bool,
+    label: &str,
 ) -> Result<Vec<Manifest>, RootfsError> {
     let mut manifests: Vec<Option<Manifest>> = packages.iter().map(|p| cas.manifest(p)).collect();
     let missing: Vec<apt::Package> =
         packages.iter().zip(&manifests).filter(|(_, m)| m.is_none()).map(|(p, _)| p.clone()).collect();
     if !missing.is_empty() {
-        let debs = apt::download_from(&missing, mirrors, store.packages(), quiet)?;
+        let debs = apt::download_from(&missing, mirrors, store.packages(), quiet, label)?;
         let made: Vec<Manifest> =
             missing.par_iter().zip(&debs).map(|(pkg, deb)| cas.ensure_unpacked(deb, pkg)).collect::<Result<_, _>>()?;
         let mut made = made.into_iter();
@@ -249,7 +251,7 @@ pub(super) fn repair<'m>(
     for blob in bad {
         cas.quarantine(blob)?;
     }
-    let debs = apt::download_from(&packages, mirrors, store.packages(), quiet)?;
+    let debs = apt::download_from(&packages, mirrors, store.packages(), quiet, "packages to restore")?;
     for (pkg, deb) in packages.iter().zip(&debs) {
         cas.unpack(deb, pkg)?;
     }
