@@ -59,10 +59,11 @@ use crate::source::SourceTree;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    // Boxed: a command's error stays small (clippy's result_large_err).
     #[error(transparent)]
-    Repo(#[from] RepoError),
+    Repo(Box<RepoError>),
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    Pipeline(Box<PipelineError>),
     #[error(
         "no repository to publish into: add a [publish] section to {config} (dir = \"/srv/hermod/repo\", \
          sign_key = \"/etc/hermod/repo.key\") or pass --repo DIR"
@@ -76,6 +77,18 @@ pub enum SyncError {
     NoKernels { why: String },
     #[error("{failed} of {total} builds failed (each is reported above){held}")]
     Failed { failed: usize, total: usize, held: String, code: Code },
+}
+
+impl From<RepoError> for SyncError {
+    fn from(e: RepoError) -> SyncError {
+        SyncError::Repo(Box::new(e))
+    }
+}
+
+impl From<PipelineError> for SyncError {
+    fn from(e: PipelineError) -> SyncError {
+        SyncError::Pipeline(Box::new(e))
+    }
 }
 
 impl HasExitCode for SyncError {
@@ -431,16 +444,17 @@ fn failed_event(source: &str, kernel: &str, key: Option<&str>, e: &PipelineError
 fn log_of(e: &PipelineError) -> Option<&Path> {
     use crate::build::BuildError as B;
     match e {
-        PipelineError::Build { error, .. } => match error {
-            B::DkmsSyntax { log, .. }
-            | B::DkmsEval { log, .. }
-            | B::MakeFailed { log, .. }
-            | B::TimedOut { log, .. }
-            | B::ModuleMissing { log, .. }
-            | B::ModuleTooLarge { log, .. }
-            | B::SignFailed { log, .. } => Some(log),
-            _ => None,
-        },
+        PipelineError::Build {
+            error:
+                B::DkmsSyntax { log, .. }
+                | B::DkmsEval { log, .. }
+                | B::MakeFailed { log, .. }
+                | B::TimedOut { log, .. }
+                | B::ModuleMissing { log, .. }
+                | B::ModuleTooLarge { log, .. }
+                | B::SignFailed { log, .. },
+            ..
+        } => Some(log),
         _ => None,
     }
 }

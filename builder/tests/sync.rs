@@ -185,7 +185,7 @@ fn a_failing_module_holds_its_kernel_back_and_the_others_are_published() {
 
     let (code, lines) = sync(&config, &["--kernel", &k1, "--kernel", &k2]);
     assert_eq!(code, Some(5), "a failed build's status, after the rest was done: {lines:?}");
-    let failed: Vec<&&Value> = actions(&lines, "build").iter().filter(|b| b["outcome"] == "failed").collect();
+    let failed: Vec<&Value> = actions(&lines, "build").into_iter().filter(|b| b["outcome"] == "failed").collect();
     assert_eq!(failed.len(), 1, "{lines:?}");
     assert_eq!((failed[0]["kernel"].as_str(), failed[0]["exit_code"].as_i64()), (Some(k2.as_str()), Some(5)));
     assert!(Path::new(failed[0]["log"].as_str().unwrap()).is_file(), "{}", failed[0]);

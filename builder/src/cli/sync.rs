@@ -155,7 +155,7 @@ fn wanted_kernels(archives: &Archives, config: &Config, asked: &[String]) -> Res
         _ => "all".to_owned(),
     };
     let mut kernels = Vec::new();
-    for kernel in archives.kernels(&[all.clone()])? {
+    for kernel in archives.kernels(std::slice::from_ref(&all))? {
         if archives.platform(&kernel)?.platform.in_kernel_all {
             kernels.push(kernel);
         }
@@ -172,12 +172,10 @@ fn wanted_kernels(archives: &Archives, config: &Config, asked: &[String]) -> Res
 fn print_event(event: &Event, json: bool) {
     if let Event::Build(b) = event {
         if b.outcome == Outcome::Failed {
-            say::failure(format_args!(
-                "error: {} for {}: {}",
-                b.source,
-                b.kernel,
-                b.message.as_deref().unwrap_or("failed")
-            ));
+            // A build's error names its source first: said once.
+            let message = b.message.as_deref().unwrap_or("failed");
+            let rest = message.strip_prefix(b.source.as_str()).and_then(|r| r.strip_prefix(": ")).unwrap_or(message);
+            say::failure(format_args!("error: {} for {}: {rest}", b.source, b.kernel));
         }
     }
     let line = if json { serde_json::to_string(event).expect("an event serializes") } else { text(event) };
