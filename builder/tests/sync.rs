@@ -228,3 +228,34 @@ fn sync_without_a_repository_or_without_once_is_refused() {
     assert!(stderr(&out).contains("wanted"), "{}", stderr(&out));
     assert!(!work.path().join("repo").exists());
 }
+
+#[test]
+fn a_version_published_from_another_build_is_kept_as_it_is() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let hello = testdata("modules/hello");
+    let key = keygen(work.path());
+    let config = config(work.path(), &[&hello], &repo, &key);
+    let k1 = kernel();
+    // hello for k1 with another Maintainer: another key, the same package name and version.
+    let out = work.path().join("out");
+    let other = ["build", hello.to_str().unwrap(), "--kernel", &k1, "--out", out.to_str().unwrap()];
+    let built =
+        run(&shared_store(), &[&other[..], &["--maintainer", "Another Builder <other@example.invalid>"]].concat());
+    assert!(built.status.success(), "{}", stderr(&built));
+    let deb = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    let published = run(
+        &shared_store(),
+        &["publish", "--repo", repo.to_str().unwrap(), "--sign-key", key.to_str().unwrap(), deb.to_str().unwrap()],
+    );
+    assert!(published.status.success(), "{}", stderr(&published));
+
+    let before = snapshot(&repo);
+    let (code, lines) = sync(&config, &["--kernel", &k1]);
+    assert_eq!(code, Some(0), "the kernel has its package: nothing failed");
+    let keeps = actions(&lines, "keep");
+    assert_eq!(keeps.len(), 1, "{lines:?}");
+    assert_eq!(keeps[0]["package"], format!("hello-modules-{k1}"));
+    assert!(actions(&lines, "publish").is_empty(), "{lines:?}");
+    assert_eq!(snapshot(&repo), before, "the published build stays, nothing written");
+}
