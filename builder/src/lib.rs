@@ -41,6 +41,7 @@ pub mod say;
 pub mod shared_cache;
 pub mod source;
 pub mod store;
+pub mod sync;
 pub mod trust;
 pub mod verify;
 pub mod watch;

@@ -24,6 +24,7 @@ mod load_test;
 mod plan;
 mod repo;
 mod roots;
+mod sync;
 mod verify;
 
 use cache::{cache_command, key_command};
@@ -125,6 +126,10 @@ pub enum Command {
     /// name, environment, locale, TZ, jobs, file order) and compare the .debs byte for byte;
     /// --against DEB: rebuild once and compare with a published package
     Verify(verify::VerifyArgs),
+    /// A master's loop, once (`--once`, for a systemd timer): build what the config wants
+    /// (modules x kernels of its releases and flavours) and its repository lacks, then publish
+    /// it; a kernel's packages only when every wanted module for it built
+    Sync(sync::SyncArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
     /// `hermod completions bash > /etc/bash_completion.d/hermod`; the package installs them
     Completions {
@@ -516,6 +521,7 @@ pub fn run(cli: &Cli) -> Result<(), AppError> {
         Command::Repo { command } => repo::repo_command(command),
         Command::LoadTest(args) => load_test::load_test(&cli.global, args),
         Command::Verify(args) => verify::verify(&cli.global, args),
+        Command::Sync(args) => sync::sync(&cli.global, args),
         Command::Completions { shell } => completions(*shell),
     }
 }

@@ -45,7 +45,7 @@ pub enum RepoCommand {
 }
 
 /// The seconds since 1970 the environment's SOURCE_DATE_EPOCH names, if set.
-fn source_date_epoch() -> Result<Option<i64>, RepoError> {
+pub(super) fn source_date_epoch() -> Result<Option<i64>, RepoError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(text) => match text.trim().parse::<i64>() {
             Ok(secs) if secs >= 0 => Ok(Some(secs)),
@@ -55,7 +55,7 @@ fn source_date_epoch() -> Result<Option<i64>, RepoError> {
     }
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 

@@ -78,6 +78,7 @@ pub mod index;
 mod input;
 mod meta;
 pub mod openpgp;
+mod published;
 pub mod release;
 mod state;
 
@@ -89,6 +90,7 @@ use crate::apt::debfile::DebFileError;
 use index::{ControlError, Entry, IndexError};
 use input::Input;
 pub use openpgp::{SignError, SigningKey};
+pub use published::{published, Published};
 use release::{DateSource, FutureDate, IndexFile, ReleaseInfo};
 
 /// The defaults a farm's source line assumes: `hermod main`.
