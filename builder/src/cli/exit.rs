@@ -22,6 +22,8 @@ pub enum AppError {
     Plan(#[from] crate::plan::PlanError),
     #[error(transparent)]
     Verify(#[from] crate::verify::VerifyError),
+    #[error(transparent)]
+    Status(#[from] crate::status::StatusError),
     // What the commands read before any pipeline runs: the config, the
     // flags' values, keys.
     #[error(transparent)]
@@ -70,6 +72,7 @@ impl HasExitCode for AppError {
             AppError::BootCheck(e) => e.exit_code(),
             AppError::Plan(e) => e.exit_code(),
             AppError::Verify(e) => e.exit_code(),
+            AppError::Status(e) => e.exit_code(),
             AppError::Config(e) => e.exit_code(),
             AppError::Limit(e) => e.exit_code(),
             AppError::Signing(e) => e.exit_code(),

@@ -24,6 +24,7 @@ mod load_test;
 mod plan;
 mod repo;
 mod roots;
+mod status;
 mod verify;
 
 use cache::{cache_command, key_command};
@@ -125,6 +126,11 @@ pub enum Command {
     /// name, environment, locale, TZ, jobs, file order) and compare the .debs byte for byte;
     /// --against DEB: rebuild once and compare with a published package
     Verify(verify::VerifyArgs),
+    /// Like `dkms status`: on a master, each wanted module x kernel (published, cached,
+    /// failed with its log, skipped, missing); on a farm machine, its kernels and each wanted
+    /// module (installed, pending, queued, available, missing). Exit 10 when something
+    /// wanted is missing (farm: for the running or newest installed kernel)
+    Status(status::StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -502,6 +508,7 @@ pub fn run(cli: &Cli) -> Result<(), AppError> {
         Command::Repo { command } => repo::repo_command(command),
         Command::LoadTest(args) => load_test::load_test(&cli.global, args),
         Command::Verify(args) => verify::verify(&cli.global, args),
+        Command::Status(args) => status::status(&cli.global, args),
     }
 }
 

@@ -76,6 +76,7 @@
 
 pub mod index;
 mod input;
+mod listing;
 mod meta;
 pub mod openpgp;
 pub mod release;
@@ -88,6 +89,7 @@ use std::path::{Path, PathBuf};
 use crate::apt::debfile::DebFileError;
 use index::{ControlError, Entry, IndexError};
 use input::Input;
+pub use listing::{listing, Listed};
 pub use openpgp::{SignError, SigningKey};
 use release::{DateSource, FutureDate, IndexFile, ReleaseInfo};
 
