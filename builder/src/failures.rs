@@ -79,7 +79,15 @@ impl Record {
             None => first.to_owned(),
         };
         let time = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Record { key: key.to_owned(), source: source.to_owned(), kernel: kernel.to_owned(), exit_code, message, log, time }
+        Record {
+            key: key.to_owned(),
+            source: source.to_owned(),
+            kernel: kernel.to_owned(),
+            exit_code,
+            message,
+            log,
+            time,
+        }
     }
 }
 

@@ -125,7 +125,8 @@ impl MasterRow {
             MasterState::Published | MasterState::Cached => {
                 parts.push(package);
                 if let Some(place) = self.cached_in.filter(|_| self.state == MasterState::Cached) {
-                    parts.push(format!("({})", serde_json::to_value(place).expect("serializes").as_str().unwrap_or("")));
+                    parts
+                        .push(format!("({})", serde_json::to_value(place).expect("serializes").as_str().unwrap_or("")));
                 }
             }
             MasterState::Failed => {
@@ -244,7 +245,8 @@ impl FarmReport {
 
     pub fn table(&self) -> String {
         let mut text = format!("running kernel: {}\n", self.running_kernel);
-        let installed = if self.installed_kernels.is_empty() { "none".into() } else { self.installed_kernels.join(" ") };
+        let installed =
+            if self.installed_kernels.is_empty() { "none".into() } else { self.installed_kernels.join(" ") };
         text.push_str(&format!("installed kernels: {installed}\n"));
         text.push_str(&format!(
             "repository: {}\n",

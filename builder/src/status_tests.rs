@@ -111,8 +111,13 @@ fn the_running_kernel_counts_even_when_dpkg_has_no_image_of_it() {
     let state = StateDir::new(dir.path());
     let sys = system("6.1.0-9-amd64", &[]);
     let one = [wanted("a")];
-    let inputs =
-        FarmInputs { wanted: &one, state: &state, kernels: &[], repository: RepositoryState::None, offered: &nothing_offered };
+    let inputs = FarmInputs {
+        wanted: &one,
+        state: &state,
+        kernels: &[],
+        repository: RepositoryState::None,
+        offered: &nothing_offered,
+    };
     let report = farm(&sys, &inputs).unwrap();
     assert_eq!(report.checked_kernels, ["6.1.0-9-amd64"]);
     assert_eq!(report.entries[0].state, FarmState::Missing);
@@ -158,7 +163,10 @@ fn a_master_lacks_what_is_missing_or_failed_and_with_a_repository_what_is_only_c
     assert!(e.starts_with("2 wanted module package(s) missing for 6.1.0-10-amd64, 6.1.0-11-amd64"), "{e}");
 
     let json = report.json();
-    assert_eq!((json["role"].as_str(), json["ok"].as_bool(), json["lacking"].as_u64()), (Some("master"), Some(false), Some(2)));
+    assert_eq!(
+        (json["role"].as_str(), json["ok"].as_bool(), json["lacking"].as_u64()),
+        (Some("master"), Some(false), Some(2))
+    );
     let failed = &json["entries"][3];
     assert_eq!((failed["state"].as_str(), failed["exit_code"].as_i64()), (Some("failed"), Some(5)));
     assert_eq!(failed["log"], "/store/logs/x.log");
@@ -173,7 +181,11 @@ fn a_master_lacks_what_is_missing_or_failed_and_with_a_repository_what_is_only_c
     for line in &lines[1..] {
         assert!(line[at..].starts_with(|c: char| c.is_ascii_lowercase()), "{line}");
     }
-    assert!(lines[4].contains("failed") && lines[4].contains("exit 5: make failed (log: /store/logs/x.log)"), "{}", lines[4]);
+    assert!(
+        lines[4].contains("failed") && lines[4].contains("exit 5: make failed (log: /store/logs/x.log)"),
+        "{}",
+        lines[4]
+    );
     assert!(lines[2].contains("cached") && lines[2].contains("(local)"), "{}", lines[2]);
 }
 

@@ -67,6 +67,7 @@ const UNTRUSTED_TREE_MODULES: &[&str] = &[
 const LAYERS: &[&[&str]] = &[
     &[
         "exit",
+        "failures",
         "bounded",
         "limits",
         "interrupt",
@@ -88,7 +89,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["rootfs", "platform", "config", "cache", "trust", "shared_cache", "build", "build_script"],
     &["input", "pipeline"],
-    &["oci_bundle", "plan", "load_test", "verify", "farm", "repo", "cache_admin"],
+    &["oci_bundle", "plan", "load_test", "verify", "farm", "repo", "cache_admin", "status"],
     &["cli"],
 ];
 

@@ -257,7 +257,8 @@ pub enum CacheCommand {
         json: bool,
     },
     /// Remove entries unused for DAYS, then the least recently used until the cache takes at
-    /// most SIZE (e.g. 2G), then blobs no entry names
+    /// most SIZE (e.g. 2G), then blobs no entry names; with DAYS, also the records of failed
+    /// and skipped builds older than that
     Gc {
         #[arg(long, value_name = "SIZE")]
         max_size: Option<String>,

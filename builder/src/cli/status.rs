@@ -201,12 +201,6 @@ fn farm_report(config: &Config, args: &StatusArgs) -> Result<status::FarmReport,
         }
     };
     let offered = |package: &str| opened.as_ref().and_then(|r| r.find(package)).map(|p| p.version.clone());
-    let inputs = FarmInputs {
-        wanted: &wanted,
-        state: &state,
-        kernels: &args.kernels,
-        repository,
-        offered: &offered,
-    };
+    let inputs = FarmInputs { wanted: &wanted, state: &state, kernels: &args.kernels, repository, offered: &offered };
     Ok(status::farm(&SystemTools, &inputs)?)
 }

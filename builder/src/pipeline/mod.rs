@@ -488,3 +488,54 @@ fn report(m: Manifest, deb: PathBuf, key: &Key, cache: CacheStatus, started: Ins
 fn seconds(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failures::{self, Kind};
+
+    fn report(status: Status) -> Report {
+        Report {
+            package: "m-modules-k".into(),
+            version: "1".into(),
+            kernel: "6.1.0-9-amd64".into(),
+            deb: None,
+            sha256: None,
+            key: "ab".repeat(32),
+            cache: None,
+            status,
+            reason: (status == Status::Skipped).then(|| "BUILD_EXCLUSIVE_KERNEL does not match".into()),
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_keyed_builds_outcome_is_filed_and_a_package_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("s"), None).unwrap();
+        let key = "ab".repeat(32);
+        let k = "6.1.0-9-amd64";
+        let failed: Result<Report, PipelineError> =
+            Err(PipelineError::Io { path: "/x".into(), source: std::io::Error::other("disk full") });
+        file_outcome(&store, &key, "src", k, &failed, Some("/log".into()));
+        let record = failures::read(&store, Kind::Failed, &key).unwrap();
+        assert_eq!((record.exit_code, record.message.as_str()), (9, "/x: disk full"));
+        assert_eq!(record.log.as_deref(), Some(Path::new("/log")));
+
+        file_outcome(&store, &key, "src", k, &Ok(report(Status::Skipped)), None);
+        assert!(failures::read(&store, Kind::Failed, &key).is_none());
+        assert_eq!(failures::read(&store, Kind::Skipped, &key).unwrap().exit_code, 77);
+
+        // A farm machine's refusal to build says nothing about the build.
+        let refused =
+            Err(PipelineError::BuildNotAllowed { source_label: "s".into(), kernel: k.into(), why: "farm".into() });
+        file_outcome(&store, &key, "src", k, &refused, None);
+        assert!(failures::read(&store, Kind::Skipped, &key).is_some());
+
+        file_outcome(&store, &key, "src", k, &Ok(report(Status::Built)), None);
+        assert!(
+            failures::read(&store, Kind::Skipped, &key).is_none()
+                && failures::read(&store, Kind::Failed, &key).is_none()
+        );
+    }
+}
