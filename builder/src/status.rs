@@ -43,6 +43,8 @@ pub enum StatusError {
     Missing { count: usize, kernels: String },
     #[error("no wanted module in {config}: `hermod status` reports on the config's `wanted` list{what}")]
     NothingWanted { config: String, what: &'static str },
+    #[error("--kernel {kernel:?} is not a kernel release: {why}")]
+    BadKernel { kernel: String, why: String },
     #[error(transparent)]
     Farm(#[from] FarmError),
 }
@@ -52,6 +54,7 @@ impl crate::exit::HasExitCode for StatusError {
         match self {
             StatusError::Missing { .. } => crate::exit::Code::NotAvailable,
             StatusError::NothingWanted { .. } => crate::exit::Code::BadInput,
+            StatusError::BadKernel { .. } => crate::exit::Code::Usage,
             StatusError::Farm(e) => e.exit_code(),
         }
     }
@@ -344,6 +347,10 @@ pub struct FarmInputs<'a> {
 /// The farm view: dpkg's, `pending/`'s and `queue/`'s word for each wanted
 /// module and kernel.
 pub fn farm(system: &dyn System, inputs: &FarmInputs) -> Result<FarmReport, StatusError> {
+    for kernel in inputs.kernels {
+        crate::apt::syntax::kernel_release(kernel)
+            .map_err(|e| StatusError::BadKernel { kernel: kernel.clone(), why: e.to_string() })?;
+    }
     let running = system.running_kernel()?;
     let mut installed = system.installed_kernels()?;
     sort_kernels(&mut installed);

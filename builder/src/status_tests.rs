@@ -99,10 +99,15 @@ fn kernels_asked_for_are_the_ones_checked_and_an_unreadable_repository_is_unknow
 
     // Not installed, and the repository could not be read: unknown, and lacking.
     let other = ["6.1.0-10-amd64".to_owned()];
-    let report = farm(&sys, &FarmInputs { kernels: &other, ..inputs }).unwrap();
+    let report = farm(&sys, &FarmInputs { kernels: &other, repository: inputs.repository.clone(), ..inputs }).unwrap();
     assert_eq!(report.entries[0].state, FarmState::Unknown);
     assert!(report.verdict().is_err());
     assert!(report.table().contains("unreadable: connection refused"));
+
+    let bad = ["../etc".to_owned()];
+    let e = farm(&sys, &FarmInputs { kernels: &bad, ..inputs }).unwrap_err();
+    assert!(e.to_string().starts_with("--kernel \"../etc\" is not a kernel release"), "{e}");
+    assert_eq!(crate::exit::HasExitCode::exit_code(&e).number(), 2);
 }
 
 #[test]
