@@ -131,6 +131,8 @@ pub struct GcReport {
     pub blobs_removed: usize,
     pub bytes_freed: u64,
     pub bytes_left: u64,
+    /// Failed and skipped builds' records (`failures.rs`) older than `older_than`.
+    pub records_removed: usize,
 }
 
 /// Remove entries unused for longer than `older_than`, then the least
@@ -178,6 +180,11 @@ pub fn gc(store: &Store, max_bytes: Option<u64>, older_than: Option<Duration>) -
         }
     }
     report.bytes_left = needed(&keep);
+    // The records of builds that gave no package age like entries: one
+    // older than the entries removed describes a build nobody asked for since.
+    if let Some(limit) = older_than {
+        report.records_removed = crate::failures::gc(store, limit);
+    }
     // Temporary files of killed writers (`write_atomically` names them
     // `.tmp-*`; a live writer needs seconds, not an hour).
     for dir in [store.ac_dir(), store.cas_dir()] {

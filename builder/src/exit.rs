@@ -28,7 +28,8 @@ pub enum Code {
     Sandbox,
     /// Reading or writing the store, the output or another local file failed.
     Io,
-    /// A wanted module package is available nowhere and this machine may not build it.
+    /// A wanted module package is available nowhere and this machine may not build it
+    /// (`status`: something wanted is missing).
     NotAvailable,
     /// dpkg or modprobe failed.
     Install,
@@ -112,7 +113,8 @@ impl Code {
             Code::Io => "store or output I/O error",
             Code::NotAvailable => {
                 "a wanted module package is not available: not in debs/, the repository or the shared cache,
-     and this machine may not build it (config role = farm); `prepare` queued it for the boot service"
+     and this machine may not build it (config role = farm); `prepare` queued it for the boot service;
+     `status`: a wanted module package is missing (farm: for the running or newest installed kernel)"
             }
             Code::Install => "dpkg or modprobe failed (what dpkg did not install stays in /var/lib/hermod/pending)",
             Code::Refused => {
@@ -176,7 +178,8 @@ Exit status:
   8  the sandbox could not be set up
   9  store or output I/O error
  10  a wanted module package is not available: not in debs/, the repository or the shared cache,
-     and this machine may not build it (config role = farm); `prepare` queued it for the boot service
+     and this machine may not build it (config role = farm); `prepare` queued it for the boot service;
+     `status`: a wanted module package is missing (farm: for the running or newest installed kernel)
  11  dpkg or modprobe failed (what dpkg did not install stays in /var/lib/hermod/pending)
  12  the repository refused the change: a published name+version+architecture with other bytes
      (a published version is immutable), or an unsigned publish into a signed repository

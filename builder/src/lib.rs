@@ -19,6 +19,7 @@ pub mod config;
 pub mod debpkg;
 pub mod dkms;
 pub mod exit;
+pub mod failures;
 pub mod farm;
 pub(crate) mod flock;
 #[doc(hidden)]
@@ -40,6 +41,7 @@ mod sandbox_io;
 pub mod say;
 pub mod shared_cache;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod sync;
 pub mod trust;

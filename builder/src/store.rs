@@ -21,6 +21,8 @@
 //! <store>/keys/            the signing certificates' public records (keyinfo)
 //! <store>/boot-images/     kernels and initramfs material unpacked for load tests
 //! <store>/logs/            build logs
+//! <store>/failed/<key>     the last build of <key> failed: its status, message, log (failures.rs)
+//! <store>/skipped/<key>    BUILD_EXCLUSIVE_* excludes <key>'s kernel: the reason (failures.rs)
 //! <store>/tmp/             staging; everything in the store proper appears by rename
 //! ```
 //!

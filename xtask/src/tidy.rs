@@ -67,6 +67,7 @@ const UNTRUSTED_TREE_MODULES: &[&str] = &[
 const LAYERS: &[&[&str]] = &[
     &[
         "exit",
+        "failures",
         "bounded",
         "limits",
         "interrupt",
@@ -89,7 +90,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["rootfs", "platform", "config", "cache", "trust", "shared_cache", "build", "build_script"],
     &["input", "pipeline"],
-    &["oci_bundle", "plan", "load_test", "verify", "farm", "repo", "sync", "cache_admin"],
+    &["oci_bundle", "plan", "load_test", "verify", "farm", "repo", "sync", "cache_admin", "status"],
     &["cli"],
 ];
 

@@ -36,6 +36,9 @@ pub(super) fn cache_command(global: &Global, command: &CacheCommand) -> Result<(
                 r.bytes_freed as f64 / 1048576.0,
                 r.bytes_left as f64 / 1048576.0
             );
+            if r.records_removed > 0 {
+                println!("removed {} records of failed or skipped builds", r.records_removed);
+            }
         }
         CacheCommand::Keygen { .. } => unreachable!("handled above: it needs no store"),
         CacheCommand::Verify => {

@@ -24,6 +24,8 @@ pub enum AppError {
     Verify(#[from] crate::verify::VerifyError),
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+    #[error(transparent)]
+    Status(#[from] crate::status::StatusError),
     // What the commands read before any pipeline runs: the config, the
     // flags' values, keys.
     #[error(transparent)]
@@ -73,6 +75,7 @@ impl HasExitCode for AppError {
             AppError::Plan(e) => e.exit_code(),
             AppError::Verify(e) => e.exit_code(),
             AppError::Sync(e) => e.exit_code(),
+            AppError::Status(e) => e.exit_code(),
             AppError::Config(e) => e.exit_code(),
             AppError::Limit(e) => e.exit_code(),
             AppError::Signing(e) => e.exit_code(),

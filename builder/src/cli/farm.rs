@@ -139,7 +139,7 @@ fn providers<'a>(
 
 /// This machine's dpkg architecture (what `dpkg --print-architecture` says), the one
 /// whose Packages index a farm machine reads; Rust names CPUs, Debian names ABIs.
-fn host_architecture() -> &'static str {
+pub(super) fn host_architecture() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -358,6 +358,6 @@ pub fn boot(global: &Global, args: &BootArgs) -> Result<(), AppError> {
 }
 
 /// The farm's state directory: `HERMOD_STATE_DIR`, else the config's, else the default.
-fn state_dir(config: &Config) -> StateDir {
+pub(super) fn state_dir(config: &Config) -> StateDir {
     StateDir::resolve(std::env::var_os("HERMOD_STATE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from), config)
 }

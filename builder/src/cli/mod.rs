@@ -25,6 +25,7 @@ mod plan;
 mod repo;
 mod roots;
 mod sync;
+mod status;
 mod verify;
 
 use cache::{cache_command, key_command};
@@ -130,6 +131,11 @@ pub enum Command {
     /// (modules x kernels of its releases and flavours) and its repository lacks, then publish
     /// it; a kernel's packages only when every wanted module for it built
     Sync(sync::SyncArgs),
+    /// Like `dkms status`: on a master, each wanted module x kernel (published, cached,
+    /// failed with its log, skipped, missing); on a farm machine, its kernels and each wanted
+    /// module (installed, pending, queued, available, missing). Exit 10 when something
+    /// wanted is missing (farm: for the running or newest installed kernel)
+    Status(status::StatusArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
     /// `hermod completions bash > /etc/bash_completion.d/hermod`; the package installs them
     Completions {
@@ -262,7 +268,8 @@ pub enum CacheCommand {
         json: bool,
     },
     /// Remove entries unused for DAYS, then the least recently used until the cache takes at
-    /// most SIZE (e.g. 2G), then blobs no entry names
+    /// most SIZE (e.g. 2G), then blobs no entry names; with DAYS, also the records of failed
+    /// and skipped builds older than that
     Gc {
         #[arg(long, value_name = "SIZE")]
         max_size: Option<String>,
@@ -522,6 +529,7 @@ pub fn run(cli: &Cli) -> Result<(), AppError> {
         Command::LoadTest(args) => load_test::load_test(&cli.global, args),
         Command::Verify(args) => verify::verify(&cli.global, args),
         Command::Sync(args) => sync::sync(&cli.global, args),
+        Command::Status(args) => status::status(&cli.global, args),
         Command::Completions { shell } => completions(*shell),
     }
 }

@@ -165,7 +165,8 @@ fn read_sources_file(file: &Path) -> Result<Vec<apt::Source>, PlanError> {
 
 /// One matrix entry: the key `hermod build` would compute, and where its
 /// package already is. The local store is only read (no use is recorded).
-fn entry(
+/// (`status` computes its keys so too.)
+pub(super) fn entry(
     ctx: &Context,
     arg: &str,
     input: &crate::input::Prepared,

@@ -20,6 +20,9 @@ pub trait System {
     fn load_module(&self, name: &str) -> Result<(), FarmError>;
     /// The running kernel's release (`uname -r`).
     fn running_kernel(&self) -> Result<String, FarmError>;
+    /// The kernel releases whose `linux-image-<KREL>` (or `-unsigned`) dpkg
+    /// says is installed, in no particular order.
+    fn installed_kernels(&self) -> Result<Vec<String>, FarmError>;
 }
 
 /// The real tools, from `PATH`.
@@ -80,6 +83,38 @@ impl System for SystemTools {
             .to_string_lossy()
             .into_owned())
     }
+
+    fn installed_kernels(&self) -> Result<Vec<String>, FarmError> {
+        let tool = |detail: String| FarmError::Tool { what: "dpkg-query -W 'linux-image-*'".into(), detail };
+        let out = Command::new("dpkg-query")
+            .args(["-W", "-f", "${db:Status-Status} ${Package}\n", "--", "linux-image-*"])
+            .output()
+            .map_err(|e| tool(e.to_string()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // No package matching is dpkg-query's exit 1 with nothing listed: no kernel.
+        if !out.status.success() && !text.trim().is_empty() {
+            return Err(tool(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
+        }
+        Ok(kernels_of_images(&text))
+    }
+}
+
+/// The kernel releases of `<status> <package>` lines whose status is
+/// `installed` and package `linux-image-<KREL>[-unsigned]` (not `-dbg`, not a
+/// metapackage such as `linux-image-amd64`), each once.
+pub fn kernels_of_images(text: &str) -> Vec<String> {
+    let mut kernels: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("installed "))
+        .filter_map(|package| package.trim().strip_prefix("linux-image-"))
+        .filter(|release| !release.ends_with("-dbg"))
+        .map(|release| release.strip_suffix("-unsigned").unwrap_or(release))
+        .filter(|release| crate::rootfs::is_release(release))
+        .map(str::to_owned)
+        .collect();
+    kernels.sort();
+    kernels.dedup();
+    kernels
 }
 
 /// The module names a package's file list holds (`…/hello.ko.xz` → `hello`).
@@ -126,6 +161,8 @@ pub mod recording {
         pub fail_install_of: Option<String>,
         pub calls: RefCell<Vec<String>>,
         pub kernel: String,
+        /// What `installed_kernels` answers.
+        pub kernels: Vec<String>,
     }
 
     impl System for Recording {
@@ -161,6 +198,9 @@ pub mod recording {
         fn running_kernel(&self) -> Result<String, FarmError> {
             Ok(self.kernel.clone())
         }
+        fn installed_kernels(&self) -> Result<Vec<String>, FarmError> {
+            Ok(self.kernels.clone())
+        }
     }
 }
 
@@ -180,6 +220,17 @@ mod tests {
         .map(PathBuf::from)
         .collect();
         assert_eq!(module_names(&files), ["hello", "other"]);
+    }
+
+    #[test]
+    fn installed_kernels_are_the_images_dpkg_has_installed() {
+        let text = "installed linux-image-6.1.0-9-amd64\n\
+                    installed linux-image-amd64\n\
+                    config-files linux-image-6.1.0-8-amd64\n\
+                    installed linux-image-6.1.0-10-cloud-amd64-unsigned\n\
+                    installed linux-image-6.1.0-10-amd64-dbg\n\
+                    not-installed linux-image-6.1.0-11-amd64\n";
+        assert_eq!(kernels_of_images(text), ["6.1.0-10-cloud-amd64", "6.1.0-9-amd64"]);
     }
 
     #[test]

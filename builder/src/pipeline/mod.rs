@@ -326,106 +326,147 @@ impl Context {
             crate::keyinfo::remember(store, &key);
         }
 
-        // Hand out a cached result: export it to --out and say where it came from.
-        let deliver = |manifest: Manifest, bytes: &[u8], cache: CacheStatus, from: &str| {
-            let deb = cache::export(out, &manifest.deb, bytes)?;
-            self.say(&format!("{} for {kernel}: {from} ({})", manifest.package, deb.display()));
-            Ok::<_, PipelineError>(report(manifest, deb, &key, cache, started))
-        };
-        if let Some((manifest, bytes)) = (!bypass).then(|| cache::lookup(store, &key.hex)).flatten() {
-            return deliver(manifest, &bytes, CacheStatus::Hit, "cache hit");
-        }
-        // A miss: build, unless another process is building this very key,
-        // in which case wait for it and take its result.
-        let _building = if bypass { None } else { Some(cache::lock_key(store, &key.hex)?) };
-        if let Some((manifest, bytes)) = (!bypass).then(|| cache::lookup(store, &key.hex)).flatten() {
-            return deliver(manifest, &bytes, CacheStatus::Hit, "built meanwhile by another hermod");
-        }
-        // Then the shared cache (under the key's lock, so concurrent builds pull
-        // once), before the build root: a remote hit needs no root, no package
-        // and no compiler.
-        let shared = self.options.shared.as_ref().filter(|_| !bypass);
-        if let Some(pulled) = shared.and_then(|shared| shared.pull(&key.hex, kernel)) {
-            cache::insert(store, &key.hex, &pulled.manifest, &pulled.bytes)?;
-            let from = format!("from the shared cache, signed by {}", pulled.signer);
-            return deliver(pulled.manifest, &pulled.bytes, CacheStatus::Remote, &from);
-        }
+        // The build proper; its outcome is filed under the key (failures.rs).
+        let mut log_used: Option<PathBuf> = None;
+        let result = (|| -> Result<Report, PipelineError> {
+            // Hand out a cached result: export it to --out and say where it came from.
+            let deliver = |manifest: Manifest, bytes: &[u8], cache: CacheStatus, from: &str| {
+                let deb = cache::export(out, &manifest.deb, bytes)?;
+                self.say(&format!("{} for {kernel}: {from} ({})", manifest.package, deb.display()));
+                Ok::<_, PipelineError>(report(manifest, deb, &key, cache, started))
+            };
+            if let Some((manifest, bytes)) = (!bypass).then(|| cache::lookup(store, &key.hex)).flatten() {
+                return deliver(manifest, &bytes, CacheStatus::Hit, "cache hit");
+            }
+            // A miss: build, unless another process is building this very key,
+            // in which case wait for it and take its result.
+            let _building = if bypass { None } else { Some(cache::lock_key(store, &key.hex)?) };
+            if let Some((manifest, bytes)) = (!bypass).then(|| cache::lookup(store, &key.hex)).flatten() {
+                return deliver(manifest, &bytes, CacheStatus::Hit, "built meanwhile by another hermod");
+            }
+            // Then the shared cache (under the key's lock, so concurrent builds pull
+            // once), before the build root: a remote hit needs no root, no package
+            // and no compiler.
+            let shared = self.options.shared.as_ref().filter(|_| !bypass);
+            if let Some(pulled) = shared.and_then(|shared| shared.pull(&key.hex, kernel)) {
+                cache::insert(store, &key.hex, &pulled.manifest, &pulled.bytes)?;
+                let from = format!("from the shared cache, signed by {}", pulled.signer);
+                return deliver(pulled.manifest, &pulled.bytes, CacheStatus::Remote, &from);
+            }
 
-        if !self.options.cache_policy.may_build() {
-            return Err(PipelineError::BuildNotAllowed {
-                source_label: input.label.clone(),
-                kernel: kernel.to_owned(),
-                why: "role = \"farm\"".into(),
-            });
-        }
-        let rootfs = match rootfs {
-            Some(rootfs) => rootfs,
-            None => self.materialize(&lock)?,
-        };
-        let workdir = store.staging_dir("build-")?;
-        // `hermod verify`'s two builds of one key run side by side: one log each.
-        let suffix = if bypass { format!("-verify-{}", std::process::id()) } else { String::new() };
-        let log = store.logs().join(format!("{}-{kernel}{suffix}.log", &key.hex[..16]));
-        fs::write(&log, b"").map_err(|source| PipelineError::Io { path: log.clone(), source })?;
-        self.say(&format!("building {} for {kernel} (log: {})", input.label, log.display()));
-        let output = build::build(&rootfs, &source, &settings, workdir.path(), &log, &overrides)
-            .map_err(|error| PipelineError::Build { source_dir: PathBuf::from(&input.label), error })?;
-        if let Some(reason) = &output.conf.skip {
+            if !self.options.cache_policy.may_build() {
+                return Err(PipelineError::BuildNotAllowed {
+                    source_label: input.label.clone(),
+                    kernel: kernel.to_owned(),
+                    why: "role = \"farm\"".into(),
+                });
+            }
+            let rootfs = match rootfs {
+                Some(rootfs) => rootfs,
+                None => self.materialize(&lock)?,
+            };
+            let workdir = store.staging_dir("build-")?;
+            // `hermod verify`'s two builds of one key run side by side: one log each.
+            let suffix = if bypass { format!("-verify-{}", std::process::id()) } else { String::new() };
+            let log = store.logs().join(format!("{}-{kernel}{suffix}.log", &key.hex[..16]));
+            fs::write(&log, b"").map_err(|source| PipelineError::Io { path: log.clone(), source })?;
+            log_used = Some(log.clone());
+            self.say(&format!("building {} for {kernel} (log: {})", input.label, log.display()));
+            let output = build::build(&rootfs, &source, &settings, workdir.path(), &log, &overrides)
+                .map_err(|error| PipelineError::Build { source_dir: PathBuf::from(&input.label), error })?;
+            if let Some(reason) = &output.conf.skip {
+                let conf = &output.conf;
+                self.say(&format!("{} {} for {kernel}: skipped: {reason}", conf.package_name, conf.package_version));
+                return Ok(Report {
+                    package: package_name(&conf.package_name, kernel),
+                    version: package_version(&conf.package_version, &lock.headers_version),
+                    kernel: kernel.to_owned(),
+                    deb: None,
+                    sha256: None,
+                    key: key.hex.clone(),
+                    cache: None,
+                    status: Status::Skipped,
+                    reason: Some(reason.clone()),
+                    seconds: seconds(started),
+                });
+            }
+            if let Some(why) = &output.cgroup.not_enforced {
+                if !self.cgroup_noted.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    self.say(&format!("note: {why}"));
+                }
+            }
+
+            let config = rootfs.kernel_config().map_err(|source| PipelineError::Io {
+                path: rootfs.tree.join(rootfs.headers_dir_inside().trim_start_matches('/')).join(".config"),
+                source,
+            })?;
+            let compression = Compression::from_kernel_config(&config);
+            let install_dir = format!("{}/{kernel}/updates/dkms", self.modules_dir(&lock));
+            let mut files = Vec::new();
+            for module in &output.modules {
+                let contents = compression
+                    .apply(&module.contents)
+                    .map_err(|source| PipelineError::Io { path: PathBuf::from(&module.dest_name), source })?;
+                files.push(ModuleFile {
+                    install_dir: install_dir.clone(),
+                    file_name: format!("{}.ko{}", module.dest_name, compression.suffix()),
+                    contents,
+                });
+            }
+
             let conf = &output.conf;
-            self.say(&format!("{} {} for {kernel}: skipped: {reason}", conf.package_name, conf.package_version));
-            return Ok(Report {
-                package: package_name(&conf.package_name, kernel),
-                version: package_version(&conf.package_version, &lock.headers_version),
-                kernel: kernel.to_owned(),
-                deb: None,
-                sha256: None,
-                key: key.hex.clone(),
-                cache: None,
-                status: Status::Skipped,
-                reason: Some(reason.clone()),
-                seconds: seconds(started),
-            });
-        }
-        if let Some(why) = &output.cgroup.not_enforced {
-            if !self.cgroup_noted.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                self.say(&format!("note: {why}"));
+            let spec = deb_spec(conf, &lock, &key, &self.options.maintainer, files);
+            let bytes = debpkg::build_deb(&spec)?;
+            let name = debpkg::file_name(&spec);
+            let manifest = Manifest::new(&spec.package, &spec.version, kernel, &name, &bytes);
+            if !bypass {
+                cache::insert(store, &key.hex, &manifest, &bytes)?;
             }
-        }
-
-        let config = rootfs.kernel_config().map_err(|source| PipelineError::Io {
-            path: rootfs.tree.join(rootfs.headers_dir_inside().trim_start_matches('/')).join(".config"),
-            source,
-        })?;
-        let compression = Compression::from_kernel_config(&config);
-        let install_dir = format!("{}/{kernel}/updates/dkms", self.modules_dir(&lock));
-        let mut files = Vec::new();
-        for module in &output.modules {
-            let contents = compression
-                .apply(&module.contents)
-                .map_err(|source| PipelineError::Io { path: PathBuf::from(&module.dest_name), source })?;
-            files.push(ModuleFile {
-                install_dir: install_dir.clone(),
-                file_name: format!("{}.ko{}", module.dest_name, compression.suffix()),
-                contents,
-            });
-        }
-
-        let conf = &output.conf;
-        let spec = deb_spec(conf, &lock, &key, &self.options.maintainer, files);
-        let bytes = debpkg::build_deb(&spec)?;
-        let name = debpkg::file_name(&spec);
-        let manifest = Manifest::new(&spec.package, &spec.version, kernel, &name, &bytes);
+            let deb = cache::export(out, &name, &bytes)?;
+            self.say(&format!("wrote {}", deb.display()));
+            if let Some(shared) = shared {
+                if shared.push(&key.hex, &manifest, &bytes) {
+                    self.say(&format!("pushed {} to {}", manifest.deb, shared.base()));
+                }
+            }
+            Ok(report(manifest, deb, &key, CacheStatus::Miss, started))
+        })();
         if !bypass {
-            cache::insert(store, &key.hex, &manifest, &bytes)?;
+            file_outcome(store, &key.hex, &input.label, kernel, &result, log_used);
         }
-        let deb = cache::export(out, &name, &bytes)?;
-        self.say(&format!("wrote {}", deb.display()));
-        if let Some(shared) = shared {
-            if shared.push(&key.hex, &manifest, &bytes) {
-                self.say(&format!("pushed {} to {}", manifest.deb, shared.base()));
-            }
+        result
+    }
+}
+
+/// Record what became of a keyed build in the store (see [`crate::failures`]):
+/// a package clears the key's records, a skip or a failure writes one. A farm
+/// machine's refusal to build is no outcome of the build. Recording is best
+/// effort: a store that cannot take a record never changes the build's result.
+fn file_outcome(
+    store: &crate::store::Store,
+    key: &str,
+    source: &str,
+    kernel: &str,
+    result: &Result<Report, PipelineError>,
+    log: Option<PathBuf>,
+) {
+    use crate::exit::HasExitCode;
+    use crate::failures::{self, Kind, Record};
+    let written = match result {
+        Ok(report) if report.status == Status::Built => failures::clear(store, key),
+        Ok(report) => {
+            let reason = report.reason.as_deref().unwrap_or("excluded by dkms.conf");
+            let code = crate::exit::Code::NothingBuilt.number();
+            failures::write(store, Kind::Skipped, &Record::new(key, source, kernel, code, reason, None))
         }
-        Ok(report(manifest, deb, &key, CacheStatus::Miss, started))
+        Err(PipelineError::BuildNotAllowed { .. }) => Ok(()),
+        Err(e) => {
+            let record = Record::new(key, source, kernel, e.exit_code().number(), &e.to_string(), log);
+            failures::write(store, Kind::Failed, &record)
+        }
+    };
+    if let Err(e) = written {
+        tracing::warn!(key, error = %e, "the build's outcome could not be recorded in the store");
     }
 }
 
@@ -446,4 +487,55 @@ fn report(m: Manifest, deb: PathBuf, key: &Key, cache: CacheStatus, started: Ins
 
 fn seconds(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failures::{self, Kind};
+
+    fn report(status: Status) -> Report {
+        Report {
+            package: "m-modules-k".into(),
+            version: "1".into(),
+            kernel: "6.1.0-9-amd64".into(),
+            deb: None,
+            sha256: None,
+            key: "ab".repeat(32),
+            cache: None,
+            status,
+            reason: (status == Status::Skipped).then(|| "BUILD_EXCLUSIVE_KERNEL does not match".into()),
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_keyed_builds_outcome_is_filed_and_a_package_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("s"), None).unwrap();
+        let key = "ab".repeat(32);
+        let k = "6.1.0-9-amd64";
+        let failed: Result<Report, PipelineError> =
+            Err(PipelineError::Io { path: "/x".into(), source: std::io::Error::other("disk full") });
+        file_outcome(&store, &key, "src", k, &failed, Some("/log".into()));
+        let record = failures::read(&store, Kind::Failed, &key).unwrap();
+        assert_eq!((record.exit_code, record.message.as_str()), (9, "/x: disk full"));
+        assert_eq!(record.log.as_deref(), Some(Path::new("/log")));
+
+        file_outcome(&store, &key, "src", k, &Ok(report(Status::Skipped)), None);
+        assert!(failures::read(&store, Kind::Failed, &key).is_none());
+        assert_eq!(failures::read(&store, Kind::Skipped, &key).unwrap().exit_code, 77);
+
+        // A farm machine's refusal to build says nothing about the build.
+        let refused =
+            Err(PipelineError::BuildNotAllowed { source_label: "s".into(), kernel: k.into(), why: "farm".into() });
+        file_outcome(&store, &key, "src", k, &refused, None);
+        assert!(failures::read(&store, Kind::Skipped, &key).is_some());
+
+        file_outcome(&store, &key, "src", k, &Ok(report(Status::Built)), None);
+        assert!(
+            failures::read(&store, Kind::Skipped, &key).is_none()
+                && failures::read(&store, Kind::Failed, &key).is_none()
+        );
+    }
 }
