@@ -436,27 +436,8 @@ fn failed_event(source: &str, kernel: &str, key: Option<&str>, e: &PipelineError
     let mut event = build_event(source, kernel, key, Outcome::Failed);
     event.exit_code = Some(e.exit_code().number());
     event.message = Some(e.to_string());
-    event.log = log_of(e).map(Path::to_owned);
+    event.log = e.log().map(Path::to_owned);
     event
-}
-
-/// The log a failed build names, if any.
-fn log_of(e: &PipelineError) -> Option<&Path> {
-    use crate::build::BuildError as B;
-    match e {
-        PipelineError::Build {
-            error:
-                B::DkmsSyntax { log, .. }
-                | B::DkmsEval { log, .. }
-                | B::MakeFailed { log, .. }
-                | B::TimedOut { log, .. }
-                | B::ModuleMissing { log, .. }
-                | B::ModuleTooLarge { log, .. }
-                | B::SignFailed { log, .. },
-            ..
-        } => Some(log),
-        _ => None,
-    }
 }
 
 /// The architecture of a .deb named `<package>_<version>_<arch>.deb`.

@@ -163,3 +163,49 @@ fn verbose_follows_the_build_log_line_by_line() {
     );
     assert!(!stderr(&quiet).contains("CC [M]"), "no log lines without -v");
 }
+
+/// `--json` reports every (source, kernel) outcome as one object on stdout,
+/// failures included: a cache hit, a build, a BUILD_EXCLUSIVE skip and a
+/// failed build in one run give four objects, in the order asked.
+#[test]
+fn json_reports_hit_miss_skip_and_failure_alike() {
+    let kernel = kernel();
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("out");
+    let hello = testdata("modules/hello");
+    let hit =
+        run(&shared_store(), &["build", hello.to_str().unwrap(), "--kernel", &kernel, "--out", out.to_str().unwrap()]);
+    assert!(hit.status.success(), "{}", stderr(&hit));
+    // A copy with a byte of its own: a key no store has.
+    let fresh = scratch.path().join("fresh");
+    copy_tree(&hello, &fresh);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    std::fs::write(fresh.join("unique.txt"), format!("{now}\n")).unwrap();
+    let sources = [hello.clone(), fresh.clone(), testdata("modules/exclusive"), testdata("bad/make-fails")]
+        .map(|p| p.to_str().unwrap().to_owned());
+    let mut args = vec!["build"];
+    args.extend(sources.iter().map(String::as_str));
+    args.extend(["--kernel", &kernel, "--json", "--out", out.to_str().unwrap()]);
+    let result = run(&shared_store(), &args);
+    assert_eq!(result.status.code(), Some(5), "the failure decides the exit status:\n{}", stderr(&result));
+    let lines: Vec<serde_json::Value> =
+        stdout(&result).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    for (line, source) in lines.iter().zip(&sources) {
+        assert_eq!(line["source"], source.as_str(), "{line}");
+        assert_eq!(line["kernel"], kernel.as_str(), "{line}");
+    }
+    assert_eq!((lines[0]["status"].as_str(), lines[0]["cache"].as_str()), (Some("built"), Some("hit")), "{}", lines[0]);
+    assert_eq!(
+        (lines[1]["status"].as_str(), lines[1]["cache"].as_str()),
+        (Some("built"), Some("miss")),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1]["deb"].as_str().is_some_and(|d| std::path::Path::new(d).is_file()), "{}", lines[1]);
+    assert_eq!(lines[2]["status"], "skipped", "{}", lines[2]);
+    let failed = &lines[3];
+    assert_eq!((failed["status"].as_str(), failed["exit_code"].as_i64()), (Some("failed"), Some(5)), "{failed}");
+    assert!(failed["message"].as_str().is_some_and(|m| m.contains("the build failed")), "{failed}");
+    assert!(failed["log"].as_str().is_some_and(|l| std::path::Path::new(l).is_file()), "the log exists: {failed}");
+}

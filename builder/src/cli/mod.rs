@@ -24,8 +24,8 @@ mod load_test;
 mod plan;
 mod repo;
 mod roots;
-mod sync;
 mod status;
+mod sync;
 mod verify;
 
 use cache::{cache_command, key_command};
@@ -367,6 +367,20 @@ fn parse_days(text: &str) -> Result<f64, String> {
 }
 
 /// The config file, read once per process: every command reads it through here.
+/// `{"source": S, "report": {…}}` as one flat object: the report's fields
+/// beside `source` (a report never has a field of that name).
+fn flatten_report(line: serde_json::Value) -> serde_json::Value {
+    match line {
+        serde_json::Value::Object(mut map) => {
+            if let Some(serde_json::Value::Object(report)) = map.remove("report") {
+                map.extend(report);
+            }
+            serde_json::Value::Object(map)
+        }
+        other => other,
+    }
+}
+
 /// `hermod completions SHELL`: the completion script clap makes from the grammar.
 fn completions(shell: clap_complete::Shell) -> Result<(), AppError> {
     let mut script = Vec::new();
@@ -555,11 +569,28 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
     let mut first_error = None;
     let failures = results.iter().filter(|r| r.is_err()).count();
     let skipped = results.iter().filter(|r| matches!(r, Ok(r) if r.status == Status::Skipped)).count();
-    for result in results {
+    for ((input, kernel), result) in pairs.iter().zip(results) {
+        if args.json {
+            // Every (source, kernel) outcome is one object, failures too: CI
+            // reports per build from stdout alone.
+            let line = match &result {
+                Ok(report) => serde_json::json!({ "source": input.label, "report": report }),
+                Err(e) => serde_json::json!({
+                    "source": input.label,
+                    "kernel": kernel,
+                    "status": "failed",
+                    "exit_code": crate::exit::HasExitCode::exit_code(e).number(),
+                    "message": e.to_string(),
+                    "log": e.log(),
+                }),
+            };
+            let line = flatten_report(line);
+            let _ = writeln!(stdout.lock(), "{line}");
+        }
         match result {
             Ok(report) => {
                 let line = match (&report.deb, &report.reason) {
-                    _ if args.json => serde_json::to_string(&report).expect("report serializes"),
+                    _ if args.json => continue,
                     (Some(deb), _) => deb.display().to_string(),
                     (None, reason) => format!(
                         "skipped: {} for {}: {}",

@@ -47,6 +47,28 @@ pub enum PipelineError {
     BuildNotAllowed { source_label: String, kernel: String, why: String },
 }
 
+impl PipelineError {
+    /// The build log a failure names ("full log: …"), for reports that carry
+    /// it apart from the message (`--json`, `sync`'s events).
+    pub fn log(&self) -> Option<&std::path::Path> {
+        use BuildError as B;
+        match self {
+            PipelineError::Build {
+                error:
+                    B::DkmsSyntax { log, .. }
+                    | B::DkmsEval { log, .. }
+                    | B::MakeFailed { log, .. }
+                    | B::TimedOut { log, .. }
+                    | B::ModuleMissing { log, .. }
+                    | B::ModuleTooLarge { log, .. }
+                    | B::SignFailed { log, .. },
+                ..
+            } => Some(log),
+            _ => None,
+        }
+    }
+}
+
 impl HasExitCode for PipelineError {
     fn exit_code(&self) -> Code {
         match self {
