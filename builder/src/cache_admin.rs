@@ -133,12 +133,20 @@ pub struct GcReport {
     pub bytes_left: u64,
     /// Failed and skipped builds' records (`failures.rs`) older than `older_than`.
     pub records_removed: usize,
+    /// The entries removed (or, dry, that would be): `package for kernel (key)`.
+    pub removed: Vec<String>,
 }
 
 /// Remove entries unused for longer than `older_than`, then the least
 /// recently used ones until the blobs take at most `max_bytes`, then every
-/// blob no entry names, and the quarantine.
-pub fn gc(store: &Store, max_bytes: Option<u64>, older_than: Option<Duration>) -> Result<GcReport, CacheError> {
+/// blob no entry names, and the quarantine. `dry`: decide the same, report
+/// it, remove nothing.
+pub fn gc(
+    store: &Store,
+    max_bytes: Option<u64>,
+    older_than: Option<Duration>,
+    dry: bool,
+) -> Result<GcReport, CacheError> {
     let _exclusive = cache::cache_lock(store, Mode::Exclusive)?;
     let mut entries = entries(store)?;
     entries.sort_by_key(|e| e.last_use);
@@ -149,7 +157,7 @@ pub fn gc(store: &Store, max_bytes: Option<u64>, older_than: Option<Duration>) -
     for e in &entries {
         let stale = older_than.is_some_and(|limit| now.duration_since(e.last_use).unwrap_or_default() > limit);
         if stale {
-            remove_entry(store, &e.key, &mut report)?;
+            remove_entry(store, e, dry, &mut report)?;
         } else {
             keep.push(e);
         }
@@ -162,13 +170,18 @@ pub fn gc(store: &Store, max_bytes: Option<u64>, older_than: Option<Duration>) -
     if let Some(max) = max_bytes {
         while !keep.is_empty() && needed(&keep) > max {
             let oldest = keep.remove(0);
-            remove_entry(store, &oldest.key, &mut report)?;
+            remove_entry(store, oldest, dry, &mut report)?;
         }
     }
     let named: BTreeSet<&str> = keep.iter().map(|e| e.manifest.blake3.as_str()).collect();
     for (name, size) in &blobs {
         if !named.contains(name.as_str()) {
             let path = store.cas_dir().join(name);
+            if dry {
+                report.blobs_removed += 1;
+                report.bytes_freed += size;
+                continue;
+            }
             match fs::remove_file(&path) {
                 Ok(()) => {
                     report.blobs_removed += 1;
@@ -180,6 +193,9 @@ pub fn gc(store: &Store, max_bytes: Option<u64>, older_than: Option<Duration>) -
         }
     }
     report.bytes_left = needed(&keep);
+    if dry {
+        return Ok(report);
+    }
     // The records of builds that gave no package age like entries: one
     // older than the entries removed describes a build nobody asked for since.
     if let Some(limit) = older_than {
@@ -211,11 +227,18 @@ pub fn gc(store: &Store, max_bytes: Option<u64>, older_than: Option<Duration>) -
     Ok(report)
 }
 
-fn remove_entry(store: &Store, key: &str, report: &mut GcReport) -> Result<(), CacheError> {
-    let path = cache::entry_path(store, key);
+fn remove_entry(store: &Store, e: &Entry, dry: bool, report: &mut GcReport) -> Result<(), CacheError> {
+    let path = cache::entry_path(store, &e.key);
+    let what = format!("{} for {} ({})", e.manifest.package, e.manifest.kernel, e.key);
+    if dry {
+        report.entries_removed += 1;
+        report.removed.push(what);
+        return Ok(());
+    }
     match fs::remove_file(&path) {
         Ok(()) => {
             report.entries_removed += 1;
+            report.removed.push(what);
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -280,11 +303,17 @@ mod tests {
         let s = stats(&store).unwrap();
         assert_eq!((s.entries, s.blobs, s.bytes, s.unreferenced_blobs), (3, 4, 3500, 1));
 
-        let r = gc(&store, None, Some(Duration::from_secs(7 * 86400))).unwrap();
+        let dry = gc(&store, None, Some(Duration::from_secs(7 * 86400)), true).unwrap();
+        assert_eq!((dry.entries_removed, dry.blobs_removed, dry.bytes_freed), (1, 2, 1500));
+        assert!(cache::lookup(&store, &key('a')).is_some(), "a dry run removes nothing");
+        assert_eq!(stats(&store).unwrap().blobs, 4);
+        let r = gc(&store, None, Some(Duration::from_secs(7 * 86400)), false).unwrap();
         assert_eq!((r.entries_removed, r.blobs_removed, r.bytes_freed), (1, 2, 1500));
+        assert_eq!(r.removed, dry.removed);
+        assert!(r.removed[0].ends_with(&format!("({})", key('a'))), "{:?}", r.removed);
         assert!(cache::lookup(&store, &key('a')).is_none());
 
-        let r = gc(&store, Some(1500), None).unwrap();
+        let r = gc(&store, Some(1500), None, false).unwrap();
         assert_eq!((r.entries_removed, r.bytes_left), (1, 1000));
         assert!(cache::lookup(&store, &key('b')).is_none(), "b was used longer ago than c");
         assert!(cache::lookup(&store, &key('c')).is_some());

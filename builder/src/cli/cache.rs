@@ -19,7 +19,7 @@ pub(super) fn cache_command(global: &Global, command: &CacheCommand) -> Result<(
                 print!("{}", cache_admin::stats_text(&stats));
             }
         }
-        CacheCommand::Gc { max_size, older_than } => {
+        CacheCommand::Gc { max_size, older_than, dry_run } => {
             let max = match max_size {
                 Some(text) => Some(
                     crate::limits::parse_size(text)
@@ -28,9 +28,14 @@ pub(super) fn cache_command(global: &Global, command: &CacheCommand) -> Result<(
                 None => None,
             };
             let older = older_than.map(|days| Duration::from_secs(days * 86400));
-            let r = cache_admin::gc(&store, max, older)?;
+            let r = cache_admin::gc(&store, max, older, *dry_run)?;
+            let verb = if *dry_run { "would remove" } else { "removed" };
+            for what in &r.removed {
+                println!("{verb} {what}");
+            }
             println!(
-                "removed {} entries and {} blobs ({:.1} MiB); {:.1} MiB left",
+                "{}{verb} {} entries and {} blobs ({:.1} MiB); {:.1} MiB left",
+                if *dry_run { "dry run: " } else { "" },
                 r.entries_removed,
                 r.blobs_removed,
                 r.bytes_freed as f64 / 1048576.0,

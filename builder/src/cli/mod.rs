@@ -275,6 +275,9 @@ pub enum CacheCommand {
         max_size: Option<String>,
         #[arg(long, value_name = "DAYS")]
         older_than: Option<u64>,
+        /// Print what would be removed; remove nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Re-hash every cached package; a corrupt one is quarantined and rebuilt on next use
     Verify,
@@ -335,6 +338,9 @@ pub enum RootfsCommand {
         /// Only roots of this kernel
         #[arg(long)]
         kernel: Option<String>,
+        /// Print what would be removed; remove nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Re-hash every file of the store, restore corrupt ones from their
     /// packages and re-link the roots that used them

@@ -42,8 +42,14 @@ pub(super) fn rootfs_command(global: &Global, command: &RootfsCommand) -> Result
             print!("{}", rootfs::report::list(&inventory, *json));
             Ok(())
         }
-        RootfsCommand::Gc { older_than, kernel } => {
+        RootfsCommand::Gc { older_than, kernel, dry_run } => {
             let days = older_than.unwrap_or(if kernel.is_some() { 0.0 } else { 30.0 });
+            if *dry_run {
+                let older = Duration::from_secs_f64(days * 86400.0);
+                let report = rootfs::gc_dry(&open_store(global)?, older, kernel.as_deref())?;
+                print!("{}", rootfs::report::gc_dry(&report));
+                return Ok(());
+            }
             let report = rootfs::gc(&open_store(global)?, Duration::from_secs_f64(days * 86400.0), kernel.as_deref())?;
             for (path, why) in &report.failed {
                 say::warning(format_args!("rootfs gc could not remove {}, skipped: {why}", path.display()));

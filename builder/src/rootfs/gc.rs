@@ -84,6 +84,30 @@ pub fn gc(store: &Store, older_than: Duration, kernel: Option<&str>) -> Result<G
     Ok(report)
 }
 
+/// What [`gc`] would remove: the roots (in `removed`) and those it would
+/// keep because they are in use now; nothing is removed, and the stored
+/// files only those roots hold are not counted (the real run finds them).
+pub fn gc_dry(store: &Store, older_than: Duration, kernel: Option<&str>) -> Result<GcReport, RootfsError> {
+    let mut report = GcReport::default();
+    let now = SystemTime::now();
+    for root in read_roots(store)? {
+        let name = (root.kernel.clone().unwrap_or_else(|| "?".into()), root.hash.clone());
+        let unused_for = now.duration_since(root.last_use).unwrap_or_default();
+        let complete = root.kernel.is_some();
+        if complete && (kernel.is_some_and(|k| Some(k) != root.kernel.as_deref()) || unused_for < older_than) {
+            report.kept += 1;
+            continue;
+        }
+        // In use: a shared hold on its `.use` lock; trying is taking it for a moment.
+        let use_path = use_lock_path(store, &root.hash);
+        match locks::lock(&use_path, Mode::Exclusive, false).map_err(io_err(&use_path))? {
+            Some(_free) => report.removed.push(name),
+            None => report.in_use.push(name),
+        }
+    }
+    Ok(report)
+}
+
 /// Remove one root unless it is in use or being made; false if it is. Once
 /// it is renamed aside it is no root any more: a tree that then stays is
 /// noted in `failed`, and is litter for the next gc.

@@ -31,7 +31,7 @@ pub mod report;
 mod tree;
 mod verify;
 
-pub use gc::{gc, GcReport};
+pub use gc::{gc, gc_dry, GcReport};
 pub use inventory::{inventory, read_roots, Inventory, RootStats};
 pub(crate) use lock::kernel_name_ok;
 pub use lock::{

@@ -153,6 +153,25 @@ pub fn gc(report: &GcReport) -> String {
     out
 }
 
+/// The text of a dry `rootfs gc`: what a real one would remove and keep.
+pub fn gc_dry(report: &GcReport) -> String {
+    let mut out = String::new();
+    for (kernel, hash) in &report.removed {
+        let _ = writeln!(out, "would remove {kernel} {}", &hash[..16]);
+    }
+    for (kernel, hash) in &report.in_use {
+        let _ = writeln!(out, "in use, would keep {kernel} {}", &hash[..16]);
+    }
+    let _ = writeln!(
+        out,
+        "gc (dry run, nothing removed): {} roots would be removed, {} in use, {} kept; then the stored files only they hold",
+        report.removed.len(),
+        report.in_use.len(),
+        report.kept
+    );
+    out
+}
+
 pub fn verify(report: &VerifyReport) -> String {
     let mut out = String::new();
     for blob in &report.corrupt {
