@@ -16,14 +16,21 @@
 //! refused by apt (unless a source is marked `trusted=yes`); hermod still
 //! writes one without a key, with a loud warning, for tests and air gaps.
 //!
-//! ## State, growth and immutability
+//! ## State, immutability, revisions and removals
 //!
-//! The repository only grows. Its own `Packages` files are the record of
-//! what is published: a publish reads them, adds the new .debs, and writes
+//! The repository's own `Packages` files are the record of what is
+//! published: a publish reads them, adds the new .debs, and writes
 //! everything derived again. A package (name, version, architecture) once
 //! published never changes: the same bytes again are a no-op, other bytes are
 //! refused before anything is written (a farm machine that installed the
-//! first would never see the second; a new build needs a new version).
+//! first would never see the second; a new build needs a new version) —
+//! unless the publish asks for a revision ([`Publish::revision`]): the
+//! input is then published as `<version>+hermodN` (`revision.rs`), or, if
+//! that very revision is already there, nothing happens. The repository
+//! shrinks only by `repo remove` and `repo prune` (`remove.rs`), which take
+//! entries out of the indices first and delete pool files last
+//! (`commit.rs`). A dry run ([`Publish::dry_run`]) decides everything and
+//! writes nothing.
 //!
 //! ## Module metapackages
 //!
@@ -40,8 +47,9 @@
 //!
 //! Every file appears by rename from a temporary file in its own directory
 //! (created exclusively, synced, renamed by descriptor), in this order: pool files
-//! (the inputs, then the metapackages made for them), then the Packages
-//! indices, then Release, then InRelease last. A file whose bytes are already
+//! (the inputs or their revisions, then the metapackages made for them), then the Packages
+//! indices, then Release, then InRelease last; a removal's pool files are
+//! deleted after that (`commit.rs`). A file whose bytes are already
 //! right is not touched, so publishing the same inputs twice writes nothing.
 //! A crash at any point leaves at worst: pool files no index names yet
 //! (the next publish of them finds them in place, and makes the same
@@ -123,8 +131,10 @@ pub enum RepoError {
     Immutable { id: String, filename: String, published: String, offered: String, deb: PathBuf },
     #[error("{deb}: cannot write a revision of it: {problem}. Nothing was changed.")]
     Revision { deb: String, problem: String },
-    #[error("{spec} is not published in {repo} ({suite} {component}){hint}. Nothing was changed.")]
-    NotPublished { spec: String, repo: PathBuf, suite: String, component: String, hint: String },
+    /// `place`: the repository, suite and component; `hint`: the versions
+    /// that are published, if any.
+    #[error("{spec} is not published in {place}{hint}. Nothing was changed.")]
+    NotPublished { spec: String, place: String, hint: String },
     #[error(
         "{id} is a metapackage: hermod makes it from the module packages, so it cannot be removed by itself. \
          Remove the module packages it points at ({target}); it goes with the last of them. Nothing was changed."

@@ -102,9 +102,7 @@ pub fn remove(r: &Remove, what: &[Removal]) -> Result<Report, RepoError> {
                     if others.is_empty() { String::new() } else { format!(" (published: {})", others.join(", ")) };
                 return Err(RepoError::NotPublished {
                     spec: removal.to_string(),
-                    repo: r.repo.into(),
-                    suite: r.suite.into(),
-                    component: r.component.into(),
+                    place: format!("{} ({} {})", r.repo.display(), r.suite, r.component),
                     hint,
                 });
             }
