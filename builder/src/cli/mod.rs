@@ -115,7 +115,8 @@ pub enum Command {
     /// Add .debs to a signed APT repository (pool/, dists/SUITE/…, InRelease written last);
     /// the same inputs give the same bytes
     Publish(repo::PublishArgs),
-    /// The APT repository's signing key (keygen)
+    /// The APT repository: its signing key (keygen), removing packages (remove), the retention
+    /// policy (prune)
     Repo {
         #[command(subcommand)]
         command: repo::RepoCommand,
@@ -545,7 +546,7 @@ pub fn run(cli: &Cli) -> Result<(), AppError> {
         Command::Boot(args) => farm::boot(&cli.global, args),
         Command::Plan(args) => plan::plan(&cli.global, args),
         Command::Publish(args) => repo::publish(args),
-        Command::Repo { command } => repo::repo_command(command),
+        Command::Repo { command } => repo::repo_command(&cli.global, command),
         Command::LoadTest(args) => load_test::load_test(&cli.global, args),
         Command::Verify(args) => verify::verify(&cli.global, args),
         Command::Sync(args) => sync::sync(&cli.global, args),

@@ -1,8 +1,10 @@
-//! `hermod publish` and `hermod repo keygen`: glue between the command line
-//! and `crate::repo` (the APT repository a farm installs from).
+//! `hermod publish` and `hermod repo keygen|remove|prune`: glue between the
+//! command line and `crate::repo` (the APT repository a farm installs from).
+
+use std::collections::BTreeSet;
 
 use super::*;
-use crate::repo::{self, Publish, RepoError, SigningKey};
+use crate::repo::{self, Publish, Removal, Remove, RepoError, Report, SigningKey};
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
@@ -20,10 +22,40 @@ pub struct PublishArgs {
     /// without one the repository is unsigned, and apt refuses it
     #[arg(long, value_name = "FILE", env = "HERMOD_REPO_SIGN_KEY")]
     pub sign_key: Option<PathBuf>,
+    /// A package whose name+version+architecture is already published with other bytes is
+    /// published as VERSION+hermodN (N one above its earlier revisions; its control file's
+    /// Version rewritten, its files unchanged) instead of being refused; the same bytes again
+    /// are still a no-op, and so is a revision already published
+    #[arg(long)]
+    pub revision: bool,
+    /// Decide everything and print it (what would be added, revised, written), write nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// The packages to add; a name+version+architecture already published must have the
-    /// same bytes (a published version is immutable)
+    /// same bytes (a published version is immutable; see --revision)
     #[arg(required = true, value_name = "DEB")]
     pub debs: Vec<PathBuf>,
+}
+
+/// Which repository a removal rewrites, and its key.
+#[derive(Debug, Args)]
+pub struct RepoTarget {
+    /// The repository's root directory
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// The suite (dists/SUITE)
+    #[arg(long, value_name = "S", default_value = repo::DEFAULT_SUITE)]
+    pub suite: String,
+    /// The component (dists/SUITE/COMPONENT, pool/COMPONENT)
+    #[arg(long, value_name = "C", default_value = repo::DEFAULT_COMPONENT)]
+    pub component: String,
+    /// The repository's armored OpenPGP secret key: InRelease is signed again (a signed
+    /// repository is never left unsigned: without it nothing is removed)
+    #[arg(long, value_name = "FILE", env = "HERMOD_REPO_SIGN_KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// Print what would be removed and made, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +73,30 @@ pub enum RepoCommand {
         /// The key's user id
         #[arg(long, value_name = "NAME", default_value = "hermod repository signing key <hermod@packages.invalid>")]
         name: String,
+    },
+    /// Stop offering packages: every version and architecture of PACKAGE, or PACKAGE=VERSION.
+    /// The indices, Release and InRelease are rewritten first, the pool files deleted after;
+    /// the metapackages pointing at a removed package are made again from what is left (their
+    /// version never goes down). Metapackages cannot be named: they follow their module
+    /// packages. What is not published is an error (exit 12), and nothing changes
+    Remove {
+        #[command(flatten)]
+        target: RepoTarget,
+        /// PACKAGE or PACKAGE=VERSION
+        #[arg(required = true, value_name = "PACKAGE[=VERSION]")]
+        packages: Vec<Removal>,
+    },
+    /// The retention policy: per module, kernel flavour and architecture, keep the module
+    /// packages of the kernels the configured archive still offers (linux-image-KREL in its
+    /// indices) and of the newest N kernels the repository has; remove the rest as `remove`
+    /// does, and the metapackage versions a newer one supersedes. Prints every package removed
+    Prune {
+        #[command(flatten)]
+        target: RepoTarget,
+        /// How many of the newest kernels to keep per module, flavour and architecture, offered
+        /// or not
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        keep: usize,
     },
 }
 
@@ -69,26 +125,34 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), AppError> {
         key: key.as_ref(),
         source_date_epoch: source_date_epoch()?,
         now: now(),
+        revision: args.revision,
+        dry_run: args.dry_run,
     };
     let report = repo::publish(&request, &args.debs)?;
     let mut stdout = std::io::stdout().lock();
     for (pool_path, _) in &report.packages {
         let _ = writeln!(stdout, "{}", args.repo.join(pool_path).display());
     }
+    for revised in &report.revised {
+        let what = if revised.new { "published as" } else { "already published as" };
+        say::note(format_args!(
+            "revision: {} has other bytes than the one published; {what} {}",
+            revised.original, revised.version
+        ));
+    }
     let added = report.packages.iter().filter(|(_, new)| *new).count();
     let date = repo::release::rfc2822(report.date);
     let from = report.date_source.as_ref().map(|s| s.to_string()).unwrap_or_default();
     say::note(format_args!(
-        "{} ({} {}): {added} added, {} already published; {} files written; Date {date} ({from})",
+        "{} ({} {}): {added} added, {} already published; {} files {}; Date {date} ({from})",
         args.repo.display(),
         args.suite,
         args.component,
         report.packages.len() - added,
         report.written.len(),
+        if report.dry_run { "would be written (dry run: nothing was)" } else { "written" },
     ));
-    for meta in &report.metapackages {
-        say::note(format_args!("metapackage {}", args.repo.join(meta).display()));
-    }
+    say_common(&args.repo, &report);
     match &key {
         Some(key) => say::note(format_args!("dists/{}/InRelease signed by {}", args.suite, key.fingerprint())),
         // Loud even with -q: this repository is not usable as it stands.
@@ -101,9 +165,81 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), AppError> {
     Ok(())
 }
 
+/// What publish, remove and prune all say: metapackages made, warnings, and
+/// in a dry run the files that would change.
+fn say_common(repo: &Path, report: &Report) {
+    for meta in &report.metapackages {
+        say::note(format_args!("metapackage {}", repo.join(meta).display()));
+    }
+    for warning in &report.warnings {
+        say::warning(warning);
+    }
+    if report.dry_run {
+        for file in &report.written {
+            say::note(format_args!("would write {}", repo.join(file).display()));
+        }
+    }
+}
+
+/// `repo remove` and `repo prune`: the removal's request, done by `run`,
+/// and its report (stdout: one line per package removed, `id`).
+fn removal(target: &RepoTarget, run: impl FnOnce(Remove) -> Result<Report, RepoError>) -> Result<(), AppError> {
+    let key = target.sign_key.as_deref().map(SigningKey::read).transpose().map_err(RepoError::from)?;
+    let request = Remove {
+        repo: &target.repo,
+        suite: &target.suite,
+        component: &target.component,
+        key: key.as_ref(),
+        source_date_epoch: source_date_epoch()?,
+        now: now(),
+        dry_run: target.dry_run,
+    };
+    let report = run(request)?;
+    let mut stdout = std::io::stdout().lock();
+    for id in &report.removed {
+        let _ = writeln!(stdout, "{id}");
+    }
+    say::note(format_args!(
+        "{} ({} {}): {} {}; {} files {}",
+        target.repo.display(),
+        target.suite,
+        target.component,
+        report.removed.len(),
+        if report.dry_run { "would be removed" } else { "removed" },
+        report.written.len(),
+        if report.dry_run { "would be written (dry run: nothing was)" } else { "written" },
+    ));
+    say_common(&target.repo, &report);
+    Ok(())
+}
+
+/// The kernel releases the configured archive offers images of, over every
+/// platform with sources; none is an error (prune would keep too little).
+fn kernels_offered(global: &Global) -> Result<BTreeSet<String>, AppError> {
+    let archives = archives(global, None)?;
+    let mut offered = BTreeSet::new();
+    for platform in archives.platforms().iter().filter(|p| p.platform.has_sources()) {
+        let archive = platform.archive(&archives.store().indices()).map_err(PipelineError::from)?;
+        offered.extend(crate::plan::kernels_offered(archive));
+    }
+    if offered.is_empty() {
+        return Err(RepoError::NoKernelsOffered.into());
+    }
+    Ok(offered)
+}
+
 /// `hermod repo ...`.
-pub(super) fn repo_command(command: &RepoCommand) -> Result<(), AppError> {
+pub(super) fn repo_command(global: &Global, command: &RepoCommand) -> Result<(), AppError> {
     match command {
+        RepoCommand::Remove { target, packages } => removal(target, |r| repo::remove(&r, packages)),
+        RepoCommand::Prune { target, keep } => {
+            let offered = kernels_offered(global)?;
+            say::note(format_args!(
+                "the archive offers {} kernels; keeping those and the newest {keep}",
+                offered.len()
+            ));
+            removal(target, |r| repo::prune(&repo::Prune { repo: r, keep: *keep, offered: &offered }))
+        }
         RepoCommand::Keygen { out, url, name } => {
             let created = u32::try_from(now()).unwrap_or(u32::MAX);
             let key = SigningKey::generate(name, created).map_err(RepoError::from)?;

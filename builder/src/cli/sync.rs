@@ -123,6 +123,9 @@ pub(super) fn sync(global: &Global, args: &SyncArgs) -> Result<(), AppError> {
         key: key.as_ref(),
         source_date_epoch: repo::source_date_epoch()?,
         now: repo::now(),
+        // sync keeps a version published with other bytes (its `keep` event);
+        // `hermod publish --revision` ships such a rebuild on purpose.
+        ..Publish::default()
     };
     let request = Request { pairs: &pairs, publish: &publish, dry_run: args.dry_run };
     let mut tell = |event: &Event| print_event(event, args.json);

@@ -136,6 +136,32 @@ pub(super) fn copy_checked(input: &Input, out: &mut File) -> Result<(), RepoErro
     Ok(())
 }
 
+/// Write `input` rewritten to the revised `entry` (its version) into `out`,
+/// or only hash it when `out` is a sink; the control text and hash of the
+/// result. The input is hashed on the way: other bytes than those read at
+/// first are an error.
+pub(super) fn revise(input: &Input, version: &str, out: impl Write) -> Result<(String, DebHash), RepoError> {
+    let limits = bounded::current();
+    let read_err = |source| RepoError::ReadInput { path: input.path.clone(), source };
+    let mut stream = from_start(&input.file, &limits).map_err(read_err)?;
+    let origin = input.path.display().to_string();
+    let revised = super::revision::rewrite(&origin, &mut stream, out, version, &limits)?;
+    let hash = stream.finish().map_err(read_err)?;
+    if hash.size != input.entry.size || hash.sha256 != input.entry.sha256 {
+        return Err(changed(&input.path));
+    }
+    Ok(revised)
+}
+
+/// [`revise`] into `out`, which must give the bytes `entry` describes.
+pub(super) fn copy_revised(input: &Input, entry: &Entry, out: &mut File) -> Result<(), RepoError> {
+    let (_, hash) = revise(input, &entry.version, &mut *out)?;
+    if hash.size != entry.size || hash.sha256 != entry.sha256 {
+        return Err(changed(&input.path));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

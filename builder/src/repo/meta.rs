@@ -17,9 +17,40 @@
 //! The version leads with the kernel's ABI name (`6.1.0-57`, `6.12.38+deb13`:
 //! the kernel release without its flavour, which Debian raises with every
 //! ABI), so it orders by the newest kernel pointed at; the module package's
-//! version follows, so a newer module build for the same kernel moves it too.
-//! The newest is the greatest of these versions (dpkg's order): the
-//! repository only grows, so a metapackage's version never goes down.
+//! version follows, so a newer module build (or a `+hermodN` revision,
+//! `revision.rs`) for the same kernel moves it too. The newest is the
+//! greatest of these versions (dpkg's order).
+//!
+//! A module version with an epoch (`1:2.0-1`) cannot be put after the ABI as
+//! it is (a `:` there would be read as the metapackage's own epoch, and the
+//! epoch would then outrank the kernel). It becomes `<ABI>++<epoch>.<rest>`
+//! (`6.1.0.57++1.2.0-1`): after the same ABI, `++` sorts above the `+` and
+//! digit every epoch-less version continues with (dpkg: a non-letter after
+//! the end of a part sorts above its end), the epochs then compare as
+//! numbers, and the rest as the rest — so the mapping keeps dpkg's order of
+//! the module versions, and the kernel still comes first. An epoch `0` is
+//! no epoch; a `:` inside the rest (only legal after an epoch) becomes `.`.
+//!
+//! ## The version never goes down
+//!
+//! apt acts on a metapackage only when its version rises. Publishing only
+//! adds packages, so the natural version above only rises; `hermod repo
+//! remove`/`prune` can take the newest kernel's package away, and the newest
+//! left is then an older kernel, whose natural version is below what farms
+//! already installed. So every metapackage is made against a *floor*: the
+//! highest version of that metapackage the repository has held (the state
+//! before a removal; a publish's own state otherwise). A natural version
+//! above the floor is used as it is; one at or below it (after a removal)
+//! becomes `<floor>+really<natural>` — Debian's convention for going back
+//! to older contents without an epoch (`2.0+really1.0`), and, unlike an
+//! epoch, a new pool file name. `X+reallyY` sorts above X whatever Y is (X
+//! is a prefix, then `+`), and below the natural version of any newer
+//! kernel (the ABI differs first), so the next kernel's metapackage returns
+//! to the plain form. A metapackage whose module package is removed is
+//! removed with it; when a module has no package left for a flavour, its
+//! metapackage is gone, and a later first publish starts again from the
+//! natural version (farms that kept the old one installed upgrade when a
+//! newer kernel's version passes it).
 //!
 //! The Depends names only the module package, never `linux-image-<flavour>`:
 //! the module package itself depends on `linux-image-<KREL>`, so `apt
@@ -30,8 +61,12 @@
 //!
 //! A metapackage already published at its version is left as it is (even if
 //! this hermod would write other bytes): a published package never changes.
-//! Otherwise its bytes depend on the chosen module package's stanza alone
-//! (fixed mtime, `debpkg`'s reproducible writer).
+//! Otherwise its bytes depend on the chosen module package's stanza (and the
+//! floor) alone (fixed mtime, `debpkg`'s reproducible writer). One that
+//! cannot be made (its spec refused by the writer, its pool path taken by
+//! another package) is not published and is named in a warning: the module
+//! packages are published all the same, and the repository's farms keep the
+//! metapackage they have.
 
 use std::collections::BTreeMap;
 
@@ -63,6 +98,30 @@ pub(super) struct Meta {
     pub bytes: Vec<u8>,
 }
 
+/// The metapackages to publish, and those that could not be made.
+#[derive(Default)]
+pub(super) struct Metas {
+    pub new: Vec<Meta>,
+    /// One line per metapackage not made, naming it and why.
+    pub warnings: Vec<String>,
+}
+
+/// The metapackage version of module package version `version` for the
+/// kernel ABI `abi` (see the module doc: the epoch mapping).
+pub(super) fn natural_version(abi: &str, version: &str) -> String {
+    let abi = abi.replace(['-', '_'], ".");
+    match version.split_once(':') {
+        Some((epoch, rest)) if epoch.bytes().all(|b| b.is_ascii_digit()) => {
+            let rest = rest.replace(':', ".");
+            match epoch.trim_start_matches('0') {
+                "" => format!("{abi}+{rest}"),
+                epoch => format!("{abi}++{epoch}.{rest}"),
+            }
+        }
+        _ => format!("{abi}+{}", version.replace(':', ".")),
+    }
+}
+
 /// `entry` as a module package, if it is one.
 fn module_package(entry: &Entry) -> Option<ModulePackage<'_>> {
     let fields = stanza::parse_one(&entry.stanza, &entry.filename).ok()?;
@@ -78,7 +137,7 @@ fn module_package(entry: &Entry) -> Option<ModulePackage<'_>> {
     if flavour.is_empty() || !abi.starts_with(|c: char| c.is_ascii_digit()) {
         return None;
     }
-    let meta_version = format!("{}+{}", abi.replace(['-', '_'], "."), entry.version.replace(':', "."));
+    let meta_version = natural_version(abi, &entry.version);
     Version::parse(&meta_version).ok()?;
     let source = fields.get("Source").and_then(|s| s.split_whitespace().next()).unwrap_or(module);
     Some(ModulePackage {
@@ -92,9 +151,48 @@ fn module_package(entry: &Entry) -> Option<ModulePackage<'_>> {
     })
 }
 
+/// `entry`'s module, kernel flavour and kernel release, if it is a module package.
+pub(super) fn module_kernel(entry: &Entry) -> Option<(String, String, String)> {
+    module_package(entry).map(|m| (m.module, m.flavour, m.kernel))
+}
+
+/// The module package a metapackage `entry` points at: (package, version),
+/// if `entry` is one of the metapackages this file makes (one Depends,
+/// `<module>-modules-<KREL> (>= V)`, of `entry`'s module and flavour).
+pub(super) fn target_of(entry: &Entry) -> Option<(String, String)> {
+    let fields = stanza::parse_one(&entry.stanza, &entry.filename).ok()?;
+    let depends = fields.get("Depends")?.trim();
+    if depends.contains([',', '|']) {
+        return None;
+    }
+    let (package, rest) = depends.split_once(" (>= ")?;
+    let version = rest.strip_suffix(')')?;
+    let (module, flavour) = entry.package.split_once("-modules-")?;
+    let kernel = package.strip_prefix(module)?.strip_prefix("-modules-")?;
+    if crate::rootfs::kernel_flavour(kernel) != flavour || kernel == flavour {
+        return None;
+    }
+    Some((package.to_owned(), version.to_owned()))
+}
+
+/// The highest version of package `name` on `arch` among `entries`.
+fn highest<'a>(entries: &'a BTreeMap<String, Entry>, name: &str, arch: &str) -> Option<(Version, &'a Entry)> {
+    entries
+        .values()
+        .filter(|e| e.package == name && e.architecture == arch)
+        .filter_map(|e| Version::parse(&e.version).ok().map(|v| (v, e)))
+        .max_by(|a, b| a.0.cmp(&b.0))
+}
+
 /// The metapackages the repository's packages `published` call for, that
-/// are not published yet (see the module doc).
-pub(super) fn metapackages(published: &BTreeMap<String, Entry>, component: &str) -> Vec<Meta> {
+/// are not published yet (see the module doc). `seen` is what the repository
+/// held before this change (`published` itself for a publish; the state
+/// before a removal), whose metapackage versions are the floors.
+pub(super) fn metapackages(
+    published: &BTreeMap<String, Entry>,
+    seen: &BTreeMap<String, Entry>,
+    component: &str,
+) -> Metas {
     let mut newest: BTreeMap<(String, String, String), ModulePackage> = BTreeMap::new();
     for package in published.values().filter_map(module_package) {
         let key = (package.module.clone(), package.flavour.clone(), package.entry.architecture.clone());
@@ -113,23 +211,50 @@ pub(super) fn metapackages(published: &BTreeMap<String, Entry>, component: &str)
             newest.insert(key, package);
         }
     }
-    let mut metas = Vec::new();
+    let mut metas = Metas::default();
     for package in newest.values() {
-        let spec = spec(package);
+        let mut spec = spec(package);
+        let floor = highest(seen, &spec.package, &spec.architecture);
+        if let Some((floor, floor_entry)) = floor {
+            let natural = Version::parse(&spec.version).ok();
+            if natural.as_ref().is_none_or(|n| *n <= floor) {
+                let current = target_of(floor_entry)
+                    .is_some_and(|(p, v)| p == package.entry.package && v == package.entry.version);
+                if current && published.contains_key(&floor_entry.id()) {
+                    continue;
+                }
+                spec.version = format!("{}+really{}", floor_entry.version, spec.version);
+            }
+        }
         let id = format!("{} {} ({})", spec.package, spec.version, spec.architecture);
         if published.contains_key(&id) {
             continue;
         }
-        let Ok(bytes) = debpkg::build_metapackage(&spec) else { continue };
-        let control = control_of(&spec, &bytes);
-        let Ok(entry) = Entry::from_deb(&debpkg::file_name(&spec), &control, &DebHash::of(&bytes), component) else {
-            continue;
+        let warn = |why: String| format!("metapackage {id} (for {}) not published: {why}", package.entry.id());
+        let bytes = match debpkg::build_metapackage(&spec) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                metas.warnings.push(warn(e.to_string()));
+                continue;
+            }
+        };
+        let entry = control_of(&spec, &bytes).and_then(|control| {
+            Entry::from_deb(&debpkg::file_name(&spec), &control, &DebHash::of(&bytes), component)
+                .map_err(|e| e.to_string())
+        });
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                metas.warnings.push(warn(e));
+                continue;
+            }
         };
         // Another package's pool file (only a hand-made package could be there): no metapackage.
-        if published.values().any(|e| e.filename == entry.filename) {
+        if let Some(other) = published.values().find(|e| e.filename == entry.filename) {
+            metas.warnings.push(warn(format!("its pool file {} holds {}", entry.filename, other.id())));
             continue;
         }
-        metas.push(Meta { entry, bytes });
+        metas.new.push(Meta { entry, bytes });
     }
     metas
 }
@@ -166,10 +291,10 @@ fn spec(package: &ModulePackage) -> DebSpec {
 
 /// The control text of a metapackage hermod just wrote: read back from its
 /// bytes, so the index describes exactly what is in the pool.
-fn control_of(spec: &DebSpec, bytes: &[u8]) -> String {
+fn control_of(spec: &DebSpec, bytes: &[u8]) -> Result<String, String> {
     let limits = crate::bounded::current();
     let name = debpkg::file_name(spec);
-    crate::apt::debfile::control_text_with(std::path::Path::new(&name), bytes, &limits).unwrap_or_default()
+    crate::apt::debfile::control_text_with(std::path::Path::new(&name), bytes, &limits).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -212,7 +337,7 @@ mod tests {
             entry("unrelated", "1.0", "amd64", "libc6"),
             entry("hello-modules-extra", "1.0", "amd64", "linux-image-amd64"),
         ]);
-        let metas = metapackages(&published, "main");
+        let metas = metapackages(&published, &published, "main").new;
         let got: Vec<(String, String, String)> =
             metas.iter().map(|m| (m.entry.id(), depends(m), m.entry.filename.clone())).collect();
         assert_eq!(
@@ -236,17 +361,17 @@ mod tests {
             ]
         );
         // Same state, same bytes; a metapackage already published is not made again.
-        let again = metapackages(&published, "main");
+        let again = metapackages(&published, &published, "main").new;
         assert!(metas.iter().zip(&again).all(|(a, b)| a.bytes == b.bytes && a.entry == b.entry));
         let mut with = published.clone();
         with.extend(metas.iter().map(|m| (m.entry.id(), m.entry.clone())));
-        assert!(metapackages(&with, "main").is_empty(), "published metapackages are not generated again");
+        assert!(metapackages(&with, &with, "main").new.is_empty(), "published metapackages are not generated again");
     }
 
     #[test]
     fn the_version_only_goes_up_with_newer_kernels_and_newer_module_builds() {
         let versions = |entries: &[Entry]| -> String {
-            let metas = metapackages(&state(entries), "main");
+            let metas = metapackages(&state(entries), &state(entries), "main").new;
             assert_eq!(metas.len(), 1);
             metas[0].entry.version.clone()
         };
@@ -269,7 +394,8 @@ mod tests {
 
     #[test]
     fn a_metapackage_is_a_real_package_without_scripts() {
-        let metas = metapackages(&state(&[module("6.1.0-10-amd64", "0.1+6.1.38-1", "amd64")]), "main");
+        let one = state(&[module("6.1.0-10-amd64", "0.1+6.1.38-1", "amd64")]);
+        let metas = metapackages(&one, &one, "main").new;
         let meta = &metas[0];
         assert_eq!(meta.entry.size, meta.bytes.len() as u64);
         assert_eq!(meta.entry.sha256, DebHash::of(&meta.bytes).sha256);
@@ -288,5 +414,43 @@ mod tests {
             let info = String::from_utf8_lossy(&info.stdout);
             assert!(!info.contains("postinst") && !info.contains("postrm"), "{info}");
         }
+    }
+
+    #[test]
+    fn a_module_epoch_keeps_its_order_and_the_kernel_still_comes_first() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        assert_eq!(natural_version("6.1.0-57", "1:2.0-1"), "6.1.0.57++1.2.0-1");
+        assert_eq!(natural_version("6.1.0-57", "0:2.0-1"), "6.1.0.57+2.0-1", "epoch 0 is no epoch");
+        assert_eq!(natural_version("6.1.0-57", "2.5-1"), "6.1.0.57+2.5-1");
+        // The module versions' dpkg order, pair by pair, is the metapackage versions' order.
+        let modules = ["0.9-1", "2.5-1", "2.10-1", "1:0.1-1", "1:2.0-1", "1:10.0-1", "2:0.1-1", "2:0.1-1+hermod1"];
+        for a in modules {
+            for b in modules {
+                let (ma, mb) = (natural_version("6.1.0-57", a), natural_version("6.1.0-57", b));
+                assert_eq!(v(a).cmp(&v(b)), v(&ma).cmp(&v(&mb)), "{a} vs {b}: {ma} vs {mb}");
+            }
+        }
+        // A newer kernel wins over any epoch of an older one's module.
+        assert!(v(&natural_version("6.1.0-58", "0.1-1")) > v(&natural_version("6.1.0-57", "9:9.9-9")));
+        let published =
+            state(&[module("6.1.0-10-amd64", "2.5-1", "amd64"), module("6.1.0-10-amd64", "1:2.0-1", "amd64")]);
+        let metas = metapackages(&published, &published, "main").new;
+        assert_eq!(metas[0].entry.version, "6.1.0.10++1.2.0-1");
+        assert_eq!(depends(&metas[0]), "hello-modules-6.1.0-10-amd64 (>= 1:2.0-1)");
+    }
+
+    #[test]
+    fn a_metapackage_that_cannot_be_made_is_a_warning_naming_it() {
+        let mut bad = module("6.1.0-10-amd64", "0.1-1", "amd64");
+        bad.stanza = bad.stanza.replace("Maintainer: t <t@example.org>", "Maintainer: t\u{7f}");
+        let published = state(&[bad]);
+        let metas = metapackages(&published, &published, "main");
+        assert!(metas.new.is_empty());
+        assert_eq!(metas.warnings.len(), 1, "{:?}", metas.warnings);
+        assert!(
+            metas.warnings[0].starts_with("metapackage hello-modules-amd64 6.1.0.10+0.1-1 (amd64)"),
+            "{:?}",
+            metas.warnings
+        );
     }
 }

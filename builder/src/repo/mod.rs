@@ -16,14 +16,21 @@
 //! refused by apt (unless a source is marked `trusted=yes`); hermod still
 //! writes one without a key, with a loud warning, for tests and air gaps.
 //!
-//! ## State, growth and immutability
+//! ## State, immutability, revisions and removals
 //!
-//! The repository only grows. Its own `Packages` files are the record of
-//! what is published: a publish reads them, adds the new .debs, and writes
+//! The repository's own `Packages` files are the record of what is
+//! published: a publish reads them, adds the new .debs, and writes
 //! everything derived again. A package (name, version, architecture) once
 //! published never changes: the same bytes again are a no-op, other bytes are
 //! refused before anything is written (a farm machine that installed the
-//! first would never see the second; a new build needs a new version).
+//! first would never see the second; a new build needs a new version) —
+//! unless the publish asks for a revision ([`Publish::revision`]): the
+//! input is then published as `<version>+hermodN` (`revision.rs`), or, if
+//! that very revision is already there, nothing happens. The repository
+//! shrinks only by `repo remove` and `repo prune` (`remove.rs`), which take
+//! entries out of the indices first and delete pool files last
+//! (`commit.rs`). A dry run ([`Publish::dry_run`]) decides everything and
+//! writes nothing.
 //!
 //! ## Module metapackages
 //!
@@ -40,8 +47,9 @@
 //!
 //! Every file appears by rename from a temporary file in its own directory
 //! (created exclusively, synced, renamed by descriptor), in this order: pool files
-//! (the inputs, then the metapackages made for them), then the Packages
-//! indices, then Release, then InRelease last. A file whose bytes are already
+//! (the inputs or their revisions, then the metapackages made for them), then the Packages
+//! indices, then Release, then InRelease last; a removal's pool files are
+//! deleted after that (`commit.rs`). A file whose bytes are already
 //! right is not touched, so publishing the same inputs twice writes nothing.
 //! A crash at any point leaves at worst: pool files no index names yet
 //! (the next publish of them finds them in place, and makes the same
@@ -74,12 +82,15 @@
 //! signature's time are derived from the inputs (release.rs explains which
 //! time and why); Ed25519 signatures are deterministic.
 
+mod commit;
 pub mod index;
 mod input;
 mod meta;
 pub mod openpgp;
 mod published;
 pub mod release;
+mod remove;
+pub mod revision;
 mod state;
 
 use std::collections::BTreeMap;
@@ -87,11 +98,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::apt::debfile::DebFileError;
+use commit::{Change, PoolWrite, Target};
 use index::{ControlError, Entry, IndexError};
 use input::Input;
 pub use openpgp::{SignError, SigningKey};
 pub use published::{published, Published};
-use release::{DateSource, FutureDate, IndexFile, ReleaseInfo};
+use release::{DateSource, FutureDate};
+pub use remove::{prune, remove, Prune, Removal, Remove};
 
 /// The defaults a farm's source line assumes: `hermod main`.
 pub const DEFAULT_SUITE: &str = "hermod";
@@ -114,9 +127,33 @@ pub enum RepoError {
     #[error(
         "{id} is already published with other bytes (SHA256 {published}, {filename}); {deb} has SHA256 {offered}. \
          A published version is immutable: farm machines that installed it would never see the change. \
-         Give the new build a new version. Nothing was changed."
+         Publish it with --revision (its version then gets a +hermodN suffix, above the published one) or give the \
+         new build a new version. Nothing was changed."
     )]
     Immutable { id: String, filename: String, published: String, offered: String, deb: PathBuf },
+    #[error("{deb}: cannot write a revision of it: {problem}. Nothing was changed.")]
+    Revision { deb: String, problem: String },
+    /// `place`: the repository, suite and component; `hint`: the versions
+    /// that are published, if any.
+    #[error("{spec} is not published in {place}{hint}. Nothing was changed.")]
+    NotPublished { spec: String, place: String, hint: String },
+    #[error(
+        "{id} is a metapackage: hermod makes it from the module packages, so it cannot be removed by itself. \
+         Remove the module packages it points at ({target}); it goes with the last of them. Nothing was changed."
+    )]
+    DerivedMetapackage { id: String, target: String },
+    #[error(
+        "{repo} is signed (dists/{suite}/InRelease exists): removing without its key would leave that InRelease \
+         describing old indices. Pass --sign-key (or HERMOD_REPO_SIGN_KEY). Nothing was changed."
+    )]
+    RemoveWouldUnsign { repo: PathBuf, suite: String },
+    #[error(
+        "the configured archive offers no kernel image (no linux-image-KREL in its indices): prune would keep \
+         only the newest kernels. Check the sources (config.toml, /etc/apt). Nothing was changed."
+    )]
+    NoKernelsOffered,
+    #[error("{0:?} is not PACKAGE or PACKAGE=VERSION with a Debian package name and version")]
+    BadRemoval(String),
     #[error("{first} and {second} are both {id} but their bytes differ; publish one of them. Nothing was changed.")]
     InputsDiffer { id: String, first: PathBuf, second: PathBuf },
     #[error("{filename} would hold {id}, but the repository already lists {other} there. Nothing was changed.")]
@@ -144,7 +181,11 @@ impl crate::exit::HasExitCode for RepoError {
     fn exit_code(&self) -> crate::exit::Code {
         use crate::exit::Code;
         match self {
-            RepoError::Immutable { .. } | RepoError::WouldUnsign { .. } => Code::Refused,
+            RepoError::Immutable { .. }
+            | RepoError::WouldUnsign { .. }
+            | RepoError::RemoveWouldUnsign { .. }
+            | RepoError::DerivedMetapackage { .. }
+            | RepoError::NotPublished { .. } => Code::Refused,
             RepoError::Damaged(_) | RepoError::Index(_) | RepoError::Io { .. } => Code::Io,
             RepoError::Key(e) => e.exit_code(),
             RepoError::Unsafe(_)
@@ -152,6 +193,9 @@ impl crate::exit::HasExitCode for RepoError {
             | RepoError::ReadInput { .. }
             | RepoError::Deb { .. }
             | RepoError::Control { .. }
+            | RepoError::Revision { .. }
+            | RepoError::BadRemoval(_)
+            | RepoError::NoKernelsOffered
             | RepoError::FutureDate { .. }
             | RepoError::InputsDiffer { .. }
             | RepoError::PoolClash { .. }
@@ -175,6 +219,39 @@ pub struct Publish<'a> {
     pub source_date_epoch: Option<i64>,
     /// The clock, read only to refuse a Date in the future.
     pub now: i64,
+    /// A package published with other bytes becomes `<version>+hermodN`
+    /// (revision.rs) instead of being refused.
+    pub revision: bool,
+    /// Decide and report everything, write nothing (not even DIR).
+    pub dry_run: bool,
+}
+
+impl Default for Publish<'_> {
+    /// The default suite and component, unsigned, no revisions, no dry run;
+    /// `repo` must still be set.
+    fn default() -> Self {
+        Publish {
+            repo: Path::new(""),
+            suite: DEFAULT_SUITE,
+            component: DEFAULT_COMPONENT,
+            key: None,
+            source_date_epoch: None,
+            now: 0,
+            revision: false,
+            dry_run: false,
+        }
+    }
+}
+
+/// An input published as a revision (revision.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revised {
+    /// The input's own id, `package version (arch)`, published with other bytes.
+    pub original: String,
+    /// The version it is published as, `<version>+hermodN`.
+    pub version: String,
+    /// False when the same revision was already published (nothing minted).
+    pub new: bool,
 }
 
 /// What a publish did.
@@ -184,6 +261,14 @@ pub struct Report {
     pub packages: Vec<(String, bool)>,
     /// The pool paths of the metapackages made (meta.rs): new versions only.
     pub metapackages: Vec<String>,
+    /// The inputs published as revisions, and as which version.
+    pub revised: Vec<Revised>,
+    /// Packages taken out (`repo remove`, `repo prune`), their ids.
+    pub removed: Vec<String>,
+    /// Metapackages that could not be made, each naming it and why.
+    pub warnings: Vec<String>,
+    /// Nothing was written: `written` lists what would have been.
+    pub dry_run: bool,
     /// Files written (0 when everything was already in place).
     pub written: Vec<String>,
     pub date: i64,
@@ -227,6 +312,12 @@ pub fn publish(p: &Publish, debs: &[PathBuf]) -> Result<Report, RepoError> {
     }
 
     let new_repository = !p.repo.exists();
+    if p.dry_run && new_repository {
+        // Nothing is published yet: decide against an empty directory, create none.
+        let empty = tempfile::tempdir().map_err(io_error(p.repo))?;
+        let root = hermod_hostfs::Dir::open(empty.path()).map_err(state::fs_err)?;
+        return publish_locked(p, &root, &inputs);
+    }
     std::fs::create_dir_all(p.repo).map_err(io_error(p.repo))?;
     // DIR is the user's path, links and all; everything below it is reached
     // through this descriptor (state.rs).
@@ -243,46 +334,55 @@ pub fn publish(p: &Publish, debs: &[PathBuf]) -> Result<Report, RepoError> {
 
 /// [`publish`] once the inputs are read: under the lock, decide, then write.
 fn publish_locked(p: &Publish, root: &hermod_hostfs::Dir, inputs: &[Input]) -> Result<Report, RepoError> {
-    let _lock = state::lock(root)?;
+    let _lock = state::lock(root, p.dry_run)?;
     let dists = Path::new("dists").join(p.suite);
-    state::remove_litter(root, &[Path::new("pool").join(p.component), dists.clone()]);
+    if !p.dry_run {
+        state::remove_litter(root, &[Path::new("pool").join(p.component), dists.clone()]);
+    }
     let mut published = state::read_component(root, p.suite, p.component)?;
 
     // Decide everything before writing anything.
-    let mut report = Report::default();
-    let mut pool_writes: Vec<&Input> = Vec::new();
+    let mut report = Report { dry_run: p.dry_run, ..Report::default() };
+    let mut pool: Vec<PoolWrite> = Vec::new();
+    let mut added: Vec<Entry> = Vec::new();
     for input in inputs {
         let entry = &input.entry;
         match published.get(&entry.id()) {
             Some(old) if old.sha256 != entry.sha256 => {
-                return Err(RepoError::Immutable {
-                    id: entry.id(),
-                    filename: old.filename.clone(),
-                    published: old.sha256.clone(),
-                    offered: entry.sha256.clone(),
-                    deb: input.path.clone(),
-                })
+                if !p.revision {
+                    return Err(RepoError::Immutable {
+                        id: entry.id(),
+                        filename: old.filename.clone(),
+                        published: old.sha256.clone(),
+                        offered: entry.sha256.clone(),
+                        deb: input.path.clone(),
+                    });
+                }
+                let revised = revise(input, &published, p.component)?;
+                let is_new = !published.contains_key(&revised.id());
+                if is_new {
+                    pool_clash(&published, &revised)?;
+                }
+                report.packages.push((revised.filename.clone(), is_new));
+                report.revised.push(Revised { original: entry.id(), version: revised.version.clone(), new: is_new });
+                added.push(revised.clone());
+                pool.push(PoolWrite::Revised(input, revised));
             }
             Some(old) => {
                 report.packages.push((old.filename.clone(), false));
-                pool_writes.push(input);
+                pool.push(PoolWrite::Input(input));
             }
             None => {
-                if let Some(other) = published.values().find(|e| e.filename == entry.filename) {
-                    return Err(RepoError::PoolClash {
-                        filename: entry.filename.clone(),
-                        id: entry.id(),
-                        other: other.id(),
-                    });
-                }
+                pool_clash(&published, entry)?;
                 report.packages.push((entry.filename.clone(), true));
-                pool_writes.push(input);
+                added.push(entry.clone());
+                pool.push(PoolWrite::Input(input));
             }
         }
     }
     // A listed pool file that is gone is damage, unless this publish brings it back.
     for entry in published.values() {
-        let restores = inputs.iter().any(|i| i.entry.filename == entry.filename);
+        let restores = added.iter().chain(inputs.iter().map(|i| &i.entry)).any(|e| e.filename == entry.filename);
         if !restores {
             state::check_pool_file(root, entry)?;
         }
@@ -308,60 +408,53 @@ fn publish_locked(p: &Publish, root: &hermod_hostfs::Dir, inputs: &[Input]) -> R
     report.date = date;
     report.date_source = Some(source);
 
-    for input in inputs {
-        published.insert(input.entry.id(), input.entry.clone());
+    for entry in added {
+        published.insert(entry.id(), entry);
     }
     // The metapackages the whole repository now calls for (meta.rs).
-    let metas = meta::metapackages(&published, p.component);
-    for m in &metas {
+    let metas = meta::metapackages(&published, &published, p.component);
+    for m in &metas.new {
         report.metapackages.push(m.entry.filename.clone());
         published.insert(m.entry.id(), m.entry.clone());
     }
-    // The component's indices, one per architecture.
-    let mut by_arch: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
-    for entry in published.values() {
-        by_arch.entry(entry.architecture.as_str()).or_default().push(entry);
-    }
-    let mut ours: Vec<(String, Vec<u8>)> = Vec::new();
-    for (arch, entries) in &by_arch {
-        let text = index::packages_text(entries).into_bytes();
-        let xz = index::xz(&text).map_err(io_error(p.repo))?;
-        let dir = format!("{}/binary-{arch}", p.component);
-        ours.push((format!("{dir}/Packages"), text));
-        ours.push((format!("{dir}/Packages.xz"), xz));
-    }
-    let mut files: Vec<IndexFile> = ours.iter().map(|(path, bytes)| state::index_file(path, bytes)).collect();
-    let state::OtherComponents { files: others, mut architectures, mut components } =
-        state::other_components(root, &dists, p.component)?;
-    files.extend(others);
-    architectures.extend(by_arch.keys().map(|a| a.to_string()));
-    components.insert(p.component.to_owned());
-    let info = ReleaseInfo {
-        suite: p.suite,
-        date,
-        architectures: architectures.into_iter().collect(),
-        components: components.into_iter().collect(),
-        files,
-    };
-    let release_text = release::release_text(&info);
-    let in_release = p.key.map(|key| key.clearsign(&release_text, date)).transpose()?;
-
-    // Writes, in the order that keeps every published state consistent.
-    let mut writer = state::Writer { root, written: &mut report.written };
-    for input in &pool_writes {
-        writer.pool_file(input)?;
-    }
-    for m in &metas {
-        writer.file(&m.entry.filename, &m.bytes)?;
-    }
-    for (rel, bytes) in &ours {
-        writer.file(&format!("dists/{}/{rel}", p.suite), bytes)?;
-    }
-    writer.file(&format!("dists/{}/Release", p.suite), release_text.as_bytes())?;
-    if let Some(signed) = in_release {
-        writer.file(&format!("dists/{}/InRelease", p.suite), signed.as_bytes())?;
-    }
+    report.warnings = metas.warnings;
+    pool.extend(metas.new.iter().map(PoolWrite::Meta));
+    let change = Change { state: published, pool, removed: Vec::new(), date };
+    let target = Target { repo: p.repo, suite: p.suite, component: p.component, key: p.key, dry_run: p.dry_run };
+    commit::commit(root, &target, &change, &mut report.written)?;
     Ok(report)
+}
+
+/// A new `entry` whose pool file another published package already has.
+fn pool_clash(published: &BTreeMap<String, Entry>, entry: &Entry) -> Result<(), RepoError> {
+    match published.values().find(|e| e.filename == entry.filename) {
+        Some(other) => {
+            Err(RepoError::PoolClash { filename: entry.filename.clone(), id: entry.id(), other: other.id() })
+        }
+        None => Ok(()),
+    }
+}
+
+/// The revision of `input` to publish (revision.rs): an earlier `+hermodM`
+/// of the same bytes if there is one (so `--revision` twice mints nothing),
+/// else the next `+hermodN`.
+fn revise(input: &Input, published: &BTreeMap<String, Entry>, component: &str) -> Result<Entry, RepoError> {
+    let entry = &input.entry;
+    let siblings: Vec<&Entry> = published
+        .values()
+        .filter(|e| e.package == entry.package && e.architecture == entry.architecture)
+        .filter(|e| revision::revision_of(&e.version, &entry.version).is_some())
+        .collect();
+    for earlier in &siblings {
+        let (_, hash) = input::revise(input, &earlier.version, std::io::sink())?;
+        if hash.sha256 == earlier.sha256 {
+            return Ok((*earlier).clone());
+        }
+    }
+    let n = revision::next_revision(&entry.version, siblings.iter().map(|e| e.version.as_str()));
+    let version = format!("{}{}{n}", entry.version, revision::SUFFIX);
+    let (control, hash) = input::revise(input, &version, std::io::sink())?;
+    Ok(Entry::from_deb(&input.path.display().to_string(), &control, &hash, component)?)
 }
 
 #[cfg(test)]

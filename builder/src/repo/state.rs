@@ -60,9 +60,19 @@ fn damaged(what: String) -> RepoError {
 
 /// Hold `DIR/.hermod-publish.lock` exclusively (waits for another publish).
 /// The file is created, or opened, beside no link: a planted symlink or
-/// FIFO is refused.
-pub(super) fn lock(root: &Dir) -> Result<Flock<File>, RepoError> {
-    let file = match root.create_file(LOCK_FILE, 0o644) {
+/// FIFO is refused. A dry run creates no file: without one it holds
+/// nothing (no change can be under way in a repository never written).
+pub(super) fn lock(root: &Dir, dry_run: bool) -> Result<Option<Flock<File>>, RepoError> {
+    let created = if dry_run {
+        match root.open_regular(LOCK_FILE) {
+            Ok((file, _)) => Ok(file),
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(fs_err(e)),
+        }
+    } else {
+        root.create_file(LOCK_FILE, 0o644)
+    };
+    let file = match created {
         Ok(file) => file,
         Err(hermod_hostfs::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
             root.open_regular(LOCK_FILE).map_err(fs_err)?.0
@@ -71,10 +81,10 @@ pub(super) fn lock(root: &Dir) -> Result<Flock<File>, RepoError> {
     };
     let io = |errno: Errno| RepoError::Io { path: root.shown(LOCK_FILE), source: errno.into() };
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(held) => Ok(held),
+        Ok(held) => Ok(Some(held)),
         Err((file, Errno::EWOULDBLOCK)) => {
             tracing::warn!("waiting for another publish into {} to finish", root.path().display());
-            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| io(errno))
+            Flock::lock(file, FlockArg::LockExclusive).map(Some).map_err(|(_, errno)| io(errno))
         }
         Err((_, errno)) => Err(io(errno)),
     }
@@ -124,7 +134,7 @@ fn read_if_any(root: &Dir, rel: &Path) -> Result<Option<Vec<u8>>, RepoError> {
 
 /// The binary-* directories of `dists/<suite>/<component>` (relative to
 /// the repository), sorted; a linked one is refused.
-fn arch_dirs(root: &Dir, component_dir: &Path) -> Result<Vec<(String, PathBuf)>, RepoError> {
+pub(super) fn arch_dirs(root: &Dir, component_dir: &Path) -> Result<Vec<(String, PathBuf)>, RepoError> {
     let mut dirs = Vec::new();
     let Some(dir) = open_dir_if_any(root, component_dir)? else { return Ok(dirs) };
     for (name, kind) in dir.entries().map_err(fs_err)? {
@@ -277,6 +287,8 @@ pub(super) fn other_components(root: &Dir, dists: &Path, ours: &str) -> Result<O
 pub(super) struct Writer<'a> {
     pub root: &'a Dir,
     pub written: &'a mut Vec<String>,
+    /// Compare and record, write nothing.
+    pub dry_run: bool,
 }
 
 impl Writer<'_> {
@@ -288,27 +300,41 @@ impl Writer<'_> {
         self.replace(rel, bytes)
     }
 
-    /// An input's pool file: left alone when its content has the SHA256
-    /// wanted (cheaper than comparing bytes, and the same answer), else
-    /// copied from the input's descriptor, hashed again on the way.
-    pub fn pool_file(&mut self, input: &Input) -> Result<(), RepoError> {
-        let (rel, sha256) = (input.entry.filename.as_str(), input.entry.sha256.as_str());
+    /// Whether the pool file `rel` already has the SHA256 `sha256` (cheaper
+    /// than comparing bytes, and the same answer).
+    fn has_hash(&self, rel: &str, sha256: &str) -> Result<bool, RepoError> {
         match self.root.open_regular(rel) {
             Ok((mut file, _)) => {
                 let mut hasher = Sha256::new();
                 std::io::copy(&mut file, &mut hasher)
                     .map_err(|source| RepoError::Io { path: self.root.shown(rel), source })?;
-                if hex::encode(hasher.finalize()) == sha256 {
-                    return Ok(());
-                }
+                Ok(hex::encode(hasher.finalize()) == sha256)
             }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(fs_err(e)),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(fs_err(e)),
+        }
+    }
+
+    /// An input's pool file: left alone when its content has the SHA256
+    /// wanted, else copied from the input's descriptor, hashed again on the way.
+    pub fn pool_file(&mut self, input: &Input) -> Result<(), RepoError> {
+        let rel = input.entry.filename.as_str();
+        if self.has_hash(rel, &input.entry.sha256)? {
+            return Ok(());
         }
         // A leftover of a crashed publish (no index lists it: that was
         // checked), or a damaged copy of this very package: the input's
         // bytes are the right ones either way.
         self.replace_with(rel, |file| super::input::copy_checked(input, file))
+    }
+
+    /// A revised input's pool file (`entry`, revision.rs): as [`Writer::pool_file`],
+    /// the rewrite streamed from the input's descriptor and hashed on the way.
+    pub fn revised_pool_file(&mut self, input: &Input, entry: &Entry) -> Result<(), RepoError> {
+        if self.has_hash(&entry.filename, &entry.sha256)? {
+            return Ok(());
+        }
+        self.replace_with(&entry.filename, |file| super::input::copy_revised(input, entry, file))
     }
 
     /// A temporary file beside `rel` (exclusive create, never through a
@@ -326,6 +352,10 @@ impl Writer<'_> {
         rel: &str,
         write: impl FnOnce(&mut File) -> Result<(), RepoError>,
     ) -> Result<(), RepoError> {
+        if self.dry_run {
+            self.written.push(rel.to_owned());
+            return Ok(());
+        }
         let path = Path::new(rel);
         let (parent, name) = match (path.parent(), path.file_name()) {
             (Some(parent), Some(name)) => (parent, name),

@@ -73,6 +73,7 @@ impl Fixture {
             key,
             source_date_epoch: None,
             now: NOW,
+            ..Publish::default()
         };
         publish(&p, debs)
     }
@@ -242,7 +243,7 @@ fn bad_inputs_leave_the_repository_untouched() {
     fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     assert!(f.publish(&[cut]).is_err());
     for (suite, component) in [("../x", "main"), ("hermod", "main/extra"), ("", "main"), ("hermod", "-x")] {
-        let p = Publish { repo: &f.repo(), suite, component, key: Some(&f.key), source_date_epoch: None, now: NOW };
+        let p = Publish { repo: &f.repo(), suite, component, key: Some(&f.key), now: NOW, ..Publish::default() };
         let e = publish(&p, std::slice::from_ref(&good)).unwrap_err();
         assert!(matches!(e, RepoError::BadName { .. }), "{suite} {component}: {e}");
     }
@@ -254,6 +255,7 @@ fn bad_inputs_leave_the_repository_untouched() {
         key: Some(&f.key),
         source_date_epoch: Some(NOW + 3600),
         now: NOW,
+        ..Publish::default()
     };
     let e = publish(&p, std::slice::from_ref(&good)).unwrap_err().to_string();
     assert!(e.contains("in the future") && e.contains("SOURCE_DATE_EPOCH"), "{e}");
@@ -296,6 +298,7 @@ fn the_date_follows_the_inputs_and_never_goes_back() {
         key: None,
         source_date_epoch: Some(1_750_000_000),
         now: NOW,
+        ..Publish::default()
     };
     assert_eq!(publish(&p, &[old]).unwrap().date, 1_750_000_000);
 }
@@ -362,6 +365,7 @@ fn several_architectures_and_components() {
         key: Some(&f.key),
         source_date_epoch: None,
         now: NOW,
+        ..Publish::default()
     };
     publish(&p, &[other]).unwrap();
     let r = release(&f.repo());
@@ -527,3 +531,6 @@ fn an_input_changed_after_it_was_read_is_not_copied_into_the_pool() {
     let e = super::input::copy_checked(&input, &mut tempfile::tempfile().unwrap()).unwrap_err().to_string();
     assert!(e.contains("a.deb") && e.contains("changed while being read"), "{e}");
 }
+
+#[path = "lifecycle_tests.rs"]
+mod lifecycle;
