@@ -157,3 +157,39 @@ fn a_corrupt_cache_entry_is_quarantined_and_rebuilt() {
     let bad_size = run(store.path(), &["cache", "gc", "--max-size", "lots"]);
     assert_eq!(bad_size.status.code(), Some(2));
 }
+
+/// `build --dry-run` says what a build would do (key; cached or to build) and
+/// builds nothing; `cache gc --dry-run` lists what gc would remove and removes
+/// nothing.
+#[test]
+fn dry_runs_decide_without_doing() {
+    let store = private_store("dry-run");
+    let kernel = kernel();
+    let source = unique_hello("dry-run");
+    let out = tempfile::tempdir().unwrap();
+    let src = source.path().to_str().unwrap();
+    let dir = out.path().to_str().unwrap();
+
+    let dry = run(store.path(), &["build", src, "--kernel", &kernel, "--out", dir, "--dry-run", "--json"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let planned = &json_lines(&dry)[0];
+    assert_eq!(planned["status"], "to-build", "{planned}");
+    assert!(list(out.path()).is_empty() && list(&store.path().join("ac")).is_empty(), "nothing built");
+
+    let built = run(store.path(), &["build", src, "--kernel", &kernel, "--out", dir, "--json"]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    assert_eq!(json_lines(&built)[0]["key"], planned["key"], "the dry run's key is the build's");
+    let dry = run(store.path(), &["build", src, "--kernel", &kernel, "--out", dir, "--dry-run"]);
+    assert!(stdout(&dry).contains(": cached (local store)"), "{}", stdout(&dry));
+
+    let gc = run(store.path(), &["cache", "gc", "--max-size", "0", "--dry-run"]);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let text = stdout(&gc);
+    let key = planned["key"].as_str().unwrap();
+    assert!(text.contains(&format!("would remove hello-modules-{kernel} for {kernel} ({key})")), "{text}");
+    assert!(text.contains("dry run: would remove 1 entries"), "{text}");
+    assert_eq!(list(&store.path().join("ac")).len(), 1, "a dry gc removes nothing");
+    let gc = run(store.path(), &["cache", "gc", "--max-size", "0"]);
+    assert!(stdout(&gc).contains(&format!("removed hello-modules-{kernel} for {kernel} ({key})")), "{}", stdout(&gc));
+    assert!(list(&store.path().join("ac")).is_empty());
+}

@@ -276,6 +276,12 @@ fn gc_removes_unused_roots_and_their_files_but_keeps_roots_in_use_and_shared_fil
     // A build holds k1's root (as `hermod build` does while it runs).
     let in_use = fs::File::open(store.join("rootfs").join(format!("{h1}.use"))).unwrap();
     let in_use = nix::fcntl::Flock::lock(in_use, nix::fcntl::FlockArg::LockShared).unwrap();
+    let dry = run(store, &["rootfs", "gc", "--older-than", "0", "--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let report = stdout(&dry);
+    assert!(report.contains(&format!("would remove {k2} {}", &h2[..16])), "{report}");
+    assert!(report.contains(&format!("in use, would keep {k1} {}", &h1[..16])), "{report}");
+    assert!(t2.is_dir() && only_k2.is_file(), "a dry run removes nothing");
     let out = run(store, &["rootfs", "gc", "--older-than", "0"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report = stdout(&out);

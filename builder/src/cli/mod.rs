@@ -180,6 +180,10 @@ pub struct BuildArgs {
     /// Print one JSON object per line per (source, kernel)
     #[arg(long)]
     pub json: bool,
+    /// Print each build's cache key and whether a cache holds it; build nothing (a BUILD_EXCLUSIVE
+    /// skip is only known by building)
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub signing: SigningArgs,
 }
@@ -374,6 +378,38 @@ fn parse_days(text: &str) -> Result<f64, String> {
 }
 
 /// The config file, read once per process: every command reads it through here.
+/// `build --dry-run`: each (source, kernel)'s key and whether a cache holds
+/// it (what `plan` computes), nothing built, nothing written to `--out`.
+fn build_dry_run(ctx: &Context, pairs: &[(&Prepared, String)], json: bool) -> Result<(), AppError> {
+    let mut stdout = std::io::stdout().lock();
+    let io = |source| PipelineError::Io { path: PathBuf::from("<stdout>"), source };
+    // Each source tree scanned once, however many kernels it is built for.
+    let mut scanned: std::collections::HashMap<&Path, crate::source::SourceTree> = Default::default();
+    for (input, kernel) in pairs {
+        if !scanned.contains_key(input.dir.as_path()) {
+            scanned.insert(&input.dir, crate::source::SourceTree::scan(&input.dir)?);
+        }
+        let entry = plan::entry(ctx, &input.label, input, &scanned[input.dir.as_path()], kernel)?;
+        let what = match entry.cached_in {
+            Some(crate::plan::Cached::Local) => "cached (local store)",
+            Some(crate::plan::Cached::Shared) => "cached (shared cache)",
+            None => "to build",
+        };
+        let line = if json {
+            serde_json::json!({
+                "source": entry.source, "kernel": entry.kernel, "architecture": entry.architecture,
+                "key": entry.key, "status": if entry.cached { "cached" } else { "to-build" },
+                "cached_in": entry.cached_in,
+            })
+            .to_string()
+        } else {
+            format!("{} for {}: {what} (key {})", entry.source, entry.kernel, &entry.key[..16])
+        };
+        writeln!(stdout, "{line}").map_err(io)?;
+    }
+    Ok(())
+}
+
 /// `{"source": S, "report": {…}}` as one flat object: the report's fields
 /// beside `source` (a report never has a field of that name).
 fn flatten_report(line: serde_json::Value) -> serde_json::Value {
@@ -569,6 +605,9 @@ fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
     let kernels = ctx.archives.kernels(&args.kernels)?;
     let (inputs, wanted) = prepare_per_release(&ctx.archives, &args.sources, &kernels, &args.needs.build_depends)?;
     let pairs: Vec<(&Prepared, String)> = wanted.into_iter().map(|(i, k)| (&inputs[i], k)).collect();
+    if args.dry_run {
+        return build_dry_run(&ctx, &pairs, args.json);
+    }
     let out = &args.out;
     let results =
         if pairs.len() == 1 { vec![ctx.build_one(pairs[0].0, &pairs[0].1, out)] } else { ctx.build_many(&pairs, out) };
