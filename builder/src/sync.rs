@@ -65,11 +65,6 @@ pub enum SyncError {
     #[error(transparent)]
     Pipeline(Box<PipelineError>),
     #[error(
-        "no repository to publish into: add a [publish] section to {config} (dir = \"/srv/hermod/repo\", \
-         sign_key = \"/etc/hermod/repo.key\") or pass --repo DIR"
-    )]
-    NoRepository { config: String },
-    #[error(
         "nothing to sync: `wanted` in {config} names no module source (add e.g. wanted = [\"pkg:v4l2loopback-dkms\"])"
     )]
     NothingWanted { config: String },
@@ -96,7 +91,7 @@ impl HasExitCode for SyncError {
         match self {
             SyncError::Repo(e) => e.exit_code(),
             SyncError::Pipeline(e) => e.exit_code(),
-            SyncError::NoRepository { .. } | SyncError::NothingWanted { .. } => Code::BadInput,
+            SyncError::NothingWanted { .. } => Code::BadInput,
             SyncError::NoKernels { .. } => Code::NoHeaders,
             SyncError::Failed { code, .. } => *code,
         }

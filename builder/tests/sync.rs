@@ -244,11 +244,10 @@ fn a_version_published_from_another_build_is_kept_as_it_is() {
         run(&shared_store(), &[&other[..], &["--maintainer", "Another Builder <other@example.invalid>"]].concat());
     assert!(built.status.success(), "{}", stderr(&built));
     let deb = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
-    let published = run(
-        &shared_store(),
-        &["publish", "--repo", repo.to_str().unwrap(), "--sign-key", key.to_str().unwrap(), deb.to_str().unwrap()],
-    );
+    // `publish` takes the repository and its key from the config's [publish] too.
+    let published = run(&shared_store(), &["--config", config.to_str().unwrap(), "publish", deb.to_str().unwrap()]);
     assert!(published.status.success(), "{}", stderr(&published));
+    assert!(repo.join("dists/hermod/InRelease").is_file(), "signed with [publish] sign_key");
 
     let before = snapshot(&repo);
     let (code, lines) = sync(&config, &["--kernel", &k1]);

@@ -581,7 +581,7 @@ pub fn run(cli: &Cli) -> Result<(), AppError> {
         Command::InstallPending => farm::install_pending(&cli.global),
         Command::Boot(args) => farm::boot(&cli.global, args),
         Command::Plan(args) => plan::plan(&cli.global, args),
-        Command::Publish(args) => repo::publish(args),
+        Command::Publish(args) => repo::publish(&cli.global, args),
         Command::Repo { command } => repo::repo_command(&cli.global, command),
         Command::LoadTest(args) => load_test::load_test(&cli.global, args),
         Command::Verify(args) => verify::verify(&cli.global, args),

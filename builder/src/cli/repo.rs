@@ -6,22 +6,64 @@ use std::collections::BTreeSet;
 use super::*;
 use crate::repo::{self, Publish, Removal, Remove, RepoError, Report, SigningKey};
 
+/// Which repository, and its signing key: each flag, else the config's
+/// `[publish]` (a master's repository), else the default.
 #[derive(Debug, Args)]
-pub struct PublishArgs {
-    /// The repository's root directory (created if missing); serve it over http(s) or use it
-    /// as a `file:` URI
+pub struct RepoPlace {
+    /// The repository's root directory (created by a publish if missing); serve it over
+    /// http(s) or use it as a `file:` URI [default: config [publish] dir]
     #[arg(long, value_name = "DIR")]
-    pub repo: PathBuf,
-    /// The suite (dists/SUITE)
-    #[arg(long, value_name = "S", default_value = repo::DEFAULT_SUITE)]
-    pub suite: String,
-    /// The component (dists/SUITE/COMPONENT, pool/COMPONENT)
-    #[arg(long, value_name = "C", default_value = repo::DEFAULT_COMPONENT)]
-    pub component: String,
+    pub repo: Option<PathBuf>,
+    /// The suite (dists/SUITE) [default: config [publish] suite, else hermod]
+    #[arg(long, value_name = "S")]
+    pub suite: Option<String>,
+    /// The component (dists/SUITE/COMPONENT, pool/COMPONENT) [default: config [publish]
+    /// component, else main]
+    #[arg(long, value_name = "C")]
+    pub component: Option<String>,
     /// Armored OpenPGP secret key that signs InRelease (PREFIX.key of `hermod repo keygen`);
-    /// without one the repository is unsigned, and apt refuses it
+    /// without one the repository is unsigned, and apt refuses it [default: config [publish]
+    /// sign_key]
     #[arg(long, value_name = "FILE", env = "HERMOD_REPO_SIGN_KEY")]
     pub sign_key: Option<PathBuf>,
+}
+
+/// A [`RepoPlace`] resolved: the directory, suite and component (names
+/// checked), and the key read.
+pub struct Place {
+    pub dir: PathBuf,
+    pub suite: String,
+    pub component: String,
+    pub key: Option<SigningKey>,
+}
+
+impl RepoPlace {
+    pub fn resolve(&self, global: &Global) -> Result<Place, AppError> {
+        let config = loaded_config(global)?;
+        let entry = config.publish.as_ref();
+        let Some(dir) = self.repo.clone().or_else(|| entry.map(|e| e.dir.clone())) else {
+            let config =
+                config.path.as_ref().map_or_else(|| crate::config::DEFAULT_PATH.into(), |p| p.display().to_string());
+            return Err(RepoError::NoRepository { config }.into());
+        };
+        let suite = self.suite.clone().or_else(|| entry.map(|e| e.suite.clone())).unwrap_or(repo::DEFAULT_SUITE.into());
+        let component = self
+            .component
+            .clone()
+            .or_else(|| entry.map(|e| e.component.clone()))
+            .unwrap_or(repo::DEFAULT_COMPONENT.into());
+        repo::check_name("suite", &suite)?;
+        repo::check_name("component", &component)?;
+        let key_file = self.sign_key.clone().or_else(|| entry.and_then(|e| e.sign_key.clone()));
+        let key = key_file.as_deref().map(SigningKey::read).transpose().map_err(RepoError::from)?;
+        Ok(Place { dir, suite, component, key })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub place: RepoPlace,
     /// A package whose name+version+architecture is already published with other bytes is
     /// published as VERSION+hermodN (N one above its earlier revisions; its control file's
     /// Version rewritten, its files unchanged) instead of being refused; the same bytes again
@@ -37,22 +79,13 @@ pub struct PublishArgs {
     pub debs: Vec<PathBuf>,
 }
 
-/// Which repository a removal rewrites, and its key.
+/// Which repository a removal rewrites, and its key (InRelease is signed
+/// again: a signed repository is never left unsigned, so without its key
+/// nothing is removed).
 #[derive(Debug, Args)]
 pub struct RepoTarget {
-    /// The repository's root directory
-    #[arg(long, value_name = "DIR")]
-    pub repo: PathBuf,
-    /// The suite (dists/SUITE)
-    #[arg(long, value_name = "S", default_value = repo::DEFAULT_SUITE)]
-    pub suite: String,
-    /// The component (dists/SUITE/COMPONENT, pool/COMPONENT)
-    #[arg(long, value_name = "C", default_value = repo::DEFAULT_COMPONENT)]
-    pub component: String,
-    /// The repository's armored OpenPGP secret key: InRelease is signed again (a signed
-    /// repository is never left unsigned: without it nothing is removed)
-    #[arg(long, value_name = "FILE", env = "HERMOD_REPO_SIGN_KEY")]
-    pub sign_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub place: RepoPlace,
     /// Print what would be removed and made, write nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -116,13 +149,13 @@ pub(super) fn now() -> i64 {
 }
 
 /// `hermod publish`.
-pub(super) fn publish(args: &PublishArgs) -> Result<(), AppError> {
-    let key = args.sign_key.as_deref().map(SigningKey::read).transpose().map_err(RepoError::from)?;
+pub(super) fn publish(global: &Global, args: &PublishArgs) -> Result<(), AppError> {
+    let place = args.place.resolve(global)?;
     let request = Publish {
-        repo: &args.repo,
-        suite: &args.suite,
-        component: &args.component,
-        key: key.as_ref(),
+        repo: &place.dir,
+        suite: &place.suite,
+        component: &place.component,
+        key: place.key.as_ref(),
         source_date_epoch: source_date_epoch()?,
         now: now(),
         revision: args.revision,
@@ -131,7 +164,7 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), AppError> {
     let report = repo::publish(&request, &args.debs)?;
     let mut stdout = std::io::stdout().lock();
     for (pool_path, _) in &report.packages {
-        let _ = writeln!(stdout, "{}", args.repo.join(pool_path).display());
+        let _ = writeln!(stdout, "{}", place.dir.join(pool_path).display());
     }
     for revised in &report.revised {
         let what = if revised.new { "published as" } else { "already published as" };
@@ -145,16 +178,16 @@ pub(super) fn publish(args: &PublishArgs) -> Result<(), AppError> {
     let from = report.date_source.as_ref().map(|s| s.to_string()).unwrap_or_default();
     say::note(format_args!(
         "{} ({} {}): {added} added, {} already published; {} files {}; Date {date} ({from})",
-        args.repo.display(),
-        args.suite,
-        args.component,
+        place.dir.display(),
+        place.suite,
+        place.component,
         report.packages.len() - added,
         report.written.len(),
         if report.dry_run { "would be written (dry run: nothing was)" } else { "written" },
     ));
-    say_common(&args.repo, &report);
-    match &key {
-        Some(key) => say::note(format_args!("dists/{}/InRelease signed by {}", args.suite, key.fingerprint())),
+    say_common(&place.dir, &report);
+    match &place.key {
+        Some(key) => say::note(format_args!("dists/{}/InRelease signed by {}", place.suite, key.fingerprint())),
         // Loud even with -q: this repository is not usable as it stands.
         None => say::notice(
             "WARNING: the repository is NOT SIGNED (no --sign-key, no HERMOD_REPO_SIGN_KEY): it has no \
@@ -183,13 +216,17 @@ fn say_common(repo: &Path, report: &Report) {
 
 /// `repo remove` and `repo prune`: the removal's request, done by `run`,
 /// and its report (stdout: one line per package removed, `id`).
-fn removal(target: &RepoTarget, run: impl FnOnce(Remove) -> Result<Report, RepoError>) -> Result<(), AppError> {
-    let key = target.sign_key.as_deref().map(SigningKey::read).transpose().map_err(RepoError::from)?;
+fn removal(
+    global: &Global,
+    target: &RepoTarget,
+    run: impl FnOnce(Remove) -> Result<Report, RepoError>,
+) -> Result<(), AppError> {
+    let place = target.place.resolve(global)?;
     let request = Remove {
-        repo: &target.repo,
-        suite: &target.suite,
-        component: &target.component,
-        key: key.as_ref(),
+        repo: &place.dir,
+        suite: &place.suite,
+        component: &place.component,
+        key: place.key.as_ref(),
         source_date_epoch: source_date_epoch()?,
         now: now(),
         dry_run: target.dry_run,
@@ -201,15 +238,15 @@ fn removal(target: &RepoTarget, run: impl FnOnce(Remove) -> Result<Report, RepoE
     }
     say::note(format_args!(
         "{} ({} {}): {} {}; {} files {}",
-        target.repo.display(),
-        target.suite,
-        target.component,
+        place.dir.display(),
+        place.suite,
+        place.component,
         report.removed.len(),
         if report.dry_run { "would be removed" } else { "removed" },
         report.written.len(),
         if report.dry_run { "would be written (dry run: nothing was)" } else { "written" },
     ));
-    say_common(&target.repo, &report);
+    say_common(&place.dir, &report);
     Ok(())
 }
 
@@ -231,14 +268,14 @@ fn kernels_offered(global: &Global) -> Result<BTreeSet<String>, AppError> {
 /// `hermod repo ...`.
 pub(super) fn repo_command(global: &Global, command: &RepoCommand) -> Result<(), AppError> {
     match command {
-        RepoCommand::Remove { target, packages } => removal(target, |r| repo::remove(&r, packages)),
+        RepoCommand::Remove { target, packages } => removal(global, target, |r| repo::remove(&r, packages)),
         RepoCommand::Prune { target, keep } => {
             let offered = kernels_offered(global)?;
             say::note(format_args!(
                 "the archive offers {} kernels; keeping those and the newest {keep}",
                 offered.len()
             ));
-            removal(target, |r| repo::prune(&repo::Prune { repo: r, keep: *keep, offered: &offered }))
+            removal(global, target, |r| repo::prune(&repo::Prune { repo: r, keep: *keep, offered: &offered }))
         }
         RepoCommand::Keygen { out, url, name } => {
             let created = u32::try_from(now()).unwrap_or(u32::MAX);

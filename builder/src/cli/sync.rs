@@ -3,7 +3,7 @@
 //! `crate::sync`. Results go to stdout (text, or one JSON object per action).
 
 use super::*;
-use crate::repo::{Publish, RepoError, SigningKey};
+use crate::repo::Publish;
 use crate::sync::{self, Event, Outcome, Request, SyncError};
 
 /// The `--help` text after the options: what a run does, and its one rule.
@@ -39,18 +39,8 @@ pub struct SyncArgs {
     /// --kernel` takes them) [default: every kernel of the config's flavours]
     #[arg(long = "kernel", value_name = "KREL")]
     pub kernels: Vec<String>,
-    /// The repository's root directory [default: config [publish] dir]
-    #[arg(long, value_name = "DIR")]
-    pub repo: Option<PathBuf>,
-    /// The suite [default: config [publish] suite, else hermod]
-    #[arg(long, value_name = "S")]
-    pub suite: Option<String>,
-    /// The component [default: config [publish] component, else main]
-    #[arg(long, value_name = "C")]
-    pub component: Option<String>,
-    /// Armored OpenPGP secret key that signs InRelease [default: config [publish] sign_key]
-    #[arg(long, value_name = "FILE", env = "HERMOD_REPO_SIGN_KEY")]
-    pub sign_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub place: super::repo::RepoPlace,
     /// Parallel jobs [default: number of CPUs], shared by the builds as `hermod build` shares them
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -69,20 +59,7 @@ pub(super) fn sync(global: &Global, args: &SyncArgs) -> Result<(), AppError> {
         config.path.as_ref().map_or_else(|| crate::config::DEFAULT_PATH.into(), |p| p.display().to_string());
 
     // Where to publish: the flags, else [publish].
-    let entry = config.publish.as_ref();
-    let dir = args.repo.clone().or_else(|| entry.map(|e| e.dir.clone()));
-    let Some(dir) = dir else { return Err(SyncError::NoRepository { config: config_name }.into()) };
-    let suite =
-        args.suite.clone().or_else(|| entry.map(|e| e.suite.clone())).unwrap_or(crate::repo::DEFAULT_SUITE.into());
-    let component = args
-        .component
-        .clone()
-        .or_else(|| entry.map(|e| e.component.clone()))
-        .unwrap_or(crate::repo::DEFAULT_COMPONENT.into());
-    let key_file = args.sign_key.clone().or_else(|| entry.and_then(|e| e.sign_key.clone()));
-    let key = key_file.as_deref().map(SigningKey::read).transpose().map_err(RepoError::from)?;
-    crate::repo::check_name("suite", &suite)?;
-    crate::repo::check_name("component", &component)?;
+    let super::repo::Place { dir, suite, component, key } = args.place.resolve(global)?;
 
     // What is wanted: the sources, each made ready once per release.
     let mut sources: Vec<String> = Vec::new();

@@ -114,6 +114,11 @@ pub const DEFAULT_COMPONENT: &str = "main";
 pub enum RepoError {
     #[error("{what} {value:?} is not usable: {why}")]
     BadName { what: &'static str, value: String, why: &'static str },
+    #[error(
+        "no repository named: pass --repo DIR, or add a [publish] section to {config} (dir = \"/srv/hermod/repo\", \
+         sign_key = \"/etc/hermod/repo.key\")"
+    )]
+    NoRepository { config: String },
     #[error("cannot read {path}: {source}")]
     ReadInput { path: PathBuf, source: io::Error },
     #[error(transparent)]
@@ -196,6 +201,7 @@ impl crate::exit::HasExitCode for RepoError {
             | RepoError::Revision { .. }
             | RepoError::BadRemoval(_)
             | RepoError::NoKernelsOffered
+            | RepoError::NoRepository { .. }
             | RepoError::FutureDate { .. }
             | RepoError::InputsDiffer { .. }
             | RepoError::PoolClash { .. }
