@@ -61,6 +61,18 @@ pub enum Cached {
     Shared,
 }
 
+/// Which cache holds `key`'s package, if one does: the local store (only
+/// read, no use recorded), else the shared cache.
+pub fn cached_in(ctx: &crate::pipeline::Context, key: &str, kernel: &str) -> Option<Cached> {
+    if crate::cache::read_entry(ctx.archives.store(), key).is_some() {
+        Some(Cached::Local)
+    } else if ctx.options.shared.as_ref().is_some_and(|shared| shared.holds(key, kernel).is_some()) {
+        Some(Cached::Shared)
+    } else {
+        None
+    }
+}
+
 /// One (module source, kernel) pair of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {

@@ -113,14 +113,6 @@ pub enum Outcome {
     Planned,
 }
 
-/// A cache holding a planned build's package (`--dry-run`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CachedIn {
-    Local,
-    Shared,
-}
-
 /// One build (or planned build) of a wanted pair whose key is not published.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildEvent {
@@ -138,7 +130,7 @@ pub struct BuildEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cached_in: Option<CachedIn>,
+    pub cached_in: Option<crate::plan::Cached>,
     /// A failure's exit status, as `hermod build` would exit with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -252,13 +244,7 @@ pub fn sync(ctx: &Context, request: &Request, tell: &mut dyn FnMut(&Event)) -> R
     }
     if request.dry_run {
         for (input, kernel, key) in &missing {
-            let cached_in = if crate::cache::read_entry(ctx.archives.store(), key).is_some() {
-                Some(CachedIn::Local)
-            } else if ctx.options.shared.as_ref().is_some_and(|s| s.holds(key, kernel).is_some()) {
-                Some(CachedIn::Shared)
-            } else {
-                None
-            };
+            let cached_in = crate::plan::cached_in(ctx, key, kernel);
             let mut event = build_event(&input.label, kernel, Some(key), Outcome::Planned);
             event.cached_in = cached_in;
             tell(&Event::Build(event));

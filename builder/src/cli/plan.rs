@@ -176,13 +176,7 @@ pub(super) fn entry(
     let lock = ctx.archives.lock_with(kernel, &input.build_depends)?;
     let overrides = ctx.dkms_overrides(Path::new(&input.label), source, &lock, &ctx.settings(&lock), &mut None)?;
     let key = ctx.key_for(source, &lock, &overrides);
-    let cached_in = if crate::cache::read_entry(ctx.archives.store(), &key.hex).is_some() {
-        Some(Cached::Local)
-    } else if ctx.options.shared.as_ref().is_some_and(|shared| shared.holds(&key.hex, kernel).is_some()) {
-        Some(Cached::Shared)
-    } else {
-        None
-    };
+    let cached_in = plan::cached_in(ctx, &key.hex, kernel);
     Ok(Entry::new(arg, kernel, &lock.architecture, &key.hex, cached_in))
 }
 

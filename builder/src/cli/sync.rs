@@ -191,8 +191,8 @@ fn text(event: &Event) -> String {
                     b.kernel,
                     b.key.as_deref().map_or("?", |k| &k[..16.min(k.len())]),
                     match b.cached_in {
-                        Some(sync::CachedIn::Local) => "in the local store",
-                        Some(sync::CachedIn::Shared) => "in the shared cache",
+                        Some(crate::plan::Cached::Local) => "in the local store",
+                        Some(crate::plan::Cached::Shared) => "in the shared cache",
                         None => "not cached: a build",
                     }
                 ),
