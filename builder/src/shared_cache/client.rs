@@ -25,7 +25,7 @@ const BLOB_BYTES_PER_SECOND: u64 = 2 << 20;
 pub const MAX_BLOB: u64 = 1 << 30;
 
 /// A URL with any userinfo replaced, for messages.
-fn redact(url: &str) -> String {
+pub(super) fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let authority_end = rest.find('/').unwrap_or(rest.len());

@@ -86,7 +86,8 @@ pub enum Method {
 impl S3 {
     /// The bucket of `url` (`s3://BUCKET[/PREFIX]`) as `settings` reach it.
     pub fn new(url: &str, settings: &S3Settings) -> Result<S3, RemoteError> {
-        let bad = |why: &str| RemoteError::Url { setting: REMOTE.label, url: url.into(), why: why.into() };
+        let bad =
+            |why: &str| RemoteError::Url { setting: REMOTE.label, url: super::client::redact(url), why: why.into() };
         let rest = url.strip_prefix("s3://").ok_or_else(|| bad("expected s3://BUCKET[/PREFIX]"))?;
         if rest.contains(['?', '#', '@']) || rest.contains(char::is_whitespace) {
             return Err(bad("a query, fragment, credentials or space has no place in an s3:// URL \
@@ -224,13 +225,14 @@ mod tests {
             ("http://b/x", "expected s3://"),
             ("s3://AB/x", "bucket name"),
             ("s3://b", "bucket name"),
-            ("s3://key:secret@bucket", "credentials"),
+            ("s3://key:secretpw@bucket", "credentials"),
             ("s3://bucket/a//b", "empty"),
             ("s3://bucket/../b", "`..`"),
         ];
         for (url, why) in bad {
             let e = S3::new(url, &local).err().unwrap().to_string();
             assert!(e.starts_with("HERMOD_REMOTE (config: remote): ") && e.contains(why), "{url}: {e}");
+            assert!(!e.contains("secretpw"), "credentials are never printed: {e}");
         }
         let endpoint = |e: &str| S3Settings { endpoint: Some(e.into()), ..Default::default() };
         for (e, why) in [("ftp://h", "http:// or https://"), ("h:9000", "http"), ("http://u:p@h", "credentials")] {
