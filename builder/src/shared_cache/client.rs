@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
 use super::s3::{Method, S3Settings, S3};
-use super::{RemoteError, REMOTE, REMOTE_TOKEN};
+use super::{redact, RemoteError, REMOTE, REMOTE_TOKEN};
 
 /// Time to set up a TCP connection (and TLS).
 pub const CONNECT: Duration = Duration::from_secs(2);
@@ -23,20 +23,6 @@ pub const SMALL_BUDGET: Duration = Duration::from_millis(4500);
 const BLOB_BYTES_PER_SECOND: u64 = 2 << 20;
 /// No blob above this size is fetched or pushed (module .debs are KiB to MiB).
 pub const MAX_BLOB: u64 = 1 << 30;
-
-/// A URL with any userinfo replaced, for messages.
-pub(super) fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
-    }
-}
 
 fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();

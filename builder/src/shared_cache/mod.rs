@@ -42,15 +42,50 @@ mod settings;
 
 pub use client::{Client, CONNECT, MAX_BLOB, PER_READ, RESPONSE, SMALL_BUDGET};
 pub use s3::{Credentials, S3Settings};
-pub use settings::{
-    Setting, Settings, REMOTE, REMOTE_PUSH, REMOTE_TOKEN, S3_ENDPOINT, S3_REGION, SIGNING_KEY, TRUSTED_KEYS,
-};
+pub use settings::Settings;
 
 use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::cache::Manifest;
 use crate::trust::{self, Entry, Rejection, SecretKey, TrustError, TrustedKeys};
+
+/// A setting's two names: the environment variable and the config file key.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub env: &'static str,
+    pub key: &'static str,
+    /// Both, for messages.
+    pub label: &'static str,
+}
+
+macro_rules! setting {
+    ($env:literal, $key:literal) => {
+        Setting { env: $env, key: $key, label: concat!($env, " (config: ", $key, ")") }
+    };
+}
+
+pub const REMOTE: Setting = setting!("HERMOD_REMOTE", "remote");
+pub const REMOTE_PUSH: Setting = setting!("HERMOD_REMOTE_PUSH", "remote_push");
+pub const SIGNING_KEY: Setting = setting!("HERMOD_SIGNING_KEY", "signing_key");
+pub const TRUSTED_KEYS: Setting = setting!("HERMOD_TRUSTED_KEYS", "trusted_keys");
+pub const REMOTE_TOKEN: Setting = setting!("HERMOD_REMOTE_TOKEN", "remote_token");
+pub const S3_ENDPOINT: Setting = setting!("HERMOD_S3_ENDPOINT", "s3_endpoint");
+pub const S3_REGION: Setting = setting!("AWS_REGION", "s3_region");
+
+/// A URL with any userinfo replaced, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {

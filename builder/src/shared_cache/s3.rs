@@ -86,8 +86,7 @@ pub enum Method {
 impl S3 {
     /// The bucket of `url` (`s3://BUCKET[/PREFIX]`) as `settings` reach it.
     pub fn new(url: &str, settings: &S3Settings) -> Result<S3, RemoteError> {
-        let bad =
-            |why: &str| RemoteError::Url { setting: REMOTE.label, url: super::client::redact(url), why: why.into() };
+        let bad = |why: &str| RemoteError::Url { setting: REMOTE.label, url: super::redact(url), why: why.into() };
         let rest = url.strip_prefix("s3://").ok_or_else(|| bad("expected s3://BUCKET[/PREFIX]"))?;
         if rest.contains(['?', '#', '@']) || rest.contains(char::is_whitespace) {
             return Err(bad("a query, fragment, credentials or space has no place in an s3:// URL \

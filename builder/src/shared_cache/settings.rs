@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::s3::S3Settings;
-use super::RemoteError;
+use super::{RemoteError, Setting, REMOTE, REMOTE_PUSH, REMOTE_TOKEN, SIGNING_KEY, TRUSTED_KEYS};
 use crate::config::Config;
 
 /// The shared-cache settings, from the environment and the config file
@@ -20,29 +20,6 @@ pub struct Settings {
     /// Endpoint, region and credentials of an `s3://` remote (default for others).
     pub s3: S3Settings,
 }
-
-/// A setting's two names: the environment variable and the config file key.
-#[derive(Debug, Clone, Copy)]
-pub struct Setting {
-    pub env: &'static str,
-    pub key: &'static str,
-    /// Both, for messages.
-    pub label: &'static str,
-}
-
-macro_rules! setting {
-    ($env:literal, $key:literal) => {
-        Setting { env: $env, key: $key, label: concat!($env, " (config: ", $key, ")") }
-    };
-}
-
-pub const REMOTE: Setting = setting!("HERMOD_REMOTE", "remote");
-pub const REMOTE_PUSH: Setting = setting!("HERMOD_REMOTE_PUSH", "remote_push");
-pub const SIGNING_KEY: Setting = setting!("HERMOD_SIGNING_KEY", "signing_key");
-pub const TRUSTED_KEYS: Setting = setting!("HERMOD_TRUSTED_KEYS", "trusted_keys");
-pub const REMOTE_TOKEN: Setting = setting!("HERMOD_REMOTE_TOKEN", "remote_token");
-pub const S3_ENDPOINT: Setting = setting!("HERMOD_S3_ENDPOINT", "s3_endpoint");
-pub const S3_REGION: Setting = setting!("AWS_REGION", "s3_region");
 
 impl Settings {
     /// Resolve from `env` (a lookup, so tests need not touch the process environment).
