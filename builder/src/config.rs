@@ -46,6 +46,10 @@
 //! signing_key = "/etc/hermod/cache.key"        # HERMOD_SIGNING_KEY
 //! trusted_keys = ["cache:BASE64…"]             # HERMOD_TRUSTED_KEYS (comma-separated there)
 //! remote_token = "…"                           # HERMOD_REMOTE_TOKEN
+//! # or an S3 bucket (credentials: AWS_ACCESS_KEY_ID…, ~/.aws/credentials):
+//! # remote = "s3://fleet-cache/hermod"
+//! s3_endpoint = "http://minio.example:9000"    # HERMOD_S3_ENDPOINT (default: AWS)
+//! s3_region = "eu-west-1"                      # AWS_REGION, AWS_DEFAULT_REGION
 //! ```
 //!
 //! Budgets for untrusted input (.debs, archive indices, a build's outputs;
@@ -171,6 +175,12 @@ pub struct Config {
     /// Bearer token for the shared cache (`HERMOD_REMOTE_TOKEN`).
     #[serde(default)]
     pub remote_token: Option<String>,
+    /// An S3-compatible server for an `s3://` remote (`HERMOD_S3_ENDPOINT`; default: AWS).
+    #[serde(default)]
+    pub s3_endpoint: Option<String>,
+    /// The region an `s3://` remote signs for (`AWS_REGION`; default: `~/.aws/config`, us-east-1).
+    #[serde(default)]
+    pub s3_region: Option<String>,
     /// May this machine build (`master`) or only fetch (`farm`, the default)?
     #[serde(default)]
     pub role: Role,
@@ -330,6 +340,8 @@ impl Default for Config {
             signing_key: None,
             trusted_keys: None,
             remote_token: None,
+            s3_endpoint: None,
+            s3_region: None,
             role: Role::Farm,
             wanted: Vec::new(),
             state_dir: None,

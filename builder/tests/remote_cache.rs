@@ -8,10 +8,9 @@ mod common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Instant;
 
 use common::nginx;
+use common::remote::{as_strs, forget, hermod_with, report, seconds_lost};
 use common::*;
 use hermod::trust::{Entry, SecretKey};
 
@@ -76,56 +75,6 @@ impl Nginx {
     fn file(&self, rel: &str) -> PathBuf {
         self.server.prefix().join("www/hermod").join(rel)
     }
-}
-
-/// hermod with the shared-cache settings in `env` (and without `-q`, so its warnings show).
-fn hermod_with(store: &Path, packages: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(hermod());
-    cmd.args(args).env("HERMOD_STORE", store).env("HERMOD_PACKAGE_CACHE", packages);
-    for var in
-        ["HERMOD_REMOTE", "HERMOD_REMOTE_PUSH", "HERMOD_SIGNING_KEY", "HERMOD_TRUSTED_KEYS", "HERMOD_REMOTE_TOKEN"]
-    {
-        cmd.env_remove(var);
-    }
-    for (var, value) in env {
-        cmd.env(var, value);
-    }
-    let started = Instant::now();
-    let out = cmd.output().expect("hermod runs");
-    eprintln!(
-        "$ {} hermod {} ({:.2} s)\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}",
-        env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
-        args.join(" "),
-        started.elapsed().as_secs_f64(),
-        out.status.code(),
-        stdout(&out),
-        stderr(&out)
-    );
-    out
-}
-
-fn report(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "hermod failed: {}", stderr(out));
-    serde_json::from_str(stdout(out).trim()).expect("one JSON object")
-}
-
-fn as_strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
-/// Remove every cache entry and blob of a store (another host that never had this key).
-fn forget(store: &Path) {
-    for dir in ["ac", "cas"] {
-        for name in list(&store.join(dir)) {
-            std::fs::remove_file(store.join(dir).join(name)).unwrap();
-        }
-    }
-}
-
-/// The number in ", after N s)" of the unavailable-server warning.
-fn seconds_lost(stderr: &str) -> f64 {
-    let after = stderr.split(", after ").nth(1).unwrap_or_else(|| panic!("no `after N s` in {stderr}"));
-    after.split(' ').next().unwrap().parse().unwrap()
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! - `tidy`: the codemap's invariants that no single file shows (`tidy.rs`).
 //! - `ci`: the README's test command: installs the Debian packages the tests use
-//!   when missing (as root; `setup.rs`), then tidy, the whole test suite, then
+//!   when missing (as root; `setup.rs`) and the S3 test server (`cargo install`,
+//!   once per machine), then tidy, the whole test suite, then
 //!   hermod's own package from the test build's binary (`dist --check`).
 //! - `dist [--binary PATH] [--out DIR] [--check] | --check-binary`: hermod as a
 //!   Debian package (`dist.rs`), its reproducibility and lintian checks.
@@ -87,11 +88,13 @@ fn repo_root() -> PathBuf {
 /// tests just built (a debug build: CI compiles hermod once).
 fn ci() -> Result<()> {
     setup::ensure_test_packages()?;
+    let tools = setup::ensure_test_crates()?;
     tidy::run()?;
     // The tools are there now: a test that finds one missing fails, never skips.
     let status = Command::new("cargo")
         .args(["test", "--workspace"])
         .env("HERMOD_TEST_REQUIRE_TOOLS", "1")
+        .env("HERMOD_TEST_TOOLS", tools)
         .current_dir(repo_root())
         .status()?;
     if !status.success() {

@@ -1,13 +1,15 @@
 //! The HTTP side of the shared cache: the base URL and its credentials,
 //! GET/HEAD/PUT with ureq, and the timeouts that bound what a dead or hanging
-//! server costs (see the parent module).
+//! server costs (see the parent module). An `s3://` remote is the same client
+//! with each request's URL presigned ([`super::s3`]).
 
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use super::{RemoteError, REMOTE, REMOTE_TOKEN};
+use super::s3::{Method, S3Settings, S3};
+use super::{redact, RemoteError, REMOTE, REMOTE_TOKEN};
 
 /// Time to set up a TCP connection (and TLS).
 pub const CONNECT: Duration = Duration::from_secs(2);
@@ -21,20 +23,6 @@ pub const SMALL_BUDGET: Duration = Duration::from_millis(4500);
 const BLOB_BYTES_PER_SECOND: u64 = 2 << 20;
 /// No blob above this size is fetched or pushed (module .debs are KiB to MiB).
 pub const MAX_BLOB: u64 = 1 << 30;
-
-/// A URL with any userinfo replaced, for messages.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
-    }
-}
 
 fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
@@ -55,10 +43,28 @@ fn percent_decode(text: &str) -> Option<String> {
 
 /// An HTTP client for one shared cache's base URL.
 pub struct Client {
-    /// `scheme://host[:port][/prefix]`, no userinfo, no trailing `/`.
+    /// `scheme://host[:port][/prefix]` or `s3://bucket[/prefix]`, no
+    /// userinfo, no trailing `/`.
     base: String,
+    /// Plain HTTP's `Authorization` header (basic or bearer).
     authorization: Option<String>,
+    /// Set for an `s3://` remote: requests go to presigned URLs.
+    s3: Option<S3>,
     agent: ureq::Agent,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        // Statuses are answers to interpret here (404 = miss), not errors.
+        .http_status_as_error(false)
+        .timeout_connect(Some(CONNECT))
+        .timeout_send_request(Some(CONNECT))
+        .timeout_recv_response(Some(RESPONSE))
+        .timeout_per_read(Some(PER_READ))
+        .timeout_per_write(Some(PER_READ))
+        .user_agent(concat!("hermod/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
 }
 
 impl Client {
@@ -103,22 +109,32 @@ impl Client {
         if basic.is_some() && bearer.is_some() {
             return Err(bad("it holds credentials and a token is set too: use one or the other"));
         }
-        let agent = ureq::Agent::config_builder()
-            // Statuses are answers to interpret here (404 = miss), not errors.
-            .http_status_as_error(false)
-            .timeout_connect(Some(CONNECT))
-            .timeout_send_request(Some(CONNECT))
-            .timeout_recv_response(Some(RESPONSE))
-            .timeout_per_read(Some(PER_READ))
-            .timeout_per_write(Some(PER_READ))
-            .user_agent(concat!("hermod/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
         Ok(Client {
             base: format!("{scheme}://{host}{}", path.trim_end_matches('/')),
             authorization: basic.or(bearer),
-            agent,
+            s3: None,
+            agent: agent(),
         })
+    }
+
+    /// A client for the bucket and prefix of `url` (`s3://BUCKET[/PREFIX]`).
+    pub fn s3(url: &str, settings: &S3Settings) -> Result<Client, RemoteError> {
+        let s3 = S3::new(url, settings)?;
+        Ok(Client { base: s3.base(), authorization: None, s3: Some(s3), agent: agent() })
+    }
+
+    /// Whether this client signs S3 requests (false: plain HTTP or anonymous S3).
+    pub fn signs_s3(&self) -> bool {
+        self.s3.as_ref().is_some_and(S3::signs)
+    }
+
+    /// The URL a request for `path` goes to, and the `Authorization` it
+    /// carries. A presigned URL is valid a minute past the request's budget.
+    fn target(&self, method: Method, path: &str, budget: Duration) -> (String, Option<&str>) {
+        match &self.s3 {
+            Some(s3) => (s3.presign(method, path, budget + Duration::from_secs(60)), None),
+            None => (self.url(path), self.authorization.as_deref()),
+        }
     }
 
     /// The base URL, without credentials.
@@ -134,10 +150,20 @@ impl Client {
         SMALL_BUDGET + Duration::from_secs(size / BLOB_BYTES_PER_SECOND)
     }
 
-    fn status(method: &'static str, url: String, status: u16) -> RemoteError {
-        let hint = match status {
-            401 | 403 => " (check the credentials in HERMOD_REMOTE or HERMOD_REMOTE_TOKEN)",
-            405 => " (does the server accept this method? nginx needs `dav_methods PUT;`)",
+    fn status(&self, method: &'static str, url: String, status: u16) -> RemoteError {
+        let hint = match (status, &self.s3) {
+            (401 | 403, None) => " (check the credentials in HERMOD_REMOTE or HERMOD_REMOTE_TOKEN)",
+            (401 | 403, Some(s3)) if s3.signs() => {
+                " (check the S3 credentials, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the \
+                 profile in ~/.aws/credentials, their rights on the bucket, the region and the clock)"
+            }
+            (401 | 403, Some(_)) => {
+                " (no S3 credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or \
+                 a profile in ~/.aws/credentials)"
+            }
+            (301 | 400, Some(_)) => " (is the region right? set AWS_REGION or s3_region)",
+            (404, Some(_)) => " (does the bucket exist?)",
+            (405, None) => " (does the server accept this method? nginx needs `dav_methods PUT;`)",
             _ => "",
         };
         RemoteError::Status { method, url, status, hint }
@@ -150,20 +176,18 @@ impl Client {
     /// GET `path`, at most `limit` bytes: `None` on 404.
     pub fn get(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, RemoteError> {
         let url = self.url(path);
-        let mut request = self.agent.get(&url).header("Accept-Encoding", "identity");
-        if let Some(auth) = &self.authorization {
+        let budget = Self::budget(limit.min(MAX_BLOB));
+        let (target, auth) = self.target(Method::Get, path, budget);
+        let mut request = self.agent.get(&target).header("Accept-Encoding", "identity");
+        if let Some(auth) = auth {
             request = request.header("Authorization", auth);
         }
-        let response = request
-            .config()
-            .timeout_global(Some(Self::budget(limit.min(MAX_BLOB))))
-            .build()
-            .call()
-            .map_err(|e| Self::http("GET", &url, e))?;
+        let response =
+            request.config().timeout_global(Some(budget)).build().call().map_err(|e| Self::http("GET", &url, e))?;
         match response.status().as_u16() {
             200 => {}
             404 => return Ok(None),
-            status => return Err(Self::status("GET", url, status)),
+            status => return Err(self.status("GET", url, status)),
         }
         let body = response.into_body().with_config().limit(limit).read_to_vec();
         body.map(Some).map_err(|e| match e {
@@ -177,8 +201,9 @@ impl Client {
     /// HEAD `path`: its Content-Length if it exists, `None` on 404.
     pub fn head(&self, path: &str) -> Result<Option<u64>, RemoteError> {
         let url = self.url(path);
-        let mut request = self.agent.head(&url);
-        if let Some(auth) = &self.authorization {
+        let (target, auth) = self.target(Method::Head, path, SMALL_BUDGET);
+        let mut request = self.agent.head(&target);
+        if let Some(auth) = auth {
             request = request.header("Authorization", auth);
         }
         let response = request
@@ -192,26 +217,28 @@ impl Client {
                 response.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0),
             )),
             404 => Ok(None),
-            status => Err(Self::status("HEAD", url, status)),
+            status => Err(self.status("HEAD", url, status)),
         }
     }
 
     /// PUT `bytes` at `path`.
     pub fn put(&self, path: &str, bytes: &[u8]) -> Result<(), RemoteError> {
         let url = self.url(path);
-        let mut request = self.agent.put(&url).header("Content-Type", "application/octet-stream");
-        if let Some(auth) = &self.authorization {
+        let budget = Self::budget(bytes.len() as u64);
+        let (target, auth) = self.target(Method::Put, path, budget);
+        let mut request = self.agent.put(&target).header("Content-Type", "application/octet-stream");
+        if let Some(auth) = auth {
             request = request.header("Authorization", auth);
         }
         let response = request
             .config()
-            .timeout_global(Some(Self::budget(bytes.len() as u64)))
+            .timeout_global(Some(budget))
             .build()
             .send(bytes)
             .map_err(|e| Self::http("PUT", &url, e))?;
         match response.status().as_u16() {
             200 | 201 | 204 => Ok(()),
-            status => Err(Self::status("PUT", url, status)),
+            status => Err(self.status("PUT", url, status)),
         }
     }
 }

@@ -1,9 +1,11 @@
-//! The shared cache: the local cache's `ac/` and `cas/` over plain HTTP.
+//! The shared cache: the local cache's `ac/` and `cas/` over plain HTTP or S3.
 //!
 //! A fleet's builders push what they build and every other host pulls it
 //! instead of compiling, through any server that does GET, HEAD and PUT of
 //! files: nginx with WebDAV (`dav_methods PUT; create_full_put_path on;`),
-//! S3-compatible stores, bazel-remote. The layout under the base URL:
+//! bazel-remote, or an S3 bucket (`s3://BUCKET/PREFIX`, AWS or an
+//! S3-compatible server, requests signed with SigV4: see [`s3`]). The layout
+//! under the base URL (or the bucket's prefix):
 //!
 //! ```text
 //! <base>/cas/<blake3>   the .deb, named by its blake3
@@ -29,18 +31,61 @@
 //! userinfo is taken out of the URL and never printed); a token
 //! (`HERMOD_REMOTE_TOKEN`) is sent as `Authorization: Bearer`. Both at once
 //! are refused as ambiguous. Over plain `http://` both travel in clear text.
+//! An `s3://` remote takes AWS credentials instead ([`aws`]: the environment
+//! or `~/.aws/credentials`); its secret key never leaves the host (only
+//! signatures do), and pushing to it needs credentials.
 
+mod aws;
 mod client;
+pub mod s3;
 mod settings;
 
 pub use client::{Client, CONNECT, MAX_BLOB, PER_READ, RESPONSE, SMALL_BUDGET};
-pub use settings::{Setting, Settings, REMOTE, REMOTE_PUSH, REMOTE_TOKEN, SIGNING_KEY, TRUSTED_KEYS};
+pub use s3::{Credentials, S3Settings};
+pub use settings::Settings;
 
 use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::cache::Manifest;
 use crate::trust::{self, Entry, Rejection, SecretKey, TrustError, TrustedKeys};
+
+/// A setting's two names: the environment variable and the config file key.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub env: &'static str,
+    pub key: &'static str,
+    /// Both, for messages.
+    pub label: &'static str,
+}
+
+macro_rules! setting {
+    ($env:literal, $key:literal) => {
+        Setting { env: $env, key: $key, label: concat!($env, " (config: ", $key, ")") }
+    };
+}
+
+pub const REMOTE: Setting = setting!("HERMOD_REMOTE", "remote");
+pub const REMOTE_PUSH: Setting = setting!("HERMOD_REMOTE_PUSH", "remote_push");
+pub const SIGNING_KEY: Setting = setting!("HERMOD_SIGNING_KEY", "signing_key");
+pub const TRUSTED_KEYS: Setting = setting!("HERMOD_TRUSTED_KEYS", "trusted_keys");
+pub const REMOTE_TOKEN: Setting = setting!("HERMOD_REMOTE_TOKEN", "remote_token");
+pub const S3_ENDPOINT: Setting = setting!("HERMOD_S3_ENDPOINT", "s3_endpoint");
+pub const S3_REGION: Setting = setting!("AWS_REGION", "s3_region");
+
+/// A URL with any userinfo replaced, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -103,7 +148,29 @@ impl SharedCache {
             }
             return Ok(None);
         };
-        let client = Client::new(url, settings.token.as_deref())?;
+        let client = if url.starts_with("s3://") {
+            if settings.token.is_some() {
+                return Err(RemoteError::Setting {
+                    setting: REMOTE_TOKEN.label,
+                    why: "an s3:// remote signs its requests with AWS credentials; a bearer token has no use there"
+                        .into(),
+                });
+            }
+            let client = Client::s3(url, &settings.s3)?;
+            if settings.push && !client.signs_s3() {
+                return Err(RemoteError::Setting {
+                    setting: REMOTE_PUSH.label,
+                    why: format!(
+                        "pushing to {} needs S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                         or a profile in ~/.aws/credentials (AWS_PROFILE)",
+                        client.base()
+                    ),
+                });
+            }
+            client
+        } else {
+            Client::new(url, settings.token.as_deref())?
+        };
         let signer = match (&settings.signing_key, settings.push) {
             (Some(path), true) => {
                 Some(SecretKey::read(path).map_err(|error| RemoteError::Trust { setting: SIGNING_KEY.label, error })?)
@@ -297,6 +364,19 @@ mod tests {
         assert!(e.contains("no trusted key"), "{e}");
         let e = err(Settings { url: url.clone(), trusted_keys: vec!["x".into()], ..Default::default() });
         assert!(e.starts_with("HERMOD_TRUSTED_KEYS (config: trusted_keys): ") && e.contains("\"x\""), "{e}");
+        let s3 = Some("s3://fleet-cache/hermod".to_string());
+        let e =
+            err(Settings { url: s3.clone(), push: true, signing_key: Some(key_path.clone()), ..Default::default() });
+        assert!(e.contains("pushing to s3://fleet-cache/hermod needs S3 credentials"), "{e}");
+        let e = err(Settings {
+            url: s3.clone(),
+            trusted_keys: trusted.clone(),
+            token: Some("t".into()),
+            ..Default::default()
+        });
+        assert!(e.contains("a bearer token has no use there"), "{e}");
+        let anonymous_reader = Settings { url: s3, trusted_keys: trusted.clone(), ..Default::default() };
+        assert_eq!(ok(anonymous_reader).unwrap(), Some(false), "a public-read bucket needs no credentials");
         let missing = dir.path().join("missing.key");
         let e = err(Settings { url, push: true, signing_key: Some(missing), ..Default::default() });
         assert!(e.starts_with("HERMOD_SIGNING_KEY (config: signing_key): ") && e.contains("missing.key"), "{e}");

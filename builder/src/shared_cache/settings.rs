@@ -1,9 +1,11 @@
 //! The shared cache's settings: each an environment variable and a config
-//! file key; the environment wins.
+//! file key; the environment wins. An `s3://` remote also reads the AWS
+//! variables and files ([`super::aws`]).
 
 use std::path::PathBuf;
 
-use super::RemoteError;
+use super::s3::S3Settings;
+use super::{RemoteError, Setting, REMOTE, REMOTE_PUSH, REMOTE_TOKEN, SIGNING_KEY, TRUSTED_KEYS};
 use crate::config::Config;
 
 /// The shared-cache settings, from the environment and the config file
@@ -15,28 +17,9 @@ pub struct Settings {
     pub signing_key: Option<PathBuf>,
     pub trusted_keys: Vec<String>,
     pub token: Option<String>,
+    /// Endpoint, region and credentials of an `s3://` remote (default for others).
+    pub s3: S3Settings,
 }
-
-/// A setting's two names: the environment variable and the config file key.
-#[derive(Debug, Clone, Copy)]
-pub struct Setting {
-    pub env: &'static str,
-    pub key: &'static str,
-    /// Both, for messages.
-    pub label: &'static str,
-}
-
-macro_rules! setting {
-    ($env:literal, $key:literal) => {
-        Setting { env: $env, key: $key, label: concat!($env, " (config: ", $key, ")") }
-    };
-}
-
-pub const REMOTE: Setting = setting!("HERMOD_REMOTE", "remote");
-pub const REMOTE_PUSH: Setting = setting!("HERMOD_REMOTE_PUSH", "remote_push");
-pub const SIGNING_KEY: Setting = setting!("HERMOD_SIGNING_KEY", "signing_key");
-pub const TRUSTED_KEYS: Setting = setting!("HERMOD_TRUSTED_KEYS", "trusted_keys");
-pub const REMOTE_TOKEN: Setting = setting!("HERMOD_REMOTE_TOKEN", "remote_token");
 
 impl Settings {
     /// Resolve from `env` (a lookup, so tests need not touch the process environment).
@@ -63,13 +46,20 @@ impl Settings {
             Some(v) => v.split(',').map(str::to_owned).collect(),
             None => config.trusted_keys.as_ref().map(|k| k.items()).unwrap_or_default(),
         };
+        let url = text(REMOTE, config.remote.clone());
+        // The AWS files are read only for an S3 remote.
+        let s3 = match &url {
+            Some(url) if url.starts_with("s3://") => super::aws::resolve(config, env)?,
+            _ => S3Settings::default(),
+        };
         Ok(Settings {
-            url: text(REMOTE, config.remote.clone()),
+            url,
             push,
             signing_key: text(SIGNING_KEY, config.signing_key.as_ref().map(|p| p.display().to_string()))
                 .map(PathBuf::from),
             trusted_keys,
             token: text(REMOTE_TOKEN, config.remote_token.clone()),
+            s3,
         })
     }
 }

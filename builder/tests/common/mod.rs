@@ -11,6 +11,8 @@ use std::process::{Command, Output};
 
 pub mod debroot;
 pub mod nginx;
+pub mod remote;
+pub mod s3;
 
 pub fn hermod() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hermod"))
