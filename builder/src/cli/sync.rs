@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::repo::Publish;
-use crate::sync::{self, Event, Outcome, Request, SyncError};
+use crate::sync::{Event, Outcome, Request, SyncError};
 
 /// The `--help` text after the options: what a run does, and its one rule.
 const AFTER_HELP: &str = "\
