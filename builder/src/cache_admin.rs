@@ -246,6 +246,40 @@ fn remove_entry(store: &Store, e: &Entry, dry: bool, report: &mut GcReport) -> R
     }
 }
 
+/// What `push` did.
+#[derive(Debug, Default, Serialize)]
+pub struct PushReport {
+    /// Entries uploaded now: `package for kernel (key)`.
+    pub pushed: Vec<String>,
+    /// Entries the shared cache already had.
+    pub present: usize,
+    /// Entries not uploaded (the server failed; the warning said why).
+    pub failed: Vec<String>,
+}
+
+/// Upload every local entry the shared cache does not hold yet, signed as a
+/// build's push is (blob first, entry last). Each blob is read verified
+/// (`cache::read_entry`); a corrupt one is skipped (`verify` deals with it).
+pub fn push(store: &Store, shared: &crate::shared_cache::SharedCache) -> Result<PushReport, CacheError> {
+    let mut report = PushReport::default();
+    let mut entries = entries(store)?;
+    entries.sort_by(|a, b| a.key.cmp(&b.key));
+    for e in entries {
+        let what = format!("{} for {} ({})", e.manifest.package, e.manifest.kernel, e.key);
+        if shared.holds(&e.key, &e.manifest.kernel).is_some() {
+            report.present += 1;
+            continue;
+        }
+        let Some((manifest, bytes)) = cache::read_entry(store, &e.key) else { continue };
+        if shared.push(&e.key, &manifest, &bytes) {
+            report.pushed.push(what);
+        } else {
+            report.failed.push(what);
+        }
+    }
+    Ok(report)
+}
+
 /// What `verify` found.
 #[derive(Debug, Default, Serialize)]
 pub struct VerifyReport {

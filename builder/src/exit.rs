@@ -110,7 +110,9 @@ impl Code {
             Code::ModuleMissing => "a module declared in dkms.conf was not built",
             Code::Archive => "archive error: network, signature or checksum verification (an image's digests too)",
             Code::Sandbox => "the sandbox could not be set up",
-            Code::Io => "store or output I/O error",
+            Code::Io => {
+                "store or output I/O error (also: a push to the shared cache that `cache push` or `build --require-push`\n     needed)"
+            }
             Code::NotAvailable => {
                 "a wanted module package is not available: not in debs/, the repository or the shared cache,
      and this machine may not build it (config role = farm); `prepare` queued it for the boot service;
@@ -176,7 +178,8 @@ Exit status:
   6  a module declared in dkms.conf was not built
   7  archive error: network, signature or checksum verification (an image's digests too)
   8  the sandbox could not be set up
-  9  store or output I/O error
+  9  store or output I/O error (also: a push to the shared cache that `cache push` or `build --require-push`
+     needed)
  10  a wanted module package is not available: not in debs/, the repository or the shared cache,
      and this machine may not build it (config role = farm); `prepare` queued it for the boot service;
      `status`: a wanted module package is missing (farm: for the running or newest installed kernel)

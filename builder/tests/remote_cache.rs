@@ -287,3 +287,75 @@ fn a_signed_shared_cache_on_nginx_serves_builds_and_refuses_tampering() {
         "remote hit {remote_hit_seconds:.3} s, local hit {local_hit_seconds:.3} s, local builds {local_builds:?} s"
     );
 }
+
+/// `cache push` uploads what the local store has and the shared cache lacks
+/// (signed as a build's push is); `build --require-push` turns a failed push
+/// from a warning into exit 9, and either without push settings is refused.
+#[test]
+fn cache_push_uploads_the_store_and_require_push_fails_loudly() {
+    let nginx = Nginx::start();
+    let work = tempfile::tempdir().unwrap();
+    let key_file = work.path().join("fleet.key");
+    let keygen = run(&shared_store(), &["cache", "keygen", key_file.to_str().unwrap()]);
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    let public = stdout(&keygen).trim().to_owned();
+    let store = private_store("cache-push");
+    let kernel = kernel();
+    let unique = |name: &str| {
+        let dir = work.path().join(name);
+        copy_tree(&testdata("modules/hello"), &dir);
+        std::fs::write(dir.join("nonce"), format!("{name} {:?} {}", std::time::SystemTime::now(), std::process::id()))
+            .unwrap();
+        dir
+    };
+    let out = work.path().join("out");
+    let build = |source: &Path, env: &[(&str, String)], extra: &[&str]| {
+        let mut args = vec!["build", source.to_str().unwrap(), "--kernel", &kernel, "--json", "--out"];
+        args.push(out.to_str().unwrap());
+        args.extend_from_slice(extra);
+        hermod_with(store.path(), &package_cache(), env, &args)
+    };
+
+    // Built with no shared cache at all: only in the local store.
+    let first = report(&build(&unique("first"), &[], &[]));
+    let key = first["key"].as_str().unwrap().to_owned();
+    assert!(!nginx.file(&format!("ac/{key}")).exists());
+
+    let pusher = [
+        ("HERMOD_REMOTE", format!("http://{USER}:{PASSWORD}@127.0.0.1:{}/hermod", nginx.port)),
+        ("HERMOD_REMOTE_PUSH", "1".into()),
+        ("HERMOD_SIGNING_KEY", key_file.display().to_string()),
+        ("HERMOD_TRUSTED_KEYS", public.clone()),
+    ];
+    let pushed = hermod_with(store.path(), &package_cache(), &pusher, &["cache", "push"]);
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    assert!(
+        stdout(&pushed).contains(&format!("pushed hello-modules-{kernel} for {kernel} ({key})")),
+        "{}",
+        stdout(&pushed)
+    );
+    let entry = Entry::parse(&std::fs::read(nginx.file(&format!("ac/{key}"))).expect("the entry was pushed")).unwrap();
+    assert_eq!(entry.sha256, first["sha256"].as_str().unwrap());
+    assert!(nginx.file(&format!("cas/{}", entry.blake3)).is_file(), "its blob too");
+    let again = hermod_with(store.path(), &package_cache(), &pusher, &["cache", "push"]);
+    assert!(again.status.success() && stderr(&again).contains("0 pushed"), "{}", stderr(&again));
+    assert!(stderr(&again).contains("1 already there"), "{}", stderr(&again));
+    let unset = hermod_with(store.path(), &package_cache(), &[], &["cache", "push"]);
+    assert_eq!(unset.status.code(), Some(3), "{}", stderr(&unset));
+
+    // A server that is gone: the build succeeds, the push fails; --require-push says so (exit 9).
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut gone = pusher.clone();
+    gone[0].1 = format!("http://127.0.0.1:{}/hermod", closed.port());
+    let failed = build(&unique("second"), &gone, &["--require-push"]);
+    assert_eq!(failed.status.code(), Some(9), "{}", stderr(&failed));
+    assert!(stderr(&failed).contains("could not be pushed to the shared cache"), "{}", stderr(&failed));
+    let built: serde_json::Value = serde_json::from_str(stdout(&failed).trim()).unwrap();
+    assert_eq!((built["status"].as_str(), built["pushed"].as_bool()), (Some("built"), Some(false)), "{built}");
+    assert!(Path::new(built["deb"].as_str().unwrap()).is_file(), "the package is still written");
+    let lenient = build(&unique("third"), &gone, &[]);
+    assert!(lenient.status.success(), "without --require-push a failed push is a warning: {}", stderr(&lenient));
+    let unset = build(&unique("fourth"), &[], &["--require-push"]);
+    assert_eq!(unset.status.code(), Some(3), "{}", stderr(&unset));
+    assert!(stderr(&unset).contains("--require-push, but nothing is pushed"), "{}", stderr(&unset));
+}

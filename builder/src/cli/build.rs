@@ -16,6 +16,15 @@ pub(super) fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
             ..build_options(global, args.jobs, timeout, limits)
         },
     );
+    if args.require_push && !ctx.options.shared.as_ref().is_some_and(|s| s.pushes()) {
+        return Err(crate::shared_cache::RemoteError::Setting {
+            setting: crate::shared_cache::REMOTE_PUSH.label,
+            why: "--require-push, but nothing is pushed: set HERMOD_REMOTE (remote), HERMOD_REMOTE_PUSH=1 \
+                  (remote_push = true) and HERMOD_SIGNING_KEY (signing_key)"
+                .into(),
+        }
+        .into());
+    }
     let kernels = ctx.archives.kernels(&args.kernels)?;
     let (inputs, wanted) = prepare_per_release(&ctx.archives, &args.sources, &kernels, &args.needs.build_depends)?;
     let pairs: Vec<(&Prepared, String)> = wanted.into_iter().map(|(i, k)| (&inputs[i], k)).collect();
@@ -25,6 +34,8 @@ pub(super) fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
     let out = &args.out;
     let results =
         if pairs.len() == 1 { vec![ctx.build_one(pairs[0].0, &pairs[0].1, out)] } else { ctx.build_many(&pairs, out) };
+    // Built here, meant for the shared cache, and not there (`--require-push`).
+    let unpushed = results.iter().filter(|r| matches!(r, Ok(r) if r.pushed == Some(false))).count();
     let stdout = std::io::stdout();
     let mut first_error = None;
     let failures = results.iter().filter(|r| r.is_err()).count();
@@ -66,6 +77,9 @@ pub(super) fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
             Err(e) if first_error.is_none() => first_error = Some(e),
             Err(e) => say::failure(format_args!("error: {e}")),
         }
+    }
+    if first_error.is_none() && args.require_push && unpushed > 0 {
+        return Err(crate::shared_cache::RemoteError::PushFailed { count: unpushed }.into());
     }
     match first_error {
         // Every requested build skipped: nothing built, as DKMS's exit 77 says.

@@ -46,6 +46,34 @@ pub(super) fn cache_command(global: &Global, command: &CacheCommand) -> Result<(
             }
         }
         CacheCommand::Keygen { .. } => unreachable!("handled above: it needs no store"),
+        CacheCommand::Push => {
+            let Some(shared) = shared_cache(global)?.filter(|s| s.pushes()) else {
+                return Err(crate::shared_cache::RemoteError::Setting {
+                    setting: crate::shared_cache::REMOTE_PUSH.label,
+                    why: "cache push needs a shared cache to push to: set HERMOD_REMOTE (remote), \
+                          HERMOD_REMOTE_PUSH=1 (remote_push = true) and HERMOD_SIGNING_KEY (signing_key)"
+                        .into(),
+                }
+                .into());
+            };
+            let r = cache_admin::push(&store, &shared)?;
+            for what in &r.pushed {
+                println!("pushed {what}");
+            }
+            for what in &r.failed {
+                println!("not pushed {what}");
+            }
+            say::note(format_args!(
+                "{} pushed to {}, {} already there, {} failed",
+                r.pushed.len(),
+                shared.base(),
+                r.present,
+                r.failed.len()
+            ));
+            if !r.failed.is_empty() {
+                return Err(crate::shared_cache::RemoteError::PushFailed { count: r.failed.len() }.into());
+            }
+        }
         CacheCommand::Verify => {
             let r = cache_admin::verify(&store)?;
             println!("{} entries verified, {} bad (quarantined; rebuilt on next use)", r.entries_ok, r.bad.len());

@@ -185,6 +185,10 @@ pub struct BuildArgs {
     /// skip is only known by building)
     #[arg(long)]
     pub dry_run: bool,
+    /// Fail (exit 9) if a package built here could not be pushed to the shared cache; without it
+    /// a failed push is only a warning (for CI jobs whose builds others pull)
+    #[arg(long)]
+    pub require_push: bool,
     #[command(flatten)]
     pub signing: SigningArgs,
 }
@@ -287,6 +291,9 @@ pub enum CacheCommand {
     },
     /// Re-hash every cached package; a corrupt one is quarantined and rebuilt on next use
     Verify,
+    /// Upload every package of the local cache the shared cache lacks, signed (needs the push
+    /// settings: HERMOD_REMOTE, HERMOD_REMOTE_PUSH, HERMOD_SIGNING_KEY); exit 9 if any upload failed
+    Push,
     /// Write a new ed25519 secret key for signing shared-cache entries to FILE
     /// (mode 0600, never over an existing file); print its public key as NAME:BASE64,
     /// the form HERMOD_TRUSTED_KEYS takes

@@ -69,6 +69,10 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub seconds: f64,
+    /// For a package built here while pushing is on: whether it reached the
+    /// shared cache (`--require-push` fails the run if not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<bool>,
 }
 
 /// What a build makes and how, beyond the archives: the knobs of its steps,
@@ -388,6 +392,7 @@ impl Context {
                     status: Status::Skipped,
                     reason: Some(reason.clone()),
                     seconds: seconds(started),
+                    pushed: None,
                 });
             }
             if let Some(why) = &output.cgroup.not_enforced {
@@ -424,12 +429,15 @@ impl Context {
             }
             let deb = cache::export(out, &name, &bytes)?;
             self.say(&format!("wrote {}", deb.display()));
-            if let Some(shared) = shared {
-                if shared.push(&key.hex, &manifest, &bytes) {
+            let mut pushed = None;
+            if let Some(shared) = shared.filter(|s| s.pushes()) {
+                let ok = shared.push(&key.hex, &manifest, &bytes);
+                if ok {
                     self.say(&format!("pushed {} to {}", manifest.deb, shared.base()));
                 }
+                pushed = Some(ok);
             }
-            Ok(report(manifest, deb, &key, CacheStatus::Miss, started))
+            Ok(Report { pushed, ..report(manifest, deb, &key, CacheStatus::Miss, started) })
         })();
         if !bypass {
             file_outcome(store, &key.hex, &input.label, kernel, &result, log_used);
@@ -482,6 +490,7 @@ fn report(m: Manifest, deb: PathBuf, key: &Key, cache: CacheStatus, started: Ins
         status: Status::Built,
         reason: None,
         seconds: seconds(started),
+        pushed: None,
     }
 }
 
@@ -506,6 +515,7 @@ mod tests {
             status,
             reason: (status == Status::Skipped).then(|| "BUILD_EXCLUSIVE_KERNEL does not match".into()),
             seconds: 0.0,
+            pushed: None,
         }
     }
 

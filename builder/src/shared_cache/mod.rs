@@ -99,6 +99,9 @@ pub enum RemoteError {
     Http { method: &'static str, url: String, message: String },
     #[error("{method} {url}: the server answered HTTP {status}{hint}")]
     Status { method: &'static str, url: String, status: u16, hint: &'static str },
+    /// `cache push`, or a build with `--require-push`: the packages stay in the local store.
+    #[error("{count} package(s) could not be pushed to the shared cache (the warnings above say why); they are kept in the local store: `hermod cache push` uploads them later")]
+    PushFailed { count: usize },
 }
 
 impl crate::exit::HasExitCode for RemoteError {
@@ -111,6 +114,7 @@ impl crate::exit::HasExitCode for RemoteError {
             | RemoteError::Trust { .. }
             | RemoteError::Http { .. }
             | RemoteError::Status { .. } => crate::exit::Code::BadInput,
+            RemoteError::PushFailed { .. } => crate::exit::Code::Io,
         }
     }
 }
