@@ -59,15 +59,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
 /// then what the store holds for them alone.
 pub fn gc(store: &Store, older_than: Duration, kernel: Option<&str>) -> Result<GcReport, RootfsError> {
     let mut report = GcReport::default();
-    let now = SystemTime::now();
-    for root in read_roots(store)? {
-        let name = (root.kernel.clone().unwrap_or_else(|| "?".into()), root.hash.clone());
-        let unused_for = now.duration_since(root.last_use).unwrap_or_default();
-        let complete = root.kernel.is_some();
-        if complete && (kernel.is_some_and(|k| Some(k) != root.kernel.as_deref()) || unused_for < older_than) {
-            report.kept += 1;
-            continue;
-        }
+    for (root, name) in candidates(store, older_than, kernel, &mut report)? {
         match remove_root(store, &root, &mut report.failed) {
             Ok(true) => report.removed.push(name),
             Ok(false) => report.in_use.push(name),
@@ -84,20 +76,36 @@ pub fn gc(store: &Store, older_than: Duration, kernel: Option<&str>) -> Result<G
     Ok(report)
 }
 
-/// What [`gc`] would remove: the roots (in `removed`) and those it would
-/// keep because they are in use now; nothing is removed, and the stored
-/// files only those roots hold are not counted (the real run finds them).
-pub fn gc_dry(store: &Store, older_than: Duration, kernel: Option<&str>) -> Result<GcReport, RootfsError> {
-    let mut report = GcReport::default();
+/// The roots gc is to remove, each with its (kernel, lock hash); the others
+/// counted as kept. An incomplete root (no kernel: its lock never written)
+/// always goes.
+fn candidates(
+    store: &Store,
+    older_than: Duration,
+    kernel: Option<&str>,
+    report: &mut GcReport,
+) -> Result<Vec<(RootEntry, (String, String))>, RootfsError> {
     let now = SystemTime::now();
+    let mut out = Vec::new();
     for root in read_roots(store)? {
         let name = (root.kernel.clone().unwrap_or_else(|| "?".into()), root.hash.clone());
         let unused_for = now.duration_since(root.last_use).unwrap_or_default();
         let complete = root.kernel.is_some();
         if complete && (kernel.is_some_and(|k| Some(k) != root.kernel.as_deref()) || unused_for < older_than) {
             report.kept += 1;
-            continue;
+        } else {
+            out.push((root, name));
         }
+    }
+    Ok(out)
+}
+
+/// What [`gc`] would remove: the roots (in `removed`) and those it would
+/// keep because they are in use now; nothing is removed, and the stored
+/// files only those roots hold are not counted (the real run finds them).
+pub fn gc_dry(store: &Store, older_than: Duration, kernel: Option<&str>) -> Result<GcReport, RootfsError> {
+    let mut report = GcReport::default();
+    for (root, name) in candidates(store, older_than, kernel, &mut report)? {
         // In use: a shared hold on its `.use` lock; trying is taking it for a moment.
         let use_path = use_lock_path(store, &root.hash);
         match locks::lock(&use_path, Mode::Exclusive, false).map_err(io_err(&use_path))? {
