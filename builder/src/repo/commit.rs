@@ -107,9 +107,11 @@ pub(super) fn commit(
         writer.file(&format!("dists/{}/InRelease", target.suite), signed.as_bytes())?;
     }
     if !target.dry_run {
+        // Pool paths carry no suite: a file another suite lists stays.
+        let elsewhere = state::other_suites(root, target.suite, target.component)?;
         for entry in &change.removed {
             // Another entry may name the same file only if the index was made by hand; keep it then.
-            if change.state.values().any(|e| e.filename == entry.filename) {
+            if change.state.values().any(|e| e.filename == entry.filename) || elsewhere.contains_key(&entry.filename) {
                 continue;
             }
             match root.remove_file(&entry.filename) {

@@ -205,3 +205,28 @@ fn prune_keeps_offered_kernels_and_the_newest_n() {
 fn state_of(repo: &Path) -> BTreeMap<String, Entry> {
     index::parse_packages(&packages(repo), "P").unwrap().into_iter().map(|e| (e.id(), e)).collect()
 }
+
+/// Pool paths carry no suite: a file two suites list stays when one suite
+/// removes it, and another suite's file never gets other bytes.
+#[test]
+fn suites_sharing_the_pool_keep_each_others_files() {
+    let f = Fixture::new();
+    let repo = f.repo();
+    let deb = f.input("a.deb", &spec("hello", "1.0-1", b"one build"));
+    for suite in [DEFAULT_SUITE, "staging"] {
+        let p = Publish { repo: &repo, suite, key: Some(&f.key), now: NOW, ..Publish::default() };
+        publish(&p, std::slice::from_ref(&deb)).unwrap();
+    }
+    let pool = format!("pool/main/h/hello/hello-modules-{KERNEL}_1.0-1_amd64.deb");
+    let staging = Remove { suite: "staging", ..remover(&repo, Some(&f.key)) };
+    remove(&staging, &[format!("hello-modules-{KERNEL}").parse().unwrap()]).unwrap();
+    assert!(repo.join(&pool).is_file(), "the hermod suite still lists it");
+    assert!(ids(&repo).contains(&format!("hello-modules-{KERNEL} 1.0-1 (amd64)")));
+
+    // Other bytes under that name and version, into the now empty staging suite: refused.
+    let other = f.input("b.deb", &spec("hello", "1.0-1", b"another build"));
+    let p = Publish { repo: &repo, suite: "staging", key: Some(&f.key), now: NOW, ..Publish::default() };
+    let e = publish(&p, std::slice::from_ref(&other)).unwrap_err();
+    assert!(matches!(e, RepoError::Immutable { .. }), "{e}");
+    assert_eq!(fs::read(repo.join(&pool)).unwrap(), fs::read(&deb).unwrap(), "the file is unchanged");
+}

@@ -346,6 +346,8 @@ fn publish_locked(p: &Publish, root: &hermod_hostfs::Dir, inputs: &[Input]) -> R
         state::remove_litter(root, &[Path::new("pool").join(p.component), dists.clone()]);
     }
     let mut published = state::read_component(root, p.suite, p.component)?;
+    // Pool paths carry no suite: what other suites list there is published too.
+    let elsewhere = state::other_suites(root, p.suite, p.component)?;
 
     // Decide everything before writing anything.
     let mut report = Report { dry_run: p.dry_run, ..Report::default() };
@@ -365,9 +367,23 @@ fn publish_locked(p: &Publish, root: &hermod_hostfs::Dir, inputs: &[Input]) -> R
                     });
                 }
                 let revised = revise(input, &published, p.component)?;
-                let is_new = !published.contains_key(&revised.id());
+                let is_new = match published.get(&revised.id()) {
+                    None => true,
+                    // Only ever an earlier revision of these very bytes.
+                    Some(same) if same.sha256 == revised.sha256 => false,
+                    Some(other) => {
+                        return Err(RepoError::Immutable {
+                            id: revised.id(),
+                            filename: other.filename.clone(),
+                            published: other.sha256.clone(),
+                            offered: revised.sha256.clone(),
+                            deb: input.path.clone(),
+                        })
+                    }
+                };
                 if is_new {
                     pool_clash(&published, &revised)?;
+                    other_suites_clash(&elsewhere, &revised, &input.path)?;
                 }
                 report.packages.push((revised.filename.clone(), is_new));
                 report.revised.push(Revised { original: entry.id(), version: revised.version.clone(), new: is_new });
@@ -380,6 +396,7 @@ fn publish_locked(p: &Publish, root: &hermod_hostfs::Dir, inputs: &[Input]) -> R
             }
             None => {
                 pool_clash(&published, entry)?;
+                other_suites_clash(&elsewhere, entry, &input.path)?;
                 report.packages.push((entry.filename.clone(), true));
                 added.push(entry.clone());
                 pool.push(PoolWrite::Input(input));
@@ -441,6 +458,21 @@ fn pool_clash(published: &BTreeMap<String, Entry>, entry: &Entry) -> Result<(), 
     }
 }
 
+/// A new `entry` whose pool file another suite lists with other bytes (one
+/// pool, several suites): refused, as within a suite.
+fn other_suites_clash(elsewhere: &BTreeMap<String, Entry>, entry: &Entry, deb: &Path) -> Result<(), RepoError> {
+    match elsewhere.get(&entry.filename) {
+        Some(other) if other.sha256 != entry.sha256 => Err(RepoError::Immutable {
+            id: entry.id(),
+            filename: other.filename.clone(),
+            published: other.sha256.clone(),
+            offered: entry.sha256.clone(),
+            deb: deb.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The revision of `input` to publish (revision.rs): an earlier `+hermodM`
 /// of the same bytes if there is one (so `--revision` twice mints nothing),
 /// else the next `+hermodN`.
@@ -457,10 +489,25 @@ fn revise(input: &Input, published: &BTreeMap<String, Entry>, component: &str) -
             return Ok((*earlier).clone());
         }
     }
-    let n = revision::next_revision(&entry.version, siblings.iter().map(|e| e.version.as_str()));
+    let origin = input.path.display().to_string();
+    let bad = |problem: String| RepoError::Revision { deb: origin.clone(), problem };
+    let n = revision::next_revision(&entry.version, siblings.iter().map(|e| e.version.as_str()))
+        .ok_or_else(|| bad(format!("{} has no revision number left", entry.id())))?;
     let version = format!("{}{}{n}", entry.version, revision::SUFFIX);
     let (control, hash) = input::revise(input, &version, std::io::sink())?;
-    Ok(Entry::from_deb(&input.path.display().to_string(), &control, &hash, component)?)
+    let revised = Entry::from_deb(&origin, &control, &hash, component)?;
+    // The rewritten control, read back, must be the same package with the new
+    // version: a control.tar the reader and the rewrite see differently (two
+    // control members, a long-name header) would publish something else.
+    if (revised.package.as_str(), revised.architecture.as_str(), revised.version.as_str())
+        != (entry.package.as_str(), entry.architecture.as_str(), version.as_str())
+    {
+        return Err(bad(format!(
+            "the revision reads back as {} {} ({}), not {} {version} ({})",
+            revised.package, revised.version, revised.architecture, entry.package, entry.architecture
+        )));
+    }
+    Ok(revised)
 }
 
 #[cfg(test)]

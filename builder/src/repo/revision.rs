@@ -42,9 +42,10 @@ pub fn revision_of(version: &str, original: &str) -> Option<u32> {
 }
 
 /// The revision to mint for `original` when `published` (versions of the same
-/// package and architecture) are there: one above the highest `+hermodM`.
-pub fn next_revision<'a>(original: &str, published: impl IntoIterator<Item = &'a str>) -> u32 {
-    published.into_iter().filter_map(|v| revision_of(v, original)).max().unwrap_or(0) + 1
+/// package and architecture) are there: one above the highest `+hermodM`;
+/// none past `u32::MAX` (a repository listing that is made by hand).
+pub fn next_revision<'a>(original: &str, published: impl IntoIterator<Item = &'a str>) -> Option<u32> {
+    published.into_iter().filter_map(|v| revision_of(v, original)).max().unwrap_or(0).checked_add(1)
 }
 
 /// Why a .deb cannot be revised (it was read and indexed, so this is rare:
@@ -208,7 +209,8 @@ fn set_control_version(origin: &str, tar: &[u8], version: &str) -> Result<(Vec<u
             }
             let old = std::str::from_utf8(&tar[at + 512..at + 512 + size as usize])
                 .map_err(|_| bad(origin, "the control file is not UTF-8"))?;
-            let new = with_version(old, version).ok_or_else(|| bad(origin, "the control file has no Version field"))?;
+            let new = with_version(old, version)
+                .ok_or_else(|| bad(origin, "the control file has no Version field, or more than one"))?;
             let mut h = [0u8; 512];
             h.copy_from_slice(header);
             h[124..136].copy_from_slice(format!("{:011o}\0", new.len()).as_bytes());
@@ -236,8 +238,15 @@ fn with_version(control: &str, version: &str) -> Option<String> {
     let mut found = false;
     let mut out = String::with_capacity(control.len() + 16);
     for line in control.split_inclusive('\n') {
-        let is_version = line.split_once(':').is_some_and(|(name, _)| name.eq_ignore_ascii_case("Version"));
-        if is_version && !found {
+        // A field's name as the stanza parser reads it (trimmed); a
+        // continuation line (leading blank) is no field.
+        let is_version = !line.starts_with([' ', '\t'])
+            && line.split_once(':').is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("Version"));
+        if is_version && found {
+            // Two Version fields: which one a reader takes is not ours to guess.
+            return None;
+        }
+        if is_version {
             found = true;
             out.push_str("Version: ");
             out.push_str(version);
@@ -266,8 +275,9 @@ mod tests {
         assert_eq!(revision_of("1.0-1+hermod03", "1.0-1"), None);
         assert_eq!(revision_of("1.0-1+hermod", "1.0-1"), None);
         assert_eq!(revision_of("1.0-1", "1.0-1"), None);
-        assert_eq!(next_revision("1.0-1", ["1.0-1"]), 1);
-        assert_eq!(next_revision("1.0-1", ["1.0-1", "1.0-1+hermod1", "1.0-1+hermod9", "1.0-1+hermodx"]), 10);
+        assert_eq!(next_revision("1.0-1", ["1.0-1"]), Some(1));
+        assert_eq!(next_revision("1.0-1", ["1.0-1", "1.0-1+hermod1", "1.0-1+hermod9", "1.0-1+hermodx"]), Some(10));
+        assert_eq!(next_revision("1.0-1", ["1.0-1+hermod4294967295"]), None, "no wrap to +hermod0");
         // dpkg orders the revisions as their numbers, all above the original.
         let v = |s: &str| Version::parse(s).unwrap();
         assert!(v("0.1+6.1.162-1") < v("0.1+6.1.162-1+hermod1"));
@@ -331,5 +341,14 @@ mod tests {
             "Package: a\nVersion: 2\nDepends: b\n"
         );
         assert!(with_version("Package: a\n", "2").is_none());
+        assert!(
+            with_version("Version : 1\nVersion: 9\n", "2").is_none(),
+            "two Version fields, one spelled with a blank"
+        );
+        assert_eq!(
+            with_version("Package: a\nDescription: x\n Version: 7\nVersion: 1\n", "2").unwrap(),
+            "Package: a\nDescription: x\n Version: 7\nVersion: 2\n",
+            "a continuation line is no field"
+        );
     }
 }

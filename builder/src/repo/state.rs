@@ -201,6 +201,34 @@ pub(super) fn read_component(root: &Dir, suite: &str, component: &str) -> Result
     Ok(published)
 }
 
+/// The entries every *other* suite of the repository lists in `component`
+/// (pool paths carry no suite: two suites may list one file), by pool path.
+/// A removal keeps a file another suite lists; a publish never gives such a
+/// file other bytes.
+pub(super) fn other_suites(root: &Dir, suite: &str, component: &str) -> Result<BTreeMap<String, Entry>, RepoError> {
+    let mut listed = BTreeMap::new();
+    let Some(dists) = open_dir_if_any(root, Path::new("dists"))? else { return Ok(listed) };
+    for (name, kind) in dists.entries().map_err(fs_err)? {
+        let other = name.to_string_lossy().into_owned();
+        if other == suite || super::check_name("suite", &other).is_err() {
+            continue;
+        }
+        match kind {
+            Kind::Dir => {}
+            Kind::Symlink => {
+                return Err(RepoError::Unsafe(hermod_hostfs::Error::Symlink {
+                    path: root.shown(Path::new("dists").join(&name)),
+                }))
+            }
+            _ => continue,
+        }
+        for entry in read_component(root, &other, component)?.into_values() {
+            listed.insert(entry.filename.clone(), entry);
+        }
+    }
+    Ok(listed)
+}
+
 /// A listed pool file must be there, a regular file reached without links,
 /// with its listed size (the full hash is apt's to check; reading every file
 /// on each publish would not scale).
