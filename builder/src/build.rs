@@ -634,7 +634,8 @@ pub fn tail(log: &Path) -> String {
         let _ = file.take(WINDOW).read_to_end(&mut bytes);
     }
     let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
+    // What the build printed reaches a terminal in error messages: inert.
+    let lines: Vec<String> = text.lines().map(|l| crate::watch::inert(l.trim_end_matches('\r'))).collect();
     let start = lines.len().saturating_sub(LINES);
     lines[start..]
         .iter()

@@ -16,4 +16,7 @@ fn tail_keeps_the_last_lines() {
     fs::write(&log, huge).unwrap();
     let t = tail(&log);
     assert!(t.len() < 1000 && t.ends_with("  | last words"), "{t}");
+    // Escape sequences a build prints reach no terminal through an error message.
+    fs::write(&log, "error: \x1b]0;owned\x07 \x1b[2J done\r\n").unwrap();
+    assert_eq!(tail(&log), "  | error: ?]0;owned? ?[2J done");
 }

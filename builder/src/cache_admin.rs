@@ -270,7 +270,11 @@ pub fn push(store: &Store, shared: &crate::shared_cache::SharedCache) -> Result<
             report.present += 1;
             continue;
         }
-        let Some((manifest, bytes)) = cache::read_entry(store, &e.key) else { continue };
+        // A blob that fails its hash is not pushed: counted as failed (`cache verify` quarantines it).
+        let Some((manifest, bytes)) = cache::read_entry(store, &e.key) else {
+            report.failed.push(format!("{what}: its blob is missing or corrupt (run `hermod cache verify`)"));
+            continue;
+        };
         if shared.push(&e.key, &manifest, &bytes) {
             report.pushed.push(what);
         } else {

@@ -176,12 +176,16 @@ impl Lines {
     }
 }
 
-/// A line as shown: lossy UTF-8, control characters as `?` (a build's output
-/// cannot move the terminal's cursor), at most [`WIDTH`] characters.
+/// `text` with its control characters (but tabs) as `?`: a build's output
+/// shown on a terminal cannot move its cursor or send it escape sequences.
+pub fn inert(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() && c != '\t' { '?' } else { c }).collect()
+}
+
+/// A line as shown: lossy UTF-8, [`inert`], at most [`WIDTH`] characters.
 fn shown(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let mut line: String =
-        text.trim_end_matches('\r').chars().map(|c| if c.is_control() && c != '\t' { '?' } else { c }).collect();
+    let mut line = inert(text.trim_end_matches('\r'));
     if let Some((cut, _)) = line.char_indices().nth(WIDTH) {
         line.truncate(cut);
         line.push('…');

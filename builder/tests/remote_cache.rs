@@ -347,12 +347,19 @@ fn cache_push_uploads_the_store_and_require_push_fails_loudly() {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let mut gone = pusher.clone();
     gone[0].1 = format!("http://127.0.0.1:{}/hermod", closed.port());
-    let failed = build(&unique("second"), &gone, &["--require-push"]);
+    let second = unique("second");
+    let failed = build(&second, &gone, &["--require-push"]);
     assert_eq!(failed.status.code(), Some(9), "{}", stderr(&failed));
     assert!(stderr(&failed).contains("could not be pushed to the shared cache"), "{}", stderr(&failed));
     let built: serde_json::Value = serde_json::from_str(stdout(&failed).trim()).unwrap();
     assert_eq!((built["status"].as_str(), built["pushed"].as_bool()), (Some("built"), Some(false)), "{built}");
     assert!(Path::new(built["deb"].as_str().unwrap()).is_file(), "the package is still written");
+    // The retry, with the server back: a local hit, pushed now, so the run succeeds.
+    let retried = build(&second, &pusher, &["--require-push"]);
+    assert!(retried.status.success(), "{}", stderr(&retried));
+    let retried: serde_json::Value = serde_json::from_str(stdout(&retried).trim()).unwrap();
+    assert_eq!((retried["cache"].as_str(), retried["pushed"].as_bool()), (Some("hit"), Some(true)), "{retried}");
+    assert!(nginx.file(&format!("ac/{}", retried["key"].as_str().unwrap())).is_file(), "the entry is on the server");
     let lenient = build(&unique("third"), &gone, &[]);
     assert!(lenient.status.success(), "without --require-push a failed push is a warning: {}", stderr(&lenient));
     let unset = build(&unique("fourth"), &[], &["--require-push"]);

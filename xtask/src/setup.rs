@@ -119,26 +119,55 @@ pub fn ensure_test_packages() -> Result<()> {
     eprintln!("xtask: installing the test tools this machine lacks: {}", missing.join(" "));
     run(Command::new("apt-get").args(["update", "-qq"]))?;
     // nginx-light's service must not start: the tests run their own servers.
-    // A policy-rc.d that denies every start, unless the machine has one.
-    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
-    let own_policy = !policy.exists();
-    if own_policy {
-        std::fs::write(policy, "#!/bin/sh\nexit 101\n")?;
-        std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    }
-    let result = run(Command::new("apt-get")
+    let _policy = DenyServiceStarts::install()?;
+    run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"));
-    if own_policy {
-        std::fs::remove_file(policy)?;
-    }
-    result?;
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
     let still = self::missing()?;
     if !still.is_empty() {
         bail!("apt-get installed, but dpkg still lacks: {}", still.join(", "));
     }
     Ok(())
+}
+
+const POLICY: &str = "/usr/sbin/policy-rc.d";
+/// What marks a policy-rc.d as this task's own (a leftover of a killed run is removed).
+const POLICY_TEXT: &str = "#!/bin/sh\n# cargo xtask ci: no service starts while it installs test tools\nexit 101\n";
+
+/// A policy-rc.d that denies every service start while it lives, unless the
+/// machine has its own (kept as it is). Removed on drop, also when an install
+/// fails; one left by a killed run (its text is ours) is replaced.
+struct DenyServiceStarts {
+    own: bool,
+}
+
+impl DenyServiceStarts {
+    fn install() -> Result<DenyServiceStarts> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if std::fs::read_to_string(POLICY).is_ok_and(|text| text == POLICY_TEXT) {
+            std::fs::remove_file(POLICY)?;
+        }
+        let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o755).open(POLICY);
+        match created {
+            Ok(mut file) => {
+                let guard = DenyServiceStarts { own: true };
+                file.write_all(POLICY_TEXT.as_bytes())?;
+                Ok(guard)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(DenyServiceStarts { own: false }),
+            Err(e) => Err(e).context(POLICY),
+        }
+    }
+}
+
+impl Drop for DenyServiceStarts {
+    fn drop(&mut self) {
+        if self.own {
+            let _ = std::fs::remove_file(POLICY);
+        }
+    }
 }
 
 /// /proc/self belongs to the process's effective user.

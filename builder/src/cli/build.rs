@@ -2,6 +2,7 @@
 //! the command line and the pipeline's builds.
 
 use super::*;
+use crate::pipeline::CacheStatus;
 
 /// `hermod build`: every (source, kernel) pair built (or taken from a cache),
 /// each outcome printed, the first failure the exit status.
@@ -32,9 +33,16 @@ pub(super) fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
         return build_dry_run(&ctx, &pairs, args.json);
     }
     let out = &args.out;
-    let results =
+    let mut results =
         if pairs.len() == 1 { vec![ctx.build_one(pairs[0].0, &pairs[0].1, out)] } else { ctx.build_many(&pairs, out) };
-    // Built here, meant for the shared cache, and not there (`--require-push`).
+    if args.require_push {
+        // A local hit may be a build whose push failed before (a CI retry):
+        // the shared cache must hold it too.
+        for report in results.iter_mut().flatten().filter(|r| r.cache == Some(CacheStatus::Hit)) {
+            report.pushed = Some(push_if_missing(&ctx, report));
+        }
+    }
+    // Built here (or found here, with --require-push), and not in the shared cache.
     let unpushed = results.iter().filter(|r| matches!(r, Ok(r) if r.pushed == Some(false))).count();
     let stdout = std::io::stdout();
     let mut first_error = None;
@@ -98,6 +106,19 @@ pub(super) fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
 }
 
 /// The config file, read once per process: every command reads it through here.
+/// Whether the shared cache holds `report`'s key, after pushing it from the
+/// local store if it did not.
+fn push_if_missing(ctx: &Context, report: &crate::pipeline::Report) -> bool {
+    let Some(shared) = ctx.options.shared.as_ref() else { return false };
+    if shared.holds(&report.key, &report.kernel).is_some() {
+        return true;
+    }
+    match crate::cache::read_entry(ctx.archives.store(), &report.key) {
+        Some((manifest, bytes)) => shared.push(&report.key, &manifest, &bytes),
+        None => false,
+    }
+}
+
 /// `build --dry-run`: each (source, kernel)'s key and whether a cache holds
 /// it (what `plan` computes), nothing built, nothing written to `--out`.
 fn build_dry_run(ctx: &Context, pairs: &[(&Prepared, String)], json: bool) -> Result<(), AppError> {

@@ -162,8 +162,14 @@ fn master_row(ctx: &Context, module: &str, entry: crate::plan::Entry, listed: Op
         return row;
     }
     let name = row.package.clone().unwrap_or(guessed);
-    row.repository_version =
-        listed.iter().filter(architecture).filter(|l| l.package == name).map(|l| l.version.clone()).next_back();
+    // The newest by dpkg's order (0.10 after 0.9), not the listing's.
+    row.repository_version = listed
+        .iter()
+        .filter(architecture)
+        .filter(|l| l.package == name)
+        .filter_map(|l| crate::apt::version::Version::parse(&l.version).ok().map(|v| (v, &l.version)))
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, v)| v.clone());
     if entry.cached {
         row.state = MasterState::Cached;
         return row;

@@ -104,8 +104,11 @@ impl S3 {
         let region = settings.region.clone().unwrap_or_else(|| DEFAULT_REGION.into());
         let (endpoint, style) = match &settings.endpoint {
             Some(endpoint) => {
-                let bad_endpoint =
-                    |why: &str| RemoteError::Url { setting: S3_ENDPOINT.label, url: endpoint.clone(), why: why.into() };
+                let bad_endpoint = |why: &str| RemoteError::Url {
+                    setting: S3_ENDPOINT.label,
+                    url: super::redact(endpoint),
+                    why: why.into(),
+                };
                 let parsed = url::Url::parse(endpoint)
                     .map_err(|e| bad_endpoint(&format!("{e}; expected http(s)://HOST[:PORT]")))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
@@ -234,9 +237,16 @@ mod tests {
             assert!(!e.contains("secretpw"), "credentials are never printed: {e}");
         }
         let endpoint = |e: &str| S3Settings { endpoint: Some(e.into()), ..Default::default() };
-        for (e, why) in [("ftp://h", "http:// or https://"), ("h:9000", "http"), ("http://u:p@h", "credentials")] {
+        let cases = [
+            ("ftp://h", "http:// or https://"),
+            ("h:9000", "http"),
+            ("http://u:secretpw@h", "credentials"),
+            ("http://u:secretpw@h:99999", "port"),
+        ];
+        for (e, why) in cases {
             let err = S3::new("s3://bucket", &endpoint(e)).err().unwrap().to_string();
             assert!(err.starts_with("HERMOD_S3_ENDPOINT (config: s3_endpoint): ") && err.contains(why), "{e}: {err}");
+            assert!(!err.contains("secretpw"), "an endpoint's password is never printed: {err}");
         }
     }
 }
