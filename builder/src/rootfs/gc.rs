@@ -76,6 +76,9 @@ pub fn gc(store: &Store, older_than: Duration, kernel: Option<&str>) -> Result<G
     Ok(report)
 }
 
+/// A root as reports name it: (kernel, lock hash).
+type RootName = (String, String);
+
 /// The roots gc is to remove, each with its (kernel, lock hash); the others
 /// counted as kept. An incomplete root (no kernel: its lock never written)
 /// always goes.
@@ -84,7 +87,7 @@ fn candidates(
     older_than: Duration,
     kernel: Option<&str>,
     report: &mut GcReport,
-) -> Result<Vec<(RootEntry, (String, String))>, RootfsError> {
+) -> Result<Vec<(RootEntry, RootName)>, RootfsError> {
     let now = SystemTime::now();
     let mut out = Vec::new();
     for root in read_roots(store)? {
