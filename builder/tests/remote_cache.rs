@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use common::nginx;
-use common::remote::{as_strs, forget, hermod_with, report, seconds_lost};
+use common::remote::{as_strs, assert_pulled, forget, hermod_with, report, seconds_lost};
 use common::*;
 use hermod::trust::{Entry, SecretKey};
 
@@ -169,20 +169,7 @@ fn a_signed_shared_cache_on_nginx_serves_builds_and_refuses_tampering() {
     let puller = [("HERMOD_REMOTE", nginx.url()), ("HERMOD_TRUSTED_KEYS", fleet_public.clone())];
     let out_b = tempfile::tempdir().unwrap();
     let pulled_out = hermod_with(b.path(), no_packages.path(), &puller, &as_strs(&build_args(out_b.path())));
-    let pulled = report(&pulled_out);
-    assert_eq!(pulled["cache"], "remote");
-    assert_eq!((pulled["key"].as_str(), pulled["sha256"].as_str()), (Some(key.as_str()), Some(sha.as_str())));
-    assert_eq!(sha256(Path::new(pulled["deb"].as_str().unwrap())), sha);
-    assert!(stderr(&pulled_out).contains("signed by fleet"), "{}", stderr(&pulled_out));
-    for (what, dir) in [
-        ("build roots", b.path().join("rootfs")),
-        ("archive indices", b.path().join("indices")),
-        ("build logs", b.path().join("logs")),
-        ("downloaded packages", no_packages.path().to_owned()),
-    ] {
-        assert!(list(&dir).is_empty(), "a remote hit needs no {what}: {:?}", list(&dir));
-    }
-    assert_eq!(list(&b.path().join("cas")), [entry.blake3.as_str()], "the pulled blob is in B's own store");
+    let pulled = assert_pulled(&pulled_out, b.path(), no_packages.path(), &key, &sha, &entry.blake3);
     let remote_hit_seconds = pulled["seconds"].as_f64().unwrap();
     // Once pulled, it is B's own: a local hit.
     let local = report(&hermod_with(b.path(), no_packages.path(), &puller, &as_strs(&build_args(out_b.path()))));

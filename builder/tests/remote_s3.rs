@@ -13,7 +13,7 @@ mod common;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
-use common::remote::{as_strs, forget, hermod_with, report, seconds_lost};
+use common::remote::{as_strs, assert_pulled, forget, hermod_with, report, seconds_lost};
 use common::s3::{require_s3s_fs, S3Server};
 use common::*;
 use hermod::shared_cache::{Client, Credentials, S3Settings};
@@ -154,20 +154,7 @@ fn a_signed_shared_cache_in_s3_serves_builds_and_refuses_tampering() {
     let no_packages = tempfile::tempdir().unwrap();
     let out_b = tempfile::tempdir().unwrap();
     let pulled_out = hermod_with(b.path(), no_packages.path(), &reader, &as_strs(&build_args(out_b.path())));
-    let pulled = report(&pulled_out);
-    assert_eq!(pulled["cache"], "remote");
-    assert_eq!((pulled["key"].as_str(), pulled["sha256"].as_str()), (Some(key.as_str()), Some(sha.as_str())));
-    assert_eq!(sha256(Path::new(pulled["deb"].as_str().unwrap())), sha);
-    assert!(stderr(&pulled_out).contains("signed by fleet"), "{}", stderr(&pulled_out));
-    for (what, dir) in [
-        ("build roots", b.path().join("rootfs")),
-        ("archive indices", b.path().join("indices")),
-        ("build logs", b.path().join("logs")),
-        ("downloaded packages", no_packages.path().to_owned()),
-    ] {
-        assert!(list(&dir).is_empty(), "a remote hit needs no {what}: {:?}", list(&dir));
-    }
-    assert_eq!(list(&b.path().join("cas")), [entry.blake3.as_str()], "the pulled blob is in B's own store");
+    let pulled = assert_pulled(&pulled_out, b.path(), no_packages.path(), &key, &sha, &entry.blake3);
     let local = report(&hermod_with(b.path(), no_packages.path(), &reader, &as_strs(&build_args(out_b.path()))));
     assert_eq!(local["cache"], "hit", "once pulled, it is B's own");
 

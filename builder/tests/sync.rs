@@ -3,10 +3,11 @@
 //! fixture. The shared test store answers most keys from its cache, so the
 //! builds cost little; the repository is always a fresh directory.
 //!
-//! The config's flavour (`cloud-amd64` of bookworm) offers more kernels than a
-//! test should build; `--dry-run` shows sync wants every one of them (the
-//! same kernels and keys as `hermod plan`), and the real runs narrow them with
-//! `--kernel` to the two kernels the other tests build.
+//! Bookworm's `cloud-amd64` flavour offers 13 kernels: `--dry-run` shows sync
+//! wants every one of them (the same kernels and keys as `hermod plan`), and
+//! those tests' real runs narrow them with `--kernel` to the two kernels the
+//! other tests build. One test builds a whole wanted set with no `--kernel`:
+//! trixie's cloud kernels, the fewest of any release and flavour.
 
 mod common;
 
@@ -257,4 +258,59 @@ fn a_version_published_from_another_build_is_kept_as_it_is() {
     assert_eq!(keeps[0]["package"], format!("hello-modules-{k1}"));
     assert!(actions(&lines, "publish").is_empty(), "{lines:?}");
     assert_eq!(snapshot(&repo), before, "the published build stays, nothing written");
+}
+
+/// The whole wanted set, no `--kernel`: trixie's cloud kernels (the fewest of
+/// any release and flavour), every one built and published by one run,
+/// nothing by the next.
+#[test]
+fn sync_once_on_a_fresh_repository_publishes_every_wanted_kernel() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let key = keygen(work.path());
+    let hello = testdata("modules/hello");
+    let config = work.path().join("config.toml");
+    let text = format!(
+        "role = \"master\"\nwanted = [{:?}]\nreleases = [\"trixie\"]\nflavours = [\"cloud-amd64\"]\n\n\
+         [publish]\ndir = {:?}\nsign_key = {:?}\n",
+        hello.to_str().unwrap(),
+        repo.to_str().unwrap(),
+        key.to_str().unwrap()
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let (code, lines) = sync(&config, &["--dry-run"]);
+    assert_eq!(code, Some(0), "{lines:?}");
+    let wanted: Vec<String> =
+        actions(&lines, "build").iter().map(|b| b["kernel"].as_str().unwrap().to_owned()).collect();
+    assert!(
+        wanted.len() >= 2 && wanted.iter().all(|k| k.contains("+deb13") && k.ends_with("-cloud-amd64")),
+        "{wanted:?}"
+    );
+
+    let (code, lines) = sync(&config, &["--jobs", "2"]);
+    assert_eq!(code, Some(0), "{lines:?}");
+    let index = packages(&repo);
+    for k in &wanted {
+        assert!(index.contains_key(&format!("hello-modules-{k}")), "{k} not published: {index:?}");
+    }
+    let newest = wanted.iter().max_by(|a, b| version_cmp(a, b)).unwrap();
+    assert!(index["hello-modules-cloud-amd64"][0].starts_with(&format!("hello-modules-{newest} ")), "{index:?}");
+
+    let before = snapshot(&repo);
+    let (code, lines) = sync(&config, &[]);
+    assert_eq!((code, lines.len()), (Some(0), 0), "a second run does nothing: {lines:?}");
+    assert_eq!(snapshot(&repo), before);
+}
+
+/// dpkg's order of two kernel releases (`6.12.9+deb13` < `6.12.10+deb13`).
+fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let ok = std::process::Command::new("dpkg").args(["--compare-versions", a, "lt", b]).status().unwrap().success();
+    if a == b {
+        std::cmp::Ordering::Equal
+    } else if ok {
+        std::cmp::Ordering::Less
+    } else {
+        std::cmp::Ordering::Greater
+    }
 }

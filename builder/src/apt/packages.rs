@@ -177,7 +177,10 @@ pub fn load_index(
             let exceeded = Exceeded::new(Limit::IndexSize, &limits);
             return Err(PackagesError::TooLarge { url, exceeded });
         }
-        let compressed = match cached_or_download(&url, expected, ext, cache_dir) {
+        // By hash when the archive offers it: the file of this very Release,
+        // even if the suite was updated since it was read (apt does the same).
+        let by_hash = release.acquire_by_hash.then(|| by_hash_url(&url, expected));
+        let compressed = match cached_or_download(&url, by_hash.as_deref(), expected, ext, cache_dir) {
             Ok(b) => b,
             // Listed but missing on the mirror (e.g. only .xz is published): try the next form.
             Err(PackagesError::Transport(e)) if e.is_not_found() => {
@@ -215,8 +218,21 @@ pub fn check_hash(url: &str, bytes: &[u8], expected: &FileHash) -> Result<(), Pa
     Ok(())
 }
 
-/// The compressed index, verified, from `<cache>/indexes/` or the network.
-fn cached_or_download(url: &str, expected: &FileHash, ext: &str, cache_dir: &Path) -> Result<Vec<u8>, PackagesError> {
+/// `…/binary-amd64/Packages.xz` → `…/binary-amd64/by-hash/SHA256/<sha256>`.
+fn by_hash_url(url: &str, expected: &FileHash) -> String {
+    let dir = url.rsplit_once('/').map_or(url, |(dir, _)| dir);
+    format!("{dir}/by-hash/SHA256/{}", expected.sha256)
+}
+
+/// The compressed index, verified, from `<cache>/indexes/` or the network
+/// (`by_hash` first, if given; the plain `url` if that is not found).
+fn cached_or_download(
+    url: &str,
+    by_hash: Option<&str>,
+    expected: &FileHash,
+    ext: &str,
+    cache_dir: &Path,
+) -> Result<Vec<u8>, PackagesError> {
     let dir = cache_dir.join("indexes");
     let name = if ext.is_empty() { expected.sha256.clone() } else { format!("{}.{ext}", expected.sha256) };
     let path = dir.join(name);
@@ -227,8 +243,12 @@ fn cached_or_download(url: &str, expected: &FileHash, ext: &str, cache_dir: &Pat
             return Ok(bytes);
         }
     }
-    tracing::info!(%url, "downloading index");
-    let bytes = transport::get(url, expected.size)?;
+    tracing::info!(%url, by_hash = by_hash.is_some(), "downloading index");
+    let bytes = match by_hash.map(|h| transport::get(h, expected.size)) {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(e)) if !e.is_not_found() => return Err(e.into()),
+        _ => transport::get(url, expected.size)?,
+    };
     check_hash(url, &bytes, expected)?;
     let cache_err = |source| PackagesError::Cache { path: dir.clone(), source };
     std::fs::create_dir_all(&dir).map_err(cache_err)?;
@@ -255,6 +275,15 @@ mod tests {
     use crate::apt::sources::SignedBy;
 
     pub(crate) const PACKAGES: &str = "Package: make\nVersion: 4.3-4.1\nInstalled-Size: 1592\nMaintainer: x\nArchitecture: amd64\nDepends: libc6 (>= 2.34)\nDescription: utility\n for directing compilation\nFilename: pool/main/m/make-dfsg/make_4.3-4.1_amd64.deb\nSize: 396208\nSHA256: 2D6D7E7A9F1E7D0C3E7A0C6C0F7A1F2B3C4D5E6F708192A3B4C5D6E7F8091A2B\n\nPackage: make\nVersion: 4.3-4.1\nArchitecture: arm64\nFilename: x\nSize: 1\nSHA256: 2d6d7e7a9f1e7d0c3e7a0c6c0f7a1f2b3c4d5e6f708192a3b4c5d6e7f8091a2b\n\nPackage: tzdata\nSource: tzdata (2025b-0+deb12u1)\nVersion: 2025b-0+deb12u1\nArchitecture: all\nMulti-Arch: foreign\nPre-Depends: debconf (>= 0.5) | debconf-2.0\nProvides: tzdata-bookworm\nFilename: pool/main/t/tzdata/tzdata_2025b-0+deb12u1_all.deb\nSize: 260000\nSHA256: 0000000000000000000000000000000000000000000000000000000000000001\n";
+
+    #[test]
+    fn by_hash_names_the_index_by_its_hash_beside_it() {
+        let expected = FileHash { sha256: "ab".repeat(32), size: 1 };
+        assert_eq!(
+            by_hash_url("http://m/debian/dists/bookworm/main/binary-amd64/Packages.xz", &expected),
+            format!("http://m/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256/{}", "ab".repeat(32))
+        );
+    }
 
     #[test]
     fn parses_and_filters_architectures() {

@@ -64,6 +64,10 @@ pub struct Release {
     /// `NotAutomatic: yes` (backports, experimental): APT installs nothing
     /// from the suite unless asked or nothing else will do.
     pub not_automatic: bool,
+    /// `Acquire-By-Hash: yes`: every index is also under
+    /// `<dir>/by-hash/SHA256/<hash>`, kept there for a while after the suite
+    /// moves on, so a download by hash never races an archive update.
+    pub acquire_by_hash: bool,
     /// `path relative to dists/<suite>/` → hash and size.
     pub sha256: BTreeMap<String, FileHash>,
 }
@@ -98,6 +102,7 @@ impl Release {
             architectures: words("Architectures"),
             components: words("Components"),
             not_automatic: st.get("NotAutomatic").is_some_and(|v| v.trim().eq_ignore_ascii_case("yes")),
+            acquire_by_hash: st.get("Acquire-By-Hash").is_some_and(|v| v.trim().eq_ignore_ascii_case("yes")),
             sha256,
         })
     }
@@ -275,6 +280,9 @@ mod tests {
         assert_eq!(r.components, ["main"]);
         assert_eq!(r.sha256["main/binary-amd64/Packages"], FileHash { sha256: "0".repeat(64), size: 12 });
         r.check_valid_until(SystemTime::now(), "fixture").unwrap();
+        assert!(!r.acquire_by_hash);
+        let by_hash = text.replacen('\n', "\nAcquire-By-Hash: yes\n", 1);
+        assert!(Release::parse(&by_hash, "fixture").unwrap().acquire_by_hash);
     }
 
     #[test]

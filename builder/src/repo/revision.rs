@@ -94,7 +94,7 @@ pub fn rewrite(
     let mut control = None;
     loop {
         let mut header = [0u8; 60];
-        match read_full(&mut deb, &mut header).map_err(io_err)? {
+        match crate::apt::debfile::read_full(&mut deb, &mut header).map_err(io_err)? {
             0 => break,
             60 => {}
             _ => return Err(bad(origin, "a truncated ar header")),
@@ -154,20 +154,6 @@ pub fn rewrite(
     let control = control.ok_or_else(|| bad(origin, "no control.tar member"))?;
     let hash = DebHash { size: out.size, sha256: hex::encode(out.sha256.finalize()) };
     Ok((control, hash))
-}
-
-/// Read until `buf` is full or the stream ends; how much was read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// A tar header field's octal number.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use super::{hermod, list, stderr, stdout};
+use super::{hermod, list, sha256, stderr, stdout};
 
 /// Every variable a shared cache reads; hermod_with clears them all.
 pub const REMOTE_VARS: &[&str] = &[
@@ -76,4 +76,33 @@ pub fn forget(store: &Path) {
 pub fn seconds_lost(stderr: &str) -> f64 {
     let after = stderr.split(", after ").nth(1).unwrap_or_else(|| panic!("no `after N s` in {stderr}"));
     after.split(' ').next().unwrap().parse().unwrap()
+}
+
+/// A pull into an empty store `b` (no packages in `no_packages`): a remote
+/// hit of `key` with A's bytes (`sha`, blob `blake3`), signed by the fleet's
+/// key, and nothing of a build in B (no root, no indices, no log, no
+/// download); the pulled blob is B's own. The report, for more checks.
+pub fn assert_pulled(
+    out: &Output,
+    b: &Path,
+    no_packages: &Path,
+    key: &str,
+    sha: &str,
+    blake3: &str,
+) -> serde_json::Value {
+    let pulled = report(out);
+    assert_eq!(pulled["cache"], "remote");
+    assert_eq!((pulled["key"].as_str(), pulled["sha256"].as_str()), (Some(key), Some(sha)));
+    assert_eq!(sha256(Path::new(pulled["deb"].as_str().unwrap())), sha);
+    assert!(stderr(out).contains("signed by fleet"), "{}", stderr(out));
+    for (what, dir) in [
+        ("build roots", b.join("rootfs")),
+        ("archive indices", b.join("indices")),
+        ("build logs", b.join("logs")),
+        ("downloaded packages", no_packages.to_owned()),
+    ] {
+        assert!(list(&dir).is_empty(), "a remote hit needs no {what}: {:?}", list(&dir));
+    }
+    assert_eq!(list(&b.join("cas")), [blake3], "the pulled blob is in B's own store");
+    pulled
 }
