@@ -154,7 +154,7 @@ fn a_signed_shared_cache_in_s3_serves_builds_and_refuses_tampering() {
     let no_packages = tempfile::tempdir().unwrap();
     let out_b = tempfile::tempdir().unwrap();
     let pulled_out = hermod_with(b.path(), no_packages.path(), &reader, &as_strs(&build_args(out_b.path())));
-    let pulled = assert_pulled(&pulled_out, b.path(), no_packages.path(), &key, &sha, &entry.blake3);
+    assert_pulled(&pulled_out, b.path(), no_packages.path(), &key, &sha, &entry.blake3);
     let local = report(&hermod_with(b.path(), no_packages.path(), &reader, &as_strs(&build_args(out_b.path()))));
     assert_eq!(local["cache"], "hit", "once pulled, it is B's own");
 
