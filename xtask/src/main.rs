@@ -92,7 +92,8 @@ fn ci() -> Result<()> {
     tidy::run()?;
     // The tools are there now: a test that finds one missing fails, never skips.
     let status = Command::new("cargo")
-        .args(["test", "--workspace"])
+        // Every test binary runs even after one fails: a CI log names all failures.
+        .args(["test", "--workspace", "--no-fail-fast"])
         .env("HERMOD_TEST_REQUIRE_TOOLS", "1")
         .env("HERMOD_TEST_TOOLS", tools)
         .current_dir(repo_root())
