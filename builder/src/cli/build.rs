@@ -7,14 +7,12 @@ use crate::pipeline::CacheStatus;
 /// `hermod build`: every (source, kernel) pair built (or taken from a cache),
 /// each outcome printed, the first failure the exit status.
 pub(super) fn build(global: &Global, args: &BuildArgs) -> Result<(), AppError> {
-    let limits = BuildLimits::from_args(&args.limits)?;
-    let timeout = Duration::from_secs(args.timeout.max(1));
     let ctx = Context::new(
         archives(global, args.lock.as_deref())?,
         BuildOptions {
             signing: args.signing.load(global)?,
             shared: shared_cache(global)?,
-            ..build_options(global, args.jobs, timeout, limits)
+            ..build_flags(global, args.jobs, args.timeout, &args.limits)?
         },
     );
     if args.require_push && !ctx.options.shared.as_ref().is_some_and(|s| s.pushes()) {

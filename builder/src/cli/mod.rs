@@ -420,6 +420,18 @@ fn archives(global: &Global, lock: Option<&Path>) -> Result<Archives, AppError> 
 /// The wall-clock limit of one build when none is given (`--timeout` of `build` and `verify`).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// [`build_options`] from a building command's flags as given: `--jobs`,
+/// `--timeout SECS` (at least 1) and the `--limit NAME=VALUE`s.
+fn build_flags(
+    global: &Global,
+    jobs: Option<usize>,
+    timeout: u64,
+    limits: &[String],
+) -> Result<BuildOptions, AppError> {
+    let limits = BuildLimits::from_args(limits)?;
+    Ok(build_options(global, jobs, Duration::from_secs(timeout.max(1)), limits))
+}
+
 /// The build options of the global flags and a command's `jobs` (none or 0:
 /// one per CPU), `timeout` and `limits`; no module signing, no shared cache,
 /// and a cached result or a build ([`CachePolicy::UseOrBuild`]): a command

@@ -56,16 +56,23 @@ pub enum Format {
     Gitlab,
 }
 
-/// `hermod plan`.
-pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), AppError> {
-    let ctx = Context::new(
+/// The context keys are computed in, as `hermod build` computes them (the
+/// signing certificate and the shared cache included; nothing is built):
+/// `plan`'s and `status`'s.
+pub(super) fn key_context(global: &Global, signing: &SigningArgs) -> Result<Context, AppError> {
+    Ok(Context::new(
         archives(global, None)?,
         BuildOptions {
-            signing: args.signing.load(global)?,
+            signing: signing.load(global)?,
             shared: shared_cache(global)?,
             ..build_options(global, None, DEFAULT_TIMEOUT, BuildLimits::default())
         },
-    );
+    ))
+}
+
+/// `hermod plan`.
+pub fn plan(global: &Global, args: &PlanArgs) -> Result<(), AppError> {
+    let ctx = key_context(global, &args.signing)?;
 
     let kernels = kernels(&ctx.archives, args)?;
     let mut entries = Vec::new();

@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::{archives, build_options, shared_cache, AppError, Global, SigningArgs, DEFAULT_TIMEOUT};
+use super::{AppError, Global, SigningArgs};
 use crate::config::{Config, Role};
 use crate::failures::{self, Kind};
 use crate::farm::repository::Repository;
 use crate::farm::{SystemTools, Wanted};
-use crate::limits::BuildLimits;
-use crate::pipeline::{BuildOptions, Context, PipelineError};
+use crate::pipeline::{Context, PipelineError};
 use crate::plan::Cached;
 use crate::repo::Published;
 use crate::source::SourceTree;
@@ -71,14 +70,7 @@ fn master_report(global: &Global, config: &Config, args: &StatusArgs) -> Result<
     if sources.is_empty() {
         return Err(StatusError::NothingWanted { config: config_name(config), what: " with a source" }.into());
     }
-    let ctx = Context::new(
-        archives(global, None)?,
-        BuildOptions {
-            signing: args.signing.load(global)?,
-            shared: shared_cache(global)?,
-            ..build_options(global, None, DEFAULT_TIMEOUT, BuildLimits::default())
-        },
-    );
+    let ctx = super::plan::key_context(global, &args.signing)?;
     let asked = if args.kernels.is_empty() {
         vec![match &config.flavours {
             Some(flavours) => format!("all:{}", flavours.join(",")),

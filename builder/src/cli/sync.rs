@@ -75,12 +75,14 @@ pub(super) fn sync(global: &Global, args: &SyncArgs) -> Result<(), AppError> {
     if sources.is_empty() {
         return Err(SyncError::NothingWanted { config: config_name }.into());
     }
-    let limits = BuildLimits::from_args(&args.limits)?;
-    let timeout = Duration::from_secs(args.timeout.max(1));
     let signing = ModuleSigning::from_paths(config.mok_signing_key.as_deref(), config.mok_certificate.as_deref())?;
     let ctx = Context::new(
         archives(global, None)?,
-        BuildOptions { signing, shared: shared_cache(global)?, ..build_options(global, args.jobs, timeout, limits) },
+        BuildOptions {
+            signing,
+            shared: shared_cache(global)?,
+            ..build_flags(global, args.jobs, args.timeout, &args.limits)?
+        },
     );
     let kernels = wanted_kernels(&ctx.archives, config, &args.kernels)?;
     let (inputs, wanted) = prepare_per_release(&ctx.archives, &sources, &kernels, &[])?;

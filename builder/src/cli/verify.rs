@@ -10,7 +10,6 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::Args;
 use sha2::{Digest, Sha256};
@@ -403,14 +402,12 @@ fn keep(
 
 /// The child: one build of the copied source, the cache bypassed.
 fn one_build(global: &Global, args: &VerifyArgs, lock: &Path, out: &Path) -> Result<(), AppError> {
-    let limits = BuildLimits::from_args(&args.limits)?;
-    let timeout = Duration::from_secs(args.timeout.max(1));
     let ctx = Context::new(
         super::archives(global, Some(lock))?,
         BuildOptions {
             signing: args.signing.load(global)?,
             cache_policy: crate::pipeline::CachePolicy::Bypass,
-            ..super::build_options(global, args.jobs, timeout, limits)
+            ..super::build_flags(global, args.jobs, args.timeout, &args.limits)?
         },
     );
     let kernel = ctx.archives.default_kernel()?;
